@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/* The YAML config: a located node tree, the tenant/instance model, option
+   resolution against a plugin's declared table. */
+#ifndef CONNHOST_CONFIG_H
+#define CONNHOST_CONFIG_H
+
+#include <stddef.h>
+
+#include <connhost/plugin.h>
+
+enum cfg_kind { CFG_SCALAR = 0, CFG_SEQ, CFG_MAP };
+
+/* One YAML node with its location (1-based line and column). */
+struct cfg_node {
+  enum cfg_kind kind;
+  char *value; /* CFG_SCALAR: raw text, ${...} not yet expanded */
+  int plain;   /* CFG_SCALAR: written without quotes (may be int/bool) */
+  size_t n;    /* CFG_SEQ/CFG_MAP: number of children */
+  char **keys; /* CFG_MAP: child keys; NULL for a sequence */
+  struct cfg_node **kids;  /* children (map values or sequence items) */
+  struct cfg_node **knodes; /* CFG_MAP: key nodes (for key locations) */
+  const char *file;         /* borrowed from struct config */
+  unsigned line, col;
+};
+
+/* Find `key` in a map node; NULL when absent or `map` is not a map. */
+const struct cfg_node *cfg_get(const struct cfg_node *map, const char *key);
+
+struct config_instance {
+  char *tenant;
+  char *name;
+  char *plugin; /* defaults to the instance name */
+  int enabled;  /* default 1 */
+  int provisioning; /* default 0 */
+  const struct cfg_node *node;    /* the instance map, for locations */
+  const struct cfg_node *options; /* the options map, or NULL */
+};
+
+struct config_tenant {
+  char *name;
+  struct config_instance *instances;
+  size_t ninstances;
+  const struct cfg_node *node;
+};
+
+struct config {
+  char *path; /* as given */
+  char *dir;  /* absolute directory of the file */
+  char *plugin_dir; /* absolute, or NULL when not set */
+  char *output;     /* absolute, or NULL when not set */
+  char *format;     /* "json" / "jsonl", or NULL */
+  int workers;      /* 0 when not set */
+  long max_pages;   /* 0 when not set: page limit per list/grants chain */
+  long http_timeout_ms;         /* 0 when not set */
+  long http_connect_timeout_ms; /* 0 when not set */
+  int http_max_attempts;        /* 0 when not set */
+  long http_max_body_bytes;     /* 0 when not set */
+  struct config_tenant *tenants;
+  size_t ntenants;
+  struct cfg_node *root;
+};
+
+/*
+ * Load and check `path`. Every error message starts with "FILE:LINE:COL: "
+ * (malformed YAML, unknown keys, wrong types, bad names). Host-level
+ * ${env:NAME} / ${file:PATH} values are expanded here; instance options are
+ * expanded by config_resolve_options(). Returns CH_OK or CH_E_CONFIG.
+ */
+int config_load(const char *path, struct config **out, struct ch_err *err);
+void config_free(struct config *c);
+
+/* Resolved options of one instance: what ch_cfg.values points at. */
+struct config_options {
+  size_t n;
+  struct ch_opt_value *values; /* values[i] belongs to table[i] */
+  void *storage;               /* owned strings and lists */
+};
+
+/*
+ * Validate `ci`'s options against `table` (the plugin's declared options):
+ * unknown key, wrong type, missing required option: each an error with
+ * FILE:LINE:COL naming the key and plugin. Expands ${env:NAME} and
+ * ${file:PATH} (a missing variable or unreadable file is an error naming
+ * the key, never showing a value), applies defaults, resolves relative
+ * CH_OPT_PATH values against the config file's directory, and registers
+ * every expanded value and every CH_OPT_SECRET value with log_add_secret().
+ */
+int config_resolve_options(const struct config *c,
+                           const struct config_instance *ci,
+                           const struct ch_option *table,
+                           const char *plugin_name, struct config_options *out,
+                           struct ch_err *err);
+void config_options_release(struct config_options *o);
+
+/* Expand "${env:NAME}" / "${file:PATH}" in one scalar (the whole value or
+   embedded parts). Sets *secret when anything was expanded. `what` names the
+   key in errors. Returns a malloc'd string or NULL with err set. */
+char *config_expand(const struct config *c, const struct cfg_node *n,
+                    const char *what, int *secret, struct ch_err *err);
+
+/* Resolve `p` against the config's directory (absolute stays). malloc'd. */
+char *config_path(const struct config *c, const char *p);
+
+#endif

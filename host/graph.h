@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* The unified entitlement graph: records from every instance, identity
+   merge, grant expansion, sorted JSON / JSONL output. */
+#ifndef CONNHOST_GRAPH_H
+#define CONNHOST_GRAPH_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <connhost/plugin.h>
+
+struct graph;
+
+struct graph *graph_new(void);
+void graph_free(struct graph *g);
+
+/*
+ * Register an instance before its records arrive. `types` (the plugin's
+ * table) must outlive the graph. Returns the instance index (>= 0) or a
+ * negative status. Not thread-safe: call before workers start.
+ */
+int graph_add_instance(struct graph *g, const char *tenant,
+                       const char *instance, const char *plugin,
+                       const char *plugin_version,
+                       const struct ch_resource_type *types);
+
+/*
+ * Copy one record into the graph. Thread-safe. Returns CH_E_INVALID with a
+ * clear message in `err` for a malformed record: no id, unknown type, a
+ * parent of the wrong type, a slug the type does not declare, a grant with
+ * no principal. The caller fails the instance on error.
+ */
+int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
+                       struct ch_err *err);
+int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
+                    struct ch_err *err);
+
+/* How one instance's run went; written into the output. */
+struct graph_report {
+  int ok;            /* 1 = complete */
+  const char *error; /* first error when !ok (copied) */
+  uint64_t pages;
+  uint64_t requests;
+  uint64_t retries;
+  uint64_t warnings;
+};
+void graph_set_report(struct graph *g, int inst, const struct graph_report *r);
+
+/*
+ * After all workers stopped: drop failed instances' records, check grants
+ * (a grant on an entitlement no resource carries fails its instance with a
+ * clear message; a grant to a principal that was never listed is dropped
+ * and counted as a warning), merge identities (union-find over match keys
+ * within a tenant), expand expandable grants (direct: false, sources
+ * recorded, cycle-safe), sort everything by key.
+ */
+int graph_finish(struct graph *g);
+
+/* Status of instance `inst` after graph_finish (it may have failed there). */
+int graph_instance_ok(const struct graph *g, int inst, const char **error);
+
+struct graph_counts {
+  size_t resources, entitlements, grants, derived_grants, identities;
+  size_t merged_identities; /* identities with more than one resource */
+};
+void graph_counts(const struct graph *g, struct graph_counts *out);
+
+enum graph_format { GRAPH_JSON = 0, GRAPH_JSONL };
+
+/* Write the finished graph. `generated_at` is an RFC 3339 UTC time. */
+int graph_write(const struct graph *g, FILE *f, enum graph_format fmt,
+                const char *generated_at, struct ch_err *err);
+
+/* ---- keys (printed forms, DESIGN §3) ---- */
+
+/* Percent-encode one key component ('%', '/', '#', control bytes, and
+   0x7f). malloc'd. */
+char *key_encode(const char *component);
+/* "tenant/instance/type/id", each encoded. malloc'd. */
+char *key_resource(const char *tenant, const char *instance, const char *type,
+                   const char *id);
+/* Parse a resource key ("t/i/type/id") or an entitlement key
+   ("t/i/type/id#slug"; slug NULL for a resource key) into malloc'd decoded
+   parts. Returns CH_OK or CH_E_INVALID. */
+struct key_parts {
+  char *tenant, *instance, *type, *id, *slug;
+};
+int key_parse(const char *key, int want_slug, struct key_parts *out,
+              struct ch_err *err);
+void key_parts_release(struct key_parts *p);
+
+/* Write `path` atomically: temp file in the same directory, write, flush,
+   fsync, rename. On failure the old file is untouched and the temp file is
+   removed. */
+int output_write_atomic(const char *path,
+                        int (*write_fn)(FILE *f, void *arg,
+                                        struct ch_err *err),
+                        void *arg, struct ch_err *err);
+
+#endif

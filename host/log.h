@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/* Logging: level filter, text or JSON lines on stderr, secret redaction. */
+#ifndef CONNHOST_LOG_H
+#define CONNHOST_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <connhost/plugin.h>
+
+enum log_format { LOG_TEXT = 0, LOG_JSON };
+
+/* Set once in main before threads start. */
+void log_setup(enum ch_log_level level, enum log_format format, int quiet);
+enum ch_log_level log_level(void);
+int log_parse_level(const char *name, enum ch_log_level *out);
+
+/*
+ * Register a secret value: from now on every log line, error message passed
+ * through log_redact() and dry-run print replaces it with "***". Values
+ * shorter than 4 bytes are ignored (they would blank out ordinary words).
+ * Thread-safe; the string is copied.
+ */
+void log_add_secret(const char *value);
+
+/* Copy `in` to `out` with every registered secret replaced by "***". */
+void log_redact(const char *in, char *out, size_t outsz);
+
+/* Log one line. `prefix` is e.g. "jira_cloud:acme/jira" or NULL. */
+void log_msg(const char *prefix, enum ch_log_level level, const char *fmt, ...)
+    CH_PRINTF(3, 4);
+void log_vmsg(const char *prefix, enum ch_log_level level, const char *fmt,
+              va_list ap);
+
+/* Release the secret registry (at exit). */
+void log_cleanup(void);
+
+#define log_error(...) log_msg(NULL, CH_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(NULL, CH_LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(NULL, CH_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(NULL, CH_LOG_DEBUG, __VA_ARGS__)
+
+#endif

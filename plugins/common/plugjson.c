@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/* JSON over the host HTTP service, shared by the in-tree plugins. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugjson.h"
+
+const struct ch_opt_value *pj_opt(const struct ch_cfg *cfg,
+                                  const struct ch_option *table,
+                                  const char *name) {
+  for (size_t i = 0; table[i].name && i < cfg->nvalues; i++) {
+    if (strcmp(table[i].name, name) == 0)
+      return cfg->values[i].set ? &cfg->values[i] : NULL;
+  }
+  return NULL;
+}
+
+const char *pj_opt_str(const struct ch_cfg *cfg, const struct ch_option *table,
+                       const char *name, const char *def) {
+  const struct ch_opt_value *v = pj_opt(cfg, table, name);
+  return v && v->str ? v->str : def;
+}
+
+long long pj_opt_num(const struct ch_cfg *cfg, const struct ch_option *table,
+                     const char *name, long long def) {
+  const struct ch_opt_value *v = pj_opt(cfg, table, name);
+  return v ? v->num : def;
+}
+
+static int buf_grow(struct pj_buf *b, size_t more) {
+  size_t need = b->len + more + 1;
+  char *s;
+
+  if (need <= b->cap)
+    return CH_OK;
+  size_t cap = b->cap ? b->cap : 128;
+  while (cap < need)
+    cap *= 2;
+  s = realloc(b->s, cap);
+  if (!s)
+    return CH_E_NOMEM;
+  b->s = s;
+  b->cap = cap;
+  return CH_OK;
+}
+
+int pj_buf_add(struct pj_buf *b, const char *s) {
+  size_t n = strlen(s);
+  if (buf_grow(b, n))
+    return CH_E_NOMEM;
+  memcpy(b->s + b->len, s, n + 1);
+  b->len += n;
+  return CH_OK;
+}
+
+int pj_buf_addf(struct pj_buf *b, const char *fmt, ...) {
+  va_list ap;
+  int n;
+
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || buf_grow(b, (size_t)n))
+    return CH_E_NOMEM;
+  va_start(ap, fmt);
+  vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return CH_OK;
+}
+
+int pj_buf_add_enc(struct pj_buf *b, const struct ch_host *host,
+                   const char *s) {
+  size_t n = host->url_encode(s, NULL, 0);
+  if (buf_grow(b, n))
+    return CH_E_NOMEM;
+  host->url_encode(s, b->s + b->len, n + 1);
+  b->len += n;
+  return CH_OK;
+}
+
+void pj_buf_free(struct pj_buf *b) {
+  free(b->s);
+  b->s = NULL;
+  b->len = b->cap = 0;
+}
+
+static json_object *parse_json(const char *text, size_t len,
+                               const char **why) {
+  struct json_tokener *tok = json_tokener_new();
+  json_object *o;
+
+  if (!tok) {
+    *why = "out of memory";
+    return NULL;
+  }
+  o = json_tokener_parse_ex(tok, text, (int)len);
+  if (!o) {
+    enum json_tokener_error e = json_tokener_get_error(tok);
+    /* A body that stops mid-document is still "continue": truncated. */
+    *why = e == json_tokener_continue ? "truncated document"
+                                      : json_tokener_error_desc(e);
+  } else if (json_tokener_get_parse_end(tok) < len) {
+    size_t end = json_tokener_get_parse_end(tok);
+    while (end < len && strchr(" \t\r\n", text[end]))
+      end++;
+    if (end < len) {
+      json_object_put(o);
+      o = NULL;
+      *why = "trailing data after the document";
+    }
+  }
+  json_tokener_free(tok);
+  return o;
+}
+
+int pj_request(const struct pj_client *c, const char *method, const char *url,
+               json_object *body, unsigned flags, const char *what,
+               long *status, json_object **out, struct ch_err *err) {
+  struct ch_http_req req = {0};
+  struct ch_http_resp resp = {0};
+  json_object *parsed = NULL;
+  const char *why = NULL;
+  int rc;
+
+  if (out)
+    *out = NULL;
+  *status = 0;
+  req.method = method;
+  req.url = url;
+  req.basic_user = c->basic_user;
+  req.basic_secret = c->basic_secret;
+  req.bearer = c->bearer;
+  req.flags = flags;
+  if (body) {
+    req.body = json_object_to_json_string_ext(
+        body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    req.body_len = strlen(req.body);
+  }
+  rc = c->host->http(c->hc, &req, &resp, err);
+  if (rc != CH_OK)
+    goto out;
+  *status = resp.status;
+  if (resp.dry_run)
+    goto out;
+  if (resp.body_len)
+    parsed = parse_json(resp.body, resp.body_len, &why);
+  if (resp.status < 200 || resp.status > 299) {
+    rc = c->host->http_error(c->hc, &resp, what, err);
+  } else if (resp.body_len && !parsed) {
+    rc = ch_err_set(err, CH_E_PROTOCOL, "%s: malformed JSON: %s", what, why);
+  }
+  if (out) {
+    *out = parsed;
+    parsed = NULL;
+  }
+out:
+  json_object_put(parsed);
+  c->host->http_free(&resp);
+  return rc;
+}
+
+const char *pj_str(json_object *o, const char *key) {
+  json_object *v;
+  if (!o || !json_object_object_get_ex(o, key, &v) ||
+      !json_object_is_type(v, json_type_string))
+    return NULL;
+  return json_object_get_string(v);
+}
+
+json_object *pj_arr(json_object *o, const char *key) {
+  json_object *v;
+  if (!o || !json_object_object_get_ex(o, key, &v) ||
+      !json_object_is_type(v, json_type_array))
+    return NULL;
+  return v;
+}
+
+json_object *pj_obj(json_object *o, const char *key) {
+  json_object *v;
+  if (!o || !json_object_object_get_ex(o, key, &v) ||
+      !json_object_is_type(v, json_type_object))
+    return NULL;
+  return v;
+}
+
+int pj_bool(json_object *o, const char *key, int def) {
+  json_object *v;
+  if (!o || !json_object_object_get_ex(o, key, &v) ||
+      !json_object_is_type(v, json_type_boolean))
+    return def;
+  return json_object_get_boolean(v);
+}
+
+long long pj_int(json_object *o, const char *key, long long def) {
+  json_object *v;
+  if (!o || !json_object_object_get_ex(o, key, &v) ||
+      !json_object_is_type(v, json_type_int))
+    return def;
+  return (long long)json_object_get_int64(v);
+}
+
+json_object *pj_token_decode(const char *token, struct ch_err *err) {
+  json_object *o;
+  const char *why = NULL;
+
+  if (!token || !*token)
+    return json_object_new_object();
+  o = parse_json(token, strlen(token), &why);
+  if (!o || !json_object_is_type(o, json_type_object)) {
+    json_object_put(o);
+    ch_err_set(err, CH_E_INVALID, "page token is not valid");
+    return NULL;
+  }
+  return o;
+}
+
+const char *pj_token_text(json_object *o) {
+  return json_object_to_json_string_ext(
+      o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
