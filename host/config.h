@@ -62,9 +62,12 @@ struct config {
 
 /*
  * Load and check `path`. Every error message starts with "FILE:LINE:COL: "
- * (malformed YAML, unknown keys, wrong types, bad names). Host-level
- * ${env:NAME} / ${file:PATH} values are expanded here; instance options are
- * expanded by config_resolve_options(). Returns CH_OK or CH_E_CONFIG.
+ * (malformed YAML, unknown keys, wrong types, bad names, duplicate keys,
+ * YAML aliases, which are rejected); only a file that cannot be read at all
+ * gives "FILE: ...". Host-level ${env:NAME} / ${file:PATH} values are
+ * expanded here (and not registered as secrets); instance options are
+ * expanded by config_resolve_options(). Returns CH_OK, CH_E_CONFIG or
+ * CH_E_NOMEM; on failure *out is NULL.
  */
 int config_load(const char *path, struct config **out, struct ch_err *err);
 void config_free(struct config *c);
@@ -84,6 +87,11 @@ struct config_options {
  * the key, never showing a value), applies defaults, resolves relative
  * CH_OPT_PATH values against the config file's directory, and registers
  * every expanded value and every CH_OPT_SECRET value with log_add_secret().
+ * A CH_OPT_SECRET value written inline is accepted with a warning. An
+ * option written as `key:` (YAML null) counts as not given. Every table
+ * entry gets a value (`set` 0 when neither given nor defaulted). On failure
+ * `out` is already released; otherwise release it with
+ * config_options_release() (which accepts NULL and a released object).
  */
 int config_resolve_options(const struct config *c,
                            const struct config_instance *ci,
@@ -93,8 +101,10 @@ int config_resolve_options(const struct config *c,
 void config_options_release(struct config_options *o);
 
 /* Expand "${env:NAME}" / "${file:PATH}" in one scalar (the whole value or
-   embedded parts). Sets *secret when anything was expanded. `what` names the
-   key in errors. Returns a malloc'd string or NULL with err set. */
+   embedded parts; "$${" is a literal "${"). Sets *secret when anything was
+   expanded. `what` names the key in errors, as a phrase ("option
+   'api_token'", "key 'workers'"); errors never show an expanded value or a
+   file's content. Returns a malloc'd string or NULL with err set. */
 char *config_expand(const struct config *c, const struct cfg_node *n,
                     const char *what, int *secret, struct ch_err *err);
 

@@ -1,0 +1,494 @@
+/* SPDX-License-Identifier: MIT */
+/* Command-line parsing, help, and the setup every command shares. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "http.h"
+#include "log.h"
+#include "stop.h"
+
+static const char usage_text[] =
+    "usage: connhost [-c FILE] [COMMAND] [OPTIONS]\n"
+    "\n"
+    "Sync identities and access from SaaS connectors into one entitlement\n"
+    "graph, and change access on request.\n"
+    "\n"
+    "Commands:\n"
+    "  sync        sync every enabled instance and write the graph (default)\n"
+    "  check       validate the config, load the plugins, test each enabled\n"
+    "              instance's credentials\n"
+    "  plugins     list the plugins in the plugin directory\n"
+    "  grant       grant an entitlement:  --entitlement KEY --principal KEY\n"
+    "  revoke      revoke an entitlement: --entitlement KEY --principal KEY\n"
+    "  provision   create an account: --tenant T --instance I --email E\n"
+    "  action      run a plugin action: --tenant T --instance I NAME\n"
+    "              [--arg KEY=VALUE]...\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE      config file (default: ./connhost.yaml)\n"
+    "  -o, --output FILE      where the graph goes ('-' = stdout; default:\n"
+    "                         the config's output, else ./graph.json)\n"
+    "      --format FMT       json (default) or jsonl\n"
+    "  -w, --workers N        worker threads (default: config, else 4 per "
+    "core)\n"
+    "      --tenant NAME      only this tenant (repeatable); for provision\n"
+    "                         and action, the tenant to act in\n"
+    "      --instance NAME    the instance to act in (provision, action)\n"
+    "      --plugin-dir DIR   plugin directory (default: config plugin_dir,\n"
+    "                         else " PLUGINDIR ")\n"
+    "      --max-pages N      pages per list chain before an instance fails\n"
+    "                         (default: config, else 100000)\n"
+    "      --allow-partial    write the graph even when instances failed\n"
+    "      --dry-run          print the requests a write would send; send "
+    "none\n"
+    "      --entitlement KEY  tenant/instance/type/id#slug (grant, revoke)\n"
+    "      --principal KEY    tenant/instance/type/id (grant, revoke)\n"
+    "      --email ADDR       provision: the account's email\n"
+    "      --display-name S   provision: display name\n"
+    "      --given-name S     provision: given name\n"
+    "      --family-name S    provision: family name\n"
+    "      --attr KEY=VALUE   provision: a plugin-specific attribute "
+    "(repeatable)\n"
+    "      --arg KEY=VALUE    action: an argument (repeatable)\n"
+    "      --name NAME        action: the action's name (or give it after\n"
+    "                         'action')\n"
+    "      --log-level LVL    error, warn, info (default), debug\n"
+    "      --log-format FMT   text (default) or json\n"
+    "  -q, --quiet            errors only; no progress line or summary\n"
+    "  -V, --version          print the version and plugin ABI\n"
+    "  -h, --help             this help\n"
+    "\n"
+    "Exit status: 0 ok, 1 failure, 2 usage or config error, 3 partial (some\n"
+    "instances failed), 130/143 stopped by SIGINT/SIGTERM.\n"
+    "Writes need 'provisioning: true' on the instance.\n";
+
+enum {
+  OPT_FORMAT = 256,
+  OPT_TENANT,
+  OPT_INSTANCE,
+  OPT_PLUGIN_DIR,
+  OPT_MAX_PAGES,
+  OPT_ALLOW_PARTIAL,
+  OPT_DRY_RUN,
+  OPT_ENTITLEMENT,
+  OPT_PRINCIPAL,
+  OPT_EMAIL,
+  OPT_DISPLAY_NAME,
+  OPT_GIVEN_NAME,
+  OPT_FAMILY_NAME,
+  OPT_ATTR,
+  OPT_ARG,
+  OPT_NAME,
+  OPT_LOG_LEVEL,
+  OPT_LOG_FORMAT
+};
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"output", required_argument, NULL, 'o'},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"workers", required_argument, NULL, 'w'},
+    {"tenant", required_argument, NULL, OPT_TENANT},
+    {"instance", required_argument, NULL, OPT_INSTANCE},
+    {"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
+    {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
+    {"allow-partial", no_argument, NULL, OPT_ALLOW_PARTIAL},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"entitlement", required_argument, NULL, OPT_ENTITLEMENT},
+    {"principal", required_argument, NULL, OPT_PRINCIPAL},
+    {"email", required_argument, NULL, OPT_EMAIL},
+    {"display-name", required_argument, NULL, OPT_DISPLAY_NAME},
+    {"given-name", required_argument, NULL, OPT_GIVEN_NAME},
+    {"family-name", required_argument, NULL, OPT_FAMILY_NAME},
+    {"attr", required_argument, NULL, OPT_ATTR},
+    {"arg", required_argument, NULL, OPT_ARG},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"quiet", no_argument, NULL, 'q'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+static const char *const command_names[] = {
+    "sync", "check", "plugins", "grant", "revoke", "provision", "action"};
+
+static int usage_error(const char *fmt, ...) CH_PRINTF(1, 2);
+static int usage_error(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "connhost: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'connhost --help'.\n");
+  return EXIT_USAGE;
+}
+
+static int push_str(const char ***list, size_t *n, const char *s) {
+  const char **grown = realloc(*list, (*n + 1) * sizeof(**list));
+  if (!grown)
+    return -1;
+  *list = grown;
+  (*list)[(*n)++] = s;
+  return 0;
+}
+
+static int parse_long(const char *s, long min, long max, long *out) {
+  char *end;
+  long v;
+  errno = 0;
+  v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < min || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static enum ch_log_level opt_level = CH_LOG_INFO;
+static enum log_format opt_log_format = LOG_TEXT;
+
+int cli_parse(struct cli *cli, int argc, char **argv) {
+  int c;
+  long v;
+
+  memset(cli, 0, sizeof(*cli));
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":c:o:w:qVh", long_opts, NULL)) != -1) {
+    switch (c) {
+    case 'c':
+      cli->config_path = optarg;
+      break;
+    case 'o':
+      cli->output = optarg;
+      break;
+    case OPT_FORMAT:
+      if (strcmp(optarg, "json") && strcmp(optarg, "jsonl"))
+        return usage_error("--format must be json or jsonl, not '%s'",
+                           optarg);
+      cli->format = optarg;
+      break;
+    case 'w':
+      if (parse_long(optarg, 1, 256, &v))
+        return usage_error("--workers must be 1..256, not '%s'", optarg);
+      cli->workers = (int)v;
+      break;
+    case OPT_TENANT:
+      if (push_str(&cli->tenants, &cli->ntenants, optarg))
+        return EXIT_FAIL;
+      break;
+    case OPT_INSTANCE:
+      cli->instance = optarg;
+      break;
+    case OPT_PLUGIN_DIR:
+      cli->plugin_dir = optarg;
+      break;
+    case OPT_MAX_PAGES:
+      if (parse_long(optarg, 1, 1000000000L, &v))
+        return usage_error("--max-pages must be a positive number, not '%s'",
+                           optarg);
+      cli->max_pages = v;
+      break;
+    case OPT_ALLOW_PARTIAL:
+      cli->allow_partial = 1;
+      break;
+    case OPT_DRY_RUN:
+      cli->dry_run = 1;
+      break;
+    case OPT_ENTITLEMENT:
+      cli->entitlement = optarg;
+      break;
+    case OPT_PRINCIPAL:
+      cli->principal = optarg;
+      break;
+    case OPT_EMAIL:
+      cli->email = optarg;
+      break;
+    case OPT_DISPLAY_NAME:
+      cli->display_name = optarg;
+      break;
+    case OPT_GIVEN_NAME:
+      cli->given_name = optarg;
+      break;
+    case OPT_FAMILY_NAME:
+      cli->family_name = optarg;
+      break;
+    case OPT_ATTR:
+    case OPT_ARG:
+      if (!strchr(optarg, '=') || optarg[0] == '=')
+        return usage_error("expected KEY=VALUE, got '%s'", optarg);
+      if (push_str(&cli->kv, &cli->nkv, optarg))
+        return EXIT_FAIL;
+      break;
+    case OPT_NAME:
+      cli->action = optarg;
+      break;
+    case OPT_LOG_LEVEL:
+      if (log_parse_level(optarg, &opt_level))
+        return usage_error("--log-level must be error, warn, info or debug, "
+                           "not '%s'",
+                           optarg);
+      break;
+    case OPT_LOG_FORMAT:
+      if (strcmp(optarg, "text") == 0)
+        opt_log_format = LOG_TEXT;
+      else if (strcmp(optarg, "json") == 0)
+        opt_log_format = LOG_JSON;
+      else
+        return usage_error("--log-format must be text or json, not '%s'",
+                           optarg);
+      break;
+    case 'q':
+      cli->quiet = 1;
+      break;
+    case 'V':
+      printf("connhost %s (plugin ABI %u)\n", PACKAGE_VERSION, CH_PLUGIN_ABI);
+      return EXIT_OK;
+    case 'h':
+      fputs(usage_text, stdout);
+      return EXIT_OK;
+    case ':':
+      return usage_error("option '%s' needs a value", argv[optind - 1]);
+    default:
+      return usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+
+  if (optind < argc) {
+    size_t i;
+    for (i = 0; i < sizeof(command_names) / sizeof(command_names[0]); i++) {
+      if (strcmp(argv[optind], command_names[i]) == 0)
+        break;
+    }
+    if (i == sizeof(command_names) / sizeof(command_names[0]))
+      return usage_error("unknown command '%s'", argv[optind]);
+    cli->cmd = (enum command)i;
+    optind++;
+  }
+  if (cli->cmd == CMD_ACTION && optind < argc && !cli->action)
+    cli->action = argv[optind++];
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
+  return -1;
+}
+
+void cli_release(struct cli *cli) {
+  free(cli->tenants);
+  free(cli->kv);
+}
+
+const char *session_plugin_dir(const struct session *s) {
+  if (s->cli->plugin_dir)
+    return s->cli->plugin_dir;
+  if (s->config && s->config->plugin_dir)
+    return s->config->plugin_dir;
+  return PLUGINDIR;
+}
+
+static int tenant_selected(const struct cli *cli, const char *tenant) {
+  if (!cli->ntenants)
+    return 1;
+  for (size_t i = 0; i < cli->ntenants; i++) {
+    if (strcmp(cli->tenants[i], tenant) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+static int add_instance(struct session *s, const struct config_instance *ci,
+                        struct instance **out) {
+  struct instance *in = NULL;
+  struct instance **grown;
+  const struct plugin *p = NULL;
+  struct ch_err err = {0};
+
+  if (registry_load(&s->registry, ci->plugin, &p, &err) != CH_OK) {
+    log_error("%s:%u:%u: tenant '%s' instance '%s': %s", ci->node->file,
+              ci->node->line, ci->node->col, ci->tenant, ci->name, err.msg);
+    return EXIT_USAGE;
+  }
+  in = calloc(1, sizeof(*in));
+  grown = realloc(s->insts, (s->ninsts + 1) * sizeof(*s->insts));
+  if (!in || !grown) {
+    free(in);
+    if (grown)
+      s->insts = grown;
+    log_error("out of memory");
+    return EXIT_FAIL;
+  }
+  s->insts = grown;
+  s->insts[s->ninsts++] = in;
+  if (instance_prepare(in, s->config, ci, p, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    return EXIT_USAGE;
+  }
+  if (out)
+    *out = in;
+  return -1;
+}
+
+int session_setup(struct session *s, struct cli *cli, int select) {
+  struct ch_err err = {0};
+  const char *path = cli->config_path;
+  int rc;
+
+  memset(s, 0, sizeof(*s));
+  s->cli = cli;
+  if (!path) {
+    if (access("connhost.yaml", F_OK) != 0 && cli->cmd == CMD_PLUGINS)
+      goto registry; /* listing plugins needs no config */
+    path = "connhost.yaml";
+  }
+  if (config_load(path, &s->config, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    return EXIT_USAGE;
+  }
+registry:
+  if (registry_init(&s->registry, session_plugin_dir(s), &err) != CH_OK) {
+    log_error("%s", err.msg);
+    return EXIT_USAGE;
+  }
+  s->registry_ready = 1;
+  if (!select)
+    return -1;
+
+  for (size_t i = 0; i < cli->ntenants; i++) {
+    size_t t;
+    for (t = 0; t < s->config->ntenants; t++) {
+      if (strcmp(s->config->tenants[t].name, cli->tenants[i]) == 0)
+        break;
+    }
+    if (t == s->config->ntenants) {
+      log_error("--tenant '%s': no such tenant in %s", cli->tenants[i],
+                s->config->path);
+      return EXIT_USAGE;
+    }
+  }
+  for (size_t t = 0; t < s->config->ntenants; t++) {
+    const struct config_tenant *ct = &s->config->tenants[t];
+    if (!tenant_selected(cli, ct->name))
+      continue;
+    for (size_t i = 0; i < ct->ninstances; i++) {
+      if (!ct->instances[i].enabled)
+        continue;
+      rc = add_instance(s, &ct->instances[i], NULL);
+      if (rc >= 0)
+        return rc;
+    }
+  }
+  if (!s->ninsts) {
+    log_error("%s: no enabled instances%s", s->config->path,
+              cli->ntenants ? " in the selected tenants" : "");
+    return EXIT_USAGE;
+  }
+  return -1;
+}
+
+int session_bind(struct session *s, const char *tenant, const char *instance,
+                 struct instance **out) {
+  for (size_t t = 0; t < s->config->ntenants; t++) {
+    const struct config_tenant *ct = &s->config->tenants[t];
+    if (strcmp(ct->name, tenant) != 0)
+      continue;
+    for (size_t i = 0; i < ct->ninstances; i++) {
+      if (strcmp(ct->instances[i].name, instance) == 0)
+        return add_instance(s, &ct->instances[i], out);
+    }
+    log_error("no instance '%s' in tenant '%s' of %s", instance, tenant,
+              s->config->path);
+    return EXIT_USAGE;
+  }
+  log_error("no tenant '%s' in %s", tenant, s->config->path);
+  return EXIT_USAGE;
+}
+
+void session_release(struct session *s) {
+  for (size_t i = 0; i < s->ninsts; i++) {
+    instance_release(s->insts[i]);
+    free(s->insts[i]);
+  }
+  free(s->insts);
+  if (s->registry_ready)
+    registry_release(&s->registry);
+  config_free(s->config);
+  memset(s, 0, sizeof(*s));
+}
+
+/* HTTP settings: config values over the built-in defaults. */
+static int http_start(const struct config *c) {
+  struct http_global_conf hc;
+  struct ch_err err = {0};
+
+  http_global_defaults(&hc);
+  if (c && c->http_timeout_ms)
+    hc.timeout_ms = c->http_timeout_ms;
+  if (c && c->http_connect_timeout_ms)
+    hc.connect_timeout_ms = c->http_connect_timeout_ms;
+  if (c && c->http_max_attempts)
+    hc.max_attempts = c->http_max_attempts;
+  if (c && c->http_max_body_bytes)
+    hc.max_body = (size_t)c->http_max_body_bytes;
+  if (http_global_init(&hc, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    return -1;
+  }
+  return 0;
+}
+
+int cli_main(int argc, char **argv) {
+  struct cli cli;
+  struct session s;
+  int rc = cli_parse(&cli, argc, argv);
+  int http_ready = 0;
+
+  if (rc >= 0)
+    goto out_cli;
+  log_setup(opt_level, opt_log_format, cli.quiet);
+  stop_install_handlers();
+  rc = session_setup(&s, &cli, cli.cmd == CMD_SYNC || cli.cmd == CMD_CHECK);
+  if (rc >= 0)
+    goto out;
+  /* curl_global_init must run before any thread starts. */
+  if (http_start(s.config)) {
+    rc = EXIT_FAIL;
+    goto out;
+  }
+  http_ready = 1;
+  switch (cli.cmd) {
+  case CMD_SYNC:
+    rc = cmd_sync(&s);
+    break;
+  case CMD_CHECK:
+    rc = cmd_check(&s);
+    break;
+  case CMD_PLUGINS:
+    rc = cmd_plugins(&s);
+    break;
+  case CMD_GRANT:
+  case CMD_REVOKE:
+    rc = cmd_grant_revoke(&s);
+    break;
+  case CMD_PROVISION:
+    rc = cmd_provision(&s);
+    break;
+  case CMD_ACTION:
+    rc = cmd_action(&s);
+    break;
+  }
+out:
+  session_release(&s);
+  if (http_ready)
+    http_global_cleanup();
+  log_cleanup();
+out_cli:
+  cli_release(&cli);
+  return rc;
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/* Command-line parsing and the pieces every command shares. */
+#ifndef CONNHOST_CLI_H
+#define CONNHOST_CLI_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "instance.h"
+#include "loader.h"
+
+/* Exit codes (DESIGN §6). */
+enum {
+  EXIT_OK = 0,
+  EXIT_FAIL = 1,
+  EXIT_USAGE = 2,
+  EXIT_PARTIAL = 3
+};
+
+enum command {
+  CMD_SYNC = 0,
+  CMD_CHECK,
+  CMD_PLUGINS,
+  CMD_GRANT,
+  CMD_REVOKE,
+  CMD_PROVISION,
+  CMD_ACTION
+};
+
+struct cli {
+  enum command cmd;
+  const char *config_path;
+  const char *plugin_dir;
+  const char *output;
+  const char *format;
+  int workers;
+  long max_pages;
+  int allow_partial;
+  int dry_run;
+  int quiet;
+  const char **tenants; /* --tenant filters */
+  size_t ntenants;
+  /* writes */
+  const char *entitlement;
+  const char *principal;
+  const char *tenant;
+  const char *instance;
+  const char *email;
+  const char *display_name;
+  const char *given_name;
+  const char *family_name;
+  const char *action;
+  const char **kv; /* --attr / --arg "k=v" */
+  size_t nkv;
+};
+
+/* What the commands share after setup: config, plugins, instances. */
+struct session {
+  struct cli *cli;
+  struct config *config;
+  struct registry registry;
+  int registry_ready;
+  struct instance **insts;
+  size_t ninsts;
+};
+
+/* Parse argv. Returns -1 to go on, or an exit code (help, version, usage
+   error). */
+int cli_parse(struct cli *cli, int argc, char **argv);
+void cli_release(struct cli *cli);
+
+/* The plugin directory: --plugin-dir, config plugin_dir, installed. */
+const char *session_plugin_dir(const struct session *s);
+
+/*
+ * Load the config and the plugin registry. With `select`, also bind every
+ * enabled instance that passes the --tenant filter (plugins loaded,
+ * options resolved) without opening them. Errors are printed; returns an
+ * exit code or -1 to go on.
+ */
+int session_setup(struct session *s, struct cli *cli, int select);
+/* Bind one named instance (for writes), enabled or not. */
+int session_bind(struct session *s, const char *tenant, const char *instance,
+                 struct instance **out);
+void session_release(struct session *s);
+
+int cmd_sync(struct session *s);
+int cmd_check(struct session *s);
+int cmd_plugins(struct session *s);
+int cmd_grant_revoke(struct session *s);
+int cmd_provision(struct session *s);
+int cmd_action(struct session *s);
+
+/* main() in one call: parse, set up logging and HTTP, dispatch. */
+int cli_main(int argc, char **argv);
+
+#endif

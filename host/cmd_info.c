@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/* `connhost check` and `connhost plugins`: what is configured and what
+   is installed, and whether it works. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+
+int cmd_check(struct session *s) {
+  size_t nok = 0, nfail = 0;
+
+  for (size_t i = 0; i < s->ninsts; i++) {
+    struct instance *in = s->insts[i];
+    const struct ch_plugin *d = in->plugin->desc;
+    struct ch_err err = {0};
+    char clean[sizeof(err.msg) + 64];
+    int rc = instance_open(in, &err);
+
+    if (rc == CH_OK && d->check) {
+      err.msg[0] = '\0';
+      rc = d->check(in->pinst, &err);
+    }
+    if (rc == CH_OK) {
+      printf("ok      %s/%s (%s %s): %s\n", in->ci->tenant, in->ci->name,
+             d->name, d->version ? d->version : "",
+             d->check ? "credentials work" : "config valid (no check op)");
+      nok++;
+    } else {
+      log_redact(err.msg[0] ? err.msg : "failed", clean, sizeof(clean));
+      printf("FAILED  %s/%s (%s %s): %s\n", in->ci->tenant, in->ci->name,
+             d->name, d->version ? d->version : "", clean);
+      nfail++;
+    }
+  }
+  if (nfail)
+    return nok ? EXIT_PARTIAL : EXIT_FAIL;
+  return EXIT_OK;
+}
+
+static void print_caps(unsigned caps) {
+  static const char *const names[] = {"sync", "grant", "revoke", "provision"};
+  int first = 1;
+  for (unsigned b = 0; b < 4; b++) {
+    if (caps & (1u << b)) {
+      printf("%s%s", first ? "" : ",", names[b]);
+      first = 0;
+    }
+  }
+  if (first)
+    printf("none");
+}
+
+static void print_traits(unsigned traits) {
+  static const char *const names[] = {"user", "group", "role", "app",
+                                      "workspace"};
+  int first = 1;
+  for (unsigned b = 0; b < 5; b++) {
+    if (traits & (1u << b)) {
+      printf("%s%s", first ? "" : ",", names[b]);
+      first = 0;
+    }
+  }
+}
+
+static void print_list(const char *const *list) {
+  for (size_t i = 0; list && list[i]; i++)
+    printf("%s%s", i ? "," : "", list[i]);
+}
+
+static void print_plugin(const struct plugin *p) {
+  const struct ch_plugin *d = p->desc;
+
+  printf("%s %s (ABI %u): %s\n", d->name, d->version ? d->version : "?",
+         d->abi, d->description ? d->description : "");
+  printf("  file: %s\n", p->path);
+  printf("  types:\n");
+  for (const struct ch_resource_type *t = d->types; t->id; t++) {
+    printf("    %-14s traits: ", t->id);
+    print_traits(t->traits);
+    if (t->parent)
+      printf("; parent: %s", t->parent);
+    printf("; caps: ");
+    print_caps(t->caps);
+    printf("\n");
+    for (const struct ch_entitlement_def *e = t->entitlements; e && e->slug;
+         e++) {
+      printf("      #%s -> ", e->slug);
+      print_list(e->grantable_to);
+      printf("\n");
+    }
+  }
+  if (d->actions && d->actions[0].name) {
+    printf("  actions:\n");
+    for (const struct ch_action_def *a = d->actions; a->name; a++) {
+      printf("    %s(", a->name);
+      print_list(a->args);
+      printf("): %s\n", a->help ? a->help : "");
+    }
+  }
+  printf("  ops: open,close,list%s%s%s%s%s%s\n", d->check ? ",check" : "",
+         d->grants ? ",grants" : "", d->grant ? ",grant" : "",
+         d->revoke ? ",revoke" : "",
+         d->provision_account ? ",provision_account" : "",
+         d->action ? ",action" : "");
+  printf("  options:\n");
+  for (const struct ch_option *o = d->options; o && o->name; o++) {
+    printf("    %-26s %s%s%s", o->name, loader_opt_type_name(o->type),
+           o->flags & CH_OPT_REQUIRED ? ", required" : "",
+           o->flags & CH_OPT_SECRET ? ", secret" : "");
+    if (o->def)
+      printf(", default %s", o->def);
+    printf("%s%s\n", o->help ? ": " : "", o->help ? o->help : "");
+  }
+}
+
+int cmd_plugins(struct session *s) {
+  struct scan_entry *e = NULL;
+  struct ch_err err = {0};
+  size_t n = 0, nbad = 0;
+
+  if (registry_scan(&s->registry, &e, &n, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    return EXIT_FAIL;
+  }
+  printf("plugin directory: %s\n", s->registry.dir);
+  if (!n)
+    printf("no plugins (*.so) found\n");
+  for (size_t i = 0; i < n; i++) {
+    if (e[i].plugin)
+      print_plugin(e[i].plugin);
+    else
+      nbad++;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!e[i].plugin)
+      printf("FAILED to load %s: %s\n", e[i].file, e[i].error);
+  }
+  scan_entries_free(e, n);
+  return nbad ? EXIT_FAIL : EXIT_OK;
+}

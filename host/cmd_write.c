@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/* The write commands: grant, revoke, provision, action. Each needs
+   `provisioning: true` on the instance, supports --dry-run, and leaves an
+   audit line on stderr. */
+#include "autoconfig.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "graph.h"
+#include "log.h"
+
+static const char *const outcome_names[] = {"done", "already", "dry run",
+                                            "pending"};
+
+static const char *outcome_name(enum ch_outcome o) {
+  return o <= CH_PENDING ? outcome_names[o] : "?";
+}
+
+/* Writes are refused unless the operator opted in for this instance; a dry
+   run sends nothing, so it is allowed either way. */
+static int check_writable(struct session *s, struct instance *in) {
+  const struct config_instance *ci = in->ci;
+
+  if (ci->provisioning || s->cli->dry_run)
+    return -1;
+  log_error("%s:%u:%u: instance '%s/%s' does not allow writes: set "
+            "'provisioning: true' on it to grant, revoke, provision or run "
+            "actions (or use --dry-run to preview)",
+            ci->node->file, ci->node->line, ci->node->col, ci->tenant,
+            ci->name);
+  return EXIT_USAGE;
+}
+
+/* Bind, gate and open the instance a write goes to. */
+static int open_for_write(struct session *s, const char *tenant,
+                          const char *instance, struct instance **out) {
+  struct ch_err err = {0};
+  struct instance *in = NULL;
+  int rc = session_bind(s, tenant, instance, &in);
+
+  if (rc >= 0)
+    return rc;
+  rc = check_writable(s, in);
+  if (rc >= 0)
+    return rc;
+  if (s->cli->dry_run)
+    instance_set_dry_run(in, stdout);
+  if (instance_open(in, &err) != CH_OK) {
+    log_msg(in->hctx.label, CH_LOG_ERROR, "open: %s", err.msg);
+    return EXIT_FAIL;
+  }
+  *out = in;
+  return -1;
+}
+
+static void audit(struct instance *in, const char *fmt, ...) CH_PRINTF(2, 3);
+static void audit(struct instance *in, const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  log_msg(in->hctx.label, CH_LOG_INFO, "audit: %s", line);
+}
+
+/* Print the outcome of a write and turn it into an exit code. */
+static int report(struct instance *in, const char *what, int rc,
+                  const struct ch_result *res, const struct ch_err *err) {
+  char clean[sizeof(err->msg) + 64];
+
+  if (rc != CH_OK) {
+    log_redact(err->msg[0] ? err->msg : "failed", clean, sizeof(clean));
+    audit(in, "%s: failed: %s", what, clean);
+    fprintf(stderr, "connhost: %s failed: %s\n", what, clean);
+    return EXIT_FAIL;
+  }
+  audit(in, "%s: %s%s%s", what, outcome_name(res->outcome),
+        res->message[0] ? ": " : "", res->message);
+  switch (res->outcome) {
+  case CH_DONE:
+    printf("done: %s", what);
+    break;
+  case CH_ALREADY:
+    printf("already: %s (nothing to change)", what);
+    break;
+  case CH_DRY_RUN:
+    printf("dry run: %s (nothing was sent)", what);
+    break;
+  case CH_PENDING:
+    printf("pending: %s", what);
+    break;
+  }
+  if (res->key[0])
+    printf(" [%s]", res->key);
+  if (res->message[0])
+    printf(": %s", res->message);
+  printf("\n");
+  return EXIT_OK;
+}
+
+int cmd_grant_revoke(struct session *s) {
+  struct cli *cli = s->cli;
+  int granting = cli->cmd == CMD_GRANT;
+  const char *verb = granting ? "grant" : "revoke";
+  struct key_parts ent = {0}, pr = {0};
+  struct ch_err err = {0};
+  struct ch_result res = {0};
+  struct ch_change ch = {0};
+  struct instance *in = NULL;
+  const struct ch_resource_type *rt, *pt;
+  const struct ch_entitlement_def *ed;
+  const struct ch_plugin *d;
+  char what[1024];
+  int rc = EXIT_USAGE;
+
+  if (!cli->entitlement || !cli->principal) {
+    log_error("%s needs --entitlement KEY and --principal KEY", verb);
+    return EXIT_USAGE;
+  }
+  if (key_parse(cli->entitlement, 1, &ent, &err) != CH_OK ||
+      key_parse(cli->principal, 0, &pr, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    goto out;
+  }
+  if (strcmp(ent.tenant, pr.tenant) || strcmp(ent.instance, pr.instance)) {
+    log_error("the principal '%s' must belong to the entitlement's instance "
+              "'%s/%s'",
+              cli->principal, ent.tenant, ent.instance);
+    goto out;
+  }
+  rc = open_for_write(s, ent.tenant, ent.instance, &in);
+  if (rc >= 0)
+    goto out;
+  rc = EXIT_USAGE;
+  d = in->plugin->desc;
+  rt = plugin_type(d, ent.type);
+  pt = plugin_type(d, pr.type);
+  ed = rt ? plugin_entitlement(rt, ent.slug) : NULL;
+  if (!rt || !pt) {
+    log_error("plugin '%s' has no resource type '%s'", d->name,
+              rt ? pr.type : ent.type);
+    goto out;
+  }
+  if (!ed) {
+    log_error("type '%s' of plugin '%s' has no entitlement '%s'", ent.type,
+              d->name, ent.slug);
+    goto out;
+  }
+  if (!(granting ? d->grant : d->revoke) ||
+      !(rt->caps & (granting ? CH_CAP_GRANT : CH_CAP_REVOKE))) {
+    log_error("plugin '%s' cannot %s '%s' entitlements", d->name, verb,
+              ent.type);
+    goto out;
+  }
+  if (!plugin_list_has(ed->grantable_to, pr.type)) {
+    log_error("'%s#%s' is not grantable to a '%s'", ent.type, ent.slug,
+              pr.type);
+    goto out;
+  }
+  ch.resource.type = ent.type;
+  ch.resource.id = ent.id;
+  ch.slug = ent.slug;
+  ch.principal.type = pr.type;
+  ch.principal.id = pr.id;
+  ch.dry_run = cli->dry_run;
+  snprintf(what, sizeof(what), "%s %s %s %s", verb, cli->entitlement,
+           granting ? "to" : "from", cli->principal);
+  rc = (granting ? d->grant : d->revoke)(in->pinst, &ch, &res, &err);
+  rc = report(in, what, rc, &res, &err);
+out:
+  key_parts_release(&ent);
+  key_parts_release(&pr);
+  return rc;
+}
+
+/* The one tenant and instance a provision or action names. */
+static int target(struct session *s, const char *verb) {
+  if (s->cli->ntenants != 1 || !s->cli->instance) {
+    log_error("%s needs exactly one --tenant NAME and --instance NAME", verb);
+    return EXIT_USAGE;
+  }
+  return -1;
+}
+
+int cmd_provision(struct session *s) {
+  struct cli *cli = s->cli;
+  struct ch_account acct = {0};
+  struct ch_result res = {0};
+  struct ch_err err = {0};
+  struct ch_kv *attrs = NULL;
+  struct instance *in = NULL;
+  const struct ch_resource_type *ut = NULL;
+  const struct ch_plugin *d;
+  char what[512];
+  int rc = target(s, "provision");
+
+  if (rc >= 0)
+    return rc;
+  if (!cli->email) {
+    log_error("provision needs --email ADDRESS");
+    return EXIT_USAGE;
+  }
+  rc = open_for_write(s, cli->tenants[0], cli->instance, &in);
+  if (rc >= 0)
+    return rc;
+  d = in->plugin->desc;
+  for (const struct ch_resource_type *t = d->types; t->id; t++) {
+    if (t->caps & CH_CAP_PROVISION)
+      ut = t;
+  }
+  if (!d->provision_account || !ut) {
+    log_error("plugin '%s' cannot provision accounts", d->name);
+    return EXIT_USAGE;
+  }
+  attrs = calloc(cli->nkv ? cli->nkv : 1, sizeof(*attrs));
+  if (!attrs)
+    return EXIT_FAIL;
+  for (size_t i = 0; i < cli->nkv; i++) {
+    /* Split "k=v" in place: argv strings are ours to modify. */
+    char *eq = strchr((char *)cli->kv[i], '=');
+    *eq = '\0';
+    attrs[i].key = cli->kv[i];
+    attrs[i].value = eq + 1;
+  }
+  acct.email = cli->email;
+  acct.display_name = cli->display_name;
+  acct.given_name = cli->given_name;
+  acct.family_name = cli->family_name;
+  acct.attrs = attrs;
+  acct.nattrs = cli->nkv;
+  acct.dry_run = cli->dry_run;
+  snprintf(what, sizeof(what), "provision %s in %s/%s", cli->email,
+           cli->tenants[0], cli->instance);
+  rc = d->provision_account(in->pinst, &acct, &res, &err);
+  if (rc == CH_OK && res.key[0]) {
+    /* Print the new account's graph key, ready for a grant. */
+    char *key = key_resource(cli->tenants[0], cli->instance, ut->id, res.key);
+    if (key) {
+      snprintf(res.key, sizeof(res.key), "%s", key);
+      free(key);
+    }
+  }
+  rc = report(in, what, rc, &res, &err);
+  free(attrs);
+  return rc;
+}
+
+int cmd_action(struct session *s) {
+  struct cli *cli = s->cli;
+  struct ch_result res = {0};
+  struct ch_err err = {0};
+  struct ch_kv *args = NULL;
+  struct instance *in = NULL;
+  const struct ch_action_def *ad;
+  const struct ch_plugin *d;
+  char what[512];
+  int rc = target(s, "action");
+
+  if (rc >= 0)
+    return rc;
+  if (!cli->action) {
+    log_error("action needs a name: connhost action --tenant T --instance I "
+              "NAME");
+    return EXIT_USAGE;
+  }
+  rc = open_for_write(s, cli->tenants[0], cli->instance, &in);
+  if (rc >= 0)
+    return rc;
+  d = in->plugin->desc;
+  ad = plugin_action(d, cli->action);
+  if (!d->action || !ad) {
+    log_error("plugin '%s' has no action '%s' (see 'connhost plugins')",
+              d->name, cli->action);
+    return EXIT_USAGE;
+  }
+  args = calloc(cli->nkv ? cli->nkv : 1, sizeof(*args));
+  if (!args)
+    return EXIT_FAIL;
+  rc = EXIT_USAGE;
+  for (size_t i = 0; i < cli->nkv; i++) {
+    char *eq = strchr((char *)cli->kv[i], '=');
+    *eq = '\0';
+    args[i].key = cli->kv[i];
+    args[i].value = eq + 1;
+    if (!plugin_list_has(ad->args, args[i].key)) {
+      log_error("action '%s' has no argument '%s'", ad->name, args[i].key);
+      goto out;
+    }
+  }
+  for (const char *const *r = ad->required; r && *r; r++) {
+    size_t i;
+    for (i = 0; i < cli->nkv && strcmp(args[i].key, *r); i++)
+      ;
+    if (i == cli->nkv) {
+      log_error("action '%s' needs --arg %s=VALUE", ad->name, *r);
+      goto out;
+    }
+  }
+  snprintf(what, sizeof(what), "action %s in %s/%s", ad->name,
+           cli->tenants[0], cli->instance);
+  rc = d->action(in->pinst, ad->name, args, cli->nkv, &res, &err);
+  rc = report(in, what, rc, &res, &err);
+out:
+  free(args);
+  return rc;
+}

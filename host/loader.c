@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/* Plugin loader: dlopen from the plugin directory only, by a validated name,
+   with every ABI check done before the descriptor is trusted. */
+#include "autoconfig.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "loader.h"
+
+#define NAME_MAX_LEN 64
+
+static const char *const opt_type_names[] = {"", "string", "int", "bool",
+                                             "list", "path", "url"};
+
+int loader_valid_name(const char *name) {
+  size_t n = 0;
+  if (!name || !*name)
+    return 0;
+  for (const char *p = name; *p; p++, n++) {
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+      return 0;
+  }
+  return n <= NAME_MAX_LEN;
+}
+
+int registry_init(struct registry *r, const char *dir, struct ch_err *err) {
+  struct stat st;
+
+  memset(r, 0, sizeof(*r));
+  if (stat(dir, &st) != 0)
+    return ch_err_set(err, CH_E_CONFIG, "plugin directory '%s': %s", dir,
+                      strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return ch_err_set(err, CH_E_CONFIG,
+                      "plugin directory '%s' is not a directory", dir);
+  r->dir = strdup(dir);
+  return r->dir ? CH_OK : ch_err_set(err, CH_E_NOMEM, "out of memory");
+}
+
+static void plugin_free(struct plugin *p) {
+  if (!p)
+    return;
+  if (p->dl)
+    dlclose(p->dl);
+  free(p->name);
+  free(p->path);
+  free(p);
+}
+
+void registry_release(struct registry *r) {
+  for (size_t i = 0; i < r->n; i++)
+    plugin_free(r->items[i]);
+  free(r->items);
+  free(r->dir);
+  memset(r, 0, sizeof(*r));
+}
+
+const struct ch_resource_type *plugin_type(const struct ch_plugin *p,
+                                           const char *id) {
+  for (const struct ch_resource_type *t = p->types; t && t->id; t++) {
+    if (strcmp(t->id, id) == 0)
+      return t;
+  }
+  return NULL;
+}
+
+const struct ch_entitlement_def *
+plugin_entitlement(const struct ch_resource_type *t, const char *slug) {
+  for (const struct ch_entitlement_def *e = t->entitlements; e && e->slug;
+       e++) {
+    if (strcmp(e->slug, slug) == 0)
+      return e;
+  }
+  return NULL;
+}
+
+const struct ch_action_def *plugin_action(const struct ch_plugin *p,
+                                          const char *name) {
+  for (const struct ch_action_def *a = p->actions; a && a->name; a++) {
+    if (strcmp(a->name, name) == 0)
+      return a;
+  }
+  return NULL;
+}
+
+int plugin_list_has(const char *const *list, const char *type) {
+  for (; list && *list; list++) {
+    if (strcmp(*list, type) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* The option and type tables must be self-consistent before the host
+   trusts them for config validation and graph building. */
+static int check_tables(const struct ch_plugin *d, const char *path,
+                        struct ch_err *err) {
+  if (!d->types || !d->types[0].id)
+    return ch_err_set(err, CH_E_CONFIG, "%s: declares no resource types",
+                      path);
+  for (const struct ch_option *o = d->options; o && o->name; o++) {
+    if (o->type < CH_OPT_STRING || o->type > CH_OPT_URL)
+      return ch_err_set(err, CH_E_CONFIG, "%s: option '%s' has unknown type %d",
+                        path, o->name, (int)o->type);
+  }
+  for (const struct ch_resource_type *t = d->types; t->id; t++) {
+    if (!loader_valid_name(t->id))
+      return ch_err_set(err, CH_E_CONFIG,
+                        "%s: resource type id '%s' is not [a-z0-9_]+", path,
+                        t->id);
+    if (t->parent && !plugin_type(d, t->parent))
+      return ch_err_set(err, CH_E_CONFIG,
+                        "%s: type '%s' names unknown parent type '%s'", path,
+                        t->id, t->parent);
+    for (const struct ch_entitlement_def *e = t->entitlements; e && e->slug;
+         e++) {
+      if (!e->grantable_to || !e->grantable_to[0])
+        return ch_err_set(err, CH_E_CONFIG,
+                          "%s: entitlement '%s#%s' is grantable to nothing",
+                          path, t->id, e->slug);
+      for (const char *const *g = e->grantable_to; *g; g++) {
+        if (!plugin_type(d, *g))
+          return ch_err_set(err, CH_E_CONFIG,
+                            "%s: entitlement '%s#%s' names unknown type '%s'",
+                            path, t->id, e->slug, *g);
+      }
+    }
+  }
+  return CH_OK;
+}
+
+/* Every check on a freshly resolved descriptor, in the order an author
+   would fix them. */
+static int check_descriptor(const struct ch_plugin *d, const char *name,
+                            const char *path, struct ch_err *err) {
+  if (!d)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "%s: connhost_plugin() returned NULL for host ABI %u",
+                      path, CH_PLUGIN_ABI);
+  if (d->abi != CH_PLUGIN_ABI)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "%s: plugin ABI %u, this host speaks ABI %u: rebuild the "
+                      "plugin against this connhost",
+                      path, d->abi, CH_PLUGIN_ABI);
+  if (d->size < CH_PLUGIN_SIZE_V1)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "%s: descriptor size %u is smaller than ABI %u's %zu "
+                      "bytes: the plugin is corrupt or built for another host",
+                      path, d->size, CH_PLUGIN_ABI,
+                      (size_t)CH_PLUGIN_SIZE_V1);
+  if (!d->name || strcmp(d->name, name) != 0)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "%s: plugin calls itself '%s' but the file is '%s.so'",
+                      path, d->name ? d->name : "(null)", name);
+  if (!d->open)
+    return ch_err_set(err, CH_E_CONFIG, "%s: missing mandatory op 'open'",
+                      path);
+  if (!d->close)
+    return ch_err_set(err, CH_E_CONFIG, "%s: missing mandatory op 'close'",
+                      path);
+  if (!d->list)
+    return ch_err_set(err, CH_E_CONFIG, "%s: missing mandatory op 'list'",
+                      path);
+  return check_tables(d, path, err);
+}
+
+static int load_file(const char *dir, const char *name, struct plugin **out,
+                     struct ch_err *err) {
+  struct plugin *p = NULL;
+  struct stat st;
+  ch_plugin_entry_fn entry;
+  int rc = CH_E_NOMEM;
+  size_t len;
+
+  *out = NULL;
+  if (!loader_valid_name(name))
+    return ch_err_set(err, CH_E_CONFIG,
+                      "invalid plugin name '%s': use [a-z0-9_]+ (the file is "
+                      "<name>.so in the plugin directory)",
+                      name);
+  p = calloc(1, sizeof(*p));
+  if (!p)
+    goto out;
+  len = strlen(dir) + strlen(name) + 5;
+  p->path = malloc(len);
+  p->name = strdup(name);
+  if (!p->path || !p->name)
+    goto out;
+  snprintf(p->path, len, "%s/%s.so", dir, name);
+
+  /* lstat: a symlink could point anywhere; only plain files load. */
+  if (lstat(p->path, &st) != 0) {
+    rc = ch_err_set(err, CH_E_CONFIG, "plugin '%s': %s: %s", name, p->path,
+                    strerror(errno));
+    goto out;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    rc = ch_err_set(err, CH_E_CONFIG, "plugin '%s': %s is not a regular file",
+                    name, p->path);
+    goto out;
+  }
+  dlerror();
+  p->dl = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
+  if (!p->dl) {
+    rc = ch_err_set(err, CH_E_CONFIG,
+                    "cannot load %s: %s (a missing library is the usual "
+                    "cause: run 'ldd %s')",
+                    p->path, dlerror(), p->path);
+    goto out;
+  }
+  *(void **)&entry = dlsym(p->dl, CH_PLUGIN_SYMBOL);
+  if (!entry) {
+    rc = ch_err_set(err, CH_E_CONFIG,
+                    "%s: no '%s' symbol: not a connhost plugin", p->path,
+                    CH_PLUGIN_SYMBOL);
+    goto out;
+  }
+  p->desc = entry(CH_PLUGIN_ABI);
+  rc = check_descriptor(p->desc, name, p->path, err);
+  if (rc != CH_OK)
+    goto out;
+  *out = p;
+  p = NULL;
+out:
+  if (rc == CH_E_NOMEM)
+    ch_err_set(err, rc, "out of memory");
+  plugin_free(p);
+  return rc;
+}
+
+int registry_load(struct registry *r, const char *name,
+                  const struct plugin **out, struct ch_err *err) {
+  struct plugin *p;
+  struct plugin **grown;
+  int rc;
+
+  for (size_t i = 0; i < r->n; i++) {
+    if (strcmp(r->items[i]->name, name) == 0) {
+      *out = r->items[i];
+      return CH_OK;
+    }
+  }
+  rc = load_file(r->dir, name, &p, err);
+  if (rc != CH_OK)
+    return rc;
+  grown = realloc(r->items, (r->n + 1) * sizeof(*r->items));
+  if (!grown) {
+    plugin_free(p);
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  }
+  r->items = grown;
+  r->items[r->n++] = p;
+  *out = p;
+  return CH_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int registry_scan(struct registry *r, struct scan_entry **out, size_t *n,
+                  struct ch_err *err) {
+  DIR *d = opendir(r->dir);
+  struct dirent *de;
+  char **names = NULL;
+  size_t count = 0;
+  struct scan_entry *e = NULL;
+  int rc = CH_E_NOMEM;
+
+  *out = NULL;
+  *n = 0;
+  if (!d)
+    return ch_err_set(err, CH_E_CONFIG, "plugin directory '%s': %s", r->dir,
+                      strerror(errno));
+  while ((de = readdir(d))) {
+    size_t len = strlen(de->d_name);
+    char **grown;
+    if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
+      continue;
+    grown = realloc(names, (count + 1) * sizeof(*names));
+    if (!grown)
+      goto out;
+    names = grown;
+    names[count] = strdup(de->d_name);
+    if (!names[count])
+      goto out;
+    count++;
+  }
+  qsort(names, count, sizeof(*names), cmp_str);
+  e = calloc(count ? count : 1, sizeof(*e));
+  if (!e)
+    goto out;
+  for (size_t i = 0; i < count; i++) {
+    struct ch_err lerr = {0};
+    const struct plugin *p = NULL;
+    size_t len = strlen(names[i]);
+
+    e[i].file = names[i];
+    names[i] = NULL;
+    e[i].file[len - 3] = '\0'; /* the name is the basename minus ".so" */
+    if (registry_load(r, e[i].file, &p, &lerr) == CH_OK)
+      e[i].plugin = p;
+    else
+      snprintf(e[i].error, sizeof(e[i].error), "%s", lerr.msg);
+    e[i].file[len - 3] = '.';
+  }
+  *out = e;
+  *n = count;
+  e = NULL;
+  rc = CH_OK;
+out:
+  if (rc != CH_OK)
+    ch_err_set(err, rc, "out of memory");
+  for (size_t i = 0; i < count; i++)
+    free(names ? names[i] : NULL);
+  free(names);
+  scan_entries_free(e, count);
+  closedir(d);
+  return rc;
+}
+
+void scan_entries_free(struct scan_entry *e, size_t n) {
+  if (!e)
+    return;
+  for (size_t i = 0; i < n; i++)
+    free(e[i].file);
+  free(e);
+}
+
+const char *loader_opt_type_name(enum ch_opt_type t) {
+  return t >= CH_OPT_STRING && t <= CH_OPT_URL ? opt_type_names[t] : "?";
+}

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/* Loader tests: the real test-only plugins built in tests/plugins/, each
+   broken in one way, must be refused with a message naming the file. */
+#include "autoconfig.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loader.h"
+
+static char test_dir[PATH_MAX];
+static char tmp_dir[PATH_MAX];
+static struct registry reg;
+
+static void setup(void) {
+  const char *d = getenv("CONNHOST_TEST_PLUGINS");
+  struct ch_err err = {0};
+
+  snprintf(test_dir, sizeof(test_dir), "%s", d ? d : "tests/plugins/.libs");
+  ck_assert_int_eq(registry_init(&reg, test_dir, &err), CH_OK);
+  snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/connhost-loader-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
+}
+
+static void teardown(void) {
+  char cmd[PATH_MAX + 16];
+  registry_release(&reg);
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Load `name` from the test plugin dir; expect failure mentioning each of
+   the NULL-terminated fragments. */
+static void expect_refused(const char *name, ...) {
+  const struct plugin *p = NULL;
+  struct ch_err err = {0};
+  va_list ap;
+  const char *frag;
+
+  ck_assert_int_eq(registry_load(&reg, name, &p, &err), CH_E_CONFIG);
+  ck_assert_ptr_null(p);
+  va_start(ap, name);
+  while ((frag = va_arg(ap, const char *)))
+    ck_assert_msg(strstr(err.msg, frag), "'%s' not in: %s", frag, err.msg);
+  va_end(ap);
+}
+
+START_TEST(names_are_validated) {
+  ck_assert(loader_valid_name("jira_cloud"));
+  ck_assert(loader_valid_name("a1_b2"));
+  ck_assert(!loader_valid_name(""));
+  ck_assert(!loader_valid_name("../etc/x"));
+  ck_assert(!loader_valid_name("Jira"));
+  ck_assert(!loader_valid_name("a.b"));
+  ck_assert(!loader_valid_name("a-b"));
+  ck_assert(!loader_valid_name(
+      "a12345678901234567890123456789012345678901234567890123456789012345"));
+  expect_refused("../plugins/x", "invalid plugin name", NULL);
+}
+END_TEST
+
+START_TEST(good_plugin_loads_once) {
+  const struct plugin *p1 = NULL, *p2 = NULL;
+  struct ch_err err = {0};
+
+  ck_assert_int_eq(registry_load(&reg, "t_chaos", &p1, &err), CH_OK);
+  ck_assert_str_eq(p1->desc->name, "t_chaos");
+  ck_assert_uint_eq(p1->desc->abi, CH_PLUGIN_ABI);
+  ck_assert_ptr_nonnull(plugin_type(p1->desc, "user"));
+  ck_assert_int_eq(registry_load(&reg, "t_chaos", &p2, &err), CH_OK);
+  ck_assert_ptr_eq(p1, p2);
+  ck_assert_uint_eq(reg.n, 1);
+}
+END_TEST
+
+START_TEST(wrong_abi) { expect_refused("t_badabi", "t_badabi.so", "ABI 99", NULL); }
+END_TEST
+
+START_TEST(short_descriptor) {
+  expect_refused("t_short", "t_short.so", "descriptor size 8", NULL);
+}
+END_TEST
+
+START_TEST(name_mismatch) {
+  expect_refused("t_misname", "t_misname.so", "calls itself 'someone_else'",
+                 NULL);
+}
+END_TEST
+
+START_TEST(missing_symbol) {
+  expect_refused("t_nosym", "t_nosym.so", "no 'connhost_plugin' symbol", NULL);
+}
+END_TEST
+
+START_TEST(missing_mandatory_op) {
+  expect_refused("t_noops", "t_noops.so", "missing mandatory op 'list'", NULL);
+}
+END_TEST
+
+START_TEST(missing_file) {
+  expect_refused("t_absent", "t_absent.so", "No such file", NULL);
+}
+END_TEST
+
+/* A symlink or a directory named like a plugin is never loaded. */
+START_TEST(only_regular_files) {
+  char link[PATH_MAX + 32], target[PATH_MAX + 32], dir[PATH_MAX + 32];
+  struct registry r2;
+  struct ch_err err = {0};
+  const struct plugin *p = NULL;
+
+  snprintf(target, sizeof(target), "%s/t_chaos.so", test_dir);
+  snprintf(link, sizeof(link), "%s/t_link.so", tmp_dir);
+  snprintf(dir, sizeof(dir), "%s/t_dir.so", tmp_dir);
+  ck_assert_int_eq(symlink(target, link), 0);
+  ck_assert_int_eq(mkdir(dir, 0755), 0);
+  ck_assert_int_eq(registry_init(&r2, tmp_dir, &err), CH_OK);
+  ck_assert_int_eq(registry_load(&r2, "t_link", &p, &err), CH_E_CONFIG);
+  ck_assert_msg(strstr(err.msg, "not a regular file"), "%s", err.msg);
+  ck_assert_int_eq(registry_load(&r2, "t_dir", &p, &err), CH_E_CONFIG);
+  ck_assert_msg(strstr(err.msg, "not a regular file"), "%s", err.msg);
+  registry_release(&r2);
+}
+END_TEST
+
+/* A file dlopen rejects gets dlerror and the ldd hint. */
+START_TEST(dlopen_failure_has_hint) {
+  char path[PATH_MAX + 32];
+  struct registry r2;
+  struct ch_err err = {0};
+  const struct plugin *p = NULL;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/t_garbage.so", tmp_dir);
+  f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("this is not an ELF file\n", f);
+  fclose(f);
+  ck_assert_int_eq(registry_init(&r2, tmp_dir, &err), CH_OK);
+  ck_assert_int_eq(registry_load(&r2, "t_garbage", &p, &err), CH_E_CONFIG);
+  ck_assert_msg(strstr(err.msg, "t_garbage.so"), "%s", err.msg);
+  ck_assert_msg(strstr(err.msg, "ldd"), "%s", err.msg);
+  registry_release(&r2);
+}
+END_TEST
+
+START_TEST(missing_directory) {
+  struct registry r2;
+  struct ch_err err = {0};
+  ck_assert_int_eq(registry_init(&r2, "/nonexistent/connhost", &err),
+                   CH_E_CONFIG);
+  ck_assert_msg(strstr(err.msg, "/nonexistent/connhost"), "%s", err.msg);
+}
+END_TEST
+
+/* The scan reports every .so: the good ones loaded, the bad ones with
+   their reason. */
+START_TEST(scan_reports_each_file) {
+  struct scan_entry *e = NULL;
+  struct ch_err err = {0};
+  size_t n = 0, good = 0, bad = 0;
+  int saw_badabi = 0;
+
+  ck_assert_int_eq(registry_scan(&reg, &e, &n, &err), CH_OK);
+  ck_assert_uint_ge(n, 6);
+  for (size_t i = 0; i < n; i++) {
+    if (e[i].plugin) {
+      good++;
+    } else {
+      bad++;
+      ck_assert_msg(e[i].error[0], "no reason for %s", e[i].file);
+      if (strcmp(e[i].file, "t_badabi.so") == 0) {
+        saw_badabi = 1;
+        ck_assert_msg(strstr(e[i].error, "ABI 99"), "%s", e[i].error);
+      }
+    }
+    if (i)
+      ck_assert_int_lt(strcmp(e[i - 1].file, e[i].file), 0);
+  }
+  ck_assert_uint_ge(good, 1);
+  ck_assert_uint_ge(bad, 5);
+  ck_assert(saw_badabi);
+  scan_entries_free(e, n);
+}
+END_TEST
+
+static Suite *loader_suite(void) {
+  Suite *s = suite_create("loader");
+  TCase *tc = tcase_create("load");
+
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, names_are_validated);
+  tcase_add_test(tc, good_plugin_loads_once);
+  tcase_add_test(tc, wrong_abi);
+  tcase_add_test(tc, short_descriptor);
+  tcase_add_test(tc, name_mismatch);
+  tcase_add_test(tc, missing_symbol);
+  tcase_add_test(tc, missing_mandatory_op);
+  tcase_add_test(tc, missing_file);
+  tcase_add_test(tc, only_regular_files);
+  tcase_add_test(tc, dlopen_failure_has_hint);
+  tcase_add_test(tc, missing_directory);
+  tcase_add_test(tc, scan_reports_each_file);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(loader_suite());
+  int failed;
+
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
