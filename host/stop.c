@@ -8,9 +8,11 @@
 
 #include "stop.h"
 
-static volatile sig_atomic_t stop_signal;
+/* A lock-free atomic: safe to set from a signal handler and to read from
+   any worker thread without a data race. */
+static atomic_int stop_signal;
 
-static void on_signal(int sig) { stop_signal = sig; }
+static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
 
 void stop_install_handlers(void) {
   struct sigaction sa = {0};
@@ -20,18 +22,18 @@ void stop_install_handlers(void) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
-int stop_requested(void) { return stop_signal; }
+int stop_requested(void) { return atomic_load(&stop_signal); }
 
-void stop_request(int sig) { stop_signal = sig; }
+void stop_request(int sig) { atomic_store(&stop_signal, sig); }
 
 int stop_sleep_ms(long ms) {
   /* Sleep in short slices so a signal during a long Retry-After wait stops
      the run within ~50 ms. */
-  while (ms > 0 && !stop_signal) {
+  while (ms > 0 && !atomic_load(&stop_signal)) {
     long slice = ms < 50 ? ms : 50;
     struct timespec ts = {slice / 1000, (slice % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     ms -= slice;
   }
-  return stop_signal != 0;
+  return atomic_load(&stop_signal) != 0;
 }
