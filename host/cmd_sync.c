@@ -157,10 +157,17 @@ int cmd_sync(struct session *s) {
   report_all(s, g);
   graph_finish(g);
   for (size_t i = 0; i < s->ninsts; i++) {
-    if (graph_instance_ok(g, s->insts[i]->graph_index, NULL))
+    struct instance *in = s->insts[i];
+    const char *error = NULL;
+    if (graph_instance_ok(g, in->graph_index, &error)) {
       nok++;
-    else
-      nfail++;
+      continue;
+    }
+    nfail++;
+    /* Failed while the graph was checked (e.g. a grant on an unknown
+       entitlement): record it like any other instance failure. */
+    if (!instance_failed(in))
+      instance_fail(in, "%s", error ? error : "invalid records");
   }
   if (nfail && !cli->allow_partial) {
     if (!cli->quiet)

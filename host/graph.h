@@ -4,6 +4,7 @@
 #ifndef CONNHOST_GRAPH_H
 #define CONNHOST_GRAPH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -59,6 +60,12 @@ int graph_finish(struct graph *g);
 /* Status of instance `inst` after graph_finish (it may have failed there). */
 int graph_instance_ok(const struct graph *g, int inst, const char **error);
 
+/* Expansion follows nested expandable grants this many hops deep (the
+   first group is hop 1); deeper chains are cut and counted as a warning. */
+#define GRAPH_MAX_DEPTH 20
+
+/* What the output holds. `grants` counts all of them, direct and derived;
+   `derived_grants` those with "direct": false. */
 struct graph_counts {
   size_t resources, entitlements, grants, derived_grants, identities;
   size_t merged_identities; /* identities with more than one resource */
@@ -74,11 +81,19 @@ int graph_write(const struct graph *g, FILE *f, enum graph_format fmt,
 /* ---- keys (printed forms, DESIGN §3) ---- */
 
 /* Percent-encode one key component ('%', '/', '#', control bytes, and
-   0x7f). malloc'd. */
+   0x7f; also any byte that is not part of well-formed UTF-8, so keys are
+   always valid UTF-8). Uppercase hex. malloc'd. */
 char *key_encode(const char *component);
 /* "tenant/instance/type/id", each encoded. malloc'd. */
 char *key_resource(const char *tenant, const char *instance, const char *type,
                    const char *id);
+/* "resource-key#slug" with the slug encoded. malloc'd. */
+char *key_entitlement(const char *resource_key, const char *slug);
+/* Length (1-4) of the well-formed UTF-8 sequence at `s` (at most `avail`
+   bytes), or 0 when `s` starts an ill-formed one. */
+size_t key_utf8_seq(const unsigned char *s, size_t avail);
+/* 1 when `s[0..len)` is well-formed UTF-8 (no overlongs or surrogates). */
+int key_utf8_valid(const char *s, size_t len);
 /* Parse a resource key ("t/i/type/id") or an entitlement key
    ("t/i/type/id#slug"; slug NULL for a resource key) into malloc'd decoded
    parts. Returns CH_OK or CH_E_INVALID. */

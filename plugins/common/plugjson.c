@@ -29,6 +29,25 @@ long long pj_opt_num(const struct ch_cfg *cfg, const struct ch_option *table,
   return v ? v->num : def;
 }
 
+int pj_opt_double(const struct ch_cfg *cfg, const struct ch_option *table,
+                  const char *name, double def, double *out,
+                  struct ch_err *err) {
+  const char *text = pj_opt_str(cfg, table, name, NULL);
+  char *end = NULL;
+  double v;
+
+  *out = def;
+  if (!text)
+    return CH_OK;
+  v = strtod(text, &end);
+  /* `v == v` rejects NaN without pulling in math.h. */
+  if (end == text || *end || !(v == v) || v < 0)
+    return ch_err_set(err, CH_E_CONFIG, "option %s: '%s' is not a number >= 0",
+                      name, text);
+  *out = v;
+  return CH_OK;
+}
+
 static int buf_grow(struct pj_buf *b, size_t more) {
   size_t need = b->len + more + 1;
   char *s;

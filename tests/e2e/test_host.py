@@ -126,9 +126,9 @@ class Plugins(HostTest):
 
 
 class Sync(HostTest):
-    def test_same_bytes_whatever_workers_and_page_size(self):
+    def test_same_bytes_whatever_workers(self):
         outs = []
-        for workers, page in ((1, 1), (16, 1), (16, 1000), (3, 2)):
+        for workers, page in ((1, 1), (16, 1), (4, 1)):
             cfg = self.config({"legacy": {"hr": flat(page)}}, name="c%d%d.yaml" % (workers, page))
             out = self.path("g-%d-%d.json" % (workers, page))
             r = self.sync(cfg, "-o", out, "--workers", str(workers))
@@ -142,6 +142,20 @@ class Sync(HostTest):
         self.assertTrue(g["resources"] and g["grants"] and g["entitlements"])
         keys = [r["key"] for r in g["resources"]]
         self.assertEqual(keys, sorted(keys))
+
+    def test_page_size_changes_only_the_page_count(self):
+        graphs = []
+        for page in (1, 2, 1000):
+            cfg = self.config({"legacy": {"hr": flat(page)}}, name="p%d.yaml" % page)
+            out = self.path("p%d.json" % page)
+            r = self.sync(cfg, "-o", out, "--workers", "8")
+            self.assertEqual(r.rc, 0, r)
+            g = lib.load_json(out)
+            pages = g["instances"][0]["stats"].pop("pages")
+            graphs.append((pages, g))
+        self.assertGreater(graphs[0][0], graphs[2][0])
+        for _, g in graphs[1:]:
+            self.assertEqual(graphs[0][1], g)
 
     def test_summary_says_where_the_graph_went(self):
         cfg = self.config({"legacy": {"hr": flat()}})
@@ -199,7 +213,7 @@ class Sync(HostTest):
 
     def test_malformed_records_are_errors_not_crashes(self):
         for mode, text in (("no_id", "no id"), ("bad_grant", "unknown entitlement"),
-                           ("bad_slug", "bad")):
+                           ("bad_slug", "is not declared")):
             cfg = self.config({"t": {"x": chaos(mode)}, "ok": {"hr": flat()}},
                               name=mode + ".yaml")
             r = self.sync(cfg, "-o", self.path(mode + ".json"), "--allow-partial")

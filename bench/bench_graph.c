@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/* Graph benchmark: a big synthetic tenant through add, finish and write. */
+#include "autoconfig.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "graph.h"
+
+/*
+ * usage: bench_graph [users [groups [memberships [expandable [threads]]]]]
+ * defaults: 100000 1000 1000000 10000 2
+ *
+ * Users carry an email and two match keys; memberships are random
+ * (group, user) pairs; each expandable grant gives one of
+ * expandable/5 roles to a random group, expandable through its members,
+ * so every role reaches about 5 groups' worth of users. Adds run on
+ * `threads` threads like sync workers; JSON goes to /dev/null.
+ */
+
+static const char *const to_user_group[] = {"user", "group", NULL};
+static const struct ch_entitlement_def group_ents[] = {
+    {"member", "Member", to_user_group}, {NULL, NULL, NULL}};
+static const struct ch_entitlement_def role_ents[] = {
+    {"assigned", "Assigned", to_user_group}, {NULL, NULL, NULL}};
+static const struct ch_resource_type types[] = {
+    {"user", "User", CH_TRAIT_USER, NULL, NULL, CH_CAP_SYNC, 0},
+    {"group", "Group", CH_TRAIT_GROUP, NULL, group_ents, CH_CAP_SYNC, 0},
+    {"project_role", "Project role", CH_TRAIT_ROLE, NULL, role_ents,
+     CH_CAP_SYNC, 0},
+    {NULL, NULL, 0, NULL, NULL, 0, 0}};
+
+static long nusers = 100000, ngroups = 1000, nmembers = 1000000, nexp = 10000;
+static int nthreads = 2;
+static struct graph *g;
+static int inst;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long peak_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024;
+}
+
+static uint64_t rnd(uint64_t *s) { /* xorshift64*: same data every run */
+  *s ^= *s >> 12;
+  *s ^= *s << 25;
+  *s ^= *s >> 27;
+  return *s * 2685821657736338717ULL;
+}
+
+static void check(int rc, const struct ch_err *err) {
+  if (rc) {
+    fprintf(stderr, "bench_graph: %s\n", err->msg);
+    exit(1);
+  }
+}
+
+static void *add_resources(void *arg) {
+  long t = (long)arg, i;
+  struct ch_err err;
+  char id[48], name[48], email[64], mk1[80], mk2[80];
+  const char *emails[] = {email, NULL};
+  const char *mks[] = {mk1, mk2, NULL};
+
+  for (i = t; i < nusers; i += nthreads) {
+    struct ch_resource r = {0};
+    snprintf(id, sizeof(id), "5b10a2844c20165700ede%06ld", i);
+    snprintf(name, sizeof(name), "User Number %ld", i);
+    snprintf(email, sizeof(email), "user%ld@example.com", i);
+    snprintf(mk1, sizeof(mk1), "atlassian_account_id=%s", id);
+    snprintf(mk2, sizeof(mk2), "email=%s", email);
+    r.type = "user";
+    r.id = id;
+    r.display_name = name;
+    r.status = CH_RES_ENABLED;
+    r.account_type = CH_ACCOUNT_HUMAN;
+    r.emails = emails;
+    r.match_keys = mks;
+    check(graph_add_resource(g, inst, &r, &err), &err);
+  }
+  for (i = t; i < ngroups + nexp / 5; i += nthreads) {
+    struct ch_resource r = {0};
+    int role = i >= ngroups;
+    snprintf(id, sizeof(id), "%s-%ld", role ? "10000:1" : "grp",
+             role ? i - ngroups : i);
+    r.type = role ? "project_role" : "group";
+    r.id = id;
+    r.display_name = id;
+    check(graph_add_resource(g, inst, &r, &err), &err);
+  }
+  return NULL;
+}
+
+static void *add_grants(void *arg) {
+  long t = (long)arg, i;
+  uint64_t s = 0x9e3779b97f4a7c15ULL;
+  struct ch_err err;
+  char rid[48], pid[48];
+
+  for (i = 0; i < nmembers + nexp; i++) {
+    struct ch_grant gr = {{NULL, rid}, NULL, {NULL, pid}, 0, NULL, NULL};
+    uint64_t a = rnd(&s), b = rnd(&s);
+    if (i % nthreads != t)
+      continue;
+    if (i < nmembers) {
+      snprintf(rid, sizeof(rid), "grp-%ld", (long)(a % (uint64_t)ngroups));
+      snprintf(pid, sizeof(pid), "5b10a2844c20165700ede%06ld",
+               (long)(b % (uint64_t)nusers));
+      gr.resource.type = "group";
+      gr.slug = "member";
+      gr.principal.type = "user";
+    } else {
+      snprintf(rid, sizeof(rid), "10000:1-%ld", (i - nmembers) / 5);
+      snprintf(pid, sizeof(pid), "grp-%ld", (long)(a % (uint64_t)ngroups));
+      gr.resource.type = "project_role";
+      gr.slug = "assigned";
+      gr.principal.type = "group";
+      gr.flags = CH_GRANT_EXPANDABLE;
+      gr.expand_slug = "member";
+    }
+    check(graph_add_grant(g, inst, &gr, &err), &err);
+  }
+  return NULL;
+}
+
+static void run_threads(void *(*fn)(void *)) {
+  pthread_t th[64];
+  long t;
+
+  for (t = 0; t < nthreads; t++)
+    pthread_create(&th[t], NULL, fn, (void *)t);
+  for (t = 0; t < nthreads; t++)
+    pthread_join(th[t], NULL);
+}
+
+static void phase(const char *name, double t0) {
+  printf("%-16s %7.2f s   peak RSS %5ld MB\n", name, now() - t0, peak_rss_mb());
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  struct graph_counts c;
+  struct ch_err err;
+  double t0, start = now();
+  FILE *f;
+
+  if (argc > 1)
+    nusers = atol(argv[1]);
+  if (argc > 2)
+    ngroups = atol(argv[2]);
+  if (argc > 3)
+    nmembers = atol(argv[3]);
+  if (argc > 4)
+    nexp = atol(argv[4]);
+  if (argc > 5)
+    nthreads = atoi(argv[5]);
+  if (nusers < 1 || ngroups < 1 || nthreads < 1 || nthreads > 64) {
+    fprintf(stderr, "usage: bench_graph [users [groups [memberships "
+                    "[expandable [threads]]]]]\n");
+    return 2;
+  }
+  printf("%ld users, %ld groups, %ld memberships, %ld expandable grants, "
+         "%d threads\n",
+         nusers, ngroups, nmembers, nexp, nthreads);
+  g = graph_new();
+  inst = graph_add_instance(g, "acme", "jira", "bench", "1", types);
+
+  t0 = now();
+  run_threads(add_resources);
+  phase("add resources", t0);
+  t0 = now();
+  run_threads(add_grants);
+  phase("add grants", t0);
+  t0 = now();
+  if (graph_finish(g)) {
+    fprintf(stderr, "bench_graph: graph_finish failed\n");
+    return 1;
+  }
+  phase("finish", t0);
+  graph_counts(g, &c);
+  printf("  %zu resources, %zu entitlements, %zu grants (%zu derived), "
+         "%zu identities\n",
+         c.resources, c.entitlements, c.grants, c.derived_grants, c.identities);
+  f = fopen("/dev/null", "w");
+  t0 = now();
+  check(graph_write(g, f, GRAPH_JSON, "2024-01-01T00:00:00Z", &err), &err);
+  fflush(f);
+  phase("write JSON", t0);
+  t0 = now();
+  check(graph_write(g, f, GRAPH_JSONL, "2024-01-01T00:00:00Z", &err), &err);
+  fclose(f);
+  phase("write JSONL", t0);
+  t0 = now();
+  graph_free(g);
+  phase("free", t0);
+  phase("total", start);
+  return 0;
+}
