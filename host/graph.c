@@ -33,6 +33,7 @@
 #define NONE UINT32_MAX
 #define SRC_LIST 0x80000000u /* `src` indexes g->srcpool */
 #define MAX_SLUGS 65535
+#define PROFILE_MAX (1 << 20) /* "a small JSON object" (plugin.h) */
 
 struct tinfo { /* one declared resource type of an instance */
   const struct ch_resource_type *t;
@@ -49,18 +50,19 @@ struct inst {
   struct tinfo *tinfos;
   size_t ntypes;
   struct hmap type_map; /* type id -> tinfo; read-only after setup */
-  int ok;
+  int ok;               /* 0 once the report or graph_finish failed it */
   char *error;
-  uint64_t pages, requests, retries, warnings; /* from the report */
-  uint64_t nres;                               /* distinct resources received */
-  uint64_t ngrants;   /* distinct direct grants received */
-  uint64_t dropped;   /* of those, dropped: principal never listed */
-  uint64_t gwarnings; /* warnings the graph raised (dropped included) */
-  char *bad_key;      /* finish: lowest unknown entitlement key */
+  /* from the report */
+  uint64_t pages, requests, retries, warnings;
+  /* counted by the graph: distinct resources and direct grants received,
+     grants dropped (principal never listed), warnings the graph raised */
+  uint64_t nres, ngrants, dropped, gwarnings;
+  /* graph_finish diagnostics: the key each log line or error names */
+  char *bad_key; /* lowest unknown entitlement key */
   uint64_t nbad;
-  char *exp_key; /* finish: first expand entitlement not carried */
+  char *exp_key; /* first expand entitlement the principal does not carry */
   uint64_t nexp;
-  const char *cut_key; /* finish: first entitlement whose expansion was cut */
+  const char *cut_key; /* first entitlement whose expansion was cut */
   uint64_t ncut;
 };
 
@@ -293,6 +295,7 @@ struct jw {
 
 static void jw_flush(struct jw *w) {
   if (w->f && w->len && !w->failed) {
+    errno = 0;
     if (fwrite(w->buf, 1, w->len, w->f) != w->len)
       w->failed = errno ? errno : EIO;
   }
@@ -306,6 +309,7 @@ static void jw_put_slow(struct jw *w, const char *s, size_t n) {
     if (w->f) {
       jw_flush(w);
       if (n > w->cap) {
+        errno = 0;
         if (!w->failed && fwrite(s, 1, n, w->f) != n)
           w->failed = errno ? errno : EIO;
         return;
@@ -538,6 +542,10 @@ static int profile_canon(const char *text, char **out, char *why,
   int result = CH_E_INVALID;
 
   *out = NULL;
+  if (len > PROFILE_MAX) {
+    snprintf(why, whysz, "profile is larger than %d bytes", PROFILE_MAX);
+    goto out;
+  }
   if (!key_utf8_valid(text, len)) {
     snprintf(why, whysz, "profile is not valid UTF-8");
     goto out;
@@ -1588,6 +1596,8 @@ static int finish_ents(struct graph *g) {
 static int finish_grants(struct graph *g) {
   size_t i;
 
+  if (g->ngrants >= NONE)
+    return CH_E_LIMIT; /* entitlements index their grants with 32 bits */
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     r->ent = r->res->ents[res_slug_pos(r->res->res, r->slug)];
