@@ -142,8 +142,9 @@ static void schedule_children(struct engine *e, struct instance *in,
         (t->caps & CH_CAP_SYNC))
       push(e, action_new(ACT_LIST, in, t->id, r->type, r->id, NULL, 0));
   }
-  if (rt && d->grants && rt->entitlements && rt->entitlements[0].slug &&
-      !(rt->flags & CH_TYPE_NO_GRANTS_CALL))
+  /* Grants may come from any type (a user's role assignments live on the
+     user), so every type is asked unless it opts out. */
+  if (rt && d->grants && !(rt->flags & CH_TYPE_NO_GRANTS_CALL))
     push(e, action_new(ACT_GRANTS, in, NULL, r->type, r->id, NULL, 0));
 }
 

@@ -150,8 +150,11 @@ struct ch_cfg {
 #define CH_CAP_PROVISION 0x8u /* provision_account creates this type */
 
 /* Type flags */
+/* The host calls grants() once per listed resource (page by page) for
+   every type without this flag, whether or not the type declares
+   entitlements: a user's role assignments may be read from the user. */
 #define CH_TYPE_NO_GRANTS_CALL 0x1u /* grants come from other ops; the host
-                                       does not call grants() for it */
+                                       never calls grants() for this type */
 
 /* An entitlement slug a resource type carries. */
 struct ch_entitlement_def {

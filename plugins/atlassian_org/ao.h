@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/* atlassian_org plugin internals shared by its source files. */
+#ifndef CONNHOST_AO_H
+#define CONNHOST_AO_H
+
+#include <pthread.h>
+
+#include <json-c/json.h>
+
+#include <connhost/plugin.h>
+
+#include "plugjson.h"
+
+/* The Org API caps v2 pages at 100 and workspace pages at 1000. */
+#define AO_PAGE_MAX 100
+#define AO_WS_PAGE_MAX 1000
+
+/* One configured organization. Read-only after open(), so the worker
+   threads share it without locks. */
+struct ao_inst {
+  const struct ch_host *host;
+  struct ch_hctx *hc;
+  struct pj_client org;  /* Bearer org API key */
+  struct pj_client scim; /* Bearer SCIM directory key */
+  char *org_id;
+  char *api_token;
+  char *api_base;  /* no trailing slash */
+  char *dir_id;    /* "-" for every directory */
+  char *scim_base; /* no trailing slash; NULL when SCIM is not set up */
+  char *scim_token;
+  long page_size;
+  long ws_page_size;
+  int user_roles; /* read each user's direct role assignments */
+
+  /* Workspace ids, sorted, read once on demand: role assignments name
+     resources (projects, goals, ...) that are not workspaces, and a
+     grant on a resource the sync never lists would fail the instance. */
+  pthread_mutex_t ws_lock;
+  int ws_built;
+  char **ws_ids;
+  size_t nws;
+};
+
+/* Start `b` with "<api_base>/<vN>/orgs/<org_id>" (org id encoded). */
+int ao_org_url(struct ao_inst *ai, struct pj_buf *b, const char *version);
+
+/* Turn `links.next` of `page` into the cursor for the next request: a v1
+   URL gives its `cursor` parameter, a v2 token is used as is. Copies it
+   to *next (NULL when the list is done; caller frees). A cursor equal to
+   `cur` is CH_E_PROTOCOL so a server that repeats itself cannot loop. */
+int ao_next_cursor(struct ao_inst *ai, json_object *page, const char *cur,
+                   const char *what, char **next, struct ch_err *err);
+
+/* Whether resource type `type` declares entitlement `slug`. */
+int ao_slug_declared(const char *type, const char *slug);
+
+/* The first `errors[].code` of an Admin error body, or NULL. */
+const char *ao_err_code(json_object *body);
+
+/* Sync ops (ao_sync.c). */
+int ao_list(void *inst, const char *type, const struct ch_ref *parent,
+            const char *page_token, struct ch_sink *sink, struct ch_err *err);
+int ao_grants(void *inst, const struct ch_ref *resource, const char *page_token,
+              struct ch_sink *sink, struct ch_err *err);
+
+/* Provisioning ops (ao_prov.c). */
+int ao_grant(void *inst, const struct ch_change *change,
+             struct ch_result *result, struct ch_err *err);
+int ao_revoke(void *inst, const struct ch_change *change,
+              struct ch_result *result, struct ch_err *err);
+int ao_provision(void *inst, const struct ch_account *account,
+                 struct ch_result *result, struct ch_err *err);
+int ao_action(void *inst, const char *name, const struct ch_kv *args,
+              size_t nargs, struct ch_result *result, struct ch_err *err);
+
+/* Role entitlements are "role:<canonical role>", as Baton names them. */
+#define AO_ROLE_PREFIX "role:"
+
+#endif

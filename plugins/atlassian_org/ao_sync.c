@@ -1,0 +1,753 @@
+/* SPDX-License-Identifier: MIT */
+/* atlassian_org plugin: sync (users, groups, workspaces, role grants). */
+#include "autoconfig.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ao.h"
+
+/* The platform resource (the org itself) as role assignments name it. */
+#define AO_PLATFORM_ARI "ari:cloud:platform::org/"
+
+/* One list or grants page: the decoded token and the parsed answer. */
+struct ao_page {
+  json_object *tok;  /* {"c": cursor} */
+  json_object *body; /* the server's answer */
+  const char *cur;   /* cursor sent, or NULL for the first page */
+};
+
+static int ao_page_start(struct ao_page *pg, const char *page_token,
+                         struct ch_err *err) {
+  memset(pg, 0, sizeof(*pg));
+  pg->tok = pj_token_decode(page_token, err);
+  if (!pg->tok)
+    return err->code;
+  pg->cur = pj_str(pg->tok, "c");
+  if (pg->cur && !*pg->cur)
+    pg->cur = NULL;
+  return CH_OK;
+}
+
+static void ao_page_end(struct ao_page *pg) {
+  json_object_put(pg->body);
+  json_object_put(pg->tok);
+}
+
+/* Hand the host the token for the page after `pg`, if there is one. */
+static int ao_page_next(struct ao_inst *ai, struct ao_page *pg,
+                        struct ch_sink *sink, const char *what,
+                        struct ch_err *err) {
+  json_object *data = pj_arr(pg->body, "data");
+  json_object *tok = NULL;
+  char *next = NULL;
+  int rc;
+
+  /* An empty page ends the list even when it links a next one: some
+     servers page past the end with empty pages and fresh cursors, which
+     no repeat check catches. */
+  if (!data || !json_object_array_length(data))
+    return CH_OK;
+  rc = ao_next_cursor(ai, pg->body, pg->cur, what, &next, err);
+  if (rc || !next)
+    return rc;
+  tok = json_object_new_object();
+  if (!tok || json_object_object_add(tok, "c", json_object_new_string(next))) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  if (sink->next_page(sink, pj_token_text(tok)))
+    rc = ch_err_set(err, CH_E_STOPPED, "stopped");
+out:
+  json_object_put(tok);
+  free(next);
+  return rc;
+}
+
+/* The `data` array of a page; a page without one is malformed. */
+static json_object *ao_data(json_object *body, const char *what,
+                            struct ch_err *err) {
+  json_object *data = pj_arr(body, "data");
+
+  if (!data)
+    ch_err_set(err, CH_E_PROTOCOL, "%s: answer has no data array", what);
+  return data;
+}
+
+static int ao_add_str(json_object *o, const char *key, const char *val) {
+  json_object *v;
+
+  if (!val)
+    return CH_OK;
+  v = json_object_new_string(val);
+  if (!v || json_object_object_add(o, key, v)) {
+    json_object_put(v);
+    return CH_E_NOMEM;
+  }
+  return CH_OK;
+}
+
+/* Copy the listed members of `src` that are present into `dst`. */
+static int ao_copy_keys(json_object *dst, json_object *src,
+                        const char *const *keys) {
+  json_object *v;
+
+  for (size_t i = 0; keys[i]; i++) {
+    if (!json_object_object_get_ex(src, keys[i], &v) || !v)
+      continue;
+    if (json_object_object_add(dst, keys[i], json_object_get(v)))
+      return CH_E_NOMEM;
+  }
+  return CH_OK;
+}
+
+static const char *ao_json_text(json_object *o) {
+  return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                               JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* ---- users --------------------------------------------------------------- */
+
+static enum ch_res_status ao_user_status(json_object *u) {
+  const char *st = pj_str(u, "status");
+  const char *acct = pj_str(u, "accountStatus");
+  const char *mem = pj_str(u, "membershipStatus");
+
+  /* The composite status already folds account and membership state;
+     only "active" lets the person in. */
+  if (st)
+    return strcmp(st, "active") == 0 ? CH_RES_ENABLED : CH_RES_DISABLED;
+  if (acct && strcmp(acct, "active") != 0)
+    return CH_RES_DISABLED;
+  if (mem && strcmp(mem, "active") != 0)
+    return CH_RES_DISABLED;
+  return acct ? CH_RES_ENABLED : CH_RES_UNSPECIFIED;
+}
+
+static enum ch_account_type ao_account_type(const char *t) {
+  if (!t)
+    return CH_ACCOUNT_NONE;
+  if (strcmp(t, "atlassian") == 0)
+    return CH_ACCOUNT_HUMAN;
+  if (strcmp(t, "app") == 0)
+    return CH_ACCOUNT_SERVICE;
+  if (strcmp(t, "customer") == 0)
+    return CH_ACCOUNT_CUSTOMER;
+  return CH_ACCOUNT_NONE;
+}
+
+static const char *const ao_user_profile_keys[] = {
+    "status",        "accountStatus", "membershipStatus", "accountType",
+    "claimStatus",   "nickname",      "jobTitle",         "department",
+    "organization",  "location",      "timeZone",         "managementSource",
+    "emailVerified", "mfaEnabled",    "addedToOrg",       NULL};
+
+static int ao_emit_user(struct ao_inst *ai, json_object *u,
+                        struct ch_sink *sink, struct ch_err *err) {
+  const char *id = pj_str(u, "accountId");
+  const char *email = pj_str(u, "email");
+  const char *name = pj_str(u, "name");
+  json_object *groups = pj_arr(u, "groups");
+  json_object *prof = NULL;
+  struct ch_resource r = {0};
+  const char *emails[2] = {NULL, NULL};
+  const char *keys[3] = {NULL, NULL, NULL};
+  char *kid = NULL, *kmail = NULL;
+  size_t n;
+  int rc = CH_OK;
+
+  (void)ai;
+  if (!id || !*id) /* nothing to key it by: skip, the host cannot use it */
+    return CH_OK;
+  prof = json_object_new_object();
+  if (!prof || ao_copy_keys(prof, u, ao_user_profile_keys))
+    goto nomem;
+  n = strlen(id) + sizeof("atlassian_account_id=");
+  kid = malloc(n);
+  if (!kid)
+    goto nomem;
+  snprintf(kid, n, "atlassian_account_id=%s", id);
+  keys[0] = kid;
+  if (email && *email) {
+    /* Emails compare case-insensitively; the key is lowercase so that
+       Jira's spelling of the same address joins. */
+    n = strlen(email) + sizeof("email=");
+    kmail = malloc(n);
+    if (!kmail)
+      goto nomem;
+    snprintf(kmail, n, "email=%s", email);
+    for (char *p = kmail + 6; *p; p++)
+      *p = (char)tolower((unsigned char)*p);
+    keys[1] = kmail;
+    emails[0] = email;
+  }
+  r.type = "user";
+  r.id = id;
+  r.display_name = name && *name ? name : email && *email ? email : id;
+  r.status = ao_user_status(u);
+  r.account_type = ao_account_type(pj_str(u, "accountType"));
+  r.emails = emails[0] ? emails : NULL;
+  r.match_keys = keys;
+  r.profile_json = ao_json_text(prof);
+  if (sink->resource(sink, &r)) {
+    rc = ch_err_set(err, CH_E_STOPPED, "stopped");
+    goto out;
+  }
+  /* Memberships come with the user (expand=groups): one request per
+     100 users instead of one per group page. */
+  n = groups ? json_object_array_length(groups) : 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *gid = pj_str(json_object_array_get_idx(groups, i), "id");
+    struct ch_grant g = {{"group", gid}, "member", {"user", id}, 0, NULL, NULL};
+    if (!gid || !*gid)
+      continue;
+    if (sink->grant(sink, &g)) {
+      rc = ch_err_set(err, CH_E_STOPPED, "stopped");
+      goto out;
+    }
+  }
+  goto out;
+nomem:
+  rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+out:
+  free(kid);
+  free(kmail);
+  json_object_put(prof);
+  return rc;
+}
+
+/* POST a v2 search-style list: `{cursor}` or `{limit, extras}`. */
+static int ao_post_page(struct ao_inst *ai, struct ao_page *pg, const char *url,
+                        long limit, const char *expand, const char *what,
+                        struct ch_err *err) {
+  json_object *req = json_object_new_object();
+  json_object *arr = NULL;
+  long status;
+  int rc;
+
+  if (!req)
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  /* "If cursor is present, all other parameters are discarded": the
+     server keeps the first page's limit and expand in the cursor. */
+  if (pg->cur) {
+    rc = ao_add_str(req, "cursor", pg->cur);
+  } else {
+    rc = json_object_object_add(req, "limit", json_object_new_int64(limit))
+             ? CH_E_NOMEM
+             : CH_OK;
+    if (!rc && expand) {
+      arr = json_object_new_array();
+      if (!arr || json_object_array_add(arr, json_object_new_string(expand)) ||
+          json_object_object_add(req, "expand", arr)) {
+        json_object_put(arr);
+        rc = CH_E_NOMEM;
+      }
+    }
+  }
+  if (rc) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  /* A search changes nothing, so the host may retry it like a GET. */
+  rc = pj_request(&ai->org, "POST", url, req, CH_HTTP_RETRY_SAFE, what, &status,
+                  &pg->body, err);
+out:
+  json_object_put(req);
+  return rc;
+}
+
+static int ao_list_users(struct ao_inst *ai, struct ao_page *pg,
+                         struct ch_sink *sink, struct ch_err *err) {
+  struct pj_buf url = {0};
+  json_object *data;
+  int rc;
+
+  if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/directories/") ||
+      pj_buf_add_enc(&url, ai->host, ai->dir_id) ||
+      pj_buf_add(&url, "/users/search")) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  rc =
+      ao_post_page(ai, pg, url.s, ai->page_size, "groups", "users search", err);
+  if (rc)
+    goto out;
+  data = ao_data(pg->body, "users search", err);
+  if (!data) {
+    rc = err->code;
+    goto out;
+  }
+  for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
+    rc = ao_emit_user(ai, json_object_array_get_idx(data, i), sink, err);
+    if (rc)
+      goto out;
+  }
+  rc = ao_page_next(ai, pg, sink, "users search", err);
+out:
+  pj_buf_free(&url);
+  return rc;
+}
+
+/* ---- groups -------------------------------------------------------------- */
+
+static const char *const ao_group_profile_keys[] = {
+    "description", "directoryId", "managedBy", "externalSynced", NULL};
+
+static int ao_list_groups(struct ao_inst *ai, struct ao_page *pg,
+                          struct ch_sink *sink, struct ch_err *err) {
+  struct pj_buf url = {0};
+  json_object *data, *prof = NULL;
+  int rc;
+
+  if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/directories/") ||
+      pj_buf_add_enc(&url, ai->host, ai->dir_id) ||
+      pj_buf_add(&url, "/groups/search")) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  rc = ao_post_page(ai, pg, url.s, ai->page_size, NULL, "groups search", err);
+  if (rc)
+    goto out;
+  data = ao_data(pg->body, "groups search", err);
+  if (!data) {
+    rc = err->code;
+    goto out;
+  }
+  for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
+    json_object *g = json_object_array_get_idx(data, i);
+    struct ch_resource r = {0};
+    const char *id = pj_str(g, "id"), *name = pj_str(g, "name");
+
+    if (!id || !*id)
+      continue;
+    prof = json_object_new_object();
+    if (!prof || ao_copy_keys(prof, g, ao_group_profile_keys)) {
+      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      goto out;
+    }
+    r.type = "group";
+    r.id = id;
+    r.display_name = name && *name ? name : id;
+    r.profile_json = ao_json_text(prof);
+    if (sink->resource(sink, &r)) {
+      rc = ch_err_set(err, CH_E_STOPPED, "stopped");
+      goto out;
+    }
+    json_object_put(prof);
+    prof = NULL;
+  }
+  rc = ao_page_next(ai, pg, sink, "groups search", err);
+out:
+  json_object_put(prof);
+  pj_buf_free(&url);
+  return rc;
+}
+
+/* ---- workspaces ---------------------------------------------------------- */
+
+static const char *const ao_ws_profile_keys[] = {
+    "type", "typeKey", "hostUrl", "status", "realm", "owner", NULL};
+
+static int ao_list_workspaces(struct ao_inst *ai, struct ao_page *pg,
+                              struct ch_sink *sink, struct ch_err *err) {
+  struct pj_buf url = {0};
+  json_object *data, *prof = NULL;
+  int rc;
+
+  if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/workspaces")) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  rc = ao_post_page(ai, pg, url.s, ai->ws_page_size, NULL, "workspaces", err);
+  if (rc)
+    goto out;
+  data = ao_data(pg->body, "workspaces", err);
+  if (!data) {
+    rc = err->code;
+    goto out;
+  }
+  for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
+    json_object *w = json_object_array_get_idx(data, i);
+    json_object *attrs = pj_obj(w, "attributes");
+    struct ch_resource r = {0};
+    const char *id = pj_str(w, "id"), *name = pj_str(attrs, "name");
+    const char *st = pj_str(attrs, "status");
+
+    if (!id || !*id)
+      continue;
+    prof = json_object_new_object();
+    if (!prof || ao_copy_keys(prof, attrs, ao_ws_profile_keys)) {
+      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      goto out;
+    }
+    r.type = "workspace";
+    r.id = id;
+    r.display_name = name && *name ? name : id;
+    if (st)
+      r.status = strcmp(st, "online") == 0 ? CH_RES_ENABLED : CH_RES_DISABLED;
+    r.profile_json = ao_json_text(prof);
+    if (sink->resource(sink, &r)) {
+      rc = ch_err_set(err, CH_E_STOPPED, "stopped");
+      goto out;
+    }
+    json_object_put(prof);
+    prof = NULL;
+  }
+  rc = ao_page_next(ai, pg, sink, "workspaces", err);
+out:
+  json_object_put(prof);
+  pj_buf_free(&url);
+  return rc;
+}
+
+/* ---- the organization ---------------------------------------------------- */
+
+static int ao_list_org(struct ao_inst *ai, struct ch_sink *sink,
+                       struct ch_err *err) {
+  struct pj_buf url = {0};
+  json_object *body = NULL, *prof = NULL;
+  struct ch_resource r = {0};
+  const char *name;
+  long status;
+  int rc;
+
+  if (ao_org_url(ai, &url, "v1")) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  rc = pj_request(&ai->org, "GET", url.s, NULL, 0, "organization", &status,
+                  &body, err);
+  if (rc)
+    goto out;
+  name = pj_str(pj_obj(pj_obj(body, "data"), "attributes"), "name");
+  /* The profile names the org's ARI: role assignments use it. */
+  url.len = 0;
+  prof = json_object_new_object();
+  if (!prof || pj_buf_addf(&url, "%s%s", AO_PLATFORM_ARI, ai->org_id) ||
+      ao_add_str(prof, "ari", url.s) || ao_add_str(prof, "name", name)) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  r.type = "organization";
+  r.id = ai->org_id;
+  r.display_name = name && *name ? name : ai->org_id;
+  r.profile_json = ao_json_text(prof);
+  if (sink->resource(sink, &r))
+    rc = ch_err_set(err, CH_E_STOPPED, "stopped");
+out:
+  json_object_put(prof);
+  json_object_put(body);
+  pj_buf_free(&url);
+  return rc;
+}
+
+int ao_list(void *inst, const char *type, const struct ch_ref *parent,
+            const char *page_token, struct ch_sink *sink, struct ch_err *err) {
+  struct ao_inst *ai = inst;
+  struct ao_page pg;
+  char why[CH_ERR_MSG_SIZE];
+  int rc;
+
+  (void)parent;
+  if (strcmp(type, "organization") == 0) {
+    rc = ao_list_org(ai, sink, err);
+    goto out;
+  }
+  rc = ao_page_start(&pg, page_token, err);
+  if (rc)
+    return rc;
+  if (strcmp(type, "user") == 0)
+    rc = ao_list_users(ai, &pg, sink, err);
+  else if (strcmp(type, "group") == 0)
+    rc = ao_list_groups(ai, &pg, sink, err);
+  else if (strcmp(type, "workspace") == 0)
+    rc = ao_list_workspaces(ai, &pg, sink, err);
+  else
+    rc = ch_err_set(err, CH_E_INVALID, "unknown resource type '%s'", type);
+  ao_page_end(&pg);
+out:
+  memcpy(why, err->msg, sizeof(why));
+  /* These lists hang off the org and the directory alone: a 404 means
+     org_id or directory_id is wrong, not that an object went away. */
+  if (rc == CH_E_NOTFOUND)
+    rc = ch_err_set(err, CH_E_CONFIG, "check org_id and directory_id: %s", why);
+  else if (rc == CH_E_AUTH)
+    rc = ch_err_set(err, rc, "api_token refused: %s", why);
+  else if (rc == CH_E_PERM)
+    rc = ch_err_set(err, rc,
+                    "api_token may not read this org (a scoped key needs "
+                    "the read scopes): %s",
+                    why);
+  return rc;
+}
+
+/* ---- role assignments ---------------------------------------------------- */
+
+/* Where a role assignment's resource lives in the graph: the platform
+   resource is the organization, anything else a workspace. */
+static void ao_role_target(struct ao_inst *ai, json_object *item,
+                           struct ch_ref *ref) {
+  const char *res = pj_str(item, "resourceId");
+  const char *owner = pj_str(item, "resourceOwner");
+
+  if ((owner && strcmp(owner, "platform") == 0) ||
+      (res && strncmp(res, AO_PLATFORM_ARI, strlen(AO_PLATFORM_ARI)) == 0)) {
+    ref->type = "organization";
+    ref->id = ai->org_id;
+  } else {
+    ref->type = "workspace";
+    ref->id = res;
+  }
+}
+
+static int ao_has_direct(json_object *methods) {
+  for (size_t i = 0, n = json_object_array_length(methods); i < n; i++) {
+    const char *m =
+        json_object_get_string(json_object_array_get_idx(methods, i));
+    if (m && strcmp(m, "direct") == 0)
+      return 1;
+  }
+  return 0;
+}
+
+static int ao_cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read every workspace id once (under the lock; other workers wait). */
+static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
+  struct pj_buf url = {0};
+  struct ao_page pg;
+  char **ids = NULL, *cur = NULL, *next = NULL;
+  size_t n = 0, cap = 0;
+  int rc = CH_OK;
+
+  pthread_mutex_lock(&ai->ws_lock);
+  if (ai->ws_built)
+    goto out;
+  memset(&pg, 0, sizeof(pg));
+  if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/workspaces")) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  for (;;) {
+    json_object *data;
+    rc =
+        ao_post_page(ai, &pg, url.s, ai->ws_page_size, NULL, "workspaces", err);
+    data = rc ? NULL : ao_data(pg.body, "workspaces", err);
+    if (!data) {
+      rc = rc ? rc : err->code;
+      break;
+    }
+    for (size_t i = 0, m = json_object_array_length(data); i < m; i++) {
+      const char *id = pj_str(json_object_array_get_idx(data, i), "id");
+      char **grown;
+      if (!id)
+        continue;
+      if (n == cap) {
+        cap = cap ? cap * 2 : 64;
+        grown = realloc(ids, cap * sizeof(*ids));
+        if (!grown) {
+          rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+          break;
+        }
+        ids = grown;
+      }
+      if (!(ids[n] = strdup(id))) {
+        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+        break;
+      }
+      n++;
+    }
+    if (!rc && json_object_array_length(data) > 0)
+      rc = ao_next_cursor(ai, pg.body, pg.cur, "workspaces", &next, err);
+    json_object_put(pg.body);
+    pg.body = NULL;
+    free(cur);
+    pg.cur = cur = next;
+    next = NULL;
+    if (!rc && cur && ai->host->stopping(ai->hc))
+      rc = ch_err_set(err, CH_E_STOPPED, "stopped");
+    if (rc || !cur)
+      break;
+  }
+  free(cur);
+  json_object_put(pg.body);
+  if (rc)
+    goto out;
+  if (n)
+    qsort(ids, n, sizeof(*ids), ao_cmp_str);
+  ai->ws_ids = ids;
+  ai->nws = n;
+  ai->ws_built = 1;
+  ids = NULL;
+  n = 0;
+out:
+  pthread_mutex_unlock(&ai->ws_lock);
+  for (size_t i = 0; i < n; i++)
+    free(ids[i]);
+  free(ids);
+  pj_buf_free(&url);
+  return rc;
+}
+
+static int ao_ws_known(struct ao_inst *ai, const char *id) {
+  return ai->nws && bsearch(&id, ai->ws_ids, ai->nws, sizeof(*ai->ws_ids),
+                            ao_cmp_str) != NULL;
+}
+
+static int ao_emit_role(struct ao_inst *ai, struct ch_sink *sink,
+                        const struct ch_ref *res, const char *role,
+                        const struct ch_ref *who, int expandable,
+                        struct ch_err *err) {
+  struct ch_grant g = {0};
+  char slug[128];
+  int n;
+
+  n = snprintf(slug, sizeof(slug), AO_ROLE_PREFIX "%s", role);
+  if (n < 0 || (size_t)n >= sizeof(slug))
+    return CH_OK; /* no real role name is that long */
+  /* Roles on resources the sync does not list (projects, goals) or that
+     the type does not declare would fail the whole instance: skip them. */
+  if ((strcmp(res->type, "workspace") == 0 && !ao_ws_known(ai, res->id)) ||
+      !ao_slug_declared(res->type, slug)) {
+    ai->host->log(ai->hc, CH_LOG_DEBUG, "skipping %s on %s for %s %s", slug,
+                  res->id, who->type, who->id);
+    return CH_OK;
+  }
+  g.resource = *res;
+  g.slug = slug;
+  g.principal = *who;
+  if (expandable) {
+    g.flags = CH_GRANT_EXPANDABLE;
+    g.expand_slug = "member";
+  }
+  if (sink->grant(sink, &g))
+    return ch_err_set(err, CH_E_STOPPED, "stopped");
+  return CH_OK;
+}
+
+/* One item of a user's role assignments: only the roles given to the
+   user directly; group-held ones are emitted once on the group and the
+   host expands them. */
+static int ao_user_item(struct ao_inst *ai, json_object *item,
+                        const struct ch_ref *who, struct ch_sink *sink,
+                        struct ch_err *err) {
+  json_object *ras = pj_arr(item, "roleAssignments");
+  json_object *roles = pj_arr(item, "roles");
+  struct ch_ref res;
+  int rc;
+
+  ao_role_target(ai, item, &res);
+  if (!res.id || !*res.id)
+    return CH_OK;
+  if (ras) {
+    for (size_t i = 0, n = json_object_array_length(ras); i < n; i++) {
+      json_object *ra = json_object_array_get_idx(ras, i);
+      const char *role = pj_str(ra, "role");
+      json_object *m = pj_arr(ra, "roleAssignmentMethods");
+      if (!role || !m || !ao_has_direct(m))
+        continue;
+      rc = ao_emit_role(ai, sink, &res, role, who, 0, err);
+      if (rc)
+        return rc;
+    }
+    return CH_OK;
+  }
+  /* Older answers carry only the deprecated flat list: take it as is. */
+  for (size_t i = 0, n = roles ? json_object_array_length(roles) : 0; i < n;
+       i++) {
+    const char *role =
+        json_object_get_string(json_object_array_get_idx(roles, i));
+    if (!role)
+      continue;
+    rc = ao_emit_role(ai, sink, &res, role, who, 0, err);
+    if (rc)
+      return rc;
+  }
+  return CH_OK;
+}
+
+static int ao_group_item(struct ao_inst *ai, json_object *item,
+                         const struct ch_ref *who, struct ch_sink *sink,
+                         struct ch_err *err) {
+  json_object *roles = pj_arr(item, "roles");
+  struct ch_ref res;
+  int rc;
+
+  ao_role_target(ai, item, &res);
+  if (!res.id || !*res.id)
+    return CH_OK;
+  for (size_t i = 0, n = roles ? json_object_array_length(roles) : 0; i < n;
+       i++) {
+    const char *role =
+        json_object_get_string(json_object_array_get_idx(roles, i));
+    if (!role)
+      continue;
+    rc = ao_emit_role(ai, sink, &res, role, who, 1, err);
+    if (rc)
+      return rc;
+  }
+  return CH_OK;
+}
+
+int ao_grants(void *inst, const struct ch_ref *resource, const char *page_token,
+              struct ch_sink *sink, struct ch_err *err) {
+  struct ao_inst *ai = inst;
+  struct pj_buf url = {0};
+  struct ao_page pg;
+  json_object *data;
+  int is_user = strcmp(resource->type, "user") == 0;
+  long status;
+  int rc;
+
+  if (!is_user && strcmp(resource->type, "group") != 0)
+    return CH_OK; /* workspaces and the org get their grants from these */
+  if (is_user && !ai->user_roles)
+    return CH_OK;
+  rc = ao_page_start(&pg, page_token, err);
+  if (rc)
+    return rc;
+  if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/directories/") ||
+      pj_buf_add_enc(&url, ai->host, ai->dir_id) ||
+      pj_buf_add(&url, is_user ? "/users/" : "/groups/") ||
+      pj_buf_add_enc(&url, ai->host, resource->id) ||
+      pj_buf_add(&url, "/role-assignments")) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  if (pj_buf_addf(&url, "?limit=%ld", ai->page_size) ||
+      (pg.cur && (pj_buf_add(&url, "&cursor=") ||
+                  pj_buf_add_enc(&url, ai->host, pg.cur)))) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  rc = pj_request(&ai->org, "GET", url.s, NULL, 0,
+                  is_user ? "user role assignments" : "group role assignments",
+                  &status, &pg.body, err);
+  if (rc)
+    goto out;
+  data = ao_data(pg.body, "role assignments", err);
+  if (!data) {
+    rc = err->code;
+    goto out;
+  }
+  if (json_object_array_length(data) > 0) {
+    rc = ao_ws_build(ai, err);
+    if (rc)
+      goto out;
+  }
+  for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
+    json_object *item = json_object_array_get_idx(data, i);
+    rc = is_user ? ao_user_item(ai, item, resource, sink, err)
+                 : ao_group_item(ai, item, resource, sink, err);
+    if (rc)
+      goto out;
+  }
+  rc = ao_page_next(ai, &pg, sink, "role assignments", err);
+out:
+  pj_buf_free(&url);
+  ao_page_end(&pg);
+  return rc;
+}

@@ -1,0 +1,602 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of atlassian_org.so: the built connhost binary with the
+real plugin against the fake Atlassian Cloud on loopback.
+
+The default run covers the demo and large tenants, the join with
+jira_cloud (when built), cursor edges, every write, SCIM and the error
+paths. CONNHOST_SKIP_LARGE=1 leaves out the large sync (about a minute).
+"""
+import os
+import shutil
+import time
+import unittest
+
+import lib
+
+TENANT = "acme"
+INST = "org"
+# The secrets reach connhost through the environment only, so a test can
+# look for them in everything connhost printed or wrote.
+ENV_ORG_KEY = "AO_TEST_ORG_KEY"
+ENV_SCIM_KEY = "AO_TEST_SCIM_KEY"
+
+
+def enc(component):
+    """Percent-encode one key component as the host does."""
+    out = []
+    for ch in component:
+        if ch in "%/#" or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append("%%%02X" % ord(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def rkey(rtype, rid, tenant=TENANT, inst=INST):
+    return "/".join(enc(x) for x in (tenant, inst, rtype, rid))
+
+
+def ekey(rtype, rid, slug, **kw):
+    return rkey(rtype, rid, **kw) + "#" + enc(slug)
+
+
+def plugin_dir(root, names):
+    """A plugin directory holding just the named plugins."""
+    path = os.path.join(root, "plugins")
+    os.makedirs(path, exist_ok=True)
+    for name in names:
+        shutil.copy(os.path.join(lib.PLUGINS, name + ".so"), os.path.join(path, name + ".so"))
+    return path
+
+
+def have_plugin(name):
+    return os.path.exists(os.path.join(lib.PLUGINS, name + ".so"))
+
+
+class Expected:
+    """What a sync of the fake's organization must produce, from its truth."""
+
+    def __init__(self, truth, tenant=TENANT, inst=INST):
+        org = truth["org"]
+        self.org_id = org["org_id"]
+        self.platform = org["platform_resource_id"]
+        self.accounts = {a["account_id"]: a for a in org["accounts"]}
+        self.groups = {g["id"]: g for g in org["groups"]}
+        self.workspaces = {w["id"]: w for w in org["workspaces"]}
+        k = dict(tenant=tenant, inst=inst)
+        self.members = {(ekey("group", g, "member", **k), rkey("user", a, **k))
+                        for g, grp in self.groups.items() for a in grp["members"]
+                        if a in self.accounts}
+        self.direct = set()
+        self.derived = set()
+        for ra in org["role_assignments"]:
+            if ra["resource_id"] == self.platform:
+                ent = ekey("organization", self.org_id, "role:" + ra["role"], **k)
+            else:
+                ent = ekey("workspace", ra["resource_id"], "role:" + ra["role"], **k)
+            if ra["principal_type"] == "user":
+                self.direct.add((ent, rkey("user", ra["principal_id"], **k)))
+            else:
+                self.direct.add((ent, rkey("group", ra["principal_id"], **k)))
+                for m in self.groups[ra["principal_id"]]["members"]:
+                    if m in self.accounts:
+                        self.derived.add((ent, rkey("user", m, **k)))
+        self.derived -= self.direct
+
+
+class OrgTest(lib.TempDirTest):
+    profile = "tiny"
+    fake_extra = ()
+
+    def setUp(self):
+        super().setUp()
+        self.plugins = plugin_dir(self.tmp, ["atlassian_org"])
+        self.fake = self.start_fake(self.profile, self.fake_extra)
+
+    def tearDown(self):
+        self.fake.stop()
+        super().tearDown()
+
+    def start_fake(self, profile, extra=(), sub="fake"):
+        wd = self.path(sub)
+        os.makedirs(wd, exist_ok=True)
+        fake = lib.Fake(wd, profile=profile, extra=list(extra))
+        self.addCleanup(fake.stop)
+        return fake
+
+    def env(self, fake=None):
+        fake = fake or self.fake
+        return {ENV_ORG_KEY: fake.creds["org_api_key"], ENV_SCIM_KEY: fake.creds["scim_token"]}
+
+    def org_inst(self, fake=None, provisioning=None, scim=True, **opts):
+        fake = fake or self.fake
+        o = {"org_id": fake.creds["org_id"], "api_token": "${env:%s}" % ENV_ORG_KEY,
+             "api_base": fake.truth["urls"]["org_api_base"]}
+        if scim:
+            o["scim_base_url"] = fake.truth["urls"]["scim_base"]
+            o["scim_token"] = "${env:%s}" % ENV_SCIM_KEY
+        o.update(opts)
+        inst = {"plugin": "atlassian_org", "options": o}
+        if provisioning is not None:
+            inst["provisioning"] = provisioning
+        return inst
+
+    def config(self, tenants=None, name="c.yaml", **inst_kw):
+        if tenants is None:
+            tenants = {TENANT: {INST: self.org_inst(**inst_kw)}}
+        return lib.write_config(self.path(name), tenants, plugin_dir=self.plugins)
+
+    def run_ch(self, args, env=None, timeout=lib.DEFAULT_TIMEOUT):
+        e = self.env()
+        if env:
+            e.update(env)
+        r = lib.run(args, env=e, timeout=timeout)
+        self.assert_no_secret(r.out + r.err)
+        self.assertNotIn("Segmentation", r.err)
+        self.assertNotIn("AddressSanitizer", r.err)
+        return r
+
+    def sync(self, cfg, *args, ok=True, out_name="graph.json"):
+        out = self.path(out_name)
+        if os.path.exists(out):
+            os.unlink(out)
+        r = self.run_ch(["-c", cfg, "sync", "-o", out] + list(args))
+        if ok:
+            self.assertEqual(r.rc, 0, r)
+            with open(out, encoding="utf-8") as f:
+                self.assert_no_secret(f.read())
+            return lib.load_json(out), r
+        return (lib.load_json(out) if os.path.exists(out) else None), r
+
+    def assert_no_secret(self, text):
+        for fake in (self.fake,):
+            for name in ("org_api_key", "scim_token"):
+                self.assertNotIn(fake.creds[name], text, "secret %s leaked" % name)
+
+    # ---- graph checks ----------------------------------------------------
+    def by_type(self, g, rtype, inst=INST):
+        return {r["id"]: r for r in g["resources"]
+                if r["type"] == rtype and r.get("instance", INST) == inst}
+
+    def grant_pairs(self, g, direct=None):
+        return {(x["entitlement"], x["principal"]) for x in g["grants"]
+                if direct is None or bool(x["direct"]) == direct}
+
+    def assert_matches_truth(self, g, truth):
+        exp = Expected(truth)
+        users = self.by_type(g, "user")
+        self.assertEqual(set(users), set(exp.accounts))
+        for aid, acct in exp.accounts.items():
+            u = users[aid]
+            self.assertEqual(u["display_name"], acct["name"] or acct["email"], aid)
+            self.assertEqual(u["emails"], [acct["email"]], aid)
+            self.assertEqual(u["status"], "enabled" if acct["status"] == "active" else "disabled", aid)
+            self.assertEqual(u["profile"]["status"], acct["status"], aid)
+            self.assertEqual(u["profile"]["accountType"], "atlassian", aid)
+            self.assertIn("atlassian_account_id=" + aid, u["match_keys"])
+            self.assertIn("email=" + acct["email"].lower(), u["match_keys"])
+        groups = self.by_type(g, "group")
+        self.assertEqual(set(groups), set(exp.groups))
+        for gid, grp in exp.groups.items():
+            self.assertEqual(groups[gid]["display_name"], grp["name"])
+        ws = self.by_type(g, "workspace")
+        self.assertEqual(set(ws), set(exp.workspaces))
+        for wid, w in exp.workspaces.items():
+            self.assertEqual(ws[wid]["display_name"], w["name"])
+            self.assertEqual(ws[wid]["profile"]["hostUrl"], w["hostUrl"])
+        self.assertEqual(set(self.by_type(g, "organization")), {exp.org_id})
+        direct = self.grant_pairs(g, True)
+        derived = self.grant_pairs(g, False)
+        members = {p for p in direct if p[0].endswith("#member")}
+        self.assertEqual(members, exp.members)
+        roles = direct - members
+        self.assertEqual(roles, exp.direct)
+        self.assertEqual(derived, exp.derived)
+        # Every derived grant names the group grant it came from.
+        for x in g["grants"]:
+            if not x["direct"]:
+                self.assertTrue(x.get("sources"), x)
+
+    def request_count(self, fake, pred=lambda q: True):
+        return len([q for q in fake.requests() if pred(q)])
+
+
+# ---------------------------------------------------------------- sync
+class SyncDemo(OrgTest):
+    profile = "demo"
+
+    def test_demo_sync_matches_truth(self):
+        cfg = self.config()
+        t0 = time.time()
+        g, r = self.sync(cfg)
+        took = time.time() - t0
+        self.assert_matches_truth(g, self.fake.truth)
+        print("demo sync: %.2fs, %d requests" % (took, self.request_count(self.fake)))
+
+    def test_check_ok_and_wrong_org(self):
+        r = self.run_ch(["-c", self.config(), "check"])
+        self.assertEqual(r.rc, 0, r)
+        cfg = self.config(name="bad.yaml", org_id="00000000-0000-4000-8000-000000000000")
+        r = self.run_ch(["-c", cfg, "check"])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("org_id", r.err + r.out)
+        cfg = self.config(name="bad2.yaml", api_token="wrong-key")
+        r = self.run_ch(["-c", cfg, "check"])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("api_token", r.err + r.out)
+        self.assertIn("401", r.err + r.out)
+        cfg = self.config(name="bad3.yaml", scim_token="wrong-scim")
+        r = self.run_ch(["-c", cfg, "check"])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("scim_token", r.err + r.out)
+
+    def test_without_user_roles(self):
+        """sync_user_roles: false skips the per-user calls: no direct user
+        roles, everything else intact."""
+        g, _ = self.sync(self.config(sync_user_roles=False))
+        exp = Expected(self.fake.truth)
+        self.assertFalse([q for q in self.fake.requests()
+                          if "/users/" in q.get("path", "") and q["path"].endswith("/role-assignments")])
+        members = {p for p in self.grant_pairs(g, True) if p[0].endswith("#member")}
+        self.assertEqual(members, exp.members)
+        group_roles = {p for p in exp.direct if "/group/" in p[1]}
+        self.assertEqual(self.grant_pairs(g, True) - members, group_roles)
+
+
+class SyncLarge(OrgTest):
+    """The `large` profile: 20,000 Jira users (about 17,000 managed
+    accounts), 1,000 groups, 30 workspaces. About a minute on a laptop,
+    nearly all of it the fake answering one role request per user; set
+    CONNHOST_SKIP_LARGE=1 to leave it out."""
+    profile = "large"
+
+    @unittest.skipIf(os.environ.get("CONNHOST_SKIP_LARGE") == "1", "CONNHOST_SKIP_LARGE=1")
+    def test_large_sync_matches_truth(self):
+        t0 = time.time()
+        g, r = self.sync(self.config(), "--workers", "16")
+        took = time.time() - t0
+        self.assert_matches_truth(g, self.fake.truth)
+        print("large sync: %.2fs, %d requests" % (took, self.request_count(self.fake)))
+
+
+@unittest.skipUnless(have_plugin("jira_cloud"), "jira_cloud.so is not built yet")
+class JoinWithJira(OrgTest):
+    profile = "demo"
+
+    def test_identities_join_and_carry_org_emails(self):
+        self.plugins = plugin_dir(self.path("p2"), ["atlassian_org", "jira_cloud"])
+        t = self.fake.truth
+        jira = {"plugin": "jira_cloud",
+                "options": {"url": t["urls"]["jira_site"], "email": t["credentials"]["jira_email"],
+                            "api_token": "${env:AO_TEST_JIRA_TOKEN}"}}
+        cfg = self.config({TENANT: {INST: self.org_inst(), "jira": jira}})
+        out = self.path("graph.json")
+        r = self.run_ch(["-c", cfg, "sync", "-o", out],
+                        env={"AO_TEST_JIRA_TOKEN": t["credentials"]["jira_api_token"]})
+        self.assertEqual(r.rc, 0, r)
+        g = lib.load_json(out)
+        with open(out, encoding="utf-8") as f:
+            self.assertNotIn(t["credentials"]["jira_api_token"], f.read())
+        self.assertNotIn(t["credentials"]["jira_api_token"], r.out + r.err)
+        hidden = [u for u in t["jira"]["users"]
+                  if u["emailAddress"] is None and u["accountType"] == "atlassian"]
+        self.assertTrue(hidden, "the demo tenant has Jira users with hidden email")
+        accounts = {a["account_id"]: a for a in t["org"]["accounts"]}
+        by_member = {}
+        for ident in g["identities"]:
+            for res in ident["resources"]:
+                by_member[res] = ident
+        checked = 0
+        for u in hidden:
+            if u["accountId"] not in accounts:
+                continue
+            jkey = rkey("user", u["accountId"], inst="jira")
+            okey = rkey("user", u["accountId"])
+            ident = by_member.get(jkey)
+            self.assertIsNotNone(ident, jkey)
+            self.assertIn(okey, ident["resources"])
+            self.assertIn(accounts[u["accountId"]]["email"], ident["emails"])
+            checked += 1
+        self.assertGreater(checked, 0)
+
+
+class Cursors(OrgTest):
+    def test_page_size_one(self):
+        g, _ = self.sync(self.config(page_size=1))
+        self.assert_matches_truth(g, self.fake.truth)
+        searches = [q for q in self.fake.requests() if q["path"].endswith("/users/search")]
+        self.assertEqual(len(searches), len(self.fake.truth["org"]["accounts"]))
+
+    def test_cursor_repeat_fails_cleanly(self):
+        self.fake.stop()
+        self.fake = self.start_fake("tiny", ["--fault", "cursor-repeat:/users/search$"], sub="f2")
+        g, r = self.sync(self.config(page_size=2), ok=False)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("cursor", (r.err + r.out).lower())
+        self.assertLess(len(self.fake.requests()), 200)
+
+
+class EmptyLastPage(OrgTest):
+    fake_extra = ("--fault", "endless,mode=empty:/(users|groups)/search$")
+
+    def test_empty_last_page_ends_the_list(self):
+        g, _ = self.sync(self.config(page_size=3))
+        self.assert_matches_truth(g, self.fake.truth)
+
+
+# ---------------------------------------------------------------- writes
+class Writes(OrgTest):
+    profile = "tiny"
+
+    def cli(self, cfg, *args):
+        return self.run_ch(["-c", cfg] + list(args))
+
+    def pick_user(self, active=True, exclude=()):
+        for a in self.fake.truth["org"]["accounts"]:
+            if a["account_id"] in exclude:
+                continue
+            if (a["status"] == "active") == active:
+                return a["account_id"]
+        self.fail("no suitable user")
+
+    def pick_group(self, not_member, synced=False):
+        for grp in self.fake.truth["org"]["groups"]:
+            if grp["external_synced"] == synced and not_member not in grp["members"]:
+                return grp["id"]
+        self.fail("no suitable group")
+
+    def posted(self, since, method=None):
+        qs = self.fake.requests()[since:]
+        return [q for q in qs if method is None or q["method"] == method]
+
+    def test_refused_without_provisioning(self):
+        cfg = self.config()
+        uid = self.pick_user()
+        gid = self.pick_group(uid)
+        n = len(self.fake.requests())
+        r = self.cli(cfg, "grant", "--entitlement", ekey("group", gid, "member"),
+                     "--principal", rkey("user", uid))
+        self.assertEqual(r.rc, 2, r)
+        r = self.cli(cfg, "action", "--tenant", TENANT, "--instance", INST,
+                     "--name", "disable_user", "--arg", "user_id=" + uid)
+        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(len(self.fake.requests()), n)
+
+    def test_group_membership(self):
+        cfg = self.config(provisioning=True)
+        uid = self.pick_user()
+        gid = self.pick_group(uid)
+        ent, who = ekey("group", gid, "member"), rkey("user", uid)
+        n = len(self.fake.requests())
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who, "--dry-run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.fake.requests()), n, "dry run sent a request")
+        self.assertIn("memberships", r.out + r.err)
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who)
+        self.assertEqual(r.rc, 0, r)
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("already", (r.out + r.err).lower())
+        g, _ = self.sync(cfg)
+        self.assertIn((ent, who), self.grant_pairs(g, True))
+        n = len(self.fake.requests())
+        r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", who, "--dry-run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.fake.requests()), n)
+        r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", who)
+        self.assertEqual(r.rc, 0, r)
+        r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", who)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("already", (r.out + r.err).lower())
+        g, _ = self.sync(cfg)
+        self.assertNotIn((ent, who), self.grant_pairs(g))
+
+    def test_group_membership_errors(self):
+        cfg = self.config(provisioning=True)
+        uid = self.pick_user()
+        # A group synced from the IdP cannot be changed here.
+        synced = [x for x in self.fake.truth["org"]["groups"] if x["external_synced"]]
+        if synced:
+            r = self.cli(cfg, "grant", "--entitlement", ekey("group", synced[0]["id"], "member"),
+                         "--principal", rkey("user", uid))
+            self.assertEqual(r.rc, 1, r)
+        # A group that does not exist.
+        r = self.cli(cfg, "grant", "--entitlement",
+                     ekey("group", "00000000-0000-4000-8000-000000000000", "member"),
+                     "--principal", rkey("user", uid))
+        self.assertEqual(r.rc, 1, r)
+
+    def test_membership_licence_limit(self):
+        self.fake.stop()
+        self.fake = self.start_fake("tiny", ["--fault", "licence,method=POST:/memberships$"], sub="f2")
+        cfg = self.config(provisioning=True)
+        uid = self.pick_user()
+        gid = self.pick_group(uid)
+        r = self.cli(cfg, "grant", "--entitlement", ekey("group", gid, "member"),
+                     "--principal", rkey("user", uid))
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("licence limit", (r.out + r.err).lower())
+
+    def test_workspace_roles(self):
+        cfg = self.config(provisioning=True)
+        uid = self.pick_user()
+        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == "confluence"][0]["id"]
+        ent, who = ekey("workspace", ws, "role:atlassian/admin"), rkey("user", uid)
+        n = len(self.fake.requests())
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who, "--dry-run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.fake.requests()), n)
+        self.assertIn("roles/assign", r.out + r.err)
+        for _ in range(2):  # the repeat is idempotent
+            r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who)
+            self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertIn((ent, who), self.grant_pairs(g, True))
+        for _ in range(2):
+            r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", who)
+            self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertNotIn((ent, who), self.grant_pairs(g, True))
+
+    def test_workspace_role_for_group(self):
+        cfg = self.config(provisioning=True)
+        grp = [x for x in self.fake.truth["org"]["groups"]
+               if x["members"] and not x["external_synced"]][-1]
+        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == "bitbucket"][0]["id"]
+        ent = ekey("workspace", ws, "role:atlassian/user")
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertIn((ent, rkey("group", grp["id"])), self.grant_pairs(g, True))
+        for m in grp["members"]:
+            self.assertIn((ent, rkey("user", m)), self.grant_pairs(g))
+        r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
+        self.assertEqual(r.rc, 0, r)
+
+    def test_role_api_refusal_names_atlassian_support(self):
+        """A 404 from the user role API (what an org without the API sees,
+        and an unknown user) keeps the server's reason and says how the API
+        gets enabled."""
+        cfg = self.config(provisioning=True)
+        ws = self.fake.truth["org"]["workspaces"][0]["id"]
+        r = self.cli(cfg, "grant", "--entitlement", ekey("workspace", ws, "role:atlassian/user"),
+                     "--principal", rkey("user", "557058:no-such-account"))
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("Atlassian Support", r.out + r.err)
+        self.assertIn("404", r.out + r.err)
+
+    def test_disable_enable_user(self):
+        cfg = self.config(provisioning=True)
+        uid = self.pick_user(exclude=(self.fake.truth["jira"]["myself"],))
+        base = ["action", "--tenant", TENANT, "--instance", INST, "--arg", "user_id=" + uid]
+        n = len(self.fake.requests())
+        r = self.cli(cfg, *(base + ["--name", "disable_user", "--dry-run"]))
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.fake.requests()), n)
+        r = self.cli(cfg, *(base + ["--name", "disable_user"]))
+        self.assertEqual(r.rc, 0, r)
+        r = self.cli(cfg, *(base + ["--name", "disable_user"]))
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        u = self.by_type(g, "user")[uid]
+        self.assertEqual(u["status"], "disabled")
+        self.assertEqual(u["profile"]["status"], "suspended")
+        r = self.cli(cfg, *(base + ["--name", "enable_user"]))
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertEqual(self.by_type(g, "user")[uid]["status"], "enabled")
+        r = self.cli(cfg, "action", "--tenant", TENANT, "--instance", INST,
+                     "--name", "disable_user", "--arg", "user_id=nobody-here")
+        self.assertEqual(r.rc, 1, r)
+
+    def test_scim_provision_create_and_link(self):
+        cfg = self.config(provisioning=True)
+        email = "new.person@" + self.fake.truth["org"]["accounts"][0]["email"].split("@")[1]
+        prov = ["provision", "--tenant", TENANT, "--instance", INST, "--email", email,
+                "--given-name", "New", "--family-name", "Person", "--display-name", "New Person"]
+        n = len(self.fake.requests())
+        r = self.cli(cfg, *(prov + ["--dry-run"]))
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.fake.requests()), n)
+        r = self.cli(cfg, *prov)
+        self.assertEqual(r.rc, 0, r)
+        r2 = self.cli(cfg, *prov)
+        self.assertEqual(r2.rc, 0, r2)
+        self.assertIn("already", (r2.out + r2.err).lower())
+        g, _ = self.sync(cfg)
+        users = [u for u in self.by_type(g, "user").values() if u["emails"] == [email]]
+        self.assertEqual(len(users), 1)
+        self.assertIn(users[0]["id"], r.out + r.err)
+        # An existing managed account without a SCIM user is linked.
+        scim_linked = {u["atlassianAccountId"] for u in self.fake.truth["scim"]["users"]}
+        existing = [a for a in self.fake.truth["org"]["accounts"]
+                    if a["account_id"] not in scim_linked and a["status"] == "active"][0]
+        r = self.cli(cfg, "provision", "--tenant", TENANT, "--instance", INST,
+                     "--email", existing["email"], "--display-name", existing["name"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("linked", (r.out + r.err).lower())
+        self.assertIn(existing["account_id"], r.out + r.err)
+        g, _ = self.sync(cfg)
+        self.assertEqual(len([u for u in self.by_type(g, "user").values()
+                              if u["emails"] == [existing["email"]]]), 1)
+
+    def test_provision_without_scim(self):
+        cfg = self.config(provisioning=True, scim=False)
+        r = self.cli(cfg, "provision", "--tenant", TENANT, "--instance", INST,
+                     "--email", "x@example.com")
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("scim_base_url", r.out + r.err)
+
+
+# ---------------------------------------------------------------- errors
+class Errors(OrgTest):
+    def faulty(self, *specs):
+        self.fake.stop()
+        extra = []
+        for s in specs:
+            extra += ["--fault", s]
+        self.fake = self.start_fake("tiny", extra, sub="f%d" % len(os.listdir(self.tmp)))
+
+    def test_401_is_a_clear_instance_error(self):
+        cfg = self.config(api_token="not-the-key")
+        g, r = self.sync(cfg, ok=False)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("401", r.err + r.out)
+        self.assertIn("api_token refused", r.err + r.out)
+        self.assertIsNone(g, "a failed sync must not write a graph")
+
+    def test_wrong_org_id_is_a_clear_instance_error(self):
+        cfg = self.config(org_id="00000000-0000-4000-8000-000000000000")
+        g, r = self.sync(cfg, ok=False)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("404", r.err + r.out)
+        self.assertIn("org_id", r.err + r.out)
+
+    def test_429_with_retry_after_recovers(self):
+        self.faulty("429,retry_after=1,count=2:/users/search$",
+                    "429,retry_after=1,count=1:/workspaces$")
+        g, r = self.sync(self.config())
+        self.assert_matches_truth(g, self.fake.truth)
+        codes = [q.get("status") for q in self.fake.requests()]
+        self.assertIn(429, codes)
+
+    def test_burst_limit_recovers(self):
+        """Past N requests per second per endpoint the fake answers 429 with
+        Retry-After and X-RateLimit-Reset; the sync still completes."""
+        self.fake.stop()
+        self.fake = self.start_fake("tiny", ["--burst-limit", "4"], sub="fburst")
+        g, r = self.sync(self.config(), "--workers", "8")
+        self.assert_matches_truth(g, self.fake.truth)
+        self.assertIn(429, [q.get("status") for q in self.fake.requests()])
+
+    def test_5xx_recovers(self):
+        self.faulty("500,count=1:/groups/search$", "503,retry_after=1,count=1:/role-assignments$")
+        g, r = self.sync(self.config())
+        self.assert_matches_truth(g, self.fake.truth)
+
+    def test_persistent_5xx_fails_the_instance(self):
+        self.faulty("500:/groups/search$")
+        g, r = self.sync(self.config(), ok=False)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("500", r.err + r.out)
+
+    def test_malformed_and_truncated_json(self):
+        for spec in ("badjson:/users/search$", "truncate:/groups/search$"):
+            self.faulty(spec)
+            g, r = self.sync(self.config(), ok=False)
+            self.assertEqual(r.rc, 1, r)
+            self.assertIn("json", (r.err + r.out).lower(), spec)
+
+    def test_other_instance_survives_with_allow_partial(self):
+        bad = self.org_inst(api_token="not-the-key")
+        cfg = self.config({TENANT: {INST: self.org_inst()}, "other": {INST: bad}})
+        out = self.path("g.json")
+        r = self.run_ch(["-c", cfg, "sync", "-o", out, "--allow-partial"])
+        self.assertEqual(r.rc, 3, r)
+        g = lib.load_json(out)
+        self.assertTrue(self.by_type(g, "user"))
+
+
+if __name__ == "__main__":
+    lib.main()
