@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/* jira_cloud plugin: the instance and the helpers its source files share. */
+#ifndef CONNHOST_JC_H
+#define CONNHOST_JC_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "plugjson.h"
+
+/*
+ * The plugin is split by job (jira_cloud.c: descriptor, options, open,
+ * check; jc_sync.c: list and grants; jc_provision.c: writes). The names
+ * below are shared between those files, so they cannot be static; the
+ * linker's export list (connhost_plugin only) keeps them private to the
+ * .so all the same.
+ */
+
+/* Per-endpoint page-size caps of Jira Cloud (larger values are clamped
+   by the server, so asking for more only hides the real page size). */
+#define JC_CAP_USERS 1000     /* /users/search */
+#define JC_CAP_MEMBERS 50     /* /group/member */
+#define JC_CAP_PROJECTS 100   /* /project/search */
+#define JC_CAP_GROUPS 50      /* /group/bulk */
+#define JC_MAX_KEYS_PER_REQ 50 /* keys= values per /project/search */
+
+struct jc_inst {
+  const struct ch_host *host;
+  struct ch_hctx *hc;
+  struct pj_client cl; /* authenticated (Basic email:api_token) */
+  char *base;          /* url without a trailing '/' */
+  char *gateway;       /* gateway_url without a trailing '/' */
+  char *email;
+  char *token;
+  int skip_customer;
+  int skip_inactive;
+  int skip_participants;
+  char **keys; /* project_keys, NULL-terminated, or NULL */
+  size_t nkeys;
+  char *ticket_key; /* ticket_project_key, or NULL */
+  long page_size;   /* 0: the endpoint's cap */
+  int provisioning;
+
+  /* Accounts the skip_* options drop, sorted; built once on demand
+     because role actors carry only an account id. */
+  pthread_mutex_t lock;
+  int skip_built;
+  char **skipped;
+  size_t nskipped;
+};
+
+/* Descriptor tables (jira_cloud.c). */
+extern const struct ch_option jc_options[];
+
+/* The page size to ask `cap`-limited endpoints for. */
+long jc_page(const struct jc_inst *in, long cap);
+
+/* Start `b` with the instance's base URL followed by `path`. */
+int jc_url(const struct jc_inst *in, struct pj_buf *b, const char *path);
+
+/* Append "?name=value" or "&name=value" with `value` URL-encoded. */
+int jc_param(const struct jc_inst *in, struct pj_buf *b, const char *name,
+             const char *value);
+int jc_param_ll(struct pj_buf *b, const char *name, long long value);
+
+/*
+ * pj_request() with the instance's client. A 401 on a site URL runs the
+ * scoped-token probe so that the error names the URL to configure.
+ */
+int jc_request(struct jc_inst *in, const char *method, const char *url,
+               json_object *body, unsigned flags, const char *what,
+               long *status, json_object **out, struct ch_err *err);
+
+/* Whether a user of `account_type` and `active` is dropped by skip_*. */
+int jc_user_skipped(const struct jc_inst *in, const char *account_type,
+                    int active);
+/* Whether account `id` is dropped by skip_* (may list all users once). */
+int jc_account_skipped(struct jc_inst *in, const char *id, int *skipped,
+                       struct ch_err *err);
+
+/* Whether project `key` passes the project_keys filter. */
+int jc_key_allowed(const struct jc_inst *in, const char *key);
+
+/* The human text of a Jira error body (errorMessages and errors values),
+   lowercased, for matching "already a member"-style answers. malloc'd. */
+char *jc_error_text(json_object *body);
+
+/* Sync ops (jc_sync.c). */
+int jc_list(void *inst, const char *type, const struct ch_ref *parent,
+            const char *page_token, struct ch_sink *sink,
+            struct ch_err *err);
+int jc_grants(void *inst, const struct ch_ref *resource,
+              const char *page_token, struct ch_sink *sink,
+              struct ch_err *err);
+
+/* Write ops (jc_provision.c). */
+int jc_grant(void *inst, const struct ch_change *change,
+             struct ch_result *result, struct ch_err *err);
+int jc_revoke(void *inst, const struct ch_change *change,
+              struct ch_result *result, struct ch_err *err);
+int jc_provision(void *inst, const struct ch_account *account,
+                 struct ch_result *result, struct ch_err *err);
+int jc_action(void *inst, const char *name, const struct ch_kv *args,
+              size_t nargs, struct ch_result *result, struct ch_err *err);
+
+#endif

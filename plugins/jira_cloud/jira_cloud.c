@@ -1,0 +1,530 @@
+/* SPDX-License-Identifier: MIT */
+/* jira_cloud plugin: descriptor, options, open/close/check, shared helpers. */
+#include "autoconfig.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jc.h"
+
+const struct ch_option jc_options[] = {
+    {"url", CH_OPT_URL, CH_OPT_REQUIRED, NULL,
+     "site URL https://<site>.atlassian.net, or the scoped-token gateway "
+     "URL https://api.atlassian.com/ex/jira/<cloud-id>"},
+    {"email", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
+     "the account the API token belongs to (Basic auth user)"},
+    {"api_token", CH_OPT_STRING, CH_OPT_REQUIRED | CH_OPT_SECRET, NULL,
+     "API token (classic or scoped)"},
+    {"gateway_url", CH_OPT_URL, 0, "https://api.atlassian.com",
+     "Atlassian API gateway; check() uses it to name the URL a scoped "
+     "token needs"},
+    {"skip_customer_users", CH_OPT_BOOL, 0, "false",
+     "drop Jira Service Management customer accounts"},
+    {"skip_inactive_users", CH_OPT_BOOL, 0, "false",
+     "drop inactive accounts (and their grants)"},
+    {"skip_project_participants", CH_OPT_BOOL, 0, "false",
+     "do not compute the project 'participate' entitlement"},
+    {"project_keys", CH_OPT_LIST, 0, NULL,
+     "only these projects are synced and may receive tickets"},
+    {"ticket_project_key", CH_OPT_STRING, 0, NULL,
+     "default project for the create_ticket action"},
+    {"page_size", CH_OPT_INT, 0, NULL,
+     "page size; clamped per endpoint (users 1000, group members 50, "
+     "groups 50, projects 100); default: each endpoint's maximum"},
+    {"ca_file", CH_OPT_PATH, 0, NULL, "PEM bundle to trust instead of the "
+                                       "system store"},
+    {"max_requests_per_second", CH_OPT_INT, 0, "0",
+     "client-side request rate cap for this instance; 0 = none"},
+    {NULL, 0, 0, NULL, NULL}};
+
+static const char *const jc_to_user[] = {"user", NULL};
+static const char *const jc_to_user_group[] = {"user", "group", NULL};
+
+static const struct ch_entitlement_def jc_user_ents[] = {{NULL, NULL, NULL}};
+static const struct ch_entitlement_def jc_group_ents[] = {
+    {"member", "Member", jc_to_user}, {NULL, NULL, NULL}};
+static const struct ch_entitlement_def jc_project_ents[] = {
+    {"lead", "Lead", jc_to_user},
+    {"participate", "Participate", jc_to_user_group},
+    {NULL, NULL, NULL}};
+static const struct ch_entitlement_def jc_role_ents[] = {
+    {"assigned", "Assigned", jc_to_user_group}, {NULL, NULL, NULL}};
+
+/* Users and projects get their grants from other ops (group members,
+   project listing, role actors), so the host never asks for them. */
+static const struct ch_resource_type jc_types[] = {
+    {"user", "User", CH_TRAIT_USER, NULL, jc_user_ents,
+     CH_CAP_SYNC | CH_CAP_PROVISION, CH_TYPE_NO_GRANTS_CALL},
+    {"group", "Group", CH_TRAIT_GROUP, NULL, jc_group_ents,
+     CH_CAP_SYNC | CH_CAP_GRANT | CH_CAP_REVOKE, 0},
+    {"project", "Project", CH_TRAIT_APP, NULL, jc_project_ents, CH_CAP_SYNC,
+     CH_TYPE_NO_GRANTS_CALL},
+    {"project_role", "Project role", CH_TRAIT_ROLE, "project", jc_role_ents,
+     CH_CAP_SYNC | CH_CAP_GRANT | CH_CAP_REVOKE, 0},
+    {NULL, NULL, 0, NULL, NULL, 0, 0}};
+
+static const char *const jc_ticket_args[] = {"summary", "description",
+                                             "project_key", "issue_type",
+                                             NULL};
+static const char *const jc_ticket_required[] = {"summary", NULL};
+
+static const struct ch_action_def jc_actions[] = {
+    {"create_ticket",
+     "create a Jira issue to track a manual task (summary, description, "
+     "project_key, issue_type); prints the issue key",
+     jc_ticket_args, jc_ticket_required},
+    {NULL, NULL, NULL, NULL}};
+
+/* ---- shared helpers ----------------------------------------------------- */
+
+long jc_page(const struct jc_inst *in, long cap) {
+  return in->page_size > 0 && in->page_size < cap ? in->page_size : cap;
+}
+
+int jc_url(const struct jc_inst *in, struct pj_buf *b, const char *path) {
+  b->len = 0;
+  if (pj_buf_add(b, in->base) || pj_buf_add(b, path))
+    return CH_E_NOMEM;
+  return CH_OK;
+}
+
+int jc_param(const struct jc_inst *in, struct pj_buf *b, const char *name,
+             const char *value) {
+  const char *sep = b->s && strchr(b->s, '?') ? "&" : "?";
+  if (pj_buf_add(b, sep) || pj_buf_add(b, name) || pj_buf_add(b, "=") ||
+      pj_buf_add_enc(b, in->host, value))
+    return CH_E_NOMEM;
+  return CH_OK;
+}
+
+int jc_param_ll(struct pj_buf *b, const char *name, long long value) {
+  const char *sep = b->s && strchr(b->s, '?') ? "&" : "?";
+  return pj_buf_addf(b, "%s%s=%lld", sep, name, value);
+}
+
+static int jc_is_gateway(const char *url) {
+  return strstr(url, "/ex/jira/") != NULL;
+}
+
+/*
+ * A scoped API token sent to a site URL gets a plain 401, which reads
+ * like a wrong token. Ask the site for its cloud id (unauthenticated) and
+ * try the same credentials through the gateway: when that works the fix is
+ * a different url, and the error says which one. Both probes are one-shot
+ * (no retries): they only decide the wording of an error.
+ */
+static void jc_scoped_hint(struct jc_inst *in, const char *what,
+                           struct ch_err *err) {
+  struct pj_client anon = {in->host, in->hc, NULL, NULL, NULL};
+  struct pj_buf b = {0}, gw = {0};
+  struct ch_err e2 = {0};
+  json_object *info = NULL;
+  const char *cloud;
+  long status;
+
+  ch_err_set(err, CH_E_AUTH,
+             "%s: credentials refused (HTTP 401): check email and api_token",
+             what);
+  if (jc_is_gateway(in->base))
+    goto out;
+  if (jc_url(in, &b, "/_edge/tenant_info") ||
+      pj_request(&anon, "GET", b.s, NULL, CH_HTTP_NO_RETRY, "tenant info",
+                 &status, &info, &e2) != CH_OK)
+    goto out;
+  cloud = pj_str(info, "cloudId");
+  if (!cloud || !*cloud)
+    goto out;
+  if (pj_buf_add(&gw, in->gateway) || pj_buf_add(&gw, "/ex/jira/") ||
+      pj_buf_add_enc(&gw, in->host, cloud))
+    goto out;
+  b.len = 0;
+  if (pj_buf_add(&b, gw.s) || pj_buf_add(&b, "/rest/api/3/myself"))
+    goto out;
+  if (pj_request(&in->cl, "GET", b.s, NULL, CH_HTTP_NO_RETRY,
+                 "gateway probe", &status, NULL, &e2) == CH_OK &&
+      status >= 200 && status < 300)
+    ch_err_set(err, CH_E_CONFIG,
+               "the api_token is a scoped token, which works only through "
+               "the API gateway: set url to %s",
+               gw.s);
+out:
+  json_object_put(info);
+  pj_buf_free(&b);
+  pj_buf_free(&gw);
+}
+
+/* Reads whose 2xx body did not parse are sent again this many times: a
+   body cut short by a proxy is a transient fault, and a GET is safe to
+   repeat. A server that always answers garbage still fails the op. */
+#define JC_BAD_BODY_RETRIES 2
+
+int jc_request(struct jc_inst *in, const char *method, const char *url,
+               json_object *body, unsigned flags, const char *what,
+               long *status, json_object **out, struct ch_err *err) {
+  int rc, tries = 0;
+
+  for (;;) {
+    rc = pj_request(&in->cl, method, url, body, flags, what, status, out,
+                    err);
+    if (rc != CH_E_PROTOCOL || *status < 200 || *status > 299 ||
+        strcmp(method, "GET") || tries++ >= JC_BAD_BODY_RETRIES ||
+        in->host->stopping(in->hc))
+      break;
+    in->host->log(in->hc, CH_LOG_WARN, "%s; sending the request again",
+                  err->msg);
+    if (out) {
+      json_object_put(*out);
+      *out = NULL;
+    }
+  }
+  if (rc == CH_E_AUTH && *status == 401) {
+    jc_scoped_hint(in, what, err);
+    rc = err->code;
+  }
+  return rc;
+}
+
+int jc_user_skipped(const struct jc_inst *in, const char *account_type,
+                    int active) {
+  if (in->skip_inactive && !active)
+    return 1;
+  if (in->skip_customer && account_type &&
+      strcmp(account_type, "customer") == 0)
+    return 1;
+  return 0;
+}
+
+static int jc_cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* List every user once (under the lock, so concurrent role workers wait
+   for one listing instead of each doing their own). */
+static int jc_build_skipped(struct jc_inst *in, struct ch_err *err) {
+  struct pj_buf b = {0};
+  json_object *page = NULL;
+  long long start = 0;
+  long status;
+  size_t cap = 0;
+  int rc = CH_OK;
+
+  for (;;) {
+    size_t n;
+    if (in->host->stopping(in->hc)) {
+      rc = ch_err_set(err, CH_E_STOPPED, "stopping");
+      goto out;
+    }
+    if ((rc = jc_url(in, &b, "/rest/api/3/users/search")) ||
+        (rc = jc_param_ll(&b, "startAt", start)) ||
+        (rc = jc_param_ll(&b, "maxResults", jc_page(in, JC_CAP_USERS))))
+      goto out;
+    json_object_put(page);
+    rc = jc_request(in, "GET", b.s, NULL, 0, "list users", &status, &page,
+                    err);
+    if (rc)
+      goto out;
+    if (!json_object_is_type(page, json_type_array)) {
+      rc = ch_err_set(err, CH_E_PROTOCOL, "list users: not a JSON array");
+      goto out;
+    }
+    n = json_object_array_length(page);
+    if (n == 0)
+      break;
+    for (size_t i = 0; i < n; i++) {
+      json_object *u = json_object_array_get_idx(page, i);
+      const char *id = pj_str(u, "accountId");
+      if (!id || !jc_user_skipped(in, pj_str(u, "accountType"),
+                                  pj_bool(u, "active", 1)))
+        continue;
+      if (in->nskipped == cap) {
+        size_t ncap = cap ? cap * 2 : 64;
+        char **v = realloc(in->skipped, ncap * sizeof(*v));
+        if (!v) {
+          rc = CH_E_NOMEM;
+          goto out;
+        }
+        in->skipped = v;
+        cap = ncap;
+      }
+      if (!(in->skipped[in->nskipped] = strdup(id))) {
+        rc = CH_E_NOMEM;
+        goto out;
+      }
+      in->nskipped++;
+    }
+    start += (long long)n;
+  }
+  if (in->nskipped)
+    qsort(in->skipped, in->nskipped, sizeof(char *), jc_cmp_str);
+  in->skip_built = 1;
+out:
+  if (rc == CH_E_NOMEM)
+    ch_err_set(err, rc, "out of memory");
+  if (rc) {
+    for (size_t i = 0; i < in->nskipped; i++)
+      free(in->skipped[i]);
+    in->nskipped = 0;
+  }
+  json_object_put(page);
+  pj_buf_free(&b);
+  return rc;
+}
+
+int jc_account_skipped(struct jc_inst *in, const char *id, int *skipped,
+                       struct ch_err *err) {
+  int rc = CH_OK;
+
+  *skipped = 0;
+  if (!in->skip_customer && !in->skip_inactive)
+    return CH_OK;
+  pthread_mutex_lock(&in->lock);
+  if (!in->skip_built)
+    rc = jc_build_skipped(in, err);
+  if (rc == CH_OK && in->nskipped)
+    *skipped = bsearch(&id, in->skipped, in->nskipped, sizeof(char *),
+                       jc_cmp_str) != NULL;
+  pthread_mutex_unlock(&in->lock);
+  return rc;
+}
+
+static int jc_casecmp(const char *a, const char *b) {
+  for (; *a && *b; a++, b++) {
+    int d = tolower((unsigned char)*a) - tolower((unsigned char)*b);
+    if (d)
+      return d;
+  }
+  return tolower((unsigned char)*a) - tolower((unsigned char)*b);
+}
+
+int jc_key_allowed(const struct jc_inst *in, const char *key) {
+  if (!in->nkeys)
+    return 1;
+  for (size_t i = 0; i < in->nkeys; i++)
+    if (jc_casecmp(in->keys[i], key) == 0)
+      return 1;
+  return 0;
+}
+
+char *jc_error_text(json_object *body) {
+  struct pj_buf b = {0};
+  json_object *msgs = pj_arr(body, "errorMessages");
+  json_object *fields = pj_obj(body, "errors");
+
+  if (pj_buf_add(&b, ""))
+    return NULL;
+  for (size_t i = 0; msgs && i < json_object_array_length(msgs); i++) {
+    json_object *m = json_object_array_get_idx(msgs, i);
+    if (json_object_is_type(m, json_type_string) &&
+        (pj_buf_add(&b, json_object_get_string(m)) || pj_buf_add(&b, "\n")))
+      goto fail;
+  }
+  if (fields) {
+    json_object_object_foreach(fields, k, v) {
+      (void)k;
+      if (json_object_is_type(v, json_type_string) &&
+          (pj_buf_add(&b, json_object_get_string(v)) || pj_buf_add(&b, "\n")))
+        goto fail;
+    }
+  }
+  /* Some gateways answer {"message": ...} instead of an ErrorCollection. */
+  if (pj_str(body, "message") &&
+      (pj_buf_add(&b, pj_str(body, "message")) || pj_buf_add(&b, "\n")))
+    goto fail;
+  for (char *p = b.s; *p; p++)
+    *p = (char)tolower((unsigned char)*p);
+  return b.s;
+fail:
+  pj_buf_free(&b);
+  return NULL;
+}
+
+/* ---- open / close / check ----------------------------------------------- */
+
+static char *jc_strip_slash(const char *s) {
+  char *c = strdup(s);
+  size_t n;
+  if (!c)
+    return NULL;
+  n = strlen(c);
+  while (n > 0 && c[n - 1] == '/')
+    c[--n] = '\0';
+  return c;
+}
+
+static void jc_close(void *inst) {
+  struct jc_inst *in = inst;
+  if (!in)
+    return;
+  free(in->base);
+  free(in->gateway);
+  free(in->email);
+  free(in->token);
+  for (size_t i = 0; i < in->nkeys; i++)
+    free(in->keys[i]);
+  free(in->keys);
+  free(in->ticket_key);
+  for (size_t i = 0; i < in->nskipped; i++)
+    free(in->skipped[i]);
+  free(in->skipped);
+  pthread_mutex_destroy(&in->lock);
+  free(in);
+}
+
+static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
+                   const struct ch_cfg *cfg, void **inst, struct ch_err *err) {
+  const struct ch_option *t = jc_options;
+  struct ch_http_conf hconf = {0};
+  const struct ch_opt_value *v;
+  struct jc_inst *in;
+  const char *s;
+  long long n;
+  int rc = CH_OK;
+
+  *inst = NULL;
+  in = calloc(1, sizeof(*in));
+  if (!in)
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  pthread_mutex_init(&in->lock, NULL);
+  in->host = host;
+  in->hc = hc;
+  in->provisioning = cfg->provisioning;
+
+  s = pj_opt_str(cfg, t, "url", NULL);
+  if (!s || (strncmp(s, "https://", 8) && strncmp(s, "http://", 7))) {
+    rc = ch_err_set(err, CH_E_CONFIG, "url must be an http(s) URL");
+    goto out;
+  }
+  in->base = jc_strip_slash(s);
+  in->gateway =
+      jc_strip_slash(pj_opt_str(cfg, t, "gateway_url",
+                                "https://api.atlassian.com"));
+  in->email = strdup(pj_opt_str(cfg, t, "email", ""));
+  in->token = strdup(pj_opt_str(cfg, t, "api_token", ""));
+  if (!in->base || !in->gateway || !in->email || !in->token) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  if (!*in->email || !*in->token) {
+    rc = ch_err_set(err, CH_E_CONFIG, "email and api_token must not be "
+                                      "empty");
+    goto out;
+  }
+  in->cl.host = host;
+  in->cl.hc = hc;
+  in->cl.basic_user = in->email;
+  in->cl.basic_secret = in->token;
+
+  in->skip_customer = (int)pj_opt_num(cfg, t, "skip_customer_users", 0);
+  in->skip_inactive = (int)pj_opt_num(cfg, t, "skip_inactive_users", 0);
+  in->skip_participants =
+      (int)pj_opt_num(cfg, t, "skip_project_participants", 0);
+
+  v = pj_opt(cfg, t, "project_keys");
+  if (v && v->nlist) {
+    in->keys = calloc(v->nlist + 1, sizeof(char *));
+    if (!in->keys) {
+      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      goto out;
+    }
+    for (size_t i = 0; i < v->nlist; i++) {
+      if (!v->list[i][0])
+        continue;
+      if (!(in->keys[in->nkeys] = strdup(v->list[i]))) {
+        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+        goto out;
+      }
+      in->nkeys++;
+    }
+  }
+  s = pj_opt_str(cfg, t, "ticket_project_key", NULL);
+  if (s && *s) {
+    if (!(in->ticket_key = strdup(s))) {
+      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      goto out;
+    }
+    /* project_keys bounds tickets too: catch the contradiction now rather
+       than at the first ticket. */
+    if (!jc_key_allowed(in, s)) {
+      rc = ch_err_set(err, CH_E_CONFIG,
+                      "ticket_project_key %s is not in project_keys", s);
+      goto out;
+    }
+  }
+  n = pj_opt_num(cfg, t, "page_size", 0);
+  if (pj_opt(cfg, t, "page_size") && n < 1) {
+    rc = ch_err_set(err, CH_E_CONFIG, "page_size must be at least 1");
+    goto out;
+  }
+  in->page_size = n > 0 && n < 100000 ? (long)n : n > 0 ? 100000 : 0;
+
+  n = pj_opt_num(cfg, t, "max_requests_per_second", 0);
+  if (n < 0) {
+    rc = ch_err_set(err, CH_E_CONFIG,
+                    "max_requests_per_second must not be negative");
+    goto out;
+  }
+  hconf.max_rps = (double)n;
+  hconf.ca_file = pj_opt_str(cfg, t, "ca_file", NULL);
+  rc = host->http_setup(hc, &hconf, err);
+  if (rc)
+    goto out;
+  *inst = in;
+  in = NULL;
+out:
+  jc_close(in);
+  return rc;
+}
+
+static int jc_check(void *inst, struct ch_err *err) {
+  struct jc_inst *in = inst;
+  struct pj_buf b = {0};
+  json_object *me = NULL;
+  long status;
+  int rc;
+
+  if ((rc = jc_url(in, &b, "/rest/api/3/myself"))) {
+    ch_err_set(err, rc, "out of memory");
+    goto out;
+  }
+  rc = jc_request(in, "GET", b.s, NULL, 0, "check", &status, &me, err);
+  if (rc)
+    goto out;
+  if (status && !pj_str(me, "accountId")) {
+    rc = ch_err_set(err, CH_E_PROTOCOL, "check: /myself has no accountId");
+    goto out;
+  }
+  if (status)
+    in->host->log(in->hc, CH_LOG_INFO, "authenticated as %s (%s)",
+                  pj_str(me, "displayName") ? pj_str(me, "displayName") : "?",
+                  pj_str(me, "accountId"));
+out:
+  json_object_put(me);
+  pj_buf_free(&b);
+  return rc;
+}
+
+static const struct ch_plugin jc_plugin = {
+    CH_PLUGIN_ABI,
+    sizeof(struct ch_plugin),
+    "jira_cloud",
+    "1.0.0",
+    "Jira Cloud users, groups, projects and project roles; group and role "
+    "provisioning, accounts, tickets",
+    jc_options,
+    jc_types,
+    jc_actions,
+    jc_open,
+    jc_close,
+    jc_check,
+    jc_list,
+    jc_grants,
+    jc_grant,
+    jc_revoke,
+    jc_provision,
+    jc_action};
+
+CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi);
+CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi) {
+  return host_abi == CH_PLUGIN_ABI ? &jc_plugin : NULL;
+}
