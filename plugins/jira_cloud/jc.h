@@ -18,10 +18,10 @@
 
 /* Per-endpoint page-size caps of Jira Cloud (larger values are clamped
    by the server, so asking for more only hides the real page size). */
-#define JC_CAP_USERS 1000     /* /users/search */
-#define JC_CAP_MEMBERS 50     /* /group/member */
-#define JC_CAP_PROJECTS 100   /* /project/search */
-#define JC_CAP_GROUPS 50      /* /group/bulk */
+#define JC_CAP_USERS 1000      /* /users/search */
+#define JC_CAP_MEMBERS 50      /* /group/member */
+#define JC_CAP_PROJECTS 100    /* /project/search */
+#define JC_CAP_GROUPS 50       /* /group/bulk */
 #define JC_MAX_KEYS_PER_REQ 50 /* keys= values per /project/search */
 
 struct jc_inst {
@@ -87,11 +87,9 @@ char *jc_error_text(json_object *body);
 
 /* Sync ops (jc_sync.c). */
 int jc_list(void *inst, const char *type, const struct ch_ref *parent,
-            const char *page_token, struct ch_sink *sink,
-            struct ch_err *err);
-int jc_grants(void *inst, const struct ch_ref *resource,
-              const char *page_token, struct ch_sink *sink,
-              struct ch_err *err);
+            const char *page_token, struct ch_sink *sink, struct ch_err *err);
+int jc_grants(void *inst, const struct ch_ref *resource, const char *page_token,
+              struct ch_sink *sink, struct ch_err *err);
 
 /* Write ops (jc_provision.c). */
 int jc_grant(void *inst, const struct ch_change *change,

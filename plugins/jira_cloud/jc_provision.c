@@ -16,8 +16,9 @@ static int jc_nomem(struct ch_err *err) {
 static int jc_writable(struct jc_inst *in, struct ch_err *err) {
   if (in->provisioning || in->host->dry_run(in->hc))
     return 1;
-  ch_err_set(err, CH_E_CONFIG, "provisioning is not enabled for this "
-                               "instance (set provisioning: true)");
+  ch_err_set(err, CH_E_CONFIG,
+             "provisioning is not enabled for this "
+             "instance (set provisioning: true)");
   return 0;
 }
 
@@ -37,12 +38,11 @@ static int jc_says(const char *text, const char *const *needles) {
 static const char *const jc_already_member[] = {"already a member", NULL};
 static const char *const jc_not_member[] = {"not a member",
                                             "is not in the group", NULL};
-static const char *const jc_already_actor[] = {"already a member",
-                                               "already an actor",
-                                               "already exists", NULL};
-static const char *const jc_not_actor[] = {"not a member", "is not an actor",
-                                           "not an actor", "not in the role",
-                                           "not in the project role", NULL};
+static const char *const jc_already_actor[] = {
+    "already a member", "already an actor", "already exists", NULL};
+static const char *const jc_not_actor[] = {
+    "not a member",    "is not an actor",         "not an actor",
+    "not in the role", "not in the project role", NULL};
 
 /* One message is <pre><principal><mid><target>, per outcome. */
 struct jc_words {
@@ -58,15 +58,15 @@ struct jc_write {
 
 static void jc_say(struct ch_result *res, const struct jc_words *w,
                    const char *who, const char *target) {
-  snprintf(res->message, sizeof(res->message), "%s%s%s%s", w->pre, who,
-           w->mid, target);
+  snprintf(res->message, sizeof(res->message), "%s%s%s%s", w->pre, who, w->mid,
+           target);
 }
 
 /* Send one write and turn its answer into a ch_result. */
 static int jc_send_write(struct jc_inst *in, const struct jc_write *w,
-                         const char *url, json_object *body,
-                         const char *who, const char *target,
-                         struct ch_result *res, struct ch_err *err) {
+                         const char *url, json_object *body, const char *who,
+                         const char *target, struct ch_result *res,
+                         struct ch_err *err) {
   json_object *reply = NULL;
   long status;
   char *text = NULL;
@@ -99,8 +99,7 @@ out:
 }
 
 static int jc_group_change(struct jc_inst *in, const struct ch_change *ch,
-                           int add, struct ch_result *res,
-                           struct ch_err *err) {
+                           int add, struct ch_result *res, struct ch_err *err) {
   static const struct jc_write w_add = {
       "POST",
       "add group member",
@@ -108,20 +107,19 @@ static int jc_group_change(struct jc_inst *in, const struct ch_change *ch,
       {"added user ", " to group "},
       {"user ", " is already a member of group "},
       {"would add user ", " to group "}};
-  static const struct jc_write w_del = {
-      "DELETE",
-      "remove group member",
-      jc_not_member,
-      {"removed user ", " from group "},
-      {"user ", " is not a member of group "},
-      {"would remove user ", " from group "}};
+  static const struct jc_write w_del = {"DELETE",
+                                        "remove group member",
+                                        jc_not_member,
+                                        {"removed user ", " from group "},
+                                        {"user ", " is not a member of group "},
+                                        {"would remove user ", " from group "}};
   struct pj_buf b = {0};
   json_object *body = NULL;
   int rc;
 
   if (strcmp(ch->principal.type, "user"))
-    return ch_err_set(err, CH_E_INVALID, "group#member takes a user, not a "
-                                         "%s", ch->principal.type);
+    return ch_err_set(err, CH_E_INVALID, "group#member takes a user, not a %s",
+                      ch->principal.type);
   if (jc_url(in, &b, "/rest/api/3/group/user") ||
       jc_param(in, &b, "groupId", ch->resource.id) ||
       (!add && jc_param(in, &b, "accountId", ch->principal.id))) {
@@ -145,15 +143,13 @@ out:
 }
 
 static int jc_role_change(struct jc_inst *in, const struct ch_change *ch,
-                          int add, struct ch_result *res,
-                          struct ch_err *err) {
-  static const struct jc_write w_add = {
-      "POST",
-      "add role actor",
-      jc_already_actor,
-      {"added ", " to project role "},
-      {"", " already holds project role "},
-      {"would add ", " to project role "}};
+                          int add, struct ch_result *res, struct ch_err *err) {
+  static const struct jc_write w_add = {"POST",
+                                        "add role actor",
+                                        jc_already_actor,
+                                        {"added ", " to project role "},
+                                        {"", " already holds project role "},
+                                        {"would add ", " to project role "}};
   static const struct jc_write w_del = {
       "DELETE",
       "remove role actor",
@@ -170,12 +166,12 @@ static int jc_role_change(struct jc_inst *in, const struct ch_change *ch,
   int rc;
 
   if (!is_user && strcmp(ch->principal.type, "group"))
-    return ch_err_set(err, CH_E_INVALID, "project_role#assigned takes a user "
-                                         "or a group, not a %s",
+    return ch_err_set(err, CH_E_INVALID,
+                      "project_role#assigned takes a user or a group, not a %s",
                       ch->principal.type);
   if (!colon || colon == ch->resource.id || !colon[1])
-    return ch_err_set(err, CH_E_INVALID, "project role id \"%s\" is not "
-                                         "<projectId>:<roleId>",
+    return ch_err_set(err, CH_E_INVALID,
+                      "project role id \"%s\" is not <projectId>:<roleId>",
                       ch->resource.id);
   if (jc_url(in, &b, "/rest/api/3/project/") ||
       pj_buf_addf(&b, "%.*s", (int)(colon - ch->resource.id),
@@ -188,8 +184,8 @@ static int jc_role_change(struct jc_inst *in, const struct ch_change *ch,
   /* The project id went in raw above: make sure it is only digits. */
   for (const char *p = ch->resource.id; p < colon; p++)
     if (*p < '0' || *p > '9') {
-      rc = ch_err_set(err, CH_E_INVALID, "project role id \"%s\" has a "
-                                         "non-numeric project id",
+      rc = ch_err_set(err, CH_E_INVALID,
+                      "project role id \"%s\" has a non-numeric project id",
                       ch->resource.id);
       goto out;
     }
@@ -232,8 +228,7 @@ static int jc_change(struct jc_inst *in, const struct ch_change *ch, int add,
                       "project_role#assigned instead)",
                       ch->slug, add ? "granted" : "revoked");
   return ch_err_set(err, CH_E_UNSUPPORTED, "%s#%s cannot be %s",
-                    ch->resource.type, ch->slug,
-                    add ? "granted" : "revoked");
+                    ch->resource.type, ch->slug, add ? "granted" : "revoked");
 }
 
 int jc_grant(void *inst, const struct ch_change *change,
@@ -250,8 +245,7 @@ int jc_revoke(void *inst, const struct ch_change *change,
 
 /* products=jira-software,jira-core → ["jira-software","jira-core"]; no
    attribute means no product access (Jira's own default for []). */
-static int jc_products(const char *list, json_object *arr,
-                       struct ch_err *err) {
+static int jc_products(const char *list, json_object *arr, struct ch_err *err) {
   const char *p = list;
 
   while (p && *p) {
@@ -262,8 +256,7 @@ static int jc_products(const char *list, json_object *arr,
     while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
       e--;
     if (e > s &&
-        json_object_array_add(arr, json_object_new_string_len(
-                                       s, (int)(e - s))))
+        json_object_array_add(arr, json_object_new_string_len(s, (int)(e - s))))
       return jc_nomem(err);
     p += n;
     if (*p == ',')
@@ -321,8 +314,8 @@ int jc_provision(void *inst, const struct ch_account *acct,
     goto out;
   }
   if (!pj_str(user, "accountId")) {
-    rc = ch_err_set(err, CH_E_PROTOCOL, "create user: no accountId in the "
-                                        "answer");
+    rc = ch_err_set(err, CH_E_PROTOCOL,
+                    "create user: no accountId in the answer");
     goto out;
   }
   res->outcome = CH_DONE;
@@ -374,8 +367,7 @@ static json_object *jc_adf(const char *text) {
       json_object_object_add(t, "text",
                              json_object_new_string_len(p, (int)len));
       json_object_array_add(inl, t);
-      json_object_object_add(para, "type",
-                             json_object_new_string("paragraph"));
+      json_object_object_add(para, "type", json_object_new_string("paragraph"));
       json_object_object_add(para, "content", inl);
       json_object_array_add(content, para);
     }
@@ -406,12 +398,11 @@ static int jc_create_ticket(struct jc_inst *in, const struct ch_kv *args,
     else if (strcmp(k, "issue_type") == 0)
       itype = args[i].value;
     else
-      return ch_err_set(err, CH_E_INVALID,
-                        "create_ticket: unknown argument %s", k);
+      return ch_err_set(err, CH_E_INVALID, "create_ticket: unknown argument %s",
+                        k);
   }
   if (!summary || !*summary)
-    return ch_err_set(err, CH_E_INVALID, "create_ticket: summary is "
-                                         "required");
+    return ch_err_set(err, CH_E_INVALID, "create_ticket: summary is required");
   if (!key || !*key)
     key = in->ticket_key;
   if (!key)
@@ -461,13 +452,12 @@ static int jc_create_ticket(struct jc_inst *in, const struct ch_kv *args,
     goto out;
   if (status == 0) {
     res->outcome = CH_DRY_RUN;
-    snprintf(res->message, sizeof(res->message),
-             "would create a %s in %s", itype, key);
+    snprintf(res->message, sizeof(res->message), "would create a %s in %s",
+             itype, key);
     goto out;
   }
   if (!pj_str(issue, "key")) {
-    rc = ch_err_set(err, CH_E_PROTOCOL, "create issue: no key in the "
-                                        "answer");
+    rc = ch_err_set(err, CH_E_PROTOCOL, "create issue: no key in the answer");
     goto out;
   }
   res->outcome = CH_DONE;
@@ -489,7 +479,6 @@ int jc_action(void *inst, const char *name, const struct ch_kv *args,
     return err->code;
   if (strcmp(name, "create_ticket") == 0)
     return jc_create_ticket(in, args, nargs, result, err);
-  return ch_err_set(err, CH_E_UNSUPPORTED, "unknown action %s "
-                                           "(jira_cloud has create_ticket)",
-                    name);
+  return ch_err_set(err, CH_E_UNSUPPORTED,
+                    "unknown action %s (jira_cloud has create_ticket)", name);
 }

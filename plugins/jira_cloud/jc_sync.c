@@ -29,8 +29,8 @@ static int jc_stopped(struct ch_err *err) {
 }
 
 static const char *jc_json_text(json_object *o) {
-  return json_object_to_json_string_ext(
-      o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                               JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 static void jc_copy_str(json_object *dst, json_object *src, const char *key) {
@@ -67,8 +67,8 @@ static int jc_emit_user(struct jc_inst *in, json_object *u,
   int rc = CH_OK;
 
   if (!id || !*id) {
-    in->host->log(in->hc, CH_LOG_WARN, "list users: a user without an "
-                                       "accountId was skipped");
+    in->host->log(in->hc, CH_LOG_WARN,
+                  "list users: a user without an accountId was skipped");
     goto out;
   }
   if (jc_user_skipped(in, type, active))
@@ -123,8 +123,8 @@ static int jc_list_users(struct jc_inst *in, json_object *tok,
   if (rc)
     goto out;
   if (!json_object_is_type(page, json_type_array)) {
-    rc = ch_err_set(err, CH_E_PROTOCOL, "list users: startAt=%lld: not a "
-                                        "JSON array", start);
+    rc = ch_err_set(err, CH_E_PROTOCOL,
+                    "list users: startAt=%lld: not a JSON array", start);
     goto out;
   }
   n = json_object_array_length(page);
@@ -184,10 +184,8 @@ static int jc_list_groups(struct jc_inst *in, json_object *tok,
     rc = jc_nomem(err);
     goto out;
   }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "list groups", &status, &page,
-                  err);
-  if (rc || (rc = jc_pagebean(page, "list groups", start, &values, &more,
-                              err)))
+  rc = jc_request(in, "GET", b.s, NULL, 0, "list groups", &status, &page, err);
+  if (rc || (rc = jc_pagebean(page, "list groups", start, &values, &more, err)))
     goto out;
   n = json_object_array_length(values);
   for (size_t i = 0; i < n && !rc; i++) {
@@ -235,8 +233,8 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
     rc = jc_nomem(err);
     goto out;
   }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "group members", &status, &page,
-                  err);
+  rc =
+      jc_request(in, "GET", b.s, NULL, 0, "group members", &status, &page, err);
   if (rc == CH_E_NOTFOUND) {
     /* Deleted while we synced: the group's listing is stale, not wrong. */
     in->host->log(in->hc, CH_LOG_WARN,
@@ -244,8 +242,8 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
     rc = CH_OK;
     goto out;
   }
-  if (rc || (rc = jc_pagebean(page, "group members", start, &values, &more,
-                              err)))
+  if (rc ||
+      (rc = jc_pagebean(page, "group members", start, &values, &more, err)))
     goto out;
   n = json_object_array_length(values);
   for (size_t i = 0; i < n && !rc; i++) {
@@ -253,8 +251,7 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
     struct ch_grant g = {0};
     const char *aid = pj_str(u, "accountId");
     int active = pj_bool(u, "active", 1);
-    if (!aid || !*aid ||
-        jc_user_skipped(in, pj_str(u, "accountType"), active))
+    if (!aid || !*aid || jc_user_skipped(in, pj_str(u, "accountType"), active))
       continue;
     g.resource.type = "group";
     g.resource.id = gid;
@@ -316,8 +313,8 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
   size_t n = 0;
   int more = 0, rc;
 
-  if (chunk < 0 || (in->nkeys && (size_t)chunk * JC_MAX_KEYS_PER_REQ >=
-                                      in->nkeys))
+  if (chunk < 0 ||
+      (in->nkeys && (size_t)chunk * JC_MAX_KEYS_PER_REQ >= in->nkeys))
     return ch_err_set(err, CH_E_INVALID, "page token is not valid");
   if (jc_url(in, &b, "/rest/api/3/project/search") ||
       jc_param_ll(&b, "startAt", start) ||
@@ -332,15 +329,15 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
       rc = jc_nomem(err);
       goto out;
     }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "list projects", &status, &page,
-                  err);
+  rc =
+      jc_request(in, "GET", b.s, NULL, 0, "list projects", &status, &page, err);
   if (rc == CH_E_NOTFOUND) {
     /* The documented answer for "no projects match": an empty result. */
     rc = CH_OK;
     goto next;
   }
-  if (rc || (rc = jc_pagebean(page, "list projects", start, &values, &more,
-                              err)))
+  if (rc ||
+      (rc = jc_pagebean(page, "list projects", start, &values, &more, err)))
     goto out;
   n = json_object_array_length(values);
   for (size_t i = 0; i < n && !rc; i++) {
@@ -350,8 +347,8 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
     const char *pid = pj_str(p, "id");
     const char *key = pj_str(p, "key");
     if (!pid || !*pid) {
-      in->host->log(in->hc, CH_LOG_WARN, "list projects: a project without "
-                                         "an id was skipped");
+      in->host->log(in->hc, CH_LOG_WARN,
+                    "list projects: a project without an id was skipped");
       continue;
     }
     /* The server filters by keys already; this also guards a server that
@@ -379,10 +376,8 @@ next:
   if (rc)
     goto out;
   if (more)
-    rc = jc_next(sink, tok, start + (long long)n, in->nkeys ? chunk : -1,
-                 err);
-  else if (in->nkeys &&
-           ((size_t)chunk + 1) * JC_MAX_KEYS_PER_REQ < in->nkeys)
+    rc = jc_next(sink, tok, start + (long long)n, in->nkeys ? chunk : -1, err);
+  else if (in->nkeys && ((size_t)chunk + 1) * JC_MAX_KEYS_PER_REQ < in->nkeys)
     rc = jc_next(sink, tok, 0, chunk + 1, err);
 out:
   json_object_put(page);
@@ -423,15 +418,13 @@ static int jc_list_roles(struct jc_inst *in, const struct ch_ref *parent,
   int rc;
 
   if (!parent || !parent->id || strcmp(parent->type, "project"))
-    return ch_err_set(err, CH_E_INVALID, "project_role needs a project "
-                                         "parent");
+    return ch_err_set(err, CH_E_INVALID, "project_role needs a project parent");
   if (jc_url(in, &b, "/rest/api/3/project/") ||
       pj_buf_add_enc(&b, in->host, parent->id) || pj_buf_add(&b, "/role")) {
     rc = jc_nomem(err);
     goto out;
   }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "project roles", &status, &map,
-                  err);
+  rc = jc_request(in, "GET", b.s, NULL, 0, "project roles", &status, &map, err);
   if (rc == CH_E_NOTFOUND) {
     in->host->log(in->hc, CH_LOG_WARN,
                   "project %s is gone (HTTP 404); its roles are skipped",
@@ -442,8 +435,8 @@ static int jc_list_roles(struct jc_inst *in, const struct ch_ref *parent,
   if (rc)
     goto out;
   if (!json_object_is_type(map, json_type_object)) {
-    rc = ch_err_set(err, CH_E_PROTOCOL, "project roles: project %s: not a "
-                                        "JSON object", parent->id);
+    rc = ch_err_set(err, CH_E_PROTOCOL,
+                    "project roles: project %s: not a JSON object", parent->id);
     goto out;
   }
   json_object_object_foreach(map, name, url) {
@@ -504,8 +497,9 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
 
   if (!colon || colon == res_id || !colon[1] ||
       (size_t)(colon - res_id) >= sizeof(pid))
-    return ch_err_set(err, CH_E_INVALID, "project role id \"%s\" is not "
-                                         "<projectId>:<roleId>", res_id);
+    return ch_err_set(err, CH_E_INVALID,
+                      "project role id \"%s\" is not <projectId>:<roleId>",
+                      res_id);
   memcpy(pid, res_id, (size_t)(colon - res_id));
   pid[colon - res_id] = '\0';
   rid = colon + 1;
@@ -515,8 +509,7 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
     rc = jc_nomem(err);
     goto out;
   }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "role actors", &status, &role,
-                  err);
+  rc = jc_request(in, "GET", b.s, NULL, 0, "role actors", &status, &role, err);
   if (rc == CH_E_NOTFOUND) {
     in->host->log(in->hc, CH_LOG_WARN,
                   "project role %s is gone (HTTP 404); its actors are skipped",
@@ -555,8 +548,8 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
       in->host->log(in->hc, CH_LOG_WARN,
                     "project role %s: actor \"%s\" is neither a user nor a "
                     "group with an id; skipped",
-                    res_id, pj_str(a, "displayName") ? pj_str(a, "displayName")
-                                                     : "?");
+                    res_id,
+                    pj_str(a, "displayName") ? pj_str(a, "displayName") : "?");
       continue;
     }
     g.resource.type = "project_role";
@@ -583,8 +576,7 @@ out:
 /* ---- ops ---------------------------------------------------------------- */
 
 int jc_list(void *inst, const char *type, const struct ch_ref *parent,
-            const char *page_token, struct ch_sink *sink,
-            struct ch_err *err) {
+            const char *page_token, struct ch_sink *sink, struct ch_err *err) {
   struct jc_inst *in = inst;
   json_object *tok = pj_token_decode(page_token, err);
   int rc;
@@ -605,9 +597,8 @@ int jc_list(void *inst, const char *type, const struct ch_ref *parent,
   return rc;
 }
 
-int jc_grants(void *inst, const struct ch_ref *resource,
-              const char *page_token, struct ch_sink *sink,
-              struct ch_err *err) {
+int jc_grants(void *inst, const struct ch_ref *resource, const char *page_token,
+              struct ch_sink *sink, struct ch_err *err) {
   struct jc_inst *in = inst;
   json_object *tok = pj_token_decode(page_token, err);
   int rc = CH_OK;

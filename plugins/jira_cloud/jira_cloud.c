@@ -32,10 +32,11 @@ const struct ch_option jc_options[] = {
     {"page_size", CH_OPT_INT, 0, NULL,
      "page size; clamped per endpoint (users 1000, group members 50, "
      "groups 50, projects 100); default: each endpoint's maximum"},
-    {"ca_file", CH_OPT_PATH, 0, NULL, "PEM bundle to trust instead of the "
-                                       "system store"},
-    {"max_requests_per_second", CH_OPT_INT, 0, "0",
-     "client-side request rate cap for this instance; 0 = none"},
+    {"ca_file", CH_OPT_PATH, 0, NULL,
+     "PEM bundle to trust instead of the system store"},
+    {"max_requests_per_second", CH_OPT_STRING, 0, NULL,
+     "client-side request rate cap for this instance (a number, e.g. 2.5); "
+     "unset or 0 = none"},
     {NULL, 0, 0, NULL, NULL}};
 
 static const char *const jc_to_user[] = {"user", NULL};
@@ -65,8 +66,7 @@ static const struct ch_resource_type jc_types[] = {
     {NULL, NULL, 0, NULL, NULL, 0, 0}};
 
 static const char *const jc_ticket_args[] = {"summary", "description",
-                                             "project_key", "issue_type",
-                                             NULL};
+                                             "project_key", "issue_type", NULL};
 static const char *const jc_ticket_required[] = {"summary", NULL};
 
 static const struct ch_action_def jc_actions[] = {
@@ -141,8 +141,8 @@ static void jc_scoped_hint(struct jc_inst *in, const char *what,
   b.len = 0;
   if (pj_buf_add(&b, gw.s) || pj_buf_add(&b, "/rest/api/3/myself"))
     goto out;
-  if (pj_request(&in->cl, "GET", b.s, NULL, CH_HTTP_NO_RETRY,
-                 "gateway probe", &status, NULL, &e2) == CH_OK &&
+  if (pj_request(&in->cl, "GET", b.s, NULL, CH_HTTP_NO_RETRY, "gateway probe",
+                 &status, NULL, &e2) == CH_OK &&
       status >= 200 && status < 300)
     ch_err_set(err, CH_E_CONFIG,
                "the api_token is a scoped token, which works only through "
@@ -165,8 +165,7 @@ int jc_request(struct jc_inst *in, const char *method, const char *url,
   int rc, tries = 0;
 
   for (;;) {
-    rc = pj_request(&in->cl, method, url, body, flags, what, status, out,
-                    err);
+    rc = pj_request(&in->cl, method, url, body, flags, what, status, out, err);
     if (rc != CH_E_PROTOCOL || *status < 200 || *status > 299 ||
         strcmp(method, "GET") || tries++ >= JC_BAD_BODY_RETRIES ||
         in->host->stopping(in->hc))
@@ -220,8 +219,7 @@ static int jc_build_skipped(struct jc_inst *in, struct ch_err *err) {
         (rc = jc_param_ll(&b, "maxResults", jc_page(in, JC_CAP_USERS))))
       goto out;
     json_object_put(page);
-    rc = jc_request(in, "GET", b.s, NULL, 0, "list users", &status, &page,
-                    err);
+    rc = jc_request(in, "GET", b.s, NULL, 0, "list users", &status, &page, err);
     if (rc)
       goto out;
     if (!json_object_is_type(page, json_type_array)) {
@@ -396,9 +394,8 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
     goto out;
   }
   in->base = jc_strip_slash(s);
-  in->gateway =
-      jc_strip_slash(pj_opt_str(cfg, t, "gateway_url",
-                                "https://api.atlassian.com"));
+  in->gateway = jc_strip_slash(
+      pj_opt_str(cfg, t, "gateway_url", "https://api.atlassian.com"));
   in->email = strdup(pj_opt_str(cfg, t, "email", ""));
   in->token = strdup(pj_opt_str(cfg, t, "api_token", ""));
   if (!in->base || !in->gateway || !in->email || !in->token) {
@@ -406,8 +403,7 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
     goto out;
   }
   if (!*in->email || !*in->token) {
-    rc = ch_err_set(err, CH_E_CONFIG, "email and api_token must not be "
-                                      "empty");
+    rc = ch_err_set(err, CH_E_CONFIG, "email and api_token must not be empty");
     goto out;
   }
   in->cl.host = host;
@@ -458,13 +454,9 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
   }
   in->page_size = n > 0 && n < 100000 ? (long)n : n > 0 ? 100000 : 0;
 
-  n = pj_opt_num(cfg, t, "max_requests_per_second", 0);
-  if (n < 0) {
-    rc = ch_err_set(err, CH_E_CONFIG,
-                    "max_requests_per_second must not be negative");
+  rc = pj_opt_double(cfg, t, "max_requests_per_second", 0, &hconf.max_rps, err);
+  if (rc)
     goto out;
-  }
-  hconf.max_rps = (double)n;
   hconf.ca_file = pj_opt_str(cfg, t, "ca_file", NULL);
   rc = host->http_setup(hc, &hconf, err);
   if (rc)

@@ -325,6 +325,77 @@ class JiraTest(lib.TempDirTest):
         g = self.sync_ok(self.config(fake), fake, timeout=1200, label="large sync")
         self.assert_matches(g, Expected(fake.truth))
 
+    def test_group_deleted_mid_sync_is_a_warning(self):
+        """A group deleted between its listing and its member pages: a
+        warning, the sync succeeds, every other membership is there."""
+        import subprocess
+        import urllib.request
+        fake = self.start_fake("tiny", ["--fault", "delay,ms=1500:/group/member$"])
+        victim = next(g for g in fake.truth["org"]["groups"]
+                      if not g["external_synced"] and g["members"])
+        out = self.path("graph.json")
+        env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+        p = subprocess.Popen([lib.CONNHOST, "-c", self.config(fake), "sync", "-o", out],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 30
+            while not any(q["path"].endswith("/group/bulk") for q in fake.requests()):
+                self.assertLess(time.monotonic(), deadline, "no group listing")
+                time.sleep(0.05)
+            url = "%s/admin/v2/orgs/%s/directories/-/groups/%s" % (
+                fake.base, fake.creds["org_id"], victim["id"])
+            req = urllib.request.Request(url, method="DELETE", headers={
+                "Authorization": "Bearer " + fake.creds["org_api_key"]})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                self.assertEqual(resp.status, 204)
+            stdout, stderr = p.communicate(timeout=120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        self.assertEqual(p.returncode, 0, stderr)
+        self.assertIn("group %s is gone (HTTP 404)" % victim["id"], stderr)
+        g = Graph(out)
+        exp = Expected(fake.truth)
+        self.assertEqual(g.pairs("group", "member"),
+                         {m for m in exp.members if m[0] != victim["id"]})
+        self.assertEqual(g.pairs("project", "lead"), exp.leads)
+
+    def test_tls_with_ca_file(self):
+        cert, key = self.path("cert.pem"), self.path("key.pem")
+        import subprocess
+        gen = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+             "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
+             "-keyout", key, "-out", cert], capture_output=True, timeout=60)
+        if gen.returncode != 0:
+            self.skipTest("openssl cannot make a certificate: %s" % gen.stderr[-200:])
+        fake = self.start_fake("tiny", ["--tls-cert", cert, "--tls-key", key])
+        base = "https://127.0.0.1:%d" % fake.port
+        cfg = self.config(fake, url=base, gateway_url=base, name="notrust.yaml")
+        r, _ = self.sync(cfg, fake)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("acme/jira (jira_cloud): FAILED", r.err)
+        cfg = self.config(fake, url=base, gateway_url=base, ca_file=cert)
+        self.assert_matches(self.sync_ok(cfg, fake), Expected(fake.truth))
+
+    def test_max_requests_per_second(self):
+        fake = self.start_fake("tiny")
+        t0 = time.monotonic()
+        self.sync_ok(self.config(fake), fake)
+        fast = time.monotonic() - t0
+        n = settled_count(fake)
+        t0 = time.monotonic()
+        self.sync_ok(self.config(fake, max_requests_per_second="12.5"), fake)
+        slow = time.monotonic() - t0
+        # n requests at 12.5 per second take at least (n - 1) / 12.5 s
+        self.assertGreaterEqual(slow, (n - 1) / 12.5 * 0.9, (fast, slow, n))
+        self.assertLess(fast, slow)
+        r = self.cli(fake, ["-c", self.config(fake, max_requests_per_second="fast"),
+                            "check"])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("max_requests_per_second", r.out + r.err)
+
     # ---- pagination faults ------------------------------------------------
     def write_previous(self, path):
         with open(path, "w") as f:
@@ -604,6 +675,9 @@ class JiraTest(lib.TempDirTest):
         cfg = self.config(fake, provisioning=False)
         gid, aid = self.pick_member_case(fake.truth)
         before = settled_count(fake)
+        # a dry run sends nothing, so it needs no provisioning: true
+        r = self.write(fake, cfg, ["grant", "--entitlement", ekey("group", gid, "member"),
+                                   "--principal", rkey("user", aid)], dry=True)
         for args in (["grant", "--entitlement", ekey("group", gid, "member"),
                       "--principal", rkey("user", aid)],
                      ["revoke", "--entitlement", ekey("group", gid, "member"),

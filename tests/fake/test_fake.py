@@ -847,7 +847,7 @@ class Faults(unittest.TestCase):
 
     def test_endless_pages_and_repeating_cursors(self):
         f = self.start("--fault", "endless:/group/bulk|/users/search|/directories/-/users$|/Users$",
-                       "--fault", "cursor-repeat:/groups/search")
+                       "--fault", r"cursor-repeat:/groups/search|/v1/orgs/[^/]+/users$")
         start = 0
         for _ in range(6):
             bean = f.jira("/group/bulk", {"startAt": start, "maxResults": 5}).json
@@ -873,6 +873,10 @@ class Faults(unittest.TestCase):
                           body={"cursor": page["links"]["next"]}, auth="org").json
         self.assertEqual(again["links"]["next"], page["links"]["next"])
         self.assertEqual(again["data"], page["data"])
+        v1 = "/admin/v1/orgs/%s/users" % org
+        first = f.get(v1, auth="org").json["links"]["next"]
+        cursor = urllib.parse.parse_qs(urllib.parse.urlparse(first).query)["cursor"][0]
+        self.assertEqual(f.get(v1, {"cursor": cursor}, auth="org").json["links"]["next"], first)
 
     def test_rate_faults_are_deterministic_and_counted(self):
         def statuses(*extra):
@@ -1015,10 +1019,20 @@ class Process(unittest.TestCase):
             f.stop()
 
 
+def abort(signum, _frame):
+    """A hung test or a harness timeout must not leave fakes behind."""
+    print("test_fake: aborted by signal %d" % signum, file=sys.stderr)
+    kill_all()
+    os._exit(1)
+
+
 def main():
     if not os.path.exists(FAKE):
         print("SKIP: %s not found" % FAKE)
         return 77
+    signal.signal(signal.SIGTERM, abort)
+    signal.signal(signal.SIGALRM, abort)
+    signal.alarm(int(os.environ.get("TEST_FAKE_TIMEOUT", "300")))
     try:
         program = unittest.main(module=__name__, exit=False, verbosity=int(os.environ.get("VERBOSE", "1")))
     finally:

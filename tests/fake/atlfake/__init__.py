@@ -1,0 +1,1 @@
+"""The fake Atlassian Cloud behind tests/fake/atlassian-fake (see README.md)."""

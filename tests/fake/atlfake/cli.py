@@ -169,7 +169,11 @@ def main(argv=None):
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
     host = LOOPBACK[args.host]
-    server = httpcore.FakeServer(host, args.port, state, config, make_resolver(state), tls)
+    try:
+        server = httpcore.FakeServer(host, args.port, state, config, make_resolver(state), tls)
+    except OSError as exc:
+        print("atlassian-fake: cannot listen on %s:%d: %s" % (host, args.port, exc), file=sys.stderr)
+        return 1
     state.site_url = "%s://%s:%d" % (server.scheme, server.public_host, server.port)
 
     creds = state.credentials

@@ -10,6 +10,7 @@ import base64
 import email.utils
 import http.server
 import json
+import re
 import socket
 import sys
 import threading
@@ -134,7 +135,6 @@ class Api:
         self.routes = []
 
     def route(self, method, pattern, fn, public=False):
-        import re
         self.routes.append(Route(method, re.compile("^" + pattern + "$"), fn,
                                  "%s %s" % (method, pattern), public))
 

@@ -638,6 +638,8 @@ class _Gen:
         self.customer_ids = []
         self.suspended = set()
         app_count = 0
+        # Real sites have tens of apps, not thousands: cap them at 60.
+        max_apps = max(2, min(60, int(total * 0.04)))
         for i in range(total):
             forced = self.FORCED.get(i, {})
             if i == 0:
@@ -646,6 +648,8 @@ class _Gen:
             else:
                 r = rng.random()
                 kind = forced.get("kind") or ("app" if r < 0.04 else "customer" if r < 0.14 else "atlassian")
+                if kind == "app" and app_count >= max_apps and "kind" not in forced:
+                    kind = "atlassian"
                 p_active = {"atlassian": 0.9, "customer": 0.95, "app": 0.85}[kind]
                 active = forced.get("active", rng.random() < p_active)
                 p_hidden = {"atlassian": 0.2, "customer": 0.3, "app": 1.0}[kind]

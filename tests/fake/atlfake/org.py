@@ -270,11 +270,11 @@ def v1_users(req, st):
         page = accounts[offset:offset + V1_USERS_PAGE]
     url = "%s/v1/orgs/%s/users" % (admin_base(req), st.org_id)
     links = {"self": url + ("?cursor=" + token if token else "")}
-    if req.cursor_repeat and token:
-        links["next"] = links["self"]
-    elif req.cursor_repeat or offset + V1_USERS_PAGE < total or req.endless:
-        nxt = token if (req.cursor_repeat and token) else encode_cursor({"k": "v1users", "o": offset + V1_USERS_PAGE})
-        links["next"] = "%s?cursor=%s" % (url, nxt)
+    if req.cursor_repeat:
+        # Fault: hand back the cursor of the page just served, forever.
+        links["next"] = "%s?cursor=%s" % (url, token or encode_cursor({"k": "v1users", "o": offset}))
+    elif offset + V1_USERS_PAGE < total or req.endless:
+        links["next"] = "%s?cursor=%s" % (url, encode_cursor({"k": "v1users", "o": offset + V1_USERS_PAGE}))
     if offset > 0:
         links["prev"] = "%s?cursor=%s" % (url, encode_cursor({"k": "v1users", "o": max(0, offset - V1_USERS_PAGE)}))
     frags = [frag(req, st, ("v1user", a.account_id), lambda a=a: v1_user_json(req, st, a)) for a in page]
