@@ -458,6 +458,27 @@ static inline int ch_err_set(struct ch_err *err, int code, const char *fmt,
   return code;
 }
 
+/* A short text for a status code. */
+static inline const char *ch_strerror(int code) {
+  switch (code) {
+  case CH_OK: return "ok";
+  case CH_E_NOMEM: return "out of memory";
+  case CH_E_CONFIG: return "configuration error";
+  case CH_E_AUTH: return "authentication failed";
+  case CH_E_PERM: return "permission denied";
+  case CH_E_NOTFOUND: return "not found";
+  case CH_E_RETRY: return "temporary failure";
+  case CH_E_CONFLICT: return "conflict";
+  case CH_E_UNSUPPORTED: return "not supported";
+  case CH_E_PROTOCOL: return "malformed response";
+  case CH_E_IO: return "network error";
+  case CH_E_INVALID: return "invalid request";
+  case CH_E_STOPPED: return "stopped";
+  case CH_E_LIMIT: return "limit exceeded";
+  default: return "unknown error";
+  }
+}
+
 #ifdef __cplusplus
 }
 #endif
