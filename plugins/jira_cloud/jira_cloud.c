@@ -17,8 +17,8 @@ const struct ch_option jc_options[] = {
     {"api_token", CH_OPT_STRING, CH_OPT_REQUIRED | CH_OPT_SECRET, NULL,
      "API token (classic or scoped)"},
     {"gateway_url", CH_OPT_URL, 0, "https://api.atlassian.com",
-     "Atlassian API gateway; check() uses it to name the URL a scoped "
-     "token needs"},
+     "Atlassian API gateway; on a 401 it names the URL a scoped token "
+     "needs"},
     {"skip_customer_users", CH_OPT_BOOL, 0, "false",
      "drop Jira Service Management customer accounts"},
     {"skip_inactive_users", CH_OPT_BOOL, 0, "false",
@@ -71,8 +71,8 @@ static const char *const jc_ticket_required[] = {"summary", NULL};
 
 static const struct ch_action_def jc_actions[] = {
     {"create_ticket",
-     "create a Jira issue to track a manual task (summary, description, "
-     "project_key, issue_type); prints the issue key",
+     "create a Jira issue (default type Task, in ticket_project_key) to "
+     "track a manual task; prints the issue key",
      jc_ticket_args, jc_ticket_required},
     {NULL, NULL, NULL, NULL}};
 

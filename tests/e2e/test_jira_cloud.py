@@ -305,6 +305,17 @@ class JiraTest(lib.TempDirTest):
                 self.assertIn(gr["principal"], users)
         self.assertNotIn("never listed", r.err)
 
+    def test_project_keys_over_50_go_in_slices(self):
+        fake = self.start_fake("tiny")
+        keys = ["OPS"] + ["NX%d" % i for i in range(55)] + ["all"]
+        g = self.sync_ok(self.config(fake, project_keys=keys), fake)
+        self.assert_matches(g, Expected(fake.truth, keys={"OPS", "ALL"}))
+        searches = [query(q) for q in fake.requests()
+                    if q["path"].endswith("/project/search")]
+        self.assertEqual(len(searches), 2, searches)
+        self.assertTrue(all(len(q.get("keys", [])) <= 50 for q in searches))
+        self.assertEqual(sorted(k for q in searches for k in q["keys"]), sorted(keys))
+
     def test_medium_project_over_1000_participants(self):
         fake = self.start_fake("demo", ["--users", "1500", "--groups", "40",
                                         "--projects", "20"])
