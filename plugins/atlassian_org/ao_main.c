@@ -157,17 +157,6 @@ const char *ao_err_code(json_object *body) {
 
 /* ---- open / close -------------------------------------------------------- */
 
-static char *ao_dup_base(const char *s) {
-  char *d = strdup(s);
-  size_t n;
-
-  if (!d)
-    return NULL;
-  n = strlen(d);
-  while (n > 0 && d[n - 1] == '/')
-    d[--n] = '\0';
-  return d;
-}
 
 static void ao_close(void *inst) {
   struct ao_inst *ai = inst;
@@ -230,14 +219,14 @@ static int ao_open(const struct ch_host *host, struct ch_hctx *hc,
   ai->hc = hc;
   ai->org_id = strdup(org);
   ai->api_token = strdup(tok);
-  ai->api_base = ao_dup_base(base);
+  ai->api_base = pj_base_url(base);
   ai->dir_id = strdup(dir);
   if (!ai->org_id || !ai->api_token || !ai->api_base || !ai->dir_id) {
     rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
     goto out;
   }
   if (scim && *scim) {
-    ai->scim_base = ao_dup_base(scim);
+    ai->scim_base = pj_base_url(scim);
     ai->scim_token = strdup(stok);
     if (!ai->scim_base || !ai->scim_token) {
       rc = ch_err_set(err, CH_E_NOMEM, "out of memory");

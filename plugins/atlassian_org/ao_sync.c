@@ -125,17 +125,6 @@ static enum ch_res_status ao_user_status(json_object *u) {
   return acct ? CH_RES_ENABLED : CH_RES_UNSPECIFIED;
 }
 
-static enum ch_account_type ao_account_type(const char *t) {
-  if (!t)
-    return CH_ACCOUNT_NONE;
-  if (strcmp(t, "atlassian") == 0)
-    return CH_ACCOUNT_HUMAN;
-  if (strcmp(t, "app") == 0)
-    return CH_ACCOUNT_SERVICE;
-  if (strcmp(t, "customer") == 0)
-    return CH_ACCOUNT_CUSTOMER;
-  return CH_ACCOUNT_NONE;
-}
 
 static const char *const ao_user_profile_keys[] = {
     "status",        "accountStatus", "membershipStatus", "accountType",
@@ -186,7 +175,7 @@ static int ao_emit_user(struct ao_inst *ai, json_object *u,
   r.id = id;
   r.display_name = name && *name ? name : email && *email ? email : id;
   r.status = ao_user_status(u);
-  r.account_type = ao_account_type(pj_str(u, "accountType"));
+  r.account_type = pj_atlassian_account_type(pj_str(u, "accountType"));
   r.emails = emails[0] ? emails : NULL;
   r.match_keys = keys;
   r.profile_json = ao_json_text(prof);

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON over the host HTTP service, shared by the in-tree plugins. */
+#include "autoconfig.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,4 +241,28 @@ json_object *pj_token_decode(const char *token, struct ch_err *err) {
 const char *pj_token_text(json_object *o) {
   return json_object_to_json_string_ext(
       o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+char *pj_base_url(const char *url) {
+  char *c = strdup(url);
+  size_t n;
+
+  if (!c)
+    return NULL;
+  n = strlen(c);
+  while (n > 0 && c[n - 1] == '/')
+    c[--n] = '\0';
+  return c;
+}
+
+enum ch_account_type pj_atlassian_account_type(const char *type) {
+  if (!type)
+    return CH_ACCOUNT_NONE;
+  if (strcmp(type, "atlassian") == 0)
+    return CH_ACCOUNT_HUMAN;
+  if (strcmp(type, "app") == 0)
+    return CH_ACCOUNT_SERVICE;
+  if (strcmp(type, "customer") == 0)
+    return CH_ACCOUNT_CUSTOMER;
+  return CH_ACCOUNT_NONE;
 }

@@ -70,6 +70,14 @@ json_object *pj_obj(json_object *o, const char *key);
 int pj_bool(json_object *o, const char *key, int def);
 long long pj_int(json_object *o, const char *key, long long def);
 
+/* A copy of a base URL without trailing slashes (so paths can be appended
+   with "/..."); NULL when out of memory. */
+char *pj_base_url(const char *url);
+
+/* Atlassian's accountType ("atlassian", "app", "customer", shared by Jira
+   and the organization APIs) as a graph account type. */
+enum ch_account_type pj_atlassian_account_type(const char *type);
+
 /* A page token carrying up to a few string fields, encoded as a compact
    JSON object ("{\"s\":50}"). Decoding a NULL or empty token gives an empty
    object. Returns NULL (err set, CH_E_INVALID) for a token that is not a

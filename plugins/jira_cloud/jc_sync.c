@@ -41,17 +41,6 @@ static void jc_copy_str(json_object *dst, json_object *src, const char *key) {
 
 /* ---- users -------------------------------------------------------------- */
 
-static enum ch_account_type jc_account_type(const char *t) {
-  if (!t)
-    return CH_ACCOUNT_NONE;
-  if (strcmp(t, "atlassian") == 0)
-    return CH_ACCOUNT_HUMAN;
-  if (strcmp(t, "app") == 0)
-    return CH_ACCOUNT_SERVICE;
-  if (strcmp(t, "customer") == 0)
-    return CH_ACCOUNT_CUSTOMER;
-  return CH_ACCOUNT_NONE;
-}
 
 static int jc_emit_user(struct jc_inst *in, json_object *u,
                         struct ch_sink *sink, struct ch_err *err) {
@@ -90,7 +79,7 @@ static int jc_emit_user(struct jc_inst *in, json_object *u,
   r.id = id;
   r.display_name = pj_str(u, "displayName") ? pj_str(u, "displayName") : id;
   r.status = active ? CH_RES_ENABLED : CH_RES_DISABLED;
-  r.account_type = jc_account_type(type);
+  r.account_type = pj_atlassian_account_type(type);
   r.emails = emails[0] ? emails : NULL;
   r.match_keys = keys;
   r.profile_json = jc_json_text(prof);

@@ -339,16 +339,6 @@ fail:
 
 /* ---- open / close / check ----------------------------------------------- */
 
-static char *jc_strip_slash(const char *s) {
-  char *c = strdup(s);
-  size_t n;
-  if (!c)
-    return NULL;
-  n = strlen(c);
-  while (n > 0 && c[n - 1] == '/')
-    c[--n] = '\0';
-  return c;
-}
 
 static void jc_close(void *inst) {
   struct jc_inst *in = inst;
@@ -393,8 +383,8 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
     rc = ch_err_set(err, CH_E_CONFIG, "url must be an http(s) URL");
     goto out;
   }
-  in->base = jc_strip_slash(s);
-  in->gateway = jc_strip_slash(
+  in->base = pj_base_url(s);
+  in->gateway = pj_base_url(
       pj_opt_str(cfg, t, "gateway_url", "https://api.atlassian.com"));
   in->email = strdup(pj_opt_str(cfg, t, "email", ""));
   in->token = strdup(pj_opt_str(cfg, t, "api_token", ""));
