@@ -3,8 +3,8 @@
 #include "autoconfig.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,8 +172,7 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
       break;
     case OPT_FORMAT:
       if (strcmp(optarg, "json") && strcmp(optarg, "jsonl"))
-        return usage_error("--format must be json or jsonl, not '%s'",
-                           optarg);
+        return usage_error("--format must be json or jsonl, not '%s'", optarg);
       cli->format = optarg;
       break;
     case 'w':

@@ -10,12 +10,7 @@
 #include "loader.h"
 
 /* Exit codes (DESIGN §6). */
-enum {
-  EXIT_OK = 0,
-  EXIT_FAIL = 1,
-  EXIT_USAGE = 2,
-  EXIT_PARTIAL = 3
-};
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_PARTIAL = 3 };
 
 enum command {
   CMD_SYNC = 0,

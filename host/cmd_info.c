@@ -73,8 +73,8 @@ static void print_list(const char *const *list) {
 static void print_plugin(const struct plugin *p) {
   const struct ch_plugin *d = p->desc;
 
-  printf("%s %s (ABI %u): %s\n", d->name, d->version ? d->version : "?",
-         d->abi, d->description ? d->description : "");
+  printf("%s %s (ABI %u): %s\n", d->name, d->version ? d->version : "?", d->abi,
+         d->description ? d->description : "");
   printf("  file: %s\n", p->path);
   printf("  types:\n");
   for (const struct ch_resource_type *t = d->types; t->id; t++) {

@@ -133,10 +133,10 @@ int cmd_sync(struct session *s) {
   if (!format)
     format = s->config->format ? s->config->format : "json";
   to_stdout = strcmp(output, "-") == 0;
-  eo.workers = cli->workers ? cli->workers
+  eo.workers = cli->workers         ? cli->workers
                : s->config->workers ? s->config->workers
                                     : engine_default_workers();
-  eo.max_pages = cli->max_pages ? cli->max_pages
+  eo.max_pages = cli->max_pages         ? cli->max_pages
                  : s->config->max_pages ? s->config->max_pages
                                         : ENGINE_DEFAULT_MAX_PAGES;
   eo.progress = !cli->quiet && isatty(STDERR_FILENO);
@@ -149,7 +149,9 @@ int cmd_sync(struct session *s) {
   if (stop_requested()) {
     int sig = stop_requested();
     log_error("stopped by %s: no graph written; %s left as it was",
-              sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal",
+              sig == SIGINT    ? "SIGINT"
+              : sig == SIGTERM ? "SIGTERM"
+                               : "signal",
               to_stdout ? "the output" : output);
     rc = 128 + sig;
     goto out;
@@ -194,8 +196,8 @@ int cmd_sync(struct session *s) {
     goto out;
   }
   if (!cli->quiet)
-    print_summary(s, g, to_stdout ? stderr : stdout,
-                  to_stdout ? NULL : output, now_s() - t0);
+    print_summary(s, g, to_stdout ? stderr : stdout, to_stdout ? NULL : output,
+                  now_s() - t0);
   rc = nfail ? (nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
 out:
   graph_free(g);

@@ -300,8 +300,8 @@ int cmd_action(struct session *s) {
       goto out;
     }
   }
-  snprintf(what, sizeof(what), "action %s in %s/%s", ad->name,
-           cli->tenants[0], cli->instance);
+  snprintf(what, sizeof(what), "action %s in %s/%s", ad->name, cli->tenants[0],
+           cli->instance);
   rc = d->action(in->pinst, ad->name, args, cli->nkv, &res, &err);
   rc = report(in, what, rc, &res, &err);
 out:

@@ -17,7 +17,7 @@ struct cfg_node {
   int plain;   /* CFG_SCALAR: written without quotes (may be int/bool) */
   size_t n;    /* CFG_SEQ/CFG_MAP: number of children */
   char **keys; /* CFG_MAP: child keys; NULL for a sequence */
-  struct cfg_node **kids;  /* children (map values or sequence items) */
+  struct cfg_node **kids;   /* children (map values or sequence items) */
   struct cfg_node **knodes; /* CFG_MAP: key nodes (for key locations) */
   const char *file;         /* borrowed from struct config */
   unsigned line, col;
@@ -29,9 +29,9 @@ const struct cfg_node *cfg_get(const struct cfg_node *map, const char *key);
 struct config_instance {
   char *tenant;
   char *name;
-  char *plugin; /* defaults to the instance name */
-  int enabled;  /* default 1 */
-  int provisioning; /* default 0 */
+  char *plugin;                   /* defaults to the instance name */
+  int enabled;                    /* default 1 */
+  int provisioning;               /* default 0 */
   const struct cfg_node *node;    /* the instance map, for locations */
   const struct cfg_node *options; /* the options map, or NULL */
 };
@@ -44,14 +44,14 @@ struct config_tenant {
 };
 
 struct config {
-  char *path; /* as given */
-  char *dir;  /* absolute directory of the file */
-  char *plugin_dir; /* absolute, or NULL when not set */
-  char *output;     /* absolute, or NULL when not set */
-  char *format;     /* "json" / "jsonl", or NULL */
-  int workers;      /* 0 when not set */
-  long max_pages;   /* 0 when not set: page limit per list/grants chain */
-  long http_timeout_ms;         /* 0 when not set */
+  char *path;           /* as given */
+  char *dir;            /* absolute directory of the file */
+  char *plugin_dir;     /* absolute, or NULL when not set */
+  char *output;         /* absolute, or NULL when not set */
+  char *format;         /* "json" / "jsonl", or NULL */
+  int workers;          /* 0 when not set */
+  long max_pages;       /* 0 when not set: page limit per list/grants chain */
+  long http_timeout_ms; /* 0 when not set */
   long http_connect_timeout_ms; /* 0 when not set */
   int http_max_attempts;        /* 0 when not set */
   long http_max_body_bytes;     /* 0 when not set */

@@ -24,8 +24,8 @@ struct action {
   const char *type; /* LIST: type to list (from the plugin's table) */
   char *ref_type;   /* LIST: parent; GRANTS: the resource */
   char *ref_id;
-  char *token;      /* NULL for the first page */
-  long page;        /* pages done in this chain */
+  char *token; /* NULL for the first page */
+  long page;   /* pages done in this chain */
 };
 
 struct engine {
@@ -138,8 +138,7 @@ static void schedule_children(struct engine *e, struct instance *in,
   const struct ch_resource_type *rt = plugin_type(d, r->type);
 
   for (const struct ch_resource_type *t = d->types; t->id; t++) {
-    if (t->parent && strcmp(t->parent, r->type) == 0 &&
-        (t->caps & CH_CAP_SYNC))
+    if (t->parent && strcmp(t->parent, r->type) == 0 && (t->caps & CH_CAP_SYNC))
       push(e, action_new(ACT_LIST, in, t->id, r->type, r->id, NULL, 0));
   }
   /* Grants may come from any type (a user's role assignments live on the
@@ -236,9 +235,8 @@ static void schedule_next(struct engine *e, struct action *a, char *token) {
 static void run_action(struct engine *e, struct action *a) {
   struct instance *in = a->inst;
   const struct ch_plugin *d = in->plugin->desc;
-  struct sink_ctx sc = {.sink = {sink_resource, sink_grant, sink_next_page},
-                        .eng = e,
-                        .act = a};
+  struct sink_ctx sc = {
+      .sink = {sink_resource, sink_grant, sink_next_page}, .eng = e, .act = a};
   struct ch_err err = {0};
   struct ch_ref ref = {a->ref_type, a->ref_id};
   char what[256];
@@ -314,7 +312,8 @@ static void *progress(void *arg) {
     pthread_mutex_unlock(&e->lock);
     if (done)
       break;
-    fprintf(stderr, "\r\033[Ksyncing: %llu resources, %llu grants, %llu "
+    fprintf(stderr,
+            "\r\033[Ksyncing: %llu resources, %llu grants, %llu "
             "requests",
             (unsigned long long)e->resources, (unsigned long long)e->grants,
             (unsigned long long)total_requests(pa->insts, pa->n));

@@ -108,8 +108,7 @@ void key_parts_release(struct key_parts *p);
    fsync, rename. On failure the old file is untouched and the temp file is
    removed. */
 int output_write_atomic(const char *path,
-                        int (*write_fn)(FILE *f, void *arg,
-                                        struct ch_err *err),
+                        int (*write_fn)(FILE *f, void *arg, struct ch_err *err),
                         void *arg, struct ch_err *err);
 
 #endif

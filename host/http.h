@@ -30,8 +30,8 @@ struct http_stats {
   uint64_t retries;
   uint64_t bytes_in;
   uint64_t bytes_out;
-  uint64_t errors;   /* requests that ended in a negative status */
-  double wait_s;     /* time spent waiting before retries and rate caps */
+  uint64_t errors; /* requests that ended in a negative status */
+  double wait_s;   /* time spent waiting before retries and rate caps */
 };
 
 /* One instance's HTTP state: settings, rate limiter, counters. */

@@ -85,8 +85,7 @@ int instance_prepare(struct instance *in, const struct config *c,
   in->hctx.label = malloc(len);
   if (!in->hctx.label)
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
-  snprintf(in->hctx.label, len, "%s:%s/%s", plugin->name, ci->tenant,
-           ci->name);
+  snprintf(in->hctx.label, len, "%s:%s/%s", plugin->name, ci->tenant, ci->name);
   in->hctx.http = http_client_new(in->hctx.label);
   if (!in->hctx.http)
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
@@ -108,8 +107,8 @@ int instance_open(struct instance *in, struct ch_err *err) {
 
   err->code = 0;
   err->msg[0] = '\0';
-  rc = in->plugin->desc->open(&host_table, &in->hctx, &in->cfg, &in->pinst,
-                              err);
+  rc =
+      in->plugin->desc->open(&host_table, &in->hctx, &in->cfg, &in->pinst, err);
   if (rc != CH_OK) {
     in->pinst = NULL;
     if (!err->msg[0])

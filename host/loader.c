@@ -15,8 +15,8 @@
 
 #define NAME_MAX_LEN 64
 
-static const char *const opt_type_names[] = {"", "string", "int", "bool",
-                                             "list", "path", "url"};
+static const char *const opt_type_names[] = {"",     "string", "int", "bool",
+                                             "list", "path",   "url"};
 
 int loader_valid_name(const char *name) {
   size_t n = 0;
@@ -102,8 +102,7 @@ int plugin_list_has(const char *const *list, const char *type) {
 static int check_tables(const struct ch_plugin *d, const char *path,
                         struct ch_err *err) {
   if (!d->types || !d->types[0].id)
-    return ch_err_set(err, CH_E_CONFIG, "%s: declares no resource types",
-                      path);
+    return ch_err_set(err, CH_E_CONFIG, "%s: declares no resource types", path);
   for (const struct ch_option *o = d->options; o && o->name; o++) {
     if (o->type < CH_OPT_STRING || o->type > CH_OPT_URL)
       return ch_err_set(err, CH_E_CONFIG, "%s: option '%s' has unknown type %d",
@@ -152,8 +151,7 @@ static int check_descriptor(const struct ch_plugin *d, const char *name,
     return ch_err_set(err, CH_E_CONFIG,
                       "%s: descriptor size %u is smaller than ABI %u's %zu "
                       "bytes: the plugin is corrupt or built for another host",
-                      path, d->size, CH_PLUGIN_ABI,
-                      (size_t)CH_PLUGIN_SIZE_V1);
+                      path, d->size, CH_PLUGIN_ABI, (size_t)CH_PLUGIN_SIZE_V1);
   if (!d->name || strcmp(d->name, name) != 0)
     return ch_err_set(err, CH_E_CONFIG,
                       "%s: plugin calls itself '%s' but the file is '%s.so'",

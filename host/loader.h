@@ -39,7 +39,7 @@ int registry_load(struct registry *r, const char *name,
 
 /* One entry of a directory scan: a plugin or the reason it failed. */
 struct scan_entry {
-  char *file; /* basename, "x.so" */
+  char *file;                  /* basename, "x.so" */
   const struct plugin *plugin; /* NULL when loading failed */
   char error[CH_ERR_MSG_SIZE + 256];
 };

@@ -81,7 +81,9 @@ START_TEST(good_plugin_loads_once) {
 }
 END_TEST
 
-START_TEST(wrong_abi) { expect_refused("t_badabi", "t_badabi.so", "ABI 99", NULL); }
+START_TEST(wrong_abi) {
+  expect_refused("t_badabi", "t_badabi.so", "ABI 99", NULL);
+}
 END_TEST
 
 START_TEST(short_descriptor) {

@@ -153,8 +153,9 @@ struct ch_cfg {
 /* The host calls grants() once per listed resource (page by page) for
    every type without this flag, whether or not the type declares
    entitlements: a user's role assignments may be read from the user. */
-#define CH_TYPE_NO_GRANTS_CALL 0x1u /* grants come from other ops; the host
-                                       never calls grants() for this type */
+#define CH_TYPE_NO_GRANTS_CALL                                                 \
+  0x1u /* grants come from other ops; the host                                 \
+          never calls grants() for this type */
 
 /* An entitlement slug a resource type carries. */
 struct ch_entitlement_def {
@@ -220,8 +221,9 @@ struct ch_resource {
                                       NULL means every declared slug */
 };
 
-#define CH_GRANT_EXPANDABLE 0x1u /* the principal's holders of
-                                    `expand_slug` inherit this grant */
+#define CH_GRANT_EXPANDABLE                                                    \
+  0x1u /* the principal's holders of                                           \
+          `expand_slug` inherit this grant */
 
 /* A grant: `principal` holds entitlement `resource#slug`. */
 struct ch_grant {
@@ -310,8 +312,8 @@ struct ch_http_req {
 };
 
 struct ch_http_resp {
-  long status;        /* HTTP status; 0 when none arrived */
-  char *body;         /* NUL-terminated; host-owned; NULL when empty */
+  long status; /* HTTP status; 0 when none arrived */
+  char *body;  /* NUL-terminated; host-owned; NULL when empty */
   size_t body_len;
   char *content_type; /* host-owned, may be NULL */
   int dry_run;        /* 1: not sent (dry run); status is 0 */
@@ -319,9 +321,9 @@ struct ch_http_resp {
 
 /* HTTP settings of one instance; set once from open(). */
 struct ch_http_conf {
-  const char *ca_file;    /* PEM bundle to trust; NULL = system store */
-  double max_rps;         /* client-side request cap; 0 = none */
-  long timeout_ms;        /* total per attempt; 0 = host default */
+  const char *ca_file; /* PEM bundle to trust; NULL = system store */
+  double max_rps;      /* client-side request cap; 0 = none */
+  long timeout_ms;     /* total per attempt; 0 = host default */
   long connect_timeout_ms;
 };
 
@@ -333,8 +335,8 @@ struct ch_host {
   uint32_t abi;  /* CH_PLUGIN_ABI */
   uint32_t size; /* sizeof(struct ch_host) of the host */
 
-  void (*log)(struct ch_hctx *hc, enum ch_log_level level, const char *fmt,
-              ...) CH_PRINTF(3, 4);
+  void (*log)(struct ch_hctx *hc, enum ch_log_level level, const char *fmt, ...)
+      CH_PRINTF(3, 4);
   void (*vlog)(struct ch_hctx *hc, enum ch_log_level level, const char *fmt,
                va_list ap);
 
@@ -393,8 +395,8 @@ struct ch_host {
 /* ---- the descriptor ------------------------------------------------------ */
 
 struct ch_plugin {
-  uint32_t abi;  /* CH_PLUGIN_ABI */
-  uint32_t size; /* sizeof(struct ch_plugin) at the plugin's build */
+  uint32_t abi;            /* CH_PLUGIN_ABI */
+  uint32_t size;           /* sizeof(struct ch_plugin) at the plugin's build */
   const char *name;        /* must equal the .so basename */
   const char *version;     /* the plugin's own version, e.g. "1.2.0" */
   const char *description; /* one line */
@@ -412,8 +414,7 @@ struct ch_plugin {
   /* Mandatory. One page of resources of `type`, under `parent` (NULL for
      root types). `page_token` is NULL or "" for the first page. */
   int (*list)(void *inst, const char *type, const struct ch_ref *parent,
-              const char *page_token, struct ch_sink *sink,
-              struct ch_err *err);
+              const char *page_token, struct ch_sink *sink, struct ch_err *err);
   /* Optional. One page of grants on `resource`'s entitlements. */
   int (*grants)(void *inst, const struct ch_ref *resource,
                 const char *page_token, struct ch_sink *sink,
@@ -439,13 +440,14 @@ struct ch_plugin {
 /* The one symbol a plugin exports. */
 typedef const struct ch_plugin *(*ch_plugin_entry_fn)(uint32_t host_abi);
 
-/* ---- small inline helpers (no host linkage needed) ------------------------ */
+/* ---- small inline helpers (no host linkage needed) ------------------------
+ */
 
 #include <stdio.h>
 
 /* Fill `err` and return `code`, so ops can `return ch_err_set(...)`. */
-static inline int ch_err_set(struct ch_err *err, int code, const char *fmt,
-                             ...) CH_PRINTF(3, 4);
+static inline int ch_err_set(struct ch_err *err, int code, const char *fmt, ...)
+    CH_PRINTF(3, 4);
 static inline int ch_err_set(struct ch_err *err, int code, const char *fmt,
                              ...) {
   va_list ap;
@@ -461,21 +463,36 @@ static inline int ch_err_set(struct ch_err *err, int code, const char *fmt,
 /* A short text for a status code. */
 static inline const char *ch_strerror(int code) {
   switch (code) {
-  case CH_OK: return "ok";
-  case CH_E_NOMEM: return "out of memory";
-  case CH_E_CONFIG: return "configuration error";
-  case CH_E_AUTH: return "authentication failed";
-  case CH_E_PERM: return "permission denied";
-  case CH_E_NOTFOUND: return "not found";
-  case CH_E_RETRY: return "temporary failure";
-  case CH_E_CONFLICT: return "conflict";
-  case CH_E_UNSUPPORTED: return "not supported";
-  case CH_E_PROTOCOL: return "malformed response";
-  case CH_E_IO: return "network error";
-  case CH_E_INVALID: return "invalid request";
-  case CH_E_STOPPED: return "stopped";
-  case CH_E_LIMIT: return "limit exceeded";
-  default: return "unknown error";
+  case CH_OK:
+    return "ok";
+  case CH_E_NOMEM:
+    return "out of memory";
+  case CH_E_CONFIG:
+    return "configuration error";
+  case CH_E_AUTH:
+    return "authentication failed";
+  case CH_E_PERM:
+    return "permission denied";
+  case CH_E_NOTFOUND:
+    return "not found";
+  case CH_E_RETRY:
+    return "temporary failure";
+  case CH_E_CONFLICT:
+    return "conflict";
+  case CH_E_UNSUPPORTED:
+    return "not supported";
+  case CH_E_PROTOCOL:
+    return "malformed response";
+  case CH_E_IO:
+    return "network error";
+  case CH_E_INVALID:
+    return "invalid request";
+  case CH_E_STOPPED:
+    return "stopped";
+  case CH_E_LIMIT:
+    return "limit exceeded";
+  default:
+    return "unknown error";
   }
 }
 

@@ -157,7 +157,6 @@ const char *ao_err_code(json_object *body) {
 
 /* ---- open / close -------------------------------------------------------- */
 
-
 static void ao_close(void *inst) {
   struct ao_inst *ai = inst;
 

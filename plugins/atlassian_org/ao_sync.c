@@ -125,7 +125,6 @@ static enum ch_res_status ao_user_status(json_object *u) {
   return acct ? CH_RES_ENABLED : CH_RES_UNSPECIFIED;
 }
 
-
 static const char *const ao_user_profile_keys[] = {
     "status",        "accountStatus", "membershipStatus", "accountType",
     "claimStatus",   "nickname",      "jobTitle",         "department",

@@ -108,8 +108,7 @@ void pj_buf_free(struct pj_buf *b) {
   b->len = b->cap = 0;
 }
 
-static json_object *parse_json(const char *text, size_t len,
-                               const char **why) {
+static json_object *parse_json(const char *text, size_t len, const char **why) {
   struct json_tokener *tok = json_tokener_new();
   json_object *o;
 
@@ -239,8 +238,8 @@ json_object *pj_token_decode(const char *token, struct ch_err *err) {
 }
 
 const char *pj_token_text(json_object *o) {
-  return json_object_to_json_string_ext(
-      o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                               JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 char *pj_base_url(const char *url) {

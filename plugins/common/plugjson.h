@@ -15,9 +15,9 @@
 struct pj_client {
   const struct ch_host *host;
   struct ch_hctx *hc;
-  const char *basic_user;   /* Basic auth, or NULL */
+  const char *basic_user; /* Basic auth, or NULL */
   const char *basic_secret;
-  const char *bearer;       /* Bearer token, or NULL */
+  const char *bearer; /* Bearer token, or NULL */
 };
 
 /* The value of option `name` in `cfg` (declared in `table`), or NULL. */
@@ -45,8 +45,7 @@ struct pj_buf {
 int pj_buf_add(struct pj_buf *b, const char *s);
 int pj_buf_addf(struct pj_buf *b, const char *fmt, ...) CH_PRINTF(2, 3);
 /* Append `s` percent-encoded with host->url_encode. */
-int pj_buf_add_enc(struct pj_buf *b, const struct ch_host *host,
-                   const char *s);
+int pj_buf_add_enc(struct pj_buf *b, const struct ch_host *host, const char *s);
 void pj_buf_free(struct pj_buf *b);
 
 /*

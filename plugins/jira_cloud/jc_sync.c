@@ -41,7 +41,6 @@ static void jc_copy_str(json_object *dst, json_object *src, const char *key) {
 
 /* ---- users -------------------------------------------------------------- */
 
-
 static int jc_emit_user(struct jc_inst *in, json_object *u,
                         struct ch_sink *sink, struct ch_err *err) {
   struct ch_resource r = {0};

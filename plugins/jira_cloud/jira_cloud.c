@@ -339,7 +339,6 @@ fail:
 
 /* ---- open / close / check ----------------------------------------------- */
 
-
 static void jc_close(void *inst) {
   struct jc_inst *in = inst;
   if (!in)
