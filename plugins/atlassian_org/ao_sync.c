@@ -619,6 +619,26 @@ static int ao_emit_role(struct ao_inst *ai, struct ch_sink *sink,
 /* One item of a user's role assignments: only the roles given to the
    user directly; group-held ones are emitted once on the group and the
    host expands them. */
+
+/* Emit one grant per role name of a flat `roles` array (may be NULL). */
+static int ao_emit_role_list(struct ao_inst *ai, struct ch_sink *sink,
+                             const struct ch_ref *res, json_object *roles,
+                             const struct ch_ref *who, int expandable,
+                             struct ch_err *err) {
+  for (size_t i = 0, n = roles ? json_object_array_length(roles) : 0; i < n;
+       i++) {
+    const char *role =
+        json_object_get_string(json_object_array_get_idx(roles, i));
+    int rc;
+    if (!role)
+      continue;
+    rc = ao_emit_role(ai, sink, res, role, who, expandable, err);
+    if (rc)
+      return rc;
+  }
+  return CH_OK;
+}
+
 static int ao_user_item(struct ao_inst *ai, json_object *item,
                         const struct ch_ref *who, struct ch_sink *sink,
                         struct ch_err *err) {
@@ -644,17 +664,7 @@ static int ao_user_item(struct ao_inst *ai, json_object *item,
     return CH_OK;
   }
   /* Older answers carry only the deprecated flat list: take it as is. */
-  for (size_t i = 0, n = roles ? json_object_array_length(roles) : 0; i < n;
-       i++) {
-    const char *role =
-        json_object_get_string(json_object_array_get_idx(roles, i));
-    if (!role)
-      continue;
-    rc = ao_emit_role(ai, sink, &res, role, who, 0, err);
-    if (rc)
-      return rc;
-  }
-  return CH_OK;
+  return ao_emit_role_list(ai, sink, &res, roles, who, 0, err);
 }
 
 static int ao_group_item(struct ao_inst *ai, json_object *item,
@@ -662,22 +672,11 @@ static int ao_group_item(struct ao_inst *ai, json_object *item,
                          struct ch_err *err) {
   json_object *roles = pj_arr(item, "roles");
   struct ch_ref res;
-  int rc;
 
   ao_role_target(ai, item, &res);
   if (!res.id || !*res.id)
     return CH_OK;
-  for (size_t i = 0, n = roles ? json_object_array_length(roles) : 0; i < n;
-       i++) {
-    const char *role =
-        json_object_get_string(json_object_array_get_idx(roles, i));
-    if (!role)
-      continue;
-    rc = ao_emit_role(ai, sink, &res, role, who, 1, err);
-    if (rc)
-      return rc;
-  }
-  return CH_OK;
+  return ao_emit_role_list(ai, sink, &res, roles, who, 1, err);
 }
 
 int ao_grants(void *inst, const struct ch_ref *resource, const char *page_token,
