@@ -553,6 +553,31 @@ class Errors(OrgTest):
         self.assertIn("404", r.err + r.out)
         self.assertIn("org_id", r.err + r.out)
 
+    def test_403_is_a_clear_instance_error(self):
+        """A key without the permission a listing needs: the instance fails
+        with the server's reason, no graph is written."""
+        self.faulty("403:/users/search$")
+        g, r = self.sync(self.config(), ok=False)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("403", r.err + r.out)
+        self.assertIn("does not have the permissions", r.err + r.out)
+        self.assertIsNone(g)
+
+    def test_403_from_role_api_names_atlassian_support(self):
+        """The role assign API answers 403 where Atlassian has not enabled
+        it for the org: the error says how to get it enabled."""
+        self.faulty("403:/roles/assign$")
+        cfg = self.config(provisioning=True)
+        org = self.fake.truth["org"]
+        user = next(a["account_id"] for a in org["accounts"] if a["status"] == "active")
+        ws = org["workspaces"][0]["id"]
+        r = self.run_ch(["-c", cfg, "grant", "--entitlement",
+                         ekey("workspace", ws, "role:atlassian/user"),
+                         "--principal", rkey("user", user)])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("403", r.out + r.err)
+        self.assertIn("Atlassian Support", r.out + r.err)
+
     def test_429_with_retry_after_recovers(self):
         self.faulty("429,retry_after=1,count=2:/users/search$",
                     "429,retry_after=1,count=1:/workspaces$")

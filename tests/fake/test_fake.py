@@ -827,6 +827,22 @@ class Faults(unittest.TestCase):
                       body={"accountId": org["accounts"][0]["account_id"]}, auth="org")
         self.assertEqual((r.status, r.json["errors"][0]["code"]), (409, "ADMIN-UAM-409-3"))
 
+    def test_403_after_authentication_in_each_shape(self):
+        f = self.start("--fault", "403:/myself", "--fault", "403:/directories$",
+                       "--fault", "403,nth=1:/roles/assign$")
+        r = f.jira("/myself")
+        self.assertEqual(r.status, 403)
+        self.assertIn("errorMessages", r.json)
+        self.assertEqual(f.jira("/myself", auth=None).status, 401)  # auth first
+        r = f.get("/admin/v2/orgs/%s/directories" % f.creds["org_id"], auth="org")
+        self.assertEqual((r.status, r.json["errors"][0]["code"]), (403, "ADMIN-403-1"))
+        org = f.truth["org"]
+        r = f.request("POST", "/admin/v1/orgs/%s/users/%s/roles/assign"
+                      % (org["org_id"], org["accounts"][0]["account_id"]),
+                      body={"role": "atlassian/user", "resource": org["workspaces"][0]["id"]},
+                      auth="org")
+        self.assertEqual(r.status, 403)
+
     def test_delay_truncate_badjson_drop(self):
         f = self.start("--fault", "delay,ms=300:/myself", "--fault", "truncate:/users/search",
                        "--fault", "badjson:/group/bulk", "--fault", "drop,nth=1:/project/search")

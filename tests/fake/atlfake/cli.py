@@ -82,6 +82,10 @@ def fake_control_api():
             return Response(status, {"error": "server error"})
 
         @staticmethod
+        def forbidden(req):
+            return Response(403, {"error": "forbidden"})
+
+        @staticmethod
         def licence(req):
             return Response(409, {"error": "licence"})
 

@@ -3,7 +3,7 @@
 Grammar (one --fault per rule, repeatable):
 
     SPEC   := KIND [ "," OPTION ]* ":" PATH_REGEX
-    KIND   := 429 | 500 | 503 | delay | truncate | badjson | drop
+    KIND   := 403 | 429 | 500 | 503 | delay | truncate | badjson | drop
             | endless | cursor-repeat | licence | license
     OPTION := method=GET|POST|...   only requests with this method
             | nth=N                 fire on the Nth matching request only (1-based)
@@ -27,7 +27,7 @@ import re
 import threading
 import time
 
-TERMINAL = {"429", "500", "503", "truncate", "badjson", "drop", "licence"}
+TERMINAL = {"403", "429", "500", "503", "truncate", "badjson", "drop", "licence"}
 MODIFIERS = {"delay", "endless", "cursor-repeat"}
 KINDS = TERMINAL | MODIFIERS | {"license"}
 INT_OPTIONS = {"nth", "every", "after", "count", "ms", "retry_after", "bytes"}

@@ -264,6 +264,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 api.authenticate(req, st)
             if route is None:
                 return api.errors.not_found_route(req), limit_headers
+            # A 403 comes after authentication: the key is good, the
+            # permission (or the org's enablement of an API) is missing.
+            if terminal is not None and terminal.kind == "403":
+                return api.errors.forbidden(req), limit_headers
             if terminal is not None and terminal.kind == "licence" and req.method != "GET":
                 return api.errors.licence(req), limit_headers
             with st.lock:

@@ -51,6 +51,10 @@ class Errors:
         return error(status, ["Internal server error"])
 
     @staticmethod
+    def forbidden(req):
+        return error(403, ["You do not have permission to perform this operation."])
+
+    @staticmethod
     def licence(req):
         return error(400, ["You can't add more users: your Jira Software license limit has been reached. "
                            "Upgrade your plan or remove product access from other users."])

@@ -63,6 +63,11 @@ class Errors:
         return errors(status, "ADMIN-500-1", "Internal Server Error", "We encountered an unexpected error.")
 
     @staticmethod
+    def forbidden(req):
+        return errors(403, "ADMIN-403-1", "Forbidden",
+                      "The API key does not have the permissions required for this operation.")
+
+    @staticmethod
     def licence(req):
         return errors(409, "ADMIN-UAM-409-3", "Product License Exceeded",
                       "You've exceeded your user limit for an app that this grants access to.")
@@ -931,6 +936,10 @@ class UMErrors:
     @staticmethod
     def server_error(req, status):
         return um_error(status, "internalServerError" if status == 500 else "serviceUnavailable")
+
+    @staticmethod
+    def forbidden(req):
+        return um_error(403, "forbidden")
 
     @staticmethod
     def licence(req):

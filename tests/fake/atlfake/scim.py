@@ -63,6 +63,10 @@ class Errors:
         return scim_error(req, status, "An unexpected error occurred. You can retry calls.")
 
     @staticmethod
+    def forbidden(req):
+        return failure(req, 403, "Forbidden")
+
+    @staticmethod
     def licence(req):
         return scim_error(req, 409, "You've exceeded your user limit for an app in this directory.")
 
