@@ -295,6 +295,31 @@ class Sync(HostTest):
             with open(out) as f:
                 self.assertEqual(f.read(), "previous\n")
 
+    def test_progress_line_only_on_a_terminal(self):
+        import pty
+        cfg = self.config({"t": {"x": chaos("slow", delay_ms=100, pages=8)}})
+        master, slave = pty.openpty()
+        p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "sync", "-o", self.path("g.json")],
+                             stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        self.assertEqual(p.wait(timeout=30), 0)
+        self.assertIn(b"syncing:", seen)
+        self.assertRegex(seen, rb"\d+ resources, \d+ grants, \d+ requests")
+        # Not a terminal: no progress line in the captured stderr.
+        r = self.sync(cfg, "-o", self.path("g2.json"))
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("syncing:", r.err)
+
     def test_secrets_never_leak(self):
         secret = "s3cr3t-VALUE-do-not-print"
         cfg = self.config({"t": {"x": chaos("leak_secret", secret="${env:CHAOS_SECRET}")}})
