@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "util.h"
 
 /* A config is small; the caps only stop a wrong path (a log file, a disk
    image) from being slurped into memory. */
@@ -1131,15 +1132,8 @@ static int load_model(struct config *c, struct ch_err *err) {
 
 /* The absolute directory holding `path`, for resolving relative paths. */
 static char *dir_of(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir, *abs;
+  char *dir = util_dirname(path), *abs;
 
-  if (!slash)
-    dir = strdup(".");
-  else if (slash == path)
-    dir = strdup("/");
-  else
-    dir = strndup(path, (size_t)(slash - path));
   if (!dir)
     return NULL;
   abs = realpath(dir, NULL);

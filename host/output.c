@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "graph.h"
+#include "util.h"
 
 /*
  * The process umask. umask(2) can only be read by setting it, which races
@@ -59,13 +60,9 @@ int output_write_atomic(const char *path,
                         "output path '%s' names a directory, not a file", path);
     goto out;
   }
-  if (!slash)
-    dir = strdup(".");
-  else if (slash == path)
-    dir = strdup("/");
-  else
-    dir = strndup(path, (size_t)(slash - path));
-  n = strlen(dir) + strlen(base) + 10;
+  dir = util_dirname(path);
+  n = dir ? strlen(dir) : 0;
+  n += strlen(base) + 10;
   tmp = malloc(n);
   if (!dir || !tmp) {
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
