@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "graph.h"
 #include "log.h"
 
 int cmd_check(struct session *s) {
@@ -40,29 +41,34 @@ int cmd_check(struct session *s) {
   return EXIT_OK;
 }
 
-static void print_caps(unsigned caps) {
-  static const char *const names[] = {"sync", "grant", "revoke", "provision"};
+static const char *cap_name(unsigned bit) {
+  switch (bit) {
+  case CH_CAP_SYNC:
+    return "sync";
+  case CH_CAP_GRANT:
+    return "grant";
+  case CH_CAP_REVOKE:
+    return "revoke";
+  case CH_CAP_PROVISION:
+    return "provision";
+  default:
+    return NULL;
+  }
+}
+
+/* The names of the set bits, comma-separated; `none` when there are none. */
+static void print_bits(unsigned bits, const char *(*name)(unsigned),
+                       const char *none) {
   int first = 1;
-  for (unsigned b = 0; b < 4; b++) {
-    if (caps & (1u << b)) {
-      printf("%s%s", first ? "" : ",", names[b]);
+  for (unsigned b = 1; b; b <<= 1) {
+    const char *n = bits & b ? name(b) : NULL;
+    if (n) {
+      printf("%s%s", first ? "" : ",", n);
       first = 0;
     }
   }
   if (first)
-    printf("none");
-}
-
-static void print_traits(unsigned traits) {
-  static const char *const names[] = {"user", "group", "role", "app",
-                                      "workspace"};
-  int first = 1;
-  for (unsigned b = 0; b < 5; b++) {
-    if (traits & (1u << b)) {
-      printf("%s%s", first ? "" : ",", names[b]);
-      first = 0;
-    }
-  }
+    printf("%s", none);
 }
 
 static void print_list(const char *const *list) {
@@ -79,11 +85,11 @@ static void print_plugin(const struct plugin *p) {
   printf("  types:\n");
   for (const struct ch_resource_type *t = d->types; t->id; t++) {
     printf("    %-14s traits: ", t->id);
-    print_traits(t->traits);
+    print_bits(t->traits, graph_trait_name, "");
     if (t->parent)
       printf("; parent: %s", t->parent);
     printf("; caps: ");
-    print_caps(t->caps);
+    print_bits(t->caps, cap_name, "none");
     printf("\n");
     for (const struct ch_entitlement_def *e = t->entitlements; e && e->slug;
          e++) {

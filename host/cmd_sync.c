@@ -14,6 +14,7 @@
 #include "graph.h"
 #include "log.h"
 #include "stop.h"
+#include "util.h"
 
 #define DEFAULT_OUTPUT "graph.json"
 
@@ -45,11 +46,7 @@ static void generated_at(char *buf, size_t n) {
   strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)util_mono_us() / 1e6; }
 
 static void open_all(struct session *s, struct graph *g) {
   for (size_t i = 0; i < s->ninsts; i++) {

@@ -177,6 +177,20 @@ out:
   return rc;
 }
 
+/* The --attr / --arg values as key/value pairs: "k=v" is split in place
+   (argv strings are ours to modify; cli_parse checked each has a '='). */
+static struct ch_kv *split_kv(struct cli *cli) {
+  struct ch_kv *kv = calloc(cli->nkv ? cli->nkv : 1, sizeof(*kv));
+
+  for (size_t i = 0; kv && i < cli->nkv; i++) {
+    char *eq = strchr((char *)cli->kv[i], '=');
+    *eq = '\0';
+    kv[i].key = cli->kv[i];
+    kv[i].value = eq + 1;
+  }
+  return kv;
+}
+
 /* The one tenant and instance a provision or action names. */
 static int target(struct session *s, const char *verb) {
   if (s->cli->ntenants != 1 || !s->cli->instance) {
@@ -216,16 +230,9 @@ int cmd_provision(struct session *s) {
     log_error("plugin '%s' cannot provision accounts", d->name);
     return EXIT_USAGE;
   }
-  attrs = calloc(cli->nkv ? cli->nkv : 1, sizeof(*attrs));
+  attrs = split_kv(cli);
   if (!attrs)
     return EXIT_FAIL;
-  for (size_t i = 0; i < cli->nkv; i++) {
-    /* Split "k=v" in place: argv strings are ours to modify. */
-    char *eq = strchr((char *)cli->kv[i], '=');
-    *eq = '\0';
-    attrs[i].key = cli->kv[i];
-    attrs[i].value = eq + 1;
-  }
   acct.email = cli->email;
   acct.display_name = cli->display_name;
   acct.given_name = cli->given_name;
@@ -277,15 +284,11 @@ int cmd_action(struct session *s) {
               d->name, cli->action);
     return EXIT_USAGE;
   }
-  args = calloc(cli->nkv ? cli->nkv : 1, sizeof(*args));
+  args = split_kv(cli);
   if (!args)
     return EXIT_FAIL;
   rc = EXIT_USAGE;
   for (size_t i = 0; i < cli->nkv; i++) {
-    char *eq = strchr((char *)cli->kv[i], '=');
-    *eq = '\0';
-    args[i].key = cli->kv[i];
-    args[i].value = eq + 1;
     if (!plugin_list_has(ad->args, args[i].key)) {
       log_error("action '%s' has no argument '%s'", ad->name, args[i].key);
       goto out;

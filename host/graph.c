@@ -2078,16 +2078,25 @@ static void write_inst(struct jw *w, const struct inst *in) {
   jw_lit(w, "}}");
 }
 
+static const struct {
+  unsigned bit;
+  const char *name;
+} trait_names[] = {{CH_TRAIT_USER, "user"},
+                   {CH_TRAIT_GROUP, "group"},
+                   {CH_TRAIT_ROLE, "role"},
+                   {CH_TRAIT_APP, "app"},
+                   {CH_TRAIT_WORKSPACE, "workspace"}};
+
+const char *graph_trait_name(unsigned bit) {
+  for (size_t i = 0; i < sizeof(trait_names) / sizeof(trait_names[0]); i++) {
+    if (trait_names[i].bit == bit)
+      return trait_names[i].name;
+  }
+  return NULL;
+}
+
 static void write_resource(const struct graph *g, struct jw *w,
                            const struct node *n, const char *kind) {
-  static const struct {
-    unsigned bit;
-    const char *name;
-  } traits[] = {{CH_TRAIT_USER, "user"},
-                {CH_TRAIT_GROUP, "group"},
-                {CH_TRAIT_ROLE, "role"},
-                {CH_TRAIT_APP, "app"},
-                {CH_TRAIT_WORKSPACE, "workspace"}};
   static const char *const status[] = {NULL, "enabled", "disabled", "deleted"};
   static const char *const acct[] = {NULL, "human", "service", "customer"};
   const struct res *r = n->res;
@@ -2104,12 +2113,12 @@ static void write_resource(const struct graph *g, struct jw *w,
   jw_field_str(w, "display_name", r->display_name);
   jw_key(w, "traits", 0);
   jw_lit(w, "[");
-  for (i = 0; i < sizeof(traits) / sizeof(traits[0]); i++) {
-    if (!(n->type->t->traits & traits[i].bit))
+  for (i = 0; i < sizeof(trait_names) / sizeof(trait_names[0]); i++) {
+    if (!(n->type->t->traits & trait_names[i].bit))
       continue;
     if (!first)
       jw_lit(w, ",");
-    jw_str(w, traits[i].name);
+    jw_str(w, trait_names[i].name);
     first = 0;
   }
   jw_lit(w, "]");

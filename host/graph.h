@@ -78,6 +78,9 @@ enum graph_format { GRAPH_JSON = 0, GRAPH_JSONL };
 int graph_write(const struct graph *g, FILE *f, enum graph_format fmt,
                 const char *generated_at, struct ch_err *err);
 
+/* The output name of one CH_TRAIT_* bit ("user", "group", ...), or NULL. */
+const char *graph_trait_name(unsigned bit);
+
 /* ---- keys (printed forms, DESIGN §3) ---- */
 
 /* Percent-encode one key component ('%', '/', '#', control bytes, and

@@ -19,6 +19,7 @@
 #include "http.h"
 #include "log.h"
 #include "stop.h"
+#include "util.h"
 
 #define USER_AGENT "connhost/" PACKAGE_VERSION
 #define HDR_VALUE_MAX 128
@@ -185,18 +186,6 @@ static CURL *thread_easy(void) {
 
 /* ---- time and randomness ------------------------------------------------ */
 
-static int64_t mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A uniform value in [0, max]. Per-thread state keeps rand_r lock-free. */
 static long jitter(long max) {
   static _Thread_local unsigned seed;
@@ -204,7 +193,7 @@ static long jitter(long max) {
   double r;
 
   if (!seeded) {
-    seed = (unsigned)mono_us() ^ (unsigned)(uintptr_t)&seed;
+    seed = (unsigned)util_mono_us() ^ (unsigned)(uintptr_t)&seed;
     seeded = 1;
   }
   r = (double)rand_r(&seed) / ((double)RAND_MAX + 1.0);
@@ -315,9 +304,9 @@ void http_client_stats(struct http_client *c, struct http_stats *out) {
 
 /* Sleep `ms` and count it as waiting. Returns non-zero when stopping. */
 static int client_wait(struct http_client *c, long ms) {
-  int64_t t0 = mono_us();
+  int64_t t0 = util_mono_us();
   int stopped = stop_sleep_ms(ms);
-  int64_t spent = mono_us() - t0;
+  int64_t spent = util_mono_us() - t0;
 
   pthread_mutex_lock(&c->lock);
   c->stats.wait_s += (double)spent / 1e6;
@@ -334,7 +323,7 @@ static int client_pace(struct http_client *c) {
     return 0;
   interval = (int64_t)(1e6 / c->max_rps);
   pthread_mutex_lock(&c->lock);
-  now = mono_us();
+  now = util_mono_us();
   start = c->next_us > now ? c->next_us : now;
   c->next_us = start + interval;
   pthread_mutex_unlock(&c->lock);
@@ -802,7 +791,7 @@ static long retry_wait_ms(long status, const struct xfer *x, int attempt) {
   long wait = -1;
 
   if (status == 429 || status == 503) {
-    int64_t now = wall_ms();
+    int64_t now = util_wall_ms();
     if (x->retry_after[0])
       wait = http_parse_retry_after(x->retry_after, now);
     if (wait < 0 && x->rl_reset[0])

@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "instance.h"
 #include "log.h"
 #include "stop.h"
+#include "util.h"
 
 static void host_vlog(struct ch_hctx *hc, enum ch_log_level level,
                       const char *fmt, va_list ap) {
@@ -41,12 +41,6 @@ static int host_http_error(struct ch_hctx *hc, const struct ch_http_resp *resp,
   return http_error(resp, what, err);
 }
 
-static int64_t host_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int host_stopping(struct ch_hctx *hc) {
   (void)hc;
   return stop_requested() != 0;
@@ -65,7 +59,7 @@ const struct ch_host host_table = {
     .http_error = host_http_error,
     .url_encode = http_url_encode,
     .url_query_get = http_url_query_get,
-    .now_ms = host_now_ms,
+    .now_ms = util_wall_ms,
     .stopping = host_stopping,
     .dry_run = host_dry_run,
 };
