@@ -1211,16 +1211,6 @@ size_t http_url_encode(const char *in, char *out, size_t outsz) {
   return need;
 }
 
-static int hexval(char ch) {
-  if (ch >= '0' && ch <= '9')
-    return ch - '0';
-  if (ch >= 'a' && ch <= 'f')
-    return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F')
-    return ch - 'A' + 10;
-  return -1;
-}
-
 /* Decode one byte of a query component at *pp and advance past it. */
 static int decode_next(const char **pp, const char *end) {
   const char *p = *pp;
@@ -1229,9 +1219,10 @@ static int decode_next(const char **pp, const char *end) {
     *pp = p + 1;
     return ' ';
   }
-  if (*p == '%' && end - p >= 3 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+  if (*p == '%' && end - p >= 3 && util_hexval(p[1]) >= 0 &&
+      util_hexval(p[2]) >= 0) {
     *pp = p + 3;
-    return hexval(p[1]) * 16 + hexval(p[2]);
+    return util_hexval(p[1]) * 16 + util_hexval(p[2]);
   }
   *pp = p + 1;
   return (unsigned char)*p;

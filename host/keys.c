@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "util.h"
 
 static const char hexdig[] = "0123456789ABCDEF";
 
@@ -136,16 +137,6 @@ char *key_entitlement(const char *resource_key, const char *slug) {
   return out;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Decode `in[0..len)` into a new string; `what` names the part in errors. */
 static int key_dec(const char *in, size_t len, const char *what, char **out,
                    struct ch_err *err) {
@@ -171,8 +162,8 @@ static int key_dec(const char *in, size_t len, const char *what, char **out,
       s[o++] = (char)c;
       continue;
     }
-    hi = i + 2 < len ? hexval(in[i + 1]) : -1;
-    lo = hi >= 0 ? hexval(in[i + 2]) : -1;
+    hi = i + 2 < len ? util_hexval(in[i + 1]) : -1;
+    lo = hi >= 0 ? util_hexval(in[i + 2]) : -1;
     if (hi < 0 || lo < 0) {
       free(s);
       return ch_err_set(err, CH_E_INVALID,

@@ -9,6 +9,9 @@
    written (not resolved). malloc'd; NULL when out of memory. */
 char *util_dirname(const char *path);
 
+/* The value of one hex digit, or -1. */
+int util_hexval(char c);
+
 /* Wall-clock milliseconds since the epoch. */
 int64_t util_wall_ms(void);
 /* Monotonic microseconds (for durations and waits). */
