@@ -107,7 +107,7 @@ int ao_next_cursor(struct ao_inst *ai, json_object *page, const char *cur,
     size_t n = strlen(link) + 1;
     val = malloc(n);
     if (!val)
-      return ch_err_set(err, CH_E_NOMEM, "out of memory");
+      return pj_nomem(err);
     if (!ai->host->url_query_get(link, "cursor", val, n) || !*val) {
       free(val);
       return ch_err_set(err, CH_E_PROTOCOL,
@@ -116,7 +116,7 @@ int ao_next_cursor(struct ao_inst *ai, json_object *page, const char *cur,
   } else {
     val = strdup(link);
     if (!val)
-      return ch_err_set(err, CH_E_NOMEM, "out of memory");
+      return pj_nomem(err);
   }
   if (cur && strcmp(val, cur) == 0) {
     free(val);
@@ -212,7 +212,7 @@ static int ao_open(const struct ch_host *host, struct ch_hctx *hc,
 
   ai = calloc(1, sizeof(*ai));
   if (!ai)
-    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+    return pj_nomem(err);
   pthread_mutex_init(&ai->ws_lock, NULL);
   ai->host = host;
   ai->hc = hc;
@@ -221,14 +221,14 @@ static int ao_open(const struct ch_host *host, struct ch_hctx *hc,
   ai->api_base = pj_base_url(base);
   ai->dir_id = strdup(dir);
   if (!ai->org_id || !ai->api_token || !ai->api_base || !ai->dir_id) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   if (scim && *scim) {
     ai->scim_base = pj_base_url(scim);
     ai->scim_token = strdup(stok);
     if (!ai->scim_base || !ai->scim_token) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
   }

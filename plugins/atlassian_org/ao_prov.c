@@ -108,18 +108,18 @@ static int ao_membership(struct ao_inst *ai, const struct ch_change *ch,
   if (ao_dir_url(ai, &url) || pj_buf_add(&url, "groups/") ||
       pj_buf_add_enc(&url, ai->host, ch->resource.id) ||
       pj_buf_add(&url, "/memberships")) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   if (add) {
     body = ao_obj2("accountId", ch->principal.id, NULL, NULL);
     if (!body) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
   } else if (pj_buf_add(&url, "/") ||
              pj_buf_add_enc(&url, ai->host, ch->principal.id)) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   /* Repeating either write only turns into an "already" answer. */
@@ -183,7 +183,7 @@ static int ao_role_change(struct ao_inst *ai, const struct ch_change *ch,
         pj_buf_add_enc(&url, ai->host, ch->principal.id) ||
         pj_buf_add(&url, add ? "/role-assignments/assign"
                              : "/role-assignments/revoke")) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
     body = ao_obj2("resourceId", ch->resource.id, "roleId", role);
@@ -191,14 +191,14 @@ static int ao_role_change(struct ao_inst *ai, const struct ch_change *ch,
     if (ao_org_url(ai, &url, "v1") || pj_buf_add(&url, "/users/") ||
         pj_buf_add_enc(&url, ai->host, ch->principal.id) ||
         pj_buf_add(&url, add ? "/roles/assign" : "/roles/revoke")) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
     body = org_level ? ao_obj2("role", role, NULL, NULL)
                      : ao_obj2("role", role, "resource", ch->resource.id);
   }
   if (!body) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   rc = pj_request(&ai->org, "POST", url.s, body, CH_HTTP_RETRY_SAFE,
@@ -405,7 +405,7 @@ static int ao_scim_find(struct ao_inst *ai, const char *email,
   if (pj_buf_addf(&filter, "userName eq \"%s\"", email) ||
       pj_buf_addf(&url, "%s/Users?filter=", ai->scim_base) ||
       pj_buf_add_enc(&url, ai->host, filter.s)) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   rc = pj_request(&ai->scim, "GET", url.s, NULL, 0, "scim find user", &status,
@@ -447,7 +447,7 @@ int ao_provision(void *inst, const struct ch_account *account,
     return ch_err_set(err, CH_E_INVALID, "provision needs an email");
   body = ao_scim_user(account);
   if (!body || pj_buf_addf(&url, "%s/Users", ai->scim_base)) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   /* No retry: a repeated create answers 409, which reads as "already". */
@@ -498,7 +498,7 @@ static int ao_suspend(struct ao_inst *ai, const char *aid, int suspend,
   if (ao_dir_url(ai, &url) || pj_buf_add(&url, "users/") ||
       pj_buf_add_enc(&url, ai->host, aid) ||
       pj_buf_add(&url, suspend ? "/suspend" : "/restore")) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   rc = pj_request(&ai->org, "POST", url.s, NULL, CH_HTTP_RETRY_SAFE,
@@ -512,7 +512,7 @@ static int ao_suspend(struct ao_inst *ai, const char *aid, int suspend,
     if (ao_org_url(ai, &url, "v1") || pj_buf_add(&url, "/directory/users/") ||
         pj_buf_add_enc(&url, ai->host, aid) ||
         pj_buf_add(&url, suspend ? "/suspend-access" : "/restore-access")) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
     rc = pj_request(&ai->org, "POST", url.s, NULL, CH_HTTP_RETRY_SAFE,

@@ -54,10 +54,10 @@ static int ao_page_next(struct ao_inst *ai, struct ao_page *pg,
     return rc;
   tok = json_object_new_object();
   if (!tok || json_object_object_add(tok, "c", json_object_new_string(next))) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
-  if (sink->next_page(sink, pj_token_text(tok)))
+  if (sink->next_page(sink, pj_json_text(tok)))
     rc = ch_err_set(err, CH_E_STOPPED, "stopped");
 out:
   json_object_put(tok);
@@ -100,11 +100,6 @@ static int ao_copy_keys(json_object *dst, json_object *src,
       return CH_E_NOMEM;
   }
   return CH_OK;
-}
-
-static const char *ao_json_text(json_object *o) {
-  return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                               JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 /* ---- users --------------------------------------------------------------- */
@@ -177,7 +172,7 @@ static int ao_emit_user(struct ao_inst *ai, json_object *u,
   r.account_type = pj_atlassian_account_type(pj_str(u, "accountType"));
   r.emails = emails[0] ? emails : NULL;
   r.match_keys = keys;
-  r.profile_json = ao_json_text(prof);
+  r.profile_json = pj_json_text(prof);
   if (sink->resource(sink, &r)) {
     rc = ch_err_set(err, CH_E_STOPPED, "stopped");
     goto out;
@@ -197,7 +192,7 @@ static int ao_emit_user(struct ao_inst *ai, json_object *u,
   }
   goto out;
 nomem:
-  rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+  rc = pj_nomem(err);
 out:
   free(kid);
   free(kmail);
@@ -215,7 +210,7 @@ static int ao_post_page(struct ao_inst *ai, struct ao_page *pg, const char *url,
   int rc;
 
   if (!req)
-    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+    return pj_nomem(err);
   /* "If cursor is present, all other parameters are discarded": the
      server keeps the first page's limit and expand in the cursor. */
   if (pg->cur) {
@@ -234,7 +229,7 @@ static int ao_post_page(struct ao_inst *ai, struct ao_page *pg, const char *url,
     }
   }
   if (rc) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   /* A search changes nothing, so the host may retry it like a GET. */
@@ -254,7 +249,7 @@ static int ao_list_users(struct ao_inst *ai, struct ao_page *pg,
   if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/directories/") ||
       pj_buf_add_enc(&url, ai->host, ai->dir_id) ||
       pj_buf_add(&url, "/users/search")) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   rc =
@@ -291,7 +286,7 @@ static int ao_list_groups(struct ao_inst *ai, struct ao_page *pg,
   if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/directories/") ||
       pj_buf_add_enc(&url, ai->host, ai->dir_id) ||
       pj_buf_add(&url, "/groups/search")) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   rc = ao_post_page(ai, pg, url.s, ai->page_size, NULL, "groups search", err);
@@ -311,13 +306,13 @@ static int ao_list_groups(struct ao_inst *ai, struct ao_page *pg,
       continue;
     prof = json_object_new_object();
     if (!prof || ao_copy_keys(prof, g, ao_group_profile_keys)) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
     r.type = "group";
     r.id = id;
     r.display_name = name && *name ? name : id;
-    r.profile_json = ao_json_text(prof);
+    r.profile_json = pj_json_text(prof);
     if (sink->resource(sink, &r)) {
       rc = ch_err_set(err, CH_E_STOPPED, "stopped");
       goto out;
@@ -344,7 +339,7 @@ static int ao_list_workspaces(struct ao_inst *ai, struct ao_page *pg,
   int rc;
 
   if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/workspaces")) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   rc = ao_post_page(ai, pg, url.s, ai->ws_page_size, NULL, "workspaces", err);
@@ -366,7 +361,7 @@ static int ao_list_workspaces(struct ao_inst *ai, struct ao_page *pg,
       continue;
     prof = json_object_new_object();
     if (!prof || ao_copy_keys(prof, attrs, ao_ws_profile_keys)) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
     r.type = "workspace";
@@ -374,7 +369,7 @@ static int ao_list_workspaces(struct ao_inst *ai, struct ao_page *pg,
     r.display_name = name && *name ? name : id;
     if (st)
       r.status = strcmp(st, "online") == 0 ? CH_RES_ENABLED : CH_RES_DISABLED;
-    r.profile_json = ao_json_text(prof);
+    r.profile_json = pj_json_text(prof);
     if (sink->resource(sink, &r)) {
       rc = ch_err_set(err, CH_E_STOPPED, "stopped");
       goto out;
@@ -401,7 +396,7 @@ static int ao_list_org(struct ao_inst *ai, struct ch_sink *sink,
   int rc;
 
   if (ao_org_url(ai, &url, "v1")) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   rc = pj_request(&ai->org, "GET", url.s, NULL, 0, "organization", &status,
@@ -414,13 +409,13 @@ static int ao_list_org(struct ao_inst *ai, struct ch_sink *sink,
   prof = json_object_new_object();
   if (!prof || pj_buf_addf(&url, "%s%s", AO_PLATFORM_ARI, ai->org_id) ||
       ao_add_str(prof, "ari", url.s) || ao_add_str(prof, "name", name)) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   r.type = "organization";
   r.id = ai->org_id;
   r.display_name = name && *name ? name : ai->org_id;
-  r.profile_json = ao_json_text(prof);
+  r.profile_json = pj_json_text(prof);
   if (sink->resource(sink, &r))
     rc = ch_err_set(err, CH_E_STOPPED, "stopped");
 out:
@@ -499,10 +494,6 @@ static int ao_has_direct(json_object *methods) {
   return 0;
 }
 
-static int ao_cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Read every workspace id once (under the lock; other workers wait). */
 static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
   struct pj_buf url = {0};
@@ -516,7 +507,7 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
     goto out;
   memset(&pg, 0, sizeof(pg));
   if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/workspaces")) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   for (;;) {
@@ -537,13 +528,13 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
         cap = cap ? cap * 2 : 64;
         grown = realloc(ids, cap * sizeof(*ids));
         if (!grown) {
-          rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+          rc = pj_nomem(err);
           break;
         }
         ids = grown;
       }
       if (!(ids[n] = strdup(id))) {
-        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+        rc = pj_nomem(err);
         break;
       }
       n++;
@@ -565,7 +556,7 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
   if (rc)
     goto out;
   if (n)
-    qsort(ids, n, sizeof(*ids), ao_cmp_str);
+    qsort(ids, n, sizeof(*ids), pj_cmp_str);
   ai->ws_ids = ids;
   ai->nws = n;
   ai->ws_built = 1;
@@ -582,7 +573,7 @@ out:
 
 static int ao_ws_known(struct ao_inst *ai, const char *id) {
   return ai->nws && bsearch(&id, ai->ws_ids, ai->nws, sizeof(*ai->ws_ids),
-                            ao_cmp_str) != NULL;
+                            pj_cmp_str) != NULL;
 }
 
 static int ao_emit_role(struct ao_inst *ai, struct ch_sink *sink,
@@ -701,13 +692,13 @@ int ao_grants(void *inst, const struct ch_ref *resource, const char *page_token,
       pj_buf_add(&url, is_user ? "/users/" : "/groups/") ||
       pj_buf_add_enc(&url, ai->host, resource->id) ||
       pj_buf_add(&url, "/role-assignments")) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   if (pj_buf_addf(&url, "?limit=%ld", ai->page_size) ||
       (pg.cur && (pj_buf_add(&url, "&cursor=") ||
                   pj_buf_add_enc(&url, ai->host, pg.cur)))) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   rc = pj_request(&ai->org, "GET", url.s, NULL, 0,

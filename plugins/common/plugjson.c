@@ -237,7 +237,7 @@ json_object *pj_token_decode(const char *token, struct ch_err *err) {
   return o;
 }
 
-const char *pj_token_text(json_object *o) {
+const char *pj_json_text(json_object *o) {
   return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                JSON_C_TO_STRING_NOSLASHESCAPE);
 }
@@ -264,4 +264,12 @@ enum ch_account_type pj_atlassian_account_type(const char *type) {
   if (strcmp(type, "customer") == 0)
     return CH_ACCOUNT_CUSTOMER;
   return CH_ACCOUNT_NONE;
+}
+
+int pj_nomem(struct ch_err *err) {
+  return ch_err_set(err, CH_E_NOMEM, "out of memory");
+}
+
+int pj_cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
 }

@@ -82,7 +82,14 @@ enum ch_account_type pj_atlassian_account_type(const char *type);
    object. Returns NULL (err set, CH_E_INVALID) for a token that is not a
    JSON object. */
 json_object *pj_token_decode(const char *token, struct ch_err *err);
-/* The token text to hand to sink->next_page (borrowed from `o`). */
-const char *pj_token_text(json_object *o);
+/* Compact JSON text of `o` (a page token for sink->next_page, a profile);
+   borrowed from `o`. */
+const char *pj_json_text(json_object *o);
+
+/* Fill `err` with "out of memory" and return CH_E_NOMEM. */
+int pj_nomem(struct ch_err *err);
+
+/* qsort/bsearch comparator for an array of C strings. */
+int pj_cmp_str(const void *a, const void *b);
 
 #endif

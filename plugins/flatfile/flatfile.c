@@ -223,10 +223,6 @@ static int ff_bad(struct ff_load *ld, const char *fmt, ...) {
                     ff_kinds[ld->kind].key, ld->idx, what);
 }
 
-static int ff_nomem(struct ch_err *err) {
-  return ch_err_set(err, CH_E_NOMEM, "out of memory");
-}
-
 /* "cannot open 'x': No such file or directory". strerror() may use a
    shared buffer, and check() can run while other threads log. */
 static int ff_syserr(struct ch_err *err, const char *what, const char *path,
@@ -276,7 +272,7 @@ static int ff_read_file(const char *path, char **textp, size_t *lenp,
   cap = (size_t)st.st_size + 1;
   text = malloc(cap);
   if (!text) {
-    rc = ff_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   for (;;) {
@@ -291,7 +287,7 @@ static int ff_read_file(const char *path, char **textp, size_t *lenp,
       cap *= 2;
       grown = realloc(text, cap);
       if (!grown) {
-        rc = ff_nomem(err);
+        rc = pj_nomem(err);
         goto out;
       }
       text = grown;
@@ -362,7 +358,7 @@ static int ff_parse(const char *file, const char *text, size_t len,
   }
   tok = json_tokener_new();
   if (!tok) {
-    rc = ff_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
 #ifdef JSON_TOKENER_VALIDATE_UTF8
@@ -423,10 +419,6 @@ static int ff_get_str(struct ff_load *ld, json_object *obj, const char *key,
   return CH_OK;
 }
 
-static int ff_cmp_str(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* A list of strings: a NULL-terminated array (borrowed strings) and its
    length; absent means empty. A repeated entry is an error: it is almost
    always a bug in whatever wrote the export. */
@@ -448,7 +440,7 @@ static int ff_get_list(struct ff_load *ld, json_object *obj, const char *key,
   list = calloc(n + 1, sizeof(*list));
   sorted = calloc(n + 1, sizeof(*sorted));
   if (!list || !sorted) {
-    rc = ff_nomem(ld->err);
+    rc = pj_nomem(ld->err);
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
@@ -462,7 +454,7 @@ static int ff_get_list(struct ff_load *ld, json_object *obj, const char *key,
     }
     list[i] = sorted[i] = json_object_get_string(v);
   }
-  qsort(sorted, n, sizeof(*sorted), ff_cmp_str);
+  qsort(sorted, n, sizeof(*sorted), pj_cmp_str);
   for (size_t i = 1; i < n; i++) {
     if (strcmp(sorted[i - 1], sorted[i]) == 0) {
       ff_bad(ld, "\"%s\" lists '%s' twice", key, sorted[i]);
@@ -539,7 +531,7 @@ static int ff_load_user(struct ff_load *ld, json_object *obj,
   if (email) {
     r->emails = calloc(2, sizeof(*r->emails));
     if (!r->emails)
-      return ff_nomem(ld->err);
+      return pj_nomem(ld->err);
     r->emails[0] = email;
     nemails = 1;
   } else {
@@ -586,11 +578,11 @@ static int ff_load_user(struct ff_load *ld, json_object *obj,
      themselves are emitted as written). */
   r->match_keys = calloc(nemails + nmatch + 1, sizeof(*r->match_keys));
   if (!r->match_keys)
-    return ff_nomem(ld->err);
+    return pj_nomem(ld->err);
   for (size_t i = 0; i < nemails; i++) {
     r->match_keys[k] = ff_match_key("email", r->emails[i], 1);
     if (!r->match_keys[k++])
-      return ff_nomem(ld->err);
+      return pj_nomem(ld->err);
   }
   if (match) {
     json_object_object_foreach(match, name, val) {
@@ -602,7 +594,7 @@ static int ff_load_user(struct ff_load *ld, json_object *obj,
         return ff_bad(ld, "match key '%s' must be a non-empty string", name);
       r->match_keys[k] = ff_match_key(name, v, 0);
       if (!r->match_keys[k++])
-        return ff_nomem(ld->err);
+        return pj_nomem(ld->err);
     }
   }
   return CH_OK;
@@ -645,7 +637,7 @@ static int ff_load_rec(struct ff_load *ld, json_object *obj, struct ff_rec *r) {
     r->profile_json = json_object_to_json_string_ext(
         profile, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     if (!r->profile_json)
-      return ff_nomem(ld->err);
+      return pj_nomem(ld->err);
   }
   if (ld->kind == FF_USER)
     return ff_load_user(ld, obj, r);
@@ -689,7 +681,7 @@ static int ff_load_table(const char *file, json_object *root, enum ff_kind k,
   t->recs = calloc(n ? n : 1, sizeof(*t->recs));
   t->byid = calloc(n ? n : 1, sizeof(*t->byid));
   if (!t->recs || !t->byid)
-    return ff_nomem(err);
+    return pj_nomem(err);
   for (size_t i = 0; i < n; i++) {
     ld.idx = i;
     ld.id = NULL;
@@ -761,7 +753,7 @@ static int ff_data_load(const char *path, struct ff_data **out,
     goto out;
   d = calloc(1, sizeof(*d));
   if (!d) {
-    rc = ff_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   rc = ff_parse(file, text, len, &d->root, err);
@@ -846,7 +838,7 @@ static int ff_token_next(struct ch_sink *sink, size_t off, struct ch_err *err) {
   if (!o || !v || json_object_object_add(o, "o", v))
     goto out;
   v = NULL; /* `o` owns it now */
-  text = pj_token_text(o);
+  text = pj_json_text(o);
   if (!text)
     goto out;
   rc = sink->next_page(sink, text) ? CH_E_STOPPED : CH_OK;
@@ -854,7 +846,7 @@ out:
   json_object_put(v);
   json_object_put(o);
   if (rc == CH_E_NOMEM)
-    return ff_nomem(err);
+    return pj_nomem(err);
   if (rc == CH_E_STOPPED)
     return ch_err_set(err, rc, "stopped by the host");
   return rc;
@@ -896,7 +888,7 @@ static int ff_open(const struct ch_host *host, struct ch_hctx *hc,
   }
   fi = calloc(1, sizeof(*fi));
   if (!fi) {
-    rc = ff_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   fi->host = host;
@@ -906,7 +898,7 @@ static int ff_open(const struct ch_host *host, struct ch_hctx *hc,
      check(). */
   fi->path = strdup(path);
   if (!fi->path) {
-    rc = ff_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   rc = ff_data_load(fi->path, &fi->data, err);

@@ -7,10 +7,6 @@
 
 #include "jc.h"
 
-static int jc_nomem(struct ch_err *err) {
-  return ch_err_set(err, CH_E_NOMEM, "out of memory");
-}
-
 /* The host gates writes too; this is the plugin's own guard. A dry run
    sends nothing, so it is allowed without provisioning: true. */
 static int jc_writable(struct jc_inst *in, struct ch_err *err) {
@@ -123,12 +119,12 @@ static int jc_group_change(struct jc_inst *in, const struct ch_change *ch,
   if (jc_url(in, &b, "/rest/api/3/group/user") ||
       jc_param(in, &b, "groupId", ch->resource.id) ||
       (!add && jc_param(in, &b, "accountId", ch->principal.id))) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   if (add) {
     if (!(body = json_object_new_object())) {
-      rc = jc_nomem(err);
+      rc = pj_nomem(err);
       goto out;
     }
     json_object_object_add(body, "accountId",
@@ -178,7 +174,7 @@ static int jc_role_change(struct jc_inst *in, const struct ch_change *ch,
                   ch->resource.id) ||
       pj_buf_add(&b, "/role/") || pj_buf_add_enc(&b, in->host, colon + 1) ||
       pj_buf_addf(&who, "%s %s", ch->principal.type, ch->principal.id)) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   /* The project id went in raw above: make sure it is only digits. */
@@ -190,13 +186,13 @@ static int jc_role_change(struct jc_inst *in, const struct ch_change *ch,
       goto out;
     }
   if (!add && jc_param(in, &b, field, ch->principal.id)) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   if (add) {
     if (!(body = json_object_new_object()) ||
         !(ids = json_object_new_array())) {
-      rc = jc_nomem(err);
+      rc = pj_nomem(err);
       goto out;
     }
     json_object_array_add(ids, json_object_new_string(ch->principal.id));
@@ -257,7 +253,7 @@ static int jc_products(const char *list, json_object *arr, struct ch_err *err) {
       e--;
     if (e > s &&
         json_object_array_add(arr, json_object_new_string_len(s, (int)(e - s))))
-      return jc_nomem(err);
+      return pj_nomem(err);
     p += n;
     if (*p == ',')
       p++;
@@ -288,7 +284,7 @@ int jc_provision(void *inst, const struct ch_account *acct,
   }
   if (!(body = json_object_new_object()) ||
       !(prods = json_object_new_array())) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   if ((rc = jc_products(products, prods, err)))
@@ -298,7 +294,7 @@ int jc_provision(void *inst, const struct ch_account *acct,
   json_object_object_add(body, "products", prods);
   prods = NULL;
   if (jc_url(in, &b, "/rest/api/3/user")) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   /* Creating an existing account with Jira access answers 201 again, so a
@@ -416,18 +412,18 @@ static int jc_create_ticket(struct jc_inst *in, const struct ch_kv *args,
     itype = "Task";
   if (!(body = json_object_new_object()) ||
       !(fields = json_object_new_object())) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   json_object_object_add(body, "fields", fields);
   if (!(o = json_object_new_object())) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   json_object_object_add(o, "key", json_object_new_string(key));
   json_object_object_add(fields, "project", o);
   if (!(o = json_object_new_object())) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   json_object_object_add(o, "name", json_object_new_string(itype));
@@ -435,13 +431,13 @@ static int jc_create_ticket(struct jc_inst *in, const struct ch_kv *args,
   json_object_object_add(fields, "summary", json_object_new_string(summary));
   if (desc && *desc) {
     if (!(adf = jc_adf(desc))) {
-      rc = jc_nomem(err);
+      rc = pj_nomem(err);
       goto out;
     }
     json_object_object_add(fields, "description", adf);
   }
   if (jc_url(in, &b, "/rest/api/3/issue")) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   /* Not retry-safe: a second POST would open a second issue. The host

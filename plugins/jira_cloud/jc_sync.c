@@ -15,22 +15,13 @@ static int jc_next(struct ch_sink *sink, json_object *tok, long long start,
   json_object_object_add(tok, "s", json_object_new_int64(start));
   if (chunk >= 0)
     json_object_object_add(tok, "k", json_object_new_int64(chunk));
-  if (sink->next_page(sink, pj_token_text(tok)))
+  if (sink->next_page(sink, pj_json_text(tok)))
     return ch_err_set(err, CH_E_STOPPED, "stopped");
   return CH_OK;
 }
 
-static int jc_nomem(struct ch_err *err) {
-  return ch_err_set(err, CH_E_NOMEM, "out of memory");
-}
-
 static int jc_stopped(struct ch_err *err) {
   return ch_err_set(err, CH_E_STOPPED, "stopped");
-}
-
-static const char *jc_json_text(json_object *o) {
-  return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                               JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 static void jc_copy_str(json_object *dst, json_object *src, const char *key) {
@@ -63,7 +54,7 @@ static int jc_emit_user(struct jc_inst *in, json_object *u,
     goto out;
   if (pj_buf_add(&mk, "atlassian_account_id=") || pj_buf_add(&mk, id) ||
       !(prof = json_object_new_object())) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   jc_copy_str(prof, u, "accountType");
@@ -81,7 +72,7 @@ static int jc_emit_user(struct jc_inst *in, json_object *u,
   r.account_type = pj_atlassian_account_type(type);
   r.emails = emails[0] ? emails : NULL;
   r.match_keys = keys;
-  r.profile_json = jc_json_text(prof);
+  r.profile_json = pj_json_text(prof);
   if (sink->resource(sink, &r))
     rc = jc_stopped(err);
 out:
@@ -104,7 +95,7 @@ static int jc_list_users(struct jc_inst *in, json_object *tok,
   if (jc_url(in, &b, "/rest/api/3/users/search") ||
       jc_param_ll(&b, "startAt", start) ||
       jc_param_ll(&b, "maxResults", jc_page(in, JC_CAP_USERS))) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   rc = jc_request(in, "GET", b.s, NULL, 0, "list users", &status, &page, err);
@@ -169,7 +160,7 @@ static int jc_list_groups(struct jc_inst *in, json_object *tok,
   if (jc_url(in, &b, "/rest/api/3/group/bulk") ||
       jc_param_ll(&b, "startAt", start) ||
       jc_param_ll(&b, "maxResults", jc_page(in, JC_CAP_GROUPS))) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   rc = jc_request(in, "GET", b.s, NULL, 0, "list groups", &status, &page, err);
@@ -218,7 +209,7 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
       jc_param(in, &b, "includeInactiveUsers", "true") ||
       jc_param_ll(&b, "startAt", start) ||
       jc_param_ll(&b, "maxResults", jc_page(in, JC_CAP_MEMBERS))) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   rc =
@@ -308,13 +299,13 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
       jc_param_ll(&b, "startAt", start) ||
       jc_param_ll(&b, "maxResults", jc_page(in, JC_CAP_PROJECTS)) ||
       jc_param(in, &b, "expand", "lead")) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   for (size_t i = (size_t)chunk * JC_MAX_KEYS_PER_REQ;
        i < in->nkeys && i < ((size_t)chunk + 1) * JC_MAX_KEYS_PER_REQ; i++)
     if (jc_param(in, &b, "keys", in->keys[i])) {
-      rc = jc_nomem(err);
+      rc = pj_nomem(err);
       goto out;
     }
   rc =
@@ -344,7 +335,7 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
     if (key && !jc_key_allowed(in, key))
       continue;
     if (!(prof = json_object_new_object())) {
-      rc = jc_nomem(err);
+      rc = pj_nomem(err);
       break;
     }
     jc_copy_str(prof, p, "key");
@@ -352,7 +343,7 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
     r.type = "project";
     r.id = pid;
     r.display_name = pj_str(p, "name") ? pj_str(p, "name") : key ? key : pid;
-    r.profile_json = jc_json_text(prof);
+    r.profile_json = pj_json_text(prof);
     r.entitlements = in->skip_participants ? jc_lead_only : NULL;
     if (sink->resource(sink, &r))
       rc = jc_stopped(err);
@@ -409,7 +400,7 @@ static int jc_list_roles(struct jc_inst *in, const struct ch_ref *parent,
     return ch_err_set(err, CH_E_INVALID, "project_role needs a project parent");
   if (jc_url(in, &b, "/rest/api/3/project/") ||
       pj_buf_add_enc(&b, in->host, parent->id) || pj_buf_add(&b, "/role")) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   rc = jc_request(in, "GET", b.s, NULL, 0, "project roles", &status, &map, err);
@@ -441,7 +432,7 @@ static int jc_list_roles(struct jc_inst *in, const struct ch_ref *parent,
     id.len = 0;
     if (pj_buf_addf(&id, "%s:%s", parent->id, rid) ||
         !(prof = json_object_new_object())) {
-      rc = jc_nomem(err);
+      rc = pj_nomem(err);
       break;
     }
     json_object_object_add(prof, "project_id",
@@ -450,7 +441,7 @@ static int jc_list_roles(struct jc_inst *in, const struct ch_ref *parent,
     r.type = "project_role";
     r.id = id.s;
     r.display_name = name;
-    r.profile_json = jc_json_text(prof);
+    r.profile_json = pj_json_text(prof);
     r.parent_type = "project";
     r.parent_id = parent->id;
     if (sink->resource(sink, &r))
@@ -494,7 +485,7 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
   if (jc_url(in, &b, "/rest/api/3/project/") ||
       pj_buf_add_enc(&b, in->host, pid) || pj_buf_add(&b, "/role/") ||
       pj_buf_add_enc(&b, in->host, rid)) {
-    rc = jc_nomem(err);
+    rc = pj_nomem(err);
     goto out;
   }
   rc = jc_request(in, "GET", b.s, NULL, 0, "role actors", &status, &role, err);

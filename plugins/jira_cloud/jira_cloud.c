@@ -194,10 +194,6 @@ int jc_user_skipped(const struct jc_inst *in, const char *account_type,
   return 0;
 }
 
-static int jc_cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* List every user once (under the lock, so concurrent role workers wait
    for one listing instead of each doing their own). */
 static int jc_build_skipped(struct jc_inst *in, struct ch_err *err) {
@@ -254,7 +250,7 @@ static int jc_build_skipped(struct jc_inst *in, struct ch_err *err) {
     start += (long long)n;
   }
   if (in->nskipped)
-    qsort(in->skipped, in->nskipped, sizeof(char *), jc_cmp_str);
+    qsort(in->skipped, in->nskipped, sizeof(char *), pj_cmp_str);
   in->skip_built = 1;
 out:
   if (rc == CH_E_NOMEM)
@@ -281,7 +277,7 @@ int jc_account_skipped(struct jc_inst *in, const char *id, int *skipped,
     rc = jc_build_skipped(in, err);
   if (rc == CH_OK && in->nskipped)
     *skipped = bsearch(&id, in->skipped, in->nskipped, sizeof(char *),
-                       jc_cmp_str) != NULL;
+                       pj_cmp_str) != NULL;
   pthread_mutex_unlock(&in->lock);
   return rc;
 }
@@ -371,7 +367,7 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
   *inst = NULL;
   in = calloc(1, sizeof(*in));
   if (!in)
-    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+    return pj_nomem(err);
   pthread_mutex_init(&in->lock, NULL);
   in->host = host;
   in->hc = hc;
@@ -388,7 +384,7 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
   in->email = strdup(pj_opt_str(cfg, t, "email", ""));
   in->token = strdup(pj_opt_str(cfg, t, "api_token", ""));
   if (!in->base || !in->gateway || !in->email || !in->token) {
-    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    rc = pj_nomem(err);
     goto out;
   }
   if (!*in->email || !*in->token) {
@@ -409,14 +405,14 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
   if (v && v->nlist) {
     in->keys = calloc(v->nlist + 1, sizeof(char *));
     if (!in->keys) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
     for (size_t i = 0; i < v->nlist; i++) {
       if (!v->list[i][0])
         continue;
       if (!(in->keys[in->nkeys] = strdup(v->list[i]))) {
-        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+        rc = pj_nomem(err);
         goto out;
       }
       in->nkeys++;
@@ -425,7 +421,7 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
   s = pj_opt_str(cfg, t, "ticket_project_key", NULL);
   if (s && *s) {
     if (!(in->ticket_key = strdup(s))) {
-      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      rc = pj_nomem(err);
       goto out;
     }
     /* project_keys bounds tickets too: catch the contradiction now rather
