@@ -136,9 +136,10 @@ static json_object *parse_json(const char *text, size_t len, const char **why) {
   return o;
 }
 
-int pj_request(const struct pj_client *c, const char *method, const char *url,
-               json_object *body, unsigned flags, const char *what,
-               long *status, json_object **out, struct ch_err *err) {
+static int request_once(const struct pj_client *c, const char *method,
+                        const char *url, json_object *body, unsigned flags,
+                        const char *what, long *status, json_object **out,
+                        struct ch_err *err) {
   struct ch_http_req req = {0};
   struct ch_http_resp resp = {0};
   json_object *parsed = NULL;
@@ -180,6 +181,30 @@ out:
   json_object_put(parsed);
   c->host->http_free(&resp);
   return rc;
+}
+
+/* Reads whose 2xx body did not parse are sent again this many times: a
+   body cut short by a proxy is a transient fault, and a GET is safe to
+   repeat. A server that always answers garbage still fails the op. */
+#define BAD_BODY_RETRIES 2
+
+int pj_request(const struct pj_client *c, const char *method, const char *url,
+               json_object *body, unsigned flags, const char *what,
+               long *status, json_object **out, struct ch_err *err) {
+  int rc, tries = 0;
+
+  for (;;) {
+    rc = request_once(c, method, url, body, flags, what, status, out, err);
+    if (rc != CH_E_PROTOCOL || *status < 200 || *status > 299 ||
+        strcmp(method, "GET") || tries++ >= BAD_BODY_RETRIES ||
+        c->host->stopping(c->hc))
+      return rc;
+    c->host->log(c->hc, CH_LOG_WARN, "%s; sending the request again", err->msg);
+    if (out) {
+      json_object_put(*out);
+      *out = NULL;
+    }
+  }
 }
 
 const char *pj_str(json_object *o, const char *key) {

@@ -55,8 +55,10 @@ void pj_buf_free(struct pj_buf *b);
  * negative code with err from host->http_error(`what`), *status set, and
  * *out the parsed error body when it was JSON (so callers can inspect
  * error codes), else NULL. A 2xx body that is not valid JSON is
- * CH_E_PROTOCOL ("<what>: malformed JSON: ..."). In a dry run: CH_OK,
- * *status 0, *out NULL. `out` may be NULL when the body is not needed.
+ * CH_E_PROTOCOL ("<what>: malformed JSON: ..."), after a GET answered
+ * that way has been sent twice more (a truncated body is transient). In a
+ * dry run: CH_OK, *status 0, *out NULL. `out` may be NULL when the body is
+ * not needed.
  */
 int pj_request(const struct pj_client *c, const char *method, const char *url,
                json_object *body, unsigned flags, const char *what,

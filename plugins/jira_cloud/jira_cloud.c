@@ -154,29 +154,12 @@ out:
   pj_buf_free(&gw);
 }
 
-/* Reads whose 2xx body did not parse are sent again this many times: a
-   body cut short by a proxy is a transient fault, and a GET is safe to
-   repeat. A server that always answers garbage still fails the op. */
-#define JC_BAD_BODY_RETRIES 2
-
 int jc_request(struct jc_inst *in, const char *method, const char *url,
                json_object *body, unsigned flags, const char *what,
                long *status, json_object **out, struct ch_err *err) {
-  int rc, tries = 0;
+  int rc =
+      pj_request(&in->cl, method, url, body, flags, what, status, out, err);
 
-  for (;;) {
-    rc = pj_request(&in->cl, method, url, body, flags, what, status, out, err);
-    if (rc != CH_E_PROTOCOL || *status < 200 || *status > 299 ||
-        strcmp(method, "GET") || tries++ >= JC_BAD_BODY_RETRIES ||
-        in->host->stopping(in->hc))
-      break;
-    in->host->log(in->hc, CH_LOG_WARN, "%s; sending the request again",
-                  err->msg);
-    if (out) {
-      json_object_put(*out);
-      *out = NULL;
-    }
-  }
   if (rc == CH_E_AUTH && *status == 401) {
     jc_scoped_hint(in, what, err);
     rc = err->code;
