@@ -20,10 +20,8 @@ int cmd_check(struct session *s) {
     char clean[sizeof(err.msg) + 64];
     int rc = instance_open(in, &err);
 
-    if (rc == CH_OK && d->check) {
-      err.msg[0] = '\0';
-      rc = d->check(in->pinst, &err);
-    }
+    if (rc == CH_OK && d->check)
+      rc = instance_check(in, &err);
     if (rc == CH_OK) {
       printf("ok      %s/%s (%s %s): %s\n", in->ci->tenant, in->ci->name,
              d->name, d->version ? d->version : "",

@@ -169,7 +169,8 @@ int cmd_grant_revoke(struct session *s) {
   ch.dry_run = cli->dry_run;
   snprintf(what, sizeof(what), "%s %s %s %s", verb, cli->entitlement,
            granting ? "to" : "from", cli->principal);
-  rc = (granting ? d->grant : d->revoke)(in->pinst, &ch, &res, &err);
+  rc = granting ? instance_grant(in, &ch, &res, &err)
+                : instance_revoke(in, &ch, &res, &err);
   rc = report(in, what, rc, &res, &err);
 out:
   key_parts_release(&ent);
@@ -242,7 +243,7 @@ int cmd_provision(struct session *s) {
   acct.dry_run = cli->dry_run;
   snprintf(what, sizeof(what), "provision %s in %s/%s", cli->email,
            cli->tenants[0], cli->instance);
-  rc = d->provision_account(in->pinst, &acct, &res, &err);
+  rc = instance_provision(in, &acct, &res, &err);
   if (rc == CH_OK && res.key[0]) {
     /* Print the new account's graph key, ready for a grant. */
     char *key = key_resource(cli->tenants[0], cli->instance, ut->id, res.key);
@@ -305,7 +306,7 @@ int cmd_action(struct session *s) {
   }
   snprintf(what, sizeof(what), "action %s in %s/%s", ad->name, cli->tenants[0],
            cli->instance);
-  rc = d->action(in->pinst, ad->name, args, cli->nkv, &res, &err);
+  rc = instance_action(in, ad->name, args, cli->nkv, &res, &err);
   rc = report(in, what, rc, &res, &err);
 out:
   free(args);

@@ -234,7 +234,6 @@ static void schedule_next(struct engine *e, struct action *a, char *token) {
 
 static void run_action(struct engine *e, struct action *a) {
   struct instance *in = a->inst;
-  const struct ch_plugin *d = in->plugin->desc;
   struct sink_ctx sc = {
       .sink = {sink_resource, sink_grant, sink_next_page}, .eng = e, .act = a};
   struct ch_err err = {0};
@@ -245,11 +244,10 @@ static void run_action(struct engine *e, struct action *a) {
   if (instance_failed(in) || stop_requested())
     return;
   if (a->kind == ACT_LIST)
-    rc = d->list(in->pinst, a->type, a->ref_type ? &ref : NULL, a->token,
-                 &sc.sink, &err);
+    rc = instance_list(in, a->type, a->ref_type ? &ref : NULL, a->token,
+                       &sc.sink, &err);
   else
-    rc = d->grants(in->pinst, &ref, a->token, &sc.sink, &err);
-  in->pages++;
+    rc = instance_grants(in, &ref, a->token, &sc.sink, &err);
 
   if (rc == CH_OK && !sc.stop) {
     schedule_next(e, a, sc.next_token);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Connector instances and the host services table plugins call into. */
+/* Connector instances, the host services table plugins call into, and
+   the dispatch layer every call into a plugin goes through. */
 #include "autoconfig.h"
 
 #include <stdarg.h>
@@ -25,14 +26,54 @@ static void host_log(struct ch_hctx *hc, enum ch_log_level level,
   va_end(ap);
 }
 
-static int host_http_setup(struct ch_hctx *hc, const struct ch_http_conf *conf,
-                           struct ch_err *err) {
-  return http_client_setup(hc->http, conf, err);
+static int host_log_enabled(struct ch_hctx *hc, enum ch_log_level level) {
+  (void)hc;
+  return log_enabled(level);
 }
 
+/* `rec` as a host-layout structure of `size` bytes: itself when the
+   plugin's `have` bytes cover it, else a copy in `buf` zero past `have`. */
+static const void *widen(const void *rec, size_t have, void *buf, size_t size) {
+  if (!rec || have >= size)
+    return rec;
+  memset(buf, 0, size);
+  memcpy(buf, rec, have);
+  return buf;
+}
+
+static int host_http_setup(struct ch_hctx *hc, const struct ch_http_conf *conf,
+                           struct ch_err *err) {
+  struct ch_http_conf buf;
+  return http_client_setup(
+      hc->http, widen(conf, hc->layout->http_conf, &buf, sizeof(buf)), err);
+}
+
+/* The response is filled in the host's layout and copied out in the
+   plugin's. */
 static int host_http(struct ch_hctx *hc, const struct ch_http_req *req,
                      struct ch_http_resp *resp, struct ch_err *err) {
-  return http_request(hc->http, req, resp, err);
+  struct ch_http_req rq;
+  struct ch_http_resp rs;
+  int rc;
+
+  req = widen(req, hc->layout->http_req, &rq, sizeof(rq));
+  if (hc->layout->http_resp >= sizeof(rs))
+    return http_request(hc->http, req, resp, err);
+  rc = http_request(hc->http, req, &rs, err);
+  memcpy(resp, &rs, hc->layout->http_resp);
+  return rc;
+}
+
+/* The host cannot tell whose build a response came from, so it touches
+   only first-ABI-1 fields (appended ones must not own memory). */
+static void host_http_free(struct ch_http_resp *resp) {
+  struct ch_http_resp cur = {0};
+
+  if (!resp)
+    return;
+  memcpy(&cur, resp, CH_HTTP_RESP_SIZE_V1);
+  http_resp_free(&cur);
+  memset(resp, 0, CH_HTTP_RESP_SIZE_V1);
 }
 
 static int host_http_error(struct ch_hctx *hc, const struct ch_http_resp *resp,
@@ -55,13 +96,19 @@ const struct ch_host host_table = {
     .vlog = host_vlog,
     .http_setup = host_http_setup,
     .http = host_http,
-    .http_free = http_resp_free,
+    .http_free = host_http_free,
     .http_error = host_http_error,
     .url_encode = http_url_encode,
     .url_query_get = http_url_query_get,
     .now_ms = util_wall_ms,
     .stopping = host_stopping,
     .dry_run = host_dry_run,
+    .log_enabled = host_log_enabled,
+    .sink_size = sizeof(struct ch_sink),
+    .cfg_size = sizeof(struct ch_cfg),
+    .change_size = sizeof(struct ch_change),
+    .account_size = sizeof(struct ch_account),
+    .result_size = sizeof(struct ch_result),
 };
 
 int instance_prepare(struct instance *in, const struct config *c,
@@ -75,6 +122,7 @@ int instance_prepare(struct instance *in, const struct config *c,
   in->ci = ci;
   in->plugin = plugin;
   in->graph_index = -1;
+  in->hctx.layout = &plugin->layout;
   len = strlen(plugin->name) + strlen(ci->tenant) + strlen(ci->name) + 3;
   in->hctx.label = malloc(len);
   if (!in->hctx.label)
@@ -96,20 +144,149 @@ int instance_prepare(struct instance *in, const struct config *c,
   return CH_OK;
 }
 
+/* ---- dispatch --------------------------------------------------------- */
+
+/* Whether the plugin has op `op`: its descriptor reaches it and it is set
+   (the host's copy reads NULL past the plugin's size, and says so). */
+#define HAS_OP(in, op)                                                         \
+  (CH_PLUGIN_HAS((in)->plugin->desc, op) && (in)->plugin->desc->op)
+
+/* Every op call starts with a clean error buffer. */
+static void op_begin(struct ch_err *err) {
+  err->code = 0;
+  err->msg[0] = '\0';
+}
+
+static int op_missing(const struct instance *in, const char *op,
+                      struct ch_err *err) {
+  return ch_err_set(err, CH_E_UNSUPPORTED, "plugin '%s' has no '%s' op",
+                    in->plugin->name, op);
+}
+
+/* A failure always has a code and a message, with no secret in it. */
+static int op_end(int rc, struct ch_err *err) {
+  char clean[sizeof(err->msg)];
+
+  if (rc == CH_OK)
+    return rc;
+  if (!err->msg[0])
+    snprintf(err->msg, sizeof(err->msg), "%s", ch_strerror(rc));
+  err->code = rc;
+  log_redact(err->msg, clean, sizeof(clean));
+  memcpy(err->msg, clean, sizeof(err->msg));
+  return rc;
+}
+
 int instance_open(struct instance *in, struct ch_err *err) {
   int rc;
 
-  err->code = 0;
-  err->msg[0] = '\0';
+  op_begin(err);
   rc =
       in->plugin->desc->open(&host_table, &in->hctx, &in->cfg, &in->pinst, err);
-  if (rc != CH_OK) {
+  if (rc != CH_OK)
     in->pinst = NULL;
-    if (!err->msg[0])
-      ch_err_set(err, rc, "open failed (%d)", rc);
-    err->code = rc;
+  return op_end(rc, err);
+}
+
+int instance_check(struct instance *in, struct ch_err *err) {
+  op_begin(err);
+  if (!HAS_OP(in, check))
+    return op_missing(in, "check", err);
+  return op_end(in->plugin->desc->check(in->pinst, err), err);
+}
+
+/* The sink a plugin is given: records in the plugin's layout reach the
+   caller's sink in the host's. */
+struct op_sink {
+  struct ch_sink sink; /* first: the callbacks cast back */
+  struct ch_sink *to;
+  const struct plugin_layout *layout;
+};
+
+static int op_sink_resource(struct ch_sink *s, const struct ch_resource *r) {
+  struct op_sink *os = (struct op_sink *)s;
+  struct ch_resource buf;
+  return os->to->resource(os->to,
+                          widen(r, os->layout->resource, &buf, sizeof(buf)));
+}
+
+static int op_sink_grant(struct ch_sink *s, const struct ch_grant *g) {
+  struct op_sink *os = (struct op_sink *)s;
+  struct ch_grant buf;
+  return os->to->grant(os->to, widen(g, os->layout->grant, &buf, sizeof(buf)));
+}
+
+static int op_sink_next_page(struct ch_sink *s, const char *token) {
+  struct op_sink *os = (struct op_sink *)s;
+  return os->to->next_page(os->to, token);
+}
+
+#define OP_SINK(in, to)                                                        \
+  {                                                                            \
+    {op_sink_resource, op_sink_grant, op_sink_next_page}, (to),                \
+        &(in)->plugin->layout                                                  \
   }
-  return rc;
+
+int instance_list(struct instance *in, const char *type,
+                  const struct ch_ref *parent, const char *token,
+                  struct ch_sink *sink, struct ch_err *err) {
+  struct op_sink os = OP_SINK(in, sink);
+  int rc;
+
+  op_begin(err);
+  rc = in->plugin->desc->list(in->pinst, type, parent, token, &os.sink, err);
+  in->pages++;
+  return op_end(rc, err);
+}
+
+int instance_grants(struct instance *in, const struct ch_ref *resource,
+                    const char *token, struct ch_sink *sink,
+                    struct ch_err *err) {
+  struct op_sink os = OP_SINK(in, sink);
+  int rc;
+
+  op_begin(err);
+  if (!HAS_OP(in, grants))
+    return op_missing(in, "grants", err);
+  rc = in->plugin->desc->grants(in->pinst, resource, token, &os.sink, err);
+  in->pages++;
+  return op_end(rc, err);
+}
+
+int instance_grant(struct instance *in, const struct ch_change *change,
+                   struct ch_result *result, struct ch_err *err) {
+  op_begin(err);
+  if (!HAS_OP(in, grant))
+    return op_missing(in, "grant", err);
+  return op_end(in->plugin->desc->grant(in->pinst, change, result, err), err);
+}
+
+int instance_revoke(struct instance *in, const struct ch_change *change,
+                    struct ch_result *result, struct ch_err *err) {
+  op_begin(err);
+  if (!HAS_OP(in, revoke))
+    return op_missing(in, "revoke", err);
+  return op_end(in->plugin->desc->revoke(in->pinst, change, result, err), err);
+}
+
+int instance_provision(struct instance *in, const struct ch_account *account,
+                       struct ch_result *result, struct ch_err *err) {
+  op_begin(err);
+  if (!HAS_OP(in, provision_account))
+    return op_missing(in, "provision_account", err);
+  return op_end(
+      in->plugin->desc->provision_account(in->pinst, account, result, err),
+      err);
+}
+
+int instance_action(struct instance *in, const char *name,
+                    const struct ch_kv *args, size_t nargs,
+                    struct ch_result *result, struct ch_err *err) {
+  op_begin(err);
+  if (!HAS_OP(in, action))
+    return op_missing(in, "action", err);
+  return op_end(
+      in->plugin->desc->action(in->pinst, name, args, nargs, result, err), err);
 }
 
 void instance_set_dry_run(struct instance *in, FILE *out) {

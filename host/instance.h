@@ -21,6 +21,7 @@ struct ch_hctx {
   char *label; /* "plugin:tenant/instance" */
   struct http_client *http;
   int dry_run;
+  const struct plugin_layout *layout; /* of the records the plugin passes */
 };
 
 struct instance {
@@ -52,8 +53,34 @@ extern const struct ch_host host_table;
 int instance_prepare(struct instance *in, const struct config *c,
                      const struct config_instance *ci,
                      const struct plugin *plugin, struct ch_err *err);
-/* Call the plugin's open (config borrowed for the call). */
+/*
+ * The dispatch layer (Linux-PAM style): the host calls a plugin op only
+ * through these. Each resets `err`; answers CH_E_UNSUPPORTED with a
+ * message when the op is absent or past the plugin's descriptor size;
+ * on failure makes sure `err` has the code and a message (the status text
+ * when the plugin left none) and redacts secrets from it. list and grants
+ * count a page, and hand the plugin a sink of the dispatch layer's that
+ * passes records to `sink` in the host's layout (fields the plugin's
+ * build lacks read as zero). The op arguments are the plugin.h ones.
+ */
+/* open (config borrowed for the call); a failure leaves no instance. */
 int instance_open(struct instance *in, struct ch_err *err);
+int instance_check(struct instance *in, struct ch_err *err);
+int instance_list(struct instance *in, const char *type,
+                  const struct ch_ref *parent, const char *token,
+                  struct ch_sink *sink, struct ch_err *err);
+int instance_grants(struct instance *in, const struct ch_ref *resource,
+                    const char *token, struct ch_sink *sink,
+                    struct ch_err *err);
+int instance_grant(struct instance *in, const struct ch_change *change,
+                   struct ch_result *result, struct ch_err *err);
+int instance_revoke(struct instance *in, const struct ch_change *change,
+                    struct ch_result *result, struct ch_err *err);
+int instance_provision(struct instance *in, const struct ch_account *account,
+                       struct ch_result *result, struct ch_err *err);
+int instance_action(struct instance *in, const char *name,
+                    const struct ch_kv *args, size_t nargs,
+                    struct ch_result *result, struct ch_err *err);
 /* close (if opened) and free everything; accepts a never-prepared one. */
 void instance_release(struct instance *in);
 

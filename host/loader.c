@@ -46,6 +46,12 @@ int registry_init(struct registry *r, const char *dir, struct ch_err *err) {
 static void plugin_free(struct plugin *p) {
   if (!p)
     return;
+  for (size_t i = 0; p->ents && i < p->ntypes; i++)
+    free(p->ents[i]);
+  free(p->ents);
+  free(p->types);
+  free(p->options);
+  free(p->actions);
   if (p->dl)
     dlclose(p->dl);
   free(p->name);
@@ -97,6 +103,135 @@ int plugin_list_has(const char *const *list, const char *type) {
   return 0;
 }
 
+/* A 1.0 element's stride: its fields padded to the structure's alignment,
+   which is what sizeof gave before any field was appended (appended
+   fields never need a stricter alignment: docs/plugin-abi.md). */
+#define V10_SIZE(type, v1)                                                     \
+  (((v1) + _Alignof(type) - 1) / _Alignof(type) * _Alignof(type))
+
+/* Nothing sane is this big; a larger size is a corrupt descriptor. */
+#define LAYOUT_MAX 4096u
+
+/* Where each layout size lives in a descriptor and in struct
+   plugin_layout, and its ABI 1 bounds. */
+static const struct layout_field {
+  size_t in_desc, in_layout, v1, v10;
+  const char *what;
+} layout_fields[] = {
+#define LF(f, type, v1)                                                        \
+  {                                                                            \
+    offsetof(struct ch_plugin, f##_size), offsetof(struct plugin_layout, f),   \
+        v1, V10_SIZE(type, v1), #f "_size"                                     \
+  }
+    LF(option, struct ch_option, CH_OPTION_SIZE_V1),
+    LF(type, struct ch_resource_type, CH_TYPE_SIZE_V1),
+    LF(entitlement, struct ch_entitlement_def, CH_ENTITLEMENT_SIZE_V1),
+    LF(action, struct ch_action_def, CH_ACTION_SIZE_V1),
+    LF(resource, struct ch_resource, CH_RESOURCE_SIZE_V1),
+    LF(grant, struct ch_grant, CH_GRANT_SIZE_V1),
+    LF(http_req, struct ch_http_req, CH_HTTP_REQ_SIZE_V1),
+    LF(http_resp, struct ch_http_resp, CH_HTTP_RESP_SIZE_V1),
+    LF(http_conf, struct ch_http_conf, CH_HTTP_CONF_SIZE_V1),
+#undef LF
+};
+
+/* Each table is walked by its first field, a string that is NULL in the
+   terminator. */
+_Static_assert(offsetof(struct ch_option, name) == 0, "option name first");
+_Static_assert(offsetof(struct ch_resource_type, id) == 0, "type id first");
+_Static_assert(offsetof(struct ch_entitlement_def, slug) == 0, "slug first");
+_Static_assert(offsetof(struct ch_action_def, name) == 0, "action name first");
+
+/* The plugin's layout sizes; a 1.0 descriptor (or a 0) means 1.0 sizes. */
+static int read_layout(const struct ch_plugin *d, const char *path,
+                       struct plugin_layout *out, struct ch_err *err) {
+  for (size_t i = 0; i < sizeof(layout_fields) / sizeof(layout_fields[0]);
+       i++) {
+    const struct layout_field *f = &layout_fields[i];
+    uint32_t n = 0;
+
+    if (d->size >= f->in_desc + sizeof(n))
+      memcpy(&n, (const char *)d + f->in_desc, sizeof(n));
+    if (n == 0)
+      n = (uint32_t)f->v10;
+    if (n < f->v1 || n > LAYOUT_MAX)
+      return ch_err_set(err, CH_E_CONFIG,
+                        "%s: descriptor %s %u is outside ABI %u's %zu..%u "
+                        "bytes: the plugin is corrupt or built for another "
+                        "host",
+                        path, f->what, n, CH_PLUGIN_ABI, f->v1, LAYOUT_MAX);
+    memcpy((char *)out + f->in_layout, &n, sizeof(n));
+  }
+  return CH_OK;
+}
+
+/* Copy a NULL-first-field-terminated plugin table of `stride`-byte
+   elements into `size`-byte host elements (the part past `stride` zero),
+   terminator included. A NULL table stays NULL. */
+static int copy_table(const void *src, size_t stride, size_t size, void **out,
+                      size_t *count) {
+  const unsigned char *in = src;
+  unsigned char *dst;
+  const char *first;
+  size_t n = 0;
+
+  *out = NULL;
+  if (count)
+    *count = 0;
+  if (!src)
+    return CH_OK;
+  for (;; n++) {
+    memcpy(&first, in + n * stride, sizeof(first));
+    if (!first)
+      break;
+  }
+  dst = calloc(n + 1, size);
+  if (!dst)
+    return CH_E_NOMEM;
+  for (size_t i = 0; i < n; i++)
+    memcpy(dst + i * size, in + i * stride, stride < size ? stride : size);
+  *out = dst;
+  if (count)
+    *count = n;
+  return CH_OK;
+}
+
+/* Take the host's copy of descriptor `d` and its tables (see loader.h). */
+static int adopt_descriptor(struct plugin *p, const struct ch_plugin *d,
+                            const char *path, struct ch_err *err) {
+  const struct plugin_layout *l = &p->layout;
+  int rc = read_layout(d, path, &p->layout, err);
+
+  if (rc != CH_OK)
+    return rc;
+  memcpy(&p->copy, d, d->size < sizeof(p->copy) ? d->size : sizeof(p->copy));
+  if (copy_table(d->options, l->option, sizeof(*p->options),
+                 (void **)&p->options, NULL) != CH_OK ||
+      copy_table(d->types, l->type, sizeof(*p->types), (void **)&p->types,
+                 &p->ntypes) != CH_OK ||
+      copy_table(d->actions, l->action, sizeof(*p->actions),
+                 (void **)&p->actions, NULL) != CH_OK)
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  p->ents = calloc(p->ntypes ? p->ntypes : 1, sizeof(*p->ents));
+  if (!p->ents)
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  for (size_t i = 0; i < p->ntypes; i++) {
+    if (copy_table(p->types[i].entitlements, l->entitlement, sizeof(**p->ents),
+                   (void **)&p->ents[i], NULL) != CH_OK)
+      return ch_err_set(err, CH_E_NOMEM, "out of memory");
+    p->types[i].entitlements = p->ents[i];
+  }
+  p->copy.options = p->options;
+  p->copy.types = p->types;
+  p->copy.actions = p->actions;
+  p->copy.option_size = sizeof(struct ch_option);
+  p->copy.type_size = sizeof(struct ch_resource_type);
+  p->copy.entitlement_size = sizeof(struct ch_entitlement_def);
+  p->copy.action_size = sizeof(struct ch_action_def);
+  p->desc = &p->copy;
+  return CH_OK;
+}
+
 /* The option and type tables must be self-consistent before the host
    trusts them for config validation and graph building. */
 static int check_tables(const struct ch_plugin *d, const char *path,
@@ -134,8 +269,8 @@ static int check_tables(const struct ch_plugin *d, const char *path,
   return CH_OK;
 }
 
-/* Every check on a freshly resolved descriptor, in the order an author
-   would fix them. */
+/* The checks on a freshly resolved descriptor that read only first ABI 1
+   fields, in the order an author would fix them. */
 static int check_descriptor(const struct ch_plugin *d, const char *name,
                             const char *path, struct ch_err *err) {
   if (!d)
@@ -165,7 +300,7 @@ static int check_descriptor(const struct ch_plugin *d, const char *name,
   if (!d->list)
     return ch_err_set(err, CH_E_CONFIG, "%s: missing mandatory op 'list'",
                       path);
-  return check_tables(d, path, err);
+  return CH_OK;
 }
 
 static int load_file(const char *dir, const char *name, struct plugin **out,
@@ -173,6 +308,7 @@ static int load_file(const char *dir, const char *name, struct plugin **out,
   struct plugin *p = NULL;
   struct stat st;
   ch_plugin_entry_fn entry;
+  const struct ch_plugin *raw;
   int rc = CH_E_NOMEM;
   size_t len;
 
@@ -219,8 +355,12 @@ static int load_file(const char *dir, const char *name, struct plugin **out,
                     CH_PLUGIN_SYMBOL);
     goto out;
   }
-  p->desc = entry(CH_PLUGIN_ABI);
-  rc = check_descriptor(p->desc, name, p->path, err);
+  raw = entry(CH_PLUGIN_ABI);
+  rc = check_descriptor(raw, name, p->path, err);
+  if (rc == CH_OK)
+    rc = adopt_descriptor(p, raw, p->path, err);
+  if (rc == CH_OK)
+    rc = check_tables(p->desc, p->path, err);
   if (rc != CH_OK)
     goto out;
   *out = p;

@@ -5,14 +5,37 @@
 #define CONNHOST_LOADER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <connhost/plugin.h>
 
+/* The size of each structure a plugin hands the host, as the plugin was
+   built (its ABI 1.1 layout fields, or the 1.0 sizes). */
+struct plugin_layout {
+  uint32_t option, type, entitlement, action;
+  uint32_t resource, grant;
+  uint32_t http_req, http_resp, http_conf;
+};
+
+/*
+ * A loaded plugin. `desc` is the host's copy of the plugin's descriptor in
+ * the host's layout: fields past the plugin's `size` are zero, its tables
+ * are copied element by element with the plugin's strides, and its `size`
+ * is still the plugin's (so CH_PLUGIN_HAS(desc, op) tells what it built
+ * with). Strings and functions stay the plugin's, valid while it is loaded.
+ */
 struct plugin {
   char *name;
   char *path;
   void *dl;
   const struct ch_plugin *desc;
+  struct plugin_layout layout;
+  struct ch_plugin copy;     /* what `desc` points at */
+  struct ch_option *options; /* host-layout tables, owned */
+  struct ch_resource_type *types;
+  struct ch_entitlement_def **ents; /* one per type */
+  size_t ntypes;
+  struct ch_action_def *actions;
 };
 
 /* Plugins loaded from one directory; a name is loaded at most once. */
@@ -32,7 +55,8 @@ void registry_release(struct registry *r);
  * Load `<dir>/<name>.so` (or return the copy loaded before). Errors name
  * the file: invalid name, not a regular file, dlopen failure (dlerror and
  * an ldd hint), no connhost_plugin symbol, wrong ABI, short descriptor,
- * name mismatch, missing mandatory op, inconsistent type or option tables.
+ * name mismatch, missing mandatory op, layout sizes below ABI 1's,
+ * inconsistent type or option tables.
  */
 int registry_load(struct registry *r, const char *name,
                   const struct plugin **out, struct ch_err *err);

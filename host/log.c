@@ -123,11 +123,15 @@ static void json_escape(FILE *f, const char *s) {
   }
 }
 
+int log_enabled(enum ch_log_level level) {
+  return level <= cur_level && (!cur_quiet || level == CH_LOG_ERROR);
+}
+
 void log_vmsg(const char *prefix, enum ch_log_level level, const char *fmt,
               va_list ap) {
   char raw[LOG_LINE_MAX], clean[LOG_LINE_MAX];
 
-  if (level > cur_level || (cur_quiet && level > CH_LOG_ERROR))
+  if (!log_enabled(level))
     return;
   vsnprintf(raw, sizeof(raw), fmt, ap);
   log_redact(raw, clean, sizeof(clean));

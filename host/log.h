@@ -14,6 +14,8 @@ enum log_format { LOG_TEXT = 0, LOG_JSON };
 void log_setup(enum ch_log_level level, enum log_format format, int quiet);
 enum ch_log_level log_level(void);
 int log_parse_level(const char *name, enum ch_log_level *out);
+/* Whether a message at `level` would be printed. */
+int log_enabled(enum ch_log_level level);
 
 /*
  * Register a secret value: from now on every log line, error message passed

@@ -15,8 +15,11 @@
  *
  *   It returns a pointer to a static const descriptor (or NULL when it
  *   cannot serve `host_abi`). The host checks `abi == CH_PLUGIN_ABI`,
- *   `size >= CH_PLUGIN_SIZE_V1`, that `name` equals the file's basename and
- *   that the mandatory ops (open, close, list) are set.
+ *   `size >= CH_PLUGIN_SIZE_V1`, that `name` equals the file's basename,
+ *   that the mandatory ops (open, close, list) are set and that the layout
+ *   sizes are sane. It then keeps its own copy of the descriptor and its
+ *   tables in the host's layout, so a field the plugin's build lacks reads
+ *   as zero, and every op call goes through one dispatch layer.
  *
  *   Host services (logging, HTTP, encoding, time) reach the plugin through
  *   the `struct ch_host` table passed to open(). A plugin has no undefined
@@ -41,11 +44,27 @@
  *   holds no mutable state that it does not lock itself; all position lives
  *   in the page token. Plugins keep no mutable static data.
  *
- * EVOLUTION
- *   Fields are only ever appended to `struct ch_plugin` and `struct ch_host`.
- *   A plugin built against a later minor revision of ABI 1 is loaded when its
- *   `size` covers the fields the host reads; the host reads a field only when
- *   `size` covers it. Any incompatible change bumps CH_PLUGIN_ABI.
+ * EVOLUTION (docs/plugin-abi.md has the rules with examples)
+ *   ABI 1 only grows. Fields are only ever appended, to the descriptor, to
+ *   the host table, to the tables and records a plugin supplies and to the
+ *   structures the host hands in; every structure that can grow has a
+ *   size, and the side that reads it reads a field only when that size
+ *   covers the field. Fields beyond the size take their default (zero,
+ *   NULL). Each `CH_*_SIZE_V1` is pinned to the end of the first ABI 1
+ *   fields, never `sizeof` of a structure that may grow.
+ *   - The descriptor's `size` says which of its fields exist:
+ *     CH_PLUGIN_HAS(d, field). Since ABI 1.1 it also carries the size of
+ *     every element and record the plugin hands the host (`option_size`,
+ *     `type_size`, ..., set by CH_PLUGIN_INIT). A 1.0 descriptor has none:
+ *     its tables and records have the 1.0 layout.
+ *   - The host table's `size` says which services exist:
+ *     CH_HOST_HAS(h, field). Since ABI 1.1 it carries the size of every
+ *     structure the host hands in (sinks, cfg, changes, results), tested
+ *     with CH_SINK_HAS(h, field) and friends.
+ *   - A few small structures are frozen because they are embedded or
+ *     handed over as arrays the other side indexes: ch_err, ch_ref, ch_kv
+ *     and ch_opt_value. New data goes into a new field next to them.
+ *   Removing, reordering or retyping a field bumps CH_PLUGIN_ABI.
  */
 
 #include <stdarg.h>
@@ -66,6 +85,14 @@ extern "C" {
 #define CH_PRINTF(f, a)
 #define CH_EXPORT
 #endif
+
+/* Whether `size` bytes of a `type` reach the end of `field`. */
+#define CH_SIZE_HAS(size, type, field)                                         \
+  ((size_t)(size) >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* The end of `field`: how the first ABI 1 sizes are pinned. */
+#define CH_SIZE_TO(type, field)                                                \
+  (offsetof(type, field) + sizeof(((type *)0)->field))
 
 /* Status codes. Ops return CH_OK or one of the negative values. */
 enum ch_status {
@@ -107,7 +134,8 @@ enum ch_opt_type {
 #define CH_OPT_REQUIRED 0x1u
 #define CH_OPT_SECRET 0x2u /* never printed; redacted in logs and errors */
 
-/* One declared option. The table ends with an entry whose name is NULL. */
+/* One declared option. The table ends with an entry whose name is NULL.
+   Elements are `option_size` bytes apart (CH_PLUGIN_INIT). */
 struct ch_option {
   const char *name;
   enum ch_opt_type type;
@@ -115,8 +143,10 @@ struct ch_option {
   const char *def; /* default in text form, NULL for none */
   const char *help;
 };
+#define CH_OPTION_SIZE_V1 CH_SIZE_TO(struct ch_option, help)
 
-/* One option's value as the host resolved it. */
+/* One option's value as the host resolved it. Frozen: the host hands an
+   array of them, indexed by the plugin. */
 struct ch_opt_value {
   const char *name;
   int set;         /* 1 if given in the config or by a default */
@@ -135,6 +165,7 @@ struct ch_cfg {
   size_t nvalues;
   const struct ch_opt_value *values;
 };
+#define CH_CFG_SIZE_V1 CH_SIZE_TO(struct ch_cfg, values)
 
 /* ---- resource types ---------------------------------------------------- */
 
@@ -157,14 +188,18 @@ struct ch_cfg {
   0x1u /* grants come from other ops; the host                                 \
           never calls grants() for this type */
 
-/* An entitlement slug a resource type carries. */
+/* An entitlement slug a resource type carries. Elements are
+   `entitlement_size` bytes apart. */
 struct ch_entitlement_def {
   const char *slug;         /* "member", "assigned", "role:atlassian/admin" */
   const char *display_name; /* "Member" */
   const char *const *grantable_to; /* principal type ids, NULL-terminated */
 };
+#define CH_ENTITLEMENT_SIZE_V1                                                 \
+  CH_SIZE_TO(struct ch_entitlement_def, grantable_to)
 
-/* A resource type. The table ends with an entry whose id is NULL. */
+/* A resource type. The table ends with an entry whose id is NULL.
+   Elements are `type_size` bytes apart. */
 struct ch_resource_type {
   const char *id;           /* [a-z0-9_]+: "user", "project_role" */
   const char *display_name; /* "Project role" */
@@ -174,14 +209,17 @@ struct ch_resource_type {
   unsigned caps;                                 /* CH_CAP_* */
   unsigned flags;                                /* CH_TYPE_* */
 };
+#define CH_TYPE_SIZE_V1 CH_SIZE_TO(struct ch_resource_type, flags)
 
-/* A named action a plugin offers (suspend a user, open a ticket). */
+/* A named action a plugin offers (suspend a user, open a ticket).
+   Elements are `action_size` bytes apart. */
 struct ch_action_def {
   const char *name;
   const char *help;
   const char *const *args;     /* argument names, NULL-terminated */
   const char *const *required; /* required ones, NULL-terminated or NULL */
 };
+#define CH_ACTION_SIZE_V1 CH_SIZE_TO(struct ch_action_def, required)
 
 /* ---- records ----------------------------------------------------------- */
 
@@ -199,13 +237,15 @@ enum ch_account_type {
   CH_ACCOUNT_CUSTOMER
 };
 
-/* A reference to a resource of the same instance. */
+/* A reference to a resource of the same instance. Frozen: embedded in
+   grants and changes. */
 struct ch_ref {
   const char *type;
   const char *id; /* any bytes but NUL; ':' and '/' are fine */
 };
 
-/* A resource as a plugin emits it. All strings are UTF-8. */
+/* A resource as a plugin emits it. All strings are UTF-8. The host reads
+   `resource_size` bytes of it (CH_PLUGIN_INIT). */
 struct ch_resource {
   const char *type;
   const char *id;
@@ -220,12 +260,14 @@ struct ch_resource {
   const char *const *entitlements; /* slugs this resource carries;
                                       NULL means every declared slug */
 };
+#define CH_RESOURCE_SIZE_V1 CH_SIZE_TO(struct ch_resource, entitlements)
 
 #define CH_GRANT_EXPANDABLE                                                    \
   0x1u /* the principal's holders of                                           \
           `expand_slug` inherit this grant */
 
-/* A grant: `principal` holds entitlement `resource#slug`. */
+/* A grant: `principal` holds entitlement `resource#slug`. The host reads
+   `grant_size` bytes of it. */
 struct ch_grant {
   struct ch_ref resource;
   const char *slug;
@@ -234,11 +276,14 @@ struct ch_grant {
   const char *expand_slug;  /* with CH_GRANT_EXPANDABLE, e.g. "member" */
   const char *profile_json; /* a small JSON object, or NULL */
 };
+#define CH_GRANT_SIZE_V1 CH_SIZE_TO(struct ch_grant, profile_json)
 
 /*
  * Where list() and grants() put their output. Each callback returns 0 to go
  * on or non-zero to ask the op to stop (it then returns CH_E_STOPPED).
  * Grants may be emitted by any sync op, for any resource of the instance.
+ * The host owns the sink; a callback appended later exists when
+ * CH_SINK_HAS(host, field).
  */
 struct ch_sink {
   int (*resource)(struct ch_sink *sink, const struct ch_resource *res);
@@ -246,6 +291,7 @@ struct ch_sink {
   /* The token for the next page; not calling it (or NULL/"") means done. */
   int (*next_page)(struct ch_sink *sink, const char *token);
 };
+#define CH_SINK_SIZE_V1 CH_SIZE_TO(struct ch_sink, next_page)
 
 /* ---- provisioning ------------------------------------------------------- */
 
@@ -256,13 +302,16 @@ enum ch_outcome {
   CH_PENDING   /* accepted; an operator or the service must finish it */
 };
 
-/* What a provisioning op reports back (host-owned, fixed size). */
+/* What a provisioning op reports back (host-owned; write a field appended
+   later only when CH_RESULT_HAS(host, field)). */
 struct ch_result {
   enum ch_outcome outcome;
   char key[256];     /* e.g. the new account id or issue key; may be empty */
   char message[256]; /* one human line, e.g. "linked to existing account" */
 };
+#define CH_RESULT_SIZE_V1 CH_SIZE_TO(struct ch_result, message)
 
+/* Frozen: handed over in arrays. */
 struct ch_kv {
   const char *key;
   const char *value;
@@ -275,6 +324,7 @@ struct ch_change {
   struct ch_ref principal;
   int dry_run;
 };
+#define CH_CHANGE_SIZE_V1 CH_SIZE_TO(struct ch_change, dry_run)
 
 /* An account to create. Fields not used by a plugin are ignored. */
 struct ch_account {
@@ -286,6 +336,7 @@ struct ch_account {
   size_t nattrs;
   int dry_run;
 };
+#define CH_ACCOUNT_SIZE_V1 CH_SIZE_TO(struct ch_account, dry_run)
 
 /* ---- host services ------------------------------------------------------ */
 
@@ -298,6 +349,7 @@ struct ch_hctx;
 #define CH_HTTP_RETRY_SAFE 0x1u /* a write the plugin knows is idempotent */
 #define CH_HTTP_NO_RETRY 0x2u   /* never retry this request */
 
+/* A request (plugin-owned; the host reads `http_req_size` bytes). */
 struct ch_http_req {
   const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
   const char *url;    /* absolute URL; query already encoded */
@@ -310,7 +362,10 @@ struct ch_http_req {
   const char *bearer;         /* Bearer token (never logged), or NULL */
   unsigned flags;             /* CH_HTTP_* */
 };
+#define CH_HTTP_REQ_SIZE_V1 CH_SIZE_TO(struct ch_http_req, flags)
 
+/* A response (plugin-owned storage; the host fills `http_resp_size`
+   bytes and zeroes them first). */
 struct ch_http_resp {
   long status; /* HTTP status; 0 when none arrived */
   char *body;  /* NUL-terminated; host-owned; NULL when empty */
@@ -318,22 +373,27 @@ struct ch_http_resp {
   char *content_type; /* host-owned, may be NULL */
   int dry_run;        /* 1: not sent (dry run); status is 0 */
 };
+#define CH_HTTP_RESP_SIZE_V1 CH_SIZE_TO(struct ch_http_resp, dry_run)
 
-/* HTTP settings of one instance; set once from open(). */
+/* HTTP settings of one instance; set once from open(). The host reads
+   `http_conf_size` bytes. */
 struct ch_http_conf {
   const char *ca_file; /* PEM bundle to trust; NULL = system store */
   double max_rps;      /* client-side request cap; 0 = none */
   long timeout_ms;     /* total per attempt; 0 = host default */
   long connect_timeout_ms;
 };
+#define CH_HTTP_CONF_SIZE_V1 CH_SIZE_TO(struct ch_http_conf, connect_timeout_ms)
 
 /*
  * The host table. Passed to open(); valid until close() returns.
- * All functions are thread-safe.
+ * All functions are thread-safe. A host may be older than the header a
+ * plugin was built with: test a field appended after the first ABI 1
+ * fields with CH_HOST_HAS(host, field) before using it.
  */
 struct ch_host {
   uint32_t abi;  /* CH_PLUGIN_ABI */
-  uint32_t size; /* sizeof(struct ch_host) of the host */
+  uint32_t size; /* sizeof(struct ch_host) of the host's build */
 
   void (*log)(struct ch_hctx *hc, enum ch_log_level level, const char *fmt, ...)
       CH_PRINTF(3, 4);
@@ -388,12 +448,54 @@ struct ch_host {
 
   /* Whether this instance runs in dry-run mode (writes are not sent). */
   int (*dry_run)(struct ch_hctx *hc);
+
+  /* ---- since ABI 1.1 (test with CH_HOST_HAS) ---- */
+
+  /* Non-zero when a message at `level` would be printed: skip building
+     costly debug text otherwise. */
+  int (*log_enabled)(struct ch_hctx *hc, enum ch_log_level level);
+
+  /* The sizes of the structures this host hands in (its build's sizeof);
+     read them through CH_SINK_HAS and friends. */
+  uint32_t sink_size;
+  uint32_t cfg_size;
+  uint32_t change_size;
+  uint32_t account_size;
+  uint32_t result_size;
 };
 
-#define CH_HOST_SIZE_V1 sizeof(struct ch_host)
+/* The first ABI 1 host table: what every host provides. */
+#define CH_HOST_SIZE_V1 CH_SIZE_TO(struct ch_host, dry_run)
+
+/* Whether the host table has `field` (a service or a size). */
+#define CH_HOST_HAS(h, field) CH_SIZE_HAS((h)->size, struct ch_host, field)
+
+/* The size of the host's `what` structures: `what_size` from the table,
+   or the first ABI 1 size `v1` for a host that predates the sizes. */
+#define CH_HOST_SIZEOF(h, what, v1)                                            \
+  (CH_HOST_HAS(h, what##_size) && (h)->what##_size ? (h)->what##_size : (v1))
+
+/* Whether the structures this host hands in have `field`. */
+#define CH_SINK_HAS(h, field)                                                  \
+  CH_SIZE_HAS(CH_HOST_SIZEOF(h, sink, CH_SINK_SIZE_V1), struct ch_sink, field)
+#define CH_CFG_HAS(h, field)                                                   \
+  CH_SIZE_HAS(CH_HOST_SIZEOF(h, cfg, CH_CFG_SIZE_V1), struct ch_cfg, field)
+#define CH_CHANGE_HAS(h, field)                                                \
+  CH_SIZE_HAS(CH_HOST_SIZEOF(h, change, CH_CHANGE_SIZE_V1), struct ch_change,  \
+              field)
+#define CH_ACCOUNT_HAS(h, field)                                               \
+  CH_SIZE_HAS(CH_HOST_SIZEOF(h, account, CH_ACCOUNT_SIZE_V1),                  \
+              struct ch_account, field)
+#define CH_RESULT_HAS(h, field)                                                \
+  CH_SIZE_HAS(CH_HOST_SIZEOF(h, result, CH_RESULT_SIZE_V1), struct ch_result,  \
+              field)
 
 /* ---- the descriptor ------------------------------------------------------ */
 
+/*
+ * The descriptor. Start its initializer with CH_PLUGIN_INIT, which sets
+ * `abi`, `size` and the ABI 1.1 layout sizes to this header's values.
+ */
 struct ch_plugin {
   uint32_t abi;            /* CH_PLUGIN_ABI */
   uint32_t size;           /* sizeof(struct ch_plugin) at the plugin's build */
@@ -431,11 +533,45 @@ struct ch_plugin {
   /* Optional. Run one of `actions` by name. */
   int (*action)(void *inst, const char *name, const struct ch_kv *args,
                 size_t nargs, struct ch_result *result, struct ch_err *err);
+
+  /* ---- since ABI 1.1 ----
+     The size of each element and record this plugin hands the host, as
+     built. Absent (a 1.0 descriptor) or 0, the host assumes the 1.0
+     layout; a size smaller than the first ABI 1 one is refused. Tables
+     are walked with these strides, and fields beyond them read as zero. */
+  uint32_t option_size;      /* struct ch_option */
+  uint32_t type_size;        /* struct ch_resource_type */
+  uint32_t entitlement_size; /* struct ch_entitlement_def */
+  uint32_t action_size;      /* struct ch_action_def */
+  uint32_t resource_size;    /* struct ch_resource */
+  uint32_t grant_size;       /* struct ch_grant */
+  uint32_t http_req_size;    /* struct ch_http_req */
+  uint32_t http_resp_size;   /* struct ch_http_resp */
+  uint32_t http_conf_size;   /* struct ch_http_conf */
 };
 
 /* The size of a version-1 descriptor: the host rejects anything smaller. */
-#define CH_PLUGIN_SIZE_V1                                                      \
-  (offsetof(struct ch_plugin, action) + sizeof(((struct ch_plugin *)0)->action))
+#define CH_PLUGIN_SIZE_V1 CH_SIZE_TO(struct ch_plugin, action)
+
+/* Whether a descriptor has `field` (an op, or a size). */
+#define CH_PLUGIN_HAS(d, field) CH_SIZE_HAS((d)->size, struct ch_plugin, field)
+
+/* The first designated initializers of every descriptor. */
+#define CH_PLUGIN_INIT                                                         \
+  .abi = CH_PLUGIN_ABI, .size = sizeof(struct ch_plugin), CH_PLUGIN_LAYOUT
+
+/* The ABI 1.1 layout sizes alone, for a descriptor that sets `abi` and
+   `size` itself (e.g. positionally: put it last). */
+#define CH_PLUGIN_LAYOUT                                                       \
+  .option_size = sizeof(struct ch_option),                                     \
+  .type_size = sizeof(struct ch_resource_type),                                \
+  .entitlement_size = sizeof(struct ch_entitlement_def),                       \
+  .action_size = sizeof(struct ch_action_def),                                 \
+  .resource_size = sizeof(struct ch_resource),                                 \
+  .grant_size = sizeof(struct ch_grant),                                       \
+  .http_req_size = sizeof(struct ch_http_req),                                 \
+  .http_resp_size = sizeof(struct ch_http_resp),                               \
+  .http_conf_size = sizeof(struct ch_http_conf)
 
 /* The one symbol a plugin exports. */
 typedef const struct ch_plugin *(*ch_plugin_entry_fn)(uint32_t host_abi);

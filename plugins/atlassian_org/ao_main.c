@@ -341,7 +341,8 @@ static const struct ch_plugin ao_plugin = {
     ao_grant,
     ao_revoke,
     ao_provision,
-    ao_action};
+    ao_action,
+    CH_PLUGIN_LAYOUT};
 
 CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi);
 

@@ -1046,8 +1046,7 @@ static int ff_grants(void *vinst, const struct ch_ref *resource,
 /* Ops left out (grant, revoke, provision_account, action) are NULL: the
    host reports them as unsupported for this plugin. */
 static const struct ch_plugin ff_plugin = {
-    .abi = CH_PLUGIN_ABI,
-    .size = sizeof(struct ch_plugin),
+    CH_PLUGIN_INIT,
     .name = "flatfile",
     .version = FF_VERSION,
     .description = "users, groups and roles from a local JSON export",

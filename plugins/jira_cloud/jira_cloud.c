@@ -482,7 +482,8 @@ static const struct ch_plugin jc_plugin = {
     jc_grant,
     jc_revoke,
     jc_provision,
-    jc_action};
+    jc_action,
+    CH_PLUGIN_LAYOUT};
 
 CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi);
 CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi) {

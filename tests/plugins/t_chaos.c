@@ -387,8 +387,7 @@ static int tc_grants(void *vinst, const struct ch_ref *resource,
 }
 
 static const struct ch_plugin tc_plugin = {
-    .abi = CH_PLUGIN_ABI,
-    .size = sizeof(struct ch_plugin),
+    CH_PLUGIN_INIT,
     .name = "t_chaos",
     .version = "0.0.1",
     .description = "engine test plugin: good data or one chosen fault",
