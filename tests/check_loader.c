@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "instance.h"
 #include "loader.h"
 
 static char test_dir[PATH_MAX];
@@ -163,6 +164,131 @@ START_TEST(missing_directory) {
 }
 END_TEST
 
+/* The names of a host-layout table, comma-separated. */
+static void names_of(const char *const *first, size_t stride, char *out,
+                     size_t n) {
+  out[0] = '\0';
+  for (const char *p = (const char *)first; *(const char *const *)p;
+       p += stride)
+    snprintf(out + strlen(out), n - strlen(out), "%s%s", out[0] ? "," : "",
+             *(const char *const *)p);
+}
+
+/* The tables t_layout.c declares, as the host must see them. */
+static void expect_layout_tables(const struct plugin *p) {
+  const struct ch_plugin *d = p->desc;
+  const struct ch_resource_type *t = plugin_type(d, "project");
+  const struct ch_action_def *a = plugin_action(d, "ping");
+  char buf[256];
+
+  names_of(&d->options[0].name, sizeof(*d->options), buf, sizeof(buf));
+  ck_assert_str_eq(buf, "users,prefix,token");
+  ck_assert_uint_eq(d->options[2].flags, CH_OPT_SECRET);
+  ck_assert_str_eq(d->options[1].def, "User");
+  names_of(&d->types[0].id, sizeof(*d->types), buf, sizeof(buf));
+  ck_assert_str_eq(buf, "user,group,project");
+  ck_assert_ptr_nonnull(t);
+  ck_assert_str_eq(t->parent, "group");
+  ck_assert_uint_eq(t->caps, CH_CAP_SYNC);
+  names_of(&plugin_type(d, "group")->entitlements[0].slug,
+           sizeof(struct ch_entitlement_def), buf, sizeof(buf));
+  ck_assert_str_eq(buf, "member,owner");
+  ck_assert(
+      plugin_list_has(plugin_entitlement(t, "viewer")->grantable_to, "group"));
+  names_of(&d->actions[0].name, sizeof(*d->actions), buf, sizeof(buf));
+  ck_assert_str_eq(buf, "ping,echo");
+  ck_assert_ptr_nonnull(a);
+  ck_assert_str_eq(a->required[0], "who");
+  ck_assert_ptr_null(plugin_action(d, "echo")->required);
+}
+
+/* A plugin built against the ABI 1.0 header: a 1.0 descriptor, no layout
+   sizes, so every table has the 1.0 stride. */
+START_TEST(old_header_plugin_has_the_1_0_layout) {
+  const struct plugin *p = NULL;
+  struct ch_err err = {0};
+
+  ck_assert_int_eq(registry_load(&reg, "t_old", &p, &err), CH_OK);
+  ck_assert_uint_eq(p->desc->size, CH_PLUGIN_SIZE_V1);
+  ck_assert(!CH_PLUGIN_HAS(p->desc, option_size));
+  ck_assert(CH_PLUGIN_HAS(p->desc, action));
+  ck_assert_uint_eq(p->layout.option, sizeof(struct ch_option));
+  ck_assert_uint_eq(p->layout.resource, sizeof(struct ch_resource));
+  expect_layout_tables(p);
+}
+END_TEST
+
+/* A plugin laid out as a later header would be: longer descriptor and
+   elements, walked by the strides it declares; the host's copy is in the
+   host's layout. */
+START_TEST(later_layout_is_walked_by_its_strides) {
+  const struct plugin *p = NULL;
+  struct ch_err err = {0};
+
+  ck_assert_int_eq(registry_load(&reg, "t_future", &p, &err), CH_OK);
+  ck_assert_uint_gt(p->desc->size, sizeof(struct ch_plugin));
+  ck_assert_uint_gt(p->layout.option, sizeof(struct ch_option));
+  ck_assert_uint_gt(p->layout.type, sizeof(struct ch_resource_type));
+  ck_assert_uint_gt(p->layout.entitlement, sizeof(struct ch_entitlement_def));
+  ck_assert_uint_gt(p->layout.action, sizeof(struct ch_action_def));
+  ck_assert_uint_gt(p->layout.resource, sizeof(struct ch_resource));
+  ck_assert_uint_eq(p->desc->option_size, sizeof(struct ch_option));
+  expect_layout_tables(p);
+}
+END_TEST
+
+static char logged[512];
+
+static void capture_log(struct ch_hctx *hc, enum ch_log_level level,
+                        const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(logged, sizeof(logged), fmt, ap);
+  va_end(ap);
+}
+
+/* Open t_future (built against today's header) on a copy of the host
+   table cut to `size` bytes, in a buffer of exactly that size, so reading
+   past it is a heap overflow (ASan, valgrind) rather than luck. */
+static void open_on_host_of(size_t size) {
+  const struct plugin *p = NULL;
+  struct ch_host *h = malloc(size);
+  struct ch_cfg cfg = {.tenant = "t", .instance = "i"};
+  struct ch_err err = {0};
+  void *inst = NULL;
+
+  ck_assert_ptr_nonnull(h);
+  memcpy(h, &host_table, size);
+  h->size = (uint32_t)size;
+  h->log = capture_log;
+  ck_assert_int_eq(registry_load(&reg, "t_future", &p, &err), CH_OK);
+  logged[0] = '\0';
+  ck_assert_int_eq(p->desc->open(h, NULL, &cfg, &inst, &err), CH_OK);
+  p->desc->close(inst);
+  free(h);
+}
+
+START_TEST(new_plugin_detects_an_old_host_table) {
+  char want[256];
+
+  snprintf(want, sizeof(want),
+           "host table %zu bytes: log_enabled no, sink %zu, result %zu bytes",
+           (size_t)CH_HOST_SIZE_V1, (size_t)CH_SINK_SIZE_V1,
+           (size_t)CH_RESULT_SIZE_V1);
+  open_on_host_of(CH_HOST_SIZE_V1);
+  ck_assert_str_eq(logged, want);
+
+  /* The same binary on this host's full table uses the new service. */
+  snprintf(want, sizeof(want),
+           "host table %zu bytes: log_enabled yes (debug off), sink %zu, "
+           "result %zu bytes",
+           sizeof(struct ch_host), sizeof(struct ch_sink),
+           sizeof(struct ch_result));
+  open_on_host_of(sizeof(struct ch_host));
+  ck_assert_str_eq(logged, want);
+}
+END_TEST
+
 /* The scan reports every .so: the good ones loaded, the bad ones with
    their reason. */
 START_TEST(scan_reports_each_file) {
@@ -211,6 +337,9 @@ static Suite *loader_suite(void) {
   tcase_add_test(tc, dlopen_failure_has_hint);
   tcase_add_test(tc, missing_directory);
   tcase_add_test(tc, scan_reports_each_file);
+  tcase_add_test(tc, old_header_plugin_has_the_1_0_layout);
+  tcase_add_test(tc, later_layout_is_walked_by_its_strides);
+  tcase_add_test(tc, new_plugin_detects_an_old_host_table);
   suite_add_tcase(s, tc);
   return s;
 }
