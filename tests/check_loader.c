@@ -92,6 +92,11 @@ START_TEST(short_descriptor) {
 }
 END_TEST
 
+START_TEST(layout_size_below_abi_1) {
+  expect_refused("t_stride", "t_stride.so", "option_size 4 is outside", NULL);
+}
+END_TEST
+
 START_TEST(name_mismatch) {
   expect_refused("t_misname", "t_misname.so", "calls itself 'someone_else'",
                  NULL);
@@ -330,6 +335,7 @@ static Suite *loader_suite(void) {
   tcase_add_test(tc, wrong_abi);
   tcase_add_test(tc, short_descriptor);
   tcase_add_test(tc, name_mismatch);
+  tcase_add_test(tc, layout_size_below_abi_1);
   tcase_add_test(tc, missing_symbol);
   tcase_add_test(tc, missing_mandatory_op);
   tcase_add_test(tc, missing_file);

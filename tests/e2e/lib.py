@@ -166,6 +166,21 @@ class TempDirTest(unittest.TestCase):
         return os.path.join(self.tmp, *parts)
 
 
+def build_third_party(test, include_dir, out_dir):
+    """Compile tests/fixtures/oot_plugin/hello.c as a third party would,
+    against the plugin header in `include_dir` alone, into
+    `out_dir`/hello.so. Skips `test` when there is no C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        test.skipTest("no C compiler")
+    os.makedirs(out_dir)
+    src = os.path.join(SRCDIR, "tests", "fixtures", "oot_plugin", "hello.c")
+    p = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+                        "-I", include_dir, "-o", os.path.join(out_dir, "hello.so"), src,
+                        "-Wl,-z,defs"], capture_output=True, text=True)
+    test.assertEqual(p.returncode, 0, p.stderr)
+
+
 def main():
     """Run the calling module's tests; exit 77 (skip) if the binary is
     missing, as automake expects."""

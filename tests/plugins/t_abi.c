@@ -9,6 +9,7 @@
  *   -DT_NOSYM    t_nosym.so:  exports connhost_plugins (a typo), not
  *                             connhost_plugin
  *   -DT_NOOPS    t_noops.so:  the mandatory list op is NULL
+ *   -DT_STRIDE   t_stride.so: option_size is 4, below ABI 1's option size
  * Everything else is a valid plugin, so each file fails the loader for
  * exactly one reason. The ops work, in case a loader lets one through.
  */
@@ -26,8 +27,11 @@
 #define T_NAME "t_nosym"
 #elif defined(T_NOOPS)
 #define T_NAME "t_noops"
+#elif defined(T_STRIDE)
+#define T_NAME "t_stride"
 #else
-#error "build with one of -DT_BADABI -DT_SHORT -DT_MISNAME -DT_NOSYM -DT_NOOPS"
+#error                                                                         \
+    "build with one of -DT_BADABI -DT_SHORT -DT_MISNAME -DT_NOSYM -DT_NOOPS -DT_STRIDE"
 #endif
 
 static const struct ch_option ta_options[] = {{NULL, 0, 0, NULL, NULL}};
@@ -73,6 +77,9 @@ static const struct ch_plugin ta_plugin = {
     .size = 8,
 #else
     .size = sizeof(struct ch_plugin),
+#endif
+#if defined(T_STRIDE)
+    .option_size = 4,
 #endif
     .name = T_NAME,
     .version = "0.0.1",
