@@ -105,8 +105,11 @@ static int ao_membership(struct ao_inst *ai, const struct ch_change *ch,
   if (strcmp(ch->principal.type, "user") != 0)
     return ch_err_set(err, CH_E_UNSUPPORTED,
                       "only users can be members of an organization group");
+  /* A group key copied from a users/search answer is the ARI: the path
+     wants the bare id. */
   if (ao_dir_url(ai, &url) || pj_buf_add(&url, "groups/") ||
-      pj_buf_add_enc(&url, ai->host, ch->resource.id) ||
+      pj_buf_add_enc(&url, ai->host,
+                     ao_canon_id(AO_ID_GROUP, ch->resource.id)) ||
       pj_buf_add(&url, "/memberships")) {
     rc = pj_nomem(err);
     goto out;
@@ -180,7 +183,8 @@ static int ao_role_change(struct ao_inst *ai, const struct ch_change *ch,
   }
   if (is_group) {
     if (ao_dir_url(ai, &url) || pj_buf_add(&url, "groups/") ||
-        pj_buf_add_enc(&url, ai->host, ch->principal.id) ||
+        pj_buf_add_enc(&url, ai->host,
+                       ao_canon_id(AO_ID_GROUP, ch->principal.id)) ||
         pj_buf_add(&url, add ? "/role-assignments/assign"
                              : "/role-assignments/revoke")) {
       rc = pj_nomem(err);
@@ -320,6 +324,7 @@ static void ao_scim_key(json_object *user, struct ch_result *result) {
 
   if (!aid || !*aid)
     aid = pj_str(user, "id");
+  aid = ao_canon_id(AO_ID_ACCOUNT, aid);
   snprintf(result->key, sizeof(result->key), "%s", aid ? aid : "");
 }
 
@@ -418,8 +423,9 @@ static int ao_scim_find(struct ao_inst *ai, const char *email,
   } else {
     /* Provisioned under another userName: the org knows the email. */
     json_object *page = NULL;
-    const char *aid =
-        pj_str(ao_find_account(ai, "emails", email, &page, err), "accountId");
+    const char *aid = ao_canon_id(
+        AO_ID_ACCOUNT,
+        pj_str(ao_find_account(ai, "emails", email, &page, err), "accountId"));
     snprintf(result->key, sizeof(result->key), "%s", aid ? aid : "");
     json_object_put(page);
   }
