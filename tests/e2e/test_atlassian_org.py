@@ -7,10 +7,12 @@ The default run covers the demo and large tenants, the join with
 jira_cloud (when built), cursor edges, every write, SCIM and the error
 paths. CONNHOST_SKIP_LARGE=1 leaves out the large sync (about a minute).
 """
+import json
 import os
 import shutil
 import time
 import unittest
+import urllib.request
 
 import lib
 
@@ -301,6 +303,44 @@ class JoinWithJira(OrgTest):
         self.assertGreater(checked, 0)
 
 
+class IdForms(OrgTest):
+    """users/search (expand=groups) names each group by its ARI, the group
+    listing by the bare id: memberships must resolve either way."""
+    profile = "demo"
+
+    def test_memberships_given_as_group_aris_resolve(self):
+        g, _ = self.sync(self.config())
+        exp = Expected(self.fake.truth)
+        members = {p for p in self.grant_pairs(g, True) if p[0].endswith("#member")}
+        self.assertTrue(exp.members)
+        self.assertEqual(members, exp.members)
+        self.assertEqual([r["key"] for r in g["resources"] if r["key"].count("ari:cloud:identity")], [])
+        # The fake served the spec's ARI form: without it this test proves nothing.
+        logged = [q for q in self.fake.requests() if q.get("path", "").endswith("/users/search")]
+        self.assertTrue(logged)
+        req = urllib.request.Request(
+            self.fake.base + logged[0]["path"], method="POST",
+            data=json.dumps({"expand": ["groups"]}).encode(),
+            headers={"Authorization": "Bearer " + self.fake.creds["org_api_key"],
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            served = [x["id"] for u in json.load(resp)["data"] for x in u.get("groups", [])]
+        self.assertTrue(served)
+        self.assertTrue(all(x.startswith("ari:cloud:identity::group/") for x in served), served[:3])
+
+    def test_workspace_keys_keep_the_ari(self):
+        """The graph key of a workspace is its ARI with ':' kept and '/'
+        encoded, as docs/plugins/atlassian_org.md shows."""
+        g, _ = self.sync(self.config())
+        ws = self.by_type(g, "workspace")
+        self.assertTrue(ws)
+        for wid, r in ws.items():
+            self.assertTrue(wid.startswith("ari:cloud:"), wid)
+            self.assertEqual(r["key"], rkey("workspace", wid))
+            self.assertIn("/workspace/ari:cloud:", r["key"])
+            self.assertNotIn("%3A", r["key"])
+
+
 class Cursors(OrgTest):
     def test_page_size_one(self):
         g, _ = self.sync(self.config(page_size=1))
@@ -453,6 +493,33 @@ class Writes(OrgTest):
             self.assertIn((ent, rkey("user", m)), self.grant_pairs(g))
         r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
         self.assertEqual(r.rc, 0, r)
+
+    def test_group_keys_in_ari_form_address_the_bare_group(self):
+        """A group key copied from a users/search answer is the group's ARI
+        (MultiDirectoryUserGroup.id); membership and group-role writes
+        still go to the bare {groupId} path (docs "Id forms")."""
+        cfg = self.config(provisioning=True)
+        uid = self.pick_user()
+        gid = self.pick_group(uid)
+        ari = "ari:cloud:identity::group/" + gid
+        ent, who = ekey("group", ari, "member"), rkey("user", uid)
+        n = len(self.fake.requests())
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who)
+        self.assertEqual(r.rc, 0, r)
+        paths = [q["path"] for q in self.posted(n, "POST")]
+        self.assertIn("/groups/%s/memberships" % gid, " ".join(paths))
+        g, _ = self.sync(cfg)
+        self.assertIn((ekey("group", gid, "member"), who), self.grant_pairs(g, True))
+        r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", who)
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertNotIn((ekey("group", gid, "member"), who), self.grant_pairs(g))
+        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == "bitbucket"][0]["id"]
+        role = ekey("workspace", ws, "role:atlassian/user")
+        r = self.cli(cfg, "grant", "--entitlement", role, "--principal", rkey("group", ari))
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertIn((role, rkey("group", gid)), self.grant_pairs(g, True))
 
     def test_role_api_refusal_names_atlassian_support(self):
         """A 404 from the user role API (what an org without the API sees,
