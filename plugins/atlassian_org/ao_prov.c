@@ -404,10 +404,18 @@ static int ao_scim_find(struct ao_inst *ai, const char *email,
                         struct ch_result *result, struct ch_err *err) {
   struct pj_buf url = {0}, filter = {0};
   json_object *body = NULL, *list;
+  json_object *value = json_object_new_string(email);
   long status;
   int rc;
 
-  if (pj_buf_addf(&filter, "userName eq \"%s\"", email) ||
+  /* RFC 7644 3.4.2.2: the compared value is a JSON string, so '"' and '\'
+     are escaped; a raw quote would end the value and let the rest of
+     the address add filter terms of its own. */
+  if (!value ||
+      pj_buf_addf(&filter, "userName eq %s",
+                  json_object_to_json_string_ext(
+                      value, JSON_C_TO_STRING_PLAIN |
+                                 JSON_C_TO_STRING_NOSLASHESCAPE)) ||
       pj_buf_addf(&url, "%s/Users?filter=", ai->scim_base) ||
       pj_buf_add_enc(&url, ai->host, filter.s)) {
     rc = pj_nomem(err);
@@ -432,6 +440,7 @@ static int ao_scim_find(struct ao_inst *ai, const char *email,
   ao_set_result(result, CH_ALREADY,
                 "a user with this email already exists in the SCIM directory");
 out:
+  json_object_put(value);
   json_object_put(body);
   pj_buf_free(&url);
   pj_buf_free(&filter);

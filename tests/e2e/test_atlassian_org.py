@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 import lib
@@ -199,6 +200,11 @@ class OrgTest(lib.TempDirTest):
         for x in g["grants"]:
             if not x["direct"]:
                 self.assertTrue(x.get("sources"), x)
+
+    def fake_truth_now(self):
+        """The fake's truth after the writes so far (GET /_fake/truth)."""
+        with urllib.request.urlopen(self.fake.base + "/_fake/truth", timeout=10) as resp:
+            return json.load(resp)
 
     def request_count(self, fake, pred=lambda q: True):
         return len([q for q in fake.requests() if pred(q)])
@@ -587,6 +593,42 @@ class Writes(OrgTest):
         g, _ = self.sync(cfg)
         self.assertEqual(len([u for u in self.by_type(g, "user").values()
                               if u["emails"] == [existing["email"]]]), 1)
+
+    def test_scim_lookup_escapes_quotes_in_the_email(self):
+        """After a 409 the plugin looks the user up with a SCIM filter; the
+        email goes in as a JSON string (RFC 7644 3.4.2.2), so a '"' in it
+        cannot end the value and add filter terms of its own."""
+        cfg = self.config(provisioning=True)
+        domain = self.fake.truth["org"]["accounts"][0]["email"].split("@")[1]
+        email = 'o"brien\\x@' + domain
+        prov = ["provision", "--tenant", TENANT, "--instance", INST, "--email", email]
+        r = self.cli(cfg, *prov)
+        self.assertEqual(r.rc, 0, r)
+        made = [u["atlassianAccountId"] for u in self.fake_truth_now()["scim"]["users"]
+                if u["userName"] == email]
+        self.assertEqual(len(made), 1)
+        n = len(self.fake.requests())
+        r = self.cli(cfg, *prov)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("already", (r.out + r.err).lower())
+        self.assertIn(made[0], r.out + r.err)
+        finds = [urllib.parse.unquote(q.get("query") or "") for q in self.posted(n, "GET")
+                 if q["path"].endswith("/Users")]
+        self.assertEqual(finds, ['filter=userName eq "o\\"brien\\\\x@%s"' % domain])
+
+    def test_provision_refuses_bad_emails_before_sending(self):
+        cfg = self.config(provisioning=True)
+        domain = self.fake.truth["org"]["accounts"][0]["email"].split("@")[1]
+        bad = {"no-at-sign": "one '@'", "a@b@" + domain: "one '@'", "@" + domain: "local part",
+               "someone@": "domain", "tab\there@" + domain: "control character",
+               "x" * 65 + "@" + domain: "longer", "y@" + "d" * 250 + ".com": "longer"}
+        n = len(self.fake.requests())
+        for email, why in bad.items():
+            r = self.cli(cfg, "provision", "--tenant", TENANT, "--instance", INST, "--email", email)
+            self.assertEqual(r.rc, 2, (email, r))
+            self.assertIn("--email", r.err, email)
+            self.assertIn(why, r.err, email)
+        self.assertEqual(len(self.fake.requests()), n, "a bad email reached the server")
 
     def test_provision_without_scim(self):
         cfg = self.config(provisioning=True, scim=False)
