@@ -68,7 +68,7 @@ enum ao_id_kind { AO_ID_ACCOUNT, AO_ID_GROUP, AO_ID_WORKSPACE };
    it (an ARI or the bare id): a pointer into `id`, or `id` itself. */
 const char *ao_canon_id(enum ao_id_kind kind, const char *id);
 
-/* Where a role assignment's resource lives in the graph: this org's ARI
+/* Where a role assignment's resource lives in the graph: the org's ARI
    (or owner "platform") is the organization, anything else a workspace
    keyed by its canonical id. `ref` points into `resource_id` or `ai`. */
 void ao_canon_resource(struct ao_inst *ai, const char *resource_id,
