@@ -201,6 +201,25 @@ static int target(struct session *s, const char *verb) {
   return -1;
 }
 
+/* Why `email` cannot be an address, or NULL: one '@' with something on
+   both sides, no control characters, and RFC 5321's lengths (local part
+   64, domain 255, path 254). Checked before the plugin sends anything. */
+static const char *email_problem(const char *email) {
+  const char *at = strchr(email, '@');
+  size_t n = strlen(email);
+
+  for (const char *p = email; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      return "it contains a control character";
+  if (!at || strchr(at + 1, '@'))
+    return "it needs exactly one '@'";
+  if (at == email || !at[1])
+    return "it needs a local part and a domain around the '@'";
+  if (n > 254 || (size_t)(at - email) > 64)
+    return "it is longer than an address can be (254, local part 64)";
+  return NULL;
+}
+
 int cmd_provision(struct session *s) {
   struct cli *cli = s->cli;
   struct ch_account acct = {0};
@@ -217,6 +236,10 @@ int cmd_provision(struct session *s) {
     return rc;
   if (!cli->email) {
     log_error("provision needs --email ADDRESS");
+    return EXIT_USAGE;
+  }
+  if (email_problem(cli->email)) {
+    log_error("--email is not an email address: %s", email_problem(cli->email));
     return EXIT_USAGE;
   }
   rc = open_for_write(s, cli->tenants[0], cli->instance, &in);

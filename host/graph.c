@@ -3,6 +3,7 @@
    identity merge, grant expansion, deterministic JSON / JSONL output. */
 #include "autoconfig.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -58,7 +59,8 @@ struct inst {
      grants dropped (principal never listed), warnings the graph raised */
   uint64_t nres, ngrants, dropped, gwarnings;
   /* graph_finish diagnostics: the key each log line or error names */
-  char *bad_key; /* lowest unknown entitlement key */
+  char *bad_key;               /* lowest unknown entitlement key */
+  const struct node *bad_node; /* its resource, for the likely cause */
   uint64_t nbad;
   char *exp_key; /* first expand entitlement the principal does not carry */
   uint64_t nexp;
@@ -1455,6 +1457,39 @@ static void grant_fold(struct rgrant *a, struct rgrant *b) {
   b->profile = NULL;
 }
 
+/* What an id looks like, to name the likely cause of a grant that does
+   not resolve: most often the grant and the listing spell one object in
+   two forms (an ARI against a bare id, an encoded id against a raw one). */
+static const char *id_form(const char *id) {
+  if (strncmp(id, "ari:", 4) == 0)
+    return "it looks like an ARI";
+  if (strstr(id, "://"))
+    return "it looks like a URL";
+  for (const char *p = strchr(id, '%'); p; p = strchr(p + 1, '%'))
+    if (isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]))
+      return "it looks percent-encoded";
+  return "a plain id";
+}
+
+/* The instance error for its unresolved grants: the lowest key, how many
+   more, and what is wrong with the first one. */
+static char *bad_grant_error(const struct inst *in) {
+  const struct node *n = in->bad_node;
+  char more[48] = "";
+
+  if (in->nbad > 1)
+    snprintf(more, sizeof(more), " (and %" PRIu64 " more)", in->nbad - 1);
+  if (n->res)
+    return strf("grant on unknown entitlement '%s'%s: %s '%s' was listed "
+                "without that entitlement",
+                in->bad_key, more, n->type->t->id, n->id);
+  return strf("grant on unknown entitlement '%s'%s: no %s with id '%s' (%s) "
+              "was listed; the %s listing of %s/%s should have carried it, "
+              "or the plugin names it in another id form there",
+              in->bad_key, more, n->type->t->id, n->id, id_form(n->id),
+              n->type->t->id, in->tenant, in->name);
+}
+
 /*
  * Fold duplicate grants, fail the instances that granted an entitlement no
  * listed resource carries, drop grants to principals never listed.
@@ -1493,6 +1528,7 @@ static int finish_check_grants(struct graph *g) {
     if (!in->bad_key || strcmp(key, in->bad_key) < 0) {
       free(in->bad_key);
       in->bad_key = key;
+      in->bad_node = r->res;
     } else {
       free(key);
     }
@@ -1503,12 +1539,7 @@ static int finish_check_grants(struct graph *g) {
       continue;
     in->ok = 0;
     free(in->error);
-    if (in->nbad > 1)
-      in->error =
-          strf("grant on unknown entitlement '%s' (and %" PRIu64 " more)",
-               in->bad_key, in->nbad - 1);
-    else
-      in->error = strf("grant on unknown entitlement '%s'", in->bad_key);
+    in->error = bad_grant_error(in);
     if (!in->error)
       return CH_E_NOMEM;
   }

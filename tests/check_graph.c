@@ -717,6 +717,52 @@ END_TEST
 /* ---- failures
  * ------------------------------------------------------------------- */
 
+/* The error names the first unresolved id, its form and the listing that
+   should have carried it: a membership that names a group by its ARI
+   while the group listing gave the bare id (issue 8). */
+START_TEST(test_unknown_entitlement_names_the_id_form) {
+  struct graph *g = graph_new();
+  int f = add_inst(g, "acme", "org", jira_types);
+  static const char *const no_slugs[] = {NULL};
+  struct graph_report rep = {1, NULL, 3, 4, 0, 0};
+  struct ch_resource zeta = {0};
+  const char *error = NULL;
+
+  add_user(g, f, "user", "u1", "Ann", NULL, "atlassian_account_id=1", NULL);
+  add_simple(g, f, "group", "0f1e");
+  add_grant(g, f, "group", "ari:cloud:identity::group/0f1e", "member", "user",
+            "u1", NULL);
+  graph_set_report(g, f, &rep);
+  ck_assert_int_eq(graph_finish(g), CH_OK);
+  ck_assert_int_eq(graph_instance_ok(g, f, &error), 0);
+  ck_assert_str_eq(error, "grant on unknown entitlement "
+                          "'acme/org/group/ari:cloud:identity::group%2F0f1e"
+                          "#member': no group with id "
+                          "'ari:cloud:identity::group/0f1e' (it looks like an "
+                          "ARI) was listed; the group listing of acme/org "
+                          "should have carried it, or the plugin names it in "
+                          "another id form there");
+  graph_free(g);
+
+  /* Listed, but without the entitlement: say so, not "never listed". */
+  g = graph_new();
+  f = add_inst(g, "acme", "org", jira_types);
+  add_user(g, f, "user", "u1", "Ann", NULL, "atlassian_account_id=1", NULL);
+  zeta.type = "group";
+  zeta.id = "zeta";
+  zeta.entitlements = no_slugs;
+  add_res(g, f, &zeta);
+  add_grant(g, f, "group", "zeta", "member", "user", "u1", NULL);
+  graph_set_report(g, f, &rep);
+  ck_assert_int_eq(graph_finish(g), CH_OK);
+  ck_assert_int_eq(graph_instance_ok(g, f, &error), 0);
+  ck_assert_str_eq(error, "grant on unknown entitlement "
+                          "'acme/org/group/zeta#member': group 'zeta' was "
+                          "listed without that entitlement");
+  graph_free(g);
+}
+END_TEST
+
 START_TEST(test_unknown_entitlement_fails_instance) {
   struct graph *g = graph_new();
   int j = add_inst(g, "acme", "jira", jira_types);
@@ -746,8 +792,12 @@ START_TEST(test_unknown_entitlement_fails_instance) {
   ck_assert_int_eq(graph_instance_ok(g, j, &error), 1);
   ck_assert_ptr_null(error);
   ck_assert_int_eq(graph_instance_ok(g, f, &error), 0);
-  ck_assert_str_eq(error, "grant on unknown entitlement "
-                          "'acme/flat/group/admins#member' (and 1 more)");
+  ck_assert_str_eq(error,
+                   "grant on unknown entitlement "
+                   "'acme/flat/group/admins#member' (and 1 more): no group "
+                   "with id 'admins' (a plain id) was listed; the group "
+                   "listing of acme/flat should have carried it, or the "
+                   "plugin names it in another id form there");
   doc = parse_graph(g);
   in = find(doc, "instances", "instance", "flat");
   ck_assert_str_eq(str(in, "status"), "failed");
@@ -1243,6 +1293,7 @@ static Suite *graph_suite(void) {
   tcase_add_test(core, test_expand_depth_limit);
   tcase_add_test(core, test_expand_coincides_with_direct);
   tcase_add_test(core, test_unknown_entitlement_fails_instance);
+  tcase_add_test(core, test_unknown_entitlement_names_the_id_form);
   tcase_add_test(core, test_report_failure_drops_records);
   tcase_add_test(core, test_unknown_principal_dropped);
   suite_add_tcase(s, core);

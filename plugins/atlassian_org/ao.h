@@ -57,6 +57,23 @@ int ao_slug_declared(const char *type, const char *slug);
 /* The first `errors[].code` of an Admin error body, or NULL. */
 const char *ao_err_code(json_object *body);
 
+/* Id forms (ao_ids.c): the kinds of id the Org API returns in more than
+   one form. */
+enum ao_id_kind { AO_ID_ACCOUNT, AO_ID_GROUP, AO_ID_WORKSPACE };
+
+/* The org's own ARI is this prefix and the org id. */
+#define AO_PLATFORM_ARI "ari:cloud:platform::org/"
+
+/* The graph-key form of an id of `kind` in whatever form an endpoint gave
+   it (an ARI or the bare id): a pointer into `id`, or `id` itself. */
+const char *ao_canon_id(enum ao_id_kind kind, const char *id);
+
+/* Where a role assignment's resource lives in the graph: the org's ARI
+   (or owner "platform") is the organization, anything else a workspace
+   keyed by its canonical id. `ref` points into `resource_id` or `ai`. */
+void ao_canon_resource(struct ao_inst *ai, const char *resource_id,
+                       const char *owner, struct ch_ref *ref);
+
 /* Sync ops (ao_sync.c). */
 int ao_list(void *inst, const char *type, const struct ch_ref *parent,
             const char *page_token, struct ch_sink *sink, struct ch_err *err);

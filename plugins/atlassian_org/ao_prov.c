@@ -105,8 +105,11 @@ static int ao_membership(struct ao_inst *ai, const struct ch_change *ch,
   if (strcmp(ch->principal.type, "user") != 0)
     return ch_err_set(err, CH_E_UNSUPPORTED,
                       "only users can be members of an organization group");
+  /* A group key copied from a users/search answer is the ARI: the path
+     wants the bare id. */
   if (ao_dir_url(ai, &url) || pj_buf_add(&url, "groups/") ||
-      pj_buf_add_enc(&url, ai->host, ch->resource.id) ||
+      pj_buf_add_enc(&url, ai->host,
+                     ao_canon_id(AO_ID_GROUP, ch->resource.id)) ||
       pj_buf_add(&url, "/memberships")) {
     rc = pj_nomem(err);
     goto out;
@@ -180,7 +183,8 @@ static int ao_role_change(struct ao_inst *ai, const struct ch_change *ch,
   }
   if (is_group) {
     if (ao_dir_url(ai, &url) || pj_buf_add(&url, "groups/") ||
-        pj_buf_add_enc(&url, ai->host, ch->principal.id) ||
+        pj_buf_add_enc(&url, ai->host,
+                       ao_canon_id(AO_ID_GROUP, ch->principal.id)) ||
         pj_buf_add(&url, add ? "/role-assignments/assign"
                              : "/role-assignments/revoke")) {
       rc = pj_nomem(err);
@@ -320,6 +324,7 @@ static void ao_scim_key(json_object *user, struct ch_result *result) {
 
   if (!aid || !*aid)
     aid = pj_str(user, "id");
+  aid = ao_canon_id(AO_ID_ACCOUNT, aid);
   snprintf(result->key, sizeof(result->key), "%s", aid ? aid : "");
 }
 
@@ -399,10 +404,18 @@ static int ao_scim_find(struct ao_inst *ai, const char *email,
                         struct ch_result *result, struct ch_err *err) {
   struct pj_buf url = {0}, filter = {0};
   json_object *body = NULL, *list;
+  json_object *value = json_object_new_string(email);
   long status;
   int rc;
 
-  if (pj_buf_addf(&filter, "userName eq \"%s\"", email) ||
+  /* RFC 7644 3.4.2.2: the compared value is a JSON string, so '"' and '\'
+     are escaped; a raw quote would end the value and let the rest of
+     the address add filter terms of its own. */
+  if (!value ||
+      pj_buf_addf(&filter, "userName eq %s",
+                  json_object_to_json_string_ext(
+                      value, JSON_C_TO_STRING_PLAIN |
+                                 JSON_C_TO_STRING_NOSLASHESCAPE)) ||
       pj_buf_addf(&url, "%s/Users?filter=", ai->scim_base) ||
       pj_buf_add_enc(&url, ai->host, filter.s)) {
     rc = pj_nomem(err);
@@ -418,14 +431,16 @@ static int ao_scim_find(struct ao_inst *ai, const char *email,
   } else {
     /* Provisioned under another userName: the org knows the email. */
     json_object *page = NULL;
-    const char *aid =
-        pj_str(ao_find_account(ai, "emails", email, &page, err), "accountId");
+    const char *aid = ao_canon_id(
+        AO_ID_ACCOUNT,
+        pj_str(ao_find_account(ai, "emails", email, &page, err), "accountId"));
     snprintf(result->key, sizeof(result->key), "%s", aid ? aid : "");
     json_object_put(page);
   }
   ao_set_result(result, CH_ALREADY,
                 "a user with this email already exists in the SCIM directory");
 out:
+  json_object_put(value);
   json_object_put(body);
   pj_buf_free(&url);
   pj_buf_free(&filter);

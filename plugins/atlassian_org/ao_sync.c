@@ -8,9 +8,6 @@
 
 #include "ao.h"
 
-/* The platform resource (the org itself) as role assignments name it. */
-#define AO_PLATFORM_ARI "ari:cloud:platform::org/"
-
 /* One list or grants page: the decoded token and the parsed answer. */
 struct ao_page {
   json_object *tok;  /* {"c": cursor} */
@@ -128,7 +125,7 @@ static const char *const ao_user_profile_keys[] = {
 
 static int ao_emit_user(struct ao_inst *ai, json_object *u,
                         struct ch_sink *sink, struct ch_err *err) {
-  const char *id = pj_str(u, "accountId");
+  const char *id = ao_canon_id(AO_ID_ACCOUNT, pj_str(u, "accountId"));
   const char *email = pj_str(u, "email");
   const char *name = pj_str(u, "name");
   json_object *groups = pj_arr(u, "groups");
@@ -181,7 +178,9 @@ static int ao_emit_user(struct ao_inst *ai, json_object *u,
      100 users instead of one per group page. */
   n = groups ? json_object_array_length(groups) : 0;
   for (size_t i = 0; i < n; i++) {
-    const char *gid = pj_str(json_object_array_get_idx(groups, i), "id");
+    /* The ARI form here, the bare id in the group listing. */
+    const char *gid = ao_canon_id(
+        AO_ID_GROUP, pj_str(json_object_array_get_idx(groups, i), "id"));
     struct ch_grant g = {{"group", gid}, "member", {"user", id}, 0, NULL, NULL};
     if (!gid || !*gid)
       continue;
@@ -300,7 +299,8 @@ static int ao_list_groups(struct ao_inst *ai, struct ao_page *pg,
   for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
     json_object *g = json_object_array_get_idx(data, i);
     struct ch_resource r = {0};
-    const char *id = pj_str(g, "id"), *name = pj_str(g, "name");
+    const char *id = ao_canon_id(AO_ID_GROUP, pj_str(g, "id"));
+    const char *name = pj_str(g, "name");
 
     if (!id || !*id)
       continue;
@@ -354,7 +354,8 @@ static int ao_list_workspaces(struct ao_inst *ai, struct ao_page *pg,
     json_object *w = json_object_array_get_idx(data, i);
     json_object *attrs = pj_obj(w, "attributes");
     struct ch_resource r = {0};
-    const char *id = pj_str(w, "id"), *name = pj_str(attrs, "name");
+    const char *id = ao_canon_id(AO_ID_WORKSPACE, pj_str(w, "id"));
+    const char *name = pj_str(attrs, "name");
     const char *st = pj_str(attrs, "status");
 
     if (!id || !*id)
@@ -467,23 +468,6 @@ out:
 
 /* ---- role assignments ---------------------------------------------------- */
 
-/* Where a role assignment's resource lives in the graph: the platform
-   resource is the organization, anything else a workspace. */
-static void ao_role_target(struct ao_inst *ai, json_object *item,
-                           struct ch_ref *ref) {
-  const char *res = pj_str(item, "resourceId");
-  const char *owner = pj_str(item, "resourceOwner");
-
-  if ((owner && strcmp(owner, "platform") == 0) ||
-      (res && strncmp(res, AO_PLATFORM_ARI, strlen(AO_PLATFORM_ARI)) == 0)) {
-    ref->type = "organization";
-    ref->id = ai->org_id;
-  } else {
-    ref->type = "workspace";
-    ref->id = res;
-  }
-}
-
 static int ao_has_direct(json_object *methods) {
   for (size_t i = 0, n = json_object_array_length(methods); i < n; i++) {
     const char *m =
@@ -520,7 +504,8 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
       break;
     }
     for (size_t i = 0, m = json_object_array_length(data); i < m; i++) {
-      const char *id = pj_str(json_object_array_get_idx(data, i), "id");
+      const char *id = ao_canon_id(
+          AO_ID_WORKSPACE, pj_str(json_object_array_get_idx(data, i), "id"));
       char **grown;
       if (!id)
         continue;
@@ -638,7 +623,8 @@ static int ao_user_item(struct ao_inst *ai, json_object *item,
   struct ch_ref res;
   int rc;
 
-  ao_role_target(ai, item, &res);
+  ao_canon_resource(ai, pj_str(item, "resourceId"),
+                    pj_str(item, "resourceOwner"), &res);
   if (!res.id || !*res.id)
     return CH_OK;
   if (ras) {
@@ -664,7 +650,8 @@ static int ao_group_item(struct ao_inst *ai, json_object *item,
   json_object *roles = pj_arr(item, "roles");
   struct ch_ref res;
 
-  ao_role_target(ai, item, &res);
+  ao_canon_resource(ai, pj_str(item, "resourceId"),
+                    pj_str(item, "resourceOwner"), &res);
   if (!res.id || !*res.id)
     return CH_OK;
   return ao_emit_role_list(ai, sink, &res, roles, who, 1, err);

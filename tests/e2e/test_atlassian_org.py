@@ -7,10 +7,13 @@ The default run covers the demo and large tenants, the join with
 jira_cloud (when built), cursor edges, every write, SCIM and the error
 paths. CONNHOST_SKIP_LARGE=1 leaves out the large sync (about a minute).
 """
+import json
 import os
 import shutil
 import time
 import unittest
+import urllib.parse
+import urllib.request
 
 import lib
 
@@ -198,6 +201,11 @@ class OrgTest(lib.TempDirTest):
             if not x["direct"]:
                 self.assertTrue(x.get("sources"), x)
 
+    def fake_truth_now(self):
+        """The fake's truth after the writes so far (GET /_fake/truth)."""
+        with urllib.request.urlopen(self.fake.base + "/_fake/truth", timeout=10) as resp:
+            return json.load(resp)
+
     def request_count(self, fake, pred=lambda q: True):
         return len([q for q in fake.requests() if pred(q)])
 
@@ -299,6 +307,44 @@ class JoinWithJira(OrgTest):
             self.assertIn(accounts[u["accountId"]]["email"], ident["emails"])
             checked += 1
         self.assertGreater(checked, 0)
+
+
+class IdForms(OrgTest):
+    """users/search (expand=groups) names each group by its ARI, the group
+    listing by the bare id: memberships must resolve either way."""
+    profile = "demo"
+
+    def test_memberships_given_as_group_aris_resolve(self):
+        g, _ = self.sync(self.config())
+        exp = Expected(self.fake.truth)
+        members = {p for p in self.grant_pairs(g, True) if p[0].endswith("#member")}
+        self.assertTrue(exp.members)
+        self.assertEqual(members, exp.members)
+        self.assertEqual([r["key"] for r in g["resources"] if r["key"].count("ari:cloud:identity")], [])
+        # The fake served the spec's ARI form: without it this test proves nothing.
+        logged = [q for q in self.fake.requests() if q.get("path", "").endswith("/users/search")]
+        self.assertTrue(logged)
+        req = urllib.request.Request(
+            self.fake.base + logged[0]["path"], method="POST",
+            data=json.dumps({"expand": ["groups"]}).encode(),
+            headers={"Authorization": "Bearer " + self.fake.creds["org_api_key"],
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            served = [x["id"] for u in json.load(resp)["data"] for x in u.get("groups", [])]
+        self.assertTrue(served)
+        self.assertTrue(all(x.startswith("ari:cloud:identity::group/") for x in served), served[:3])
+
+    def test_workspace_keys_keep_the_ari(self):
+        """The graph key of a workspace is its ARI with ':' kept and '/'
+        encoded, as docs/plugins/atlassian_org.md shows."""
+        g, _ = self.sync(self.config())
+        ws = self.by_type(g, "workspace")
+        self.assertTrue(ws)
+        for wid, r in ws.items():
+            self.assertTrue(wid.startswith("ari:cloud:"), wid)
+            self.assertEqual(r["key"], rkey("workspace", wid))
+            self.assertIn("/workspace/ari:cloud:", r["key"])
+            self.assertNotIn("%3A", r["key"])
 
 
 class Cursors(OrgTest):
@@ -454,6 +500,33 @@ class Writes(OrgTest):
         r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
         self.assertEqual(r.rc, 0, r)
 
+    def test_group_keys_in_ari_form_address_the_bare_group(self):
+        """A group key copied from a users/search answer is the group's ARI
+        (MultiDirectoryUserGroup.id); membership and group-role writes
+        still go to the bare {groupId} path (docs "Id forms")."""
+        cfg = self.config(provisioning=True)
+        uid = self.pick_user()
+        gid = self.pick_group(uid)
+        ari = "ari:cloud:identity::group/" + gid
+        ent, who = ekey("group", ari, "member"), rkey("user", uid)
+        n = len(self.fake.requests())
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who)
+        self.assertEqual(r.rc, 0, r)
+        paths = [q["path"] for q in self.posted(n, "POST")]
+        self.assertIn("/groups/%s/memberships" % gid, " ".join(paths))
+        g, _ = self.sync(cfg)
+        self.assertIn((ekey("group", gid, "member"), who), self.grant_pairs(g, True))
+        r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", who)
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertNotIn((ekey("group", gid, "member"), who), self.grant_pairs(g))
+        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == "bitbucket"][0]["id"]
+        role = ekey("workspace", ws, "role:atlassian/user")
+        r = self.cli(cfg, "grant", "--entitlement", role, "--principal", rkey("group", ari))
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertIn((role, rkey("group", gid)), self.grant_pairs(g, True))
+
     def test_role_api_refusal_names_atlassian_support(self):
         """A 404 from the user role API (what an org without the API sees,
         and an unknown user) keeps the server's reason and says how the API
@@ -520,6 +593,42 @@ class Writes(OrgTest):
         g, _ = self.sync(cfg)
         self.assertEqual(len([u for u in self.by_type(g, "user").values()
                               if u["emails"] == [existing["email"]]]), 1)
+
+    def test_scim_lookup_escapes_quotes_in_the_email(self):
+        """After a 409 the plugin looks the user up with a SCIM filter; the
+        email goes in as a JSON string (RFC 7644 3.4.2.2), so a '"' in it
+        cannot end the value and add filter terms of its own."""
+        cfg = self.config(provisioning=True)
+        domain = self.fake.truth["org"]["accounts"][0]["email"].split("@")[1]
+        email = 'o"brien\\x@' + domain
+        prov = ["provision", "--tenant", TENANT, "--instance", INST, "--email", email]
+        r = self.cli(cfg, *prov)
+        self.assertEqual(r.rc, 0, r)
+        made = [u["atlassianAccountId"] for u in self.fake_truth_now()["scim"]["users"]
+                if u["userName"] == email]
+        self.assertEqual(len(made), 1)
+        n = len(self.fake.requests())
+        r = self.cli(cfg, *prov)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("already", (r.out + r.err).lower())
+        self.assertIn(made[0], r.out + r.err)
+        finds = [urllib.parse.unquote(q.get("query") or "") for q in self.posted(n, "GET")
+                 if q["path"].endswith("/Users")]
+        self.assertEqual(finds, ['filter=userName eq "o\\"brien\\\\x@%s"' % domain])
+
+    def test_provision_refuses_bad_emails_before_sending(self):
+        cfg = self.config(provisioning=True)
+        domain = self.fake.truth["org"]["accounts"][0]["email"].split("@")[1]
+        bad = {"no-at-sign": "one '@'", "a@b@" + domain: "one '@'", "@" + domain: "local part",
+               "someone@": "domain", "tab\there@" + domain: "control character",
+               "x" * 65 + "@" + domain: "longer", "y@" + "d" * 250 + ".com": "longer"}
+        n = len(self.fake.requests())
+        for email, why in bad.items():
+            r = self.cli(cfg, "provision", "--tenant", TENANT, "--instance", INST, "--email", email)
+            self.assertEqual(r.rc, 2, (email, r))
+            self.assertIn("--email", r.err, email)
+            self.assertIn(why, r.err, email)
+        self.assertEqual(len(self.fake.requests()), n, "a bad email reached the server")
 
     def test_provision_without_scim(self):
         cfg = self.config(provisioning=True, scim=False)

@@ -686,6 +686,101 @@ class OrgApi(FakeCase):
 
 
 # ======================================================================
+SPECS = os.environ.get("ATLASSIAN_SPECS_DIR") or os.path.join(HERE, "..", "..", "..", "shared", "specs")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def id_shape(value):
+    """The form of an id with its variable parts taken out: a bare uuid is
+    '<uuid>', an ARI keeps its 'ari:cloud:<owner>::<type>/' prefix."""
+    m = re.match(r"^(ari:cloud:[a-z-]*::[a-z-]+/)", value)
+    if m:
+        return m.group(1) + "<id>"
+    return "<uuid>" if UUID_RE.fullmatch(value) else "<other>"
+
+
+class IdForms(FakeCase):
+    """Every id the plugins read comes in the form the spec's example shows
+    (docs/plugins/atlassian_org.md, "Id forms"): ARIs where the spec shows
+    ARIs, bare ids where it shows bare ids."""
+    ARGS = ("--profile", "demo", "--seed", "17")
+
+    def spec_shape(self, schema, prop):
+        path = os.path.join(SPECS, "atlassian-admin-organization.openapi.json")
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as fh:
+            schemas = json.load(fh)["components"]["schemas"]
+        return id_shape(schemas[schema]["properties"][prop]["example"])
+
+    def assertShape(self, values, shape, schema=None, prop=None):
+        self.assertTrue(values)
+        for v in values:
+            self.assertEqual(id_shape(v), shape, v)
+        if schema:
+            spec = self.spec_shape(schema, prop)
+            if spec is not None:
+                self.assertEqual(spec, shape, "%s.%s in the spec" % (schema, prop))
+
+    @property
+    def org(self):
+        return self.truth["org"]["org_id"]
+
+    def d(self, suffix):
+        return "/admin/v2/orgs/%s/directories/-%s" % (self.org, suffix)
+
+    def test_users_search_groups_are_group_aris(self):
+        got = self.walk_v2(self.d("/users/search"), method="POST", body={"expand": ["groups", "productAccess"]})
+        gids = [g["id"] for u in got for g in u.get("groups", [])]
+        self.assertShape(gids, "ari:cloud:identity::group/<id>", "MultiDirectoryUserGroup", "id")
+        bare = {g["id"] for g in self.truth["org"]["groups"]}
+        self.assertTrue({x.split("/", 1)[1] for x in gids} <= bare)
+        sites = [p["id"] for u in got for p in u.get("productAccess", [])]
+        # Product instances are ARIs (a site's, or a Bitbucket workspace's).
+        self.assertEqual({x for x in sites if not x.startswith("ari:cloud:")}, set())
+        self.assertTrue(any(id_shape(x).endswith("::site/<id>") for x in sites))
+
+    def test_group_listings_give_bare_group_ids(self):
+        for got in (self.walk_v2(self.d("/groups")),
+                    self.walk_v2(self.d("/groups/search"), method="POST", body={})):
+            self.assertShape([g["id"] for g in got], "<uuid>", "MultiDirectoryGroup", "id")
+            self.assertShape([g["directoryId"] for g in got], "<uuid>", "MultiDirectoryGroup", "directoryId")
+        dirs = self.fake.get("/admin/v2/orgs/%s/directories" % self.org, auth="org").json["data"]
+        self.assertShape([x["directoryId"] for x in dirs], "<uuid>", "MultiDirectoryUserDirectory", "directoryId")
+
+    def test_role_assignments_name_resources_by_ari(self):
+        platform = "ari:cloud:platform::org/" + self.org
+        seen = set()
+        for ra in self.truth["org"]["role_assignments"]:
+            kind = "users" if ra["principal_type"] == "user" else "groups"
+            got = self.walk_v2(self.d("/%s/%s/role-assignments" % (kind, ra["principal_id"])))
+            for item in got:
+                self.assertTrue(item["resourceId"].startswith("ari:cloud:"), item)
+                if item["resourceId"].startswith("ari:cloud:platform::"):
+                    self.assertEqual((item["resourceId"], item["resourceOwner"]), (platform, "platform"))
+                seen.add(item["resourceId"])
+        self.assertIn(platform, seen)
+        self.assertEqual(self.truth["org"]["platform_resource_id"], platform)
+
+    def test_workspace_ids_are_the_role_assignment_aris(self):
+        got = self.walk_v2("/admin/v2/orgs/%s/workspaces" % self.org, method="POST", body={})
+        ids = {w["id"] for w in got}
+        self.assertTrue(all(x.startswith("ari:cloud:") for x in ids), ids)
+        held = {ra["resource_id"] for ra in self.truth["org"]["role_assignments"]}
+        self.assertTrue(held - {self.truth["org"]["platform_resource_id"]} <= ids)
+
+    def test_org_and_account_ids_are_bare(self):
+        org = self.fake.get("/admin/v1/orgs/" + self.org, auth="org").json["data"]
+        self.assertEqual(org["id"], self.org)
+        self.assertEqual(id_shape(org["id"]), "<uuid>")
+        got = self.walk_v2(self.d("/users/search"), method="POST", body={})
+        ids = [u["accountId"] for u in got]
+        # Real account ids: 24 hex digits or "<n>:<uuid>"; never an ARI.
+        self.assertTrue(any(":" in x for x in ids))
+        self.assertFalse([x for x in ids if x.startswith("ari:")])
+
+
+# ======================================================================
 class Scim(FakeCase):
     ARGS = ("--profile", "demo", "--seed", "13")
 

@@ -62,6 +62,14 @@ ROLE_IDS = [
 ]
 PLATFORM_ROLES = ("atlassian/org-admin", "atlassian/site-admin")
 
+# The identity ARI of an org group, the form users/search (expand=groups)
+# gives it in `groups[].id`; every other endpoint uses the bare id.
+GROUP_ARI_PREFIX = "ari:cloud:identity::group/"
+
+
+def group_ari(group_id):
+    return GROUP_ARI_PREFIX + group_id
+
 SITE_LOCAL_GROUPS = ("atlassian-addons", "atlassian-addons-admin", "system-administrators")
 
 BASE_TIME = datetime.datetime(2023, 1, 2, 9, 0, 0, tzinfo=datetime.timezone.utc)

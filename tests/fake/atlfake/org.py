@@ -487,7 +487,11 @@ def v2_user_json(req, st, acct, expand=(), details=False):
                               % (admin_base(req), st.org_id, st.directory_id, quoted)}
     if "groups" in expand:
         groups = [st.groups[g] for g in sorted(st.groups_of(acct.account_id)) if g in st.groups]
-        d["groups"] = [{"id": g.group_id, "name": g.name, "description": g.description or None}
+        # MultiDirectoryUserGroup.id is the group's ARI (the spec's
+        # example), while the group listing and groups/search give the
+        # bare id: a client must resolve one to the other.
+        d["groups"] = [{"id": model.group_ari(g.group_id), "name": g.name,
+                        "description": g.description or None}
                        for g in groups if not g.site_local]
     roles = st.effective_roles(acct.account_id) if (expand or details) else {}
     if "platformRoles" in expand or details:
