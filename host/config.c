@@ -1499,16 +1499,17 @@ static void warn_inline_secret(const struct config_instance *ci,
           n->file, n->line, n->col, name);
 }
 
-/* "unknown option 'x' ... did you mean 'y'? (known options: a, b)": the
-   whole list, however long (the message outgrows a ch_err, so it is
-   logged here and the error refers to it). */
+/* "unknown option 'x' for plugin 'p'; did you mean 'y'? (known options: a,
+   b)". The list is never cut: when the message outgrows a ch_err, the list
+   is logged on a line of its own and the error points at it. */
 static int unknown_option(const struct config_instance *ci,
                           const struct ch_option *table, size_t ntable,
                           const char *plugin, const struct cfg_node *key,
                           struct ch_err *err) {
   const char *near = util_closest(key->value, table, ntable, sizeof(*table));
   char hint[160] = "";
-  size_t len = 1;
+  size_t len = sizeof("none");
+  int head;
   char *list;
 
   if (near)
@@ -1518,20 +1519,28 @@ static int unknown_option(const struct config_instance *ci,
   list = malloc(len);
   if (!list)
     return nomem(err);
-  list[0] = '\0';
+  strcpy(list, ntable ? "" : "none");
   for (size_t j = 0; j < ntable; j++) {
     if (j)
       strcat(list, ", ");
     strcat(list, table[j].name);
   }
-  log_error("%s:%u:%u: instance '%s/%s': plugin '%s' knows these options: %s",
-            key->file, key->line, key->col, ci->tenant, ci->name, plugin,
-            ntable ? list : "none");
+  head = snprintf(NULL, 0,
+                  "%s:%u:%u: instance '%s/%s': unknown option '%s' for "
+                  "plugin '%s'%s (known options: ",
+                  key->file, key->line, key->col, ci->tenant, ci->name,
+                  key->value, plugin, hint);
+  if (head < 0 || (size_t)head + strlen(list) + 2 > sizeof(err->msg)) {
+    log_error("%s:%u:%u: plugin '%s' knows these options: %s", key->file,
+              key->line, key->col, plugin, list);
+    strcpy(list, "on the line above");
+  }
+  fail(err, key,
+       "instance '%s/%s': unknown option '%s' for plugin '%s'%s "
+       "(known options: %s)",
+       ci->tenant, ci->name, key->value, plugin, hint, list);
   free(list);
-  return fail(err, key,
-              "instance '%s/%s': unknown option '%s' for plugin '%s'%s "
-              "(the known options are listed above)",
-              ci->tenant, ci->name, key->value, plugin, hint);
+  return CH_E_CONFIG;
 }
 
 int config_resolve_options(const struct config *c,

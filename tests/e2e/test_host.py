@@ -582,7 +582,7 @@ class Install(lib.TempDirTest):
         args = re.sub(r"'--prefix=[^']*'", "", args)
         tree = self.path("tree")
         shutil.copytree(lib.SRCDIR, tree, symlinks=True,
-                        ignore=shutil.ignore_patterns(".git", ".tools", "build-*", "demo-out", "*.trs",
+                        ignore=shutil.ignore_patterns(".git", ".tools", "build-asan", "demo-out", "*.trs",
                                                       "*.log", "connhost-e2e-*"))
         prefix = self.path("prefix")
         sh = "./configure -q %s '--prefix=%s' && make -s -j2 install" % (args, prefix)
