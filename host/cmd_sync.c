@@ -288,7 +288,9 @@ int cmd_sync(struct session *s) {
   eo.max_pages = cli->max_pages         ? cli->max_pages
                  : s->config->max_pages ? s->config->max_pages
                                         : ENGINE_DEFAULT_MAX_PAGES;
-  eo.progress = !cli->quiet && isatty(STDERR_FILENO);
+  /* The progress line is for a person at a terminal, never in JSON logs. */
+  eo.progress =
+      !cli->quiet && log_format() == LOG_TEXT && isatty(STDERR_FILENO);
   log_debug("%d workers, %s output", eo.workers, format);
 
   open_all(s, g);

@@ -525,6 +525,28 @@ class RoughEdges(HostTest):
         self.assertEqual((fin["event"], fin["status"], fin["output"]),
                          ("sync_finished", "ok", out))
 
+    def test_json_logs_on_a_terminal_have_no_progress_line(self):
+        import pty
+        cfg = self.config({"t": {"x": chaos("slow", delay_ms=100, pages=8)}})
+        master, slave = pty.openpty()
+        p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "sync", "-o", self.path("g.json"),
+                              "--log-format", "json"],
+                             stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        self.assertEqual(p.wait(timeout=30), 0)
+        lines = self.json_lines(seen.decode().replace("\r\n", "\n"))
+        self.assertEqual(lines[-1]["event"], "sync_finished")
+
     def test_text_logs_carry_a_timestamp_off_a_terminal(self):
         cfg = self.config({"legacy": {"hr": flat()}})
         r = self.sync(cfg, "-o", self.path("g.json"))
