@@ -25,6 +25,12 @@ sh blocks
   account and an organization account of the fake. Every command must
   exit 0.
 
+  pkg-config finds connhost-plugin with the source tree's include/ (as an
+  installed connhost would give its own), and a block marked
+      <!-- doc-test: file NAME -->
+  (any language) is written to NAME there first, e.g. the hello.c that a
+  later sh block compiles.
+
 Skipping
   A block that is a fragment, a schema with placeholders or a build step
   is marked on the line just above its fence, visibly in the source:
@@ -47,6 +53,8 @@ except ImportError:  # tools/install-deps.sh installs python3-yaml
 
 FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 SKIP = re.compile(r"^\s*<!--\s*doc-test:\s*skip\s*\((.+)\)\s*-->\s*$")
+FILE = re.compile(r"^\s*<!--\s*doc-test:\s*file\s+([A-Za-z0-9_.-]+)\s*-->\s*$")
+MARKER = re.compile(SKIP.pattern + "|" + FILE.pattern)
 RUN_LANGS = ("yaml", "sh")
 
 
@@ -58,7 +66,8 @@ def doc_files():
 
 
 def blocks(path):
-    """(line, lang, text, skip reason or None) for each fenced block."""
+    """(line, lang, text, skip reason or None, file name or None) for each
+    fenced block."""
     out = []
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
@@ -74,8 +83,9 @@ def blocks(path):
             j += 1
         body = "\n".join(l[indent:] for l in lines[i + 1:j]) + "\n"
         prev = lines[i - 1] if i else ""
-        skip = SKIP.match(prev)
-        out.append((i + 1, lang, body, skip.group(1) if skip else None))
+        skip, name = SKIP.match(prev), FILE.match(prev)
+        out.append((i + 1, lang, body, skip.group(1) if skip else None,
+                    name.group(1) if name else None))
         i = j + 1
     return out
 
@@ -221,7 +231,15 @@ class DocBlocks(lib.TempDirTest):
                        if u["active"] and u["accountId"] not in members.get(group, []))
         user = next(a["account_id"] for a in truth["org"]["accounts"]
                     if a["account_status"] == "active" and a["account_type"] == "atlassian")
+        pc = os.path.join(d, "pkgconfig")
+        os.makedirs(pc)
+        with open(os.path.join(pc, "connhost-plugin.pc"), "w") as f:
+            f.write("includedir=%s\nplugindir=%s\n\nName: connhost-plugin\n"
+                    "Description: connhost plugin ABI (source tree)\nVersion: 0\n"
+                    "Cflags: -I${includedir}\n" % (os.path.join(lib.SRCDIR, "include"),
+                                                   lib.PLUGINS))
         self.sh_env = dict(secrets, GROUP_ID=group, ACCOUNT_ID=account, USER_ID=user,
+                           PKG_CONFIG_PATH=pc,
                            PATH=os.path.join(d, "bin") + os.pathsep + os.environ["PATH"])
         return d
 
@@ -244,7 +262,11 @@ class DocBlocks(lib.TempDirTest):
         for path in doc_files():
             page = os.path.splitext(os.path.basename(path))[0]
             page_plugin = page if os.path.basename(os.path.dirname(path)) == "plugins" else None
-            for line, lang, text, skip in blocks(path):
+            for line, lang, text, skip, name in blocks(path):
+                if name:
+                    with open(os.path.join(self.scratch(), name), "w") as f:
+                        f.write(text)
+                    continue
                 if lang not in RUN_LANGS:
                     continue
                 where = "%s:%d" % (rel(path), line)
@@ -270,10 +292,12 @@ class DocBlocks(lib.TempDirTest):
                 if "doc-test:" not in l:
                     continue
                 where = "%s:%d" % (rel(path), i + 1)
-                self.assertRegex(l, SKIP, where + ": write <!-- doc-test: skip (reason) -->")
+                self.assertRegex(l, MARKER, where + ": write <!-- doc-test: skip (reason) -->"
+                                 " or <!-- doc-test: file NAME -->")
                 m = FENCE.match(lines[i + 1]) if i + 1 < len(lines) else None
-                self.assertTrue(m and m.group(2) in RUN_LANGS,
-                                where + ": the marker must be just above a ```yaml or ```sh fence")
+                self.assertTrue(m and (m.group(2) in RUN_LANGS or FILE.match(l)),
+                                where + ": the marker must be just above a ```yaml or ```sh"
+                                " fence (a file marker: above any fence)")
 
 
 if __name__ == "__main__":
