@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Docs are code: every ```yaml and ```sh block of README.md and docs/**/*.md
-runs against the fake Atlassian Cloud on 127.0.0.1, through the built
-connhost and plugins, so the documentation cannot drift from the code.
+"""Docs are code: every ```yaml and ```sh block of README.md and docs/**/*.md,
+and every example config in conf/, runs against the fake Atlassian Cloud on
+127.0.0.1, through the built connhost and plugins, so the documentation
+cannot drift from the code.
 
 YAML blocks
   A block with `tenants:` is a config; a block whose only key is `options:`
@@ -13,8 +14,9 @@ YAML blocks
   test changes is where it goes: every endpoint option is pointed at the
   fake (those the block leaves out too, so no request leaves loopback), and
   credentials and ids are the fake's (a literal is replaced, a
-  `${env:NAME}` gets NAME set, a `${file:PATH}` gets that file written in
-  the scratch directory). A relative flatfile `path` gets the sample export.
+  `${env:NAME}` gets NAME set, a `${file:PATH}` gets that file written: a
+  relative PATH where it says, an absolute one in the scratch directory). A
+  flatfile `path` that does not exist beside the page gets the sample export.
 
 sh blocks
   Run with `sh -eu` (so a placeholder or an unset variable fails) in a
@@ -110,9 +112,10 @@ class Target:
                                   base, c["scim_directory_id"]),
                               "scim_token": c["scim_token"]},
         }
-        # Endpoints are set even when a block leaves them to their default.
+        # Endpoints with a real default are set even when a block leaves them
+        # out (SCIM has none: without scim_base_url there are no SCIM calls).
         self.endpoints = {"jira_cloud": ("url", "gateway_url"),
-                          "atlassian_org": ("api_base", "scim_base_url")}
+                          "atlassian_org": ("api_base",)}
 
 
 ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -131,7 +134,7 @@ class DocBlocks(lib.TempDirTest):
         self.target = Target(self.fake)
 
     # ---- YAML ------------------------------------------------------------
-    def retarget(self, doc, where, workdir, env):
+    def retarget(self, doc, workdir, env, base):
         """Point the config `doc` (parsed) at the fake, in place."""
         tenants = doc.get("tenants")
         if not isinstance(tenants, dict):
@@ -151,11 +154,14 @@ class DocBlocks(lib.TempDirTest):
                     opts.setdefault(key, values[key])
                 for key, val in list(opts.items()):
                     if plugin == "flatfile" and key == "path" and isinstance(val, str):
-                        dest = val if os.path.isabs(val) else os.path.join(workdir, val)
-                        if not os.path.isabs(val) or not os.path.exists(val):
-                            os.makedirs(os.path.dirname(dest), exist_ok=True)
-                            shutil.copy(os.path.join(lib.SRCDIR, "tests", "fixtures",
-                                                     "flatfile", "legacy-hr.json"), dest)
+                        beside = os.path.join(base, val)
+                        if os.path.exists(beside):
+                            opts[key] = os.path.abspath(beside)
+                            continue
+                        dest = os.path.join(workdir, "export.json")
+                        shutil.copy(os.path.join(lib.SRCDIR, "tests", "fixtures",
+                                                 "flatfile", "legacy-hr.json"), dest)
+                        opts[key] = dest
                         continue
                     if key not in values:
                         continue
@@ -167,17 +173,22 @@ class DocBlocks(lib.TempDirTest):
                     if m:
                         env[m.group(1)] = values[key]
                     elif f:
-                        p = os.path.join(workdir, "secret-" + key)
+                        p = f.group(1)
+                        if os.path.isabs(p):
+                            p = os.path.join(workdir, "secret-%s-%s" % (iname, key))
+                            opts[key] = "${file:%s}" % p
+                        else:
+                            p = os.path.join(workdir, p)
+                        os.makedirs(os.path.dirname(p), exist_ok=True)
                         with open(p, "w") as fh:
                             fh.write(values[key])
-                        opts[key] = "${file:%s}" % p
                     else:
                         opts[key] = values[key]
         doc["plugin_dir"] = lib.PLUGINS
         doc.pop("output", None)
         return None
 
-    def run_yaml(self, where, text, page_plugin, n):
+    def run_yaml(self, text, page_plugin, n, base):
         workdir = self.path("yaml-%d" % n)
         os.makedirs(workdir)
         try:
@@ -192,7 +203,7 @@ class DocBlocks(lib.TempDirTest):
         if not isinstance(doc, dict):
             return "not a config (a map with 'tenants', or 'options')"
         env = {}
-        problem = self.retarget(doc, where, workdir, env)
+        problem = self.retarget(doc, workdir, env, base)
         if problem:
             return problem
         cfg = os.path.join(workdir, "connhost.yaml")
@@ -275,13 +286,23 @@ class DocBlocks(lib.TempDirTest):
                     continue
                 n += 1
                 with self.subTest(block=where):
-                    problem = (self.run_yaml(where, text, page_plugin, n) if lang == "yaml"
-                               else self.run_sh(text))
+                    problem = (self.run_yaml(text, page_plugin, n, os.path.dirname(path))
+                               if lang == "yaml" else self.run_sh(text))
                     if problem:
                         self.fail("%s (```%s block): %s\n--- the block\n%s" % (
                             where, lang, problem, text))
                 ran += 1
-        print("doc blocks: %d run, %d marked skip" % (ran, skipped))
+        examples = sorted(glob.glob(os.path.join(lib.SRCDIR, "conf", "*.yaml")) +
+                          glob.glob(os.path.join(lib.SRCDIR, "conf", "*.yaml.example")))
+        for path in examples:
+            n += 1
+            with self.subTest(config=rel(path)):
+                with open(path, encoding="utf-8") as f:
+                    problem = self.run_yaml(f.read(), None, n, os.path.dirname(path))
+                if problem:
+                    self.fail("%s: %s" % (rel(path), problem))
+            ran += 1
+        print("doc blocks and example configs: %d run, %d marked skip" % (ran, skipped))
         self.assertGreater(ran, skipped, "most blocks must run")
 
     def test_skip_markers_give_a_reason_and_sit_on_a_block(self):
