@@ -569,6 +569,19 @@ class RoughEdges(HostTest):
         self.assertIn(self.path("no", "such", "dir"), r.err)
         self.assertEqual(fake.requests(), [], "requests were sent first")
 
+    def test_json_logs_of_a_failed_write_are_json(self):
+        fake = self.fake()
+        cfg = lib.write_config(self.path("j.yaml"), {"acme": {"jira": jira(
+            fake, provisioning=True)}}, plugin_dir=lib.PLUGINS)
+        aid = fake.truth["jira"]["users"][0]["accountId"]
+        r = lib.run(["-c", cfg, "grant", "--log-format", "json",
+                     "--entitlement", "acme/jira/group/no-such-group#member",
+                     "--principal", "acme/jira/user/%s" % aid], env=jira_env(fake))
+        self.assertEqual(r.rc, 1, r)
+        errors = [x for x in self.json_lines(r.err) if x["level"] == "error"]
+        self.assertTrue(errors and "failed" in errors[-1]["msg"], r)
+        self.assertEqual((errors[-1]["tenant"], errors[-1]["instance"]), ("acme", "jira"))
+
     def test_dry_run_shows_the_site_not_the_secret(self):
         fake = self.fake()
         cfg = lib.write_config(self.path("j.yaml"), {"acme": {"jira": jira(
