@@ -47,6 +47,8 @@ static const char usage_text[] =
     "      --max-pages N      pages per list chain before an instance fails\n"
     "                         (default: config, else 100000)\n"
     "      --allow-partial    write the graph even when instances failed\n"
+    "      --accept-shrink    replace the last good data even when an\n"
+    "                         instance shrank past its max_shrink\n"
     "      --dry-run          print the requests a write would send; send "
     "none\n"
     "      --entitlement KEY  tenant/instance/type/id#slug (grant, revoke)\n"
@@ -77,6 +79,7 @@ enum {
   OPT_PLUGIN_DIR,
   OPT_MAX_PAGES,
   OPT_ALLOW_PARTIAL,
+  OPT_ACCEPT_SHRINK,
   OPT_DRY_RUN,
   OPT_ENTITLEMENT,
   OPT_PRINCIPAL,
@@ -101,6 +104,7 @@ static const struct option long_opts[] = {
     {"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
     {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
     {"allow-partial", no_argument, NULL, OPT_ALLOW_PARTIAL},
+    {"accept-shrink", no_argument, NULL, OPT_ACCEPT_SHRINK},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"entitlement", required_argument, NULL, OPT_ENTITLEMENT},
     {"principal", required_argument, NULL, OPT_PRINCIPAL},
@@ -198,6 +202,9 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
       break;
     case OPT_ALLOW_PARTIAL:
       cli->allow_partial = 1;
+      break;
+    case OPT_ACCEPT_SHRINK:
+      cli->accept_shrink = 1;
       break;
     case OPT_DRY_RUN:
       cli->dry_run = 1;

@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "graph.h"
 #include "log.h"
+#include "safety.h"
 #include "stop.h"
 #include "util.h"
 
@@ -108,6 +109,33 @@ static void print_summary(struct session *s, struct graph *g, FILE *out,
   }
 }
 
+/* Fail each instance that shrank past its threshold since the last good
+   run, before graph_finish drops failed instances' records. */
+static int check_shrink(struct session *s, const char *output) {
+  struct safety_prev *prev;
+
+  if (s->cli->accept_shrink)
+    return 0;
+  prev = safety_prev_load(output);
+  if (!prev)
+    return -1;
+  for (size_t i = 0; i < s->ninsts; i++) {
+    struct instance *in = s->insts[i];
+    struct safety_counts now = {in->resources, in->grants};
+    int pct = in->ci->max_shrink >= 0      ? in->ci->max_shrink
+              : s->config->max_shrink >= 0 ? s->config->max_shrink
+                                           : SAFETY_DEFAULT_MAX_SHRINK;
+    char why[256];
+
+    if (!instance_failed(in) &&
+        safety_check(safety_prev_get(prev, in->ci->tenant, in->ci->name), &now,
+                     pct, why, sizeof(why)))
+      instance_fail(in, "%s", why);
+  }
+  safety_prev_free(prev);
+  return 0;
+}
+
 int cmd_sync(struct session *s) {
   struct cli *cli = s->cli;
   struct graph *g = graph_new();
@@ -151,6 +179,10 @@ int cmd_sync(struct session *s) {
                                : "signal",
               to_stdout ? "the output" : output);
     rc = 128 + sig;
+    goto out;
+  }
+  if (check_shrink(s, to_stdout ? NULL : output)) {
+    log_error("out of memory");
     goto out;
   }
   report_all(s, g);

@@ -253,8 +253,11 @@ static void run_action(struct engine *e, struct action *a) {
 
   if (rc == CH_OK && !sc.stop) {
     schedule_next(e, a, sc.next_token);
-  } else if (rc == CH_E_NOTFOUND) {
-    /* Deleted while we synced: a warning, the chain just ends. */
+  } else if (rc == CH_E_NOTFOUND && a->ref_type && a->page == 0) {
+    /* The first page under a resource just listed: it was deleted while
+       we synced, a warning, the chain just ends. A root listing or a later
+       page that 404s is a wrong URL or a broken API: it fails below, or an
+       empty graph would replace a good one. */
     describe(a, what, sizeof(what));
     in->warnings++;
     log_msg(in->hctx.label, CH_LOG_WARN, "%s: %s (skipped)", what,

@@ -32,6 +32,11 @@ def rkey(inst, rtype, rid):
     return "/".join(enc(x) for x in (TENANT, inst, rtype, rid))
 
 
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def plugin_dir(root, names, src=None):
     path = os.path.join(root, "plugins")
     os.makedirs(path, exist_ok=True)
@@ -164,6 +169,86 @@ class DotSegments(HostileTest):
                 self.assertNotEqual(r.rc, 0, r)
                 self.assertNotIn("DRY RUN", r.out + r.err, r)
                 self.assert_nothing_collapsed(n, r)
+
+
+
+FLAT_FIXTURE = os.path.join(lib.SRCDIR, "tests", "fixtures", "flatfile", "legacy-hr.json")
+
+
+class WrongUrl(HostileTest):
+    """Item 2: a root listing that 404s fails the instance."""
+
+    def test_wrong_jira_url_keeps_the_good_graph(self):
+        fake = self.start_fake()
+        good = self.config({"jira": self.jira_inst(
+            fake.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
+        out = self.path("graph.json")
+        r = lib.run(["-c", good, "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
+        before = read_bytes(out)
+        bad = self.config({"jira": self.jira_inst(
+            fake.base + "/wrong", email=fake.creds["jira_email"],
+            token=fake.creds["jira_api_token"])}, name="bad.yaml")
+        r = lib.run(["-c", bad, "sync", "-o", out])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("404", r.err, r)
+        self.assertNotIn("(skipped)", r.err, r)
+        self.assertEqual(read_bytes(out), before)
+
+
+class Shrink(HostileTest):
+    """Item 2: safety thresholds against the previous output's stats."""
+
+    def flat_cfg(self, data, name, extra="", inst_extra=None):
+        path = self.path(name + ".json")
+        with open(path, "w") as f:
+            json.dump(data, f)
+        inst = {"plugin": "flatfile", "options": {"path": path}}
+        cfg = self.config({"hr": inst}, name=name + ".yaml", extra=extra,
+                          plugins=plugin_dir(self.tmp, ["flatfile"]))
+        if inst_extra:
+            with open(cfg) as f:
+                text = f.read()
+            text = text.replace("      plugin: flatfile\n",
+                                "      plugin: flatfile\n      %s\n" % inst_extra)
+            with open(cfg, "w") as f:
+                f.write(text)
+        return cfg
+
+    def test_drop_to_zero_and_past_the_share(self):
+        full = lib.load_json(FLAT_FIXTURE)
+        empty = {"flatfile": 1, "users": [], "groups": [], "roles": []}
+        role = dict(full["roles"][0], assigned_users=["1001", "1002"])
+        few = dict(full, users=full["users"][:3], groups=[], roles=[role])
+        for fmt in ("json", "jsonl"):
+            out = self.path("graph." + fmt)
+            r = lib.run(["-c", self.flat_cfg(full, "full"), "sync", "-o", out, "--format", fmt])
+            self.assertEqual(r.rc, 0, r)
+            good = read_bytes(out)
+            n = json.loads(good.split(b"\n")[1] if fmt == "json" else
+                           good.split(b"\n")[0])
+            n = n["stats"]["resources"] if fmt == "json" else n["instances"][0]["stats"]["resources"]
+            for data, name in ((empty, "empty"), (few, "few")):
+                r = lib.run(["-c", self.flat_cfg(data, name), "sync", "-o", out, "--format", fmt])
+                self.assertNotEqual(r.rc, 0, r)
+                self.assertIn("refusing to replace the last good data: %d -> " % n, r.err, r)
+                self.assertEqual(read_bytes(out), good, name)
+            self.assertIn("%d -> 0 resources" % n, lib.run(
+                ["-c", self.flat_cfg(empty, "empty"), "sync", "-o", out, "--format", fmt]).err)
+        # The per-instance threshold and --accept-shrink let a real drop through.
+        out = self.path("graph.json")
+        r = lib.run(["-c", self.flat_cfg(few, "few80", inst_extra="max_shrink: 90%"),
+                     "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
+        r = lib.run(["-c", self.flat_cfg(empty, "empty"), "sync", "-o", out])
+        self.assertNotEqual(r.rc, 0, r)
+        r = lib.run(["-c", self.flat_cfg(empty, "empty"), "sync", "-o", out, "--accept-shrink"])
+        self.assertEqual(r.rc, 0, r)
+        r = lib.run(["-c", self.flat_cfg(full, "full"), "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
+        r = lib.run(["-c", self.flat_cfg(empty, "emptytop", extra="max_shrink: 100%"),
+                     "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
 
 
 if __name__ == "__main__":
