@@ -215,7 +215,8 @@ int cmd_sync(struct session *s) {
   wa.format = strcmp(format, "jsonl") == 0 ? GRAPH_JSONL : GRAPH_JSON;
   wa.generated_at = stamp;
   if (to_stdout) {
-    if (write_graph(stdout, &wa, &err) != CH_OK || fflush(stdout) != 0) {
+    if (output_write_stream(stdout, "stdout", write_graph, &wa, &err) !=
+        CH_OK) {
       log_error("writing the graph to stdout: %s",
                 err.msg[0] ? err.msg : "write error");
       goto out;

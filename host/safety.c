@@ -3,9 +3,12 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -173,16 +176,25 @@ out:
 
 struct safety_prev *safety_prev_load(const char *path) {
   struct safety_prev *p = calloc(1, sizeof(*p));
-  FILE *f;
+  struct stat st = {0};
+  FILE *f = NULL;
+  int fd;
 
   if (!p || !path)
     return p;
-  f = fopen(path, "re");
-  if (!f) {
+  /* Only a regular file holds a previous graph: a device or a FIFO as the
+     output would block or never end. */
+  fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+      !(f = fdopen(fd, "r"))) {
+    if (fd >= 0 && !S_ISREG(st.st_mode))
+      errno = ENOENT;
     if (errno != ENOENT)
       log_warn("cannot read the previous output '%s' (%s): the safety "
                "thresholds are not applied this run",
                path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
     return p;
   }
   if (read_header(f, p, path)) {

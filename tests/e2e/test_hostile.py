@@ -251,5 +251,98 @@ class Shrink(HostileTest):
         self.assertEqual(r.rc, 0, r)
 
 
+
+class OutputTargets(HostileTest):
+    """Item 3: -o onto a device, a FIFO or a symlink to one; failing stdout.
+    Item 10: no temp file survives; stale ones of our naming are removed."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = lib.write_config(
+            self.path("c.yaml"),
+            {TENANT: {"hr": {"plugin": "flatfile", "options": {"path": FLAT_FIXTURE}}}},
+            plugin_dir=plugin_dir(self.tmp, ["flatfile"]))
+
+    def sync(self, *args, **kw):
+        return lib.run(["-c", self.cfg, "sync"] + list(args), **kw)
+
+    def test_fifo_and_symlink_to_fifo_are_written_into(self):
+        fifo = self.path("pipe")
+        os.mkfifo(fifo)
+        link = self.path("link")
+        os.symlink(fifo, link)
+        for target in (fifo, link):
+            got = []
+            t = threading.Thread(target=lambda: got.append(read_bytes(fifo)), daemon=True)
+            t.start()
+            r = self.sync("-o", target, timeout=60)
+            t.join(30)
+            self.assertEqual(r.rc, 0, r)
+            self.assertTrue(stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO was replaced")
+            self.assertTrue(os.path.islink(link), "the symlink was replaced")
+            self.assertTrue(got and got[0].startswith(b'{"connhost_graph":1'), got)
+
+    def test_symlink_to_a_device(self):
+        link = self.path("devnull")
+        os.symlink("/dev/null", link)
+        r = self.sync("-o", link)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(os.path.islink(link), "the symlink was replaced by a file")
+        self.assertTrue(stat.S_ISCHR(os.stat("/dev/null").st_mode))
+
+    def test_full_device_fails_and_stays_a_device(self):
+        dev = self.path("full")
+        try:
+            os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        except PermissionError:
+            self.skipTest("cannot create a device node here (not root)")
+        r = self.sync("-o", dev)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("No space left on device", r.err, r)
+        self.assertTrue(stat.S_ISCHR(os.stat(dev).st_mode), "the device was replaced")
+
+    def test_directory_is_refused(self):
+        r = self.sync("-o", self.tmp)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("is a directory", r.err, r)
+
+    def test_failing_stdout_exits_non_zero(self):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([lib.CONNHOST, "-c", self.cfg, "sync", "-o", "-"],
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertIn("writing the graph to stdout", p.stderr)
+
+    def test_stale_temp_files_are_removed(self):
+        out = self.path("graph.json")
+        stale = self.path(".graph.json.AbC123")
+        foreign = self.path(".graph.json.notours")
+        for p in (stale, foreign):
+            with open(p, "w") as f:
+                f.write("left by a killed run")
+        r = self.sync("-o", out)
+        self.assertEqual(r.rc, 0, r)
+        self.assertFalse(os.path.exists(stale), "stale temp file kept")
+        self.assertTrue(os.path.exists(foreign), "a file not of our naming was removed")
+        self.assertEqual(sorted(os.listdir(self.tmp)),
+                         sorted([".graph.json.notours", "c.yaml", "graph.json", "plugins"]))
+
+    def test_unnamed_temp_file_is_used(self):
+        if not shutil.which("strace"):
+            self.skipTest("strace not installed")
+        out = self.path("graph.json")
+        log = self.path("strace.log")
+        p = subprocess.run(["strace", "-f", "-o", log, "-e", "trace=openat,open,linkat",
+                            lib.CONNHOST, "-c", self.cfg, "sync", "-o", out],
+                           capture_output=True, text=True, timeout=120)
+        if p.returncode != 0 and not os.path.exists(out):
+            self.skipTest("strace cannot trace here: " + p.stderr[-300:])
+        with open(log) as f:
+            trace = f.read()
+        self.assertTrue("O_TMPFILE" in trace and "linkat(" in trace,
+                        "no O_TMPFILE + linkat in the trace")
+        self.assertNotIn("O_CREAT|O_EXCL", trace)
+
+
 if __name__ == "__main__":
     lib.main()
