@@ -363,6 +363,8 @@ registry:
     return EXIT_USAGE;
   }
   s->registry_ready = 1;
+  s->registry.allow_insecure =
+      s->config && s->config->allow_insecure_plugin_dir;
   if (!select)
     return -1;
 

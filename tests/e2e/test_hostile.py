@@ -344,5 +344,53 @@ class OutputTargets(HostileTest):
         self.assertNotIn("O_CREAT|O_EXCL", trace)
 
 
+
+class InsecurePluginDir(HostileTest):
+    """Item 5: StrictModes for the plugin directory and the .so files."""
+
+    def setUp(self):
+        super().setUp()
+        self.plugins = plugin_dir(self.tmp, ["flatfile"])
+        self.so = os.path.join(self.plugins, "flatfile.so")
+
+    def sync(self, extra=""):
+        cfg = lib.write_config(
+            self.path("c.yaml"),
+            {TENANT: {"hr": {"plugin": "flatfile", "options": {"path": FLAT_FIXTURE}}}},
+            plugin_dir=self.plugins, extra=extra)
+        return lib.run(["-c", cfg, "sync", "-o", self.path("graph.json")])
+
+    def assert_refused(self, path, fix):
+        r = self.sync()
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("'%s'" % path, r.err, r)
+        self.assertIn(fix, r.err, r)
+        self.assertFalse(os.path.exists(self.path("graph.json")))
+        r = self.sync(extra="allow_insecure_plugin_dir: true")
+        self.assertEqual(r.rc, 0, r)
+        os.unlink(self.path("graph.json"))
+
+    def test_world_writable_dir(self):
+        os.chmod(self.plugins, 0o777)
+        self.assert_refused(self.plugins, "chmod o-w " + self.plugins)
+        os.chmod(self.plugins, 0o1777)  # sticky does not make it safe
+        self.assert_refused(self.plugins, "chmod o-w")
+
+    def test_world_writable_so(self):
+        os.chmod(self.so, 0o777)
+        self.assert_refused(self.so, "chmod o-w " + self.so)
+
+    def test_so_owned_by_another_user(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give the file away")
+        os.chown(self.so, 65534, 65534)
+        self.assert_refused(self.so, "chown 0 " + self.so)
+
+    def test_safe_modes_load(self):
+        os.chmod(self.plugins, 0o755)
+        os.chmod(self.so, 0o755)
+        self.assertEqual(self.sync().rc, 0)
+
+
 if __name__ == "__main__":
     lib.main()
