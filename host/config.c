@@ -508,6 +508,56 @@ out:
   return rc;
 }
 
+/*
+ * libyaml's scanner is quadratic in flow nesting (200 KB of '[' took 48 s),
+ * so the depth limit is enforced on the bytes before it runs: '[' and '{'
+ * outside quoted scalars and comments. A bracket inside a plain scalar
+ * counts too, which can only make the check stricter than libyaml's.
+ */
+static int prescan_flow(const char *file, const char *buf, size_t len,
+                        struct ch_err *err) {
+  unsigned line = 1, col = 1, depth = 0;
+  char quote = 0, prev = '\n';
+
+  for (size_t i = 0; i < len; i++) {
+    char ch = buf[i];
+    if (quote) {
+      if (quote == '"' && ch == '\\' && i + 1 < len) {
+        i++;
+        col++;
+      } else if (ch == quote) {
+        /* '' inside a single-quoted scalar is an escaped quote */
+        if (quote == '\'' && i + 1 < len && buf[i + 1] == '\'') {
+          i++;
+          col++;
+        } else {
+          quote = 0;
+        }
+      }
+    } else if (ch == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+      while (i + 1 < len && buf[i + 1] != '\n')
+        i++;
+    } else if ((ch == '"' || ch == '\'') && strchr(" \t\n[{,:-", prev)) {
+      quote = ch;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > CFG_MAX_DEPTH)
+        return fail_at(err, file, line, col,
+                       "flow nesting ('[' and '{') is deeper than %d levels",
+                       CFG_MAX_DEPTH);
+    } else if ((ch == ']' || ch == '}') && depth) {
+      depth--;
+    }
+    prev = ch;
+    if (ch == '\n') {
+      line++;
+      col = 1;
+    } else if (((unsigned char)ch & 0xC0) != 0x80) {
+      col++;
+    }
+  }
+  return CH_OK;
+}
+
 /* Parse `buf` into the node tree: exactly one document, not empty. */
 static int parse_yaml(const char *file, const char *buf, size_t len,
                       struct cfg_node **root, struct ch_err *err) {
@@ -520,6 +570,9 @@ static int parse_yaml(const char *file, const char *buf, size_t len,
 
   *root = NULL;
   memset(&doc, 0, sizeof(doc));
+  if ((rc = prescan_flow(file, buf, len, err)))
+    goto out;
+  rc = CH_E_CONFIG;
   if (!yaml_parser_initialize(&parser)) {
     rc = nomem(err);
     goto out;
