@@ -392,5 +392,74 @@ class InsecurePluginDir(HostileTest):
         self.assertEqual(self.sync().rc, 0)
 
 
+
+def proxy_to(base, rewrite=None):
+    """A Hostile handler forwarding to `base`, except where `rewrite(req)`
+    returns a (status, headers, body) answer of its own."""
+    import urllib.error
+    import urllib.request
+
+    def handler(req, body):
+        if rewrite:
+            got = rewrite(req)
+            if got:
+                return got
+        fwd = urllib.request.Request(base + req.path, data=body or None, method=req.command)
+        for k in ("Authorization", "Accept", "Content-Type"):
+            if req.headers.get(k):
+                fwd.add_header(k, req.headers[k])
+        try:
+            with urllib.request.urlopen(fwd, timeout=30) as r:
+                return r.status, {"Content-Type": r.headers.get("Content-Type", "")}, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, {"Content-Type": e.headers.get("Content-Type", "")}, e.read()
+    return handler
+
+
+class HostileServers(HostileTest):
+    def test_echoed_authorization_is_redacted(self):
+        """Item 4: a server echoing the Basic credential in an error body."""
+        email, token = "bot@example.com", "ATATT3xFfGF0-a-very-secret-token-value-1234567890"
+
+        def echo(req, body):
+            msg = {"message": "denied: Authorization: %s" % req.headers.get("Authorization")}
+            return 400, {"Content-Type": "application/json"}, json.dumps(msg).encode()
+        h = self.hostile(echo)
+        cfg = self.config({"jira": self.jira_inst(h.base, email=email, token=token)})
+        b64 = base64.b64encode(("%s:%s" % (email, token)).encode()).decode()
+        for level in ("info", "debug"):
+            r = lib.run(["--log-level", level, "-c", cfg, "sync", "-o", self.path("g.json")])
+            self.assertNotEqual(r.rc, 0, r)
+            self.assertTrue(any(hd.get("Authorization") == "Basic " + b64 for _, _, hd in h.seen))
+            self.assertIn("denied: Authorization: Basic ***", r.err, r)
+            for leak in (b64, b64[:20], token, token[:20]):
+                self.assertNotIn(leak, r.out + r.err)
+
+    def test_endless_users_search(self):
+        """Item 11: users/search answering the same page whatever startAt."""
+        fake = self.start_fake()
+        first = {}
+
+        def same_page(req):
+            if "/users/search" not in req.path:
+                return None
+            if "page" not in first:
+                q = req.path.split("?")[0] + "?startAt=0&maxResults=2"
+                first["page"] = proxy_to(fake.base)(type("R", (), {
+                    "path": q, "command": "GET", "headers": req.headers})(), b"")
+            return first["page"]
+        h = self.hostile(proxy_to(fake.base, same_page))
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
+        t0 = time.monotonic()
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("g.json"), "--max-pages", "300"],
+                    timeout=120)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("holds the same 2 records as page 1", r.err, r)
+        pages = sum(1 for _, p, _ in h.seen if "/users/search" in p)
+        self.assertLess(pages, 5, "kept paging: %d users/search requests" % pages)
+        self.assertLess(time.monotonic() - t0, 60)
+
+
 if __name__ == "__main__":
     lib.main()
