@@ -461,5 +461,66 @@ class HostileServers(HostileTest):
         self.assertLess(time.monotonic() - t0, 60)
 
 
+
+class Signals(HostileTest):
+    """Item 8: in-process mode under a plugin that hangs or crashes."""
+
+    def start(self, mode, out):
+        with open(out, "w") as f:
+            f.write("previous\n")
+        cfg = lib.write_config(self.path("c.yaml"),
+                               {TENANT: {"bad": {"plugin": "t_hostile", "options": {"mode": mode}}}},
+                               plugin_dir=plugin_dir(self.tmp, ["t_hostile"]))
+        p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "sync", "-o", out],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        return p
+
+    def test_second_signal_exits_at_once(self):
+        for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            out = self.path("g.json")
+            p = self.start("hang", out)
+            time.sleep(1.0)
+            p.send_signal(sig)
+            time.sleep(0.3)
+            self.assertIsNone(p.poll(), "the hung plugin should hold the first stop")
+            t0 = time.monotonic()
+            p.send_signal(sig)
+            _, err = p.communicate(timeout=10)
+            self.assertLess(time.monotonic() - t0, 3)
+            self.assertEqual(p.returncode, code, err)
+            self.assertIn("second", err)
+            with open(out) as f:
+                self.assertEqual(f.read(), "previous\n")
+
+    def test_grace_period_runs_out(self):
+        out = self.path("g.json")
+        p = self.start("hang", out)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        took = time.monotonic() - t0
+        self.assertEqual(p.returncode, 143, err)
+        self.assertGreater(took, 8)
+        self.assertLess(took, 20)
+        self.assertIn("grace period ran out", err)
+        with open(out) as f:
+            self.assertEqual(f.read(), "previous\n")
+
+    def test_fatal_signal_names_the_plugin_op(self):
+        for mode, sig in (("segv", signal.SIGSEGV), ("abort", signal.SIGABRT),
+                          ("overflow", signal.SIGSEGV)):
+            out = self.path("g.json")
+            p = self.start(mode, out)
+            _, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, -sig, err)
+            name = "SIGSEGV" if sig == signal.SIGSEGV else "SIGABRT"
+            self.assertIn("connhost: plugin t_hostile crashed (%s) in list(user) for acme/bad"
+                          % name, err)
+            with open(out) as f:
+                self.assertEqual(f.read(), "previous\n")
+
+
 if __name__ == "__main__":
     lib.main()
