@@ -143,11 +143,15 @@ void stop_set_grace(unsigned seconds) { grace_s = seconds; }
 
 void stop_enter_op(const char *label, const char *op, const char *arg) {
   if (!cur_altstack) {
-    stack_t ss = {0};
-    ss.ss_sp = altstack;
-    ss.ss_size = sizeof(altstack);
-    if (sigaltstack(&ss, NULL) == 0)
-      cur_altstack = 1;
+    stack_t ss = {0}, old;
+    /* Keep one that is there already (AddressSanitizer sets its own per
+       thread, and frees it as its own when the thread ends). */
+    cur_altstack = 1;
+    if (sigaltstack(NULL, &old) == 0 && (old.ss_flags & SS_DISABLE)) {
+      ss.ss_sp = altstack;
+      ss.ss_size = sizeof(altstack);
+      sigaltstack(&ss, NULL);
+    }
   }
   cur_label = label;
   cur_op = op;
