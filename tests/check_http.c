@@ -966,6 +966,24 @@ START_TEST(test_echoed_authorization_is_redacted) {
 }
 END_TEST
 
+/* Item 4: a log line longer than the line cap is redacted before it is
+   cut, so a secret straddling the cut leaks no part of itself. */
+START_TEST(test_log_line_cut_after_redaction) {
+  static char pad[4090];
+  char *log;
+
+  memset(pad, 'y', sizeof(pad) - 1);
+  log_add_secret(SECRET);
+  log_setup(CH_LOG_INFO, LOG_TEXT, 0);
+  capture_start();
+  log_msg(NULL, CH_LOG_ERROR, "%s%s tail", pad, SECRET);
+  log = capture_end();
+  ck_assert_ptr_null(strstr(log, "s3cr3t"));
+  ck_assert_ptr_nonnull(strstr(log, "yyy***"));
+  free(log);
+}
+END_TEST
+
 /* Item 4: the debug body cut happens after redaction, so a secret that
    straddles the 500-byte mark leaks no part of itself. */
 START_TEST(test_debug_body_cut_after_redaction) {
@@ -1363,6 +1381,7 @@ static Suite *http_suite(void) {
   tcase_add_test(tc, test_dot_segments_are_refused);
   tcase_add_test(tc, test_echoed_authorization_is_redacted);
   tcase_add_test(tc, test_debug_body_cut_after_redaction);
+  tcase_add_test(tc, test_log_line_cut_after_redaction);
   suite_add_tcase(s, tc);
 
   tcase_add_unchecked_fixture(tls, tls_start, tls_stop);
