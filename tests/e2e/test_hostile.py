@@ -196,6 +196,24 @@ class WrongUrl(HostileTest):
         self.assertEqual(read_bytes(out), before)
 
 
+    def test_later_page_404_fails(self):
+        fake = self.start_fake()
+
+        def gone(req):
+            if "/users/search" in req.path and "startAt=0" not in req.path:
+                return 404, {"Content-Type": "application/json"}, b'{"errorMessages":["gone"]}'
+            return None
+        h = self.hostile(proxy_to(fake.base, gone))
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"],
+            page_size=5)})
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("g.json")])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("list user", r.err, r)
+        self.assertIn("404", r.err, r)
+        self.assertFalse(os.path.exists(self.path("g.json")))
+
+
 class Shrink(HostileTest):
     """Item 2: safety thresholds against the previous output's stats."""
 
