@@ -53,11 +53,13 @@ struct config {
   int workers;          /* 0 when not set */
   long max_pages;       /* 0 when not set: page limit per list/grants chain */
   long http_timeout_ms; /* 0 when not set */
-  long http_connect_timeout_ms;  /* 0 when not set */
-  int http_max_attempts;         /* 0 when not set */
-  long http_max_body_bytes;      /* 0 when not set */
-  int max_shrink;                /* percent, -1 when not set (safety.h) */
-  int allow_insecure_plugin_dir; /* test rigs: skip the loader's checks */
+  long http_connect_timeout_ms; /* 0 when not set */
+  int http_max_attempts;        /* 0 when not set */
+  long http_max_body_bytes;     /* 0 when not set */
+  /* max_shrink in percent (safety.h), -1 when not set; and whether the
+     loader's ownership and mode checks are off (test rigs) */
+  int max_shrink;
+  int allow_insecure_plugin_dir;
   struct config_tenant *tenants;
   size_t ntenants;
   struct cfg_node *root;

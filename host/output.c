@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,38 @@ int output_write_stream(FILE *f, const char *name,
   return write_checked(f, name, write_fn, arg, err);
 }
 
+/* The descriptor `path` names (/dev/stdout, /dev/fd/N, /proc/self/fd/N),
+   or -1 for a real file name. Such a path is written through the process's
+   own descriptor: there is no directory to put a temporary file in, a
+   rename would replace the link, and reopening would not share the
+   descriptor's offset. */
+static int fd_alias(const char *path) {
+  char target[PATH_MAX], *dir = util_dirname(path), *real = NULL;
+  const char *num = NULL;
+  struct stat st;
+  ssize_t n;
+  int fd = -1;
+
+  if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+    real = dir ? realpath(dir, NULL) : NULL;
+    n = readlink(path, target, sizeof(target) - 1);
+    if (real && (!strcmp(real, "/proc/self/fd") || !strcmp(real, "/dev/fd") ||
+                 !strncmp(real, "/proc/", 6)))
+      num = strrchr(path, '/') + 1;
+    else if (n > 0 &&
+             (target[n] = '\0', !strncmp(target, "/proc/self/fd/", 14)))
+      num = target + 14;
+    else if (n > 0 && !strncmp(target, "/dev/fd/", 8))
+      num = target + 8;
+  }
+  if (num && *num && strspn(num, "0123456789") == strlen(num) &&
+      strlen(num) < 9)
+    fd = atoi(num);
+  free(real);
+  free(dir);
+  return fd;
+}
+
 /*
  * A target that exists and is not a regular file: a character device or a
  * FIFO (also behind a symlink, like /dev/stdout) is written straight into,
@@ -95,8 +128,17 @@ static int write_special(const char *path,
                          void *arg, struct ch_err *err, int *result) {
   struct stat st;
   FILE *f;
-  int fd;
+  int fd = fd_alias(path);
 
+  if (fd >= 0) {
+    fd = dup(fd);
+    if (fd < 0) {
+      *result = ch_err_set(err, CH_E_IO, "cannot write to '%s': %s", path,
+                           strerror(errno));
+      return 0;
+    }
+    goto write;
+  }
   if (stat(path, &st) || S_ISREG(st.st_mode))
     return 1;
   if (!S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode)) {
@@ -108,6 +150,7 @@ static int write_special(const char *path,
     return 0;
   }
   fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+write:
   f = fd >= 0 ? fdopen(fd, "w") : NULL;
   if (!f) {
     *result =
@@ -206,11 +249,22 @@ static int link_unnamed(int fd, char *tmpl) {
   return -1;
 }
 
+/* The absolute target of `path` when it is a symlink to a regular file,
+   else NULL. */
+static char *resolve_link(const char *path) {
+  struct stat st;
+
+  if (lstat(path, &st) || !S_ISLNK(st.st_mode) || stat(path, &st) ||
+      !S_ISREG(st.st_mode))
+    return NULL;
+  return realpath(path, NULL);
+}
+
 int output_write_atomic(const char *path,
                         int (*write_fn)(FILE *f, void *arg, struct ch_err *err),
                         void *arg, struct ch_err *err) {
   const char *slash, *base;
-  char *dir = NULL, *tmp = NULL;
+  char *dir = NULL, *tmp = NULL, *real = NULL;
   int fd = -1, dfd = -1, tmp_made = 0, rc;
   int result = CH_E_IO;
   FILE *f = NULL;
@@ -229,6 +283,13 @@ int output_write_atomic(const char *path,
   }
   if (!write_special(path, write_fn, arg, err, &result))
     goto out;
+  /* A symlink to a file: replace the file it points to and keep the link
+     (renaming over the link would turn it into a copy). */
+  real = resolve_link(path);
+  if (real) {
+    path = real;
+    base = strrchr(path, '/') + 1;
+  }
   dir = util_dirname(path);
   n = dir ? strlen(dir) : 0;
   n += strlen(base) + 10;
@@ -324,5 +385,6 @@ out:
     unlink(tmp);
   free(tmp);
   free(dir);
+  free(real);
   return result;
 }

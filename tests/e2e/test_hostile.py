@@ -308,6 +308,32 @@ class OutputTargets(HostileTest):
         self.assertTrue(os.path.islink(link), "the symlink was replaced by a file")
         self.assertTrue(stat.S_ISCHR(os.stat("/dev/null").st_mode))
 
+    def test_fd_link_writes_into_the_fd(self):
+        # Our own link, not /dev/stdout itself: the old code replaced the link.
+        got = self.path("captured.json")
+        link = self.path("fd-link")
+        with open(got, "w") as f:
+            os.symlink("/proc/self/fd/%d" % f.fileno(), link)
+            p = subprocess.run([lib.CONNHOST, "-c", self.cfg, "sync", "-o", link],
+                               capture_output=True, text=True, timeout=60,
+                               pass_fds=(f.fileno(),))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("graph written to", p.stdout)
+        self.assertTrue(os.path.islink(link), "the fd link was replaced by a file")
+        self.assertTrue(read_bytes(got).startswith(b'{"connhost_graph":1'))
+        json.loads(read_bytes(got))
+
+    def test_symlink_to_a_file_keeps_the_link(self):
+        real = self.path("real.json")
+        with open(real, "w") as f:
+            f.write("old\n")
+        link = self.path("graph.json")
+        os.symlink("real.json", link)
+        r = self.sync("-o", link)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(os.path.islink(link), "the link was replaced by a copy")
+        self.assertTrue(read_bytes(real).startswith(b'{"connhost_graph":1'))
+
     def test_full_device_fails_and_stays_a_device(self):
         dev = self.path("full")
         try:
