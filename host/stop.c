@@ -15,7 +15,6 @@
 /* A lock-free atomic: safe to set from a signal handler and to read from
    any worker thread without a data race. */
 static atomic_int stop_signal;
-static unsigned grace_s = STOP_DEFAULT_GRACE_S;
 
 /* The plugin op running on this thread, for the fatal-signal line. The
    executable's TLS is static, so reading it in a handler is safe. */
@@ -80,8 +79,7 @@ static void on_signal(int sig) {
         ": exiting now; the previous output is left as it was");
     _exit(128 + sig);
   }
-  if (grace_s)
-    alarm(grace_s);
+  alarm(STOP_GRACE_S);
 }
 
 /* "connhost: plugin jira_cloud crashed (SIGSEGV) in list(user) for
@@ -138,8 +136,6 @@ void stop_install_handlers(void) {
   for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
     sigaction(fatal[i], &sa, NULL);
 }
-
-void stop_set_grace(unsigned seconds) { grace_s = seconds; }
 
 void stop_enter_op(const char *label, const char *op, const char *arg) {
   if (!cur_altstack) {

@@ -4,7 +4,7 @@
 #define CONNHOST_STOP_H
 
 /* Seconds a stop may take before the process exits anyway. */
-#define STOP_DEFAULT_GRACE_S 10
+#define STOP_GRACE_S 10
 
 /*
  * Install the handlers: the first SIGINT/SIGTERM only sets the flag (and
@@ -16,8 +16,6 @@
  * with the same signal.
  */
 void stop_install_handlers(void);
-/* Change the grace period (0 = wait for ever); before a stop arrives. */
-void stop_set_grace(unsigned seconds);
 /* Name the plugin op this thread is about to run: `label` is the
    instance's log prefix ("jira_cloud:acme/jira"), `op` "list", `arg` the
    type. The strings must outlive the op. */
