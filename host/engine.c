@@ -290,14 +290,11 @@ static void run_action(struct engine *e, struct action *a) {
 
   if (instance_failed(in) || stop_requested())
     return;
-  stop_enter_op(in->hctx.label, a->kind == ACT_LIST ? "list" : "grants",
-                a->kind == ACT_LIST ? a->type : a->ref_type);
   if (a->kind == ACT_LIST)
     rc = instance_list(in, a->type, a->ref_type ? &ref : NULL, a->token,
                        &sc.sink, &err);
   else
     rc = instance_grants(in, &ref, a->token, &sc.sink, &err);
-  stop_leave_op();
 
   if (rc == CH_OK && !sc.stop) {
     schedule_next(e, a, &sc);
