@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "instance.h"
+#include "isolate.h"
 #include "log.h"
 #include "stop.h"
 #include "util.h"
@@ -181,18 +182,25 @@ int instance_open(struct instance *in, struct ch_err *err) {
   int rc;
 
   op_begin(err);
+  isolate_op_enter("open", NULL);
   rc =
       in->plugin->desc->open(&host_table, &in->hctx, &in->cfg, &in->pinst, err);
+  isolate_op_leave();
   if (rc != CH_OK)
     in->pinst = NULL;
   return op_end(rc, err);
 }
 
 int instance_check(struct instance *in, struct ch_err *err) {
+  int rc;
+
   op_begin(err);
   if (!HAS_OP(in, check))
     return op_missing(in, "check", err);
-  return op_end(in->plugin->desc->check(in->pinst, err), err);
+  isolate_op_enter("check", NULL);
+  rc = in->plugin->desc->check(in->pinst, err);
+  isolate_op_leave();
+  return op_end(rc, err);
 }
 
 /* The sink a plugin is given: records in the plugin's layout reach the
@@ -234,7 +242,9 @@ int instance_list(struct instance *in, const char *type,
   int rc;
 
   op_begin(err);
+  isolate_op_enter("list", type);
   rc = in->plugin->desc->list(in->pinst, type, parent, token, &os.sink, err);
+  isolate_op_leave();
   in->pages++;
   return op_end(rc, err);
 }
@@ -248,7 +258,9 @@ int instance_grants(struct instance *in, const struct ch_ref *resource,
   op_begin(err);
   if (!HAS_OP(in, grants))
     return op_missing(in, "grants", err);
+  isolate_op_enter("grants", resource->type);
   rc = in->plugin->desc->grants(in->pinst, resource, token, &os.sink, err);
+  isolate_op_leave();
   in->pages++;
   return op_end(rc, err);
 }
@@ -289,6 +301,15 @@ int instance_action(struct instance *in, const char *name,
       in->plugin->desc->action(in->pinst, name, args, nargs, result, err), err);
 }
 
+void instance_http_stats(struct instance *in, struct http_stats *st) {
+  http_client_stats(in->hctx.http, st);
+  if (in->isolated) {
+    st->requests = in->child_http.requests;
+    st->retries = in->child_http.retries;
+    st->wait_s = in->child_http.wait_s;
+  }
+}
+
 void instance_set_dry_run(struct instance *in, FILE *out) {
   in->hctx.dry_run = 1;
   http_client_set_dry_run(in->hctx.http, out);
@@ -297,8 +318,11 @@ void instance_set_dry_run(struct instance *in, FILE *out) {
 void instance_release(struct instance *in) {
   if (!in || !in->ci)
     return;
-  if (in->pinst)
+  if (in->pinst) {
+    isolate_op_enter("close", NULL);
     in->plugin->desc->close(in->pinst);
+    isolate_op_leave();
+  }
   in->pinst = NULL;
   config_options_release(&in->opts);
   http_client_free(in->hctx.http);

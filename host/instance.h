@@ -32,6 +32,8 @@ struct instance {
   struct ch_hctx hctx;
   void *pinst; /* the plugin's instance after a successful open */
   int graph_index;
+  int isolated;                 /* its plugin runs in a child (isolate.h) */
+  struct http_stats child_http; /* isolated: the child's counters */
 
   /* Run state, shared by the workers. */
   atomic_int failed;
@@ -83,6 +85,9 @@ int instance_action(struct instance *in, const char *name,
                     struct ch_result *result, struct ch_err *err);
 /* close (if opened) and free everything; accepts a never-prepared one. */
 void instance_release(struct instance *in);
+
+/* The instance's HTTP counters, wherever its plugin ran. */
+void instance_http_stats(struct instance *in, struct http_stats *st);
 
 /* Dry run: print requests to `out` instead of sending them. */
 void instance_set_dry_run(struct instance *in, FILE *out);
