@@ -8,9 +8,14 @@
  *   abort     calls abort() (SIGABRT)
  *   overflow  recurses until the stack runs out (SIGSEGV)
  *   block     sleeps for ever, ignoring the host's stop flag
+ *   scribble  writes junk into every pipe it has (past stderr), as a
+ *             plugin with a stray fd bug would, then returns normally
  * Each first emits one user, so a crash loses records already sent.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,8 +24,8 @@
 
 #include <connhost/plugin.h>
 
-static const char *const tk_modes[] = {"segv", "abort", "overflow", "block",
-                                       NULL};
+static const char *const tk_modes[] = {"segv",  "abort",    "overflow",
+                                       "block", "scribble", NULL};
 
 static const struct ch_option tk_options[] = {
     {"mode", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
@@ -72,6 +77,18 @@ static int tk_recurse(long depth) {
 /* An address nothing is mapped at (read at run time, like the limit). */
 static volatile uintptr_t tk_bad_address = 16;
 
+/* A frame header claiming 2 GiB, then junk. */
+static void tk_scribble(void) {
+  static const char junk[] = "\xff\xff\xff\x7fjunk";
+
+  for (int fd = 3; fd < 1024; fd++) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+        write(fd, junk, sizeof(junk) - 1) < 0)
+      continue;
+  }
+}
+
 static int tk_list(void *inst, const char *type, const struct ch_ref *parent,
                    const char *token, struct ch_sink *sink,
                    struct ch_err *err) {
@@ -90,6 +107,9 @@ static int tk_list(void *inst, const char *type, const struct ch_ref *parent,
     abort();
   } else if (strcmp(mode, "overflow") == 0) {
     return tk_recurse(0);
+  } else if (strcmp(mode, "scribble") == 0) {
+    tk_scribble();
+    return CH_OK;
   } else {
     for (;;) {
       struct timespec ts = {1, 0};
