@@ -5,8 +5,12 @@
 # plugin in a child process (`isolation: process`), RUNS times each,
 # alternating. Prints wall time and CPU (user + system, the host and its
 # children) per run, their medians, and whether the graphs are
-# byte-identical. Not part of `make check`.
-# Usage: bench/isolation-bench.sh SRCDIR BUILDDIR [PROFILE] [LATENCY_MS] [WORKERS] [RUNS]
+# byte-identical. SCOPE `jira` drops the org instance: one instance with
+# the same worker count in both modes (a child has `workers` threads of
+# its own, so with two instances isolation also doubles the threads).
+# Not part of `make check`.
+# Usage: bench/isolation-bench.sh SRCDIR BUILDDIR [PROFILE] [LATENCY_MS]
+#   [WORKERS] [RUNS] [SCOPE: all|jira]
 set -eu
 src=$1
 build=$2
@@ -14,13 +18,18 @@ profile=${3:-large}
 latency=${4:-20}
 workers=${5:-16}
 runs=${6:-3}
+scope=${7:-all}
 work=$(mktemp -d /tmp/connhost-isobench.XXXXXX)
 trap 'kill $fake 2>/dev/null; wait $fake 2>/dev/null; rm -rf "$work"' EXIT INT TERM
 
 . "$src/bench/fake-env.sh"
 
 for mode in none process; do
-  { echo "isolation: $mode"; cat "$src/conf/demo.yaml"; } >"$work/$mode.yaml"
+  if [ "$scope" = jira ]; then
+    { echo "isolation: $mode"; sed '/^    org:/,$d' "$src/conf/demo.yaml"; }
+  else
+    { echo "isolation: $mode"; cat "$src/conf/demo.yaml"; }
+  fi >"$work/$mode.yaml"
 done
 # wait4() counts the host and every child it reaped.
 SOURCE_DATE_EPOCH=0 python3 - "$build/connhost" "$build/plugins/.libs" \

@@ -73,10 +73,14 @@ static void on_fatal(int sig) {
 }
 
 /* A thread's alternate signal stack, so a stack overflow still reaches
-   on_fatal. Allocated once per thread in a child (which then _exits). */
+   on_fatal: one it has already (AddressSanitizer gives each thread one,
+   and unmaps it itself at thread exit), else one allocated here, once per
+   thread in a child (which then _exits). */
 static void thread_altstack(void) {
-  stack_t ss = {0};
+  stack_t ss = {0}, old;
 
+  if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
+    return;
   ss.ss_size = 64 * 1024;
   ss.ss_sp = malloc(ss.ss_size);
   if (ss.ss_sp && sigaltstack(&ss, NULL) != 0)
@@ -117,6 +121,9 @@ static void install_fatal_handlers(void) {
     sigaction(fatal[i], &sa, NULL);
   /* a write to a host that went away fails with EPIPE instead */
   signal(SIGPIPE, SIG_IGN);
+  /* stop orders come from the host (SIGTERM), not from the terminal's
+     Ctrl-C, which reaches the whole process group */
+  signal(SIGINT, SIG_IGN);
 }
 
 /* The host validates every record; the child checks only what its own
