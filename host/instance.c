@@ -331,6 +331,16 @@ void instance_release(struct instance *in) {
   in->ci = NULL;
 }
 
+/* Keep the first error only. */
+static void record_error(struct instance *in, const char *clean) {
+  pthread_mutex_lock(&in->lock);
+  if (!in->failed) {
+    snprintf(in->error, sizeof(in->error), "%s", clean);
+    in->failed = 1;
+  }
+  pthread_mutex_unlock(&in->lock);
+}
+
 void instance_fail(struct instance *in, const char *fmt, ...) {
   char msg[sizeof(in->error)], clean[sizeof(in->error)];
   va_list ap;
@@ -339,13 +349,15 @@ void instance_fail(struct instance *in, const char *fmt, ...) {
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   log_redact(msg, clean, sizeof(clean));
-  pthread_mutex_lock(&in->lock);
-  if (!in->failed) {
-    snprintf(in->error, sizeof(in->error), "%s", clean);
-    in->failed = 1;
-  }
-  pthread_mutex_unlock(&in->lock);
+  record_error(in, clean);
   log_msg(in->hctx.label, CH_LOG_ERROR, "%s", clean);
+}
+
+void instance_fail_logged(struct instance *in, const char *msg) {
+  char clean[sizeof(in->error)];
+
+  log_redact(msg, clean, sizeof(clean));
+  record_error(in, clean);
 }
 
 int instance_failed(struct instance *in) { return in->failed; }

@@ -94,6 +94,8 @@ void instance_set_dry_run(struct instance *in, FILE *out);
 
 /* Record the instance's first error; later ones are only logged. */
 void instance_fail(struct instance *in, const char *fmt, ...) CH_PRINTF(2, 3);
+/* The same for a failure already logged (by an isolated child). */
+void instance_fail_logged(struct instance *in, const char *msg);
 int instance_failed(struct instance *in);
 
 #endif

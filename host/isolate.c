@@ -446,7 +446,8 @@ static void conclude(struct child *ch, int wstatus) {
   in->child_http.retries = ch->status.retries;
   in->child_http.wait_s = (double)ch->status.wait_us / 1e6;
   if (ch->status.failed)
-    instance_fail(in, "%s", ch->status.error[0] ? ch->status.error : "failed");
+    /* the child logged it */
+    instance_fail_logged(in, ch->status.error[0] ? ch->status.error : "failed");
 }
 
 static int all_done(const struct isolate *iso) {

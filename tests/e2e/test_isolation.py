@@ -113,6 +113,26 @@ class Hostile(lib.TempDirTest):
                 self.assertNotIn(r.rc, (0, 3), r)
                 self.assertFalse(os.path.exists(self.path("graph.json")))
 
+    def test_a_plugin_error_crosses_once(self):
+        # an ordinary failure in the child: in the summary, the graph's
+        # report and the exit code, logged once
+        cfg = hostile_config(self.path("c.yaml"), "segv")
+        with open(cfg) as f:
+            text = f.read().replace("plugin: t_crash", "plugin: t_chaos")
+        with open(cfg, "w") as f:
+            f.write(text.replace("mode: segv", "mode: list_fail"))
+        r = self.sync(cfg)
+        self.assertEqual(r.rc, 3, r)
+        line = "list user: credentials refused by test on page 2"
+        self.assertEqual(r.err.count(line), 1, r)
+        self.assertIn("acme/jira (t_chaos): FAILED", r.out)
+        graph = lib.load_json(self.path("graph.json"))
+        report = {(i["tenant"], i["instance"]): i for i in graph["instances"]}
+        self.assertEqual(report[("acme", "jira")]["error"], line)
+        # counted in the child: both user pages at least
+        self.assertGreaterEqual(report[("acme", "jira")]["stats"]["pages"], 2)
+        self.assert_others_synced(graph)
+
     def test_junk_in_the_pipe_fails_that_instance_only(self):
         cfg = hostile_config(self.path("c.yaml"), "scribble")
         r = self.sync(cfg)
@@ -124,15 +144,18 @@ class Hostile(lib.TempDirTest):
     def test_a_stop_kills_a_child_that_ignores_it_after_the_grace_period(self):
         cfg = hostile_config(self.path("c.yaml"), "block")
         out = self.path("graph.json")
-        for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
-            with self.subTest(sig=sig):
+        # SIGINT to the whole process group is a terminal's Ctrl-C
+        for sig, code, group in ((signal.SIGTERM, 143, False),
+                                 (signal.SIGINT, 130, False),
+                                 (signal.SIGINT, 130, True)):
+            with self.subTest(sig=sig, group=group):
                 with open(out, "w") as f:
                     f.write("previous\n")
                 env = dict(os.environ, SOURCE_DATE_EPOCH="0")
                 p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "-o", out,
                                       "--allow-partial"], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, start_new_session=True)
                 # the good instances finish; the blocked child stays
                 deadline = time.time() + 30
                 kids = []
@@ -144,7 +167,10 @@ class Hostile(lib.TempDirTest):
                     time.sleep(0.05)
                 self.assertEqual(len(kids), 1, "no blocked child process")
                 t0 = time.time()
-                p.send_signal(sig)
+                if group:
+                    os.killpg(p.pid, sig)
+                else:
+                    p.send_signal(sig)
                 try:
                     _, err = p.communicate(timeout=GRACE_S + 20)
                 except subprocess.TimeoutExpired:
