@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "engine.h"
 #include "graph.h"
+#include "isolate.h"
 #include "log.h"
 #include "safety.h"
 #include "stop.h"
@@ -54,15 +55,23 @@ static void generated_at(char *buf, size_t n) {
 
 static double now_s(void) { return (double)util_mono_us() / 1e6; }
 
-static void open_all(struct session *s, struct graph *g) {
+static void register_all(struct session *s, struct graph *g) {
   for (size_t i = 0; i < s->ninsts; i++) {
     struct instance *in = s->insts[i];
     const struct ch_plugin *d = in->plugin->desc;
-    struct ch_err err = {0};
 
     in->graph_index = graph_add_instance(g, in->ci->tenant, in->ci->name,
                                          d->name, d->version, d->types);
-    if (instance_open(in, &err) != CH_OK)
+  }
+}
+
+/* The in-process ones: an isolated instance's child opens its own. */
+static void open_all(struct session *s) {
+  for (size_t i = 0; i < s->ninsts; i++) {
+    struct instance *in = s->insts[i];
+    struct ch_err err = {0};
+
+    if (!in->isolated && instance_open(in, &err) != CH_OK)
       instance_fail(in, "open: %s", err.msg);
   }
 }
@@ -73,7 +82,7 @@ static void report_all(struct session *s, struct graph *g) {
     struct http_stats st;
     struct graph_report r = {0};
 
-    http_client_stats(in->hctx.http, &st);
+    instance_http_stats(in, &st);
     r.ok = !instance_failed(in);
     r.error = instance_failed(in) ? in->error : NULL;
     r.pages = in->pages;
@@ -97,7 +106,7 @@ static void figures(const struct instance *in, const struct graph *g,
   f->ok = graph_instance_ok(g, in->graph_index, &f->error);
   if (!f->ok && !f->error)
     f->error = "unknown error";
-  http_client_stats(in->hctx.http, &f->st);
+  instance_http_stats(in, &f->st);
 }
 
 /* Seconds to the millisecond, printed as such (not 17 digits). */
@@ -294,6 +303,7 @@ int cmd_sync(struct session *s) {
   struct cli *cli = s->cli;
   struct graph *g = graph_new();
   struct engine_opts eo = {0};
+  struct isolate *iso = NULL;
   struct ch_err err = {0};
   const char *output = cli->output;
   const char *format;
@@ -301,7 +311,7 @@ int cmd_sync(struct session *s) {
   struct write_arg wa;
   size_t nok = 0, nfail = 0;
   double t0 = now_s();
-  int to_stdout, rc = EXIT_FAIL;
+  int to_stdout, erc, rc = EXIT_FAIL;
 
   if (!g) {
     log_error("out of memory");
@@ -326,8 +336,17 @@ int cmd_sync(struct session *s) {
       !cli->quiet && log_format() == LOG_TEXT && isatty(STDERR_FILENO);
   log_debug("%d workers, %s output", eo.workers, format);
 
-  open_all(s, g);
-  if (engine_sync(s->insts, s->ninsts, g, &eo) == CH_E_NOMEM) {
+  /* one-shot sync: in-process unless the config says otherwise */
+  isolate_choose(s->insts, s->ninsts, s->config, CFG_ISOLATION_NONE);
+  register_all(s, g);
+  if (isolate_start(s->insts, s->ninsts, g, &eo, &iso) != CH_OK) {
+    log_error("out of memory starting the plugin processes");
+    goto out;
+  }
+  open_all(s);
+  erc = engine_sync(s->insts, s->ninsts, g, &eo);
+  isolate_finish(iso);
+  if (erc == CH_E_NOMEM) {
     log_error("out of memory during the sync");
     goto out;
   }

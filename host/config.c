@@ -1041,12 +1041,31 @@ static int load_http(struct config *c, const struct cfg_node *http,
   return CH_OK;
 }
 
+/* `isolation: none | process` (host default or per instance). */
+static int host_isolation(const struct config *c, const struct cfg_node *n,
+                          enum config_isolation *out, struct ch_err *err) {
+  char *text = NULL;
+  int rc = host_text(c, n, "isolation", &text, err);
+
+  if (rc)
+    return rc;
+  if (strcmp(text, "none") == 0)
+    *out = CFG_ISOLATION_NONE;
+  else if (strcmp(text, "process") == 0)
+    *out = CFG_ISOLATION_PROCESS;
+  else
+    rc = fail(err, n, "'isolation' must be none or process, not '%s'", text);
+  free(text);
+  return rc;
+}
+
 static int load_instance(struct config *c, struct config_tenant *tn,
                          const struct cfg_node *knode,
                          const struct cfg_node *val, struct config_instance *ci,
                          struct ch_err *err) {
   static const char *const keys[] = {"plugin",  "enabled",    "provisioning",
-                                     "options", "max_shrink", NULL};
+                                     "options", "max_shrink", "isolation",
+                                     NULL};
   char where[300];
   const struct cfg_node *n;
   int rc;
@@ -1067,7 +1086,7 @@ static int load_instance(struct config *c, struct config_tenant *tn,
   if (!is_null(val) && val->kind != CFG_MAP)
     return fail(err, val,
                 "%s must be a map (plugin, enabled, provisioning, "
-                "options), not %s",
+                "options, isolation), not %s",
                 where, kind_name(val->kind));
   if (val->kind == CFG_MAP) {
     rc = check_keys(val, keys, where, err);
@@ -1100,6 +1119,9 @@ static int load_instance(struct config *c, struct config_tenant *tn,
     return rc;
   n = cfg_get(val, "max_shrink");
   if (n && (rc = host_percent(c, n, "max_shrink", &ci->max_shrink, err)))
+    return rc;
+  n = cfg_get(val, "isolation");
+  if (n && (rc = host_isolation(c, n, &ci->isolation, err)))
     return rc;
   n = cfg_get(val, "options");
   if (n && !is_null(n)) {
@@ -1146,9 +1168,9 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
 
 static int load_model(struct config *c, struct ch_err *err) {
   static const char *const keys[] = {
-      "plugin_dir", "output", "format",     "workers",
-      "max_pages",  "http",   "max_shrink", "allow_insecure_plugin_dir",
-      "tenants",    NULL};
+      "plugin_dir", "output",  "format",     "workers",
+      "max_pages",  "http",    "max_shrink", "allow_insecure_plugin_dir",
+      "isolation",  "tenants", NULL};
   const struct cfg_node *root = c->root, *n, *tenants;
   long v;
   int rc;
@@ -1195,6 +1217,9 @@ static int load_model(struct config *c, struct ch_err *err) {
   n = cfg_get(root, "allow_insecure_plugin_dir");
   if (n && (rc = host_bool(c, n, "allow_insecure_plugin_dir",
                            &c->allow_insecure_plugin_dir, err)))
+    return rc;
+  n = cfg_get(root, "isolation");
+  if (n && (rc = host_isolation(c, n, &c->isolation, err)))
     return rc;
 
   tenants = cfg_get(root, "tenants");

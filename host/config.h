@@ -26,6 +26,13 @@ struct cfg_node {
 /* Find `key` in a map node; NULL when absent or `map` is not a map. */
 const struct cfg_node *cfg_get(const struct cfg_node *map, const char *key);
 
+/* Where an instance's plugin runs (see docs/config.md, "Isolation"). */
+enum config_isolation {
+  CFG_ISOLATION_UNSET = 0, /* not written: the host-wide or command default */
+  CFG_ISOLATION_NONE,      /* in the host process */
+  CFG_ISOLATION_PROCESS    /* in a child process of its own */
+};
+
 struct config_instance {
   char *tenant;
   char *name;
@@ -35,6 +42,9 @@ struct config_instance {
   int max_shrink;                 /* percent, -1 when not set (safety.h) */
   const struct cfg_node *node;    /* the instance map, for locations */
   const struct cfg_node *options; /* the options map, or NULL */
+
+  /* UNSET when not written */
+  enum config_isolation isolation;
 };
 
 struct config_tenant {
@@ -63,6 +73,9 @@ struct config {
   struct config_tenant *tenants;
   size_t ntenants;
   struct cfg_node *root;
+
+  /* the host-wide default; UNSET when not written */
+  enum config_isolation isolation;
 };
 
 /*
