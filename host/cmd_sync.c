@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* `connhost sync`: open the instances, run the engine, write the graph. */
+/* `connhost sync`, and the one sync run it shares with `connhost serve`:
+   open the instances, run the engine, write the graph. */
 #include "autoconfig.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "graph.h"
 #include "log.h"
 #include "stop.h"
+#include "syncrun.h"
 #include "util.h"
 
 #define DEFAULT_OUTPUT "graph.json"
@@ -48,9 +51,9 @@ static void generated_at(char *buf, size_t n) {
 
 static double now_s(void) { return (double)util_mono_us() / 1e6; }
 
-static void open_all(struct session *s, struct graph *g) {
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+static void open_all(struct instance **insts, size_t n, struct graph *g) {
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     const struct ch_plugin *d = in->plugin->desc;
     struct ch_err err = {0};
 
@@ -61,9 +64,9 @@ static void open_all(struct session *s, struct graph *g) {
   }
 }
 
-static void report_all(struct session *s, struct graph *g) {
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+static void report_all(struct instance **insts, size_t n, struct graph *g) {
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     struct http_stats st;
     struct graph_report r = {0};
 
@@ -78,8 +81,8 @@ static void report_all(struct session *s, struct graph *g) {
   }
 }
 
-static void print_summary(struct session *s, struct graph *g, FILE *out,
-                          const char *where, double seconds) {
+static void print_summary(struct instance **insts, size_t n, struct graph *g,
+                          FILE *out, const char *where, double seconds) {
   struct graph_counts gc;
 
   graph_counts(g, &gc);
@@ -90,8 +93,8 @@ static void print_summary(struct session *s, struct graph *g, FILE *out,
           "%zu identities (%zu joined across instances) in %.1f s\n",
           gc.resources, gc.entitlements, gc.grants, gc.derived_grants,
           gc.identities, gc.merged_identities, seconds);
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     struct http_stats st;
     const char *error = NULL;
     int ok = graph_instance_ok(g, in->graph_index, &error);
@@ -108,79 +111,176 @@ static void print_summary(struct session *s, struct graph *g, FILE *out,
   }
 }
 
-int cmd_sync(struct session *s) {
-  struct cli *cli = s->cli;
+void sync_figures(struct instance *in, struct sync_figures *f) {
+  struct http_stats st;
+
+  http_client_stats(in->hctx.http, &st);
+  f->ok = !instance_failed(in);
+  f->error = f->ok ? NULL : in->error;
+  f->resources = in->resources;
+  f->grants = in->grants;
+  f->pages = in->pages;
+  f->requests = st.requests;
+  f->retries = st.retries;
+  f->throttled = st.throttled;
+  f->bytes = st.bytes_in + st.bytes_out;
+  f->wait_s = st.wait_s;
+}
+
+/* The watchdog beside the engine: per-instance `timeout:` and a progress
+   line at info every o->progress_ms, on a terminal or not. */
+struct watch {
+  struct instance **insts;
+  size_t n;
+  long progress_ms;
+  double t0;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int done;
+};
+
+static void watch_tick(struct watch *w, double now, double *next_progress) {
+  for (size_t i = 0; i < w->n; i++) {
+    struct instance *in = w->insts[i];
+    long limit = in->ci->timeout_ms;
+    if (limit > 0 && !instance_failed(in) &&
+        (now - w->t0) * 1000.0 >= (double)limit)
+      instance_fail(in, "timed out after %.1f s (timeout: %.1f s)", now - w->t0,
+                    (double)limit / 1000.0);
+  }
+  if (w->progress_ms <= 0 || now < *next_progress)
+    return;
+  *next_progress = now + (double)w->progress_ms / 1000.0;
+  for (size_t i = 0; i < w->n; i++) {
+    struct sync_figures f;
+    if (!w->insts[i]->pinst || instance_failed(w->insts[i]))
+      continue;
+    sync_figures(w->insts[i], &f);
+    log_msg(w->insts[i]->hctx.label, CH_LOG_INFO,
+            "sync_progress: %llu resources, %llu grants, %llu requests, "
+            "%llu retries, %.0f s so far",
+            (unsigned long long)f.resources, (unsigned long long)f.grants,
+            (unsigned long long)f.requests, (unsigned long long)f.retries,
+            now - w->t0);
+  }
+}
+
+static void *watch_main(void *arg) {
+  struct watch *w = arg;
+  double next_progress = w->t0 + (double)w->progress_ms / 1000.0;
+
+  pthread_mutex_lock(&w->lock);
+  while (!w->done) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+    if (!w->done)
+      watch_tick(w, now_s(), &next_progress);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+static int watch_needed(struct instance **insts, size_t n, long progress_ms) {
+  if (progress_ms > 0)
+    return 1;
+  for (size_t i = 0; i < n; i++) {
+    if (insts[i]->ci->timeout_ms > 0)
+      return 1;
+  }
+  return 0;
+}
+
+static const char *signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal";
+}
+
+int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
+             struct sync_status *st) {
   struct graph *g = graph_new();
   struct engine_opts eo = {0};
   struct ch_err err = {0};
-  const char *output = cli->output;
-  const char *format = cli->format;
+  struct watch w = {.insts = insts, .n = n, .progress_ms = o->progress_ms};
+  pthread_t watcher;
+  int watching = 0;
   char stamp[32];
   struct write_arg wa;
-  size_t nok = 0, nfail = 0;
-  double t0 = now_s();
-  int to_stdout, rc = EXIT_FAIL;
+  int to_stdout = strcmp(o->output, "-") == 0;
+  int erc;
 
+  memset(st, 0, sizeof(*st));
+  st->rc = EXIT_FAIL;
+  w.t0 = now_s();
   if (!g) {
     log_error("out of memory");
-    return EXIT_FAIL;
+    return st->rc;
   }
-  if (!output)
-    output = s->config->output ? s->config->output : DEFAULT_OUTPUT;
-  if (!format)
-    format = s->config->format ? s->config->format : "json";
-  to_stdout = strcmp(output, "-") == 0;
-  eo.workers = cli->workers         ? cli->workers
-               : s->config->workers ? s->config->workers
-                                    : engine_default_workers();
-  eo.max_pages = cli->max_pages         ? cli->max_pages
-                 : s->config->max_pages ? s->config->max_pages
-                                        : ENGINE_DEFAULT_MAX_PAGES;
-  eo.progress = !cli->quiet && isatty(STDERR_FILENO);
+  eo.workers = o->workers;
+  eo.max_pages = o->max_pages;
+  eo.progress = o->progress;
 
-  open_all(s, g);
-  if (engine_sync(s->insts, s->ninsts, g, &eo) == CH_E_NOMEM) {
+  open_all(insts, n, g);
+  pthread_mutex_init(&w.lock, NULL);
+  pthread_cond_init(&w.cond, NULL);
+  if (watch_needed(insts, n, o->progress_ms) &&
+      pthread_create(&watcher, NULL, watch_main, &w) == 0)
+    watching = 1;
+  erc = engine_sync(insts, n, g, &eo);
+  if (watching) {
+    pthread_mutex_lock(&w.lock);
+    w.done = 1;
+    pthread_cond_signal(&w.cond);
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(watcher, NULL);
+  }
+  pthread_cond_destroy(&w.cond);
+  pthread_mutex_destroy(&w.lock);
+  if (erc == CH_E_NOMEM) {
     log_error("out of memory during the sync");
     goto out;
   }
   if (stop_requested()) {
     int sig = stop_requested();
     log_error("stopped by %s: no graph written; %s left as it was",
-              sig == SIGINT    ? "SIGINT"
-              : sig == SIGTERM ? "SIGTERM"
-                               : "signal",
-              to_stdout ? "the output" : output);
-    rc = 128 + sig;
+              signal_name(sig), to_stdout ? "the output" : o->output);
+    st->rc = 128 + sig;
     goto out;
   }
-  report_all(s, g);
+  report_all(insts, n, g);
   graph_finish(g);
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     const char *error = NULL;
     if (graph_instance_ok(g, in->graph_index, &error)) {
-      nok++;
+      st->nok++;
       continue;
     }
-    nfail++;
+    st->nfail++;
     /* Failed while the graph was checked (e.g. a grant on an unknown
        entitlement): record it like any other instance failure. */
     if (!instance_failed(in))
       instance_fail(in, "%s", error ? error : "invalid records");
   }
-  if (nfail && !cli->allow_partial) {
-    if (!cli->quiet)
-      print_summary(s, g, stderr, NULL, now_s() - t0);
+  graph_counts(g, &st->counts);
+  if (st->nfail && !o->allow_partial) {
+    if (o->summary)
+      print_summary(insts, n, g, stderr, NULL, now_s() - w.t0);
     log_error("%zu of %zu instances failed: no graph written; %s left as it "
               "was (--allow-partial writes what succeeded)",
-              nfail, nfail + nok, to_stdout ? "the output" : output);
-    rc = nok ? EXIT_PARTIAL : EXIT_FAIL;
+              st->nfail, st->nfail + st->nok,
+              to_stdout ? "the output" : o->output);
+    st->rc = st->nok ? EXIT_PARTIAL : EXIT_FAIL;
     goto out;
   }
 
   generated_at(stamp, sizeof(stamp));
   wa.graph = g;
-  wa.format = strcmp(format, "jsonl") == 0 ? GRAPH_JSONL : GRAPH_JSON;
+  wa.format = strcmp(o->format, "jsonl") == 0 ? GRAPH_JSONL : GRAPH_JSON;
   wa.generated_at = stamp;
   if (to_stdout) {
     if (write_graph(stdout, &wa, &err) != CH_OK || fflush(stdout) != 0) {
@@ -188,15 +288,41 @@ int cmd_sync(struct session *s) {
                 err.msg[0] ? err.msg : "write error");
       goto out;
     }
-  } else if (output_write_atomic(output, write_graph, &wa, &err) != CH_OK) {
+  } else if (output_write_atomic(o->output, write_graph, &wa, &err) != CH_OK) {
     log_error("%s", err.msg);
     goto out;
   }
-  if (!cli->quiet)
-    print_summary(s, g, to_stdout ? stderr : stdout, to_stdout ? NULL : output,
-                  now_s() - t0);
-  rc = nfail ? (nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
+  st->written = 1;
+  if (o->summary)
+    print_summary(insts, n, g, to_stdout ? stderr : stdout,
+                  to_stdout ? NULL : o->output, now_s() - w.t0);
+  st->rc = st->nfail ? (st->nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
 out:
+  st->duration = now_s() - w.t0;
   graph_free(g);
-  return rc;
+  return st->rc;
+}
+
+int cmd_sync(struct session *s) {
+  struct cli *cli = s->cli;
+  struct sync_opts o = {0};
+  struct sync_status st;
+
+  o.output = cli->output         ? cli->output
+             : s->config->output ? s->config->output
+                                 : DEFAULT_OUTPUT;
+  o.format = cli->format         ? cli->format
+             : s->config->format ? s->config->format
+                                 : "json";
+  o.workers = cli->workers         ? cli->workers
+              : s->config->workers ? s->config->workers
+                                   : engine_default_workers();
+  o.max_pages = cli->max_pages         ? cli->max_pages
+                : s->config->max_pages ? s->config->max_pages
+                                       : ENGINE_DEFAULT_MAX_PAGES;
+  o.progress = !cli->quiet && isatty(STDERR_FILENO);
+  o.allow_partial = cli->allow_partial;
+  o.summary = !cli->quiet;
+  o.progress_ms = SYNC_PROGRESS_MS;
+  return sync_run(s->insts, s->ninsts, &o, &st);
 }

@@ -32,12 +32,20 @@ struct config_instance {
   char *plugin;                   /* defaults to the instance name */
   int enabled;                    /* default 1 */
   int provisioning;               /* default 0 */
+  long timeout_ms;                /* `timeout:` of one run; 0 = none */
   const struct cfg_node *node;    /* the instance map, for locations */
   const struct cfg_node *options; /* the options map, or NULL */
 };
 
+/* `schedule:` (serve): how often a tenant syncs. */
+struct config_schedule {
+  long interval_ms; /* 0 when not set */
+  int jitter_pct;   /* -1 when not set; else 0..100 */
+};
+
 struct config_tenant {
   char *name;
+  struct config_schedule schedule; /* the tenant's own, or unset */
   struct config_instance *instances;
   size_t ninstances;
   const struct cfg_node *node;
@@ -52,9 +60,14 @@ struct config {
   int workers;          /* 0 when not set */
   long max_pages;       /* 0 when not set: page limit per list/grants chain */
   long http_timeout_ms; /* 0 when not set */
-  long http_connect_timeout_ms; /* 0 when not set */
-  int http_max_attempts;        /* 0 when not set */
-  long http_max_body_bytes;     /* 0 when not set */
+  long http_connect_timeout_ms;    /* 0 when not set */
+  int http_max_attempts;           /* 0 when not set */
+  long http_max_body_bytes;        /* 0 when not set */
+  struct config_schedule schedule; /* host-wide `schedule:` */
+  /* `serve:` */
+  char *serve_listen;     /* "ADDR:PORT", or NULL */
+  char *serve_auth_token; /* expanded secret, or NULL */
+  long serve_grace_ms;    /* `shutdown_grace:`; 0 when not set */
   struct config_tenant *tenants;
   size_t ntenants;
   struct cfg_node *root;
@@ -107,6 +120,10 @@ void config_options_release(struct config_options *o);
    file's content. Returns a malloc'd string or NULL with err set. */
 char *config_expand(const struct config *c, const struct cfg_node *n,
                     const char *what, int *secret, struct ch_err *err);
+
+/* "1h", "30s", "1.5m", "250ms", "2d", or a bare number of seconds, to
+   milliseconds (> 0). Returns 0, or -1 when it is not a duration. */
+int config_parse_duration(const char *s, long *out_ms);
 
 /* Resolve `p` against the config's directory (absolute stays). malloc'd. */
 char *config_path(const struct config *c, const char *p);
