@@ -31,6 +31,8 @@ static const char usage_text[] =
     "  provision   create an account: --tenant T --instance I --email E\n"
     "  action      run a plugin action: --tenant T --instance I NAME\n"
     "              [--arg KEY=VALUE]...\n"
+    "  serve       run every enabled instance on its schedule; serve\n"
+    "              /healthz, /readyz, /metrics and POST /api/v1/sync\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE      config file (default: ./connhost.yaml)\n"
@@ -60,6 +62,8 @@ static const char usage_text[] =
     "      --arg KEY=VALUE    action: an argument (repeatable)\n"
     "      --name NAME        action: the action's name (or give it after\n"
     "                         'action')\n"
+    "      --listen ADDR:PORT serve: where to listen (default: config\n"
+    "                         serve.listen, else 127.0.0.1:9464)\n"
     "      --log-level LVL    error, warn, info (default), debug\n"
     "      --log-format FMT   text (default) or json\n"
     "  -q, --quiet            errors only; no progress line or summary\n"
@@ -67,7 +71,9 @@ static const char usage_text[] =
     "  -h, --help             this help\n"
     "\n"
     "Exit status: 0 ok, 1 failure, 2 usage or config error, 3 partial (some\n"
-    "instances failed), 130/143 stopped by SIGINT/SIGTERM.\n"
+    "instances failed), 130/143 stopped by SIGINT/SIGTERM (serve: 0).\n"
+    "serve: SIGHUP reloads the config, SIGTERM/SIGINT let running syncs\n"
+    "finish within serve.shutdown_grace.\n"
     "Writes need 'provisioning: true' on the instance.\n";
 
 enum {
@@ -88,7 +94,8 @@ enum {
   OPT_ARG,
   OPT_NAME,
   OPT_LOG_LEVEL,
-  OPT_LOG_FORMAT
+  OPT_LOG_FORMAT,
+  OPT_LISTEN
 };
 
 static const struct option long_opts[] = {
@@ -113,13 +120,15 @@ static const struct option long_opts[] = {
     {"name", required_argument, NULL, OPT_NAME},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"listen", required_argument, NULL, OPT_LISTEN},
     {"quiet", no_argument, NULL, 'q'},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
-static const char *const command_names[] = {
-    "sync", "check", "plugins", "grant", "revoke", "provision", "action"};
+static const char *const command_names[] = {"sync",   "check",  "plugins",
+                                            "grant",  "revoke", "provision",
+                                            "action", "serve"};
 
 static int usage_error(const char *fmt, ...) CH_PRINTF(1, 2);
 static int usage_error(const char *fmt, ...) {
@@ -245,6 +254,9 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
         return usage_error("--log-format must be text or json, not '%s'",
                            optarg);
       break;
+    case OPT_LISTEN:
+      cli->listen = optarg;
+      break;
     case 'q':
       cli->quiet = 1;
       break;
@@ -292,7 +304,7 @@ const char *session_plugin_dir(const struct session *s) {
   return PLUGINDIR;
 }
 
-static int tenant_selected(const struct cli *cli, const char *tenant) {
+int cli_tenant_selected(const struct cli *cli, const char *tenant) {
   if (!cli->ntenants)
     return 1;
   for (size_t i = 0; i < cli->ntenants; i++) {
@@ -373,7 +385,7 @@ registry:
   }
   for (size_t t = 0; t < s->config->ntenants; t++) {
     const struct config_tenant *ct = &s->config->tenants[t];
-    if (!tenant_selected(cli, ct->name))
+    if (!cli_tenant_selected(cli, ct->name))
       continue;
     for (size_t i = 0; i < ct->ninstances; i++) {
       if (!ct->instances[i].enabled)
@@ -452,7 +464,9 @@ int cli_main(int argc, char **argv) {
     goto out_cli;
   log_setup(opt_level, opt_log_format, cli.quiet);
   stop_install_handlers();
-  rc = session_setup(&s, &cli, cli.cmd == CMD_SYNC || cli.cmd == CMD_CHECK);
+  rc = session_setup(&s, &cli,
+                     cli.cmd == CMD_SYNC || cli.cmd == CMD_CHECK ||
+                         cli.cmd == CMD_SERVE);
   if (rc >= 0)
     goto out;
   /* curl_global_init must run before any thread starts. */
@@ -480,6 +494,9 @@ int cli_main(int argc, char **argv) {
     break;
   case CMD_ACTION:
     rc = cmd_action(&s);
+    break;
+  case CMD_SERVE:
+    rc = cmd_serve(&s);
     break;
   }
 out:
