@@ -103,37 +103,6 @@ static long jitter(struct serve *sv, long ms, int pct) {
   return span > 0 ? (long)(rand_r(&sv->rand_state) % (span + 1)) : 0;
 }
 
-/* The output of one tenant: the pattern with every {tenant} replaced. */
-static char *tenant_output(const char *pattern, const char *tenant) {
-  size_t tl = strlen(tenant), n = 1;
-  const char *p;
-  char *out, *o;
-
-  for (p = pattern; *p;) {
-    if (strncmp(p, "{tenant}", 8) == 0) {
-      n += tl;
-      p += 8;
-    } else {
-      n++;
-      p++;
-    }
-  }
-  out = malloc(n);
-  if (!out)
-    return NULL;
-  for (p = pattern, o = out; *p;) {
-    if (strncmp(p, "{tenant}", 8) == 0) {
-      memcpy(o, tenant, tl);
-      o += tl;
-      p += 8;
-    } else {
-      *o++ = *p++;
-    }
-  }
-  *o = '\0';
-  return out;
-}
-
 /* `output:` under serve: --output, the config's, else {tenant}.json beside
    the config. malloc'd; NULL when out of memory. */
 static char *output_pattern(const struct serve *sv, const struct config *c) {
@@ -252,7 +221,7 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
     return 0;
   insts = calloc(ct->ninstances, sizeof(*insts));
   pattern = output_pattern(sv, c);
-  o.output = pattern ? tenant_output(pattern, t->name) : NULL;
+  o.output = pattern ? sync_output_of(pattern, t->name) : NULL;
   if (!insts || !o.output) {
     log_error("tenant '%s': out of memory", t->name);
     ok = 0;

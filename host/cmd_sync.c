@@ -303,6 +303,70 @@ out:
   return st->rc;
 }
 
+char *sync_output_of(const char *pattern, const char *tenant) {
+  size_t tl = strlen(tenant), n = 1;
+  const char *p;
+  char *out, *o;
+
+  for (p = pattern; *p;) {
+    if (strncmp(p, "{tenant}", 8) == 0) {
+      n += tl;
+      p += 8;
+    } else {
+      n++;
+      p++;
+    }
+  }
+  out = malloc(n);
+  if (!out)
+    return NULL;
+  for (p = pattern, o = out; *p;) {
+    if (strncmp(p, "{tenant}", 8) == 0) {
+      memcpy(o, tenant, tl);
+      o += tl;
+      p += 8;
+    } else {
+      *o++ = *p++;
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+/* An output pattern with {tenant}: one run and one file per tenant (the
+   session's instances come grouped by tenant). */
+static int sync_per_tenant(struct session *s, const struct sync_opts *base) {
+  const char *pattern = base->output;
+  size_t nok = 0, nfail = 0;
+
+  for (size_t i = 0; i < s->ninsts;) {
+    const char *tenant = s->insts[i]->ci->tenant;
+    struct sync_opts o = *base;
+    struct sync_status st;
+    size_t j = i;
+    char *path;
+
+    while (j < s->ninsts && strcmp(s->insts[j]->ci->tenant, tenant) == 0)
+      j++;
+    path = sync_output_of(pattern, tenant);
+    if (!path) {
+      log_error("out of memory");
+      return EXIT_FAIL;
+    }
+    o.output = path;
+    sync_run(s->insts + i, j - i, &o, &st);
+    free(path);
+    if (st.rc >= 128)
+      return st.rc;
+    if (st.rc == EXIT_OK)
+      nok++;
+    else
+      nfail++;
+    i = j;
+  }
+  return nfail ? (nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
+}
+
 int cmd_sync(struct session *s) {
   struct cli *cli = s->cli;
   struct sync_opts o = {0};
@@ -324,5 +388,7 @@ int cmd_sync(struct session *s) {
   o.allow_partial = cli->allow_partial;
   o.summary = !cli->quiet;
   o.progress_ms = SYNC_PROGRESS_MS;
+  if (strstr(o.output, "{tenant}"))
+    return sync_per_tenant(s, &o);
   return sync_run(s->insts, s->ninsts, &o, &st);
 }

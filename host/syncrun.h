@@ -53,4 +53,8 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
              struct sync_status *st);
 void sync_figures(struct instance *in, struct sync_figures *f);
 
+/* An `output:` pattern with every "{tenant}" replaced by `tenant`
+   (malloc'd; NULL when out of memory). */
+char *sync_output_of(const char *pattern, const char *tenant);
+
 #endif
