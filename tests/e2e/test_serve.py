@@ -187,14 +187,17 @@ class ParserSelfTest(lib.TempDirTest):
 class Serve:
     """`connhost serve` in the background, stderr into a file."""
 
-    def __init__(self, workdir, cfg, args=(), name="serve"):
+    def __init__(self, workdir, cfg, args=(), name="serve", argv=None):
+        """Run `-c cfg serve --listen 127.0.0.1:0 args...`, or `argv` as
+        given."""
         self.err_path = os.path.join(workdir, name + ".stderr")
         self._err = open(self.err_path, "w")
         env = dict(os.environ)
         env.setdefault("SOURCE_DATE_EPOCH", "1700000000")
-        self.proc = subprocess.Popen(
-            [lib.CONNHOST, "-c", cfg, "serve", "--listen", "127.0.0.1:0"] + list(args),
-            stdout=subprocess.DEVNULL, stderr=self._err, env=env)
+        if argv is None:
+            argv = ["-c", cfg, "serve", "--listen", "127.0.0.1:0"] + list(args)
+        self.proc = subprocess.Popen([lib.CONNHOST] + list(argv), stdout=subprocess.DEVNULL,
+                                     stderr=self._err, env=env)
         self.port = None
         m = self.wait_log(r"listening on \S+ \(port (\d+)\)", timeout=30, allow_exit=True)
         if m:
