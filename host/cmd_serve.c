@@ -465,6 +465,12 @@ static void reload(struct serve *sv) {
     log_warn("%s: serve.listen and serve.auth_token take effect at the next "
              "start, not on reload",
              path);
+  if ((c->plugin_dir == NULL) != (sv->cur->config->plugin_dir == NULL) ||
+      (c->plugin_dir &&
+       strcmp(c->plugin_dir, sv->cur->config->plugin_dir) != 0))
+    log_warn("%s: plugin_dir takes effect at the next start; plugins still "
+             "load from '%s'",
+             path, session_plugin_dir(sv->s));
   g = calloc(1, sizeof(*g));
   if (!g) {
     log_error("out of memory");
