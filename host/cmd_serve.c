@@ -484,9 +484,9 @@ static void reload(struct serve *sv) {
   sync_tenants(sv);
   pthread_cond_broadcast(&sv->cond);
   pthread_mutex_unlock(&sv->lock);
-  gen_put(sv, old);
+  gen_put(sv, old); /* `path` was the old config's: use the new one's */
   metrics_config_loaded(sv->metrics, 1, wall_s());
-  log_info("%s reloaded: %zu tenants", path, c->ntenants);
+  log_info("%s reloaded: %zu tenants", c->path, c->ntenants);
   return;
 bad:
   config_free(c);
