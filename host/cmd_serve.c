@@ -666,6 +666,7 @@ static int serve_loop(struct serve *sv, const sigset_t *sigs) {
       return EXIT_OK;
     } else if (sig < 0 && errno != EAGAIN && errno != EINTR) {
       log_error("waiting for signals: %s", strerror(errno));
+      drain(sv, SIGTERM);
       return EXIT_FAIL;
     }
   }
