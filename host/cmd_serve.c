@@ -257,26 +257,27 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
     ok = 0;
   for (size_t i = 0; i < n; i++) {
     struct sync_figures f;
-    struct metrics_run mr = {.tenant = insts[i]->ci->tenant,
-                             .instance = insts[i]->ci->name};
+    struct metrics_run mr;
     sync_figures(insts[i], &f);
     /* an instance that is fine but whose tenant's graph was not written
        (another instance failed) did not land either */
-    if (f.ok && !st.written && !f.error) {
+    if (f.ok && !st.written) {
       f.ok = 0;
       f.error = "not written: another instance of the tenant failed";
     }
     log_finished(insts[i], &f, st.duration);
-    mr.ok = f.ok;
-    mr.started = started;
-    mr.finished = wall_s();
-    mr.duration = st.duration;
-    mr.resources = f.resources;
-    mr.grants = f.grants;
-    mr.requests = f.requests;
-    mr.retries = f.retries;
-    mr.throttled = f.throttled;
-    mr.bytes = f.bytes;
+    mr = (struct metrics_run){.tenant = insts[i]->ci->tenant,
+                              .instance = insts[i]->ci->name,
+                              .ok = f.ok,
+                              .started = started,
+                              .finished = wall_s(),
+                              .duration = st.duration,
+                              .nresources = f.resources,
+                              .ngrants = f.grants,
+                              .requests = f.requests,
+                              .retries = f.retries,
+                              .throttled = f.throttled,
+                              .bytes = f.bytes};
     metrics_record(sv->metrics, &mr);
   }
 out:

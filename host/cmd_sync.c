@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,9 +118,9 @@ void sync_figures(struct instance *in, struct sync_figures *f) {
   http_client_stats(in->hctx.http, &st);
   f->ok = !instance_failed(in);
   f->error = f->ok ? NULL : in->error;
-  f->resources = in->resources;
-  f->grants = in->grants;
-  f->pages = in->pages;
+  f->resources = atomic_load(&in->resources);
+  f->grants = atomic_load(&in->grants);
+  f->pages = atomic_load(&in->pages);
   f->requests = st.requests;
   f->retries = st.retries;
   f->throttled = st.throttled;

@@ -22,7 +22,7 @@ struct series {
   double last_attempt, last_success, last_finish;
   double duration;
   int have_run, last_ok, running;
-  uint64_t resources, grants;
+  uint64_t last_resources, last_grants; /* of the last success */
   uint64_t runs_ok, runs_failed;
   uint64_t requests, retries, throttled, bytes; /* summed over runs */
 };
@@ -109,8 +109,8 @@ void metrics_record(struct metrics *m, const struct metrics_run *r) {
     s->duration = r->duration;
     if (r->ok) {
       s->last_success = r->finished;
-      s->resources = r->resources;
-      s->grants = r->grants;
+      s->last_resources = r->nresources;
+      s->last_grants = r->ngrants;
       s->runs_ok++;
     } else {
       s->runs_failed++;
@@ -261,11 +261,11 @@ static double v_running(const struct series *s, int *skip) {
 }
 static double v_resources(const struct series *s, int *skip) {
   *skip = s->last_success == 0;
-  return (double)s->resources;
+  return (double)s->last_resources;
 }
 static double v_grants(const struct series *s, int *skip) {
   *skip = s->last_success == 0;
-  return (double)s->grants;
+  return (double)s->last_grants;
 }
 static double v_requests(const struct series *s, int *skip) {
   *skip = 0;

@@ -13,9 +13,9 @@ struct metrics;
 struct metrics_run {
   const char *tenant, *instance;
   int ok;
-  double started, finished; /* wall-clock seconds since the epoch */
-  double duration;          /* seconds */
-  uint64_t resources, grants;
+  double started, finished;     /* wall-clock seconds since the epoch */
+  double duration;              /* seconds */
+  uint64_t nresources, ngrants; /* what the run synced */
   uint64_t requests, retries, throttled, bytes;
 };
 
