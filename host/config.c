@@ -978,7 +978,6 @@ static int load_schedule(const struct config *c, const struct cfg_node *n,
                          struct ch_err *err) {
   static const char *const keys[] = {"interval", "jitter", NULL};
   const struct cfg_node *k;
-  char name[96];
   int rc;
 
   if (n->kind != CFG_MAP)
@@ -988,8 +987,8 @@ static int load_schedule(const struct config *c, const struct cfg_node *n,
   if (rc)
     return rc;
   k = cfg_get(n, "interval");
-  snprintf(name, sizeof(name), "schedule.interval");
-  if (k && (rc = host_duration(c, k, name, &out->interval_ms, err)))
+  if (k &&
+      (rc = host_duration(c, k, "schedule.interval", &out->interval_ms, err)))
     return rc;
   k = cfg_get(n, "jitter");
   if (k) {

@@ -4,8 +4,10 @@
 #include "autoconfig.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "httpd.h"
@@ -145,6 +147,90 @@ START_TEST(test_duration) {
 }
 END_TEST
 
+/* Load `yaml` from a temp file; returns the status, message in `err`. */
+static int load_text(const char *yaml, struct config **out,
+                     struct ch_err *err) {
+  char path[] = "/tmp/check_serve_XXXXXX";
+  int fd = mkstemp(path), rc;
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+  ck_assert_ptr_nonnull(f);
+  fputs(yaml, f);
+  fclose(f);
+  rc = config_load(path, out, err);
+  unlink(path);
+  return rc;
+}
+
+#define TENANTS "tenants:\n  acme:\n    hr:\n      plugin: flatfile\n"
+
+START_TEST(test_config_keys) {
+  struct config *c = NULL;
+  struct ch_err err = {0};
+
+  ck_assert_int_eq(load_text("schedule: {interval: 15m, jitter: 5%}\n"
+                             "serve:\n  listen: 127.0.0.1:1\n"
+                             "  shutdown_grace: 2s\n"
+                             "  auth_token: 0123456789abcdef\n"
+                             "tenants:\n  acme:\n    schedule: {interval: 1h}\n"
+                             "    hr:\n      plugin: flatfile\n"
+                             "      timeout: 90s\n",
+                             &c, &err),
+                   CH_OK);
+  ck_assert_int_eq(c->schedule.interval_ms, 15L * 60000L);
+  ck_assert_int_eq(c->schedule.jitter_pct, 5);
+  ck_assert_str_eq(c->serve_listen, "127.0.0.1:1");
+  ck_assert_int_eq(c->serve_grace_ms, 2000);
+  ck_assert_str_eq(c->serve_auth_token, "0123456789abcdef");
+  /* the tenant's `schedule` is not an instance */
+  ck_assert_int_eq(c->tenants[0].ninstances, 1);
+  ck_assert_int_eq(c->tenants[0].schedule.interval_ms, 3600000L);
+  ck_assert_int_eq(c->tenants[0].schedule.jitter_pct, -1);
+  ck_assert_int_eq(c->tenants[0].instances[0].timeout_ms, 90000L);
+  config_free(c);
+
+  ck_assert_int_eq(load_text(TENANTS, &c, &err), CH_OK);
+  ck_assert_int_eq(c->schedule.interval_ms, 0);
+  ck_assert_int_eq(c->schedule.jitter_pct, -1);
+  ck_assert_ptr_null(c->serve_auth_token);
+  config_free(c);
+}
+END_TEST
+
+START_TEST(test_config_errors) {
+  static const struct {
+    const char *yaml, *where, *msg;
+  } cases[] = {
+      {"schedule: {interval: soon}\n" TENANTS,
+       ":1:22:", "'schedule.interval' must be a duration"},
+      {"schedule: {jitter: 10}\n" TENANTS,
+       ":1:20:", "'schedule.jitter' must be a percentage"},
+      {"schedule: {jitter: 101%}\n" TENANTS,
+       ":1:20:", "'schedule.jitter' must be a percentage"},
+      {"schedule: {every: 1h}\n" TENANTS,
+       ":1:12:", "unknown key 'every' in 'schedule'"},
+      {"serve: {auth_token: short}\n" TENANTS,
+       ":1:21:", "'serve.auth_token' is too short"},
+      {"serve: {port: 1}\n" TENANTS, ":1:9:", "unknown key 'port' in 'serve'"},
+      {"serve: {shutdown_grace: 31d}\n" TENANTS,
+       ":1:25:", "'serve.shutdown_grace' must be a duration"},
+      {TENANTS "      timeout: -1\n", ":5:16:", "'timeout' must be a duration"},
+      {"tenants:\n  acme:\n    schedule: {interval: 1h}\n",
+       ":2:3:", "tenant 'acme' has no instances"},
+  };
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct config *c = NULL;
+    struct ch_err err = {0};
+    ck_assert_int_eq(load_text(cases[i].yaml, &c, &err), CH_E_CONFIG);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err.msg, cases[i].where) &&
+                      strstr(err.msg, cases[i].msg),
+                  "case %zu: '%s'", i, err.msg);
+  }
+}
+END_TEST
+
 static Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("parts");
@@ -154,6 +240,8 @@ static Suite *serve_suite(void) {
   tcase_add_test(tc, test_listen);
   tcase_add_test(tc, test_secret_equal);
   tcase_add_test(tc, test_duration);
+  tcase_add_test(tc, test_config_keys);
+  tcase_add_test(tc, test_config_errors);
   suite_add_tcase(s, tc);
   return s;
 }
