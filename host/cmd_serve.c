@@ -510,7 +510,8 @@ static void reply(struct httpd_reply *rp, int status, const char *fmt, ...) {
   rp->body = strdup(buf);
 }
 
-/* Why serve is not ready, or NULL. Lock held. */
+/* Why serve is not ready, or NULL. Lock held. The snapshot store, once
+   serve records into it, adds "store not open" here. */
 static const char *not_ready(const struct serve *sv) {
   if (sv->stopping)
     return "shutting down";

@@ -1037,6 +1037,10 @@ static int load_serve(struct config *c, const struct cfg_node *n,
                   "'serve.auth_token' is too short: use at least 16 "
                   "characters (e.g. ${file:/run/secrets/connhost-token})");
     log_add_secret(c->serve_auth_token);
+    if (k->kind == CFG_SCALAR && !strstr(k->value, "${"))
+      log_warn("%s:%u:%u: 'serve.auth_token' is a secret written inline in "
+               "the config; use ${env:NAME} or ${file:PATH} instead",
+               k->file, k->line, k->col);
   }
   k = cfg_get(n, "shutdown_grace");
   if (k && (rc = host_duration(c, k, "serve.shutdown_grace", &c->serve_grace_ms,

@@ -471,6 +471,65 @@ class Shutdown(ServeTest):
                          "a temp file was left behind")
 
 
+    def second_fake(self):
+        """A fake without latency, in its own folder (for a fast tenant)."""
+        d = self.path("fast-fake")
+        os.makedirs(d)
+        fake = lib.Fake(d)
+        self.addCleanup(fake.stop)
+        return fake
+
+    def test_a_slow_tenant_does_not_delay_another(self):
+        fast = self.second_fake()
+        cfg = self.config(tenants=("alpha", "beta"), extra=(
+            "workers: 2\nschedule:\n  interval: 1s\n  jitter: 0%\n"
+            "serve:\n  shutdown_grace: 1s\n"))
+        text = slurp(cfg, "r")
+        # beta talks to the fast fake: its own URLs after the line "beta:"
+        head, _, tail = text.partition("  beta:")
+        with open(cfg, "w") as f:
+            f.write(head + "  beta:" + tail.replace(self.fake.base, fast.base))
+        s = self.serve(cfg)
+        s.wait_log(r"sync_finished: tenant=beta instance=jira status=ok", count=3)
+        fam = s.metrics()
+        # alpha's first run (about 14 s on its one worker) is still going
+        self.assertEqual(sample(fam, "connhost_sync_running", tenant="alpha", instance="jira"), 1)
+        self.assertIsNone(sample(fam, "connhost_sync_last_success", tenant="alpha",
+                                 instance="jira"))
+        self.assertNotIn("sync_finished: tenant=alpha", s.log())
+        s.proc.send_signal(signal.SIGTERM)
+        # draining: not ready any more, still alive
+        seen = set()
+        for _ in range(50):
+            try:
+                seen.add(s.get("/readyz")[0])
+            except OSError:
+                break
+            if 503 in seen:
+                break
+            time.sleep(0.02)
+        self.assertIn(503, seen)
+        self.assertEqual(s.stop(), 0)
+
+    def test_timeout_fails_the_instance_and_retries(self):
+        cfg = self.config(tenants=("alpha",), extra=(
+            "workers: 1\nschedule:\n  interval: 2s\n  jitter: 0%\n"))
+        text = slurp(cfg, "r")
+        with open(cfg, "w") as f:
+            f.write(text.replace("      plugin: jira_cloud\n",
+                                 "      plugin: jira_cloud\n      timeout: 2s\n"))
+        s = self.serve(cfg)
+        m = s.wait_log(r"sync_finished: tenant=alpha instance=jira status=failed .*"
+                       r"error=\"timed out after (\d+\.\d) s \(timeout: 2\.0 s\)")
+        self.assertLess(float(m.group(1)), 4.0)
+        s.wait_log(r"tenant 'alpha': run failed \(1 in a row\); retrying in 2\.0 s")
+        s.wait_log(r"sync_started: tenant=alpha", count=2)
+        self.assertEqual(sample(s.metrics(), "connhost_sync_last_success", tenant="alpha",
+                                instance="jira"), 0)
+        self.assertFalse(os.path.exists(self.out("alpha")))
+        self.assertEqual(s.stop(), 0)
+
+
 class Listen(ServeTest):
     TOKEN = "a-long-serve-token-0123456789"
 
