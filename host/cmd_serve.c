@@ -442,6 +442,18 @@ static int config_binds(struct serve *sv, const struct config *c) {
   return ok;
 }
 
+/* Whether `c` still runs tenant/instance (for metrics_retain). */
+static int still_served(void *arg, const char *tenant, const char *instance) {
+  const struct config *c = arg;
+  const struct config_tenant *ct = find_tenant(c, tenant);
+
+  for (size_t i = 0; ct && i < ct->ninstances; i++) {
+    if (strcmp(ct->instances[i].name, instance) == 0)
+      return ct->instances[i].enabled;
+  }
+  return 0;
+}
+
 static void reload(struct serve *sv) {
   struct config *c = NULL;
   struct ch_err err = {0};
@@ -486,6 +498,7 @@ static void reload(struct serve *sv) {
   pthread_cond_broadcast(&sv->cond);
   pthread_mutex_unlock(&sv->lock);
   gen_put(sv, old); /* `path` was the old config's: use the new one's */
+  metrics_retain(sv->metrics, still_served, c);
   metrics_config_loaded(sv->metrics, 1, wall_s());
   log_info("%s reloaded: %zu tenants", c->path, c->ntenants);
   return;

@@ -123,6 +123,25 @@ void metrics_record(struct metrics *m, const struct metrics_run *r) {
   pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_retain(struct metrics *m,
+                    int (*keep)(void *arg, const char *tenant,
+                                const char *instance),
+                    void *arg) {
+  size_t out = 0;
+
+  pthread_mutex_lock(&m->lock);
+  for (size_t i = 0; i < m->n; i++) {
+    if (keep(arg, m->s[i].tenant, m->s[i].instance)) {
+      m->s[out++] = m->s[i];
+      continue;
+    }
+    free(m->s[i].tenant);
+    free(m->s[i].instance);
+  }
+  m->n = out;
+  pthread_mutex_unlock(&m->lock);
+}
+
 void metrics_config_loaded(struct metrics *m, int ok, double when) {
   pthread_mutex_lock(&m->lock);
   m->config_ok = ok;

@@ -27,6 +27,12 @@ void metrics_attempt(struct metrics *m, const char *tenant,
                      const char *instance, double when);
 /* A run finished. Thread-safe. */
 void metrics_record(struct metrics *m, const struct metrics_run *r);
+/* Drop the series of every tenant/instance `keep` says no to (after a
+   reload removed them). Thread-safe; `keep` runs with the lock held. */
+void metrics_retain(struct metrics *m,
+                    int (*keep)(void *arg, const char *tenant,
+                                const char *instance),
+                    void *arg);
 /* The outcome of the last config (re)load. */
 void metrics_config_loaded(struct metrics *m, int ok, double when);
 

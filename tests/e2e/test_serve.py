@@ -434,7 +434,11 @@ class Signals(ServeTest):
             f.write(slurp(self.config(tenants=("alpha",), extra=SHORT, name="one.yaml"), "r"))
         s.proc.send_signal(signal.SIGHUP)
         s.wait_log(r"reloaded: 1 tenants")
-        self.assertEqual(sample(s.metrics(), "connhost_config_last_reload_successful"), 1)
+        fam = s.metrics()
+        self.assertEqual(sample(fam, "connhost_config_last_reload_successful"), 1)
+        # the removed tenant's series go with it
+        self.assertIsNone(sample(fam, "connhost_sync_runs_total", tenant="beta"))
+        self.assertIsNotNone(sample(fam, "connhost_sync_runs_total", tenant="alpha"))
         n = len(re.findall(r"sync_finished: tenant=alpha instance=jira status=ok", s.log()))
         s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok", count=n + 2)
         beta_runs = len(re.findall(r"sync_started: tenant=beta", s.log()))
