@@ -42,7 +42,6 @@ struct tenant_rt {
   int started;
   int gone;   /* dropped by a reload: leave after the current run */
   int queued; /* POST /api/v1/sync asked for a run */
-  char *only; /* ... of this instance only (NULL: all) */
   int running;
   int failures;    /* consecutive failed runs, for the backoff */
   int64_t next_us; /* monotonic time of the next run */
@@ -203,10 +202,21 @@ static void log_finished(struct instance *in, const struct sync_figures *f,
           f->ok ? "" : "\"");
 }
 
-/* One run of tenant `t` under config `g`. Returns 1 when every instance
+/* Bound instances that will not run because another did not bind: the
+   tenant's file holds all of them, so it is not written without one. */
+static void record_not_run(struct serve *sv, struct instance **insts, size_t n,
+                           double started) {
+  for (size_t i = 0; i < n; i++)
+    record_unbound(sv, insts[i]->ci,
+                   "not run: another instance of the tenant did not start",
+                   started);
+}
+
+/* One run of tenant `t` under config `g`: every enabled instance, since
+   the tenant's output holds them all. Returns 1 when every instance
    succeeded and the output was written. */
 static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
-                      const char *only, int workers) {
+                      int workers) {
   const struct config *c = g->config;
   const struct config_tenant *ct = find_tenant(c, t->name);
   struct instance **insts = NULL;
@@ -230,7 +240,7 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
   for (size_t i = 0; i < ct->ninstances; i++) {
     const struct config_instance *ci = &ct->instances[i];
     struct ch_err err = {0};
-    if (!ci->enabled || (only && strcmp(only, ci->name) != 0))
+    if (!ci->enabled)
       continue;
     metrics_attempt(sv->metrics, ci->tenant, ci->name, started);
     log_msg(NULL, CH_LOG_INFO, "sync_started: tenant=%s instance=%s plugin=%s",
@@ -241,6 +251,10 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
       continue;
     }
     n++;
+  }
+  if (!ok) {
+    record_not_run(sv, insts, n, started);
+    goto out;
   }
   if (!n)
     goto out;
@@ -327,7 +341,6 @@ static void *tenant_main(void *arg) {
   while (!sv->stopping && !t->gone) {
     struct gen *g;
     const struct config_tenant *ct;
-    char *only;
     int workers, ok;
     long every, wait;
 
@@ -337,15 +350,12 @@ static void *tenant_main(void *arg) {
     }
     g = sv->cur;
     g->refs++;
-    only = t->only;
-    t->only = NULL;
     t->queued = 0;
     t->running = 1;
     workers = tenant_workers(sv, g->config);
     pthread_mutex_unlock(&sv->lock);
 
-    ok = run_tenant(sv, t, g, only, workers);
-    free(only);
+    ok = run_tenant(sv, t, g, workers);
 
     pthread_mutex_lock(&sv->lock);
     t->running = 0;
@@ -576,13 +586,6 @@ static void api_sync(struct serve *sv, const struct httpd_request *rq,
       goto out;
     }
   }
-  /* a second request for another instance widens the run to all */
-  if (!t->queued && instance)
-    t->only = strdup(instance);
-  else if (t->only && (!instance || strcmp(t->only, instance) != 0)) {
-    free(t->only);
-    t->only = NULL;
-  }
   t->queued = 1;
   pthread_cond_broadcast(&sv->cond);
   rp->content_type = "application/json";
@@ -751,7 +754,6 @@ out:
   httpd_stop(h);
   for (size_t i = 0; i < sv.ntenants; i++) {
     free(sv.tenants[i]->name);
-    free(sv.tenants[i]->only);
     free(sv.tenants[i]);
   }
   free(sv.tenants);

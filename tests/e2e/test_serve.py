@@ -387,6 +387,33 @@ class Scheduling(ServeTest):
         self.assertEqual(s.stop(signal.SIGINT), 0)
 
 
+class Binding(ServeTest):
+    def test_an_instance_that_cannot_start_keeps_the_tenant_output(self):
+        c = self.fake.creds
+        second = self.jira("alpha")
+        second["options"]["api_token"] = "${file:%s}" % self.path("token-second")
+        with open(self.path("token-second"), "w") as f:
+            f.write(c["jira_api_token"])
+        cfg = lib.write_config(
+            self.path("two.yaml"), {"alpha": {"jira": self.jira("alpha"), "jira2": second}},
+            output=os.path.join(self.out_dir, "{tenant}.json"), plugin_dir=lib.PLUGINS,
+            extra=SHORT)
+        s = self.serve(cfg)
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira2 status=ok")
+        before = slurp(self.out("alpha"))
+        os.unlink(self.path("token-second"))  # its secret cannot be read now
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira2 status=failed .*"
+                   r"cannot read file")
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=failed .*"
+                   r"not run: another instance of the tenant did not start")
+        fam = s.metrics()
+        self.assertEqual(sample(fam, "connhost_sync_running", tenant="alpha", instance="jira"), 0)
+        self.assertEqual(sample(fam, "connhost_sync_last_success", tenant="alpha",
+                                instance="jira"), 0)
+        self.assertEqual(slurp(self.out("alpha")), before)
+        self.assertEqual(s.stop(), 0)
+
+
 class OneShot(ServeTest):
     def test_sync_with_the_serve_config_writes_a_file_per_tenant(self):
         # what the .timer unit runs: the same config, one pass, then exit
