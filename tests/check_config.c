@@ -401,10 +401,11 @@ static const struct {
     {"unknown_top.yaml", "2:1",
      "unknown key 'wrokers' in the top-level map (expected one of: "
      "plugin_dir, output, format, workers, max_pages, http, max_shrink, "
-     "allow_insecure_plugin_dir, isolation, tenants)"},
+     "allow_insecure_plugin_dir, isolation, tenants, schedule, serve)"},
     {"unknown_instance_key.yaml", "5:7",
      "unknown key 'enable' in instance 'acme/jira' (expected one of: "
-     "plugin, enabled, provisioning, options, max_shrink, isolation)"},
+     "plugin, enabled, provisioning, options, max_shrink, isolation, "
+     "timeout)"},
     {"wrong_type.yaml", "2:10", "'workers' must be an integer"},
     {"bad_tenant_name.yaml", "4:3", "tenant name 'acme corp' is not valid"},
     {"duplicate_key.yaml", "7:5",
