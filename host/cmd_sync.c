@@ -14,6 +14,7 @@
 #include "graph.h"
 #include "log.h"
 #include "stop.h"
+#include "store.h"
 #include "util.h"
 
 #define DEFAULT_OUTPUT "graph.json"
@@ -119,7 +120,8 @@ int cmd_sync(struct session *s) {
   struct write_arg wa;
   size_t nok = 0, nfail = 0;
   double t0 = now_s();
-  int to_stdout, rc = EXIT_FAIL;
+  int64_t started_ms = util_wall_ms(), run_id = 0;
+  int to_stdout, rc = EXIT_FAIL, store_failed = 0;
 
   if (!g) {
     log_error("out of memory");
@@ -168,6 +170,15 @@ int cmd_sync(struct session *s) {
     if (!instance_failed(in))
       instance_fail(in, "%s", error ? error : "invalid records");
   }
+  /* The store records every run, failed instances included (they keep
+     their last good data there); its failure never costs the graph. */
+  if (s->config->store &&
+      store_save(s->config->store, g, started_ms, s->config->keep_runs, &run_id,
+                 &err) != CH_OK) {
+    log_error("%s; the graph is still written", err.msg);
+    store_failed = 1;
+    memset(&err, 0, sizeof(err));
+  }
   if (nfail && !cli->allow_partial) {
     if (!cli->quiet)
       print_summary(s, g, stderr, NULL, now_s() - t0);
@@ -192,10 +203,16 @@ int cmd_sync(struct session *s) {
     log_error("%s", err.msg);
     goto out;
   }
-  if (!cli->quiet)
+  if (!cli->quiet) {
     print_summary(s, g, to_stdout ? stderr : stdout, to_stdout ? NULL : output,
                   now_s() - t0);
+    if (run_id)
+      fprintf(to_stdout ? stderr : stdout, "run %lld recorded in %s\n",
+              (long long)run_id, s->config->store);
+  }
   rc = nfail ? (nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
+  if (store_failed && rc == EXIT_OK)
+    rc = EXIT_FAIL;
 out:
   graph_free(g);
   return rc;

@@ -55,6 +55,9 @@ struct config {
   long http_connect_timeout_ms; /* 0 when not set */
   int http_max_attempts;        /* 0 when not set */
   long http_max_body_bytes;     /* 0 when not set */
+  char *store;    /* absolute path of the snapshot store; NULL = `store: none`
+                     (default: connhost.db beside the config) */
+  long keep_runs; /* runs the store keeps (default 30) */
   struct config_tenant *tenants;
   size_t ntenants;
   struct cfg_node *root;
