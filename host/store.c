@@ -302,8 +302,13 @@ static int schema_version(struct store *s, long *v, struct ch_err *err) {
 static int migrate(struct store *s, struct ch_err *err) {
   long v;
   char sql[96];
-  int rc = exec(s, "BEGIN IMMEDIATE", "starting a migration", err);
+  int rc = schema_version(s, &v, err);
 
+  /* Readers of a current store take no write lock (they may run while a
+     sync records); a migration takes it and checks again. */
+  if (rc || v == STORE_SCHEMA_VERSION)
+    return rc;
+  rc = exec(s, "BEGIN IMMEDIATE", "starting a migration", err);
   if (rc)
     return rc;
   rc = schema_version(s, &v, err);
@@ -808,10 +813,13 @@ static int load_current(struct rec *r, const char *sql, int64_t max_id,
   return step == SQLITE_DONE ? CH_OK : db_err(r->s, err, "reading the store");
 }
 
-/* Close the current rows of instances that succeeded and were not seen. */
+/* Close the current rows of instances that succeeded and were not seen
+   (collected first: no writes under a running SELECT). */
 static int close_unseen(struct rec *r, const char *sql_inst, int close_st,
                         int grants_too, struct ch_err *err) {
   sqlite3_stmt *st = NULL;
+  int64_t *ids = NULL;
+  size_t n = 0, cap = 0;
   int rc, step;
 
   if ((rc = prep(r->s, sql_inst, &st, err)))
@@ -819,27 +827,41 @@ static int close_unseen(struct rec *r, const char *sql_inst, int close_st,
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0);
     struct rinst *in = rinst_of(r, sqlite3_column_int64(st, 1));
-    sqlite3_stmt *c = r->st[close_st];
-    if (!in || !in->ok || (size_t)id >= r->ncur || r->cur[id].seen ||
+    if (!in || !in->ok || id <= 0 || (size_t)id >= r->ncur || r->cur[id].seen ||
         !r->cur[id].first_run)
       continue;
-    sqlite3_bind_int64(c, 1, in->last_good);
-    sqlite3_bind_int64(c, 2, id);
-    sqlite3_bind_int64(c, 3, r->cur[id].first_run);
-    if ((rc = step_done(r, c, "closing a row", err)))
-      break;
-    if (grants_too) {
-      c = r->st[ST_GRANT_CLOSE_ENT];
-      sqlite3_bind_int64(c, 1, in->last_good);
-      sqlite3_bind_int64(c, 2, id);
-      if ((rc = step_done(r, c, "closing grants", err)))
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      int64_t *g = realloc(ids, nc * 2 * sizeof(*ids));
+      if (!g) {
+        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
         break;
+      }
+      ids = g;
+      cap = nc;
     }
+    ids[2 * n] = id;
+    ids[2 * n + 1] = in->last_good;
+    n++;
   }
   sqlite3_finalize(st);
-  if (rc)
-    return rc;
-  return step == SQLITE_DONE ? CH_OK : db_err(r->s, err, "reading the store");
+  if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
+    rc = db_err(r->s, err, "reading the store");
+  for (size_t i = 0; !rc && i < n; i++) {
+    sqlite3_stmt *c = r->st[close_st];
+    sqlite3_bind_int64(c, 1, ids[2 * i + 1]);
+    sqlite3_bind_int64(c, 2, ids[2 * i]);
+    sqlite3_bind_int64(c, 3, r->cur[ids[2 * i]].first_run);
+    rc = step_done(r, c, "closing a row", err);
+    if (!rc && grants_too) {
+      c = r->st[ST_GRANT_CLOSE_ENT];
+      sqlite3_bind_int64(c, 1, ids[2 * i + 1]);
+      sqlite3_bind_int64(c, 2, ids[2 * i]);
+      rc = step_done(r, c, "closing grants", err);
+    }
+  }
+  free(ids);
+  return rc;
 }
 
 static int rec_resources(struct rec *r, struct ch_err *err) {
@@ -976,42 +998,72 @@ static void ggrant_fill(struct rec *r, const struct graph_grant_view *v,
     strcat(gg->via, "]");
 }
 
-/* Merge one entitlement's graph grants (sorted by principal id) with the
-   store's current rows for it. */
-static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
-                     struct ggrant *gs, size_t n, int existed,
-                     struct ch_err *err) {
+/* The store's current rows of one entitlement, read before any write:
+   SQLite leaves a statement's results undefined once the same connection
+   changes the table under it. */
+struct srow {
+  int64_t principal, first, expandable;
+  int direct;
+  char via[160];
+};
+
+static int load_ent_rows(struct rec *r, int64_t ent, struct srow **rows,
+                         size_t *n, size_t *cap, struct ch_err *err) {
   sqlite3_stmt *cur = r->st[ST_GRANT_CUR];
-  size_t i = 0;
-  int rc = CH_OK, step = SQLITE_DONE;
+  int step;
+
+  *n = 0;
+  sqlite3_bind_int64(cur, 1, ent);
+  while ((step = sqlite3_step(cur)) == SQLITE_ROW) {
+    const char *via = (const char *)sqlite3_column_text(cur, 3);
+    struct srow *x;
+    if (*n == *cap) {
+      size_t nc = *cap ? *cap * 2 : 256;
+      struct srow *g = realloc(*rows, nc * sizeof(**rows));
+      if (!g) {
+        sqlite3_reset(cur);
+        return ch_err_set(err, CH_E_NOMEM, "out of memory");
+      }
+      *rows = g;
+      *cap = nc;
+    }
+    x = &(*rows)[(*n)++];
+    x->principal = sqlite3_column_int64(cur, 0);
+    x->first = sqlite3_column_int64(cur, 1);
+    x->direct = sqlite3_column_int(cur, 2);
+    x->expandable = sqlite3_column_int64(cur, 4);
+    snprintf(x->via, sizeof(x->via), "%s", via ? via : "");
+  }
+  sqlite3_reset(cur);
+  return step == SQLITE_DONE ? CH_OK : db_err(r->s, err, "reading grants");
+}
+
+/* Merge one entitlement's graph grants (sorted here by principal id) with
+   the store's current rows for it (sorted by the query). */
+static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
+                     struct ggrant *gs, size_t n, const struct srow *rows,
+                     size_t nrows, struct ch_err *err) {
+  size_t i = 0, k;
+  int rc = CH_OK;
 
   qsort(gs, n, sizeof(*gs), cmp_ggrant);
-  if (existed) {
-    sqlite3_bind_int64(cur, 1, ent);
-    while (!rc && (step = sqlite3_step(cur)) == SQLITE_ROW) {
-      int64_t p = sqlite3_column_int64(cur, 0);
-      int64_t first = sqlite3_column_int64(cur, 1);
-      const char *via = (const char *)sqlite3_column_text(cur, 3);
-      int64_t exp = sqlite3_column_int64(cur, 4);
-      for (; !rc && i < n && gs[i].principal < p; i++)
-        rc = grant_insert(r, ent, in->id, &gs[i], err);
-      if (rc)
-        break;
-      if (i < n && gs[i].principal == p) {
-        if (gs[i].direct != sqlite3_column_int(cur, 2) ||
-            gs[i].expandable != exp || strcmp(gs[i].via, via ? via : "")) {
-          rc = grant_close(r, ent, p, first, in->last_good, err);
-          if (!rc)
-            rc = grant_insert(r, ent, in->id, &gs[i], err);
-        }
-        i++;
-      } else {
-        rc = grant_close(r, ent, p, first, in->last_good, err);
+  for (k = 0; !rc && k < nrows; k++) {
+    const struct srow *x = &rows[k];
+    for (; !rc && i < n && gs[i].principal < x->principal; i++)
+      rc = grant_insert(r, ent, in->id, &gs[i], err);
+    if (rc)
+      break;
+    if (i < n && gs[i].principal == x->principal) {
+      if (gs[i].direct != x->direct || gs[i].expandable != x->expandable ||
+          strcmp(gs[i].via, x->via)) {
+        rc = grant_close(r, ent, x->principal, x->first, in->last_good, err);
+        if (!rc)
+          rc = grant_insert(r, ent, in->id, &gs[i], err);
       }
+      i++;
+    } else {
+      rc = grant_close(r, ent, x->principal, x->first, in->last_good, err);
     }
-    sqlite3_reset(cur);
-    if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
-      rc = db_err(r->s, err, "reading grants");
   }
   for (; !rc && i < n; i++)
     rc = grant_insert(r, ent, in->id, &gs[i], err);
@@ -1022,7 +1074,8 @@ static int rec_grants(struct rec *r, struct ch_err *err) {
   size_t nents = graph_nentitlements(r->g), ndirect, i, d, x;
   size_t ntotal = graph_ngrants(r->g, &ndirect);
   struct ggrant *gs = NULL;
-  size_t cap = 0;
+  struct srow *rows = NULL;
+  size_t cap = 0, nrows = 0, rcap = 0;
   int64_t max =
       scalar(r->s, "SELECT COALESCE(MAX(id), 0) + ? FROM entitlements", 0);
   int rc = load_current(r,
@@ -1068,7 +1121,10 @@ static int rec_grants(struct rec *r, struct ch_err *err) {
       if ((rc = step_done(r, st, "recording an entitlement", err)))
         break;
     }
-    rc = merge_ent(r, ent, in, gs, n, c->first_run != 0, err);
+    nrows = 0;
+    if (c->first_run && (rc = load_ent_rows(r, ent, &rows, &nrows, &rcap, err)))
+      break;
+    rc = merge_ent(r, ent, in, gs, n, rows, nrows, err);
   }
   if (!rc)
     rc = close_unseen(r,
@@ -1077,6 +1133,7 @@ static int rec_grants(struct rec *r, struct ch_err *err) {
                       ST_RANGE_CLOSE, 1, err);
 out:
   free(gs);
+  free(rows);
   return rc;
 }
 
@@ -1270,321 +1327,317 @@ int store_save(const char *path, const struct graph *g, int64_t started_ms,
 
 static const struct query {
   const char *name, *sql;
-} queries[] =
-    {
-        {"runs",
-         "SELECT r.id AS run, " RFC3339("r.started_at") " AS started, " RFC3339(
-             "r.finished_at") " AS finished, r.status AS run_status,"
-                              " i.tenant AS tenant, i.name AS instance,"
-                              " ri.status AS status, ri.data_run AS data_run,"
-                              " ri.resources AS resources, ri.grants AS grants,"
-                              " ri.error AS error FROM runs r JOIN "
-                              "run_instances"
-                              " ri ON ri.run_id = r.id JOIN instances i ON "
-                              "i.id ="
-                              " ri.inst_id WHERE (:tenant IS NULL OR i.tenant ="
-                              " :tenant) ORDER BY r.id DESC, i.tenant, i.name"},
-        {"instances",
-         "SELECT i.tenant AS tenant, i.name AS instance, i.plugin AS plugin,"
-         " ri.status AS status, ri.error AS error, ri.data_run AS data_run,"
-         " " RFC3339(
-             "ri.data_at") " AS data_at,"
-                           " CAST(strftime('%s', 'now') AS INTEGER) - "
-                           "ri.data_at AS age_seconds,"
-                           " ri.status <> 'ok' AS stale FROM run_instances ri "
-                           "JOIN instances i ON"
-                           " i.id = ri.inst_id WHERE ri.run_id = :to AND "
-                           "(:tenant IS NULL OR"
-                           " i.tenant = :tenant) ORDER BY i.tenant, i.name"},
-        {"resources",
-         "SELECT key, tenant, instance, type, id, display_name, traits, status,"
-         " account_type, emails, parent, identity, stale FROM res_b"
-         " WHERE (:type IS NULL OR type = :type) AND (:search IS NULL OR"
-         " instr(lower(COALESCE(display_name, '')), lower(:search)) > 0 OR"
-         " instr(lower(key), lower(:search)) > 0 OR instr(lower(emails),"
-         " lower(:search)) > 0) ORDER BY key"},
-        {"grants",
-         "SELECT entitlement, principal, principal_name, principal_type, "
-         "direct,"
-         " via, stale FROM gn_b WHERE (:ent IS NULL OR entitlement = :ent) AND"
-         " (:principal IS NULL OR principal = :principal)"
-         " ORDER BY entitlement, principal"},
-        {"identity",
-         "SELECT r.identity AS identity, r.tenant AS tenant, r.key AS resource,"
-         " r.instance AS instance, r.type AS type, r.display_name AS"
-         " display_name, r.emails AS emails, r.status AS status, r.account_type"
-         " AS account_type, r.stale AS stale FROM res_b r WHERE r.node_id IN"
-         " (SELECT node_id FROM who_nodes) ORDER BY r.key"},
-        {"access",
-         "SELECT tenant, identity, principal, principal_name, entitlement,"
-         " resource, resource_name, resource_type, slug, direct, via, "
-         "via_names,"
-         " stale FROM gn_b WHERE principal_id IN (SELECT node_id FROM "
-         "who_nodes)"
-         " ORDER BY entitlement, principal"},
-        {"who_has",
-         "SELECT x.entitlement AS entitlement, x.principal AS principal,"
-         " x.principal_name AS principal_name, x.principal_type AS"
-         " principal_type, x.principal_emails AS principal_emails, x.identity "
-         "AS"
-         " identity, " IDENTITY_NAME(
-             "x.identity_id") " AS identity_name,"
-                              " " IDENTITY_EMAILS(
-                                  "x.identity_id") " AS identity_emails,"
-                                                   " x.principal_status AS "
-                                                   "status, "
-                                                   "x.principal_account_type AS"
-                                                   " account_type, x.direct AS "
-                                                   "direct, x.via AS via, "
-                                                   "x.via_names AS"
-                                                   " via_names, x.stale AS "
-                                                   "stale FROM gn_b x WHERE "
-                                                   "x.ent_id IN (SELECT"
-                                                   " ent_id FROM what_ents) "
-                                                   "ORDER BY x.entitlement, "
-                                                   "x.principal"},
-        {"explain",
-         "SELECT x.principal AS principal, x.principal_name AS principal_name,"
-         " x.entitlement AS entitlement, CASE WHEN x.direct THEN 'direct' ELSE"
-         " 'inherited' END AS kind, j.value AS through, "
-         "json_extract(x.via_names,"
-         " '$[' || j.key || ']') AS through_name, COALESCE(x.principal_name,"
-         " x.principal) || ' -> ' || CASE WHEN j.value IS NULL THEN '' ELSE"
-         " COALESCE(json_extract(x.via_names, '$[' || j.key || ']'), j.value) "
-         "||"
-         " ' -> ' END || x.entitlement AS path, x.stale AS stale FROM gn_b x"
-         " LEFT JOIN json_each(x.via) j WHERE x.principal_id IN (SELECT node_id"
-         " FROM who_nodes) AND x.ent_id IN (SELECT ent_id FROM what_ents)"
-         " ORDER BY x.principal, x.entitlement, j.value"},
-        {"diff_resources",
-         "SELECT 'added' AS change, b.key AS key, b.type AS type, "
-         "b.display_name"
-         " AS display_name, b.status AS status FROM res_b b WHERE NOT EXISTS"
-         " (SELECT 1 FROM res_a a WHERE a.node_id = b.node_id) UNION ALL"
-         " SELECT 'removed', a.key, a.type, a.display_name, a.status FROM "
-         "res_a a"
-         " WHERE NOT EXISTS (SELECT 1 FROM res_b b WHERE b.node_id = a.node_id)"
-         " ORDER BY 2, 1"},
-        {"diff_direct", DIFF_GRANTS "1 ORDER BY 2, 3, 1"},
-        {"diff_derived", DIFF_GRANTS "0 ORDER BY 2, 3, 1"},
-        {"diff_status",
-         "SELECT b.key AS key, b.display_name AS display_name, a.status AS"
-         " from_status, b.status AS to_status FROM res_b b JOIN res_a a ON"
-         " a.node_id = b.node_id WHERE a.status IS NOT b.status ORDER BY "
-         "b.key"},
-        {"diff_identities",
-         "SELECT b.key AS resource, b.display_name AS display_name, a.identity"
-         " AS from_identity, b.identity AS to_identity, CASE WHEN EXISTS "
-         "(SELECT"
-         " 1 FROM res_a a2 WHERE a2.identity_id = b.identity_id) THEN 'joined'"
-         " WHEN EXISTS (SELECT 1 FROM res_b b2 WHERE b2.identity_id ="
-         " a.identity_id AND b2.node_id <> b.node_id) THEN 'split' ELSE"
-         " 'rekeyed' END AS change FROM res_b b LEFT JOIN res_a a ON a.node_id "
-         "="
-         " b.node_id WHERE b.identity_id IS NOT NULL AND a.identity_id IS NOT"
-         " b.identity_id AND (a.node_id IS NOT NULL OR EXISTS (SELECT 1 FROM"
-         " res_a a3 WHERE a3.identity_id = b.identity_id)) ORDER BY b.key"},
-        {"stats_instances",
-         "SELECT i.tenant AS tenant, i.name AS instance, ri.status AS status,"
-         " (SELECT count(*) FROM resources r WHERE r.inst_id = s.inst_id "
-         "AND " VIS(
-             "r",
-             "s") ") AS resources, (SELECT count(*) FROM ent_ranges r WHERE"
-                  " r.inst_id = s.inst_id AND " VIS(
-                      "r", "s") ") AS entitlements, (SELECT count(*) FROM"
-                                " grants r WHERE r.inst_id = s.inst_id AND"
-                                " r.direct AND " VIS(
-                                    "r", "s") ") AS direct_grants, (SELECT"
-                                              " count(*) FROM grants r WHERE"
-                                              " r.inst_id = s.inst_id AND"
-                                              " NOT r.direct AND " VIS(
-                                                  "r",
-                                                  "s") ") AS derived_grants,"
-                                                       " s.stale AS stale"
-                                                       " FROM sel s JOIN"
-                                                       " instances i ON i.id"
-                                                       " = s.inst_id JOIN"
-                                                       " run_instances ri ON"
-                                                       " ri.run_id = :to AND"
-                                                       " ri.inst_id ="
-                                                       " s.inst_id ORDER BY"
-                                                       " 1, 2"},
-        {"stats_tenants",
-         "SELECT tenant, count(*) AS resources, count(DISTINCT identity_id) AS"
-         " identities FROM res_b GROUP BY tenant ORDER BY tenant"},
-        {"stats_types",
-         "SELECT tenant, instance, type, count(*) AS resources FROM res_b"
-         " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"},
-        {"stats_entitlements",
-         "SELECT i.tenant AS tenant, i.name AS instance, n.type AS"
-         " resource_type, e.slug AS slug, count(DISTINCT g.ent_id) AS"
-         " entitlements, sum(g.direct) AS direct_grants, sum(1 - g.direct) AS"
-         " derived_grants FROM sel s JOIN grants g ON g.inst_id = s.inst_id"
-         " AND " VIS("g",
-                     "s") " JOIN entitlements e ON e.id = g.ent_id"
-                          " JOIN nodes n ON n.id = e.node_id JOIN instances"
-                          " i ON i.id = s.inst_id GROUP BY 1, 2, 3, 4"
-                          " ORDER BY 1, 2, 3, 4"},
-        {"stats_top",
-         "SELECT e.key AS entitlement, (SELECT r.display_name FROM resources r"
-         " JOIN sel s ON s.inst_id = r.inst_id WHERE r.node_id = e.node_id "
-         "AND " VIS(
-             "r",
-             "s") ") AS resource_name, t.holders AS holders, t.direct AS"
-                  " direct, t.derived AS derived FROM (SELECT g.ent_id AS"
-                  " ent_id, count(*) AS holders, sum(g.direct) AS direct,"
-                  " sum(1 - g.direct) AS derived FROM sel s JOIN grants g ON"
-                  " g.inst_id = s.inst_id AND " VIS(
-                      "g", "s") " GROUP BY g.ent_id ORDER BY holders DESC,"
-                                " g.ent_id LIMIT 10) t JOIN entitlements e"
-                                " ON e.id = t.ent_id ORDER BY t.holders"
-                                " DESC, e.key"},
-        {"access_review", "SELECT x.tenant AS tenant, x.identity AS "
-                          "identity, " IDENTITY_NAME(
-                              "x.identity_id") " AS "
-                                               "identity_name,"
-                                               " " IDENTITY_EMAILS("x.identity_"
-                                                                   "id") " AS "
-                                                                         "ident"
-                                                                         "ity_"
-                                                                         "email"
-                                                                         "s, "
-                                                                         "x."
-                                                                         "princ"
-                                                                         "ipal "
-                                                                         "AS "
-                                                                         "princ"
-                                                                         "ipal,"
-                                                                         " x."
-                                                                         "princ"
-                                                                         "ipal_"
-                                                                         "name "
-                                                                         "AS "
-                                                                         "princ"
-                                                                         "ipal_"
-                                                                         "name,"
-                                                                         " x."
-                                                                         "princ"
-                                                                         "ipal_"
-                                                                         "email"
-                                                                         "s AS "
-                                                                         "princ"
-                                                                         "ipal_"
-                                                                         "email"
-                                                                         "s, "
-                                                                         "x."
-                                                                         "princ"
-                                                                         "ipal_"
-                                                                         "statu"
-                                                                         "s AS "
-                                                                         "statu"
-                                                                         "s, "
-                                                                         "x."
-                                                                         "princ"
-                                                                         "ipal_"
-                                                                         "accou"
-                                                                         "nt_"
-                                                                         "type "
-                                                                         "AS "
-                                                                         "accou"
-                                                                         "nt_"
-                                                                         "type,"
-                                                                         " x."
-                                                                         "entit"
-                                                                         "lemen"
-                                                                         "t AS "
-                                                                         "entit"
-                                                                         "lemen"
-                                                                         "t, "
-                                                                         "x."
-                                                                         "resou"
-                                                                         "rce "
-                                                                         "AS "
-                                                                         "resou"
-                                                                         "rce, "
-                                                                         "x."
-                                                                         "resou"
-                                                                         "rce_"
-                                                                         "name "
-                                                                         "AS "
-                                                                         "resou"
-                                                                         "rce_"
-                                                                         "name,"
-                                                                         " x."
-                                                                         "resou"
-                                                                         "rce_"
-                                                                         "type "
-                                                                         "AS "
-                                                                         "resou"
-                                                                         "rce_"
-                                                                         "type,"
-                                                                         " x."
-                                                                         "slug "
-                                                                         "AS "
-                                                                         "slug,"
-                                                                         " x."
-                                                                         "direc"
-                                                                         "t AS "
-                                                                         "direc"
-                                                                         "t, "
-                                                                         "x."
-                                                                         "via_"
-                                                                         "names"
-                                                                         " AS "
-                                                                         "via_"
-                                                                         "names"
-                                                                         ", "
-                                                                         "x."
-                                                                         "stale"
-                                                                         " AS "
-                                                                         "stale"
-                                                                         " FROM"
-                                                                         " gn_"
-                                                                         "b x "
-                                                                         "WHERE"
-                                                                         " x."
-                                                                         "ident"
-                                                                         "ity "
-                                                                         "IS "
-                                                                         "NOT "
-                                                                         "NULL "
-                                                                         "ORDER"
-                                                                         " BY "
-                                                                         "x."
-                                                                         "ident"
-                                                                         "ity, "
-                                                                         "x."
-                                                                         "entit"
-                                                                         "lemen"
-                                                                         "t, "
-                                                                         "x."
-                                                                         "princ"
-                                                                         "ipa"
-                                                                         "l"},
-        {"report_inactive",
-         "SELECT tenant, principal, principal_name, principal_emails,"
-         " principal_status AS status, principal_account_type AS account_type,"
-         " count(*) AS grants, sum(direct) AS direct, sum(1 - direct) AS"
-         " inherited FROM gn_b WHERE principal_status IN ('disabled', "
-         "'deleted')"
-         " GROUP BY principal_id ORDER BY principal"},
-        {"report_unmanaged",
-         "SELECT r.tenant AS tenant, r.key AS principal, r.display_name AS"
-         " principal_name, r.emails AS principal_emails, r.status AS status,"
-         " (SELECT count(*) FROM grants g JOIN sel s ON s.inst_id = g.inst_id"
-         " WHERE g.principal_id = r.node_id AND " VIS(
-             "g", "s") ") AS grants FROM res_b r WHERE r.plugin = 'jira_cloud'"
-                       " AND r.type = 'user' AND COALESCE(r.account_type,"
-                       " 'human') = 'human' AND NOT EXISTS (SELECT 1 FROM res_b"
-                       " o WHERE o.plugin = 'atlassian_org' AND o.tenant ="
-                       " r.tenant AND o.identity_id = r.identity_id) ORDER BY"
-                       " r.key"},
-        {"report_nonhuman",
-         "SELECT tenant, principal, principal_name, principal_account_type AS"
-         " account_type, principal_status AS status, count(*) AS grants,"
-         " sum(direct) AS direct, sum(1 - direct) AS inherited FROM gn_b"
-         " WHERE principal_account_type IN ('service', 'customer') GROUP BY"
-         " principal_id ORDER BY principal"},
+} queries[] = {
+    {"runs",
+     "SELECT r.id AS run, " RFC3339("r.started_at") " AS started, " RFC3339(
+         "r.finished_at") " AS finished, r.status AS run_status,"
+                          " i.tenant AS tenant, i.name AS instance,"
+                          " ri.status AS status, ri.data_run AS data_run,"
+                          " ri.resources AS resources, ri.grants AS grants,"
+                          " ri.error AS error FROM runs r JOIN "
+                          "run_instances"
+                          " ri ON ri.run_id = r.id JOIN instances i ON "
+                          "i.id ="
+                          " ri.inst_id WHERE (:tenant IS NULL OR i.tenant ="
+                          " :tenant) ORDER BY r.id DESC, i.tenant, i.name"},
+    {"instances",
+     "SELECT i.tenant AS tenant, i.name AS instance, i.plugin AS plugin,"
+     " ri.status AS status, ri.error AS error, ri.data_run AS data_run,"
+     " " RFC3339(
+         "ri.data_at") " AS data_at,"
+                       " CAST(strftime('%s', 'now') AS INTEGER) - "
+                       "ri.data_at AS age_seconds,"
+                       " ri.status <> 'ok' AS stale FROM run_instances ri "
+                       "JOIN instances i ON"
+                       " i.id = ri.inst_id WHERE ri.run_id = :to AND "
+                       "(:tenant IS NULL OR"
+                       " i.tenant = :tenant) ORDER BY i.tenant, i.name"},
+    {"resources",
+     "SELECT key, tenant, instance, type, id, display_name, traits, status,"
+     " account_type, emails, parent, identity, stale FROM res_b"
+     " WHERE (:type IS NULL OR type = :type) AND (:search IS NULL OR"
+     " instr(lower(COALESCE(display_name, '')), lower(:search)) > 0 OR"
+     " instr(lower(key), lower(:search)) > 0 OR instr(lower(emails),"
+     " lower(:search)) > 0) ORDER BY key"},
+    {"grants",
+     "SELECT entitlement, principal, principal_name, principal_type, "
+     "direct,"
+     " via, stale FROM gn_b WHERE (:ent IS NULL OR entitlement = :ent) AND"
+     " (:principal IS NULL OR principal = :principal)"
+     " ORDER BY entitlement, principal"},
+    {"identity",
+     "SELECT r.identity AS identity, r.tenant AS tenant, r.key AS resource,"
+     " r.instance AS instance, r.type AS type, r.display_name AS"
+     " display_name, r.emails AS emails, r.status AS status, r.account_type"
+     " AS account_type, r.stale AS stale FROM res_b r WHERE r.node_id IN"
+     " (SELECT node_id FROM who_nodes) ORDER BY r.key"},
+    {"access",
+     "SELECT tenant, identity, principal, principal_name, entitlement,"
+     " resource, resource_name, resource_type, slug, direct, via, "
+     "via_names,"
+     " stale FROM gn_b WHERE principal_id IN (SELECT node_id FROM "
+     "who_nodes)"
+     " ORDER BY entitlement, principal"},
+    {"who_has",
+     "SELECT x.entitlement AS entitlement, x.principal AS principal,"
+     " x.principal_name AS principal_name, x.principal_type AS"
+     " principal_type, x.principal_emails AS principal_emails, x.identity "
+     "AS"
+     " identity, " IDENTITY_NAME(
+         "x.identity_id") " AS identity_name,"
+                          " " IDENTITY_EMAILS(
+                              "x.identity_id") " AS identity_emails,"
+                                               " x.principal_status AS "
+                                               "status, "
+                                               "x.principal_account_type AS"
+                                               " account_type, x.direct AS "
+                                               "direct, x.via AS via, "
+                                               "x.via_names AS"
+                                               " via_names, x.stale AS "
+                                               "stale FROM gn_b x WHERE "
+                                               "x.ent_id IN (SELECT"
+                                               " ent_id FROM what_ents) "
+                                               "ORDER BY x.entitlement, "
+                                               "x.principal"},
+    {"explain",
+     "SELECT x.principal AS principal, x.principal_name AS principal_name,"
+     " x.entitlement AS entitlement, CASE WHEN x.direct THEN 'direct' ELSE"
+     " 'inherited' END AS kind, j.value AS through, "
+     "json_extract(x.via_names,"
+     " '$[' || j.key || ']') AS through_name, COALESCE(x.principal_name,"
+     " x.principal) || ' -> ' || CASE WHEN j.value IS NULL THEN '' ELSE"
+     " COALESCE(json_extract(x.via_names, '$[' || j.key || ']'), j.value) "
+     "||"
+     " ' -> ' END || x.entitlement AS path, x.stale AS stale FROM gn_b x"
+     " LEFT JOIN json_each(x.via) j WHERE x.principal_id IN (SELECT node_id"
+     " FROM who_nodes) AND x.ent_id IN (SELECT ent_id FROM what_ents)"
+     " ORDER BY x.principal, x.entitlement, j.value"},
+    {"diff_resources",
+     "SELECT 'added' AS change, b.key AS key, b.type AS type, "
+     "b.display_name"
+     " AS display_name, b.status AS status FROM res_b b WHERE NOT EXISTS"
+     " (SELECT 1 FROM res_a a WHERE a.node_id = b.node_id) UNION ALL"
+     " SELECT 'removed', a.key, a.type, a.display_name, a.status FROM "
+     "res_a a"
+     " WHERE NOT EXISTS (SELECT 1 FROM res_b b WHERE b.node_id = a.node_id)"
+     " ORDER BY 2, 1"},
+    {"diff_direct", DIFF_GRANTS "1 ORDER BY 2, 3, 1"},
+    {"diff_derived", DIFF_GRANTS "0 ORDER BY 2, 3, 1"},
+    {"diff_status",
+     "SELECT b.key AS key, b.display_name AS display_name, a.status AS"
+     " from_status, b.status AS to_status FROM res_b b JOIN res_a a ON"
+     " a.node_id = b.node_id WHERE a.status IS NOT b.status ORDER BY "
+     "b.key"},
+    {"diff_identities",
+     "SELECT b.key AS resource, b.display_name AS display_name, a.identity"
+     " AS from_identity, b.identity AS to_identity, CASE WHEN EXISTS "
+     "(SELECT"
+     " 1 FROM res_a a2 WHERE a2.identity_id = b.identity_id) THEN 'joined'"
+     " WHEN EXISTS (SELECT 1 FROM res_b b2 WHERE b2.identity_id ="
+     " a.identity_id AND b2.node_id <> b.node_id) THEN 'split' ELSE"
+     " 'rekeyed' END AS change FROM res_b b LEFT JOIN res_a a ON a.node_id "
+     "="
+     " b.node_id WHERE b.identity_id IS NOT NULL AND a.identity_id IS NOT"
+     " b.identity_id AND (a.node_id IS NOT NULL OR EXISTS (SELECT 1 FROM"
+     " res_a a3 WHERE a3.identity_id = b.identity_id)) ORDER BY b.key"},
+    {"stats_instances",
+     "SELECT i.tenant AS tenant, i.name AS instance, ri.status AS status,"
+     " (SELECT count(*) FROM resources r WHERE r.inst_id = s.inst_id "
+     "AND " VIS("r",
+                "s") ") AS resources, (SELECT count(*) FROM ent_ranges r WHERE"
+                     " r.inst_id = s.inst_id AND " VIS(
+                         "r", "s") ") AS entitlements, (SELECT count(*) FROM"
+                                   " grants r WHERE r.inst_id = s.inst_id AND"
+                                   " r.direct AND " VIS(
+                                       "r", "s") ") AS direct_grants, (SELECT"
+                                                 " count(*) FROM grants r WHERE"
+                                                 " r.inst_id = s.inst_id AND"
+                                                 " NOT r.direct AND " VIS(
+                                                     "r",
+                                                     "s") ") AS derived_grants,"
+                                                          " s.stale AS stale"
+                                                          " FROM sel s JOIN"
+                                                          " instances i ON i.id"
+                                                          " = s.inst_id JOIN"
+                                                          " run_instances ri ON"
+                                                          " ri.run_id = :to AND"
+                                                          " ri.inst_id ="
+                                                          " s.inst_id ORDER BY"
+                                                          " 1, 2"},
+    {"stats_tenants",
+     "SELECT tenant, count(*) AS resources, count(DISTINCT identity_id) AS"
+     " identities FROM res_b GROUP BY tenant ORDER BY tenant"},
+    {"stats_types",
+     "SELECT tenant, instance, type, count(*) AS resources FROM res_b"
+     " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"},
+    {"stats_entitlements",
+     "SELECT i.tenant AS tenant, i.name AS instance, n.type AS"
+     " resource_type, e.slug AS slug, count(DISTINCT g.ent_id) AS"
+     " entitlements, sum(g.direct) AS direct_grants, sum(1 - g.direct) AS"
+     " derived_grants FROM sel s JOIN grants g ON g.inst_id = s.inst_id"
+     " AND " VIS("g", "s") " JOIN entitlements e ON e.id = g.ent_id"
+                           " JOIN nodes n ON n.id = e.node_id JOIN instances"
+                           " i ON i.id = s.inst_id GROUP BY 1, 2, 3, 4"
+                           " ORDER BY 1, 2, 3, 4"},
+    {"stats_top",
+     "SELECT e.key AS entitlement, (SELECT r.display_name FROM resources r"
+     " JOIN sel s ON s.inst_id = r.inst_id WHERE r.node_id = e.node_id "
+     "AND " VIS("r",
+                "s") ") AS resource_name, t.holders AS holders, t.direct AS"
+                     " direct, t.derived AS derived FROM (SELECT g.ent_id AS"
+                     " ent_id, count(*) AS holders, sum(g.direct) AS direct,"
+                     " sum(1 - g.direct) AS derived FROM sel s JOIN grants g ON"
+                     " g.inst_id = s.inst_id AND " VIS(
+                         "g", "s") " GROUP BY g.ent_id ORDER BY holders DESC,"
+                                   " g.ent_id LIMIT 10) t JOIN entitlements e"
+                                   " ON e.id = t.ent_id ORDER BY t.holders"
+                                   " DESC, e.key"},
+    {"access_review", "SELECT x.tenant AS tenant, x.identity AS "
+                      "identity, " IDENTITY_NAME(
+                          "x.identity_id") " AS "
+                                           "identity_name,"
+                                           " " IDENTITY_EMAILS("x.identity_"
+                                                               "id") " AS "
+                                                                     "ident"
+                                                                     "ity_"
+                                                                     "email"
+                                                                     "s, "
+                                                                     "x."
+                                                                     "princ"
+                                                                     "ipal "
+                                                                     "AS "
+                                                                     "princ"
+                                                                     "ipal,"
+                                                                     " x."
+                                                                     "princ"
+                                                                     "ipal_"
+                                                                     "name "
+                                                                     "AS "
+                                                                     "princ"
+                                                                     "ipal_"
+                                                                     "name,"
+                                                                     " x."
+                                                                     "princ"
+                                                                     "ipal_"
+                                                                     "email"
+                                                                     "s AS "
+                                                                     "princ"
+                                                                     "ipal_"
+                                                                     "email"
+                                                                     "s, "
+                                                                     "x."
+                                                                     "princ"
+                                                                     "ipal_"
+                                                                     "statu"
+                                                                     "s AS "
+                                                                     "statu"
+                                                                     "s, "
+                                                                     "x."
+                                                                     "princ"
+                                                                     "ipal_"
+                                                                     "accou"
+                                                                     "nt_"
+                                                                     "type "
+                                                                     "AS "
+                                                                     "accou"
+                                                                     "nt_"
+                                                                     "type,"
+                                                                     " x."
+                                                                     "entit"
+                                                                     "lemen"
+                                                                     "t AS "
+                                                                     "entit"
+                                                                     "lemen"
+                                                                     "t, "
+                                                                     "x."
+                                                                     "resou"
+                                                                     "rce "
+                                                                     "AS "
+                                                                     "resou"
+                                                                     "rce, "
+                                                                     "x."
+                                                                     "resou"
+                                                                     "rce_"
+                                                                     "name "
+                                                                     "AS "
+                                                                     "resou"
+                                                                     "rce_"
+                                                                     "name,"
+                                                                     " x."
+                                                                     "resou"
+                                                                     "rce_"
+                                                                     "type "
+                                                                     "AS "
+                                                                     "resou"
+                                                                     "rce_"
+                                                                     "type,"
+                                                                     " x."
+                                                                     "slug "
+                                                                     "AS "
+                                                                     "slug,"
+                                                                     " x."
+                                                                     "direc"
+                                                                     "t AS "
+                                                                     "direc"
+                                                                     "t, "
+                                                                     "x."
+                                                                     "via_"
+                                                                     "names"
+                                                                     " AS "
+                                                                     "via_"
+                                                                     "names"
+                                                                     ", "
+                                                                     "x."
+                                                                     "stale"
+                                                                     " AS "
+                                                                     "stale"
+                                                                     " FROM"
+                                                                     " gn_"
+                                                                     "b x "
+                                                                     "WHERE"
+                                                                     " x."
+                                                                     "ident"
+                                                                     "ity "
+                                                                     "IS "
+                                                                     "NOT "
+                                                                     "NULL "
+                                                                     "ORDER"
+                                                                     " BY "
+                                                                     "x."
+                                                                     "ident"
+                                                                     "ity, "
+                                                                     "x."
+                                                                     "entit"
+                                                                     "lemen"
+                                                                     "t, "
+                                                                     "x."
+                                                                     "princ"
+                                                                     "ipa"
+                                                                     "l"},
+    {"report_inactive",
+     "SELECT tenant, principal, principal_name, principal_emails,"
+     " principal_status AS status, principal_account_type AS account_type,"
+     " count(*) AS grants, sum(direct) AS direct, sum(1 - direct) AS"
+     " inherited FROM gn_b WHERE principal_status IN ('disabled', "
+     "'deleted')"
+     " GROUP BY principal_id ORDER BY principal"},
+    {"report_unmanaged",
+     "SELECT r.tenant AS tenant, r.key AS principal, r.display_name AS"
+     " principal_name, r.emails AS principal_emails, r.status AS status,"
+     " (SELECT count(*) FROM grants g JOIN sel s ON s.inst_id = g.inst_id"
+     " WHERE g.principal_id = r.node_id AND " VIS(
+         "g", "s") ") AS grants FROM res_b r WHERE r.plugin = 'jira_cloud'"
+                   " AND r.type = 'user' AND COALESCE(r.account_type,"
+                   " 'human') = 'human' AND NOT EXISTS (SELECT 1 FROM res_b"
+                   " o WHERE o.plugin = 'atlassian_org' AND o.tenant ="
+                   " r.tenant AND o.identity_id = r.identity_id) ORDER BY"
+                   " r.key"},
+    {"report_nonhuman",
+     "SELECT tenant, principal, principal_name, principal_account_type AS"
+     " account_type, principal_status AS status, count(*) AS grants,"
+     " sum(direct) AS direct, sum(1 - direct) AS inherited FROM gn_b"
+     " WHERE principal_account_type IN ('service', 'customer') GROUP BY"
+     " principal_id ORDER BY principal"},
 };
 
 static int bind_params(struct store *s, sqlite3_stmt *st) {
