@@ -483,9 +483,12 @@ class StoreTest(lib.TempDirTest):
             plugin_dir=lib.PLUGINS, extra="store: %s" % lib.yaml_quote(db))
         self.sync(cfg)
         doc = self.read("diff", db=db)
+        self.assertEqual((doc["from"], doc["run"]), (1, 2))
         self.assertEqual(doc["direct_grants"], [])
-        self.assertEqual({x["change"] for x in doc["resources"]}, {"removed"},
-                         "only the org instance, not in this config, differs")
+        self.assertEqual(doc["resources"], [])
+        # the org instance, not in this config, answers from run 1, stale
+        self.assertEqual([(x["instance"], x["status"], x["data_run"]) for x in doc["stale"]],
+                         [("org", "not_synced", 1)])
 
     def test_corrupt_and_locked_store(self):
         fake = self.start_fake()
