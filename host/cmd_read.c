@@ -154,30 +154,26 @@ int cmd_read_wanted(int argc, char **argv) {
 /* ---- output -------------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s) {
+  const unsigned char *p = (const unsigned char *)s, *run = p;
+
   fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    switch (*p) {
-    case '"':
-      fputs("\\\"", f);
+  for (;; p++) {
+    if (*p >= 0x20 && *p != '"' && *p != '\\')
+      continue; /* UTF-8 as the source wrote it, written in runs */
+    fwrite(run, 1, (size_t)(p - run), f);
+    if (!*p)
       break;
-    case '\\':
-      fputs("\\\\", f);
-      break;
-    case '\n':
+    if (*p == '"' || *p == '\\')
+      fprintf(f, "\\%c", *p);
+    else if (*p == '\n')
       fputs("\\n", f);
-      break;
-    case '\r':
+    else if (*p == '\r')
       fputs("\\r", f);
-      break;
-    case '\t':
+    else if (*p == '\t')
       fputs("\\t", f);
-      break;
-    default:
-      if (*p < 0x20)
-        fprintf(f, "\\u%04x", *p);
-      else
-        fputc(*p, f); /* UTF-8 as the source wrote it */
-    }
+    else
+      fprintf(f, "\\u%04x", *p);
+    run = p + 1;
   }
   fputc('"', f);
 }

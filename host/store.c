@@ -84,10 +84,12 @@ static const char schema_v2[] =
 static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1,
                                                              schema_v2};
 
+/* SQL reads better as written than re-wrapped. */
+/* clang-format off */
+
 /* Row visibility in a selection `s` (inst_id, data_run): see the top. */
-#define VIS(t, s)                                                              \
-  t ".first_run <= " s ".data_run AND (" t ".last_run IS NULL OR " t           \
-    ".last_run >= " s ".data_run)"
+#define VIS(t, s) t ".first_run <= " s ".data_run AND (" t ".last_run IS NULL OR " \
+  t ".last_run >= " s ".data_run)"
 
 /*
  * The named views, written once over a selection table @S@ (inst_id,
@@ -95,63 +97,60 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1,
  * commands a temp table for the run they were asked about.
  */
 static const char view_resources[] =
-    "SELECT n.id AS node_id, n.key AS key, i.tenant AS tenant,"
-    " i.name AS instance, n.type AS type, n.rid AS id,"
-    " r.display_name AS display_name, n.traits AS traits, r.status AS status,"
-    " r.account_type AS account_type, r.emails AS emails,"
-    " r.match_keys AS match_keys, p.key AS parent, d.key AS identity,"
-    " r.identity_id AS identity_id, r.profile AS profile, s.stale AS stale,"
-    " i.plugin AS plugin"
-    " FROM @S@ s JOIN resources r ON r.inst_id = s.inst_id AND " VIS(
-        "r", "s") " JOIN nodes n ON n.id = r.node_id"
-                  " JOIN instances i ON i.id = s.inst_id"
-                  " LEFT JOIN nodes p ON p.id = r.parent_id"
-                  " LEFT JOIN identities d ON d.id = r.identity_id";
+    "SELECT n.id AS node_id, n.key AS key, i.tenant AS tenant, i.name AS"
+    " instance, n.type AS type, n.rid AS id, r.display_name AS"
+    " display_name, n.traits AS traits, r.status AS status,"
+    " r.account_type AS account_type, r.emails AS emails, r.match_keys AS"
+    " match_keys, p.key AS parent, d.key AS identity, r.identity_id AS"
+    " identity_id, r.profile AS profile, s.stale AS stale, i.plugin AS"
+    " plugin FROM @S@ s JOIN resources r ON r.inst_id = s.inst_id AND "
+    VIS("r", "s")
+    " JOIN nodes n ON n.id = r.node_id JOIN instances i ON i.id ="
+    " s.inst_id LEFT JOIN nodes p ON p.id = r.parent_id LEFT JOIN"
+    " identities d ON d.id = r.identity_id";
 
 static const char view_grants[] =
-    "SELECT g.ent_id AS ent_id, g.principal_id AS principal_id,"
-    " i.tenant AS tenant, i.name AS instance, e.key AS entitlement,"
-    " e.slug AS slug, en.key AS resource, er.display_name AS resource_name,"
-    " en.type AS resource_type, pn.key AS principal,"
-    " pr.display_name AS principal_name, pn.type AS principal_type,"
-    " pr.emails AS principal_emails, pr.status AS principal_status,"
-    " pr.account_type AS principal_account_type, d.key AS identity,"
-    " pr.identity_id AS identity_id, g.direct AS direct,"
+    "SELECT g.ent_id AS ent_id, g.principal_id AS principal_id, i.tenant"
+    " AS tenant, i.name AS instance, e.key AS entitlement, e.slug AS"
+    " slug, en.key AS resource, er.display_name AS resource_name, en.type"
+    " AS resource_type, pn.key AS principal, pr.display_name AS"
+    " principal_name, pn.type AS principal_type, pr.emails AS"
+    " principal_emails, pr.status AS principal_status, pr.account_type AS"
+    " principal_account_type, d.key AS identity, pr.identity_id AS"
+    " identity_id, g.direct AS direct,"
+    /* most grants have no via: no subquery for them */
+    " CASE WHEN g.via IS NULL THEN '[]' ELSE"
     " (SELECT json_group_array(ve.key) FROM json_each(g.via) j"
-    "  JOIN entitlements ve ON ve.id = j.value) AS via,"
+    " JOIN entitlements ve ON ve.id = j.value) END AS via,"
+    " CASE WHEN g.via IS NULL THEN '[]' ELSE"
     " (SELECT json_group_array(COALESCE(vr.display_name, vn.key))"
-    "  FROM json_each(g.via) j JOIN entitlements ve ON ve.id = j.value"
-    "  JOIN nodes vn ON vn.id = ve.node_id"
-    "  LEFT JOIN resources vr ON vr.node_id = ve.node_id AND " VIS(
-        "vr",
-        "s") ") AS via_names,"
-             " s.stale AS stale"
-             " FROM @S@ s JOIN grants g ON g.inst_id = s.inst_id AND " VIS(
-                 "g", "s") " JOIN instances i ON i.id = s.inst_id"
-                           " JOIN entitlements e ON e.id = g.ent_id"
-                           " JOIN nodes en ON en.id = e.node_id"
-                           " LEFT JOIN resources er ON er.node_id = "
-                           "e.node_id AND " VIS(
-                               "er",
-                               "s") " JOIN nodes pn ON pn.id = "
-                                    "g.principal_id"
-                                    " LEFT JOIN resources pr ON "
-                                    "pr.node_id = g.principal_id AND " VIS(
-                                        "pr", "s") " LEFT JOIN identities d ON "
-                                                   "d.id = pr.identity_id";
+    " FROM json_each(g.via) j JOIN entitlements ve ON ve.id = j.value"
+    " JOIN nodes vn ON vn.id = ve.node_id LEFT JOIN resources vr ON"
+    " vr.node_id = ve.node_id AND " VIS("vr", "s") ") END AS via_names,"
+    " s.stale AS stale FROM @S@ s JOIN grants g ON"
+    " g.inst_id = s.inst_id AND " VIS("g", "s")
+    " JOIN instances i ON i.id = s.inst_id JOIN entitlements e ON e.id ="
+    " g.ent_id JOIN nodes en ON en.id = e.node_id LEFT JOIN resources er"
+    " ON er.node_id = e.node_id AND " VIS("er", "s")
+    " JOIN nodes pn ON pn.id = g.principal_id LEFT JOIN resources pr ON"
+    " pr.node_id = g.principal_id AND " VIS("pr", "s")
+    " LEFT JOIN identities d ON d.id = pr.identity_id";
 
 /* The latest run's selection, for the stable views. */
 static const char view_latest_sel[] =
-    "CREATE VIEW latest_sel AS SELECT inst_id, data_run, data_at,"
-    " status <> 'ok' AS stale FROM run_instances"
-    " WHERE run_id = (SELECT MAX(id) FROM runs) AND data_run IS NOT NULL;";
+    "CREATE VIEW latest_sel AS SELECT inst_id, data_run, data_at, status"
+    " <> 'ok' AS stale FROM run_instances WHERE run_id = (SELECT MAX(id)"
+    " FROM runs) AND data_run IS NOT NULL;";
+
+/* clang-format on */
 
 /* ---- small helpers ------------------------------------------------------- */
 
 struct store {
   sqlite3 *db;
   char *path;
-  int64_t run, from;            /* store_select */
+  int64_t run, from; /* store_select */
+  int64_t lo, hi;    /* diff: rows whose range starts or ends in (lo, hi] */
   const struct store_params *p; /* borrowed from store_select */
 };
 
@@ -465,8 +464,7 @@ static int step_done(struct rec *r, sqlite3_stmt *st, const char *what,
                      struct ch_err *err) {
   int rc = sqlite3_step(st);
 
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
+  sqlite3_reset(st); /* every caller binds every parameter again */
   if (rc != SQLITE_DONE && rc != SQLITE_ROW)
     return db_err(r->s, err, what);
   return CH_OK;
@@ -1191,7 +1189,7 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
   size_t nnodes = graph_nnodes(g), nid = graph_nidentities(g);
   size_t nents = graph_nentitlements(g), i;
   int64_t maxinst;
-  int rc = exec(s, "BEGIN IMMEDIATE", "starting to record the run", err);
+  int bulk, rc = exec(s, "BEGIN IMMEDIATE", "starting to record the run", err);
 
   if (rc)
     return rc;
@@ -1229,6 +1227,13 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
     graph_resource_view(g, ev.resource, &rv);
     r.ent_inst[i] = rv.inst;
   }
+  /* The first run inserts everything: building the principal index once
+     afterwards is cheaper than keeping it up to date row by row. */
+  bulk =
+      scalar(s, "SELECT count(*) FROM (SELECT 1 FROM grants LIMIT ?)", 1) == 0;
+  if (bulk && (rc = exec(s, "DROP INDEX IF EXISTS grants_principal",
+                         "indexing grants", err)))
+    goto out;
   rc = intern(&r, "SELECT id, key FROM nodes ORDER BY key", nnodes, node_key_at,
               r.node_id, node_insert, err);
   if (!rc)
@@ -1241,6 +1246,9 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
     rc = rec_resources(&r, err);
   if (!rc)
     rc = rec_grants(&r, err);
+  if (!rc && bulk)
+    rc = exec(s, "CREATE INDEX grants_principal ON grants(principal_id)",
+              "indexing grants", err);
   if (!rc && keep_runs > 0)
     rc = prune(&r, keep_runs, err);
 out:
@@ -1268,377 +1276,209 @@ int store_save(const char *path, const struct graph *g, int64_t started_ms,
 
 /* ---- reading ------------------------------------------------------------- */
 
+/* SQL reads better as written than re-wrapped. */
+/* clang-format off */
+
 #define RFC3339(col) "strftime('%Y-%m-%dT%H:%M:%SZ', " col ", 'unixepoch')"
 
 /* Grants that differ between the two selections (sel_a = from, sel = to),
    scanning only rows whose run range starts or ends between them. */
-#define DIFF_GRANTS                                                            \
-  "WITH cb AS MATERIALIZED (SELECT g.ent_id, g.principal_id, g.direct,"        \
-  " g.via, s.data_run AS dr FROM sel s JOIN grants g ON g.inst_id ="           \
-  " s.inst_id AND " VIS(                                                       \
-      "g",                                                                     \
-      "s") " LEFT JOIN sel_a a ON a.inst_id ="                                 \
-           " s.inst_id WHERE a.inst_id IS NULL OR NOT (" VIS(                  \
-               "g",                                                            \
-               "a") ")),"                                                      \
-                    " ca AS MATERIALIZED (SELECT g.ent_id, g.principal_id, "   \
-                    "g.direct, g.via,"                                         \
-                    " a.data_run AS dr FROM sel_a a JOIN grants g ON "         \
-                    "g.inst_id = a.inst_id"                                    \
-                    " AND " VIS(                                               \
-                        "g",                                                   \
-                        "a") " LEFT JOIN sel s ON s.inst_id = a.inst_id"       \
-                             " WHERE s.inst_id IS NULL OR NOT (" VIS(          \
-                                 "g",                                          \
-                                 "s") ")),"                                    \
-                                      " ch AS (SELECT CASE WHEN EXISTS "       \
-                                      "(SELECT 1 FROM ca WHERE ca.ent_id ="    \
-                                      " cb.ent_id AND ca.principal_id = "      \
-                                      "cb.principal_id) THEN 'changed' ELSE"   \
-                                      " 'added' END AS change, cb.* FROM cb "  \
-                                      "UNION ALL SELECT 'removed', ca.*"       \
-                                      " FROM ca WHERE NOT EXISTS (SELECT 1 "   \
-                                      "FROM cb WHERE cb.ent_id = ca.ent_id"    \
-                                      " AND cb.principal_id = "                \
-                                      "ca.principal_id))"                      \
-                                      " SELECT ch.change AS change, e.key AS " \
-                                      "entitlement, pn.key AS principal,"      \
-                                      " (SELECT r.display_name FROM "          \
-                                      "resources r WHERE r.node_id ="          \
-                                      " ch.principal_id AND r.first_run <= "   \
-                                      "ch.dr AND (r.last_run IS NULL OR"       \
-                                      " r.last_run >= ch.dr)) AS "             \
-                                      "principal_name, ch.direct AS direct,"   \
-                                      " (SELECT json_group_array(ve.key) "     \
-                                      "FROM json_each(ch.via) j JOIN"          \
-                                      " entitlements ve ON ve.id = j.value) "  \
-                                      "AS via"                                 \
-                                      " FROM ch JOIN entitlements e ON e.id "  \
-                                      "= ch.ent_id JOIN nodes pn ON"           \
-                                      " pn.id = ch.principal_id WHERE "        \
-                                      "ch.direct = "
+#define DIFF_GRANTS \
+  "WITH cb AS MATERIALIZED (SELECT g.ent_id, g.principal_id, g.direct," \
+  " g.via, s.data_run AS dr FROM sel s JOIN grants g ON g.inst_id =" \
+  " s.inst_id AND " VIS("g", "s") \
+  " LEFT JOIN sel_a a ON a.inst_id = s.inst_id WHERE (g.first_run > :lo" \
+  " OR g.last_run < :hi) AND (a.inst_id IS NULL OR NOT (" VIS("g", "a") \
+  "))), ca AS MATERIALIZED (SELECT g.ent_id, g.principal_id, g.direct," \
+  " g.via, a.data_run AS dr FROM sel_a a JOIN grants g ON g.inst_id =" \
+  " a.inst_id AND " VIS("g", "a") \
+  " LEFT JOIN sel s ON s.inst_id = a.inst_id WHERE (g.first_run > :lo" \
+  " OR g.last_run < :hi) AND (s.inst_id IS NULL OR NOT (" VIS("g", "s") \
+  "))), ch AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM ca WHERE" \
+  " ca.ent_id = cb.ent_id AND ca.principal_id = cb.principal_id) THEN" \
+  " 'changed' ELSE 'added' END AS change, cb.* FROM cb UNION ALL SELECT" \
+  " 'removed', ca.* FROM ca WHERE NOT EXISTS (SELECT 1 FROM cb WHERE" \
+  " cb.ent_id = ca.ent_id AND cb.principal_id = ca.principal_id))" \
+  " SELECT ch.change AS change, e.key AS entitlement, pn.key AS" \
+  " principal, (SELECT r.display_name FROM resources r WHERE r.node_id" \
+  " = ch.principal_id AND r.first_run <= ch.dr AND (r.last_run IS NULL" \
+  " OR r.last_run >= ch.dr)) AS principal_name, ch.direct AS direct," \
+  " (SELECT json_group_array(ve.key) FROM json_each(ch.via) j JOIN" \
+  " entitlements ve ON ve.id = j.value) AS via FROM ch JOIN" \
+  " entitlements e ON e.id = ch.ent_id JOIN nodes pn ON pn.id =" \
+  " ch.principal_id WHERE ch.direct = "
 
-#define IDENTITY_NAME(x)                                                       \
-  "(SELECT ir.display_name FROM res_b ir WHERE ir.identity_id = " x            \
-  " AND ir.display_name <> '' ORDER BY ir.key LIMIT 1)"
-#define IDENTITY_EMAILS(x)                                                     \
-  "(SELECT json_group_array(DISTINCT je.value) FROM res_b ir,"                 \
-  " json_each(ir.emails) je WHERE ir.identity_id = " x ")"
+/* Of the identity of row x: its first non-empty name, all its emails. */
+#define IDENTITY_NAME \
+  "(SELECT ir.display_name FROM res_b ir WHERE ir.identity_id =" \
+  " x.identity_id AND ir.display_name <> '' ORDER BY ir.key LIMIT 1)"
+#define IDENTITY_EMAILS \
+  "(SELECT json_group_array(DISTINCT je.value) FROM resources ir" \
+  " JOIN sel s2 ON s2.inst_id = ir.inst_id AND " VIS("ir", "s2") "," \
+  " json_each(ir.emails) je WHERE ir.identity_id = x.identity_id)"
 
 static const struct query {
   const char *name, *sql;
 } queries[] = {
-    {"runs",
-     "SELECT r.id AS run, " RFC3339("r.started_at") " AS started, " RFC3339(
-         "r.finished_at") " AS finished, r.status AS run_status,"
-                          " i.tenant AS tenant, i.name AS instance,"
-                          " ri.status AS status, ri.data_run AS data_run,"
-                          " ri.resources AS resources, ri.grants AS grants,"
-                          " ri.error AS error FROM runs r JOIN "
-                          "run_instances"
-                          " ri ON ri.run_id = r.id JOIN instances i ON "
-                          "i.id ="
-                          " ri.inst_id WHERE (:tenant IS NULL OR i.tenant ="
-                          " :tenant) ORDER BY r.id DESC, i.tenant, i.name"},
-    {"instances",
-     "SELECT i.tenant AS tenant, i.name AS instance, i.plugin AS plugin,"
-     " ri.status AS status, ri.error AS error, ri.data_run AS data_run,"
-     " " RFC3339(
-         "ri.data_at") " AS data_at,"
-                       " CAST(strftime('%s', 'now') AS INTEGER) - "
-                       "ri.data_at AS age_seconds,"
-                       " ri.status <> 'ok' AS stale FROM run_instances ri "
-                       "JOIN instances i ON"
-                       " i.id = ri.inst_id WHERE ri.run_id = :to AND "
-                       "(:tenant IS NULL OR"
-                       " i.tenant = :tenant) ORDER BY i.tenant, i.name"},
-    {"resources",
-     "SELECT key, tenant, instance, type, id, display_name, traits, status,"
-     " account_type, emails, parent, identity, stale FROM res_b"
-     " WHERE (:type IS NULL OR type = :type) AND (:search IS NULL OR"
-     " instr(lower(COALESCE(display_name, '')), lower(:search)) > 0 OR"
-     " instr(lower(key), lower(:search)) > 0 OR instr(lower(emails),"
-     " lower(:search)) > 0) ORDER BY key"},
-    {"grants",
-     "SELECT entitlement, principal, principal_name, principal_type, "
-     "direct,"
-     " via, stale FROM gn_b WHERE (:ent IS NULL OR entitlement = :ent) AND"
-     " (:principal IS NULL OR principal = :principal)"
-     " ORDER BY entitlement, principal"},
-    {"identity",
-     "SELECT r.identity AS identity, r.tenant AS tenant, r.key AS resource,"
-     " r.instance AS instance, r.type AS type, r.display_name AS"
-     " display_name, r.emails AS emails, r.status AS status, r.account_type"
-     " AS account_type, r.stale AS stale FROM res_b r WHERE r.node_id IN"
-     " (SELECT node_id FROM who_nodes) ORDER BY r.key"},
-    {"access",
-     "SELECT tenant, identity, principal, principal_name, entitlement,"
-     " resource, resource_name, resource_type, slug, direct, via, "
-     "via_names,"
-     " stale FROM gn_b WHERE principal_id IN (SELECT node_id FROM "
-     "who_nodes)"
-     " ORDER BY entitlement, principal"},
-    {"who_has",
-     "SELECT x.entitlement AS entitlement, x.principal AS principal,"
-     " x.principal_name AS principal_name, x.principal_type AS"
-     " principal_type, x.principal_emails AS principal_emails, x.identity "
-     "AS"
-     " identity, " IDENTITY_NAME(
-         "x.identity_id") " AS identity_name,"
-                          " " IDENTITY_EMAILS(
-                              "x.identity_id") " AS identity_emails,"
-                                               " x.principal_status AS "
-                                               "status, "
-                                               "x.principal_account_type AS"
-                                               " account_type, x.direct AS "
-                                               "direct, x.via AS via, "
-                                               "x.via_names AS"
-                                               " via_names, x.stale AS "
-                                               "stale FROM gn_b x WHERE "
-                                               "x.ent_id IN (SELECT"
-                                               " ent_id FROM what_ents) "
-                                               "ORDER BY x.entitlement, "
-                                               "x.principal"},
-    {"explain",
-     "SELECT x.principal AS principal, x.principal_name AS principal_name,"
-     " x.entitlement AS entitlement, CASE WHEN x.direct THEN 'direct' ELSE"
-     " 'inherited' END AS kind, j.value AS through, "
-     "json_extract(x.via_names,"
-     " '$[' || j.key || ']') AS through_name, COALESCE(x.principal_name,"
-     " x.principal) || ' -> ' || CASE WHEN j.value IS NULL THEN '' ELSE"
-     " COALESCE(json_extract(x.via_names, '$[' || j.key || ']'), j.value) "
-     "||"
-     " ' -> ' END || x.entitlement AS path, x.stale AS stale FROM gn_b x"
-     " LEFT JOIN json_each(x.via) j WHERE x.principal_id IN (SELECT node_id"
-     " FROM who_nodes) AND x.ent_id IN (SELECT ent_id FROM what_ents)"
-     " ORDER BY x.principal, x.entitlement, j.value"},
-    {"diff_resources",
-     "SELECT 'added' AS change, b.key AS key, b.type AS type, "
-     "b.display_name"
-     " AS display_name, b.status AS status FROM res_b b WHERE NOT EXISTS"
-     " (SELECT 1 FROM res_a a WHERE a.node_id = b.node_id) UNION ALL"
-     " SELECT 'removed', a.key, a.type, a.display_name, a.status FROM "
-     "res_a a"
-     " WHERE NOT EXISTS (SELECT 1 FROM res_b b WHERE b.node_id = a.node_id)"
-     " ORDER BY 2, 1"},
-    {"diff_direct", DIFF_GRANTS "1 ORDER BY 2, 3, 1"},
-    {"diff_derived", DIFF_GRANTS "0 ORDER BY 2, 3, 1"},
-    {"diff_status",
-     "SELECT b.key AS key, b.display_name AS display_name, a.status AS"
-     " from_status, b.status AS to_status FROM res_b b JOIN res_a a ON"
-     " a.node_id = b.node_id WHERE a.status IS NOT b.status ORDER BY "
-     "b.key"},
-    {"diff_identities",
-     "SELECT b.key AS resource, b.display_name AS display_name, a.identity"
-     " AS from_identity, b.identity AS to_identity, CASE WHEN EXISTS "
-     "(SELECT"
-     " 1 FROM res_a a2 WHERE a2.identity_id = b.identity_id) THEN 'joined'"
-     " WHEN EXISTS (SELECT 1 FROM res_b b2 WHERE b2.identity_id ="
-     " a.identity_id AND b2.node_id <> b.node_id) THEN 'split' ELSE"
-     " 'rekeyed' END AS change FROM res_b b LEFT JOIN res_a a ON a.node_id "
-     "="
-     " b.node_id WHERE b.identity_id IS NOT NULL AND a.identity_id IS NOT"
-     " b.identity_id AND (a.node_id IS NOT NULL OR EXISTS (SELECT 1 FROM"
-     " res_a a3 WHERE a3.identity_id = b.identity_id)) ORDER BY b.key"},
-    {"stats_instances",
-     "SELECT i.tenant AS tenant, i.name AS instance, ri.status AS status,"
-     " (SELECT count(*) FROM resources r WHERE r.inst_id = s.inst_id "
-     "AND " VIS("r",
-                "s") ") AS resources, (SELECT count(*) FROM ent_ranges r WHERE"
-                     " r.inst_id = s.inst_id AND " VIS(
-                         "r", "s") ") AS entitlements, (SELECT count(*) FROM"
-                                   " grants r WHERE r.inst_id = s.inst_id AND"
-                                   " r.direct AND " VIS(
-                                       "r", "s") ") AS direct_grants, (SELECT"
-                                                 " count(*) FROM grants r WHERE"
-                                                 " r.inst_id = s.inst_id AND"
-                                                 " NOT r.direct AND " VIS(
-                                                     "r",
-                                                     "s") ") AS derived_grants,"
-                                                          " s.stale AS stale"
-                                                          " FROM sel s JOIN"
-                                                          " instances i ON i.id"
-                                                          " = s.inst_id JOIN"
-                                                          " run_instances ri ON"
-                                                          " ri.run_id = :to AND"
-                                                          " ri.inst_id ="
-                                                          " s.inst_id ORDER BY"
-                                                          " 1, 2"},
-    {"stats_tenants",
-     "SELECT tenant, count(*) AS resources, count(DISTINCT identity_id) AS"
-     " identities FROM res_b GROUP BY tenant ORDER BY tenant"},
-    {"stats_types",
-     "SELECT tenant, instance, type, count(*) AS resources FROM res_b"
-     " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"},
-    {"stats_entitlements",
-     "SELECT i.tenant AS tenant, i.name AS instance, n.type AS"
-     " resource_type, e.slug AS slug, count(DISTINCT g.ent_id) AS"
-     " entitlements, sum(g.direct) AS direct_grants, sum(1 - g.direct) AS"
-     " derived_grants FROM sel s JOIN grants g ON g.inst_id = s.inst_id"
-     " AND " VIS("g", "s") " JOIN entitlements e ON e.id = g.ent_id"
-                           " JOIN nodes n ON n.id = e.node_id JOIN instances"
-                           " i ON i.id = s.inst_id GROUP BY 1, 2, 3, 4"
-                           " ORDER BY 1, 2, 3, 4"},
-    {"stats_top",
-     "SELECT e.key AS entitlement, (SELECT r.display_name FROM resources r"
-     " JOIN sel s ON s.inst_id = r.inst_id WHERE r.node_id = e.node_id "
-     "AND " VIS("r",
-                "s") ") AS resource_name, t.holders AS holders, t.direct AS"
-                     " direct, t.derived AS derived FROM (SELECT g.ent_id AS"
-                     " ent_id, count(*) AS holders, sum(g.direct) AS direct,"
-                     " sum(1 - g.direct) AS derived FROM sel s JOIN grants g ON"
-                     " g.inst_id = s.inst_id AND " VIS(
-                         "g", "s") " GROUP BY g.ent_id ORDER BY holders DESC,"
-                                   " g.ent_id LIMIT 10) t JOIN entitlements e"
-                                   " ON e.id = t.ent_id ORDER BY t.holders"
-                                   " DESC, e.key"},
-    {"access_review", "SELECT x.tenant AS tenant, x.identity AS "
-                      "identity, " IDENTITY_NAME(
-                          "x.identity_id") " AS "
-                                           "identity_name,"
-                                           " " IDENTITY_EMAILS("x.identity_"
-                                                               "id") " AS "
-                                                                     "ident"
-                                                                     "ity_"
-                                                                     "email"
-                                                                     "s, "
-                                                                     "x."
-                                                                     "princ"
-                                                                     "ipal "
-                                                                     "AS "
-                                                                     "princ"
-                                                                     "ipal,"
-                                                                     " x."
-                                                                     "princ"
-                                                                     "ipal_"
-                                                                     "name "
-                                                                     "AS "
-                                                                     "princ"
-                                                                     "ipal_"
-                                                                     "name,"
-                                                                     " x."
-                                                                     "princ"
-                                                                     "ipal_"
-                                                                     "email"
-                                                                     "s AS "
-                                                                     "princ"
-                                                                     "ipal_"
-                                                                     "email"
-                                                                     "s, "
-                                                                     "x."
-                                                                     "princ"
-                                                                     "ipal_"
-                                                                     "statu"
-                                                                     "s AS "
-                                                                     "statu"
-                                                                     "s, "
-                                                                     "x."
-                                                                     "princ"
-                                                                     "ipal_"
-                                                                     "accou"
-                                                                     "nt_"
-                                                                     "type "
-                                                                     "AS "
-                                                                     "accou"
-                                                                     "nt_"
-                                                                     "type,"
-                                                                     " x."
-                                                                     "entit"
-                                                                     "lemen"
-                                                                     "t AS "
-                                                                     "entit"
-                                                                     "lemen"
-                                                                     "t, "
-                                                                     "x."
-                                                                     "resou"
-                                                                     "rce "
-                                                                     "AS "
-                                                                     "resou"
-                                                                     "rce, "
-                                                                     "x."
-                                                                     "resou"
-                                                                     "rce_"
-                                                                     "name "
-                                                                     "AS "
-                                                                     "resou"
-                                                                     "rce_"
-                                                                     "name,"
-                                                                     " x."
-                                                                     "resou"
-                                                                     "rce_"
-                                                                     "type "
-                                                                     "AS "
-                                                                     "resou"
-                                                                     "rce_"
-                                                                     "type,"
-                                                                     " x."
-                                                                     "slug "
-                                                                     "AS "
-                                                                     "slug,"
-                                                                     " x."
-                                                                     "direc"
-                                                                     "t AS "
-                                                                     "direc"
-                                                                     "t, "
-                                                                     "x."
-                                                                     "via_"
-                                                                     "names"
-                                                                     " AS "
-                                                                     "via_"
-                                                                     "names"
-                                                                     ", "
-                                                                     "x."
-                                                                     "stale"
-                                                                     " AS "
-                                                                     "stale"
-                                                                     " FROM"
-                                                                     " gn_"
-                                                                     "b x "
-                                                                     "WHERE"
-                                                                     " x."
-                                                                     "ident"
-                                                                     "ity "
-                                                                     "IS "
-                                                                     "NOT "
-                                                                     "NULL "
-                                                                     "ORDER"
-                                                                     " BY "
-                                                                     "x."
-                                                                     "ident"
-                                                                     "ity, "
-                                                                     "x."
-                                                                     "entit"
-                                                                     "lemen"
-                                                                     "t, "
-                                                                     "x."
-                                                                     "princ"
-                                                                     "ipa"
-                                                                     "l"},
-    {"report_inactive",
-     "SELECT tenant, principal, principal_name, principal_emails,"
-     " principal_status AS status, principal_account_type AS account_type,"
-     " count(*) AS grants, sum(direct) AS direct, sum(1 - direct) AS"
-     " inherited FROM gn_b WHERE principal_status IN ('disabled', "
-     "'deleted')"
-     " GROUP BY principal_id ORDER BY principal"},
-    {"report_unmanaged",
-     "SELECT r.tenant AS tenant, r.key AS principal, r.display_name AS"
-     " principal_name, r.emails AS principal_emails, r.status AS status,"
-     " (SELECT count(*) FROM grants g JOIN sel s ON s.inst_id = g.inst_id"
-     " WHERE g.principal_id = r.node_id AND " VIS(
-         "g", "s") ") AS grants FROM res_b r WHERE r.plugin = 'jira_cloud'"
-                   " AND r.type = 'user' AND COALESCE(r.account_type,"
-                   " 'human') = 'human' AND NOT EXISTS (SELECT 1 FROM res_b"
-                   " o WHERE o.plugin = 'atlassian_org' AND o.tenant ="
-                   " r.tenant AND o.identity_id = r.identity_id) ORDER BY"
-                   " r.key"},
-    {"report_nonhuman",
-     "SELECT tenant, principal, principal_name, principal_account_type AS"
-     " account_type, principal_status AS status, count(*) AS grants,"
-     " sum(direct) AS direct, sum(1 - direct) AS inherited FROM gn_b"
-     " WHERE principal_account_type IN ('service', 'customer') GROUP BY"
-     " principal_id ORDER BY principal"},
+  {"runs",
+    "SELECT r.id AS run, " RFC3339("r.started_at") " AS started, "
+    RFC3339("r.finished_at")
+    " AS finished, r.status AS run_status, i.tenant AS tenant, i.name AS"
+    " instance, ri.status AS status, ri.data_run AS data_run,"
+    " ri.resources AS resources, ri.grants AS grants, ri.error AS error"
+    " FROM runs r JOIN run_instances ri ON ri.run_id = r.id JOIN"
+    " instances i ON i.id = ri.inst_id WHERE (:tenant IS NULL OR i.tenant"
+    " = :tenant) ORDER BY r.id DESC, i.tenant, i.name"},
+  {"instances",
+    "SELECT i.tenant AS tenant, i.name AS instance, i.plugin AS plugin,"
+    " ri.status AS status, ri.error AS error, ri.data_run AS data_run, "
+    RFC3339("ri.data_at")
+    " AS data_at, CAST(strftime('%s', 'now') AS INTEGER) - ri.data_at AS"
+    " age_seconds, ri.status <> 'ok' AS stale FROM run_instances ri JOIN"
+    " instances i ON i.id = ri.inst_id WHERE ri.run_id = :to AND (:tenant"
+    " IS NULL OR i.tenant = :tenant) ORDER BY i.tenant, i.name"},
+  {"resources",
+    "SELECT key, tenant, instance, type, id, display_name, traits,"
+    " status, account_type, emails, parent, identity, stale FROM res_b"
+    " WHERE (:type IS NULL OR type = :type) AND (:search IS NULL OR"
+    " instr(lower(COALESCE(display_name, '')), lower(:search)) > 0 OR"
+    " instr(lower(key), lower(:search)) > 0 OR instr(lower(emails),"
+    " lower(:search)) > 0) ORDER BY key"},
+  {"grants",
+    "SELECT entitlement, principal, principal_name, principal_type,"
+    " direct, via, stale FROM gn_b WHERE (:ent IS NULL OR entitlement ="
+    " :ent) AND (:principal IS NULL OR principal = :principal) ORDER BY"
+    " entitlement, principal"},
+  {"identity",
+    "SELECT r.identity AS identity, r.tenant AS tenant, r.key AS"
+    " resource, r.instance AS instance, r.type AS type, r.display_name AS"
+    " display_name, r.emails AS emails, r.status AS status,"
+    " r.account_type AS account_type, r.stale AS stale FROM res_b r WHERE"
+    " r.node_id IN (SELECT node_id FROM who_nodes) ORDER BY r.key"},
+  {"access",
+    "SELECT tenant, identity, principal, principal_name, entitlement,"
+    " resource, resource_name, resource_type, slug, direct, via,"
+    " via_names, stale FROM gn_b WHERE principal_id IN (SELECT node_id"
+    " FROM who_nodes) ORDER BY entitlement, principal"},
+  {"who_has",
+    "SELECT x.entitlement AS entitlement, x.principal AS principal,"
+    " x.principal_name AS principal_name, x.principal_type AS"
+    " principal_type, x.principal_emails AS principal_emails, x.identity"
+    " AS identity, " IDENTITY_EMAILS " AS identity_emails,"
+    " x.principal_status AS status,"
+    " x.principal_account_type AS account_type, x.direct AS direct, x.via"
+    " AS via, x.via_names AS via_names, x.stale AS stale FROM gn_b x"
+    " WHERE x.ent_id IN (SELECT ent_id FROM what_ents) ORDER BY"
+    " x.entitlement, x.principal"},
+  {"explain",
+    "SELECT x.principal AS principal, x.principal_name AS principal_name,"
+    " x.entitlement AS entitlement, CASE WHEN x.direct THEN 'direct' ELSE"
+    " 'inherited' END AS kind, j.value AS through,"
+    " json_extract(x.via_names, '$[' || j.key || ']') AS through_name,"
+    " COALESCE(x.principal_name, x.principal) || ' -> ' || CASE WHEN"
+    " j.value IS NULL THEN '' ELSE COALESCE(json_extract(x.via_names,"
+    " '$[' || j.key || ']'), j.value) || ' -> ' END || x.entitlement AS"
+    " path, x.stale AS stale FROM gn_b x LEFT JOIN json_each(x.via) j"
+    " WHERE x.principal_id IN (SELECT node_id FROM who_nodes) AND"
+    " x.ent_id IN (SELECT ent_id FROM what_ents) ORDER BY x.principal,"
+    " x.entitlement, j.value"},
+  {"diff_resources",
+    "SELECT 'added' AS change, b.key AS key, b.type AS type,"
+    " b.display_name AS display_name, b.status AS status FROM res_b b"
+    " WHERE NOT EXISTS (SELECT 1 FROM res_a a WHERE a.node_id ="
+    " b.node_id) UNION ALL SELECT 'removed', a.key, a.type,"
+    " a.display_name, a.status FROM res_a a WHERE NOT EXISTS (SELECT 1"
+    " FROM res_b b WHERE b.node_id = a.node_id) ORDER BY 2, 1"},
+  {"diff_direct", DIFF_GRANTS "1 ORDER BY 2, 3, 1"},
+  {"diff_derived", DIFF_GRANTS "0 ORDER BY 2, 3, 1"},
+  {"diff_status",
+    "SELECT b.key AS key, b.display_name AS display_name, a.status AS"
+    " from_status, b.status AS to_status FROM res_b b JOIN res_a a ON"
+    " a.node_id = b.node_id WHERE a.status IS NOT b.status ORDER BY b.key"},
+  {"diff_identities",
+    "SELECT b.key AS resource, b.display_name AS display_name, a.identity"
+    " AS from_identity, b.identity AS to_identity, CASE WHEN EXISTS"
+    " (SELECT 1 FROM res_a a2 WHERE a2.identity_id = b.identity_id) THEN"
+    " 'joined' WHEN EXISTS (SELECT 1 FROM res_b b2 WHERE b2.identity_id ="
+    " a.identity_id AND b2.node_id <> b.node_id) THEN 'split' ELSE"
+    " 'rekeyed' END AS change FROM res_b b LEFT JOIN res_a a ON a.node_id"
+    " = b.node_id WHERE b.identity_id IS NOT NULL AND a.identity_id IS"
+    " NOT b.identity_id AND (a.node_id IS NOT NULL OR EXISTS (SELECT 1"
+    " FROM res_a a3 WHERE a3.identity_id = b.identity_id)) ORDER BY b.key"},
+  {"stats_instances",
+    "SELECT i.tenant AS tenant, i.name AS instance, ri.status AS status,"
+    " (SELECT count(*) FROM resources r WHERE r.inst_id = s.inst_id AND "
+    VIS("r", "s")
+    ") AS resources, (SELECT count(*) FROM ent_ranges r WHERE r.inst_id ="
+    " s.inst_id AND " VIS("r", "s")
+    ") AS entitlements, (SELECT count(*) FROM grants r WHERE r.inst_id ="
+    " s.inst_id AND r.direct AND " VIS("r", "s")
+    ") AS direct_grants, (SELECT count(*) FROM grants r WHERE r.inst_id ="
+    " s.inst_id AND NOT r.direct AND " VIS("r", "s")
+    ") AS derived_grants, s.stale AS stale FROM sel s JOIN instances i ON"
+    " i.id = s.inst_id JOIN run_instances ri ON ri.run_id = :to AND"
+    " ri.inst_id = s.inst_id ORDER BY 1, 2"},
+  {"stats_tenants",
+    "SELECT tenant, count(*) AS resources, count(DISTINCT identity_id) AS"
+    " identities FROM res_b GROUP BY tenant ORDER BY tenant"},
+  {"stats_types",
+    "SELECT tenant, instance, type, count(*) AS resources FROM res_b"
+    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"},
+  {"stats_entitlements",
+    "SELECT i.tenant AS tenant, i.name AS instance, n.type AS"
+    " resource_type, e.slug AS slug, count(DISTINCT g.ent_id) AS"
+    " entitlements, sum(g.direct) AS direct_grants, sum(1 - g.direct) AS"
+    " derived_grants FROM sel s JOIN grants g ON g.inst_id = s.inst_id"
+    " AND " VIS("g", "s")
+    " JOIN entitlements e ON e.id = g.ent_id JOIN nodes n ON n.id ="
+    " e.node_id JOIN instances i ON i.id = s.inst_id GROUP BY 1, 2, 3, 4"
+    " ORDER BY 1, 2, 3, 4"},
+  {"stats_top",
+    "SELECT e.key AS entitlement, (SELECT r.display_name FROM resources r"
+    " JOIN sel s ON s.inst_id = r.inst_id WHERE r.node_id = e.node_id AND" " "
+    VIS("r", "s") ") AS resource_name, t.holders AS holders, t.direct AS"
+    " direct_holders, t.derived AS derived_holders FROM (SELECT g.ent_id"
+    " AS ent_id, count(*) AS holders, sum(g.direct) AS direct, sum(1 -"
+    " g.direct) AS derived FROM sel s JOIN grants g ON g.inst_id ="
+    " s.inst_id AND " VIS("g", "s")
+    " GROUP BY g.ent_id ORDER BY holders DESC, g.ent_id LIMIT 10) t JOIN"
+    " entitlements e ON e.id = t.ent_id ORDER BY t.holders DESC, e.key"},
+  {"access_review",
+    "SELECT x.tenant AS tenant, x.identity AS identity, " IDENTITY_NAME
+    " AS identity_name, " IDENTITY_EMAILS
+    " AS identity_emails, x.principal AS principal, x.principal_name AS"
+    " principal_name, x.principal_emails AS principal_emails,"
+    " x.principal_status AS status, x.principal_account_type AS"
+    " account_type, x.entitlement AS entitlement, x.resource AS resource,"
+    " x.resource_name AS resource_name, x.resource_type AS resource_type,"
+    " x.slug AS slug, x.direct AS direct, x.via_names AS via_names,"
+    " x.stale AS stale FROM gn_b x WHERE x.identity IS NOT NULL ORDER BY"
+    " x.identity, x.entitlement, x.principal"},
+  {"report_inactive",
+    "SELECT tenant, principal, principal_name, principal_emails,"
+    " principal_status AS status, principal_account_type AS account_type,"
+    " count(*) AS grants, sum(direct) AS direct_grants, sum(1 - direct)"
+    " AS inherited FROM gn_b WHERE principal_status IN ('disabled',"
+    " 'deleted') GROUP BY principal_id ORDER BY principal"},
+  {"report_unmanaged",
+    "SELECT r.tenant AS tenant, r.key AS principal, r.display_name AS"
+    " principal_name, r.emails AS principal_emails, r.status AS status,"
+    " (SELECT count(*) FROM grants g JOIN sel s ON s.inst_id = g.inst_id"
+    " WHERE g.principal_id = r.node_id AND " VIS("g", "s")
+    ") AS grants FROM res_b r WHERE r.plugin = 'jira_cloud' AND r.type ="
+    " 'user' AND COALESCE(r.account_type, 'human') = 'human' AND NOT"
+    " EXISTS (SELECT 1 FROM res_b o WHERE o.plugin = 'atlassian_org' AND"
+    " o.tenant = r.tenant AND o.identity_id = r.identity_id) ORDER BY"
+    " r.key"},
+  {"report_nonhuman",
+    "SELECT tenant, principal, principal_name, principal_account_type AS"
+    " account_type, principal_status AS status, count(*) AS grants,"
+    " sum(direct) AS direct_grants, sum(1 - direct) AS inherited_grants"
+    " FROM gn_b WHERE principal_account_type IN ('service', 'customer')"
+    " GROUP BY principal_id ORDER BY principal"},
 };
+
+/* clang-format on */
 
 static int bind_params(struct store *s, sqlite3_stmt *st) {
   const struct store_params *p = s->p;
@@ -1661,6 +1501,10 @@ static int bind_params(struct store *s, sqlite3_stmt *st) {
     sqlite3_bind_int64(st, i, s->run);
   if ((i = sqlite3_bind_parameter_index(st, ":from")) > 0)
     sqlite3_bind_int64(st, i, s->from);
+  if ((i = sqlite3_bind_parameter_index(st, ":lo")) > 0)
+    sqlite3_bind_int64(st, i, s->lo);
+  if ((i = sqlite3_bind_parameter_index(st, ":hi")) > 0)
+    sqlite3_bind_int64(st, i, s->hi);
   return CH_OK;
 }
 
@@ -1733,6 +1577,19 @@ int store_select(struct store *s, const struct store_params *p,
   rc = run_sql(s, sel_sql, err);
   if (rc)
     return rc;
+  /* Between two runs only rows whose range starts or ends between the
+     oldest and newest data run can differ; an instance in one selection
+     only makes every row of it differ (lo 0 then scans everything). */
+  s->lo = count_of(s, "SELECT CASE WHEN EXISTS (SELECT 1 FROM sel WHERE"
+                      " inst_id NOT IN (SELECT inst_id FROM sel_a)) OR EXISTS"
+                      " (SELECT 1 FROM sel_a WHERE inst_id NOT IN (SELECT"
+                      " inst_id FROM sel)) THEN 0 ELSE (SELECT MIN(d) FROM"
+                      " (SELECT data_run AS d FROM sel UNION ALL SELECT"
+                      " data_run FROM sel_a)) END");
+  s->hi = count_of(s, "SELECT MAX(d) FROM (SELECT data_run AS d FROM sel"
+                      " UNION ALL SELECT data_run FROM sel_a)");
+  if (s->lo < 0)
+    s->lo = 0;
   if (!count_of(s, "SELECT count(*) FROM sqlite_temp_master WHERE name ="
                    " 'res_b'")) {
     rc = make_view(s, 1, "res_b", "", view_resources, "sel", err);
