@@ -1458,7 +1458,7 @@ static const struct query {
     "SELECT tenant, principal, principal_name, principal_emails,"
     " principal_status AS status, principal_account_type AS account_type,"
     " count(*) AS grants, sum(direct) AS direct_grants, sum(1 - direct)"
-    " AS inherited FROM gn_b WHERE principal_status IN ('disabled',"
+    " AS inherited_grants FROM gn_b WHERE principal_status IN ('disabled',"
     " 'deleted') GROUP BY principal_id ORDER BY principal"},
   {"report_unmanaged",
     "SELECT r.tenant AS tenant, r.key AS principal, r.display_name AS"
