@@ -25,6 +25,7 @@ enum fmt { FMT_TABLE = 0, FMT_JSON, FMT_CSV };
 /* One part of a command's answer: the JSON field and the store query. */
 struct section {
   const char *field, *query;
+  const char *brief; /* the columns a table shows (NULL: all) */
 };
 
 struct read_cmd {
@@ -37,56 +38,76 @@ struct read_cmd {
 };
 
 static const struct read_cmd commands[] = {
-    {"runs", 0, "", 0, 0, {{"runs", "runs"}}},
+    {"runs", 0, "", 0, 0, {{"runs", "runs", NULL}}},
     {"resources",
      0,
      "[--type T] [--search TEXT]",
      0,
      0,
-     {{"resources", "resources"}}},
+     {{"resources", "resources",
+       "key display_name status account_type emails"}}},
     {"grants",
      0,
      "[--entitlement KEY] [--principal KEY]",
      0,
      0,
-     {{"grants", "grants"}}},
+     {{"grants", "grants", "entitlement principal principal_name direct via"}}},
     {"access",
      1,
      "WHO",
      0,
      0,
-     {{"accounts", "identity"}, {"access", "access"}}},
-    {"who-has", 1, "WHAT", 0, 0, {{"holders", "who_has"}}},
-    {"explain", 2, "WHO WHAT", 0, 0, {{"paths", "explain"}}},
+     {{"accounts", "identity",
+       "resource display_name emails status account_type stale"},
+      {"access", "access",
+       "instance principal_name resource_type resource_name slug direct "
+       "via_names "
+       "stale"}}},
+    {"who-has",
+     1,
+     "WHAT",
+     0,
+     0,
+     {{"holders", "who_has",
+       "principal principal_name identity_emails status account_type direct "
+       "via_names stale"}}},
+    {"explain", 2, "WHO WHAT", 0, 0, {{"paths", "explain", "kind path stale"}}},
     {"diff",
      0,
      "[--from RUN] [--to RUN] [--exit-code]",
      0,
      0,
-     {{"resources", "diff_resources"},
-      {"direct_grants", "diff_direct"},
-      {"derived_grants", "diff_derived"},
-      {"status_changes", "diff_status"},
-      {"identity_changes", "diff_identities"}}},
+     {{"resources", "diff_resources", NULL},
+      {"direct_grants", "diff_direct",
+       "change entitlement principal principal_name"},
+      {"derived_grants", "diff_derived",
+       "change entitlement principal principal_name via"},
+      {"status_changes", "diff_status", NULL},
+      {"identity_changes", "diff_identities", NULL}}},
     {"stats",
      0,
      "",
      0,
      0,
-     {{"tenants", "stats_tenants"},
-      {"instances", "stats_instances"},
-      {"types", "stats_types"},
-      {"entitlements", "stats_entitlements"},
-      {"top_entitlements", "stats_top"}}},
-    {"export", 1, "access-review", 0, 1, {{"access_review", "access_review"}}},
+     {{"tenants", "stats_tenants", NULL},
+      {"instances", "stats_instances", NULL},
+      {"types", "stats_types", NULL},
+      {"entitlements", "stats_entitlements", NULL},
+      {"top_entitlements", "stats_top", NULL}}},
+    {"export",
+     1,
+     "access-review",
+     0,
+     1,
+     {{"access_review", "access_review", NULL}}},
     {"report",
      0,
      "",
      0,
      0,
-     {{"inactive_with_grants", "report_inactive"},
-      {"jira_without_org_account", "report_unmanaged"},
-      {"nonhuman_with_grants", "report_nonhuman"}}},
+     {{"inactive_with_grants", "report_inactive", NULL},
+      {"jira_without_org_account", "report_unmanaged", NULL},
+      {"nonhuman_with_grants", "report_nonhuman", NULL}}},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -307,6 +328,17 @@ static void table_release(struct table *t) {
   free(t->cells);
 }
 
+/* 1 when `word` is one of the space-separated words of `list`. */
+static int word_in(const char *list, const char *word) {
+  size_t n = strlen(word);
+
+  for (const char *p = list; (p = strstr(p, word)); p += n) {
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
+      return 1;
+  }
+  return 0;
+}
+
 /* Print one query's rows; JSON as the value of `field` (the caller wrote
    the separator). Returns the row count, or -1 on error (reported). */
 static long print_query(struct store *st, const struct section *sec,
@@ -314,6 +346,8 @@ static long print_query(struct store *st, const struct section *sec,
   struct store_cursor *c = NULL;
   struct ch_err err = {0};
   struct table t = {0};
+  unsigned char show[32] = {0};
+  size_t ncols;
   long rows = 0;
   int step;
 
@@ -321,17 +355,22 @@ static long print_query(struct store *st, const struct section *sec,
     log_error("%s", err.msg);
     return -1;
   }
-  t.ncols = store_ncols(c);
+  ncols = store_ncols(c);
+  for (size_t i = 0; i < ncols && i < sizeof(show); i++) {
+    show[i] = fmt != FMT_TABLE || !sec->brief ||
+              word_in(sec->brief, store_col_name(c, i));
+    t.ncols += show[i];
+  }
   if (fmt == FMT_JSON) {
     json_str(f, sec->field);
     fputs(": [", f);
   } else if (fmt == FMT_TABLE && many) {
     fprintf(f, "%s== %s ==\n", rows ? "\n" : "", sec->field);
   }
-  for (size_t i = 0; fmt != FMT_JSON && i < t.ncols; i++) {
+  for (size_t i = 0; fmt != FMT_JSON && i < ncols; i++) {
     if (fmt == FMT_CSV)
       fprintf(f, "%s%s", i ? "," : "", store_col_name(c, i));
-    else if (table_add(&t, strdup(store_col_name(c, i))))
+    else if (show[i] && table_add(&t, strdup(store_col_name(c, i))))
       goto nomem;
   }
   if (fmt == FMT_CSV)
@@ -339,7 +378,7 @@ static long print_query(struct store *st, const struct section *sec,
   while ((step = store_next(c, &err)) == 1) {
     if (fmt == FMT_JSON) {
       fputs(rows ? ",\n  {" : "\n  {", f);
-      for (size_t i = 0; i < t.ncols; i++) {
+      for (size_t i = 0; i < ncols; i++) {
         const char *v = store_col_text(c, i);
         if (i)
           fputs(", ", f);
@@ -357,8 +396,11 @@ static long print_query(struct store *st, const struct section *sec,
       }
       fputc('}', f);
     } else {
-      for (size_t i = 0; i < t.ncols; i++) {
-        char *v = cell_text(c, i);
+      for (size_t i = 0; i < ncols; i++) {
+        char *v;
+        if (!show[i])
+          continue;
+        v = cell_text(c, i);
         if (fmt == FMT_CSV) {
           if (!v)
             goto nomem;

@@ -1356,8 +1356,8 @@ static const struct query {
     " r.account_type AS account_type, r.stale AS stale FROM res_b r WHERE"
     " r.node_id IN (SELECT node_id FROM who_nodes) ORDER BY r.key"},
   {"access",
-    "SELECT tenant, identity, principal, principal_name, entitlement,"
-    " resource, resource_name, resource_type, slug, direct, via,"
+    "SELECT tenant, instance, identity, principal, principal_name,"
+    " entitlement, resource, resource_name, resource_type, slug, direct, via,"
     " via_names, stale FROM gn_b WHERE principal_id IN (SELECT node_id"
     " FROM who_nodes) ORDER BY entitlement, principal"},
   {"who_has",
