@@ -88,7 +88,8 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1,
 /* clang-format off */
 
 /* Row visibility in a selection `s` (inst_id, data_run): see the top. */
-#define VIS(t, s) t ".first_run <= " s ".data_run AND (" t ".last_run IS NULL OR " \
+#define VIS(t, s) \
+  t ".first_run <= " s ".data_run AND (" t ".last_run IS NULL OR " \
   t ".last_run >= " s ".data_run)"
 
 /*
