@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "graph.h"
 #include "store.h"
 
@@ -25,33 +26,8 @@
  * k-2 modulo 1000/churn, so each run changes `churn` per mille of them.
  */
 
-static const char *const to_user_group[] = {"user", "group", NULL};
-static const struct ch_entitlement_def group_ents[] = {
-    {"member", "Member", to_user_group}, {NULL, NULL, NULL}};
-static const struct ch_entitlement_def role_ents[] = {
-    {"assigned", "Assigned", to_user_group}, {NULL, NULL, NULL}};
-static const struct ch_resource_type types[] = {
-    {"user", "User", CH_TRAIT_USER, NULL, NULL, CH_CAP_SYNC, 0},
-    {"group", "Group", CH_TRAIT_GROUP, NULL, group_ents, CH_CAP_SYNC, 0},
-    {"project_role", "Project role", CH_TRAIT_ROLE, NULL, role_ents,
-     CH_CAP_SYNC, 0},
-    {NULL, NULL, 0, NULL, NULL, 0, 0}};
-
 static long nusers = 20000, ngroups = 1000, nmembers = 250000, nexp = 2500;
 static long nruns = 10, churn = 10;
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
 
 static uint64_t mix(uint64_t x) { /* splitmix64: same data every time */
   x += 0x9e3779b97f4a7c15ULL;
@@ -86,34 +62,20 @@ static struct graph *build(long run, long *top_group) {
   struct graph *g = graph_new();
   int inst = graph_add_instance(g, "acme", "jira", "bench", "1", types);
   struct ch_err err = {0};
-  char id[48], name[48], email[64], mk1[80], mk2[80], pid[48];
-  const char *emails[] = {email, NULL}, *mks[] = {mk1, mk2, NULL};
+  struct bench_user u;
+  char id[48], pid[48];
   long *count = calloc((size_t)ngroups, sizeof(*count)), i, gr, us;
 
   for (i = 0; i < nusers; i++) {
     struct ch_resource r = {0};
     user_id(id, sizeof(id), i);
-    snprintf(name, sizeof(name), "Zoë Number %ld", i);
-    snprintf(email, sizeof(email), "user%ld@example.com", i);
-    snprintf(mk1, sizeof(mk1), "atlassian_account_id=%s", id);
-    snprintf(mk2, sizeof(mk2), "email=%s", email);
-    r.type = "user";
-    r.id = id;
-    r.display_name = name;
+    bench_user(&u, id, i, &r);
     r.status = i % 10 ? CH_RES_ENABLED : CH_RES_DISABLED;
-    r.account_type = CH_ACCOUNT_HUMAN;
-    r.emails = emails;
-    r.match_keys = mks;
     check(graph_add_resource(g, inst, &r, &err), &err);
   }
   for (i = 0; i < ngroups + nexp / 5; i++) {
     struct ch_resource r = {0};
-    int role = i >= ngroups;
-    snprintf(id, sizeof(id), "%s-%ld", role ? "10000:1" : "grp",
-             role ? i - ngroups : i);
-    r.type = role ? "project_role" : "group";
-    r.id = id;
-    r.display_name = id;
+    bench_group(id, sizeof(id), i, ngroups, &r);
     check(graph_add_resource(g, inst, &r, &err), &err);
   }
   for (i = 0; i < nmembers + nexp; i++) {

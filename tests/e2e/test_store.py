@@ -29,14 +29,7 @@ TENANT = "demo"
 FIXTURES = os.path.join(lib.SRCDIR, "tests", "fixtures", "store")
 
 
-def enc(component):
-    out = []
-    for ch in component:
-        if ch in "%/#" or ord(ch) < 0x20 or ord(ch) == 0x7f:
-            out.append("".join("%%%02X" % b for b in ch.encode()))
-        else:
-            out.append(ch)
-    return "".join(out)
+enc = lib.key_encode
 
 
 def rkey(inst, rtype, rid):
