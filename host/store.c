@@ -373,7 +373,7 @@ int store_open(const char *path, int create, struct store **out,
   sqlite3_busy_timeout(s->db, 2000);
   rc = exec(s, "PRAGMA journal_mode = WAL", "opening", err);
   if (!rc)
-    rc = exec(s, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;",
+    rc = exec(s, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;",
               "opening", err);
   if (!rc)
     rc = migrate(s, err);
