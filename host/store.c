@@ -485,13 +485,16 @@ static void bind_id(sqlite3_stmt *st, int i, int64_t v) {
     sqlite3_bind_null(st, i);
 }
 
+/* The first column of the first row (0 when none, -1 on error); `arg`
+   binds ?1 when the statement has one. */
 static int64_t scalar(struct store *s, const char *sql, int64_t arg) {
   sqlite3_stmt *st = NULL;
   int64_t v = 0;
 
   if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
     return -1;
-  sqlite3_bind_int64(st, 1, arg);
+  if (sqlite3_bind_parameter_count(st) > 0)
+    sqlite3_bind_int64(st, 1, arg);
   if (sqlite3_step(st) == SQLITE_ROW)
     v = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
@@ -794,6 +797,8 @@ static int load_current(struct rec *r, const char *sql, int64_t max_id,
   sqlite3_stmt *st = NULL;
   int rc, step;
 
+  if (max_id < 0)
+    return db_err(r->s, err, "reading the store");
   free(r->cur);
   r->ncur = (size_t)max_id + 1;
   r->cur = calloc(r->ncur, sizeof(*r->cur));
@@ -865,7 +870,7 @@ static int close_unseen(struct rec *r, const char *sql_inst, int close_st,
 
 static int rec_resources(struct rec *r, struct ch_err *err) {
   size_t n = graph_nnodes(r->g), i;
-  int64_t max = scalar(r->s, "SELECT COALESCE(MAX(id), 0) + ? FROM nodes", 0);
+  int64_t max = scalar(r->s, "SELECT COALESCE(MAX(id), 0) FROM nodes", 0);
   int rc = load_current(r,
                         "SELECT node_id, first_run, h FROM resources"
                         " WHERE last_run IS NULL",
@@ -1076,7 +1081,7 @@ static int rec_grants(struct rec *r, struct ch_err *err) {
   struct srow *rows = NULL;
   size_t cap = 0, nrows = 0, rcap = 0;
   int64_t max =
-      scalar(r->s, "SELECT COALESCE(MAX(id), 0) + ? FROM entitlements", 0);
+      scalar(r->s, "SELECT COALESCE(MAX(id), 0) FROM entitlements", 0);
   int rc = load_current(r,
                         "SELECT ent_id, first_run, 0 FROM ent_ranges"
                         " WHERE last_run IS NULL",
@@ -1212,7 +1217,11 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
     rc = rec_run(&r, started_ms, err);
   if (rc)
     goto out;
-  maxinst = scalar(s, "SELECT COALESCE(MAX(id), 0) + ? FROM instances", 0);
+  maxinst = scalar(s, "SELECT COALESCE(MAX(id), 0) FROM instances", 0);
+  if (maxinst < 0) {
+    rc = db_err(s, err, "reading instances");
+    goto out;
+  }
   r.nby_id = (size_t)maxinst + 1;
   r.by_id = calloc(r.nby_id, sizeof(*r.by_id));
   if (!r.by_id) {

@@ -518,6 +518,47 @@ class StoreTest(lib.TempDirTest):
         r = self.read("runs", db=self.path("missing.db"), rc=1, fmt=None)
         self.assertIn("does not exist", r.err)
 
+    def test_keep_runs_and_store_none(self):
+        fake = self.start_fake()
+        cfg = self.config(fake, provisioning=True, extra="keep_runs: 2")
+        self.sync(cfg)
+        j = fake.truth["jira"]
+        synced = {g["id"] for g in fake.truth["org"]["groups"] if g["external_synced"]}
+        gid = next(g["groupId"] for g in j["groups"] if not g["site_local"]
+                   and g["groupId"] not in synced and j["group_members"][g["groupId"]])
+        gone = j["group_members"][gid][0]
+        r = lib.run(["-c", cfg, "revoke", "--entitlement", ekey("jira", "group", gid, "member"),
+                     "--principal", rkey("jira", "user", gone)])
+        self.assertEqual(r.rc, 0, r)
+        self.sync(cfg)
+        self.sync(cfg)
+        self.assertEqual(sorted({x["run"] for x in self.read("runs")["runs"]}), [2, 3])
+        r = self.read("access", gone, "--run", "1", rc=1, fmt=None)
+        self.assertIn("no run 1", r.err)
+        # the membership revoked before run 2 is needed by no kept run: gone
+        db = sqlite3.connect(self.path("connhost.db"))
+        closed = db.execute("SELECT count(*) FROM grants WHERE last_run IS NOT NULL"
+                            " AND last_run < 2").fetchone()[0]
+        db.close()
+        self.assertEqual(closed, 0)
+        doc = self.read("access", gone, "--run", "2")
+        self.assertNotIn(ekey("jira", "group", gid, "member"),
+                         {x["entitlement"] for x in doc["access"]})
+        # --tenant and --search narrow the answer; an unknown tenant is empty
+        doc = self.read("resources", "--search", j["users"][5]["displayName"][:6])
+        self.assertIn(rkey("jira", "user", j["users"][5]["accountId"]),
+                      {x["key"] for x in doc["resources"]})
+        self.assertEqual(self.read("resources", "--tenant", "nope")["resources"], [])
+
+        # store: none records nothing
+        none = self.config(fake, extra="store: none", name="none.yaml")
+        os.unlink(self.path("connhost.db"))
+        self.sync(none)
+        self.assertFalse(os.path.exists(self.path("connhost.db")))
+        r = lib.run(["-c", none, "runs"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("store: none", r.err)
+
     def test_csv_is_rfc4180_with_formula_guard(self):
         fake = self.start_fake()
         self.sync(self.config(fake))
@@ -550,6 +591,7 @@ class MidSizeStoreTest(StoreTest):
     test_corrupt_and_locked_store = None
     test_csv_is_rfc4180_with_formula_guard = None
     test_failed_instance_answers_stale = None
+    test_keep_runs_and_store_none = None
 
 
 if __name__ == "__main__":
