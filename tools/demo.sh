@@ -15,9 +15,8 @@ rm -f "$out/fake.port" "$out/connhost.db" "$out/connhost.db-wal" \
 # conf/demo.yaml, with its store beside this copy and writes allowed on
 # Jira (for the demo grant at the end).
 cfg="$out/demo.yaml"
-sed 's/^      plugin: jira_cloud$/&\n      provisioning: true/' \
-  "$src/conf/demo.yaml" >"$cfg"
-echo "store: connhost.db" >>"$cfg"
+sed -e 's/^      plugin: jira_cloud$/&\n      provisioning: true/' \
+  -e 's/^store: .*/store: connhost.db/' "$src/conf/demo.yaml" >"$cfg"
 
 python3 "$src/tests/fake/atlassian-fake" --host 127.0.0.1 --port 0 \
   --port-file "$out/fake.port" --profile demo --truth "$out/fake-truth.json" \
