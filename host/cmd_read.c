@@ -32,83 +32,77 @@ struct read_cmd {
   const char *name;
   int nargs; /* positional arguments after the name */
   const char *args_help;
-  enum fmt default_fmt; /* off a terminal; -1: table/json by terminal */
-  int csv_default;
+  int csv_default; /* CSV unless --format says otherwise */
   struct section sections[6];
 };
 
+#define S(field, query, brief)                                                 \
+  { field, query, brief }
+
 static const struct read_cmd commands[] = {
-    {"runs", 0, "", 0, 0, {{"runs", "runs", NULL}}},
-    {"resources",
-     0,
-     "[--type T] [--search TEXT]",
-     0,
-     0,
-     {{"resources", "resources",
-       "key display_name status account_type emails"}}},
-    {"grants",
-     0,
-     "[--entitlement KEY] [--principal KEY]",
-     0,
-     0,
-     {{"grants", "grants", "entitlement principal principal_name direct via"}}},
-    {"access",
-     1,
-     "WHO",
-     0,
-     0,
-     {{"accounts", "identity",
-       "resource display_name emails status account_type stale"},
-      {"access", "access",
-       "instance principal_name resource_type resource_name slug direct "
-       "via_names "
-       "stale"}}},
-    {"who-has",
-     1,
-     "WHAT",
-     0,
-     0,
-     {{"holders", "who_has",
-       "principal principal_name identity_emails status account_type direct "
-       "via_names stale"}}},
-    {"explain", 2, "WHO WHAT", 0, 0, {{"paths", "explain", "kind path stale"}}},
-    {"diff",
-     0,
-     "[--from RUN] [--to RUN] [--exit-code]",
-     0,
-     0,
-     {{"resources", "diff_resources", NULL},
-      {"direct_grants", "diff_direct",
-       "change entitlement principal principal_name"},
-      {"derived_grants", "diff_derived",
-       "change entitlement principal principal_name via"},
-      {"status_changes", "diff_status", NULL},
-      {"identity_changes", "diff_identities", NULL}}},
-    {"stats",
-     0,
-     "",
-     0,
-     0,
-     {{"tenants", "stats_tenants", NULL},
-      {"instances", "stats_instances", NULL},
-      {"types", "stats_types", NULL},
-      {"entitlements", "stats_entitlements", NULL},
-      {"top_entitlements", "stats_top", NULL}}},
-    {"export",
-     1,
-     "access-review",
-     0,
-     1,
-     {{"access_review", "access_review", NULL}}},
-    {"report",
-     0,
-     "",
-     0,
-     0,
-     {{"inactive_with_grants", "report_inactive", NULL},
-      {"jira_without_org_account", "report_unmanaged", NULL},
-      {"nonhuman_with_grants", "report_nonhuman", NULL}}},
+    {.name = "runs", .sections = {S("runs", "runs", NULL)}},
+    {.name = "resources",
+     .args_help = "[--type T] [--search TEXT]",
+     .sections = {S("resources", "resources",
+                    "key display_name status account_type emails")}},
+    {.name = "grants",
+     .args_help = "[--entitlement KEY] [--principal KEY]",
+     .sections = {S("grants", "grants",
+                    "entitlement principal principal_name direct via")}},
+    {.name = "access",
+     .nargs = 1,
+     .args_help = "WHO",
+     .sections = {S("accounts", "identity",
+                    "resource display_name emails status account_type stale"),
+                  S("access", "access",
+                    "instance principal_name resource_type resource_name slug "
+                    "direct via_names stale")}},
+    {.name = "who-has",
+     .nargs = 1,
+     .args_help = "WHAT",
+     .sections = {S("holders", "who_has",
+                    "principal principal_name identity_emails status "
+                    "account_type direct via_names stale")}},
+    {.name = "explain",
+     .nargs = 2,
+     .args_help = "WHO WHAT",
+     .sections = {S("paths", "explain", "kind path stale")}},
+    {.name = "diff",
+     .args_help = "[--from RUN] [--to RUN] [--exit-code]",
+     .sections = {S("resources", "diff_resources", NULL),
+                  S("direct_grants", "diff_direct",
+                    "change entitlement principal principal_name"),
+                  S("derived_grants", "diff_derived",
+                    "change entitlement principal principal_name via"),
+                  S("status_changes", "diff_status", NULL),
+                  S("identity_changes", "diff_identities", NULL)}},
+    {.name = "stats",
+     .sections = {S("tenants", "stats_tenants", NULL),
+                  S("instances", "stats_instances", NULL),
+                  S("types", "stats_types", NULL),
+                  S("entitlements", "stats_entitlements", NULL),
+                  S("top_entitlements", "stats_top", NULL)}},
+    {.name = "export",
+     .nargs = 1,
+     .args_help = "access-review",
+     .csv_default = 1,
+     .sections = {S("access_review", "access_review", NULL)}},
+    {.name = "report",
+     .sections = {S("inactive_with_grants", "report_inactive", NULL),
+                  S("jira_without_org_account", "report_unmanaged", NULL),
+                  S("nonhuman_with_grants", "report_nonhuman", NULL)}},
 };
+
+/* 1 when `word` is one of the space-separated words of `list`. */
+static int word_in(const char *list, const char *word) {
+  size_t n = strlen(word);
+
+  for (const char *p = list; (p = strstr(p, word)); p += n) {
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
+      return 1;
+  }
+  return 0;
+}
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -120,51 +114,20 @@ static const struct read_cmd *find_cmd(const char *name) {
   return NULL;
 }
 
-/* Options of the main parser that take a value (so their value is not
-   mistaken for the command). */
-static int takes_value(const char *a) {
-  static const char *const opts[] = {"-c",
-                                     "--config",
-                                     "-o",
-                                     "--output",
-                                     "-w",
-                                     "--workers",
-                                     "--format",
-                                     "--tenant",
-                                     "--instance",
-                                     "--plugin-dir",
-                                     "--max-pages",
-                                     "--entitlement",
-                                     "--principal",
-                                     "--email",
-                                     "--display-name",
-                                     "--given-name",
-                                     "--family-name",
-                                     "--attr",
-                                     "--arg",
-                                     "--name",
-                                     "--log-level",
-                                     "--log-format",
-                                     "--db",
-                                     "--run",
-                                     "--type",
-                                     "--search",
-                                     "--from",
-                                     "--to",
-                                     NULL};
-  for (size_t i = 0; opts[i]; i++) {
-    if (strcmp(a, opts[i]) == 0)
-      return 1;
-  }
-  return 0;
-}
+/* Options of the main parser and of these commands that take a value
+   (so that value is not mistaken for the command). */
+static const char value_opts[] =
+    "-c --config -o --output -w --workers --format --tenant --instance "
+    "--plugin-dir --max-pages --entitlement --principal --email "
+    "--display-name --given-name --family-name --attr --arg --name "
+    "--log-level --log-format --db --run --type --search --from --to";
 
 int cmd_read_wanted(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0)
       return i + 1 < argc && find_cmd(argv[i + 1]);
     if (argv[i][0] == '-') {
-      i += takes_value(argv[i]);
+      i += word_in(value_opts, argv[i]);
       continue;
     }
     return find_cmd(argv[i]) != NULL;
@@ -326,17 +289,6 @@ static void table_release(struct table *t) {
   for (size_t i = 0; i < t->n; i++)
     free(t->cells[i]);
   free(t->cells);
-}
-
-/* 1 when `word` is one of the space-separated words of `list`. */
-static int word_in(const char *list, const char *word) {
-  size_t n = strlen(word);
-
-  for (const char *p = list; (p = strstr(p, word)); p += n) {
-    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
-      return 1;
-  }
-  return 0;
 }
 
 /* Print one query's rows; JSON as the value of `field` (the caller wrote
