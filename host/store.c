@@ -945,12 +945,14 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
   return rc;
 }
 
-/* One graph grant in store ids, for the per-entitlement merge. */
+/* One graph grant in store ids, for the per-entitlement merge. Kept small
+   (the largest entitlement's grants are held at once): `via` is compared by
+   hash and written out again from the graph when inserted. */
 struct ggrant {
-  int64_t principal;
+  int64_t principal, expandable;
+  uint64_t via_h; /* hash of the via text, 0 = none */
+  size_t index;   /* in graph_grant_view */
   int direct;
-  int64_t expandable;
-  char via[160]; /* JSON array of entitlement ids, "" = none */
 };
 
 static int cmp_ggrant(const void *a, const void *b) {
@@ -958,18 +960,51 @@ static int cmp_ggrant(const void *a, const void *b) {
   return (x->principal > y->principal) - (x->principal < y->principal);
 }
 
+/* A grant's sources as the JSON array of their entitlement ids, or NULL
+   when it has none. malloc'd into *out. */
+static int via_text(const struct rec *r, const struct graph_grant_view *v,
+                    char **out) {
+  size_t cap = v->nsources * 24 + 3, used = 0;
+  char *t;
+
+  *out = NULL;
+  if (!v->nsources)
+    return CH_OK;
+  t = malloc(cap);
+  if (!t)
+    return CH_E_NOMEM;
+  for (size_t k = 0; k < v->nsources; k++)
+    used += (size_t)snprintf(t + used, cap - used, "%s%" PRId64, k ? "," : "[",
+                             r->ent_id[v->sources[k]]);
+  snprintf(t + used, cap - used, "]");
+  *out = t;
+  return CH_OK;
+}
+
+static uint64_t via_hash(const char *via) {
+  return via && *via ? fnv(14695981039346656037ull, via) : 0;
+}
+
 static int grant_insert(struct rec *r, int64_t ent, int64_t inst,
                         const struct ggrant *gg, struct ch_err *err) {
   sqlite3_stmt *st = r->st[ST_GRANT_INS];
+  struct graph_grant_view v;
+  char *via = NULL;
+  int rc;
 
+  graph_grant_view(r->g, gg->index, &v);
+  if (via_text(r, &v, &via))
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
   sqlite3_bind_int64(st, 1, ent);
   sqlite3_bind_int64(st, 2, gg->principal);
   sqlite3_bind_int64(st, 3, r->run);
   sqlite3_bind_int64(st, 4, inst);
   sqlite3_bind_int(st, 5, gg->direct);
-  bind_text(st, 6, gg->via[0] ? gg->via : NULL);
+  bind_text(st, 6, via);
   bind_id(st, 7, gg->expandable);
-  return step_done(r, st, "recording a grant", err);
+  rc = step_done(r, st, "recording a grant", err);
+  free(via);
+  return rc;
 }
 
 static int grant_close(struct rec *r, int64_t ent, int64_t principal,
@@ -983,23 +1018,20 @@ static int grant_close(struct rec *r, int64_t ent, int64_t principal,
   return step_done(r, st, "recording a grant", err);
 }
 
-static void ggrant_fill(struct rec *r, const struct graph_grant_view *v,
-                        struct ggrant *gg) {
-  size_t used = 0;
+static int ggrant_fill(struct rec *r, size_t index, struct ggrant *gg) {
+  struct graph_grant_view v;
+  char *via = NULL;
 
-  gg->principal = r->node_id[v->principal];
-  gg->direct = v->direct;
-  gg->expandable = v->expandable != GRAPH_NONE ? r->ent_id[v->expandable] : 0;
-  gg->via[0] = 0;
-  for (size_t k = 0; k < v->nsources; k++) {
-    int w = snprintf(gg->via + used, sizeof(gg->via) - used, "%s%" PRId64,
-                     k ? "," : "[", r->ent_id[v->sources[k]]);
-    if (w < 0 || (size_t)w >= sizeof(gg->via) - used - 1)
-      break; /* an absurd number of sources: keep the first ones */
-    used += (size_t)w;
-  }
-  if (used)
-    strcat(gg->via, "]");
+  graph_grant_view(r->g, index, &v);
+  if (via_text(r, &v, &via))
+    return CH_E_NOMEM;
+  gg->principal = r->node_id[v.principal];
+  gg->direct = v.direct;
+  gg->expandable = v.expandable != GRAPH_NONE ? r->ent_id[v.expandable] : 0;
+  gg->via_h = via_hash(via);
+  gg->index = index;
+  free(via);
+  return CH_OK;
 }
 
 /* The store's current rows of one entitlement, read before any write:
@@ -1007,8 +1039,8 @@ static void ggrant_fill(struct rec *r, const struct graph_grant_view *v,
    changes the table under it. */
 struct srow {
   int64_t principal, first, expandable;
+  uint64_t via_h;
   int direct;
-  char via[160];
 };
 
 static int load_ent_rows(struct rec *r, int64_t ent, struct srow **rows,
@@ -1036,7 +1068,7 @@ static int load_ent_rows(struct rec *r, int64_t ent, struct srow **rows,
     x->first = sqlite3_column_int64(cur, 1);
     x->direct = sqlite3_column_int(cur, 2);
     x->expandable = sqlite3_column_int64(cur, 4);
-    snprintf(x->via, sizeof(x->via), "%s", via ? via : "");
+    x->via_h = via_hash(via);
   }
   sqlite3_reset(cur);
   return step == SQLITE_DONE ? CH_OK : db_err(r->s, err, "reading grants");
@@ -1059,7 +1091,7 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
       break;
     if (i < n && gs[i].principal == x->principal) {
       if (gs[i].direct != x->direct || gs[i].expandable != x->expandable ||
-          strcmp(gs[i].via, x->via)) {
+          gs[i].via_h != x->via_h) {
         rc = grant_close(r, ent, x->principal, x->first, in->last_good, err);
         if (!rc)
           rc = grant_insert(r, ent, in->id, &gs[i], err);
@@ -1113,7 +1145,10 @@ static int rec_grants(struct rec *r, struct ch_err *err) {
           gs = ng;
           cap = nc;
         }
-        ggrant_fill(r, &v, &gs[n++]);
+        if (ggrant_fill(r, *k, &gs[n++])) {
+          rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+          goto out;
+        }
       }
     }
     c->seen = 1;
