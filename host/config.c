@@ -900,6 +900,7 @@ void config_free(struct config *c) {
   if (c->serve_auth_token)
     wipe(c->serve_auth_token, strlen(c->serve_auth_token));
   free(c->serve_auth_token);
+  free(c->store);
   free(c);
 }
 
@@ -1307,12 +1308,36 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
   return CH_OK;
 }
 
+/* `store: PATH` (default connhost.db beside the config; `none` turns the
+   store off) and `keep_runs: N` (default 30). */
+static int load_store(struct config *c, const struct cfg_node *root,
+                      struct ch_err *err) {
+  const struct cfg_node *n = cfg_get(root, "store");
+  int rc;
+
+  c->keep_runs = 30;
+  if (!n) {
+    c->store = config_path(c, "connhost.db");
+    if (!c->store)
+      return nomem(err);
+  } else if (!(n->kind == CFG_SCALAR && n->plain &&
+               strcmp(n->value, "none") == 0)) {
+    rc = host_path(c, n, "store", &c->store, err);
+    if (rc)
+      return rc;
+  }
+  n = cfg_get(root, "keep_runs");
+  if (n && (rc = host_int(c, n, "keep_runs", 1, 100000, &c->keep_runs, err)))
+    return rc;
+  return CH_OK;
+}
+
 static int load_model(struct config *c, struct ch_err *err) {
   static const char *const keys[] = {
-      "plugin_dir", "output",  "format",     "workers",
-      "max_pages",  "http",    "max_shrink", "allow_insecure_plugin_dir",
-      "isolation",  "tenants", "schedule",   "serve",
-      NULL};
+      "plugin_dir", "output",    "format",     "workers",
+      "max_pages",  "http",      "max_shrink", "allow_insecure_plugin_dir",
+      "isolation",  "tenants",   "schedule",   "serve",
+      "store",      "keep_runs", NULL};
   const struct cfg_node *root = c->root, *n, *tenants;
   long v;
   int rc;
@@ -1369,6 +1394,9 @@ static int load_model(struct config *c, struct ch_err *err) {
     return rc;
   n = cfg_get(root, "serve");
   if (n && (rc = load_serve(c, n, err)))
+    return rc;
+  rc = load_store(c, root, err);
+  if (rc)
     return rc;
 
   tenants = cfg_get(root, "tenants");
