@@ -136,7 +136,7 @@ int cmd_sync(struct session *s) {
   eo.max_pages = cli->max_pages         ? cli->max_pages
                  : s->config->max_pages ? s->config->max_pages
                                         : ENGINE_DEFAULT_MAX_PAGES;
-  eo.progress = !cli->quiet && isatty(STDERR_FILENO);
+  eo.progress = !cli->quiet;
 
   open_all(s, g);
   if (engine_sync(s->insts, s->ninsts, g, &eo) == CH_E_NOMEM) {

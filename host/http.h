@@ -30,8 +30,9 @@ struct http_stats {
   uint64_t retries;
   uint64_t bytes_in;
   uint64_t bytes_out;
-  uint64_t errors; /* requests that ended in a negative status */
-  double wait_s;   /* time spent waiting before retries and rate caps */
+  uint64_t errors;    /* requests that ended in a negative status */
+  uint64_t throttled; /* answers with status 429 */
+  double wait_s;      /* time spent waiting before retries and rate caps */
 };
 
 /* One instance's HTTP state: settings, rate limiter, counters. */
@@ -47,7 +48,14 @@ void http_client_set_dry_run(struct http_client *c, FILE *out);
 int http_client_dry_run(const struct http_client *c);
 void http_client_stats(struct http_client *c, struct http_stats *out);
 
-/* The ch_host.http contract (see plugin.h). Thread-safe. */
+/* Called around every sleep of a request (pacing, rate cap, retry
+   waits) on the sleeping thread, so a worker pool can lend the thread's
+   slot meanwhile (engine.c). Set before workers start; NULL clears. */
+void http_set_wait_hooks(void (*begin)(void *), void (*end)(void *), void *arg);
+
+/* The ch_host.http contract (see plugin.h). Requests share the pacing
+   budget of their base URL, credential, route and method (pace.h).
+   Thread-safe. */
 int http_request(struct http_client *c, const struct ch_http_req *req,
                  struct ch_http_resp *resp, struct ch_err *err);
 void http_resp_free(struct ch_http_resp *resp);
