@@ -19,7 +19,7 @@
 #define BURST_S 0.05      /* bucket depth in seconds of the rate */
 #define RECOVER_SHARE 0.1 /* climb by this share of the ceiling per second */
 #define FLOOR_SHARE 0.25  /* the ceiling never drops below this of the limit */
-#define MIN_SAMPLE 8      /* answers in a window before the 429 share counts */
+#define MIN_SAMPLE 20     /* answers in a window before the 429 share counts */
 
 struct pace_budget {
   char *key;
@@ -206,9 +206,13 @@ void pace_observe(struct pace_budget *b, long status, long limit,
     set_rate(b, b->ceiling, now);
   }
   if (status == 429) {
+    /* Without a limit header only a crowd of 429s is a limiter: stray
+       ones (a flaky proxy, an injected fault) must not slow everything. */
+    int crowd;
     b->win_429++;
-    if (b->rate <= 0 && b->win_answers >= MIN_SAMPLE &&
-        b->win_429 > b->win_answers * PACE_429_SHARE) {
+    crowd = b->win_answers >= MIN_SAMPLE &&
+            b->win_429 > b->win_answers * PACE_429_SHARE;
+    if (b->rate <= 0 && crowd) {
       /* No limit given, but a limiter is refusing a share: the accepted
          rate is about what the limit is. */
       unsigned sent = b->prev_sent > b->win_sent ? b->prev_sent : b->win_sent;
@@ -216,10 +220,10 @@ void pace_observe(struct pace_budget *b, long status, long limit,
       b->ceiling = ok * PACE_MARGIN;
       set_rate(b, b->ceiling, now);
       b->last_cut_us = now;
-    } else if (b->rate > 0) {
+    } else if (b->rate > 0 && (b->limit || crowd)) {
       cut(b, now);
     }
-    if (b->rate > 0 && retry_after_ms > 0 &&
+    if (b->rate > 0 && (b->limit || crowd) && retry_after_ms > 0 &&
         now + retry_after_ms * 1000 > b->hold_until_us)
       b->hold_until_us = now + (int64_t)retry_after_ms * 1000;
   } else if (b->rate > 0) {

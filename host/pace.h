@@ -11,16 +11,17 @@
  * as requests per second, the unit of Jira's burst limits), sending at
  * PACE_MARGIN of it, and from 429s: with a known limit every 429 is real
  * (the rate halves, at most once a second, and the budget holds until
- * Retry-After); without one, pacing starts only when more than
- * PACE_429_SHARE of the last second's answers were 429 (a real limiter
- * refuses everything past it; a stray 429 is retried alone). After a
+ * Retry-After); without one, only a crowd counts: more than
+ * PACE_429_SHARE of the last second's answers (20 at least) were 429 (a
+ * real limiter refuses everything past it; a stray 429 is retried
+ * alone). After a
  * quiet second the rate climbs back additively to its ceiling.
  * X-RateLimit-Remaining: 0 on a success empties the bucket.
  *
  * The clock is a parameter so tests can script it. Thread-safe.
  */
-#define PACE_MARGIN 0.9
-#define PACE_429_SHARE 0.15
+#define PACE_MARGIN 0.95
+#define PACE_429_SHARE 0.25
 
 typedef int64_t (*pace_clock_fn)(void *arg); /* monotonic microseconds */
 
