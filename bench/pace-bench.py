@@ -12,6 +12,8 @@ limit). Endpoints are counted the way the fake's limiter counts them: by
 route template and method (ids replaced).
 
 Usage: bench/pace-bench.py SRCDIR BUILDDIR [SCENARIO...]
+(a SCENARIO argument runs the scenarios whose name contains it;
+PACE_BENCH_KEEP=1 keeps the graphs)
 """
 
 import json
@@ -85,9 +87,10 @@ def env_for(port, c):
 
 def graph_core(path):
     """The graph without the per-instance request counts (retries change
-    them, nothing else)."""
+    them, nothing else) and the fake's port."""
     with open(path) as f:
-        g = json.load(f)
+        # Each run has its own fake, on its own port (in workspace URLs).
+        g = json.loads(re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", f.read()))
     for inst in g.get("instances", []):
         for k in ("requests", "retries"):
             inst.get("stats", {}).pop(k, None)
@@ -159,7 +162,10 @@ def main():
             100.0 * r["n429"] / max(1, r["requests"]), r["cpu"], r["rss"],
             r.get("vs", "busiest %s %s: %d" % (r["busiest"][0][0], r["busiest"][0][1],
                                                r["busiest"][1]))))
-    subprocess.call(["rm", "-rf", work])
+    if os.environ.get("PACE_BENCH_KEEP"):
+        print("graphs kept in " + work, file=sys.stderr)
+    else:
+        subprocess.call(["rm", "-rf", work])
 
 
 main()

@@ -228,20 +228,26 @@ static void finish(struct engine *e, struct aclass *c) {
   e->outstanding--;
   e->running--;
   c->threads--;
-  pthread_cond_broadcast(&e->cond);
+  /* One slot is free: one waiter will do, unless everyone may exit. */
+  if (e->outstanding == 0)
+    pthread_cond_broadcast(&e->cond);
+  else
+    pthread_cond_signal(&e->cond);
   pthread_mutex_unlock(&e->lock);
 }
 
-/* http_set_wait_hooks: a sleeping worker lends its run slot, and marks
-   its class paced. */
-static void wait_begin(void *arg) {
+/* http_set_wait_hooks: a sleeping worker lends its run slot; a wait for
+   a budget marks its class paced (a retry's wait does not: the endpoint
+   is not the bottleneck). */
+static void wait_begin(void *arg, int paced) {
   struct engine *e = arg;
 
   if (!cur_class)
     return;
   pthread_mutex_lock(&e->lock);
   e->running--;
-  cur_class->paced_until_us = util_mono_us() + PACED_US;
+  if (paced)
+    cur_class->paced_until_us = util_mono_us() + PACED_US;
   pthread_cond_signal(&e->cond);
   pthread_mutex_unlock(&e->lock);
 }

@@ -304,23 +304,25 @@ void http_client_stats(struct http_client *c, struct http_stats *out) {
   pthread_mutex_unlock(&c->lock);
 }
 
-static void (*wait_begin)(void *), (*wait_end)(void *);
+static void (*wait_begin)(void *, int);
+static void (*wait_end)(void *);
 static void *wait_arg;
 
-void http_set_wait_hooks(void (*begin)(void *), void (*end)(void *),
-                         void *arg) {
+void http_set_wait_hooks(void (*begin)(void *arg, int paced),
+                         void (*end)(void *arg), void *arg) {
   wait_begin = begin;
   wait_end = end;
   wait_arg = arg;
 }
 
-/* Sleep `ms` and count it as waiting. Returns non-zero when stopping. */
-static int client_wait(struct http_client *c, long ms) {
+/* Sleep `ms` and count it as waiting (`paced`: for a budget or the rate
+   cap, not a retry). Returns non-zero when stopping. */
+static int client_wait(struct http_client *c, long ms, int paced) {
   int64_t t0 = util_mono_us(), spent;
   int stopped;
 
   if (wait_begin)
-    wait_begin(wait_arg);
+    wait_begin(wait_arg, paced);
   stopped = stop_sleep_ms(ms);
   if (wait_end)
     wait_end(wait_arg);
@@ -347,7 +349,7 @@ static int client_pace(struct http_client *c) {
   pthread_mutex_unlock(&c->lock);
   if (start <= now)
     return 0;
-  return client_wait(c, (long)((start - now + 999) / 1000));
+  return client_wait(c, (long)((start - now + 999) / 1000), 1);
 }
 
 /* ---- small text helpers ------------------------------------------------- */
@@ -869,7 +871,7 @@ static int call_pace(struct http_client *c, struct pace_budget *b) {
   int64_t us;
 
   while (b && (us = pace_acquire(b)) > 0) {
-    if (client_wait(c, (long)((us + 999) / 1000)))
+    if (client_wait(c, (long)((us + 999) / 1000), 1))
       return 1;
   }
   return 0;
@@ -1024,7 +1026,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
     pthread_mutex_lock(&c->lock);
     c->stats.retries++;
     pthread_mutex_unlock(&c->lock);
-    if (client_wait(c, wait)) {
+    if (client_wait(c, wait, 0)) {
       result = call_fail(&k, CH_E_STOPPED, "stopped");
       goto out;
     }

@@ -48,10 +48,13 @@ void http_client_set_dry_run(struct http_client *c, FILE *out);
 int http_client_dry_run(const struct http_client *c);
 void http_client_stats(struct http_client *c, struct http_stats *out);
 
-/* Called around every sleep of a request (pacing, rate cap, retry
-   waits) on the sleeping thread, so a worker pool can lend the thread's
-   slot meanwhile (engine.c). Set before workers start; NULL clears. */
-void http_set_wait_hooks(void (*begin)(void *), void (*end)(void *), void *arg);
+/* Called around every sleep of a request on the sleeping thread, so a
+   worker pool can lend the thread's slot meanwhile (engine.c). `paced` is
+   1 for a wait on a pacing budget or the rate cap (the endpoint is the
+   bottleneck), 0 for a retry's wait. Set before workers start; NULL
+   clears. */
+void http_set_wait_hooks(void (*begin)(void *arg, int paced),
+                         void (*end)(void *arg), void *arg);
 
 /* The ch_host.http contract (see plugin.h). Requests share the pacing
    budget of their base URL, credential, route and method (pace.h).
