@@ -480,13 +480,15 @@ static void progress_text(struct engine *e, const struct totals *t,
       interval > 0 ? (double)(t->requests - last->requests) / interval : 0;
   int len;
 
-  len =
-      snprintf(buf, n,
-               "%.0f s: %.0f requests/s, %llu requests, %llu 429s, %llu "
-               "pages, %llu resources, %llu grants",
-               elapsed, rps, (unsigned long long)t->requests,
-               (unsigned long long)t->throttled, (unsigned long long)t->pages,
-               (unsigned long long)e->resources, (unsigned long long)e->grants);
+  /* "resources, grants, requests" first: the line before pacing had them
+     in that order, and scripts may read it. */
+  len = snprintf(buf, n,
+                 "%.0f s: %llu resources, %llu grants, %llu requests, %.0f "
+                 "requests/s, %llu 429s, %llu pages",
+                 elapsed, (unsigned long long)e->resources,
+                 (unsigned long long)e->grants, (unsigned long long)t->requests,
+                 rps, (unsigned long long)t->throttled,
+                 (unsigned long long)t->pages);
   if (expected && done && len > 0 && (size_t)len < n) {
     double p = (double)done / (double)expected;
     snprintf(buf + len, n - (size_t)len, ", %.0f%% of %llu counted, ETA %.0f s",

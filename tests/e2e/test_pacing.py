@@ -40,7 +40,8 @@ class PacingTest(lib.TempDirTest):
         # Off a terminal the progress is an info line every 10 s; the
         # paced sync takes longer than that.
         self.assertIn("progress: ", r.err)
-        self.assertRegex(r.err, r"requests/s, \d+ requests, \d+ 429s, \d+ pages")
+        self.assertRegex(r.err, r"\d+ resources, \d+ grants, \d+ requests, "
+                                r"\d+ requests/s, \d+ 429s, \d+ pages")
         # PageBean totals give a percentage.
         self.assertRegex(r.err, r"% of \d+ counted, ETA \d+ s")
 
