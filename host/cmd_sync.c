@@ -622,12 +622,13 @@ int cmd_sync(struct session *s) {
                 : s->config->max_pages ? s->config->max_pages
                                        : ENGINE_DEFAULT_MAX_PAGES;
   /* The progress line is for a person at a terminal, never in JSON logs. */
-  o.progress = !cli->quiet && log_format() == LOG_TEXT && isatty(STDERR_FILENO);
+  /* The engine's progress: a live line on a terminal, else an info line
+     every 10 s (so the watcher logs none). */
+  o.progress = !cli->quiet;
   o.allow_partial = cli->allow_partial;
   o.accept_shrink = cli->accept_shrink;
   o.max_shrink = s->config->max_shrink;
   o.summary = !cli->quiet;
-  o.progress_ms = SYNC_PROGRESS_MS;
   o.config = s->config;
   o.store = s->config->store;
   o.keep_runs = s->config->keep_runs;
