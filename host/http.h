@@ -31,9 +31,8 @@ struct http_stats {
   uint64_t throttled; /* answers that were 429 */
   uint64_t bytes_in;
   uint64_t bytes_out;
-  uint64_t errors;    /* requests that ended in a negative status */
-  uint64_t throttled; /* answers with status 429 */
-  double wait_s;      /* time spent waiting before retries and rate caps */
+  uint64_t errors; /* requests that ended in a negative status */
+  double wait_s;   /* time spent waiting before retries and rate caps */
 };
 
 /* One instance's HTTP state: settings, rate limiter, counters. */
