@@ -371,7 +371,7 @@ static const struct {
      "plugin_dir, output, format, workers, max_pages, http, tenants)"},
     {"unknown_instance_key.yaml", "5:7",
      "unknown key 'enable' in instance 'acme/jira' (expected one of: "
-     "plugin, enabled, provisioning, options)"},
+     "plugin, enabled, provisioning, options, http)"},
     {"wrong_type.yaml", "2:10", "'workers' must be an integer"},
     {"bad_tenant_name.yaml", "4:3", "tenant name 'acme corp' is not valid"},
     {"duplicate_key.yaml", "7:5",
