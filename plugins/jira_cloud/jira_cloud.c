@@ -339,7 +339,8 @@ static void jc_close(void *inst) {
 }
 
 /* The host has checked and filled every option (jc_options): what is left
-   is the one rule that spans two options. */
+   is the one rule that spans two options (project_keys bounds tickets
+   too: catch the contradiction now rather than at the first ticket). */
 static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
                    const struct ch_cfg *cfg, void **inst, struct ch_err *err) {
   const struct jc_conf *c = ch_cfg_config(host, cfg);
@@ -370,8 +371,6 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
                        : NULL;
   in->page_size = c->page_size < 100000 ? (long)c->page_size : 100000;
   in->provisioning = cfg->provisioning;
-  /* project_keys bounds tickets too: catch the contradiction now rather
-     than at the first ticket. */
   if (in->ticket_key && !jc_key_allowed(in, in->ticket_key)) {
     ch_err_set(err, CH_E_CONFIG, "ticket_project_key %s is not in project_keys",
                in->ticket_key);
