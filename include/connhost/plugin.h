@@ -658,6 +658,7 @@ typedef const struct ch_plugin *(*ch_plugin_entry_fn)(uint32_t host_abi);
  */
 
 #include <stdio.h>
+#include <string.h>
 
 /* Fill `err` and return `code`, so ops can `return ch_err_set(...)`. */
 static inline int ch_err_set(struct ch_err *err, int code, const char *fmt, ...)
@@ -672,6 +673,18 @@ static inline int ch_err_set(struct ch_err *err, int code, const char *fmt,
     va_end(ap);
   }
   return code;
+}
+
+/* The value of option `name` of a plain option table (values[i] belongs
+   to table[i]), or NULL when it has none. */
+static inline const struct ch_opt_value *
+ch_opt_get(const struct ch_cfg *cfg, const struct ch_option *table,
+           const char *name) {
+  for (size_t i = 0; table && table[i].name && i < cfg->nvalues; i++) {
+    if (strcmp(table[i].name, name) == 0)
+      return cfg->values[i].set ? &cfg->values[i] : NULL;
+  }
+  return NULL;
 }
 
 /* The config struct open() was given (descriptor `config_size`), or NULL

@@ -9,6 +9,7 @@
 
 #include <connhost/plugin.h>
 
+#include "atlassian.h"
 #include "plugjson.h"
 
 /* The Org API caps v2 pages at 100 and workspace pages at 1000. */

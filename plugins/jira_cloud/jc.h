@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
+#include "atlassian.h"
 #include "plugjson.h"
 
 /*
