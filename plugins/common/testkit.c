@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The plugin test kit (see <connhost/testkit.h>). */
-#define _POSIX_C_SOURCE 200809L /* strdup, getline, in place of autoconfig.h   \
-                                 */
+#define _POSIX_C_SOURCE                                                        \
+  200809L /* strdup, getline, in place of autoconfig.h                         \
+           */
 
 #include <stdarg.h>
 #include <stdio.h>
