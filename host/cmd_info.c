@@ -110,7 +110,8 @@ static void print_plugin(const struct plugin *p) {
          d->provision_account ? ",provision_account" : "",
          d->action ? ",action" : "");
   printf("  options:\n");
-  for (const struct ch_option *o = d->options; o && o->name; o++) {
+  /* the keys the config may give: the plugin's, then the host's aliases */
+  for (const struct ch_config_key *o = p->keys; o && o->name; o++) {
     printf("    %-26s %s%s%s", o->name, loader_opt_type_name(o->type),
            o->flags & CH_OPT_REQUIRED ? ", required" : "",
            o->flags & CH_OPT_SECRET ? ", secret" : "");

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "options.h"
 #include "util.h"
 
 /* A config is small; the caps only stop a wrong path (a log file, a disk
@@ -1224,9 +1225,9 @@ static int load_instance(struct config *c, struct config_tenant *tn,
                          const struct cfg_node *knode,
                          const struct cfg_node *val, struct config_instance *ci,
                          struct ch_err *err) {
-  static const char *const keys[] = {"plugin",  "enabled",    "provisioning",
-                                     "options", "max_shrink", "isolation",
-                                     "timeout", NULL};
+  static const char *const keys[] = {"plugin",    "enabled", "provisioning",
+                                     "options",   "http",    "max_shrink",
+                                     "isolation", "timeout", NULL};
   char where[300];
   const struct cfg_node *n;
   int rc;
@@ -1247,7 +1248,7 @@ static int load_instance(struct config *c, struct config_tenant *tn,
   if (!is_null(val) && val->kind != CFG_MAP)
     return fail(err, val,
                 "%s must be a map (plugin, enabled, provisioning, "
-                "options, isolation), not %s",
+                "options, http, max_shrink, isolation, timeout), not %s",
                 where, kind_name(val->kind));
   if (val->kind == CFG_MAP) {
     rc = check_keys(val, keys, where, err);
@@ -1293,6 +1294,14 @@ static int load_instance(struct config *c, struct config_tenant *tn,
       return fail(err, n, "%s: 'options' must be a map, not %s", where,
                   kind_name(n->kind));
     ci->options = n;
+  }
+  /* checked against options_http_table when the instance is prepared */
+  n = cfg_get(val, "http");
+  if (n && !is_null(n)) {
+    if (n->kind != CFG_MAP)
+      return fail(err, n, "%s: 'http' must be a map, not %s", where,
+                  kind_name(n->kind));
+    ci->http = n;
   }
   return CH_OK;
 }
@@ -1565,6 +1574,8 @@ static const char *type_name(enum ch_opt_type t) {
     return "an http:// or https:// URL";
   case CH_OPT_NUMBER:
     return "a number";
+  case CH_OPT_DURATION:
+    return "a duration (30s, 500ms, 2m, 1h, or seconds)";
   case CH_OPT_STRING:
   default:
     return "text";
@@ -1575,11 +1586,12 @@ static const char *type_name(enum ch_opt_type t) {
 struct opt_ctx {
   const struct config *c;
   const struct cfg_node *at; /* node errors point at */
-  const struct ch_option *opt;
+  const struct ch_config_key *opt;
   struct opt_store *st;
   int from_default;
   const char *plugin;
   struct ch_err *err;
+  const char *owner; /* "plugin 'x'" or "the 'http' block" */
 };
 
 static int opt_bad(struct opt_ctx *x) {
@@ -1631,6 +1643,7 @@ static int opt_add_items(struct opt_ctx *x, const char *text, char ***items,
 static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
                    struct ch_opt_value *v) {
   const char *text = ntexts ? texts[0] : "";
+  char range[160];
   long long num;
   int b;
 
@@ -1701,7 +1714,16 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
     v->str = store_strdup(x->st, text);
     break;
   }
+  case CH_OPT_DURATION:
+    if (options_parse_duration(text, &num))
+      return opt_bad(x);
+    v->num = num;
+    v->str = store_strdup(x->st, text);
+    break;
   case CH_OPT_STRING:
+    /* a required option is there to be used: "" is a config error */
+    if (!text[0] && (x->opt->flags & CH_OPT_REQUIRED))
+      return fail(x->err, x->at, "option '%s' must not be empty", x->opt->name);
     v->str = store_strdup(x->st, text);
     break;
   default:
@@ -1711,6 +1733,9 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
   if (!v->str)
     return nomem(x->err);
   v->set = 1;
+  if (options_check_range(x->opt, v, range, sizeof(range)))
+    return fail(x->err, x->at, "%soption '%s' %s",
+                x->from_default ? "default of " : "", x->opt->name, range);
   return CH_OK;
 }
 
@@ -1824,27 +1849,53 @@ static void warn_inline_secret(const struct config_instance *ci,
 }
 
 static int unknown_option(const struct config_instance *ci,
-                          const struct ch_option *table, size_t ntable,
-                          const char *plugin, const struct cfg_node *key,
+                          const struct ch_config_key *table, size_t ntable,
+                          const char *owner, const struct cfg_node *key,
                           struct ch_err *err) {
   char what[CH_ERR_MSG_SIZE], listed[128];
 
-  snprintf(what, sizeof(what),
-           "instance '%s/%s': unknown option '%s' for "
-           "plugin '%s'",
-           ci->tenant, ci->name, key->value, plugin);
-  snprintf(listed, sizeof(listed), "plugin '%s' knows these options", plugin);
+  snprintf(what, sizeof(what), "instance '%s/%s': unknown option '%s' for %s",
+           ci->tenant, ci->name, key->value, owner);
+  snprintf(listed, sizeof(listed), "%s knows these options", owner);
   return fail_unknown(err, key, what, "known options", listed, table, ntable,
                       sizeof(*table));
 }
 
+/* A ch_option table is a config map without bounds or offsets. */
 int config_resolve_options(const struct config *c,
                            const struct config_instance *ci,
                            const struct ch_option *table,
                            const char *plugin_name, struct config_options *out,
                            struct ch_err *err) {
-  const struct cfg_node *opts = ci->options;
-  const char *plugin = plugin_name ? plugin_name : ci->plugin;
+  struct ch_config_key *keys;
+  char owner[128];
+  size_t n = 0;
+  int rc;
+
+  while (table && table[n].name)
+    n++;
+  keys = calloc(n + 1, sizeof(*keys));
+  if (!keys) {
+    memset(out, 0, sizeof(*out));
+    return nomem(err);
+  }
+  for (size_t i = 0; i < n; i++)
+    keys[i] = (struct ch_config_key){CH_OPTION(table[i].name, table[i].type,
+                                               table[i].flags, table[i].def,
+                                               table[i].help)};
+  snprintf(owner, sizeof(owner), "plugin '%s'",
+           plugin_name ? plugin_name : ci->plugin);
+  rc = config_resolve_block(c, ci, ci->options, keys, owner, out, err);
+  free(keys);
+  return rc;
+}
+
+int config_resolve_block(const struct config *c,
+                         const struct config_instance *ci,
+                         const struct cfg_node *opts,
+                         const struct ch_config_key *table, const char *owner,
+                         struct config_options *out, struct ch_err *err) {
+  const char *plugin = ci->plugin;
   struct opt_store *st;
   struct ch_err spare;
   size_t ntable = 0;
@@ -1869,16 +1920,16 @@ int config_resolve_options(const struct config *c,
     while (j < ntable && strcmp(table[j].name, opts->keys[i]) != 0)
       j++;
     if (j == ntable) {
-      rc = unknown_option(ci, table, ntable, plugin, opts->knodes[i], err);
+      rc = unknown_option(ci, table, ntable, owner, opts->knodes[i], err);
       goto out;
     }
   }
 
   for (size_t i = 0; i < ntable; i++) {
-    const struct ch_option *opt = &table[i];
+    const struct ch_config_key *opt = &table[i];
     struct ch_opt_value *v = &out->values[i];
     const struct cfg_node *n = cfg_get(opts, opt->name);
-    struct opt_ctx x = {c, ci->node, opt, st, 0, plugin, err};
+    struct opt_ctx x = {c, ci->node, opt, st, 0, plugin, err, owner};
     int expanded = 0;
 
     v->name = store_strdup(st, opt->name);
@@ -1902,9 +1953,8 @@ int config_resolve_options(const struct config *c,
         register_secret(v);
     } else if (opt->flags & CH_OPT_REQUIRED) {
       rc = fail(err, ci->node,
-                "instance '%s/%s': missing required option '%s' for plugin "
-                "'%s'",
-                ci->tenant, ci->name, opt->name, plugin);
+                "instance '%s/%s': missing required option '%s' for %s",
+                ci->tenant, ci->name, opt->name, owner);
       goto out;
     }
   }

@@ -43,6 +43,7 @@ struct config_instance {
   long timeout_ms;                /* `timeout:` of one run; 0 = none */
   const struct cfg_node *node;    /* the instance map, for locations */
   const struct cfg_node *options; /* the options map, or NULL */
+  const struct cfg_node *http;    /* the http map, or NULL */
 
   /* UNSET when not written */
   enum config_isolation isolation;
@@ -133,6 +134,15 @@ int config_resolve_options(const struct config *c,
                            const char *plugin_name, struct config_options *out,
                            struct ch_err *err);
 void config_options_release(struct config_options *o);
+
+/* The same for any map of the instance checked against a host-declared
+   `table` (the `http:` block): `owner` names the table in errors
+   ("plugin 'x'", "the 'http' block"). */
+int config_resolve_block(const struct config *c,
+                         const struct config_instance *ci,
+                         const struct cfg_node *opts,
+                         const struct ch_config_key *table, const char *owner,
+                         struct config_options *out, struct ch_err *err);
 
 /* Expand "${env:NAME}" / "${file:PATH}" in one scalar (the whole value or
    embedded parts; "$${" is a literal "${"). Sets *secret when anything was

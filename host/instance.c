@@ -11,6 +11,7 @@
 #include "instance.h"
 #include "isolate.h"
 #include "log.h"
+#include "options.h"
 #include "stop.h"
 #include "util.h"
 
@@ -42,11 +43,24 @@ static const void *widen(const void *rec, size_t have, void *buf, size_t size) {
   return buf;
 }
 
+/* A plugin that still forwards its own settings overrides the http:
+   block only where it sets something. */
 static int host_http_setup(struct ch_hctx *hc, const struct ch_http_conf *conf,
                            struct ch_err *err) {
-  struct ch_http_conf buf;
-  return http_client_setup(
-      hc->http, widen(conf, hc->layout->http_conf, &buf, sizeof(buf)), err);
+  struct ch_http_conf buf, merged = hc->http_base;
+
+  conf = widen(conf, hc->layout->http_conf, &buf, sizeof(buf));
+  if (!conf)
+    return http_client_setup(hc->http, NULL, err);
+  if (conf->ca_file && *conf->ca_file)
+    merged.ca_file = conf->ca_file;
+  if (conf->max_rps != 0)
+    merged.max_rps = conf->max_rps;
+  if (conf->timeout_ms)
+    merged.timeout_ms = conf->timeout_ms;
+  if (conf->connect_timeout_ms)
+    merged.connect_timeout_ms = conf->connect_timeout_ms;
+  return http_client_setup(hc->http, &merged, err);
 }
 
 /* The response is filled in the host's layout and copied out in the
@@ -112,9 +126,59 @@ const struct ch_host host_table = {
     .result_size = sizeof(struct ch_result),
 };
 
+/* The http: block, and the deprecated per-plugin aliases of its keys
+   (options.h) taken from the plugin's options with a warning. */
+static int prepare_http(struct instance *in, const struct config *c,
+                        struct ch_err *err) {
+  const struct config_instance *ci = in->ci;
+  const struct plugin *p = in->plugin;
+  struct options_http *h;
+  int rc;
+
+  rc = config_resolve_block(c, ci, ci->http, options_http_table,
+                            "the 'http' block", &in->http_opts, err);
+  if (rc != CH_OK)
+    return rc;
+  h = options_fill(options_http_table, in->http_opts.values, in->http_opts.n,
+                   sizeof(*h));
+  if (!h)
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  for (size_t i = p->nkeys; i < in->opts.n && rc == CH_OK; i++) {
+    const struct ch_opt_value *v = &in->opts.values[i];
+    const struct cfg_node *n = cfg_get(ci->options, v->name);
+
+    if (!v->set)
+      continue;
+    if (cfg_get(ci->http, v->name)) {
+      rc = ch_err_set(err, CH_E_CONFIG,
+                      "%s:%u:%u: instance '%s/%s': '%s' is set both in "
+                      "options and in the http block: keep the http one",
+                      n->file, n->line, n->col, ci->tenant, ci->name, v->name);
+      break;
+    }
+    log_msg(in->hctx.label, CH_LOG_WARN,
+            "%s:%u:%u: option '%s' is deprecated: move it to the instance's "
+            "'http:' block (docs/config.md)",
+            n->file, n->line, n->col, v->name);
+    if (strcmp(v->name, "ca_file") == 0)
+      h->ca_file = v->str;
+    else
+      h->max_rps = strtod(v->str, NULL);
+  }
+  in->hctx.http_base.ca_file = h->ca_file;
+  in->hctx.http_base.max_rps = h->max_rps;
+  in->hctx.http_base.timeout_ms = (long)h->timeout_ms;
+  in->hctx.http_base.connect_timeout_ms = (long)h->connect_timeout_ms;
+  free(h);
+  if (rc == CH_OK)
+    rc = http_client_setup(in->hctx.http, &in->hctx.http_base, err);
+  return rc;
+}
+
 int instance_prepare(struct instance *in, const struct config *c,
                      const struct config_instance *ci,
                      const struct plugin *plugin, struct ch_err *err) {
+  char owner[128];
   size_t len;
   int rc;
 
@@ -132,15 +196,26 @@ int instance_prepare(struct instance *in, const struct config *c,
   in->hctx.http = http_client_new(in->hctx.label);
   if (!in->hctx.http)
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
-  rc = config_resolve_options(c, ci, plugin->desc->options, plugin->name,
-                              &in->opts, err);
+  snprintf(owner, sizeof(owner), "plugin '%s'", plugin->name);
+  rc = config_resolve_block(c, ci, ci->options, plugin->keys, owner, &in->opts,
+                            err);
   if (rc != CH_OK)
     return rc;
+  rc = prepare_http(in, c, err);
+  if (rc != CH_OK)
+    return rc;
+  if (plugin->desc->config_size) {
+    in->conf = options_fill(plugin->keys, in->opts.values, plugin->nkeys,
+                            plugin->desc->config_size);
+    if (!in->conf)
+      return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  }
+  in->cfg.config = in->conf;
   in->cfg.tenant = ci->tenant;
   in->cfg.instance = ci->name;
   in->cfg.config_dir = c->dir;
   in->cfg.provisioning = ci->provisioning;
-  in->cfg.nvalues = in->opts.n;
+  in->cfg.nvalues = plugin->nkeys; /* the aliases are the host's */
   in->cfg.values = in->opts.values;
   return CH_OK;
 }
@@ -339,6 +414,8 @@ void instance_release(struct instance *in) {
   }
   in->pinst = NULL;
   config_options_release(&in->opts);
+  config_options_release(&in->http_opts);
+  free(in->conf);
   http_client_free(in->hctx.http);
   free(in->hctx.label);
   pthread_mutex_destroy(&in->lock);

@@ -22,12 +22,17 @@ struct ch_hctx {
   struct http_client *http;
   int dry_run;
   const struct plugin_layout *layout; /* of the records the plugin passes */
+  struct ch_http_conf http_base;      /* the instance's http: block, applied
+                                         before open(); a plugin's http_setup()
+                                         overrides only what it sets */
 };
 
 struct instance {
   const struct config_instance *ci;
   const struct plugin *plugin;
   struct config_options opts;
+  struct config_options http_opts; /* the http: block */
+  void *conf;                      /* the plugin's config struct, or NULL */
   struct ch_cfg cfg;
   struct ch_hctx hctx;
   void *pinst; /* the plugin's instance after a successful open */
@@ -49,8 +54,9 @@ struct instance {
 extern const struct ch_host host_table;
 
 /*
- * Bind `ci` to `plugin`: validate and resolve its options (errors carry
- * file:line:col). Allocates the HTTP client.
+ * Bind `ci` to `plugin`: validate and resolve its options and its http:
+ * block (errors carry file:line:col), fill the plugin's config struct,
+ * and apply the HTTP settings to the new HTTP client.
  */
 int instance_prepare(struct instance *in, const struct config *c,
                      const struct config_instance *ci,

@@ -13,11 +13,12 @@
 #include <unistd.h>
 
 #include "loader.h"
+#include "options.h"
 
 #define NAME_MAX_LEN 64
 
-static const char *const opt_type_names[] = {"",     "string", "int", "bool",
-                                             "list", "path",   "url", "number"};
+static const char *const opt_type_names[] = {
+    "", "string", "int", "bool", "list", "path", "url", "number", "duration"};
 
 int loader_valid_name(const char *name) {
   size_t n = 0;
@@ -52,6 +53,7 @@ static void plugin_free(struct plugin *p) {
   free(p->ents);
   free(p->types);
   free(p->options);
+  free(p->keys);
   free(p->actions);
   if (p->dl)
     dlclose(p->dl);
@@ -133,6 +135,7 @@ static const struct layout_field {
     LF(http_req, struct ch_http_req, CH_HTTP_REQ_SIZE_V1),
     LF(http_resp, struct ch_http_resp, CH_HTTP_RESP_SIZE_V1),
     LF(http_conf, struct ch_http_conf, CH_HTTP_CONF_SIZE_V1),
+    LF(config_key, struct ch_config_key, CH_CONFIG_KEY_SIZE_V1),
 #undef LF
 };
 
@@ -197,6 +200,37 @@ static int copy_table(const void *src, size_t stride, size_t size, void **out,
   return CH_OK;
 }
 
+/* The options both ways: as config keys (the host's engine) and as
+   ch_option (the descriptor copy), from whichever table the plugin has. */
+static int copy_options(struct plugin *p, const struct ch_plugin *d,
+                        struct ch_err *err) {
+  const struct ch_config_key *map =
+      CH_PLUGIN_HAS(d, config_map) ? d->config_map : NULL;
+  int rc;
+
+  if (map && d->options)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "%s: descriptor sets both options and config_map: keep "
+                      "config_map",
+                      p->path);
+  /* Each way copies only the fields the target has: a ch_option element
+     of a later build may carry fields that are not a config key's. */
+  if (map) {
+    rc = copy_table(map, p->layout.config_key, sizeof(*p->keys),
+                    (void **)&p->keys, &p->nkeys);
+    if (rc == CH_OK && p->keys)
+      rc = copy_table(p->keys, sizeof(*p->keys), sizeof(*p->options),
+                      (void **)&p->options, NULL);
+  } else {
+    rc = copy_table(d->options, p->layout.option, sizeof(*p->options),
+                    (void **)&p->options, NULL);
+    if (rc == CH_OK && p->options)
+      rc = copy_table(p->options, sizeof(*p->options), sizeof(*p->keys),
+                      (void **)&p->keys, &p->nkeys);
+  }
+  return rc == CH_OK ? CH_OK : ch_err_set(err, rc, "out of memory");
+}
+
 /* Take the host's copy of descriptor `d` and its tables (see loader.h). */
 static int adopt_descriptor(struct plugin *p, const struct ch_plugin *d,
                             const char *path, struct ch_err *err) {
@@ -206,9 +240,9 @@ static int adopt_descriptor(struct plugin *p, const struct ch_plugin *d,
   if (rc != CH_OK)
     return rc;
   memcpy(&p->copy, d, d->size < sizeof(p->copy) ? d->size : sizeof(p->copy));
-  if (copy_table(d->options, l->option, sizeof(*p->options),
-                 (void **)&p->options, NULL) != CH_OK ||
-      copy_table(d->types, l->type, sizeof(*p->types), (void **)&p->types,
+  if (copy_options(p, d, err) != CH_OK)
+    return err->code;
+  if (copy_table(d->types, l->type, sizeof(*p->types), (void **)&p->types,
                  &p->ntypes) != CH_OK ||
       copy_table(d->actions, l->action, sizeof(*p->actions),
                  (void **)&p->actions, NULL) != CH_OK)
@@ -229,6 +263,8 @@ static int adopt_descriptor(struct plugin *p, const struct ch_plugin *d,
   p->copy.type_size = sizeof(struct ch_resource_type);
   p->copy.entitlement_size = sizeof(struct ch_entitlement_def);
   p->copy.action_size = sizeof(struct ch_action_def);
+  p->copy.config_map = NULL; /* the host reads p->keys */
+  p->copy.config_key_size = sizeof(struct ch_config_key);
   p->desc = &p->copy;
   return CH_OK;
 }
@@ -239,11 +275,6 @@ static int check_tables(const struct ch_plugin *d, const char *path,
                         struct ch_err *err) {
   if (!d->types || !d->types[0].id)
     return ch_err_set(err, CH_E_CONFIG, "%s: declares no resource types", path);
-  for (const struct ch_option *o = d->options; o && o->name; o++) {
-    if (o->type < CH_OPT_STRING || o->type > CH_OPT_NUMBER)
-      return ch_err_set(err, CH_E_CONFIG, "%s: option '%s' has unknown type %d",
-                        path, o->name, (int)o->type);
-  }
   for (const struct ch_resource_type *t = d->types; t->id; t++) {
     if (!loader_valid_name(t->id))
       return ch_err_set(err, CH_E_CONFIG,
@@ -267,6 +298,30 @@ static int check_tables(const struct ch_plugin *d, const char *path,
       }
     }
   }
+  return CH_OK;
+}
+
+/* Append the deprecated per-plugin HTTP options the host now owns
+   (options.h) that the plugin does not declare itself, so configs that
+   still write them keep loading. The plugin's own entries stay first. */
+static int add_http_aliases(struct plugin *p) {
+  size_t n = p->nkeys, extra = 0;
+  struct ch_config_key *grown;
+
+  for (const struct ch_config_key *a = options_http_aliases; a->name; a++)
+    extra++;
+  grown = realloc(p->keys, (n + extra + 1) * sizeof(*grown));
+  if (!grown)
+    return CH_E_NOMEM;
+  p->keys = grown;
+  for (const struct ch_config_key *a = options_http_aliases; a->name; a++) {
+    size_t i = 0;
+    while (i < p->nkeys && strcmp(grown[i].name, a->name) != 0)
+      i++;
+    if (i == p->nkeys)
+      grown[n++] = *a;
+  }
+  memset(&grown[n], 0, sizeof(grown[n]));
   return CH_OK;
 }
 
@@ -401,6 +456,10 @@ static int load_file(const char *dir, const char *name, int allow_insecure,
     rc = adopt_descriptor(p, raw, p->path, err);
   if (rc == CH_OK)
     rc = check_tables(p->desc, p->path, err);
+  if (rc == CH_OK)
+    rc = options_check_table(p->keys, p->desc->config_size, p->path, err);
+  if (rc == CH_OK)
+    rc = add_http_aliases(p);
   if (rc != CH_OK)
     goto out;
   *out = p;
@@ -512,5 +571,5 @@ void scan_entries_free(struct scan_entry *e, size_t n) {
 }
 
 const char *loader_opt_type_name(enum ch_opt_type t) {
-  return t >= CH_OPT_STRING && t <= CH_OPT_NUMBER ? opt_type_names[t] : "?";
+  return t >= CH_OPT_STRING && t <= CH_OPT_DURATION ? opt_type_names[t] : "?";
 }

@@ -15,6 +15,7 @@ struct plugin_layout {
   uint32_t option, type, entitlement, action;
   uint32_t resource, grant;
   uint32_t http_req, http_resp, http_conf;
+  uint32_t config_key;
 };
 
 /*
@@ -30,8 +31,12 @@ struct plugin {
   void *dl;
   const struct ch_plugin *desc;
   struct plugin_layout layout;
-  struct ch_plugin copy;     /* what `desc` points at */
-  struct ch_option *options; /* host-layout tables, owned */
+  struct ch_plugin copy;      /* what `desc` points at */
+  struct ch_option *options;  /* host-layout tables, owned */
+  struct ch_config_key *keys; /* the options as config keys: the plugin's
+                                 `nkeys` first, then the deprecated HTTP
+                                 aliases it does not declare (options.h) */
+  size_t nkeys;
   struct ch_resource_type *types;
   struct ch_entitlement_def **ents; /* one per type */
   size_t ntypes;

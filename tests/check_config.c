@@ -432,8 +432,8 @@ static const struct {
      "(expected one of: on the line above)"},
     {"unknown_instance_key.yaml", "5:7",
      "unknown key 'enable' in instance 'acme/jira'; did you mean 'enabled'? "
-     "(expected one of: plugin, enabled, provisioning, options, max_shrink, "
-     "isolation, timeout)"},
+     "(expected one of: plugin, enabled, provisioning, options, http, "
+     "max_shrink, isolation, timeout)"},
     {"wrong_type.yaml", "2:10", "'workers' must be an integer"},
     {"bad_tenant_name.yaml", "4:3", "tenant name 'acme corp' is not valid"},
     {"duplicate_key.yaml", "7:5",

@@ -124,19 +124,25 @@ struct ch_err {
 
 enum ch_opt_type {
   CH_OPT_STRING = 1,
-  CH_OPT_INT,   /* YAML integer; `num` */
-  CH_OPT_BOOL,  /* YAML true/false; `num` is 0 or 1 */
-  CH_OPT_LIST,  /* YAML sequence of scalars, or one comma-separated string */
-  CH_OPT_PATH,  /* string; relative paths resolved against the config's dir */
-  CH_OPT_URL,   /* string; must be http:// or https:// */
-  CH_OPT_NUMBER /* a decimal number (e.g. 2.5); `str` is its text */
+  CH_OPT_INT,    /* YAML integer; `num` */
+  CH_OPT_BOOL,   /* YAML true/false; `num` is 0 or 1 */
+  CH_OPT_LIST,   /* YAML sequence of scalars, or one comma-separated string */
+  CH_OPT_PATH,   /* string; relative paths resolved against the config's dir */
+  CH_OPT_URL,    /* string; must be http:// or https:// */
+  CH_OPT_NUMBER, /* a decimal number (e.g. 2.5); `str` is its text */
+  /* since ABI 1.2 (an older host refuses the plugin: unknown type) */
+  CH_OPT_DURATION /* "500ms", "30s", "2m", "1h", or plain seconds ("2.5");
+                     `num` is milliseconds */
 };
 
 #define CH_OPT_REQUIRED 0x1u
 #define CH_OPT_SECRET 0x2u /* never printed; redacted in logs and errors */
 
 /* One declared option. The table ends with an entry whose name is NULL.
-   Elements are `option_size` bytes apart (CH_PLUGIN_INIT). */
+   Elements are `option_size` bytes apart (CH_PLUGIN_INIT). Frozen at
+   source level: tables of it are written positionally in the wild, and an
+   appended field would make each such entry a -Wextra warning. Its
+   successor is struct ch_config_key. */
 struct ch_option {
   const char *name;
   enum ch_opt_type type;
@@ -145,6 +151,61 @@ struct ch_option {
   const char *help;
 };
 #define CH_OPTION_SIZE_V1 CH_SIZE_TO(struct ch_option, help)
+
+/*
+ * Since ABI 1.2: one key of a plugin's config map, the declared option
+ * grown (fluent-bit's config map). A plugin sets the descriptor's
+ * `config_map` instead of `options`. Elements are `config_key_size` bytes
+ * apart; the table ends with an entry whose name is NULL. Write entries
+ * with designated initializers (CH_OPTION, CH_OPT_RANGE, CH_OPT_AT) so the
+ * table keeps building as the structure grows.
+ *
+ * The host checks what is declared, so open() does not: a required option
+ * is present and not empty, a URL is http(s), a value is of its type and
+ * inside its bounds. Errors point at the config (FILE:LINE:COL).
+ */
+struct ch_config_key {
+  const char *name; /* the first five fields are those of ch_option */
+  enum ch_opt_type type;
+  unsigned flags;
+  const char *def;
+  const char *help;
+  /* Inclusive bounds of an INT, NUMBER or DURATION value, in text form
+     like `def` ("1", "0.5", "30s"); NULL for none. */
+  const char *min, *max;
+  /* Where the value goes in the plugin's config struct (descriptor
+     `config_size`): CH_OPT_AT(struct, field). The field's C type follows
+     the option type (below). */
+  size_t offset;
+};
+#define CH_CONFIG_KEY_SIZE_V1 CH_SIZE_TO(struct ch_config_key, offset)
+
+/*
+ * The config struct field a key fills, by option type:
+ *   STRING, PATH, URL  const char *   NULL when unset; a URL has no
+ *                                     trailing '/', so "/path" appends
+ *   INT                long long
+ *   BOOL               int            0 or 1
+ *   NUMBER             double
+ *   DURATION           long long      milliseconds
+ *   LIST               const char *const *  NULL-terminated; NULL when
+ *                                     unset
+ * Unset options without a default leave their field zero. The struct and
+ * its strings are the host's, valid until close() returns: keep pointers,
+ * copy nothing.
+ */
+#define CH_OPT_AT(type, field) .offset = offsetof(type, field)
+
+/* Bounds in text form: CH_OPT_RANGE("1", "10000"); NULL for an open end. */
+#define CH_OPT_RANGE(lo, hi) .min = (lo), .max = (hi)
+
+/* The first five fields of an entry, designated:
+     {CH_OPTION("page_size", CH_OPT_INT, 0, "100", "records per page"),
+      CH_OPT_RANGE("1", "10000"), CH_OPT_AT(struct my_conf, page_size)},
+     {CH_OPTION_END} */
+#define CH_OPTION(n, t, f, d, h)                                               \
+  .name = (n), .type = (t), .flags = (f), .def = (d), .help = (h)
+#define CH_OPTION_END .name = NULL
 
 /* One option's value as the host resolved it. Frozen: the host hands an
    array of them, indexed by the plugin. */
@@ -165,6 +226,12 @@ struct ch_cfg {
   int provisioning;       /* writes allowed (the host enforces it too) */
   size_t nvalues;
   const struct ch_opt_value *values;
+
+  /* ---- since ABI 1.2 (test with CH_CFG_HAS(host, config)) ---- */
+
+  /* The plugin's config struct (descriptor `config_size`), filled from
+     the option table; NULL when the plugin declares none. */
+  const void *config;
 };
 #define CH_CFG_SIZE_V1 CH_SIZE_TO(struct ch_cfg, values)
 
@@ -562,6 +629,15 @@ struct ch_plugin {
   uint32_t http_req_size;    /* struct ch_http_req */
   uint32_t http_resp_size;   /* struct ch_http_resp */
   uint32_t http_conf_size;   /* struct ch_http_conf */
+
+  /* ---- since ABI 1.2 ----
+     The config map, in place of `options` (which is then NULL), and its
+     element size (CH_PLUGIN_LAYOUT). With `config_size`, the size of the
+     plugin's config struct, the host fills one before open(): every key
+     at its CH_OPT_AT offset, handed over as `cfg->config`. */
+  const struct ch_config_key *config_map;
+  uint32_t config_key_size;
+  uint32_t config_size;
 };
 
 /* The size of a version-1 descriptor: the host rejects anything smaller. */
@@ -585,7 +661,8 @@ struct ch_plugin {
   .grant_size = sizeof(struct ch_grant),                                       \
   .http_req_size = sizeof(struct ch_http_req),                                 \
   .http_resp_size = sizeof(struct ch_http_resp),                               \
-  .http_conf_size = sizeof(struct ch_http_conf)
+  .http_conf_size = sizeof(struct ch_http_conf),                               \
+  .config_key_size = sizeof(struct ch_config_key)
 
 /* The one symbol a plugin exports. */
 typedef const struct ch_plugin *(*ch_plugin_entry_fn)(uint32_t host_abi);
@@ -594,6 +671,7 @@ typedef const struct ch_plugin *(*ch_plugin_entry_fn)(uint32_t host_abi);
  */
 
 #include <stdio.h>
+#include <string.h>
 
 /* Fill `err` and return `code`, so ops can `return ch_err_set(...)`. */
 static inline int ch_err_set(struct ch_err *err, int code, const char *fmt, ...)
@@ -608,6 +686,25 @@ static inline int ch_err_set(struct ch_err *err, int code, const char *fmt,
     va_end(ap);
   }
   return code;
+}
+
+/* The value of option `name` of a plain option table (values[i] belongs
+   to table[i]), or NULL when it has none. */
+static inline const struct ch_opt_value *
+ch_opt_get(const struct ch_cfg *cfg, const struct ch_option *table,
+           const char *name) {
+  for (size_t i = 0; table && table[i].name && i < cfg->nvalues; i++) {
+    if (strcmp(table[i].name, name) == 0)
+      return cfg->values[i].set ? &cfg->values[i] : NULL;
+  }
+  return NULL;
+}
+
+/* The config struct open() was given (descriptor `config_size`), or NULL
+   when the host predates ABI 1.2: fail open() then, the host is too old. */
+static inline const void *ch_cfg_config(const struct ch_host *host,
+                                        const struct ch_cfg *cfg) {
+  return CH_CFG_HAS(host, config) ? cfg->config : NULL;
 }
 
 /* A short text for a status code. */

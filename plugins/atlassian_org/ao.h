@@ -9,6 +9,7 @@
 
 #include <connhost/plugin.h>
 
+#include "atlassian.h"
 #include "plugjson.h"
 
 /* The Org API caps v2 pages at 100 and workspace pages at 1000. */
@@ -17,17 +18,30 @@
 
 /* One configured organization. Read-only after open(), so the worker
    threads share it without locks. */
+/* The options, as the host fills them (ao_options, CH_OPT_AT). */
+struct ao_conf {
+  const char *org_id;
+  const char *api_token;
+  const char *api_base; /* no trailing slash */
+  const char *directory_id;
+  const char *scim_base_url; /* no trailing slash */
+  const char *scim_token;
+  long long page_size;
+  int sync_user_roles;
+};
+
+/* Strings are the host's (struct ao_conf), valid until close(). */
 struct ao_inst {
   const struct ch_host *host;
   struct ch_hctx *hc;
   struct pj_client org;  /* Bearer org API key */
   struct pj_client scim; /* Bearer SCIM directory key */
-  char *org_id;
-  char *api_token;
-  char *api_base;  /* no trailing slash */
-  char *dir_id;    /* "-" for every directory */
-  char *scim_base; /* no trailing slash; NULL when SCIM is not set up */
-  char *scim_token;
+  const char *org_id;
+  const char *api_token;
+  const char *api_base;  /* no trailing slash */
+  const char *dir_id;    /* "-" for every directory */
+  const char *scim_base; /* no trailing slash; NULL when SCIM is not set up */
+  const char *scim_token;
   long page_size;
   long ws_page_size;
   int user_roles; /* read each user's direct role assignments */

@@ -11,26 +11,37 @@
 
 #define AO_DEFAULT_BASE "https://api.atlassian.com/admin"
 
-static const struct ch_option ao_options[] = {
-    {"org_id", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
-     "organization id (admin.atlassian.com/o/<org_id>/...)"},
-    {"api_token", CH_OPT_STRING, CH_OPT_REQUIRED | CH_OPT_SECRET, NULL,
-     "organization API key, sent as Bearer (unscoped for writes)"},
-    {"api_base", CH_OPT_URL, 0, AO_DEFAULT_BASE, "Organizations API base URL"},
-    {"directory_id", CH_OPT_STRING, 0, "-",
-     "directory to read and change; '-' means every directory"},
-    {"scim_base_url", CH_OPT_URL, 0, NULL,
-     "SCIM directory base URL, for provision and check"},
-    {"scim_token", CH_OPT_STRING, CH_OPT_SECRET, NULL,
-     "SCIM directory API key, sent as Bearer"},
-    {"page_size", CH_OPT_INT, 0, "100",
-     "items per page (v2 lists cap it at 100, workspaces at 1000)"},
-    {"ca_file", CH_OPT_PATH, 0, NULL, "PEM CA bundle to trust"},
-    {"max_requests_per_second", CH_OPT_NUMBER, 0, NULL,
-     "client-side request rate cap (decimal; unset = none)"},
-    {"sync_user_roles", CH_OPT_BOOL, 0, "true",
-     "read each user's direct role assignments (one request per user)"},
-    {NULL, 0, 0, NULL, NULL}};
+#define AO_AT(f) CH_OPT_AT(struct ao_conf, f)
+
+/* Everything declared here is checked and filled in by the host. */
+static const struct ch_config_key ao_options[] = {
+    {CH_OPTION("org_id", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
+               "organization id (admin.atlassian.com/o/<org_id>/...)"),
+     AO_AT(org_id)},
+    {CH_OPTION("api_token", CH_OPT_STRING, CH_OPT_REQUIRED | CH_OPT_SECRET,
+               NULL,
+               "organization API key, sent as Bearer (unscoped for writes)"),
+     AO_AT(api_token)},
+    {CH_OPTION("api_base", CH_OPT_URL, 0, AO_DEFAULT_BASE,
+               "Organizations API base URL"),
+     AO_AT(api_base)},
+    {CH_OPTION("directory_id", CH_OPT_STRING, 0, "-",
+               "directory to read and change; '-' means every directory"),
+     AO_AT(directory_id)},
+    {CH_OPTION("scim_base_url", CH_OPT_URL, 0, NULL,
+               "SCIM directory base URL, for provision and check"),
+     AO_AT(scim_base_url)},
+    {CH_OPTION("scim_token", CH_OPT_STRING, CH_OPT_SECRET, NULL,
+               "SCIM directory API key, sent as Bearer"),
+     AO_AT(scim_token)},
+    {CH_OPTION("page_size", CH_OPT_INT, 0, "100",
+               "items per page (v2 lists cap it at 100, workspaces at 1000)"),
+     CH_OPT_RANGE("1", NULL), AO_AT(page_size)},
+    {CH_OPTION("sync_user_roles", CH_OPT_BOOL, 0, "true",
+               "read each user's direct role assignments (one request per "
+               "user)"),
+     AO_AT(sync_user_roles)},
+    {CH_OPTION_END}};
 
 static const char *const ao_to_user[] = {"user", NULL};
 static const char *const ao_to_principal[] = {"user", "group", NULL};
@@ -162,12 +173,6 @@ static void ao_close(void *inst) {
 
   if (!ai)
     return;
-  free(ai->org_id);
-  free(ai->api_token);
-  free(ai->api_base);
-  free(ai->dir_id);
-  free(ai->scim_base);
-  free(ai->scim_token);
   for (size_t i = 0; i < ai->nws; i++)
     free(ai->ws_ids[i]);
   free(ai->ws_ids);
@@ -175,86 +180,45 @@ static void ao_close(void *inst) {
   free(ai);
 }
 
-static long ao_clamp(long long v, long max) {
-  if (v < 1)
-    return 1;
-  return v > max ? max : (long)v;
-}
+static long ao_clamp(long long v, long max) { return v < max ? (long)v : max; }
 
+/* The host has checked and filled every option (ao_options): what is left
+   are the rules that span two options. */
 static int ao_open(const struct ch_host *host, struct ch_hctx *hc,
                    const struct ch_cfg *cfg, void **inst, struct ch_err *err) {
-  struct ch_http_conf hconf = {0};
+  const struct ao_conf *c = ch_cfg_config(host, cfg);
+  const char *scim = c && c->scim_base_url ? c->scim_base_url : "";
+  const char *stok = c && c->scim_token ? c->scim_token : "";
   struct ao_inst *ai;
-  const char *org, *tok, *base, *dir, *scim, *stok;
-  long long ps;
-  int rc;
 
   *inst = NULL;
-  org = pj_opt_str(cfg, ao_options, "org_id", NULL);
-  tok = pj_opt_str(cfg, ao_options, "api_token", NULL);
-  base = pj_opt_str(cfg, ao_options, "api_base", AO_DEFAULT_BASE);
-  dir = pj_opt_str(cfg, ao_options, "directory_id", "-");
-  scim = pj_opt_str(cfg, ao_options, "scim_base_url", NULL);
-  stok = pj_opt_str(cfg, ao_options, "scim_token", NULL);
-  ps = pj_opt_num(cfg, ao_options, "page_size", 100);
-  if (!org || !*org)
-    return ch_err_set(err, CH_E_CONFIG, "option org_id is required");
-  if (!tok || !*tok)
-    return ch_err_set(err, CH_E_CONFIG, "option api_token is required");
-  if (!*dir)
-    dir = "-";
+  if (!c)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "this connhost is too old for "
+                      "atlassian_org: it needs ABI 1.2");
   /* One without the other cannot work; say so now, not at provision. */
-  if ((scim && *scim) != (stok && *stok))
+  if (!*scim != !*stok)
     return ch_err_set(err, CH_E_CONFIG,
                       "options scim_base_url and scim_token go together");
-  if (ps < 1)
-    return ch_err_set(err, CH_E_CONFIG, "option page_size must be >= 1");
-
   ai = calloc(1, sizeof(*ai));
   if (!ai)
     return pj_nomem(err);
   pthread_mutex_init(&ai->ws_lock, NULL);
   ai->host = host;
   ai->hc = hc;
-  ai->org_id = strdup(org);
-  ai->api_token = strdup(tok);
-  ai->api_base = pj_base_url(base);
-  ai->dir_id = strdup(dir);
-  if (!ai->org_id || !ai->api_token || !ai->api_base || !ai->dir_id) {
-    rc = pj_nomem(err);
-    goto out;
-  }
-  if (scim && *scim) {
-    ai->scim_base = pj_base_url(scim);
-    ai->scim_token = strdup(stok);
-    if (!ai->scim_base || !ai->scim_token) {
-      rc = pj_nomem(err);
-      goto out;
-    }
-  }
-  ai->page_size = ao_clamp(ps, AO_PAGE_MAX);
-  ai->ws_page_size = ao_clamp(ps, AO_WS_PAGE_MAX);
-  ai->user_roles = (int)pj_opt_num(cfg, ao_options, "sync_user_roles", 1);
-  ai->org.host = host;
-  ai->org.hc = hc;
-  ai->org.bearer = ai->api_token;
-  ai->scim.host = host;
-  ai->scim.hc = hc;
-  ai->scim.bearer = ai->scim_token;
-
-  hconf.ca_file = pj_opt_str(cfg, ao_options, "ca_file", NULL);
-  rc = pj_opt_double(cfg, ao_options, "max_requests_per_second", 0,
-                     &hconf.max_rps, err);
-  if (rc)
-    goto out;
-  rc = host->http_setup(hc, &hconf, err);
-  if (rc)
-    goto out;
+  ai->org_id = c->org_id;
+  ai->api_token = c->api_token;
+  ai->api_base = c->api_base;
+  ai->dir_id = *c->directory_id ? c->directory_id : "-";
+  ai->scim_base = *scim ? scim : NULL;
+  ai->scim_token = *stok ? stok : NULL;
+  ai->page_size = ao_clamp(c->page_size, AO_PAGE_MAX);
+  ai->ws_page_size = ao_clamp(c->page_size, AO_WS_PAGE_MAX);
+  ai->user_roles = c->sync_user_roles;
+  ai->org = (struct pj_client){host, hc, NULL, NULL, ai->api_token};
+  ai->scim = (struct pj_client){host, hc, NULL, NULL, ai->scim_token};
   *inst = ai;
-  ai = NULL;
-out:
-  ao_close(ai);
-  return rc;
+  return CH_OK;
 }
 
 /* ---- check --------------------------------------------------------------- */
@@ -330,7 +294,7 @@ static const struct ch_plugin ao_plugin = {
     "atlassian_org",
     AO_VERSION,
     "Atlassian organization: managed accounts, groups, workspaces, SCIM",
-    ao_options,
+    NULL, /* options: see config_map */
     ao_types,
     ao_actions,
     ao_open,
@@ -342,7 +306,9 @@ static const struct ch_plugin ao_plugin = {
     ao_revoke,
     ao_provision,
     ao_action,
-    CH_PLUGIN_LAYOUT};
+    CH_PLUGIN_LAYOUT,
+    .config_map = ao_options,
+    .config_size = sizeof(struct ao_conf)};
 
 CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi);
 

@@ -45,7 +45,7 @@
 
 #include <connhost/plugin.h>
 
-#include "plugjson.h"
+#include <connhost/sdk.h> /* the installed plugin SDK: copy this file out of tree */
 
 #define FF_VERSION "1.0.0"
 #define FF_PAGE_DEFAULT 100

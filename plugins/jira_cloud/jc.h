@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
+#include "atlassian.h"
 #include "plugjson.h"
 
 /*
@@ -24,21 +25,34 @@
 #define JC_CAP_GROUPS 50       /* /group/bulk */
 #define JC_MAX_KEYS_PER_REQ 50 /* keys= values per /project/search */
 
+/* The options, as the host fills them (jc_options, CH_OPT_AT). */
+struct jc_conf {
+  const char *url; /* no trailing '/' */
+  const char *email;
+  const char *api_token;
+  const char *gateway_url; /* no trailing '/' */
+  int skip_customer;
+  int skip_inactive;
+  int skip_participants;
+  const char *const *project_keys;
+  const char *ticket_project_key;
+  long long page_size;
+};
+
+/* Strings are the host's (struct jc_conf), valid until close(). */
 struct jc_inst {
   const struct ch_host *host;
   struct ch_hctx *hc;
   struct pj_client cl; /* authenticated (Basic email:api_token) */
-  char *base;          /* url without a trailing '/' */
-  char *gateway;       /* gateway_url without a trailing '/' */
-  char *email;
-  char *token;
+  const char *base;    /* url without a trailing '/' */
+  const char *gateway; /* gateway_url without a trailing '/' */
   int skip_customer;
   int skip_inactive;
   int skip_participants;
-  char **keys; /* project_keys, NULL-terminated, or NULL */
+  const char *const *keys; /* project_keys, NULL-terminated, or NULL */
   size_t nkeys;
-  char *ticket_key; /* ticket_project_key, or NULL */
-  long page_size;   /* 0: the endpoint's cap */
+  const char *ticket_key; /* ticket_project_key, or NULL */
+  long page_size;         /* 0: the endpoint's cap */
   int provisioning;
 
   /* Accounts the skip_* options drop, sorted; built once on demand
@@ -50,7 +64,7 @@ struct jc_inst {
 };
 
 /* Descriptor tables (jira_cloud.c). */
-extern const struct ch_option jc_options[];
+extern const struct ch_config_key jc_options[];
 
 /* The page size to ask `cap`-limited endpoints for. */
 long jc_page(const struct jc_inst *in, long cap);

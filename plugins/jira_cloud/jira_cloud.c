@@ -8,36 +8,45 @@
 
 #include "jc.h"
 
-const struct ch_option jc_options[] = {
-    {"url", CH_OPT_URL, CH_OPT_REQUIRED, NULL,
-     "site URL https://<site>.atlassian.net, or the scoped-token gateway "
-     "URL https://api.atlassian.com/ex/jira/<cloud-id>"},
-    {"email", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
-     "the account the API token belongs to (Basic auth user)"},
-    {"api_token", CH_OPT_STRING, CH_OPT_REQUIRED | CH_OPT_SECRET, NULL,
-     "API token (classic or scoped)"},
-    {"gateway_url", CH_OPT_URL, 0, "https://api.atlassian.com",
-     "Atlassian API gateway; on a 401 it names the URL a scoped token "
-     "needs"},
-    {"skip_customer_users", CH_OPT_BOOL, 0, "false",
-     "drop Jira Service Management customer accounts"},
-    {"skip_inactive_users", CH_OPT_BOOL, 0, "false",
-     "drop inactive accounts (and their grants)"},
-    {"skip_project_participants", CH_OPT_BOOL, 0, "false",
-     "do not compute the project 'participate' entitlement"},
-    {"project_keys", CH_OPT_LIST, 0, NULL,
-     "only these projects are synced and may receive tickets"},
-    {"ticket_project_key", CH_OPT_STRING, 0, NULL,
-     "default project for the create_ticket action"},
-    {"page_size", CH_OPT_INT, 0, NULL,
-     "page size; clamped per endpoint (users 1000, group members 50, "
-     "groups 50, projects 100); default: each endpoint's maximum"},
-    {"ca_file", CH_OPT_PATH, 0, NULL,
-     "PEM bundle to trust instead of the system store"},
-    {"max_requests_per_second", CH_OPT_NUMBER, 0, NULL,
-     "client-side request rate cap for this instance (a number, e.g. 2.5); "
-     "unset or 0 = none"},
-    {NULL, 0, 0, NULL, NULL}};
+#define JC_AT(f) CH_OPT_AT(struct jc_conf, f)
+
+/* Everything declared here is checked and filled in by the host. */
+const struct ch_config_key jc_options[] = {
+    {CH_OPTION("url", CH_OPT_URL, CH_OPT_REQUIRED, NULL,
+               "site URL https://<site>.atlassian.net, or the scoped-token "
+               "gateway URL https://api.atlassian.com/ex/jira/<cloud-id>"),
+     JC_AT(url)},
+    {CH_OPTION("email", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
+               "the account the API token belongs to (Basic auth user)"),
+     JC_AT(email)},
+    {CH_OPTION("api_token", CH_OPT_STRING, CH_OPT_REQUIRED | CH_OPT_SECRET,
+               NULL, "API token (classic or scoped)"),
+     JC_AT(api_token)},
+    {CH_OPTION("gateway_url", CH_OPT_URL, 0, "https://api.atlassian.com",
+               "Atlassian API gateway; on a 401 it names the URL a scoped "
+               "token needs"),
+     JC_AT(gateway_url)},
+    {CH_OPTION("skip_customer_users", CH_OPT_BOOL, 0, "false",
+               "drop Jira Service Management customer accounts"),
+     JC_AT(skip_customer)},
+    {CH_OPTION("skip_inactive_users", CH_OPT_BOOL, 0, "false",
+               "drop inactive accounts (and their grants)"),
+     JC_AT(skip_inactive)},
+    {CH_OPTION("skip_project_participants", CH_OPT_BOOL, 0, "false",
+               "do not compute the project 'participate' entitlement"),
+     JC_AT(skip_participants)},
+    {CH_OPTION("project_keys", CH_OPT_LIST, 0, NULL,
+               "only these projects are synced and may receive tickets"),
+     JC_AT(project_keys)},
+    {CH_OPTION("ticket_project_key", CH_OPT_STRING, 0, NULL,
+               "default project for the create_ticket action"),
+     JC_AT(ticket_project_key)},
+    {CH_OPTION("page_size", CH_OPT_INT, 0, NULL,
+               "page size; clamped per endpoint (users 1000, group members "
+               "50, groups 50, projects 100); default: each endpoint's "
+               "maximum"),
+     CH_OPT_RANGE("1", NULL), JC_AT(page_size)},
+    {CH_OPTION_END}};
 
 static const char *const jc_to_user[] = {"user", NULL};
 static const char *const jc_to_user_group[] = {"user", "group", NULL};
@@ -330,14 +339,6 @@ static void jc_close(void *inst) {
   struct jc_inst *in = inst;
   if (!in)
     return;
-  free(in->base);
-  free(in->gateway);
-  free(in->email);
-  free(in->token);
-  for (size_t i = 0; i < in->nkeys; i++)
-    free(in->keys[i]);
-  free(in->keys);
-  free(in->ticket_key);
   for (size_t i = 0; i < in->nskipped; i++)
     free(in->skipped[i]);
   free(in->skipped);
@@ -345,103 +346,47 @@ static void jc_close(void *inst) {
   free(in);
 }
 
+/* The host has checked and filled every option (jc_options): what is left
+   is the one rule that spans two options (project_keys bounds tickets
+   too: catch the contradiction now rather than at the first ticket). */
 static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
                    const struct ch_cfg *cfg, void **inst, struct ch_err *err) {
-  const struct ch_option *t = jc_options;
-  struct ch_http_conf hconf = {0};
-  const struct ch_opt_value *v;
+  const struct jc_conf *c = ch_cfg_config(host, cfg);
   struct jc_inst *in;
-  const char *s;
-  long long n;
-  int rc = CH_OK;
 
   *inst = NULL;
+  if (!c)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "this connhost is too old for "
+                      "jira_cloud: it needs ABI 1.2");
   in = calloc(1, sizeof(*in));
   if (!in)
     return pj_nomem(err);
   pthread_mutex_init(&in->lock, NULL);
   in->host = host;
   in->hc = hc;
+  in->cl = (struct pj_client){host, hc, c->email, c->api_token, NULL};
+  in->base = c->url;
+  in->gateway = c->gateway_url;
+  in->skip_customer = c->skip_customer;
+  in->skip_inactive = c->skip_inactive;
+  in->skip_participants = c->skip_participants;
+  in->keys = c->project_keys;
+  while (in->keys && in->keys[in->nkeys])
+    in->nkeys++;
+  in->ticket_key = c->ticket_project_key && *c->ticket_project_key
+                       ? c->ticket_project_key
+                       : NULL;
+  in->page_size = c->page_size < 100000 ? (long)c->page_size : 100000;
   in->provisioning = cfg->provisioning;
-
-  s = pj_opt_str(cfg, t, "url", NULL);
-  if (!s || (strncmp(s, "https://", 8) && strncmp(s, "http://", 7))) {
-    rc = ch_err_set(err, CH_E_CONFIG, "url must be an http(s) URL");
-    goto out;
+  if (in->ticket_key && !jc_key_allowed(in, in->ticket_key)) {
+    ch_err_set(err, CH_E_CONFIG, "ticket_project_key %s is not in project_keys",
+               in->ticket_key);
+    jc_close(in);
+    return CH_E_CONFIG;
   }
-  in->base = pj_base_url(s);
-  in->gateway = pj_base_url(
-      pj_opt_str(cfg, t, "gateway_url", "https://api.atlassian.com"));
-  in->email = strdup(pj_opt_str(cfg, t, "email", ""));
-  in->token = strdup(pj_opt_str(cfg, t, "api_token", ""));
-  if (!in->base || !in->gateway || !in->email || !in->token) {
-    rc = pj_nomem(err);
-    goto out;
-  }
-  if (!*in->email || !*in->token) {
-    rc = ch_err_set(err, CH_E_CONFIG, "email and api_token must not be empty");
-    goto out;
-  }
-  in->cl.host = host;
-  in->cl.hc = hc;
-  in->cl.basic_user = in->email;
-  in->cl.basic_secret = in->token;
-
-  in->skip_customer = (int)pj_opt_num(cfg, t, "skip_customer_users", 0);
-  in->skip_inactive = (int)pj_opt_num(cfg, t, "skip_inactive_users", 0);
-  in->skip_participants =
-      (int)pj_opt_num(cfg, t, "skip_project_participants", 0);
-
-  v = pj_opt(cfg, t, "project_keys");
-  if (v && v->nlist) {
-    in->keys = calloc(v->nlist + 1, sizeof(char *));
-    if (!in->keys) {
-      rc = pj_nomem(err);
-      goto out;
-    }
-    for (size_t i = 0; i < v->nlist; i++) {
-      if (!v->list[i][0])
-        continue;
-      if (!(in->keys[in->nkeys] = strdup(v->list[i]))) {
-        rc = pj_nomem(err);
-        goto out;
-      }
-      in->nkeys++;
-    }
-  }
-  s = pj_opt_str(cfg, t, "ticket_project_key", NULL);
-  if (s && *s) {
-    if (!(in->ticket_key = strdup(s))) {
-      rc = pj_nomem(err);
-      goto out;
-    }
-    /* project_keys bounds tickets too: catch the contradiction now rather
-       than at the first ticket. */
-    if (!jc_key_allowed(in, s)) {
-      rc = ch_err_set(err, CH_E_CONFIG,
-                      "ticket_project_key %s is not in project_keys", s);
-      goto out;
-    }
-  }
-  n = pj_opt_num(cfg, t, "page_size", 0);
-  if (pj_opt(cfg, t, "page_size") && n < 1) {
-    rc = ch_err_set(err, CH_E_CONFIG, "page_size must be at least 1");
-    goto out;
-  }
-  in->page_size = n > 0 && n < 100000 ? (long)n : n > 0 ? 100000 : 0;
-
-  rc = pj_opt_double(cfg, t, "max_requests_per_second", 0, &hconf.max_rps, err);
-  if (rc)
-    goto out;
-  hconf.ca_file = pj_opt_str(cfg, t, "ca_file", NULL);
-  rc = host->http_setup(hc, &hconf, err);
-  if (rc)
-    goto out;
   *inst = in;
-  in = NULL;
-out:
-  jc_close(in);
-  return rc;
+  return CH_OK;
 }
 
 static int jc_check(void *inst, struct ch_err *err) {
@@ -479,7 +424,7 @@ static const struct ch_plugin jc_plugin = {
     "1.0.0",
     "Jira Cloud users, groups, projects and project roles; group and role "
     "provisioning, accounts, tickets",
-    jc_options,
+    NULL, /* options: see config_map */
     jc_types,
     jc_actions,
     jc_open,
@@ -491,7 +436,9 @@ static const struct ch_plugin jc_plugin = {
     jc_revoke,
     jc_provision,
     jc_action,
-    CH_PLUGIN_LAYOUT};
+    CH_PLUGIN_LAYOUT,
+    .config_map = jc_options,
+    .config_size = sizeof(struct jc_conf)};
 
 CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi);
 CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi) {

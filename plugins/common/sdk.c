@@ -1,53 +1,32 @@
 /* SPDX-License-Identifier: MIT */
-/* JSON over the host HTTP service, shared by the in-tree plugins. */
-#include "autoconfig.h"
+/* The plugin SDK (libconnhost-sdk): JSON over the host HTTP service, a
+   growable string, page tokens. Built with nothing but the installed
+   headers, so it is what an out-of-tree plugin links too. */
+#define _POSIX_C_SOURCE 200809L /* strdup, in place of autoconfig.h */
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "plugjson.h"
+#include <connhost/sdk.h>
 
 const struct ch_opt_value *pj_opt(const struct ch_cfg *cfg,
                                   const struct ch_option *table,
                                   const char *name) {
-  for (size_t i = 0; table[i].name && i < cfg->nvalues; i++) {
-    if (strcmp(table[i].name, name) == 0)
-      return cfg->values[i].set ? &cfg->values[i] : NULL;
-  }
-  return NULL;
+  return ch_opt_get(cfg, table, name);
 }
 
 const char *pj_opt_str(const struct ch_cfg *cfg, const struct ch_option *table,
                        const char *name, const char *def) {
-  const struct ch_opt_value *v = pj_opt(cfg, table, name);
+  const struct ch_opt_value *v = ch_opt_get(cfg, table, name);
   return v && v->str ? v->str : def;
 }
 
 long long pj_opt_num(const struct ch_cfg *cfg, const struct ch_option *table,
                      const char *name, long long def) {
-  const struct ch_opt_value *v = pj_opt(cfg, table, name);
+  const struct ch_opt_value *v = ch_opt_get(cfg, table, name);
   return v ? v->num : def;
-}
-
-int pj_opt_double(const struct ch_cfg *cfg, const struct ch_option *table,
-                  const char *name, double def, double *out,
-                  struct ch_err *err) {
-  const char *text = pj_opt_str(cfg, table, name, NULL);
-  char *end = NULL;
-  double v;
-
-  *out = def;
-  if (!text)
-    return CH_OK;
-  v = strtod(text, &end);
-  /* `v == v` rejects NaN without pulling in math.h. */
-  if (end == text || *end || !(v == v) || v < 0)
-    return ch_err_set(err, CH_E_CONFIG, "option %s: '%s' is not a number >= 0",
-                      name, text);
-  *out = v;
-  return CH_OK;
 }
 
 static int buf_grow(struct pj_buf *b, size_t more) {
@@ -287,18 +266,6 @@ char *pj_base_url(const char *url) {
   while (n > 0 && c[n - 1] == '/')
     c[--n] = '\0';
   return c;
-}
-
-enum ch_account_type pj_atlassian_account_type(const char *type) {
-  if (!type)
-    return CH_ACCOUNT_NONE;
-  if (strcmp(type, "atlassian") == 0)
-    return CH_ACCOUNT_HUMAN;
-  if (strcmp(type, "app") == 0)
-    return CH_ACCOUNT_SERVICE;
-  if (strcmp(type, "customer") == 0)
-    return CH_ACCOUNT_CUSTOMER;
-  return CH_ACCOUNT_NONE;
 }
 
 int pj_nomem(struct ch_err *err) {

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/* The plugin SDK: JSON over the host HTTP service, growable strings, page
+   tokens. Installed with its library libconnhost-sdk and connhost-sdk.pc;
+   it needs only <connhost/plugin.h> and json-c (no build-tree header). */
+#ifndef CONNHOST_SDK_H
+#define CONNHOST_SDK_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include <connhost/plugin.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Who a plugin instance talks to and as whom. */
+struct pj_client {
+  const struct ch_host *host;
+  struct ch_hctx *hc;
+  const char *basic_user; /* Basic auth, or NULL */
+  const char *basic_secret;
+  const char *bearer; /* Bearer token, or NULL */
+};
+
+/* Lookups in a plain option table (ch_opt_get); a plugin with a config
+   map reads its filled struct instead. */
+/* The value of option `name` in `cfg` (declared in `table`), or NULL. */
+const struct ch_opt_value *pj_opt(const struct ch_cfg *cfg,
+                                  const struct ch_option *table,
+                                  const char *name);
+/* Its text, or `def` when unset. */
+const char *pj_opt_str(const struct ch_cfg *cfg, const struct ch_option *table,
+                       const char *name, const char *def);
+long long pj_opt_num(const struct ch_cfg *cfg, const struct ch_option *table,
+                     const char *name, long long def);
+
+/* A growable NUL-terminated string. All functions return CH_OK or
+   CH_E_NOMEM; after a failure the buffer stays valid. */
+struct pj_buf {
+  char *s;
+  size_t len, cap;
+};
+int pj_buf_add(struct pj_buf *b, const char *s);
+int pj_buf_addf(struct pj_buf *b, const char *fmt, ...) CH_PRINTF(2, 3);
+/* Append `s` percent-encoded with host->url_encode. */
+int pj_buf_add_enc(struct pj_buf *b, const struct ch_host *host, const char *s);
+void pj_buf_free(struct pj_buf *b);
+
+/*
+ * Send `method url` with an optional JSON `body` and parse the reply.
+ * On a 2xx: CH_OK, *status set, *out the parsed JSON (NULL for an empty
+ * body; caller json_object_put()s it). On another status: the mapped
+ * negative code with err from host->http_error(`what`), *status set, and
+ * *out the parsed error body when it was JSON (so callers can inspect
+ * error codes), else NULL. A 2xx body that is not valid JSON is
+ * CH_E_PROTOCOL ("<what>: malformed JSON: ..."), after a GET answered
+ * that way has been sent twice more (a truncated body is transient). In a
+ * dry run: CH_OK, *status 0, *out NULL. `out` may be NULL when the body is
+ * not needed.
+ */
+int pj_request(const struct pj_client *c, const char *method, const char *url,
+               json_object *body, unsigned flags, const char *what,
+               long *status, json_object **out, struct ch_err *err);
+/* The same naming the endpoint's path template (ch_http_req.route), which
+   the host paces by; NULL lets the host derive one. */
+int pj_request_route(const struct pj_client *c, const char *route,
+                     const char *method, const char *url, json_object *body,
+                     unsigned flags, const char *what, long *status,
+                     json_object **out, struct ch_err *err);
+
+/* Typed accessors: NULL / `def` when missing or of another type. */
+const char *pj_str(json_object *o, const char *key);
+json_object *pj_arr(json_object *o, const char *key);
+json_object *pj_obj(json_object *o, const char *key);
+int pj_bool(json_object *o, const char *key, int def);
+long long pj_int(json_object *o, const char *key, long long def);
+
+/* A copy of a base URL without trailing slashes (so paths can be appended
+   with "/..."); NULL when out of memory. */
+char *pj_base_url(const char *url);
+
+/* A page token carrying up to a few string fields, encoded as a compact
+   JSON object ("{\"s\":50}"). Decoding a NULL or empty token gives an empty
+   object. Returns NULL (err set, CH_E_INVALID) for a token that is not a
+   JSON object. */
+json_object *pj_token_decode(const char *token, struct ch_err *err);
+/* Compact JSON text of `o` (a page token for sink->next_page, a profile);
+   borrowed from `o`. */
+const char *pj_json_text(json_object *o);
+
+/* Fill `err` with "out of memory" and return CH_E_NOMEM. */
+int pj_nomem(struct ch_err *err);
+
+/* qsort/bsearch comparator for an array of C strings. */
+int pj_cmp_str(const void *a, const void *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CONNHOST_SDK_H */
