@@ -227,7 +227,10 @@ class DocBlocks(lib.TempDirTest):
         if os.path.isdir(d):
             return d
         os.makedirs(os.path.join(d, "bin"))
-        for name in ("conf", "tests", "tools"):
+        # conf/ is copied: a sync of a config there writes its store beside
+        # it, and the source tree must stay as it is.
+        shutil.copytree(os.path.join(lib.SRCDIR, "conf"), os.path.join(d, "conf"))
+        for name in ("tests", "tools"):
             os.symlink(os.path.join(lib.SRCDIR, name), os.path.join(d, name))
         os.symlink(os.path.dirname(lib.PLUGINS.rstrip("/")), os.path.join(d, "plugins"))
         os.symlink(lib.CONNHOST, os.path.join(d, "bin", "connhost"))
