@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "engine.h"
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "stop.h"
+#include "store.h"
 #include "syncrun.h"
 #include "util.h"
 
@@ -540,12 +542,38 @@ static void reply(struct httpd_reply *rp, int status, const char *fmt, ...) {
 
 /* Why serve is not ready, or NULL. Lock held. The snapshot store, once
    serve records into it, adds "store not open" here. */
-static const char *not_ready(const struct serve *sv) {
+/* Why the service is not ready, or NULL. The store must open (a read: it
+   never waits on a run being recorded); one not written yet is fine as long
+   as its directory takes the file. */
+static const char *not_ready(const struct serve *sv, char *why, size_t n) {
+  const char *path;
+  struct store *st = NULL;
+  struct ch_err err = {0};
+  char *dir;
+  int dir_ok;
+
   if (sv->stopping)
     return "shutting down";
   if (!sv->cur || !sv->cur->config)
     return "no config loaded";
-  return NULL;
+  path = sv->cur->config->store;
+  if (!path)
+    return NULL;
+  if (access(path, F_OK) == 0) {
+    if (store_open(path, 0, &st, &err) != CH_OK) {
+      snprintf(why, n, "store: %s", err.msg);
+      return why;
+    }
+    store_close(st);
+    return NULL;
+  }
+  dir = util_dirname(path);
+  dir_ok = dir && access(dir, W_OK | X_OK) == 0;
+  free(dir);
+  if (dir_ok)
+    return NULL;
+  snprintf(why, n, "store '%s': its directory cannot be written", path);
+  return why;
 }
 
 static void api_sync(struct serve *sv, const struct httpd_request *rq,
@@ -605,6 +633,7 @@ static void on_http(void *arg, const struct httpd_request *rq,
   struct serve *sv = arg;
   const char *path = httpd_path(rq), *method = httpd_method(rq);
   const char *why;
+  char buf[CH_ERR_MSG_SIZE + 16];
 
   if (strcmp(path, "/api/v1/sync") == 0) {
     api_sync(sv, rq, rp);
@@ -619,7 +648,7 @@ static void on_http(void *arg, const struct httpd_request *rq,
     reply(rp, 200, "ok\n");
   } else if (strcmp(path, "/readyz") == 0) {
     pthread_mutex_lock(&sv->lock);
-    why = not_ready(sv);
+    why = not_ready(sv, buf, sizeof(buf));
     if (why)
       reply(rp, 503, "not ready: %s\n", why);
     else
