@@ -10,7 +10,8 @@
 
 /*
  * The plugin is split by job (jira_cloud.c: descriptor, options, open,
- * check; jc_sync.c: list and grants; jc_provision.c: writes). The names
+ * check; jc_sync.c: list and grants; jc_provision.c: writes;
+ * jc_ticket.c: the ticket actions). The names
  * below are shared between those files, so they cannot be static; the
  * linker's export list (connhost_plugin only) keeps them private to the
  * .so all the same.
@@ -37,8 +38,10 @@ struct jc_inst {
   int skip_participants;
   char **keys; /* project_keys, NULL-terminated, or NULL */
   size_t nkeys;
-  char *ticket_key; /* ticket_project_key, or NULL */
-  long page_size;   /* 0: the endpoint's cap */
+  char *ticket_key;   /* ticket_project_key, or NULL */
+  char **ticket_keys; /* ticket_projects, NULL-terminated, or NULL */
+  size_t nticket_keys;
+  long page_size; /* 0: the endpoint's cap */
   int provisioning;
 
   /* Accounts the skip_* options drop, sorted; built once on demand
@@ -78,12 +81,21 @@ int jc_user_skipped(const struct jc_inst *in, const char *account_type,
 int jc_account_skipped(struct jc_inst *in, const char *id, int *skipped,
                        struct ch_err *err);
 
+/* strcasecmp for ASCII keys and names. */
+int jc_casecmp(const char *a, const char *b);
+/* Whether `key` is one of the `n` strings of `list`, ignoring case. */
+int jc_in_list(char *const *list, size_t n, const char *key);
+
 /* Whether project `key` passes the project_keys filter. */
 int jc_key_allowed(const struct jc_inst *in, const char *key);
 
 /* The human text of a Jira error body (errorMessages and errors values),
    lowercased, for matching "already a member"-style answers. malloc'd. */
 char *jc_error_text(json_object *body);
+
+/* Append the items of a comma-separated `list` to `arr` as strings,
+   blanks around each trimmed and empty items dropped. */
+int jc_csv_array(const char *list, json_object *arr, struct ch_err *err);
 
 /* Sync ops (jc_sync.c). */
 int jc_list(void *inst, const char *type, const struct ch_ref *parent,
@@ -100,5 +112,11 @@ int jc_provision(void *inst, const struct ch_account *account,
                  struct ch_result *result, struct ch_err *err);
 int jc_action(void *inst, const char *name, const struct ch_kv *args,
               size_t nargs, struct ch_result *result, struct ch_err *err);
+
+/* The ticket actions (jc_ticket.c): ticket_schema, create_ticket,
+   get_ticket, update_ticket. CH_E_UNSUPPORTED for another name. */
+int jc_ticket_action(struct jc_inst *in, const char *name,
+                     const struct ch_kv *args, size_t nargs,
+                     struct ch_result *res, struct ch_err *err);
 
 #endif

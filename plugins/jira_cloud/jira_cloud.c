@@ -29,6 +29,9 @@ const struct ch_option jc_options[] = {
      "only these projects are synced and may receive tickets"},
     {"ticket_project_key", CH_OPT_STRING, 0, NULL,
      "default project for the create_ticket action"},
+    {"ticket_projects", CH_OPT_LIST, 0, NULL,
+     "the projects tickets may be opened, read and updated in (and whose "
+     "schemas ticket_schema lists); default: project_keys"},
     {"page_size", CH_OPT_INT, 0, NULL,
      "page size; clamped per endpoint (users 1000, group members 50, "
      "groups 50, projects 100); default: each endpoint's maximum"},
@@ -65,15 +68,35 @@ static const struct ch_resource_type jc_types[] = {
      CH_CAP_SYNC | CH_CAP_GRANT | CH_CAP_REVOKE, 0},
     {NULL, NULL, 0, NULL, NULL, 0, 0}};
 
-static const char *const jc_ticket_args[] = {"summary", "description",
-                                             "project_key", "issue_type", NULL};
-static const char *const jc_ticket_required[] = {"summary", NULL};
+static const char *const jc_schema_args[] = {"project_key", "issue_type", NULL};
+static const char *const jc_create_args[] = {
+    "summary", "description", "project_key", "issue_type",
+    "labels",  "components",  "field",       NULL};
+static const char *const jc_create_required[] = {"summary", NULL};
+static const char *const jc_get_args[] = {"ticket", NULL};
+static const char *const jc_update_args[] = {
+    "ticket",        "comment", "field", "add_labels",
+    "remove_labels", "status",  NULL};
 
 static const struct ch_action_def jc_actions[] = {
+    {"ticket_schema",
+     "list the issue types of the ticket projects (or project_key) and "
+     "their fields, required ones marked, as JSON",
+     jc_schema_args, NULL},
     {"create_ticket",
      "create a Jira issue (default type Task, in ticket_project_key) to "
-     "track a manual task; prints the issue key",
-     jc_ticket_args, jc_ticket_required},
+     "track a manual task, checked against the issue type's fields first; "
+     "field=NAME=VALUE (repeatable) sets any field by name or id; prints "
+     "the issue key",
+     jc_create_args, jc_create_required},
+    {"get_ticket",
+     "read a ticket: status, status category, assignee, resolution, "
+     "updated time (JSON)",
+     jc_get_args, jc_get_args},
+    {"update_ticket",
+     "comment on a ticket, change its labels or fields (field=NAME=VALUE), "
+     "or move it to status NAME through its transitions",
+     jc_update_args, jc_get_args},
     {NULL, NULL, NULL, NULL}};
 
 /* ---- shared helpers ----------------------------------------------------- */
@@ -95,6 +118,26 @@ int jc_param(const struct jc_inst *in, struct pj_buf *b, const char *name,
   if (pj_buf_add(b, sep) || pj_buf_add(b, name) || pj_buf_add(b, "=") ||
       pj_buf_add_enc(b, in->host, value))
     return CH_E_NOMEM;
+  return CH_OK;
+}
+
+int jc_csv_array(const char *list, json_object *arr, struct ch_err *err) {
+  const char *p = list;
+
+  while (p && *p) {
+    size_t n = strcspn(p, ",");
+    const char *s = p, *e = p + n;
+    while (s < e && (*s == ' ' || *s == '\t'))
+      s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+      e--;
+    if (e > s &&
+        json_object_array_add(arr, json_object_new_string_len(s, (int)(e - s))))
+      return pj_nomem(err);
+    p += n;
+    if (*p == ',')
+      p++;
+  }
   return CH_OK;
 }
 
@@ -265,7 +308,7 @@ int jc_account_skipped(struct jc_inst *in, const char *id, int *skipped,
   return rc;
 }
 
-static int jc_casecmp(const char *a, const char *b) {
+int jc_casecmp(const char *a, const char *b) {
   for (; *a && *b; a++, b++) {
     int d = tolower((unsigned char)*a) - tolower((unsigned char)*b);
     if (d)
@@ -274,13 +317,15 @@ static int jc_casecmp(const char *a, const char *b) {
   return tolower((unsigned char)*a) - tolower((unsigned char)*b);
 }
 
-int jc_key_allowed(const struct jc_inst *in, const char *key) {
-  if (!in->nkeys)
-    return 1;
-  for (size_t i = 0; i < in->nkeys; i++)
-    if (jc_casecmp(in->keys[i], key) == 0)
+int jc_in_list(char *const *list, size_t n, const char *key) {
+  for (size_t i = 0; i < n; i++)
+    if (jc_casecmp(list[i], key) == 0)
       return 1;
   return 0;
+}
+
+int jc_key_allowed(const struct jc_inst *in, const char *key) {
+  return !in->nkeys || jc_in_list(in->keys, in->nkeys, key);
 }
 
 char *jc_error_text(json_object *body) {
@@ -318,6 +363,22 @@ fail:
 
 /* ---- open / close / check ----------------------------------------------- */
 
+/* A copy of a LIST option's non-empty items (NULL-terminated). */
+static int jc_copy_list(const struct ch_opt_value *v, char ***out, size_t *n) {
+  if (!v || !v->nlist)
+    return CH_OK;
+  if (!(*out = calloc(v->nlist + 1, sizeof(char *))))
+    return CH_E_NOMEM;
+  for (size_t i = 0; i < v->nlist; i++) {
+    if (!v->list[i][0])
+      continue;
+    if (!((*out)[*n] = strdup(v->list[i])))
+      return CH_E_NOMEM;
+    (*n)++;
+  }
+  return CH_OK;
+}
+
 static void jc_close(void *inst) {
   struct jc_inst *in = inst;
   if (!in)
@@ -330,6 +391,9 @@ static void jc_close(void *inst) {
     free(in->keys[i]);
   free(in->keys);
   free(in->ticket_key);
+  for (size_t i = 0; i < in->nticket_keys; i++)
+    free(in->ticket_keys[i]);
+  free(in->ticket_keys);
   for (size_t i = 0; i < in->nskipped; i++)
     free(in->skipped[i]);
   free(in->skipped);
@@ -341,7 +405,6 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
                    const struct ch_cfg *cfg, void **inst, struct ch_err *err) {
   const struct ch_option *t = jc_options;
   struct ch_http_conf hconf = {0};
-  const struct ch_opt_value *v;
   struct jc_inst *in;
   const char *s;
   long long n;
@@ -384,22 +447,11 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
   in->skip_participants =
       (int)pj_opt_num(cfg, t, "skip_project_participants", 0);
 
-  v = pj_opt(cfg, t, "project_keys");
-  if (v && v->nlist) {
-    in->keys = calloc(v->nlist + 1, sizeof(char *));
-    if (!in->keys) {
-      rc = pj_nomem(err);
-      goto out;
-    }
-    for (size_t i = 0; i < v->nlist; i++) {
-      if (!v->list[i][0])
-        continue;
-      if (!(in->keys[in->nkeys] = strdup(v->list[i]))) {
-        rc = pj_nomem(err);
-        goto out;
-      }
-      in->nkeys++;
-    }
+  if (jc_copy_list(pj_opt(cfg, t, "project_keys"), &in->keys, &in->nkeys) ||
+      jc_copy_list(pj_opt(cfg, t, "ticket_projects"), &in->ticket_keys,
+                   &in->nticket_keys)) {
+    rc = pj_nomem(err);
+    goto out;
   }
   s = pj_opt_str(cfg, t, "ticket_project_key", NULL);
   if (s && *s) {
@@ -412,6 +464,11 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
     if (!jc_key_allowed(in, s)) {
       rc = ch_err_set(err, CH_E_CONFIG,
                       "ticket_project_key %s is not in project_keys", s);
+      goto out;
+    }
+    if (in->nticket_keys && !jc_in_list(in->ticket_keys, in->nticket_keys, s)) {
+      rc = ch_err_set(err, CH_E_CONFIG,
+                      "ticket_project_key %s is not in ticket_projects", s);
       goto out;
     }
   }
