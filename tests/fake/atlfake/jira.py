@@ -926,13 +926,14 @@ def create_issue(req, st):
             found_type = META_TYPE_BY_NAME.get(itype["name"].casefold())
     if found_type is None or found_type == BROKEN_TYPE:
         errors["issuetype"] = "Specify an issue type"
-    if errors:
-        raise HTTPError(error(400, [], errors))
     summary = fields.get("summary")
     if not isinstance(summary, str) or not summary.strip():
         errors["summary"] = "You must specify a summary of the issue."
     elif len(summary) > 255:
         errors["summary"] = "Summary must be less than 255 characters."
+    if errors:
+        # without a project and a type there is no screen to check the rest on
+        raise HTTPError(error(400, [], errors))
     metas = type_fields(req, project, found_type)
     issue = {"fields": {}}
     _apply_fields(st, metas, {k: v for k, v in fields.items() if k != "summary"}, issue,
