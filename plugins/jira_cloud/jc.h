@@ -113,6 +113,49 @@ int jc_provision(void *inst, const struct ch_account *account,
 int jc_action(void *inst, const char *name, const struct ch_kv *args,
               size_t nargs, struct ch_result *result, struct ch_err *err);
 
+/* ---- issue metadata (jc_fields.c) ---- */
+
+/* The issue types of `project` (IssueTypeIssueCreateMetadata, all pages)
+   into *types (caller puts it), and the fields of one of them
+   (FieldCreateMetadata). A dry run gives NULL and CH_OK. */
+int jc_issue_types(struct jc_inst *in, const char *project, json_object **types,
+                   struct ch_err *err);
+int jc_type_fields(struct jc_inst *in, const char *project, json_object *type,
+                   json_object **fields, struct ch_err *err);
+/* The issue type named (or with the id) `want`, borrowed from `types`;
+   CH_E_INVALID listing the valid names otherwise. */
+int jc_find_type(json_object *types, const char *project, const char *want,
+                 json_object **type, struct ch_err *err);
+/* The id under which a field's value is sent (fieldId, else key). */
+const char *jc_field_id(json_object *meta);
+/* v3 takes long text as an Atlassian Document: one paragraph per line,
+   empty lines dropped. NULL when out of memory. */
+json_object *jc_adf(const char *text);
+
+/* One field the operator sets: a direct argument ("summary", "labels") or
+   a `field` argument "NAME=VALUE". */
+struct jc_set {
+  const char *name;
+  const char *value;
+};
+#define JC_MAX_SETS 64 /* arguments per action */
+
+/* The fields `args` set: those named in `direct` (NULL-terminated) and
+   every `field` argument, split into `copies` (JC_MAX_SETS slots, NULL at
+   first; free with jc_free_sets). nargs <= JC_MAX_SETS. */
+int jc_field_sets(const struct ch_kv *args, size_t nargs,
+                  const char *const *direct, struct jc_set *out, size_t *n,
+                  char **copies, struct ch_err *err);
+void jc_free_sets(char **copies);
+/* Put each of `sets` into `fields` under its field id, converted by the
+   field metadata `meta` (an array; NULL in a dry run: names and text kept
+   as given). Unknown fields, values that do not fit and a field set twice
+   are refused naming the field; `where` ("OPS Task") says whose fields.
+   An empty value is JSON null (clears the field) when `clear_ok`. */
+int jc_fill_fields(json_object *fields, json_object *meta, const char *where,
+                   const struct jc_set *sets, size_t nsets, int clear_ok,
+                   struct ch_err *err);
+
 /* The ticket actions (jc_ticket.c): ticket_schema, create_ticket,
    get_ticket, update_ticket. CH_E_UNSUPPORTED for another name. */
 int jc_ticket_action(struct jc_inst *in, const char *name,
