@@ -157,7 +157,7 @@ int jc_fill_fields(json_object *fields, json_object *meta, const char *where,
                    struct ch_err *err);
 
 /* The ticket actions (jc_ticket.c): ticket_schema, create_ticket,
-   get_ticket, update_ticket. CH_E_UNSUPPORTED for another name. */
+   get_ticket, update_ticket; CH_E_UNSUPPORTED (err set) for another name. */
 int jc_ticket_action(struct jc_inst *in, const char *name,
                      const struct ch_kv *args, size_t nargs,
                      struct ch_result *res, struct ch_err *err);

@@ -312,10 +312,6 @@ int jc_action(void *inst, const char *name, const struct ch_kv *args,
 
   if (!jc_writable(in, err))
     return err->code;
-  if (jc_ticket_action(in, name, args, nargs, result, err) != CH_E_UNSUPPORTED)
-    return err->code;
-  return ch_err_set(err, CH_E_UNSUPPORTED,
-                    "unknown action %s (jira_cloud has ticket_schema, "
-                    "create_ticket, get_ticket and update_ticket)",
-                    name);
+  /* Every action of this plugin is a ticket action. */
+  return jc_ticket_action(in, name, args, nargs, result, err);
 }

@@ -762,5 +762,8 @@ int jc_ticket_action(struct jc_inst *in, const char *name,
     return jt_get(in, args, nargs, res, err);
   if (strcmp(name, "update_ticket") == 0)
     return jt_update(in, args, nargs, res, err);
-  return CH_E_UNSUPPORTED;
+  return ch_err_set(err, CH_E_UNSUPPORTED,
+                    "unknown action %s (jira_cloud has ticket_schema, "
+                    "create_ticket, get_ticket and update_ticket)",
+                    name);
 }
