@@ -11,9 +11,19 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "engine.h"
 #include "http.h"
 #include "log.h"
+#include "plugindir.h"
 #include "stop.h"
+#include "util.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+/* The engine's default, from its own constants. */
+#define WORKERS_DEFAULT                                                        \
+  STR(ENGINE_WORKERS_PER_CORE)                                                 \
+  " per\n                         core, at most " STR(ENGINE_WORKERS_MAX)
 
 static const char usage_text[] =
     "usage: connhost [-c FILE] [COMMAND] [OPTIONS]\n"
@@ -36,9 +46,10 @@ static const char usage_text[] =
     "  -c, --config FILE      config file (default: ./connhost.yaml)\n"
     "  -o, --output FILE      where the graph goes ('-' = stdout; default:\n"
     "                         the config's output, else ./graph.json)\n"
-    "      --format FMT       json (default) or jsonl\n"
-    "  -w, --workers N        worker threads (default: config, else 4 per "
-    "core)\n"
+    "      --format FMT       json or jsonl (default: from the output's\n"
+    "                         extension, .jsonl or .json, else json)\n"
+    "  -w, --workers N        worker threads (default: config, "
+    "else " WORKERS_DEFAULT ")\n"
     "      --tenant NAME      only this tenant (repeatable); for provision\n"
     "                         and action, the tenant to act in\n"
     "      --instance NAME    the instance to act in (provision, action)\n"
@@ -47,8 +58,8 @@ static const char usage_text[] =
     "      --max-pages N      pages per list chain before an instance fails\n"
     "                         (default: config, else 100000)\n"
     "      --allow-partial    write the graph even when instances failed\n"
-    "      --dry-run          print the requests a write would send; send "
-    "none\n"
+    "      --dry-run          grant, revoke, provision, action: print the\n"
+    "                         requests the write would send; send none\n"
     "      --entitlement KEY  tenant/instance/type/id#slug (grant, revoke)\n"
     "      --principal KEY    tenant/instance/type/id (grant, revoke)\n"
     "      --email ADDR       provision: the account's email\n"
@@ -68,7 +79,8 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 ok, 1 failure, 2 usage or config error, 3 partial (some\n"
     "instances failed), 130/143 stopped by SIGINT/SIGTERM.\n"
-    "Writes need 'provisioning: true' on the instance.\n";
+    "Writes need 'provisioning: true' on the instance. An option that does\n"
+    "not apply to the command is a usage error.\n";
 
 enum {
   OPT_FORMAT = 256,
@@ -91,35 +103,54 @@ enum {
   OPT_LOG_FORMAT
 };
 
-static const struct option long_opts[] = {
-    {"config", required_argument, NULL, 'c'},
-    {"output", required_argument, NULL, 'o'},
-    {"format", required_argument, NULL, OPT_FORMAT},
-    {"workers", required_argument, NULL, 'w'},
-    {"tenant", required_argument, NULL, OPT_TENANT},
-    {"instance", required_argument, NULL, OPT_INSTANCE},
-    {"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
-    {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
-    {"allow-partial", no_argument, NULL, OPT_ALLOW_PARTIAL},
-    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-    {"entitlement", required_argument, NULL, OPT_ENTITLEMENT},
-    {"principal", required_argument, NULL, OPT_PRINCIPAL},
-    {"email", required_argument, NULL, OPT_EMAIL},
-    {"display-name", required_argument, NULL, OPT_DISPLAY_NAME},
-    {"given-name", required_argument, NULL, OPT_GIVEN_NAME},
-    {"family-name", required_argument, NULL, OPT_FAMILY_NAME},
-    {"attr", required_argument, NULL, OPT_ATTR},
-    {"arg", required_argument, NULL, OPT_ARG},
-    {"name", required_argument, NULL, OPT_NAME},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-    {"quiet", no_argument, NULL, 'q'},
-    {"version", no_argument, NULL, 'V'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0}};
+/* Which commands an option applies to; any other use is a usage error. */
+#define C(x) (1u << (x))
+#define C_ALL 0xffu
+#define C_WRITES                                                               \
+  (C(CMD_GRANT) | C(CMD_REVOKE) | C(CMD_PROVISION) | C(CMD_ACTION))
+
+struct opt_def {
+  struct option lo;
+  unsigned cmds;
+};
+
+static const struct opt_def opt_defs[] = {
+    {{"config", required_argument, NULL, 'c'}, C_ALL},
+    {{"output", required_argument, NULL, 'o'}, C(CMD_SYNC)},
+    {{"format", required_argument, NULL, OPT_FORMAT}, C(CMD_SYNC)},
+    {{"workers", required_argument, NULL, 'w'}, C(CMD_SYNC)},
+    {{"tenant", required_argument, NULL, OPT_TENANT},
+     C(CMD_SYNC) | C(CMD_CHECK) | C(CMD_PROVISION) | C(CMD_ACTION)},
+    {{"instance", required_argument, NULL, OPT_INSTANCE},
+     C(CMD_PROVISION) | C(CMD_ACTION)},
+    {{"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR}, C_ALL},
+    {{"max-pages", required_argument, NULL, OPT_MAX_PAGES}, C(CMD_SYNC)},
+    {{"allow-partial", no_argument, NULL, OPT_ALLOW_PARTIAL}, C(CMD_SYNC)},
+    {{"dry-run", no_argument, NULL, OPT_DRY_RUN}, C_WRITES},
+    {{"entitlement", required_argument, NULL, OPT_ENTITLEMENT},
+     C(CMD_GRANT) | C(CMD_REVOKE)},
+    {{"principal", required_argument, NULL, OPT_PRINCIPAL},
+     C(CMD_GRANT) | C(CMD_REVOKE)},
+    {{"email", required_argument, NULL, OPT_EMAIL}, C(CMD_PROVISION)},
+    {{"display-name", required_argument, NULL, OPT_DISPLAY_NAME},
+     C(CMD_PROVISION)},
+    {{"given-name", required_argument, NULL, OPT_GIVEN_NAME}, C(CMD_PROVISION)},
+    {{"family-name", required_argument, NULL, OPT_FAMILY_NAME},
+     C(CMD_PROVISION)},
+    {{"attr", required_argument, NULL, OPT_ATTR}, C(CMD_PROVISION)},
+    {{"arg", required_argument, NULL, OPT_ARG}, C(CMD_ACTION)},
+    {{"name", required_argument, NULL, OPT_NAME}, C(CMD_ACTION)},
+    {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, C_ALL},
+    {{"log-format", required_argument, NULL, OPT_LOG_FORMAT}, C_ALL},
+    {{"quiet", no_argument, NULL, 'q'}, C_ALL},
+    {{"version", no_argument, NULL, 'V'}, C_ALL},
+    {{"help", no_argument, NULL, 'h'}, C_ALL}};
+
+#define NOPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 
 static const char *const command_names[] = {
     "sync", "check", "plugins", "grant", "revoke", "provision", "action"};
+#define NCOMMANDS (sizeof(command_names) / sizeof(command_names[0]))
 
 static int usage_error(const char *fmt, ...) CH_PRINTF(1, 2);
 static int usage_error(const char *fmt, ...) {
@@ -155,14 +186,85 @@ static int parse_long(const char *s, long min, long max, long *out) {
 static enum ch_log_level opt_level = CH_LOG_INFO;
 static enum log_format opt_log_format = LOG_TEXT;
 
+/* "unknown option '--x'", with the nearest long option when one is close. */
+static int unknown_option(const char *arg) {
+  const char *name = arg;
+  const char *near;
+  size_t len;
+  char word[64];
+
+  while (*name == '-')
+    name++;
+  len = strcspn(name, "=");
+  if (name == arg || len >= sizeof(word))
+    return usage_error("unknown option '%s'", arg);
+  memcpy(word, name, len);
+  word[len] = '\0';
+  near = util_closest(word, opt_defs, NOPTS, sizeof(opt_defs[0]));
+  if (near)
+    return usage_error("unknown option '%s'; did you mean '--%s'?", arg, near);
+  return usage_error("unknown option '%s'", arg);
+}
+
+/* The names of the commands in `mask`, for "it applies to: ...". */
+static void command_list(unsigned mask, char *buf, size_t n) {
+  size_t used = 0;
+
+  buf[0] = '\0';
+  for (size_t i = 0; i < NCOMMANDS && used < n; i++) {
+    if (mask & C(i)) {
+      int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "",
+                       command_names[i]);
+      if (w < 0)
+        break;
+      used += (size_t)w;
+    }
+  }
+}
+
+/* Every option given must apply to the command (DESIGN §6: no option is
+   silently ignored). */
+static int check_applies(const struct cli *cli, const unsigned char *seen) {
+  for (size_t i = 0; i < NOPTS; i++) {
+    char list[128];
+    if (!seen[i] || (opt_defs[i].cmds & C(cli->cmd)))
+      continue;
+    command_list(opt_defs[i].cmds, list, sizeof(list));
+    if (opt_defs[i].lo.val == OPT_DRY_RUN && cli->cmd == CMD_SYNC)
+      return usage_error("--dry-run does not apply to 'sync' (a sync only "
+                         "reads; 'connhost check' tests the credentials "
+                         "without one): it applies to %s",
+                         list);
+    return usage_error("--%s does not apply to '%s': it applies to %s",
+                       opt_defs[i].lo.name, command_names[cli->cmd], list);
+  }
+  return -1;
+}
+
+static int opt_index(int val) {
+  for (size_t i = 0; i < NOPTS; i++) {
+    if (opt_defs[i].lo.val == val)
+      return (int)i;
+  }
+  return -1;
+}
+
 int cli_parse(struct cli *cli, int argc, char **argv) {
+  struct option long_opts[NOPTS + 1];
+  unsigned char seen[NOPTS] = {0};
   int c;
   long v;
 
   memset(cli, 0, sizeof(*cli));
+  memset(long_opts, 0, sizeof(long_opts));
+  for (size_t i = 0; i < NOPTS; i++)
+    long_opts[i] = opt_defs[i].lo;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":c:o:w:qVh", long_opts, NULL)) != -1) {
+    int idx = opt_index(c);
+    if (idx >= 0)
+      seen[idx] = 1;
     switch (c) {
     case 'c':
       cli->config_path = optarg;
@@ -257,18 +359,24 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
     case ':':
       return usage_error("option '%s' needs a value", argv[optind - 1]);
     default:
-      return usage_error("unknown option '%s'", argv[optind - 1]);
+      return unknown_option(argv[optind - 1]);
     }
   }
 
   if (optind < argc) {
     size_t i;
-    for (i = 0; i < sizeof(command_names) / sizeof(command_names[0]); i++) {
+    for (i = 0; i < NCOMMANDS; i++) {
       if (strcmp(argv[optind], command_names[i]) == 0)
         break;
     }
-    if (i == sizeof(command_names) / sizeof(command_names[0]))
+    if (i == NCOMMANDS) {
+      const char *near = util_closest(argv[optind], command_names, NCOMMANDS,
+                                      sizeof(command_names[0]));
+      if (near)
+        return usage_error("unknown command '%s'; did you mean '%s'?",
+                           argv[optind], near);
       return usage_error("unknown command '%s'", argv[optind]);
+    }
     cli->cmd = (enum command)i;
     optind++;
   }
@@ -276,7 +384,7 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
     cli->action = argv[optind++];
   if (optind < argc)
     return usage_error("unexpected argument '%s'", argv[optind]);
-  return -1;
+  return check_applies(cli, seen);
 }
 
 void cli_release(struct cli *cli) {

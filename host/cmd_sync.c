@@ -2,12 +2,17 @@
 /* `connhost sync`: open the instances, run the engine, write the graph. */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "cli.h"
 #include "engine.h"
@@ -78,6 +83,87 @@ static void report_all(struct session *s, struct graph *g) {
   }
 }
 
+/* One instance's figures, for the text summary and the JSON events. */
+struct inst_figures {
+  int ok;
+  const char *error;
+  struct http_stats st;
+};
+
+static void figures(const struct instance *in, const struct graph *g,
+                    struct inst_figures *f) {
+  f->error = NULL;
+  f->ok = graph_instance_ok(g, in->graph_index, &f->error);
+  if (!f->ok && !f->error)
+    f->error = "unknown error";
+  http_client_stats(in->hctx.http, &f->st);
+}
+
+/* Seconds to the millisecond, printed as such (not 17 digits). */
+static struct json_object *json_seconds(double v) {
+  char text[32];
+  snprintf(text, sizeof(text), "%.3f", v);
+  return json_object_new_double_s(v, text);
+}
+
+static void add_count(struct json_object *o, const char *name, uint64_t n) {
+  json_object_object_add(o, name, json_object_new_int64((int64_t)n));
+}
+
+static struct json_object *instance_json(const struct instance *in,
+                                         const struct inst_figures *f) {
+  struct json_object *o = json_object_new_object();
+
+  json_object_object_add(o, "tenant", json_object_new_string(in->ci->tenant));
+  json_object_object_add(o, "instance", json_object_new_string(in->ci->name));
+  json_object_object_add(o, "plugin", json_object_new_string(in->plugin->name));
+  json_object_object_add(o, "status",
+                         json_object_new_string(f->ok ? "ok" : "failed"));
+  add_count(o, "resources", in->resources);
+  add_count(o, "grants", in->grants);
+  add_count(o, "requests", f->st.requests);
+  add_count(o, "retries", f->st.retries);
+  json_object_object_add(o, "wait_s", json_seconds(f->st.wait_s));
+  if (!f->ok)
+    json_object_object_add(o, "error", json_object_new_string(f->error));
+  return o;
+}
+
+/* JSON logs: one instance_finished event per instance, then sync_finished
+   with the totals and every instance's figures. `where` is the file
+   written, NULL when none was. */
+static void summary_events(struct session *s, struct graph *g,
+                           const char *where, const char *status,
+                           double seconds) {
+  struct json_object *fin = json_object_new_object();
+  struct json_object *list = json_object_new_array();
+  enum ch_log_level level = strcmp(status, "ok") ? CH_LOG_ERROR : CH_LOG_INFO;
+  struct graph_counts gc;
+
+  graph_counts(g, &gc);
+  for (size_t i = 0; i < s->ninsts; i++) {
+    struct inst_figures f;
+    struct json_object *one;
+
+    figures(s->insts[i], g, &f);
+    one = instance_json(s->insts[i], &f);
+    json_object_array_add(list, json_object_get(one));
+    log_event(f.ok ? CH_LOG_INFO : CH_LOG_ERROR, "instance_finished", one);
+  }
+  json_object_object_add(fin, "status", json_object_new_string(status));
+  json_object_object_add(fin, "output",
+                         where ? json_object_new_string(where) : NULL);
+  add_count(fin, "resources", gc.resources);
+  add_count(fin, "entitlements", gc.entitlements);
+  add_count(fin, "grants", gc.grants);
+  add_count(fin, "derived_grants", gc.derived_grants);
+  add_count(fin, "identities", gc.identities);
+  add_count(fin, "merged_identities", gc.merged_identities);
+  json_object_object_add(fin, "seconds", json_seconds(seconds));
+  json_object_object_add(fin, "instances", list);
+  log_event(level, "sync_finished", fin);
+}
+
 static void print_summary(struct session *s, struct graph *g, FILE *out,
                           const char *where, double seconds) {
   struct graph_counts gc;
@@ -92,20 +178,83 @@ static void print_summary(struct session *s, struct graph *g, FILE *out,
           gc.identities, gc.merged_identities, seconds);
   for (size_t i = 0; i < s->ninsts; i++) {
     struct instance *in = s->insts[i];
-    struct http_stats st;
-    const char *error = NULL;
-    int ok = graph_instance_ok(g, in->graph_index, &error);
+    struct inst_figures f;
 
-    http_client_stats(in->hctx.http, &st);
+    figures(in, g, &f);
     fprintf(out,
             "  %s/%s (%s): %s, %llu resources, %llu grants, %llu requests, "
             "%llu retries, %.1f s waiting%s%s\n",
             in->ci->tenant, in->ci->name, in->plugin->name,
-            ok ? "ok" : "FAILED", (unsigned long long)in->resources,
-            (unsigned long long)in->grants, (unsigned long long)st.requests,
-            (unsigned long long)st.retries, st.wait_s, ok ? "" : ": ",
-            ok ? "" : (error ? error : "unknown error"));
+            f.ok ? "ok" : "FAILED", (unsigned long long)in->resources,
+            (unsigned long long)in->grants, (unsigned long long)f.st.requests,
+            (unsigned long long)f.st.retries, f.st.wait_s, f.ok ? "" : ": ",
+            f.ok ? "" : f.error);
   }
+}
+
+/* The summary in the log's format: text on `out`, or JSON events. */
+static void summary(struct session *s, struct graph *g, FILE *out,
+                    const char *where, const char *status, double seconds) {
+  if (log_format() == LOG_JSON)
+    summary_events(s, g, where, status, seconds);
+  else if (!s->cli->quiet)
+    print_summary(s, g, out, where && strcmp(where, "-") ? where : NULL,
+                  seconds);
+}
+
+/* "jsonl" or "json" from the path's extension, NULL for any other. */
+static const char *format_of_path(const char *path) {
+  const char *dot = strrchr(path, '.');
+
+  if (!dot || strchr(dot, '/'))
+    return NULL;
+  if (strcmp(dot, ".jsonl") == 0 || strcmp(dot, ".ndjson") == 0)
+    return "jsonl";
+  if (strcmp(dot, ".json") == 0)
+    return "json";
+  return NULL;
+}
+
+/* --format, else the -o extension, else the config's format, else the
+   config output's extension, else json. */
+static const char *pick_format(const struct cli *cli, const struct config *c) {
+  const char *f = NULL;
+
+  if (cli->format)
+    return cli->format;
+  if (cli->output && (f = format_of_path(cli->output)))
+    return f;
+  if (c->format)
+    return c->format;
+  if (!cli->output && c->output && (f = format_of_path(c->output)))
+    return f;
+  return "json";
+}
+
+/* The output's directory must exist and be writable before the first
+   request: finding out after an hour's sync loses the hour. */
+static int output_dir_ok(const char *output) {
+  char *dir = util_dirname(output);
+  struct stat st;
+  int ok = 0;
+
+  if (!dir) {
+    log_error("out of memory");
+    return 0;
+  }
+  if (stat(dir, &st) != 0)
+    log_error("output '%s': directory '%s': %s (create it, or choose "
+              "another output with -o or 'output:')",
+              output, dir, strerror(errno));
+  else if (!S_ISDIR(st.st_mode))
+    log_error("output '%s': '%s' is not a directory", output, dir);
+  else if (access(dir, W_OK | X_OK) != 0)
+    log_error("output '%s': directory '%s' is not writable: %s", output, dir,
+              strerror(errno));
+  else
+    ok = 1;
+  free(dir);
+  return ok;
 }
 
 int cmd_sync(struct session *s) {
@@ -114,7 +263,7 @@ int cmd_sync(struct session *s) {
   struct engine_opts eo = {0};
   struct ch_err err = {0};
   const char *output = cli->output;
-  const char *format = cli->format;
+  const char *format;
   char stamp[32];
   struct write_arg wa;
   size_t nok = 0, nfail = 0;
@@ -127,16 +276,22 @@ int cmd_sync(struct session *s) {
   }
   if (!output)
     output = s->config->output ? s->config->output : DEFAULT_OUTPUT;
-  if (!format)
-    format = s->config->format ? s->config->format : "json";
+  format = pick_format(cli, s->config);
   to_stdout = strcmp(output, "-") == 0;
+  if (!to_stdout && !output_dir_ok(output)) {
+    rc = EXIT_USAGE;
+    goto out;
+  }
   eo.workers = cli->workers         ? cli->workers
                : s->config->workers ? s->config->workers
                                     : engine_default_workers();
   eo.max_pages = cli->max_pages         ? cli->max_pages
                  : s->config->max_pages ? s->config->max_pages
                                         : ENGINE_DEFAULT_MAX_PAGES;
-  eo.progress = !cli->quiet && isatty(STDERR_FILENO);
+  /* The progress line is for a person at a terminal, never in JSON logs. */
+  eo.progress =
+      !cli->quiet && log_format() == LOG_TEXT && isatty(STDERR_FILENO);
+  log_debug("%d workers, %s output", eo.workers, format);
 
   open_all(s, g);
   if (engine_sync(s->insts, s->ninsts, g, &eo) == CH_E_NOMEM) {
@@ -169,11 +324,16 @@ int cmd_sync(struct session *s) {
       instance_fail(in, "%s", error ? error : "invalid records");
   }
   if (nfail && !cli->allow_partial) {
-    if (!cli->quiet)
-      print_summary(s, g, stderr, NULL, now_s() - t0);
+    const char *status = nok ? "partial" : "failed";
+    double dt = now_s() - t0;
+    /* The text summary leads up to the error; sync_finished ends the run. */
+    if (log_format() != LOG_JSON)
+      summary(s, g, stderr, NULL, status, dt);
     log_error("%zu of %zu instances failed: no graph written; %s left as it "
               "was (--allow-partial writes what succeeded)",
               nfail, nfail + nok, to_stdout ? "the output" : output);
+    if (log_format() == LOG_JSON)
+      summary(s, g, stderr, NULL, status, dt);
     rc = nok ? EXIT_PARTIAL : EXIT_FAIL;
     goto out;
   }
@@ -192,10 +352,12 @@ int cmd_sync(struct session *s) {
     log_error("%s", err.msg);
     goto out;
   }
-  if (!cli->quiet)
-    print_summary(s, g, to_stdout ? stderr : stdout, to_stdout ? NULL : output,
-                  now_s() - t0);
   rc = nfail ? (nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
+  summary(s, g, to_stdout ? stderr : stdout, to_stdout ? "-" : output,
+          rc == EXIT_OK        ? "ok"
+          : rc == EXIT_PARTIAL ? "partial"
+                               : "failed",
+          now_s() - t0);
 out:
   graph_free(g);
   return rc;

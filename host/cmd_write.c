@@ -75,7 +75,9 @@ static int report(struct instance *in, const char *what, int rc,
   if (rc != CH_OK) {
     log_redact(err->msg[0] ? err->msg : "failed", clean, sizeof(clean));
     audit(in, "%s: failed: %s", what, clean);
-    fprintf(stderr, "connhost: %s failed: %s\n", what, clean);
+    /* An error line too (the audit line is info, gone with --quiet),
+       through the log so that JSON logs stay JSON. */
+    log_msg(in->hctx.label, CH_LOG_ERROR, "%s failed: %s", what, clean);
     return EXIT_FAIL;
   }
   audit(in, "%s: %s%s%s", what, outcome_name(res->outcome),

@@ -1239,6 +1239,8 @@ static const char *type_name(enum ch_opt_type t) {
     return "a path";
   case CH_OPT_URL:
     return "an http:// or https:// URL";
+  case CH_OPT_NUMBER:
+    return "a number";
   case CH_OPT_STRING:
   default:
     return "text";
@@ -1366,6 +1368,15 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
       return opt_bad(x);
     v->str = store_strdup(x->st, text);
     break;
+  case CH_OPT_NUMBER: {
+    char *end = NULL;
+    double d = strtod(text, &end);
+    /* d - d is 0 only for finite values: no NaN or infinity. */
+    if (end == text || *end || d - d != 0)
+      return opt_bad(x);
+    v->str = store_strdup(x->st, text);
+    break;
+  }
   case CH_OPT_STRING:
     v->str = store_strdup(x->st, text);
     break;
@@ -1383,6 +1394,28 @@ static void register_secret(const struct ch_opt_value *v) {
   log_add_secret(v->str);
   for (size_t i = 0; i < v->nlist; i++)
     log_add_secret(v->list[i]);
+}
+
+/* The password of "scheme://user:password@host/...", if there is one. */
+static void register_url_password(const char *url) {
+  const char *auth = url ? strstr(url, "://") : NULL;
+  const char *end, *at = NULL, *colon;
+  char *pw;
+
+  if (!auth)
+    return;
+  auth += 3;
+  end = auth + strcspn(auth, "/?#");
+  for (const char *p = auth; p < end; p++) {
+    if (*p == '@')
+      at = p;
+  }
+  colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+  if (!colon)
+    return;
+  pw = strndup(colon + 1, (size_t)(at - colon - 1));
+  log_add_secret(pw);
+  free(pw);
 }
 
 /* An option given in the config: expand, type-check, register secrets. */
@@ -1435,7 +1468,14 @@ static int opt_from_node(struct opt_ctx *x, const struct cfg_node *n,
   rc = opt_set(x, (const char *const *)texts, ntexts, v);
   if (rc)
     goto out;
-  if (*expanded || (x->opt->flags & CH_OPT_SECRET))
+  /* An expanded value may be a secret the plugin did not mark; but a URL
+     option names a site, which dry runs and errors must show: of a URL
+     only a password in it is a secret. */
+  if (x->opt->flags & CH_OPT_SECRET)
+    register_secret(v);
+  else if (*expanded && x->opt->type == CH_OPT_URL)
+    register_url_password(v->str);
+  else if (*expanded)
     register_secret(v);
   rc = CH_OK;
 out:
@@ -1459,25 +1499,48 @@ static void warn_inline_secret(const struct config_instance *ci,
           n->file, n->line, n->col, name);
 }
 
-/* "unknown option 'x' ... (known options: a, b)" */
+/* "unknown option 'x' for plugin 'p'; did you mean 'y'? (known options: a,
+   b)". The list is never cut: when the message outgrows a ch_err, the list
+   is logged on a line of its own and the error points at it. */
 static int unknown_option(const struct config_instance *ci,
-                          const struct ch_option *table, const char *plugin,
-                          const struct cfg_node *key, struct ch_err *err) {
-  char list[200] = "";
-  size_t used = 0;
+                          const struct ch_option *table, size_t ntable,
+                          const char *plugin, const struct cfg_node *key,
+                          struct ch_err *err) {
+  const char *near = util_closest(key->value, table, ntable, sizeof(*table));
+  char hint[160] = "";
+  size_t len = sizeof("none");
+  int head;
+  char *list;
 
-  for (size_t j = 0; table && table[j].name && used < sizeof(list); j++) {
-    int w = snprintf(list + used, sizeof(list) - used, "%s%s", j ? ", " : "",
-                     table[j].name);
-    if (w < 0)
-      break;
-    used += (size_t)w;
+  if (near)
+    snprintf(hint, sizeof(hint), "; did you mean '%s'?", near);
+  for (size_t j = 0; j < ntable; j++)
+    len += strlen(table[j].name) + 2;
+  list = malloc(len);
+  if (!list)
+    return nomem(err);
+  strcpy(list, ntable ? "" : "none");
+  for (size_t j = 0; j < ntable; j++) {
+    if (j)
+      strcat(list, ", ");
+    strcat(list, table[j].name);
   }
-  return fail(err, key,
-              "instance '%s/%s': unknown option '%s' for plugin '%s' "
-              "(known options: %s)",
-              ci->tenant, ci->name, key->value, plugin,
-              list[0] ? list : "none");
+  head = snprintf(NULL, 0,
+                  "%s:%u:%u: instance '%s/%s': unknown option '%s' for "
+                  "plugin '%s'%s (known options: ",
+                  key->file, key->line, key->col, ci->tenant, ci->name,
+                  key->value, plugin, hint);
+  if (head < 0 || (size_t)head + strlen(list) + 2 > sizeof(err->msg)) {
+    log_error("%s:%u:%u: plugin '%s' knows these options: %s", key->file,
+              key->line, key->col, plugin, list);
+    strcpy(list, "on the line above");
+  }
+  fail(err, key,
+       "instance '%s/%s': unknown option '%s' for plugin '%s'%s "
+       "(known options: %s)",
+       ci->tenant, ci->name, key->value, plugin, hint, list);
+  free(list);
+  return CH_E_CONFIG;
 }
 
 int config_resolve_options(const struct config *c,
@@ -1511,7 +1574,7 @@ int config_resolve_options(const struct config *c,
     while (j < ntable && strcmp(table[j].name, opts->keys[i]) != 0)
       j++;
     if (j == ntable) {
-      rc = unknown_option(ci, table, plugin, opts->knodes[i], err);
+      rc = unknown_option(ci, table, ntable, plugin, opts->knodes[i], err);
       goto out;
     }
   }

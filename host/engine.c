@@ -53,7 +53,9 @@ int engine_default_workers(void) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   if (cores < 1)
     cores = 1;
-  return cores * 4 > 32 ? 32 : (int)cores * 4;
+  return cores * ENGINE_WORKERS_PER_CORE > ENGINE_WORKERS_MAX
+             ? ENGINE_WORKERS_MAX
+             : (int)cores * ENGINE_WORKERS_PER_CORE;
 }
 
 static void action_free(struct action *a) {

@@ -16,7 +16,10 @@ struct engine_opts {
 
 #define ENGINE_DEFAULT_MAX_PAGES 100000L
 
-/* Default worker count: a small multiple of the cores (I/O bound). */
+/* Default worker count: a small multiple of the cores (I/O bound), capped
+   (--help prints these two numbers). */
+#define ENGINE_WORKERS_PER_CORE 4
+#define ENGINE_WORKERS_MAX 32
 int engine_default_workers(void);
 
 /*

@@ -16,7 +16,7 @@
 #define NAME_MAX_LEN 64
 
 static const char *const opt_type_names[] = {"",     "string", "int", "bool",
-                                             "list", "path",   "url"};
+                                             "list", "path",   "url", "number"};
 
 int loader_valid_name(const char *name) {
   size_t n = 0;
@@ -239,7 +239,7 @@ static int check_tables(const struct ch_plugin *d, const char *path,
   if (!d->types || !d->types[0].id)
     return ch_err_set(err, CH_E_CONFIG, "%s: declares no resource types", path);
   for (const struct ch_option *o = d->options; o && o->name; o++) {
-    if (o->type < CH_OPT_STRING || o->type > CH_OPT_URL)
+    if (o->type < CH_OPT_STRING || o->type > CH_OPT_NUMBER)
       return ch_err_set(err, CH_E_CONFIG, "%s: option '%s' has unknown type %d",
                         path, o->name, (int)o->type);
   }
@@ -472,5 +472,5 @@ void scan_entries_free(struct scan_entry *e, size_t n) {
 }
 
 const char *loader_opt_type_name(enum ch_opt_type t) {
-  return t >= CH_OPT_STRING && t <= CH_OPT_URL ? opt_type_names[t] : "?";
+  return t >= CH_OPT_STRING && t <= CH_OPT_NUMBER ? opt_type_names[t] : "?";
 }

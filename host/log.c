@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "log.h"
 
@@ -17,6 +20,7 @@
 static enum ch_log_level cur_level = CH_LOG_INFO;
 static enum log_format cur_format = LOG_TEXT;
 static int cur_quiet;
+static int cur_stamp; /* text lines start with a timestamp */
 
 static pthread_mutex_t secret_lock = PTHREAD_MUTEX_INITIALIZER;
 static char **secrets;
@@ -28,7 +32,12 @@ void log_setup(enum ch_log_level level, enum log_format format, int quiet) {
   cur_level = level;
   cur_format = format;
   cur_quiet = quiet;
+  /* A terminal shows lines as they come; a file or a journal needs the
+     time on each. */
+  cur_stamp = !isatty(STDERR_FILENO);
 }
+
+enum log_format log_format(void) { return cur_format; }
 
 enum ch_log_level log_level(void) { return cur_level; }
 
@@ -112,19 +121,92 @@ void log_redact(const char *in, char *out, size_t outsz) {
   pthread_mutex_unlock(&secret_lock);
 }
 
-static void json_escape(FILE *f, const char *s) {
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      fprintf(f, "\\%c", *p);
-    else if (*p < 0x20)
-      fprintf(f, "\\u%04x", *p);
-    else
-      fputc(*p, f);
+/* "2026-01-31T12:00:00.123Z" (UTC, milliseconds). */
+static void timestamp(char *buf, size_t n) {
+  struct timespec now;
+  struct tm tm;
+  size_t len;
+
+  clock_gettime(CLOCK_REALTIME, &now);
+  gmtime_r(&now.tv_sec, &tm);
+  len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + len, n - len, ".%03dZ", (int)(now.tv_nsec / 1000000L % 1000));
+}
+
+/* The source members of a JSON line. A prefix of the instance label's form
+   "plugin:tenant/instance" (instance.h; tenant and instance names hold no
+   ':' or '/') is split into three members; any other is "source". */
+static void add_source(struct json_object *o, const char *prefix) {
+  const char *colon = strrchr(prefix, ':');
+  const char *slash = colon ? strchr(colon, '/') : NULL;
+
+  if (!slash || colon == prefix || slash == colon + 1 || !slash[1] ||
+      strchr(slash + 1, '/')) {
+    json_object_object_add(o, "source", json_object_new_string(prefix));
+    return;
   }
+  json_object_object_add(
+      o, "plugin", json_object_new_string_len(prefix, (int)(colon - prefix)));
+  json_object_object_add(
+      o, "tenant",
+      json_object_new_string_len(colon + 1, (int)(slash - colon - 1)));
+  json_object_object_add(o, "instance", json_object_new_string(slash + 1));
+}
+
+/* Print one JSON line built from `head` (time, level, ...) and the members
+   of `rest`; takes both. Redacted as a whole, so a secret inside any value
+   is caught. */
+static void emit_json(struct json_object *head, struct json_object *rest) {
+  const char *text;
+  char *clean;
+  size_t n;
+
+  if (rest) {
+    json_object_object_foreach(rest, key, val) {
+      json_object_object_add(head, key, json_object_get(val));
+    }
+    json_object_put(rest);
+  }
+  text = json_object_to_json_string_ext(
+      head, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  n = strlen(text) + 1;
+  clean = malloc(n);
+  if (clean) {
+    log_redact(text, clean, n);
+    fprintf(stderr, "%s\n", clean);
+    free(clean);
+  }
+  json_object_put(head);
+}
+
+static struct json_object *json_head(enum ch_log_level level) {
+  char ts[40];
+  struct json_object *o = json_object_new_object();
+
+  timestamp(ts, sizeof(ts));
+  json_object_object_add(o, "time", json_object_new_string(ts));
+  json_object_object_add(o, "level",
+                         json_object_new_string(level_names[level]));
+  return o;
 }
 
 int log_enabled(enum ch_log_level level) {
   return level <= cur_level && (!cur_quiet || level == CH_LOG_ERROR);
+}
+
+void log_event(enum ch_log_level level, const char *event,
+               struct json_object *fields) {
+  struct json_object *head;
+
+  if (cur_format != LOG_JSON || !log_enabled(level)) {
+    json_object_put(fields);
+    return;
+  }
+  head = json_head(level);
+  json_object_object_add(head, "event", json_object_new_string(event));
+  flockfile(stderr);
+  emit_json(head, fields);
+  funlockfile(stderr);
 }
 
 void log_vmsg(const char *prefix, enum ch_log_level level, const char *fmt,
@@ -138,23 +220,17 @@ void log_vmsg(const char *prefix, enum ch_log_level level, const char *fmt,
 
   flockfile(stderr);
   if (cur_format == LOG_JSON) {
-    char ts[32];
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\"", ts,
-            now.tv_nsec / 1000000L, level_names[level]);
-    if (prefix) {
-      fputs(",\"source\":\"", stderr);
-      json_escape(stderr, prefix);
-      fputc('"', stderr);
-    }
-    fputs(",\"msg\":\"", stderr);
-    json_escape(stderr, clean);
-    fputs("\"}\n", stderr);
+    struct json_object *head = json_head(level);
+    if (prefix)
+      add_source(head, prefix);
+    json_object_object_add(head, "msg", json_object_new_string(clean));
+    emit_json(head, NULL);
   } else {
+    if (cur_stamp) {
+      char ts[40];
+      timestamp(ts, sizeof(ts));
+      fprintf(stderr, "%s ", ts);
+    }
     fprintf(stderr, "connhost: %s: ", level_names[level]);
     if (prefix)
       fprintf(stderr, "[%s] ", prefix);

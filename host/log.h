@@ -10,6 +10,8 @@
 
 enum log_format { LOG_TEXT = 0, LOG_JSON };
 
+struct json_object;
+
 /* Set once in main before threads start. */
 void log_setup(enum ch_log_level level, enum log_format format, int quiet);
 enum ch_log_level log_level(void);
@@ -33,6 +35,18 @@ void log_msg(const char *prefix, enum ch_log_level level, const char *fmt, ...)
     CH_PRINTF(3, 4);
 void log_vmsg(const char *prefix, enum ch_log_level level, const char *fmt,
               va_list ap);
+
+/* The format log_setup chose: commands print their summaries as events in
+   JSON mode, so that every line on stderr is one JSON object. */
+enum log_format log_format(void);
+
+/*
+ * JSON mode: one line {"time", "level", "event": event, then the members
+ * of `fields`} on stderr, redacted, subject to the level filter. Does not
+ * take `fields`. Text mode: does nothing (commands print text themselves).
+ */
+void log_event(enum ch_log_level level, const char *event,
+               struct json_object *fields);
 
 /* Release the secret registry (at exit). */
 void log_cleanup(void);

@@ -39,3 +39,59 @@ int util_hexval(char c) {
     return c - 'A' + 10;
   return -1;
 }
+
+/* Optimal string alignment distance, capped: past `cap` the exact value
+   does not matter. Names are short, so three rows on the stack do. */
+static size_t edit_distance(const char *a, const char *b, size_t cap) {
+  enum { MAXLEN = 64 };
+  size_t rows[3][MAXLEN + 1];
+  size_t la = strlen(a), lb = strlen(b);
+  size_t *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+
+  if (la > MAXLEN || lb > MAXLEN)
+    return cap + 1;
+  for (size_t j = 0; j <= lb; j++)
+    prev[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    cur[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+      size_t best = sub < del ? sub : del;
+      if (ins < best)
+        best = ins;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          prev2[j - 2] + 1 < best)
+        best = prev2[j - 2] + 1;
+      cur[j] = best;
+    }
+    size_t *t = prev2;
+    prev2 = prev;
+    prev = cur;
+    cur = t;
+  }
+  return prev[lb];
+}
+
+const char *util_closest(const char *word, const void *table, size_t n,
+                         size_t stride) {
+  const char *best = NULL;
+  size_t best_d = 0;
+  size_t len = strlen(word);
+  /* A near miss: one edit in a short name, up to three in a long one. */
+  size_t cap = len <= 4 ? 1 : len <= 10 ? 2 : 3;
+
+  for (size_t i = 0; i < n; i++) {
+    const char *name =
+        *(const char *const *)(const void *)((const char *)table + i * stride);
+    size_t d;
+    if (!name)
+      break;
+    d = edit_distance(word, name, cap);
+    if (d <= cap && (!best || d < best_d)) {
+      best = name;
+      best_d = d;
+    }
+  }
+  return best;
+}

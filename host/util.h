@@ -3,6 +3,7 @@
 #ifndef CONNHOST_UTIL_H
 #define CONNHOST_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* The directory part of `path` ("." when it has none, "/" for "/x"), as
@@ -16,5 +17,14 @@ int util_hexval(char c);
 int64_t util_wall_ms(void);
 /* Monotonic microseconds (for durations and waits). */
 int64_t util_mono_us(void);
+
+/*
+ * The name in `table` closest to `word` by edit distance (a swap of two
+ * neighbours counts as one edit), or NULL when none is a near miss. Each
+ * of the `n` entries, `stride` bytes apart, starts with its name as a
+ * `const char *` (struct option, struct ch_option, a plain string array).
+ */
+const char *util_closest(const char *word, const void *table, size_t n,
+                         size_t stride);
 
 #endif

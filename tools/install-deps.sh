@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential autoconf automake libtool pkg-config make
 libcurl4-openssl-dev libjson-c-dev libyaml-dev check libsubunit-dev
-python3 openssl ca-certificates valgrind"
+python3 python3-yaml openssl ca-certificates valgrind"
 
 missing=""
 for p in $PKGS; do

@@ -124,11 +124,12 @@ struct ch_err {
 
 enum ch_opt_type {
   CH_OPT_STRING = 1,
-  CH_OPT_INT,  /* YAML integer; `num` */
-  CH_OPT_BOOL, /* YAML true/false; `num` is 0 or 1 */
-  CH_OPT_LIST, /* YAML sequence of scalars, or one comma-separated string */
-  CH_OPT_PATH, /* string; relative paths resolved against the config's dir */
-  CH_OPT_URL   /* string; must be http:// or https:// */
+  CH_OPT_INT,   /* YAML integer; `num` */
+  CH_OPT_BOOL,  /* YAML true/false; `num` is 0 or 1 */
+  CH_OPT_LIST,  /* YAML sequence of scalars, or one comma-separated string */
+  CH_OPT_PATH,  /* string; relative paths resolved against the config's dir */
+  CH_OPT_URL,   /* string; must be http:// or https:// */
+  CH_OPT_NUMBER /* a decimal number (e.g. 2.5); `str` is its text */
 };
 
 #define CH_OPT_REQUIRED 0x1u

@@ -26,7 +26,7 @@ static const struct ch_option ao_options[] = {
     {"page_size", CH_OPT_INT, 0, "100",
      "items per page (v2 lists cap it at 100, workspaces at 1000)"},
     {"ca_file", CH_OPT_PATH, 0, NULL, "PEM CA bundle to trust"},
-    {"max_requests_per_second", CH_OPT_STRING, 0, NULL,
+    {"max_requests_per_second", CH_OPT_NUMBER, 0, NULL,
      "client-side request rate cap (decimal; unset = none)"},
     {"sync_user_roles", CH_OPT_BOOL, 0, "true",
      "read each user's direct role assignments (one request per user)"},

@@ -29,9 +29,9 @@ const char *pj_opt_str(const struct ch_cfg *cfg, const struct ch_option *table,
                        const char *name, const char *def);
 long long pj_opt_num(const struct ch_cfg *cfg, const struct ch_option *table,
                      const char *name, long long def);
-/* A decimal option such as max_requests_per_second (declared STRING or
-   INT): *out = its value, or `def` when unset. CH_E_CONFIG with err set
-   when the text is not a number >= 0. */
+/* A decimal option such as max_requests_per_second (declared NUMBER,
+   STRING or INT): *out = its value, or `def` when unset. CH_E_CONFIG with err
+   set when the text is not a number >= 0. */
 int pj_opt_double(const struct ch_cfg *cfg, const struct ch_option *table,
                   const char *name, double def, double *out,
                   struct ch_err *err);

@@ -37,7 +37,7 @@ const struct ch_option jc_options[] = {
      "groups 50, projects 100); default: each endpoint's maximum"},
     {"ca_file", CH_OPT_PATH, 0, NULL,
      "PEM bundle to trust instead of the system store"},
-    {"max_requests_per_second", CH_OPT_STRING, 0, NULL,
+    {"max_requests_per_second", CH_OPT_NUMBER, 0, NULL,
      "client-side request rate cap for this instance (a number, e.g. 2.5); "
      "unset or 0 = none"},
     {NULL, 0, 0, NULL, NULL}};

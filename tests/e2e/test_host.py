@@ -4,6 +4,7 @@
 the example plugin (flatfile) and the test-only plugin t_chaos."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -358,6 +359,268 @@ class Writes(HostTest):
                      "--principal", "t/other/user/u"])
         self.assertEqual(r.rc, 2, r)
         self.assertIn("must belong", r.err)
+
+
+def jira(fake, url="${env:H8_JIRA_URL}", provisioning=False, **opts):
+    """A jira_cloud instance on the fake; url and token from the environment."""
+    o = {"url": url, "email": fake.creds["jira_email"],
+         "api_token": "${env:H8_JIRA_TOKEN}", "gateway_url": fake.base}
+    o.update(opts)
+    return {"plugin": "jira_cloud", "provisioning": provisioning, "options": o}
+
+
+def jira_env(fake):
+    return {"H8_JIRA_URL": fake.base, "H8_JIRA_TOKEN": fake.creds["jira_api_token"]}
+
+
+def plugin_options(name):
+    """Option name -> type, as `connhost plugins` prints them for `name`."""
+    r = lib.run(["plugins", "--plugin-dir", lib.PLUGINS])
+    opts, cur, in_opts = {}, None, False
+    for line in r.out.splitlines():
+        if not line.startswith(" "):
+            cur, in_opts = line.split(" ")[0], False
+        elif line.strip() == "options:":
+            in_opts = True
+        elif in_opts and cur == name and line.startswith("    "):
+            m = re.match(r"\s+(\S+)\s+(\w+)", line)
+            opts[m.group(1)] = m.group(2)
+    return opts
+
+
+class RoughEdges(HostTest):
+    """Issue 8's first-day rough edges, each through the built binary."""
+
+    def test_flag_that_does_not_apply_is_a_usage_error(self):
+        for args, cmd in ((["plugins", "--format", "json"], "plugins"),
+                          (["check", "--format", "jsonl"], "check"),
+                          (["check", "-o", "g.json"], "check"),
+                          (["grant", "--workers", "3"], "grant"),
+                          (["sync", "--email", "a@b.c"], "sync")):
+            r = lib.run(args, cwd=self.tmp)
+            self.assertEqual(r.rc, 2, (args, r))
+            self.assertIn("'%s'" % cmd, r.err, args)
+            self.assertIn("does not apply", r.err, args)
+
+    def test_sync_dry_run_is_refused_before_any_work(self):
+        cfg = self.config({"legacy": {"hr": flat()}})
+        out = self.path("g.json")
+        r = self.sync(cfg, "-o", out, "--dry-run")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("--dry-run", r.err)
+        self.assertIn("'sync'", r.err)
+        self.assertFalse(os.path.exists(out), "a dry-run sync wrote a graph")
+
+    def test_output_extension_picks_the_format(self):
+        cfg = self.config({"legacy": {"hr": flat()}})
+        out = self.path("g.jsonl")
+        r = self.sync(cfg, "-o", out)
+        self.assertEqual(r.rc, 0, r)
+        rows = lib.load_jsonl(out)
+        self.assertGreater(len(rows), 2)
+        self.assertEqual(rows[0]["connhost_graph"], 1)
+        self.assertTrue(all("kind" in row for row in rows[1:]))
+        # An explicit --format still wins over the extension.
+        out = self.path("g2.jsonl")
+        r = self.sync(cfg, "-o", out, "--format", "json")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(lib.load_json(out)["connhost_graph"], 1)
+
+    def test_unknown_option_suggests_the_near_miss(self):
+        r = lib.run(["sync", "--dry-runn"])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("unknown option '--dry-runn'; did you mean '--dry-run'?", r.err)
+        r = lib.run(["--wrokers", "3"])
+        self.assertIn("did you mean '--workers'?", r.err)
+        r = lib.run(["--frobnicate"])
+        self.assertNotIn("did you mean", r.err)
+        r = lib.run(["synk"])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("did you mean 'sync'?", r.err)
+
+    def test_unknown_plugin_option_lists_every_option(self):
+        known = plugin_options("jira_cloud")
+        cfg = lib.write_config(self.path("j.yaml"), {"t": {"j": {
+            "plugin": "jira_cloud", "options": {
+                "url": "https://x.atlassian.net", "email": "a@b.c",
+                "api_token": "${env:H8_TOKEN}", "max_request_per_second": 2}}}},
+            plugin_dir=lib.PLUGINS)
+        r = lib.run(["-c", cfg, "check"], env={"H8_TOKEN": "tok-123456"})
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("did you mean 'max_requests_per_second'?", r.err)
+        listed = re.search(r"knows these options: (.*)", r.err).group(1)
+        self.assertEqual(set(listed.split(", ")), set(known), r.err)
+
+    def test_rate_cap_is_a_number(self):
+        for plugin in ("jira_cloud", "atlassian_org"):
+            self.assertEqual(plugin_options(plugin)["max_requests_per_second"],
+                             "number", plugin)
+        cfg = lib.write_config(self.path("j.yaml"), {"t": {"j": {
+            "plugin": "jira_cloud", "options": {
+                "url": "https://x.atlassian.net", "email": "a@b.c",
+                "api_token": "${env:H8_TOKEN}", "max_requests_per_second": "fast"}}}},
+            plugin_dir=lib.PLUGINS)
+        r = lib.run(["-c", cfg, "check"], env={"H8_TOKEN": "tok-123456"})
+        self.assertEqual(r.rc, 2, r)
+        self.assertRegex(r.err, r"j\.yaml:\d+:\d+: option 'max_requests_per_second' "
+                                r"must be a number")
+
+    def test_help_states_the_default_workers_the_code_uses(self):
+        h = " ".join(lib.run(["--help"]).out.split())
+        m = re.search(r"else (\d+) per core, at most (\d+)\)", h)
+        self.assertTrue(m, h)
+        per_core, cap = int(m.group(1)), int(m.group(2))
+        cores = os.sysconf("SC_NPROCESSORS_ONLN")
+        cfg = self.config({"legacy": {"hr": flat()}})
+        r = self.sync(cfg, "-o", self.path("g.json"), "--log-level", "debug")
+        self.assertEqual(r.rc, 0, r)
+        used = int(re.search(r"(\d+) workers", r.err).group(1))
+        self.assertEqual(used, min(per_core * cores, cap))
+
+    def json_lines(self, text):
+        lines = [json.loads(line) for line in text.splitlines()]
+        for line in lines:
+            self.assertIsInstance(line, dict)
+            self.assertIn("time", line)
+            self.assertIn("level", line)
+        return lines
+
+    def test_json_logs_are_json_lines_to_the_end(self):
+        cfg = self.config({"good": {"hr": flat()}, "bad": {"x": chaos("list_fail")}})
+        out = self.path("g.json")
+        for args, status, written in (([], "partial", None),
+                                      (["--allow-partial"], "partial", out)):
+            r = self.sync(cfg, "-o", out, "--log-format", "json", *args)
+            self.assertEqual(r.rc, 3, r)
+            lines = self.json_lines(r.err)  # every stderr line is an object
+            self.assertEqual(r.out, "")
+            fin = lines[-1]
+            self.assertEqual(fin["event"], "sync_finished", r.err)
+            self.assertEqual(fin["status"], status)
+            self.assertEqual(fin["output"], written)
+            per = {(i["tenant"], i["instance"]): i for i in fin["instances"]}
+            self.assertEqual(per[("good", "hr")]["status"], "ok")
+            self.assertEqual(per[("good", "hr")]["resources"], 19)
+            self.assertEqual(per[("bad", "x")]["status"], "failed")
+            self.assertIn("error", per[("bad", "x")])
+            done = [x for x in lines if x.get("event") == "instance_finished"]
+            self.assertEqual(len(done), 2)
+            # A plugin's own line names its tenant and instance apart.
+            loaded = [x for x in lines if "loaded" in x.get("msg", "")]
+            self.assertEqual((loaded[0]["plugin"], loaded[0]["tenant"],
+                              loaded[0]["instance"]), ("flatfile", "good", "hr"))
+        r = self.sync(self.config({"good": {"hr": flat()}}, name="ok.yaml"), "-o", out,
+                      "--log-format", "json")
+        self.assertEqual(r.rc, 0, r)
+        fin = self.json_lines(r.err)[-1]
+        self.assertEqual((fin["event"], fin["status"], fin["output"]),
+                         ("sync_finished", "ok", out))
+
+    def test_json_logs_on_a_terminal_have_no_progress_line(self):
+        import pty
+        cfg = self.config({"t": {"x": chaos("slow", delay_ms=100, pages=8)}})
+        master, slave = pty.openpty()
+        p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "sync", "-o", self.path("g.json"),
+                              "--log-format", "json"],
+                             stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        self.assertEqual(p.wait(timeout=30), 0)
+        lines = self.json_lines(seen.decode().replace("\r\n", "\n"))
+        self.assertEqual(lines[-1]["event"], "sync_finished")
+
+    def test_text_logs_carry_a_timestamp_off_a_terminal(self):
+        cfg = self.config({"legacy": {"hr": flat()}})
+        r = self.sync(cfg, "-o", self.path("g.json"))
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.err, r"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+                                r"connhost: info: \[flatfile:legacy/hr\] loaded")
+
+    def fake(self):
+        fake = lib.Fake(self.tmp)
+        self.addCleanup(fake.stop)
+        return fake
+
+    def test_missing_output_directory_is_found_before_any_request(self):
+        fake = self.fake()
+        cfg = lib.write_config(self.path("j.yaml"), {"acme": {"jira": jira(fake)}},
+                               plugin_dir=lib.PLUGINS)
+        out = self.path("no", "such", "dir", "g.json")
+        r = lib.run(["-c", cfg, "sync", "-o", out], env=jira_env(fake))
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn(self.path("no", "such", "dir"), r.err)
+        self.assertEqual(fake.requests(), [], "requests were sent first")
+
+    def test_json_logs_of_a_failed_write_are_json(self):
+        fake = self.fake()
+        cfg = lib.write_config(self.path("j.yaml"), {"acme": {"jira": jira(
+            fake, provisioning=True)}}, plugin_dir=lib.PLUGINS)
+        aid = fake.truth["jira"]["users"][0]["accountId"]
+        r = lib.run(["-c", cfg, "grant", "--log-format", "json",
+                     "--entitlement", "acme/jira/group/no-such-group#member",
+                     "--principal", "acme/jira/user/%s" % aid], env=jira_env(fake))
+        self.assertEqual(r.rc, 1, r)
+        errors = [x for x in self.json_lines(r.err) if x["level"] == "error"]
+        self.assertTrue(errors and "failed" in errors[-1]["msg"], r)
+        self.assertEqual((errors[-1]["tenant"], errors[-1]["instance"]), ("acme", "jira"))
+
+    def test_dry_run_shows_the_site_not_the_secret(self):
+        fake = self.fake()
+        cfg = lib.write_config(self.path("j.yaml"), {"acme": {"jira": jira(
+            fake, provisioning=True)}}, plugin_dir=lib.PLUGINS)
+        gid = fake.truth["jira"]["groups"][0]["groupId"]
+        aid = fake.truth["jira"]["users"][0]["accountId"]
+        r = lib.run(["-c", cfg, "grant", "--dry-run",
+                     "--entitlement", "acme/jira/group/%s#member" % gid,
+                     "--principal", "acme/jira/user/%s" % aid], env=jira_env(fake))
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("DRY RUN: POST %s/rest/api/3/group/user" % fake.base, r.out)
+        self.assertNotIn(fake.creds["jira_api_token"], r.out + r.err)
+        # A password inside a URL from the environment is still a secret.
+        cfg = lib.write_config(self.path("p.yaml"), {"acme": {"jira": jira(
+            fake, provisioning=True)}}, plugin_dir=lib.PLUGINS)
+        env = jira_env(fake)
+        env["H8_JIRA_URL"] = fake.base.replace("://", "://ops:pw-in-the-url@")
+        r = lib.run(["-c", cfg, "grant", "--dry-run",
+                     "--entitlement", "acme/jira/group/%s#member" % gid,
+                     "--principal", "acme/jira/user/%s" % aid], env=env)
+        self.assertNotIn("pw-in-the-url", r.out + r.err)
+
+
+class Install(lib.TempDirTest):
+    def test_reconfigured_prefix_reaches_the_installed_binary(self):
+        # `./configure --prefix=P && make && make install` on a tree already
+        # built for another prefix, in a copy of this build tree.
+        status = os.path.join(lib.BUILDDIR, "config.status")
+        if lib.BUILDDIR != lib.SRCDIR or not os.path.exists(status):
+            self.skipTest("needs an in-tree build")
+        args = subprocess.run([status, "--config"], capture_output=True,
+                              text=True).stdout.strip()
+        args = re.sub(r"'--prefix=[^']*'", "", args)
+        tree = self.path("tree")
+        shutil.copytree(lib.SRCDIR, tree, symlinks=True,
+                        ignore=shutil.ignore_patterns(".git", ".tools", "build-asan", "demo-out", "*.trs",
+                                                      "*.log", "connhost-e2e-*"))
+        prefix = self.path("prefix")
+        sh = "./configure -q %s '--prefix=%s' && make -s -j2 install" % (args, prefix)
+        p = subprocess.run(["sh", "-c", sh], cwd=tree, capture_output=True, text=True,
+                           timeout=900)
+        self.assertEqual(p.returncode, 0, p.stdout[-2000:] + p.stderr[-3000:])
+        r = subprocess.run([os.path.join(prefix, "bin", "connhost"), "plugins"],
+                           cwd=self.tmp, capture_output=True, text=True, timeout=60)
+        want = os.path.join(prefix, "lib", "connhost")
+        self.assertIn("plugin directory: " + want, r.stdout, r.stderr)
+        self.assertIn("jira_cloud", r.stdout)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":
