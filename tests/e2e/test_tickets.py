@@ -117,6 +117,18 @@ class TicketTest(JiraHelpers, lib.TempDirTest):
         r = self.action("ticket_schema", "project_key=TM", rc=1)
         self.assertIn("ticket projects", r.err)
 
+    def test_schema_pages(self):
+        """createmeta is paged (startAt/maxResults): small pages give the
+        same schema as one page each."""
+        _, whole = answer(self.action("ticket_schema", "project_key=OPS").out)
+        mark = settled_count(self.fake)
+        _, paged = answer(self.action("ticket_schema", "project_key=OPS",
+                                      cfg=self.cfg(page_size=2, name="paged.yaml")).out)
+        self.assertEqual(paged, whole)
+        starts = {r["query"] for r in self.fake.requests()[mark:]
+                  if r["path"] == "/rest/api/3/issue/createmeta/OPS/issuetypes"}
+        self.assertEqual(starts, {"startAt=%d&maxResults=2" % i for i in (0, 2, 4, 6)})
+
     # ---- create ----------------------------------------------------------
     def test_create_with_custom_field_and_component_by_name(self):
         mark = settled_count(self.fake)
