@@ -16,6 +16,9 @@
  */
 
 #define JF_CAP_META 200 /* createmeta maxResults limit (spec: maximum 200) */
+/* More pages than a site has issue types or fields (40,000 at the cap)
+   means a server that does not stop: fail instead of looping. */
+#define JF_MAX_PAGES 200
 
 /*
  * GET every page of a createmeta listing (`url` without paging) and
@@ -34,9 +37,16 @@ static int jf_get_pages(struct jc_inst *in, const char *url, const char *member,
   *items = NULL;
   if (!(all = json_object_new_array()))
     return pj_nomem(err);
-  for (;;) {
+  for (int pages = 0;; pages++) {
     json_object *arr;
     size_t n;
+    if (pages == JF_MAX_PAGES || in->host->stopping(in->hc)) {
+      rc = pages == JF_MAX_PAGES
+               ? ch_err_set(err, CH_E_LIMIT, "%s: more than %d pages", what,
+                            JF_MAX_PAGES)
+               : ch_err_set(err, CH_E_STOPPED, "stopping");
+      goto out;
+    }
     b.len = 0;
     if (pj_buf_add(&b, url) || jc_param_ll(&b, "startAt", start) ||
         jc_param_ll(&b, "maxResults", max)) {
@@ -306,7 +316,8 @@ static int jf_item(json_object *meta, const char *type, const char *text,
                                              : json_object_new_string(text);
   } else if (strcmp(type, "number") == 0) {
     double d = strtod(text, &end);
-    if (end == text || *end || !(d == d))
+    /* JSON has no NaN or infinity (`d == d` is false for NaN). */
+    if (end == text || *end || !(d == d) || d > 1e308 || d < -1e308)
       return ch_err_set(err, CH_E_INVALID,
                         "field '%s' takes a number, not '%s'", name, text);
     *out = json_object_new_double(d);

@@ -253,6 +253,11 @@ static int jt_schema(struct jc_inst *in, const struct ch_kv *args, size_t nargs,
              "would read the issue types of %zu project(s)", nproj);
     goto out;
   }
+  if (only && *only && !ntypes && !nskipped) {
+    rc = ch_err_set(err, CH_E_INVALID, "no issue type '%s' in %s", only,
+                    one && *one ? one : "the ticket projects");
+    goto out;
+  }
   res->outcome = CH_DONE;
   snprintf(res->message, sizeof(res->message),
            "%zu project(s), %zu issue type(s), %zu skipped", nproj, ntypes,
@@ -381,7 +386,6 @@ static int jt_create(struct jc_inst *in, const struct ch_kv *args, size_t nargs,
            type && pj_str(type, "name") ? pj_str(type, "name") : itype,
            pj_str(issue, "key"));
 out:
-  jt_prefix(err, rc, "create_ticket");
   jc_free_sets(copies);
   json_object_put(body);
   json_object_put(issue);
@@ -738,7 +742,6 @@ static int jt_update(struct jc_inst *in, const struct ch_kv *args, size_t nargs,
     snprintf(res->message, sizeof(res->message), "updated %s: %s", key, done.s);
   }
 out:
-  jt_prefix(err, rc, "update_ticket");
   jc_free_sets(copies);
   json_object_put(edit);
   json_object_put(fields);
@@ -754,16 +757,21 @@ out:
 int jc_ticket_action(struct jc_inst *in, const char *name,
                      const struct ch_kv *args, size_t nargs,
                      struct ch_result *res, struct ch_err *err) {
+  int rc;
+
   if (strcmp(name, "ticket_schema") == 0)
-    return jt_schema(in, args, nargs, res, err);
-  if (strcmp(name, "create_ticket") == 0)
-    return jt_create(in, args, nargs, res, err);
-  if (strcmp(name, "get_ticket") == 0)
-    return jt_get(in, args, nargs, res, err);
-  if (strcmp(name, "update_ticket") == 0)
-    return jt_update(in, args, nargs, res, err);
-  return ch_err_set(err, CH_E_UNSUPPORTED,
-                    "unknown action %s (jira_cloud has ticket_schema, "
-                    "create_ticket, get_ticket and update_ticket)",
-                    name);
+    rc = jt_schema(in, args, nargs, res, err);
+  else if (strcmp(name, "create_ticket") == 0)
+    rc = jt_create(in, args, nargs, res, err);
+  else if (strcmp(name, "get_ticket") == 0)
+    rc = jt_get(in, args, nargs, res, err);
+  else if (strcmp(name, "update_ticket") == 0)
+    rc = jt_update(in, args, nargs, res, err);
+  else
+    return ch_err_set(err, CH_E_UNSUPPORTED,
+                      "unknown action %s (jira_cloud has ticket_schema, "
+                      "create_ticket, get_ticket and update_ticket)",
+                      name);
+  jt_prefix(err, rc, name);
+  return rc;
 }

@@ -116,6 +116,8 @@ class TicketTest(JiraHelpers, lib.TempDirTest):
                          [("ALL", ["Bug"])])
         r = self.action("ticket_schema", "project_key=TM", rc=1)
         self.assertIn("ticket projects", r.err)
+        r = self.action("ticket_schema", "project_key=OPS", "issue_type=Incident", rc=1)
+        self.assertIn("ticket_schema: no issue type 'Incident' in OPS", r.err)
 
     def test_schema_pages(self):
         """createmeta is paged (startAt/maxResults): small pages give the
