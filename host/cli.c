@@ -58,6 +58,8 @@ static const char usage_text[] =
     "      --max-pages N      pages per list chain before an instance fails\n"
     "                         (default: config, else 100000)\n"
     "      --allow-partial    write the graph even when instances failed\n"
+    "      --accept-shrink    replace the last good data even when an\n"
+    "                         instance shrank past its max_shrink\n"
     "      --dry-run          grant, revoke, provision, action: print the\n"
     "                         requests the write would send; send none\n"
     "      --entitlement KEY  tenant/instance/type/id#slug (grant, revoke)\n"
@@ -89,6 +91,7 @@ enum {
   OPT_PLUGIN_DIR,
   OPT_MAX_PAGES,
   OPT_ALLOW_PARTIAL,
+  OPT_ACCEPT_SHRINK,
   OPT_DRY_RUN,
   OPT_ENTITLEMENT,
   OPT_PRINCIPAL,
@@ -126,6 +129,7 @@ static const struct opt_def opt_defs[] = {
     {{"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR}, C_ALL},
     {{"max-pages", required_argument, NULL, OPT_MAX_PAGES}, C(CMD_SYNC)},
     {{"allow-partial", no_argument, NULL, OPT_ALLOW_PARTIAL}, C(CMD_SYNC)},
+    {{"accept-shrink", no_argument, NULL, OPT_ACCEPT_SHRINK}, C(CMD_SYNC)},
     {{"dry-run", no_argument, NULL, OPT_DRY_RUN}, C_WRITES},
     {{"entitlement", required_argument, NULL, OPT_ENTITLEMENT},
      C(CMD_GRANT) | C(CMD_REVOKE)},
@@ -301,6 +305,9 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
     case OPT_ALLOW_PARTIAL:
       cli->allow_partial = 1;
       break;
+    case OPT_ACCEPT_SHRINK:
+      cli->accept_shrink = 1;
+      break;
     case OPT_DRY_RUN:
       cli->dry_run = 1;
       break;
@@ -464,6 +471,8 @@ registry:
     return EXIT_USAGE;
   }
   s->registry_ready = 1;
+  s->registry.allow_insecure =
+      s->config && s->config->allow_insecure_plugin_dir;
   if (!select)
     return -1;
 

@@ -31,6 +31,7 @@ struct cli {
   int workers;
   long max_pages;
   int allow_partial;
+  int accept_shrink; /* skip the safety thresholds (safety.h) */
   int dry_run;
   int quiet;
   const char **tenants; /* --tenant filters */

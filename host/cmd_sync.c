@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "graph.h"
 #include "log.h"
+#include "safety.h"
 #include "stop.h"
 #include "util.h"
 
@@ -234,10 +235,15 @@ static const char *pick_format(const struct cli *cli, const struct config *c) {
 /* The output's directory must exist and be writable before the first
    request: finding out after an hour's sync loses the hour. */
 static int output_dir_ok(const char *output) {
-  char *dir = util_dirname(output);
+  char *dir;
   struct stat st;
   int ok = 0;
 
+  /* A device, FIFO or descriptor link is written straight into (output.c):
+     its directory needs no write access. */
+  if (stat(output, &st) == 0 && !S_ISREG(st.st_mode))
+    return 1;
+  dir = util_dirname(output);
   if (!dir) {
     log_error("out of memory");
     return 0;
@@ -255,6 +261,33 @@ static int output_dir_ok(const char *output) {
     ok = 1;
   free(dir);
   return ok;
+}
+
+/* Fail each instance that shrank past its threshold since the last good
+   run, before graph_finish drops failed instances' records. */
+static int check_shrink(struct session *s, const char *output) {
+  struct safety_prev *prev;
+
+  if (s->cli->accept_shrink)
+    return 0;
+  prev = safety_prev_load(output);
+  if (!prev)
+    return -1;
+  for (size_t i = 0; i < s->ninsts; i++) {
+    struct instance *in = s->insts[i];
+    struct safety_counts now = {in->resources, in->grants};
+    int pct = in->ci->max_shrink >= 0      ? in->ci->max_shrink
+              : s->config->max_shrink >= 0 ? s->config->max_shrink
+                                           : SAFETY_DEFAULT_MAX_SHRINK;
+    char why[256];
+
+    if (!instance_failed(in) &&
+        safety_check(safety_prev_get(prev, in->ci->tenant, in->ci->name), &now,
+                     pct, why, sizeof(why)))
+      instance_fail(in, "%s", why);
+  }
+  safety_prev_free(prev);
+  return 0;
 }
 
 int cmd_sync(struct session *s) {
@@ -308,6 +341,10 @@ int cmd_sync(struct session *s) {
     rc = 128 + sig;
     goto out;
   }
+  if (check_shrink(s, to_stdout ? NULL : output)) {
+    log_error("out of memory");
+    goto out;
+  }
   report_all(s, g);
   graph_finish(g);
   for (size_t i = 0; i < s->ninsts; i++) {
@@ -343,7 +380,8 @@ int cmd_sync(struct session *s) {
   wa.format = strcmp(format, "jsonl") == 0 ? GRAPH_JSONL : GRAPH_JSON;
   wa.generated_at = stamp;
   if (to_stdout) {
-    if (write_graph(stdout, &wa, &err) != CH_OK || fflush(stdout) != 0) {
+    if (output_write_stream(stdout, "stdout", write_graph, &wa, &err) !=
+        CH_OK) {
       log_error("writing the graph to stdout: %s",
                 err.msg[0] ? err.msg : "write error");
       goto out;

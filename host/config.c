@@ -508,6 +508,56 @@ out:
   return rc;
 }
 
+/*
+ * libyaml's scanner is quadratic in flow nesting (200 KB of '[' took 48 s),
+ * so the depth limit is enforced on the bytes before it runs: '[' and '{'
+ * outside quoted scalars and comments. A bracket inside a plain scalar
+ * counts too, which can only make the check stricter than libyaml's.
+ */
+static int prescan_flow(const char *file, const char *buf, size_t len,
+                        struct ch_err *err) {
+  unsigned line = 1, col = 1, depth = 0;
+  char quote = 0, prev = '\n';
+
+  for (size_t i = 0; i < len; i++) {
+    char ch = buf[i];
+    if (quote) {
+      if (quote == '"' && ch == '\\' && i + 1 < len) {
+        i++;
+        col++;
+      } else if (ch == quote) {
+        /* '' inside a single-quoted scalar is an escaped quote */
+        if (quote == '\'' && i + 1 < len && buf[i + 1] == '\'') {
+          i++;
+          col++;
+        } else {
+          quote = 0;
+        }
+      }
+    } else if (ch == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+      while (i + 1 < len && buf[i + 1] != '\n')
+        i++;
+    } else if ((ch == '"' || ch == '\'') && strchr(" \t\n[{,:-", prev)) {
+      quote = ch;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > CFG_MAX_DEPTH)
+        return fail_at(err, file, line, col,
+                       "flow nesting ('[' and '{') is deeper than %d levels",
+                       CFG_MAX_DEPTH);
+    } else if ((ch == ']' || ch == '}') && depth) {
+      depth--;
+    }
+    prev = ch;
+    if (ch == '\n') {
+      line++;
+      col = 1;
+    } else if (((unsigned char)ch & 0xC0) != 0x80) {
+      col++;
+    }
+  }
+  return CH_OK;
+}
+
 /* Parse `buf` into the node tree: exactly one document, not empty. */
 static int parse_yaml(const char *file, const char *buf, size_t len,
                       struct cfg_node **root, struct ch_err *err) {
@@ -520,6 +570,9 @@ static int parse_yaml(const char *file, const char *buf, size_t len,
 
   *root = NULL;
   memset(&doc, 0, sizeof(doc));
+  if ((rc = prescan_flow(file, buf, len, err)))
+    goto out;
+  rc = CH_E_CONFIG;
   if (!yaml_parser_initialize(&parser)) {
     rc = nomem(err);
     goto out;
@@ -891,6 +944,28 @@ static int host_bool(const struct config *c, const struct cfg_node *n,
   return rc;
 }
 
+/* "80%" or 80: a share from 0 to 100 percent. */
+static int host_percent(const struct config *c, const struct cfg_node *n,
+                        const char *name, int *out, struct ch_err *err) {
+  char *text = NULL;
+  size_t len;
+  long long v;
+  int rc = host_text(c, n, name, &text, err);
+
+  if (rc)
+    return rc;
+  len = strlen(text);
+  if (len && text[len - 1] == '%')
+    text[len - 1] = '\0';
+  if (parse_ll(text, &v) || v < 0 || v > 100)
+    rc =
+        fail(err, n, "'%s' must be a share from 0%% to 100%%, like 80%%", name);
+  else
+    *out = (int)v;
+  free(text);
+  return rc;
+}
+
 static int host_path(const struct config *c, const struct cfg_node *n,
                      const char *name, char **out, struct ch_err *err) {
   char *text = NULL;
@@ -970,13 +1045,14 @@ static int load_instance(struct config *c, struct config_tenant *tn,
                          const struct cfg_node *knode,
                          const struct cfg_node *val, struct config_instance *ci,
                          struct ch_err *err) {
-  static const char *const keys[] = {"plugin", "enabled", "provisioning",
-                                     "options", NULL};
+  static const char *const keys[] = {"plugin",  "enabled",    "provisioning",
+                                     "options", "max_shrink", NULL};
   char where[300];
   const struct cfg_node *n;
   int rc;
 
   ci->enabled = 1;
+  ci->max_shrink = -1;
   ci->node = val;
   ci->tenant = strdup(tn->name);
   ci->name = strdup(knode->value);
@@ -1022,6 +1098,9 @@ static int load_instance(struct config *c, struct config_tenant *tn,
   n = cfg_get(val, "provisioning");
   if (n && (rc = host_bool(c, n, "provisioning", &ci->provisioning, err)))
     return rc;
+  n = cfg_get(val, "max_shrink");
+  if (n && (rc = host_percent(c, n, "max_shrink", &ci->max_shrink, err)))
+    return rc;
   n = cfg_get(val, "options");
   if (n && !is_null(n)) {
     if (n->kind != CFG_MAP)
@@ -1066,9 +1145,10 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
 }
 
 static int load_model(struct config *c, struct ch_err *err) {
-  static const char *const keys[] = {"plugin_dir", "output",    "format",
-                                     "workers",    "max_pages", "http",
-                                     "tenants",    NULL};
+  static const char *const keys[] = {
+      "plugin_dir", "output", "format",     "workers",
+      "max_pages",  "http",   "max_shrink", "allow_insecure_plugin_dir",
+      "tenants",    NULL};
   const struct cfg_node *root = c->root, *n, *tenants;
   long v;
   int rc;
@@ -1107,6 +1187,14 @@ static int load_model(struct config *c, struct ch_err *err) {
     return rc;
   n = cfg_get(root, "http");
   if (n && (rc = load_http(c, n, err)))
+    return rc;
+  c->max_shrink = -1;
+  n = cfg_get(root, "max_shrink");
+  if (n && (rc = host_percent(c, n, "max_shrink", &c->max_shrink, err)))
+    return rc;
+  n = cfg_get(root, "allow_insecure_plugin_dir");
+  if (n && (rc = host_bool(c, n, "allow_insecure_plugin_dir",
+                           &c->allow_insecure_plugin_dir, err)))
     return rc;
 
   tenants = cfg_get(root, "tenants");

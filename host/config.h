@@ -32,6 +32,7 @@ struct config_instance {
   char *plugin;                   /* defaults to the instance name */
   int enabled;                    /* default 1 */
   int provisioning;               /* default 0 */
+  int max_shrink;                 /* percent, -1 when not set (safety.h) */
   const struct cfg_node *node;    /* the instance map, for locations */
   const struct cfg_node *options; /* the options map, or NULL */
 };
@@ -55,6 +56,10 @@ struct config {
   long http_connect_timeout_ms; /* 0 when not set */
   int http_max_attempts;        /* 0 when not set */
   long http_max_body_bytes;     /* 0 when not set */
+  /* max_shrink in percent (safety.h), -1 when not set; and whether the
+     loader's ownership and mode checks are off (test rigs) */
+  int max_shrink;
+  int allow_insecure_plugin_dir;
   struct config_tenant *tenants;
   size_t ntenants;
   struct cfg_node *root;

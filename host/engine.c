@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,9 @@ struct action {
   char *ref_id;
   char *token; /* NULL for the first page */
   long page;   /* pages done in this chain */
+  /* What the previous page of this chain emitted (page_fp). */
+  uint64_t prev_fp;
+  unsigned long prev_n;
 };
 
 struct engine {
@@ -47,7 +51,30 @@ struct sink_ctx {
   struct action *act;
   char *next_token;
   int stop;
+  uint64_t fp;     /* fingerprint of the ids this page emitted */
+  unsigned long n; /* how many records it emitted */
 };
+
+/* FNV-1a over the ids a page emits, in order: a page whose records are
+   the previous page's again is an endless loop even with a new token
+   (an API that ignores startAt). */
+static void page_fp(struct sink_ctx *sc, const char *a, const char *b,
+                    const char *c) {
+  const char *parts[3] = {a, b, c};
+  uint64_t h = sc->n ? sc->fp : 1469598103934665603ULL;
+
+  for (int i = 0; i < 3; i++) {
+    for (const unsigned char *p =
+             (const unsigned char *)(parts[i] ? parts[i] : "");
+         ; p++) {
+      h = (h ^ *p) * 1099511628211ULL;
+      if (!*p)
+        break;
+    }
+  }
+  sc->fp = h;
+  sc->n++;
+}
 
 int engine_default_workers(void) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -163,6 +190,7 @@ static int sink_resource(struct ch_sink *s, const struct ch_resource *r) {
   }
   in->resources++;
   sc->eng->resources++;
+  page_fp(sc, r->type, r->id, NULL);
   schedule_children(sc->eng, in, r);
   return 0;
 }
@@ -181,6 +209,7 @@ static int sink_grant(struct ch_sink *s, const struct ch_grant *g) {
   }
   in->grants++;
   sc->eng->grants++;
+  page_fp(sc, g->resource.id, g->slug, g->principal.id);
   return 0;
 }
 
@@ -210,7 +239,10 @@ static void describe(const struct action *a, char *buf, size_t n) {
 
 /* The next page of a chain, after the guards: a token equal to the one
    given would loop forever; a chain past max_pages is runaway. */
-static void schedule_next(struct engine *e, struct action *a, char *token) {
+static void schedule_next(struct engine *e, struct action *a,
+                          const struct sink_ctx *sc) {
+  const char *token = sc->next_token;
+  struct action *next;
   char what[256];
 
   if (!token)
@@ -223,6 +255,14 @@ static void schedule_next(struct engine *e, struct action *a, char *token) {
                   what, a->page + 1);
     return;
   }
+  if (a->page > 0 && sc->n && sc->n == a->prev_n && sc->fp == a->prev_fp) {
+    instance_fail(a->inst,
+                  "%s: page %ld holds the same %lu records as page %ld (the "
+                  "server ignores the paging parameters?): stopping an "
+                  "endless loop",
+                  what, a->page + 1, sc->n, a->page);
+    return;
+  }
   if (a->page + 1 >= e->opts->max_pages) {
     instance_fail(a->inst,
                   "%s: more than %ld pages: stopping (raise max_pages in the "
@@ -230,8 +270,13 @@ static void schedule_next(struct engine *e, struct action *a, char *token) {
                   what, e->opts->max_pages);
     return;
   }
-  push(e, action_new(a->kind, a->inst, a->type, a->ref_type, a->ref_id, token,
-                     a->page + 1));
+  next = action_new(a->kind, a->inst, a->type, a->ref_type, a->ref_id, token,
+                    a->page + 1);
+  if (next) {
+    next->prev_fp = sc->fp;
+    next->prev_n = sc->n;
+  }
+  push(e, next);
 }
 
 static void run_action(struct engine *e, struct action *a) {
@@ -252,9 +297,12 @@ static void run_action(struct engine *e, struct action *a) {
     rc = instance_grants(in, &ref, a->token, &sc.sink, &err);
 
   if (rc == CH_OK && !sc.stop) {
-    schedule_next(e, a, sc.next_token);
-  } else if (rc == CH_E_NOTFOUND) {
-    /* Deleted while we synced: a warning, the chain just ends. */
+    schedule_next(e, a, &sc);
+  } else if (rc == CH_E_NOTFOUND && a->ref_type && a->page == 0) {
+    /* The first page under a resource just listed: it was deleted while
+       we synced, a warning, the chain just ends. A root listing or a later
+       page that 404s is a wrong URL or a broken API: it fails below, or an
+       empty graph would replace a good one. */
     describe(a, what, sizeof(what));
     in->warnings++;
     log_msg(in->hctx.label, CH_LOG_WARN, "%s: %s (skipped)", what,

@@ -113,5 +113,10 @@ void key_parts_release(struct key_parts *p);
 int output_write_atomic(const char *path,
                         int (*write_fn)(FILE *f, void *arg, struct ch_err *err),
                         void *arg, struct ch_err *err);
+/* Write to an open stream (stdout for "-o -"), checking every write, the
+   flush and the close; closes `f`. `name` names it in errors. */
+int output_write_stream(FILE *f, const char *name,
+                        int (*write_fn)(FILE *f, void *arg, struct ch_err *err),
+                        void *arg, struct ch_err *err);
 
 #endif

@@ -25,6 +25,8 @@
 #define HDR_VALUE_MAX 128
 #define SHOWN_URL_MAX 160
 #define DEBUG_BODY_MAX 500
+/* Longest secret whose redaction a cut is guaranteed not to split. */
+#define SECRET_WINDOW 8192
 #define TEXT_SUMMARY_MAX 120
 /* Summaries are built and redacted at this width and only then cut to the
    message size, so a cut can never leave half a secret unredacted. */
@@ -408,6 +410,97 @@ static void shown_url(const char *url, char *out, size_t outsz) {
     memcpy(out + SHOWN_URL_MAX, "...", 4);
 }
 
+/* Whether the path of `url` has a "." or ".." segment, literal or
+   percent-encoded: a resolver would collapse it, so `.../user/..` would
+   address the parent (a revoke becoming a delete of the group). */
+static int has_dot_segment(const char *url) {
+  const char *p = strstr(url, "://");
+
+  p = p ? p + 3 : url;
+  p += strcspn(p, "/?#"); /* past the authority */
+  while (*p == '/') {
+    size_t dots = 0, len;
+    p++;
+    len = strcspn(p, "/?#");
+    for (size_t i = 0; i < len;) {
+      if (p[i] == '.') {
+        i++;
+      } else if (p[i] == '%' && i + 2 < len && p[i + 1] == '2' &&
+                 (p[i + 2] == 'e' || p[i + 2] == 'E')) {
+        i += 3;
+      } else {
+        dots = 3; /* not only dots */
+        break;
+      }
+      dots++;
+    }
+    if (len && (dots == 1 || dots == 2))
+      return 1;
+    p += len;
+  }
+  return 0;
+}
+
+/* Register `s` and its JSON-escaped spelling ("/" as "\\/") as secrets. */
+static void add_secret_forms(const char *s) {
+  char esc[2 * HDR_VALUE_MAX * 4];
+  size_t o = 0;
+
+  log_add_secret(s);
+  if (!strchr(s, '/'))
+    return;
+  for (; *s && o + 3 < sizeof(esc); s++) {
+    if (*s == '/')
+      esc[o++] = '\\';
+    esc[o++] = *s;
+  }
+  esc[o] = '\0';
+  if (!*s)
+    log_add_secret(esc);
+}
+
+/*
+ * The credentials libcurl derives go on the wire as "Bearer <v>" and
+ * "Basic base64(user:secret)"; a server that echoes its request headers in
+ * an error body would otherwise put them in our logs.
+ */
+static void register_derived_secrets(const struct ch_http_req *req) {
+  static const char b64[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const char *user = req->basic_user ? req->basic_user : "";
+  const char *pass = req->basic_secret ? req->basic_secret : "";
+  size_t ul = strlen(user), pl = strlen(pass), n = ul + 1 + pl, o = 0;
+  unsigned char *raw;
+  char *enc;
+
+  if (req->bearer)
+    add_secret_forms(req->bearer);
+  if (!req->basic_user && !req->basic_secret)
+    return;
+  raw = malloc(n);
+  enc = malloc(4 * ((n + 2) / 3) + 1);
+  if (raw && enc) {
+    memcpy(raw, user, ul);
+    raw[ul] = ':';
+    memcpy(raw + ul + 1, pass, pl);
+    for (size_t i = 0; i < n; i += 3) {
+      unsigned v = (unsigned)raw[i] << 16;
+      if (i + 1 < n)
+        v |= (unsigned)raw[i + 1] << 8;
+      if (i + 2 < n)
+        v |= raw[i + 2];
+      enc[o++] = b64[(v >> 18) & 63];
+      enc[o++] = b64[(v >> 12) & 63];
+      enc[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+      enc[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    enc[o] = '\0';
+    add_secret_forms(enc);
+  }
+  free(raw);
+  free(enc);
+}
+
 /* ---- one transfer ------------------------------------------------------- */
 
 struct xfer {
@@ -708,6 +801,8 @@ static int call_prepare(struct call *k, CURL *h, struct xfer *x,
   } while (0)
 
   SETOPT(CURLOPT_URL, req->url);
+  /* Send the path exactly as built (and as a dry run prints it). */
+  SETOPT(CURLOPT_PATH_AS_IS, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
   SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -777,13 +872,17 @@ static void count_attempt(struct http_client *c, CURL *h) {
 }
 
 static void debug_body(struct call *k, long status, const struct xfer *x) {
-  char text[DEBUG_BODY_MAX + 1];
+  /* Redacted at a width that holds any secret starting inside the shown
+     part, and only then cut, so the cut cannot split a secret. */
+  char wide[DEBUG_BODY_MAX + SECRET_WINDOW], clean[sizeof(wide)];
 
   if (log_level() < CH_LOG_DEBUG)
     return;
-  squash(x->body ? x->body : "", x->len, text, sizeof(text));
+  squash(x->body ? x->body : "", x->len, wide, sizeof(wide));
+  log_redact(wide, clean, sizeof(clean));
+  utf8_cut(clean, DEBUG_BODY_MAX);
   log_msg(k->c->label, CH_LOG_DEBUG, "%s %s: HTTP %ld, %zu bytes: %s",
-          k->req->method, k->url, status, x->len, text);
+          k->req->method, k->url, status, x->len, clean);
 }
 
 /* How long to wait before the next attempt after `status`. */
@@ -846,6 +945,10 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
   if (strncasecmp(req->url, "http://", 7) != 0 &&
       strncasecmp(req->url, "https://", 8) != 0)
     return call_fail(&k, CH_E_CONFIG, "not an http or https url");
+  if (has_dot_segment(req->url))
+    return call_fail(&k, CH_E_INVALID,
+                     "refusing a URL with a '.' or '..' path segment (an id "
+                     "made only of dots cannot be addressed)");
   if (req->bearer && (req->basic_user || req->basic_secret))
     return call_fail(&k, CH_E_INVALID, "both basic and bearer credentials");
   for (size_t i = 0; req->headers && req->headers[i]; i++) {
@@ -859,6 +962,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
   k.body_len =
       req->body ? (req->body_len ? req->body_len : strlen(req->body)) : 0;
 
+  register_derived_secrets(req);
   if (c->dry_out)
     return dry_print(&k, resp);
   if (!ginit)
@@ -1184,12 +1288,17 @@ size_t http_url_encode(const char *in, char *out, size_t outsz) {
   static const char hex[] = "0123456789ABCDEF";
   size_t need = 0, w = 0;
   int full = 0; /* once a piece does not fit, stop writing */
+  int all_dots = in && *in && !in[strspn(in, ".")];
 
   for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p;
        p++) {
     char piece[3];
     size_t n;
-    if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+    /* A value made only of dots would be a "." or ".." path segment, which
+       URL normalisation collapses: "%2E" keeps it one opaque segment (and
+       http_request refuses it as a segment either way). */
+    if (isalnum(*p) || *p == '-' || (*p == '.' && !all_dots) || *p == '_' ||
+        *p == '~') {
       piece[0] = (char)*p;
       n = 1;
     } else {

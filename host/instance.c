@@ -151,14 +151,18 @@ int instance_prepare(struct instance *in, const struct config *c,
 #define HAS_OP(in, op)                                                         \
   (CH_PLUGIN_HAS((in)->plugin->desc, op) && (in)->plugin->desc->op)
 
-/* Every op call starts with a clean error buffer. */
-static void op_begin(struct ch_err *err) {
+/* Every op call starts with a clean error buffer, and names itself to the
+   fatal-signal handler (stop.h) so a crash says where it happened. */
+static void op_begin(const struct instance *in, const char *op, const char *arg,
+                     struct ch_err *err) {
   err->code = 0;
   err->msg[0] = '\0';
+  stop_enter_op(in->hctx.label, op, arg);
 }
 
 static int op_missing(const struct instance *in, const char *op,
                       struct ch_err *err) {
+  stop_leave_op();
   return ch_err_set(err, CH_E_UNSUPPORTED, "plugin '%s' has no '%s' op",
                     in->plugin->name, op);
 }
@@ -167,6 +171,7 @@ static int op_missing(const struct instance *in, const char *op,
 static int op_end(int rc, struct ch_err *err) {
   char clean[sizeof(err->msg)];
 
+  stop_leave_op();
   if (rc == CH_OK)
     return rc;
   if (!err->msg[0])
@@ -180,7 +185,7 @@ static int op_end(int rc, struct ch_err *err) {
 int instance_open(struct instance *in, struct ch_err *err) {
   int rc;
 
-  op_begin(err);
+  op_begin(in, "open", NULL, err);
   rc =
       in->plugin->desc->open(&host_table, &in->hctx, &in->cfg, &in->pinst, err);
   if (rc != CH_OK)
@@ -189,7 +194,7 @@ int instance_open(struct instance *in, struct ch_err *err) {
 }
 
 int instance_check(struct instance *in, struct ch_err *err) {
-  op_begin(err);
+  op_begin(in, "check", NULL, err);
   if (!HAS_OP(in, check))
     return op_missing(in, "check", err);
   return op_end(in->plugin->desc->check(in->pinst, err), err);
@@ -233,7 +238,7 @@ int instance_list(struct instance *in, const char *type,
   struct op_sink os = OP_SINK(in, sink);
   int rc;
 
-  op_begin(err);
+  op_begin(in, "list", type, err);
   rc = in->plugin->desc->list(in->pinst, type, parent, token, &os.sink, err);
   in->pages++;
   return op_end(rc, err);
@@ -245,7 +250,7 @@ int instance_grants(struct instance *in, const struct ch_ref *resource,
   struct op_sink os = OP_SINK(in, sink);
   int rc;
 
-  op_begin(err);
+  op_begin(in, "grants", resource->type, err);
   if (!HAS_OP(in, grants))
     return op_missing(in, "grants", err);
   rc = in->plugin->desc->grants(in->pinst, resource, token, &os.sink, err);
@@ -255,7 +260,7 @@ int instance_grants(struct instance *in, const struct ch_ref *resource,
 
 int instance_grant(struct instance *in, const struct ch_change *change,
                    struct ch_result *result, struct ch_err *err) {
-  op_begin(err);
+  op_begin(in, "grant", NULL, err);
   if (!HAS_OP(in, grant))
     return op_missing(in, "grant", err);
   return op_end(in->plugin->desc->grant(in->pinst, change, result, err), err);
@@ -263,7 +268,7 @@ int instance_grant(struct instance *in, const struct ch_change *change,
 
 int instance_revoke(struct instance *in, const struct ch_change *change,
                     struct ch_result *result, struct ch_err *err) {
-  op_begin(err);
+  op_begin(in, "revoke", NULL, err);
   if (!HAS_OP(in, revoke))
     return op_missing(in, "revoke", err);
   return op_end(in->plugin->desc->revoke(in->pinst, change, result, err), err);
@@ -271,7 +276,7 @@ int instance_revoke(struct instance *in, const struct ch_change *change,
 
 int instance_provision(struct instance *in, const struct ch_account *account,
                        struct ch_result *result, struct ch_err *err) {
-  op_begin(err);
+  op_begin(in, "provision_account", NULL, err);
   if (!HAS_OP(in, provision_account))
     return op_missing(in, "provision_account", err);
   return op_end(
@@ -282,7 +287,7 @@ int instance_provision(struct instance *in, const struct ch_account *account,
 int instance_action(struct instance *in, const char *name,
                     const struct ch_kv *args, size_t nargs,
                     struct ch_result *result, struct ch_err *err) {
-  op_begin(err);
+  op_begin(in, "action", name, err);
   if (!HAS_OP(in, action))
     return op_missing(in, "action", err);
   return op_end(

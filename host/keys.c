@@ -179,6 +179,15 @@ static int key_dec(const char *in, size_t len, const char *what, char **out,
     i += 2;
   }
   s[o] = '\0';
+  /* "." and ".." would be dot segments in a URL path: a revoke of user
+     ".." would address the group itself. No real id is only dots. */
+  if (!s[strspn(s, ".")]) {
+    free(s);
+    return ch_err_set(err, CH_E_INVALID,
+                      "invalid key: the %s is only dots (no resource has "
+                      "such an id)",
+                      what);
+  }
   *out = s;
   return CH_OK;
 }

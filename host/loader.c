@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "loader.h"
 
@@ -303,8 +304,33 @@ static int check_descriptor(const struct ch_plugin *d, const char *name,
   return CH_OK;
 }
 
-static int load_file(const char *dir, const char *name, struct plugin **out,
-                     struct ch_err *err) {
+/*
+ * sshd StrictModes for plugins: whoever can write the directory or the .so
+ * runs code as connhost (often root). Refuse anything writable by everyone
+ * and anything owned by a user other than root or ourselves.
+ */
+static int check_trusted(const char *path, const struct stat *st,
+                         const char *what, struct ch_err *err) {
+  uid_t me = geteuid();
+
+  if (st->st_mode & S_IWOTH)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "%s '%s' is writable by everyone, so anyone could make "
+                      "connhost run their code: run 'chmod o-w %s' (or set "
+                      "allow_insecure_plugin_dir: true on a test rig)",
+                      what, path, path);
+  if (st->st_uid != 0 && st->st_uid != me)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "%s '%s' is owned by uid %u, neither root nor the user "
+                      "running connhost (uid %u): run 'chown %u %s' (or set "
+                      "allow_insecure_plugin_dir: true on a test rig)",
+                      what, path, (unsigned)st->st_uid, (unsigned)me,
+                      (unsigned)me, path);
+  return CH_OK;
+}
+
+static int load_file(const char *dir, const char *name, int allow_insecure,
+                     struct plugin **out, struct ch_err *err) {
   struct plugin *p = NULL;
   struct stat st;
   ch_plugin_entry_fn entry;
@@ -338,6 +364,20 @@ static int load_file(const char *dir, const char *name, struct plugin **out,
     rc = ch_err_set(err, CH_E_CONFIG, "plugin '%s': %s is not a regular file",
                     name, p->path);
     goto out;
+  }
+  if (!allow_insecure) {
+    struct stat dst;
+    if (stat(dir, &dst) != 0) {
+      rc = ch_err_set(err, CH_E_CONFIG, "plugin directory '%s': %s", dir,
+                      strerror(errno));
+      goto out;
+    }
+    rc = check_trusted(dir, &dst, "plugin directory", err);
+    if (rc == CH_OK)
+      rc = check_trusted(p->path, &st, "plugin file", err);
+    if (rc != CH_OK)
+      goto out;
+    rc = CH_E_NOMEM;
   }
   dlerror();
   p->dl = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
@@ -384,7 +424,7 @@ int registry_load(struct registry *r, const char *name,
       return CH_OK;
     }
   }
-  rc = load_file(r->dir, name, &p, err);
+  rc = load_file(r->dir, name, r->allow_insecure, &p, err);
   if (rc != CH_OK)
     return rc;
   grown = realloc(r->items, (r->n + 1) * sizeof(*r->items));

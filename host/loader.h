@@ -41,6 +41,7 @@ struct plugin {
 /* Plugins loaded from one directory; a name is loaded at most once. */
 struct registry {
   char *dir;
+  int allow_insecure; /* allow_insecure_plugin_dir: skip the mode checks */
   struct plugin **items;
   size_t n;
 };

@@ -16,6 +16,8 @@
 
 #define LOG_LINE_MAX 4096
 #define SECRET_MIN_LEN 4
+/* Longest secret a line cut is guaranteed not to split. */
+#define LOG_SECRET_WINDOW 8192
 
 static enum ch_log_level cur_level = CH_LOG_INFO;
 static enum log_format cur_format = LOG_TEXT;
@@ -211,12 +213,22 @@ void log_event(enum ch_log_level level, const char *event,
 
 void log_vmsg(const char *prefix, enum ch_log_level level, const char *fmt,
               va_list ap) {
-  char raw[LOG_LINE_MAX], clean[LOG_LINE_MAX];
+  /* Formatted and redacted wider than a line and only then cut, so the
+     cut cannot leave half a secret behind. */
+  char raw[LOG_LINE_MAX + LOG_SECRET_WINDOW], clean[sizeof(raw)];
+  size_t n;
 
   if (!log_enabled(level))
     return;
   vsnprintf(raw, sizeof(raw), fmt, ap);
   log_redact(raw, clean, sizeof(clean));
+  n = strlen(clean);
+  if (n >= LOG_LINE_MAX) {
+    n = LOG_LINE_MAX - 1;
+    while (n > 0 && ((unsigned char)clean[n] & 0xC0) == 0x80)
+      n--;
+    clean[n] = '\0';
+  }
 
   flockfile(stderr);
   if (cur_format == LOG_JSON) {

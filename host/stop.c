@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* The process-wide stop flag: signal handlers only set it, workers poll. */
+/* The process-wide stop flag: signal handlers only set it, workers poll.
+   A second signal, or a stop that outlasts the grace period, ends the
+   process at once; a fatal signal in a plugin op is named before death. */
 #include "autoconfig.h"
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "stop.h"
 
@@ -12,15 +16,145 @@
    any worker thread without a data race. */
 static atomic_int stop_signal;
 
-static void on_signal(int sig) { atomic_store(&stop_signal, sig); }
+/* The plugin op running on this thread, for the fatal-signal line. The
+   executable's TLS is static, so reading it in a handler is safe. */
+static __thread const char *cur_label, *cur_op, *cur_arg;
+static __thread int cur_altstack;
+#define ALTSTACK_SIZE (64 * 1024)
+static __thread char altstack[ALTSTACK_SIZE];
+
+static const char *sig_name(int sig) {
+  switch (sig) {
+  case SIGINT:
+    return "SIGINT";
+  case SIGTERM:
+    return "SIGTERM";
+  case SIGSEGV:
+    return "SIGSEGV";
+  case SIGBUS:
+    return "SIGBUS";
+  case SIGFPE:
+    return "SIGFPE";
+  case SIGILL:
+    return "SIGILL";
+  case SIGABRT:
+    return "SIGABRT";
+  default:
+    return "a signal";
+  }
+}
+
+/* Append `s` to buf[*n..cap) (async-signal-safe: no stdio). */
+static void put(char *buf, size_t *n, size_t cap, const char *s) {
+  while (s && *s && *n + 1 < cap)
+    buf[(*n)++] = *s++;
+}
+
+static void say(const char *a, const char *b, const char *c) {
+  char line[256];
+  size_t n = 0;
+  ssize_t w;
+
+  put(line, &n, sizeof(line), a);
+  put(line, &n, sizeof(line), b);
+  put(line, &n, sizeof(line), c);
+  line[n++] = '\n';
+  w = write(STDERR_FILENO, line, n);
+  (void)w;
+}
+
+static void on_alarm(int sig) {
+  (void)sig;
+  say("connhost: the stop grace period ran out: exiting now; the previous "
+      "output is left as it was",
+      "", "");
+  _exit(128 + atomic_load(&stop_signal));
+}
+
+static void on_signal(int sig) {
+  int expected = 0;
+
+  if (!atomic_compare_exchange_strong(&stop_signal, &expected, sig)) {
+    say("connhost: second ", sig_name(sig),
+        ": exiting now; the previous output is left as it was");
+    _exit(128 + sig);
+  }
+  alarm(STOP_GRACE_S);
+}
+
+/* "connhost: plugin jira_cloud crashed (SIGSEGV) in list(user) for
+   acme/jira", then die of the same signal (the default action). */
+static void on_fatal(int sig) {
+  if (cur_label) {
+    const char *colon = strchr(cur_label, ':');
+    char plugin[64];
+    size_t n = 0;
+    char line[512];
+    ssize_t w;
+
+    while (cur_label[n] && cur_label + n != colon && n + 1 < sizeof(plugin)) {
+      plugin[n] = cur_label[n];
+      n++;
+    }
+    plugin[n] = '\0';
+    n = 0;
+    put(line, &n, sizeof(line), "connhost: plugin ");
+    put(line, &n, sizeof(line), plugin);
+    put(line, &n, sizeof(line), " crashed (");
+    put(line, &n, sizeof(line), sig_name(sig));
+    put(line, &n, sizeof(line), ") in ");
+    put(line, &n, sizeof(line), cur_op);
+    put(line, &n, sizeof(line), "(");
+    put(line, &n, sizeof(line), cur_arg);
+    put(line, &n, sizeof(line), ")");
+    if (colon) {
+      put(line, &n, sizeof(line), " for ");
+      put(line, &n, sizeof(line), colon + 1);
+    }
+    line[n++] = '\n';
+    w = write(STDERR_FILENO, line, n);
+    (void)w;
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
 
 void stop_install_handlers(void) {
+  static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
   struct sigaction sa = {0};
+
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  sa.sa_handler = on_alarm;
+  sigaction(SIGALRM, &sa, NULL);
+  /* On the alternate stack, so a stack overflow is reported too; once
+     only, so a fault in the handler itself just kills the process. */
+  sa.sa_handler = on_fatal;
+  sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+  for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+    sigaction(fatal[i], &sa, NULL);
 }
+
+void stop_enter_op(const char *label, const char *op, const char *arg) {
+  if (!cur_altstack) {
+    stack_t ss = {0}, old;
+    /* Keep one that is there already (AddressSanitizer sets its own per
+       thread, and frees it as its own when the thread ends). */
+    cur_altstack = 1;
+    if (sigaltstack(NULL, &old) == 0 && (old.ss_flags & SS_DISABLE)) {
+      ss.ss_sp = altstack;
+      ss.ss_size = sizeof(altstack);
+      sigaltstack(&ss, NULL);
+    }
+  }
+  cur_label = label;
+  cur_op = op;
+  cur_arg = arg;
+}
+
+void stop_leave_op(void) { cur_label = cur_op = cur_arg = NULL; }
 
 int stop_requested(void) { return atomic_load(&stop_signal); }
 

@@ -891,6 +891,127 @@ START_TEST(test_secrets_never_reach_errors_or_logs) {
 }
 END_TEST
 
+/* Item 1 of issue 10: ".." as an id must not collapse onto the parent. */
+START_TEST(test_dot_segments_are_refused) {
+  static const char *const paths[] = {
+      "/groups/G/members/..", "/groups/G/members/.", "/groups/%2e%2E/members",
+      "/groups/G/%2E?x=1", "/a/./b"};
+  char out[32];
+  FILE *f;
+  char *dry = NULL;
+  size_t drylen = 0;
+
+  ck_assert_uint_eq(http_url_encode("..", out, sizeof(out)), 6);
+  ck_assert_str_eq(out, "%2E%2E");
+  http_url_encode(".", out, sizeof(out));
+  ck_assert_str_eq(out, "%2E");
+  http_url_encode("a..b", out, sizeof(out));
+  ck_assert_str_eq(out, "a..b");
+  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+    ck_assert_int_eq(req("DELETE", paths[i], NULL, 0), CH_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'.' or '..' path segment"));
+  }
+  ck_assert_uint_eq(nseen(), 0);
+  /* Neither does a dry run print one; "..." and "a..b" are ordinary. */
+  f = open_memstream(&dry, &drylen);
+  ck_assert_ptr_nonnull(f);
+  http_client_set_dry_run(cl, f);
+  ck_assert_int_eq(req("DELETE", "/groups/G/members/..", NULL, 0),
+                   CH_E_INVALID);
+  ck_assert_int_eq(req("DELETE", "/groups/G/members/...", NULL, 0), CH_OK);
+  ck_assert_int_eq(req("DELETE", "/groups/a..b/x./.y", NULL, 0), CH_OK);
+  fclose(f);
+  ck_assert_ptr_null(strstr(dry, "members/..\n"));
+  ck_assert_ptr_nonnull(strstr(dry, "members/...\n"));
+  free(dry);
+}
+END_TEST
+
+/* Item 4: the Basic credential and the Bearer value the host puts on the
+   wire are redacted when a server echoes them, even though only the
+   configured secret itself was registered. */
+START_TEST(test_echoed_authorization_is_redacted) {
+  static const struct reply r[] = {
+      {.status = 400,
+       .body =
+           "{\"message\":\"bad header Authorization: Basic " BASIC_B64 "\"}"},
+      {.status = 400,
+       .body =
+           "{\"message\":\"bad header Authorization: Bearer " BEARER "\"}"}};
+  struct ch_http_req q = {.method = "GET",
+                          .basic_user = "user@example.com",
+                          .basic_secret = SECRET};
+  char *log;
+
+  log_add_secret(SECRET);
+  log_setup(CH_LOG_INFO, LOG_TEXT, 0);
+  script(r, 2);
+  capture_start();
+  ck_assert_int_eq(req_full(&q, "/me"), CH_OK);
+  ck_assert_int_eq(http_error(&resp, "check", &err), CH_E_INVALID);
+  log_msg(NULL, CH_LOG_ERROR, "%s", err.msg);
+  ck_assert_ptr_null(strstr(err.msg, BASIC_B64));
+  ck_assert_ptr_nonnull(strstr(err.msg, "Basic ***"));
+  http_resp_free(&resp);
+  q.basic_user = q.basic_secret = NULL;
+  q.bearer = BEARER;
+  ck_assert_int_eq(req_full(&q, "/me"), CH_OK);
+  ck_assert_int_eq(http_error(&resp, "check", &err), CH_E_INVALID);
+  log_msg(NULL, CH_LOG_ERROR, "%s", err.msg);
+  log = capture_end();
+  ck_assert_ptr_nonnull(strstr(err.msg, "Bearer ***"));
+  ck_assert_ptr_null(strstr(log, BASIC_B64));
+  ck_assert_ptr_null(strstr(log, BEARER));
+  free(log);
+}
+END_TEST
+
+/* Item 4: a log line longer than the line cap is redacted before it is
+   cut, so a secret straddling the cut leaks no part of itself. */
+START_TEST(test_log_line_cut_after_redaction) {
+  static char pad[4090];
+  char *log;
+
+  memset(pad, 'y', sizeof(pad) - 1);
+  log_add_secret(SECRET);
+  log_setup(CH_LOG_INFO, LOG_TEXT, 0);
+  capture_start();
+  log_msg(NULL, CH_LOG_ERROR, "%s%s tail", pad, SECRET);
+  log = capture_end();
+  ck_assert_ptr_null(strstr(log, "s3cr3t"));
+  ck_assert_ptr_nonnull(strstr(log, "yyy***"));
+  free(log);
+}
+END_TEST
+
+/* Item 4: the debug body cut happens after redaction, so a secret that
+   straddles the 500-byte mark leaks no part of itself. */
+START_TEST(test_debug_body_cut_after_redaction) {
+  static char body[700];
+  static struct reply r[1];
+  static const char token[] =
+      "ATATT3xFfGF0abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH";
+  struct ch_http_req q = {.method = "GET"};
+  char *log, part[12];
+
+  memset(body, 'x', 480);
+  memcpy(body + 480, token, sizeof(token));
+  r[0].status = 200;
+  r[0].body = body;
+  log_add_secret(token);
+  log_setup(CH_LOG_DEBUG, LOG_TEXT, 0);
+  script(r, 1);
+  capture_start();
+  ck_assert_int_eq(req_full(&q, "/me"), CH_OK);
+  log = capture_end();
+  memcpy(part, token, sizeof(part) - 1);
+  part[sizeof(part) - 1] = '\0';
+  ck_assert_ptr_nonnull(strstr(log, "xxx***"));
+  ck_assert_ptr_null(strstr(log, part));
+  free(log);
+}
+END_TEST
+
 START_TEST(test_dry_run_sends_nothing) {
   char *out = NULL;
   size_t outlen = 0;
@@ -1257,6 +1378,10 @@ static Suite *http_suite(void) {
   tcase_add_test(tc, test_keepalive_and_shared_pool);
   tcase_add_test(tc, test_secrets_never_reach_errors_or_logs);
   tcase_add_test(tc, test_dry_run_sends_nothing);
+  tcase_add_test(tc, test_dot_segments_are_refused);
+  tcase_add_test(tc, test_echoed_authorization_is_redacted);
+  tcase_add_test(tc, test_debug_body_cut_after_redaction);
+  tcase_add_test(tc, test_log_line_cut_after_redaction);
   suite_add_tcase(s, tc);
 
   tcase_add_unchecked_fixture(tls, tls_start, tls_stop);

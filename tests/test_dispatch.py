@@ -23,7 +23,9 @@ OP = r"(?:->|\.)\s*(?P<op>%s)\b" % "|".join(OPS)
 # d->op(  |  (d->op)(  |  (c ? d->grant : d->revoke)(  |  f = d->op;
 CALL = re.compile(OP + r"\s*(?:\(|\)\s*\()")
 TERNARY_CALL = re.compile(OP + r"\s*:\s*[\w>.-]+\s*\)\s*\(")
-TAKEN = re.compile(r"=\s*[\w>.()-]+" + OP + r"\s*;")
+# Taking an op's address is only told apart from reading a counter of the
+# same name by the descriptor it comes from (`d`, `desc`: ch_plugin).
+TAKEN = re.compile(r"=\s*(?:[\w>.()-]*->)?(?:d|desc)" + OP + r"\s*;")
 
 
 def strip_c(text):
@@ -64,6 +66,8 @@ class DispatchOnly(unittest.TestCase):
             "rc = (granting ? d->grant : d->revoke)(in->pinst, &c, &r, &e);": 2,
             "rc = in->plugin->desc->provision_account (p, &a, &r, &e);": 1,
             "fn = d->action;": 1,
+            "fn = in->plugin->desc->grants;": 1,
+            "b = prev->grants;": 0,
             "if (rc == CH_OK && d->check)\n  x();": 0,
             "if (!(granting ? d->grant : d->revoke) ||\n !(rt->caps)) {": 0,
             'printf("%s", d->grants ? ",grants" : "");': 0,

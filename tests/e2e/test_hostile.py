@@ -1,0 +1,570 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of the host against hostile input: ids made only of
+dots, wrong URLs, shrinking data, odd output targets, servers that echo
+credentials or page forever, insecure plugin directories, signals.
+
+Everything runs the built connhost binary with the real plugins, against
+the fake Atlassian Cloud or a small hostile server on 127.0.0.1 port 0."""
+import base64
+import http.server
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import threading
+import time
+
+import lib
+
+TENANT = "acme"
+
+
+def enc(component):
+    """Percent-encode one key component as the host does."""
+    return "".join("%%%02X" % ord(c) if c in "%/#" or ord(c) < 0x20 or ord(c) == 0x7F
+                   else c for c in component)
+
+
+def rkey(inst, rtype, rid):
+    return "/".join(enc(x) for x in (TENANT, inst, rtype, rid))
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def plugin_dir(root, names, src=None):
+    path = os.path.join(root, "plugins")
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o755)
+    for name in names:
+        s = os.path.join(src or lib.PLUGINS, name + ".so")
+        if not os.path.exists(s):
+            s = os.path.join(lib.TEST_PLUGINS, name + ".so")
+        shutil.copy(s, os.path.join(path, name + ".so"))
+        os.chmod(os.path.join(path, name + ".so"), 0o755)
+    return path
+
+
+class Hostile:
+    """A loopback HTTP server answering every request with handler(req)."""
+
+    def __init__(self, handler):
+        outer = self
+        self.seen = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                outer.seen.append((self.command, self.path, dict(self.headers)))
+                status, headers, out = handler(self, body)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.base = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+class HostileTest(lib.TempDirTest):
+    def start_fake(self, profile="tiny", extra=()):
+        d = self.path("fake")
+        os.makedirs(d, exist_ok=True)
+        fake = lib.Fake(d, profile=profile, extra=list(extra))
+        self.addCleanup(fake.stop)
+        return fake
+
+    def hostile(self, handler):
+        h = Hostile(handler)
+        self.addCleanup(h.stop)
+        return h
+
+    def secret_file(self, value):
+        path = self.path("secret-%d" % len(os.listdir(self.tmp)))
+        with open(path, "w") as f:
+            f.write(value)
+        return "${file:%s}" % path
+
+    def org_inst(self, fake, **opts):
+        o = {"org_id": fake.creds["org_id"],
+             "api_token": self.secret_file(fake.creds["org_api_key"]),
+             "api_base": fake.truth["urls"]["org_api_base"]}
+        o.update(opts)
+        return {"plugin": "atlassian_org", "provisioning": True, "options": o}
+
+    def jira_inst(self, url, email="bot@example.com", token="tok-0123456789abcdef",
+                  **opts):
+        o = {"url": url, "email": email, "api_token": self.secret_file(token),
+             "gateway_url": url}
+        o.update(opts)
+        return {"plugin": "jira_cloud", "options": o}
+
+    def config(self, insts, name="c.yaml", extra="", plugins=None):
+        return lib.write_config(self.path(name), {TENANT: insts},
+                                plugin_dir=plugins or plugin_dir(self.tmp, ["atlassian_org", "jira_cloud"]),
+                                extra=extra)
+
+
+class DotSegments(HostileTest):
+    """Item 1: an id of '.' or '..' must never address a parent resource."""
+
+    def setUp(self):
+        super().setUp()
+        self.fake = self.start_fake()
+        org = self.fake.truth["org"]
+        self.gid = org["groups"][0]["id"]
+        self.uid = org["accounts"][0]["account_id"]
+        self.cfg = self.config({"org": self.org_inst(self.fake)})
+
+    def writes(self, since):
+        return [q for q in self.fake.requests()[since:] if q["method"] != "GET"]
+
+    def assert_nothing_collapsed(self, since, r):
+        for q in self.fake.requests()[since:]:
+            path = q.get("path", "")
+            self.assertNotIn("/..", path, r)
+            self.assertFalse(path.rstrip("/").endswith("/groups/" + self.gid) and
+                             q["method"] != "GET", (q, r))
+        self.assertEqual(self.writes(since), [], r)
+
+    def test_revoke_and_grant_with_dot_ids(self):
+        for cmd, ent, who in (
+                ("revoke", rkey("org", "group", self.gid) + "#member", rkey("org", "user", "..")),
+                ("revoke", rkey("org", "group", self.gid) + "#member", rkey("org", "user", ".")),
+                ("grant", rkey("org", "group", "..") + "#member", rkey("org", "user", self.uid))):
+            for dry in ([], ["--dry-run"]):
+                n = len(self.fake.requests())
+                r = lib.run(["-c", self.cfg, cmd, "--entitlement", ent, "--principal", who] + dry)
+                self.assertNotEqual(r.rc, 0, r)
+                self.assertIn("only dots", r.err, r)
+                self.assertNotIn("DRY RUN", r.out + r.err, r)
+                self.assert_nothing_collapsed(n, r)
+
+    def test_action_with_dot_arg(self):
+        for uid in ("..", "."):
+            for dry in ([], ["--dry-run"]):
+                n = len(self.fake.requests())
+                r = lib.run(["-c", self.cfg, "action", "--tenant", TENANT, "--instance", "org",
+                             "--name", "disable_user", "--arg", "user_id=" + uid] + dry)
+                self.assertNotEqual(r.rc, 0, r)
+                self.assertNotIn("DRY RUN", r.out + r.err, r)
+                self.assert_nothing_collapsed(n, r)
+
+
+
+FLAT_FIXTURE = os.path.join(lib.SRCDIR, "tests", "fixtures", "flatfile", "legacy-hr.json")
+
+
+class WrongUrl(HostileTest):
+    """Item 2: a root listing that 404s fails the instance."""
+
+    def test_wrong_jira_url_keeps_the_good_graph(self):
+        fake = self.start_fake()
+        good = self.config({"jira": self.jira_inst(
+            fake.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
+        out = self.path("graph.json")
+        r = lib.run(["-c", good, "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
+        before = read_bytes(out)
+        bad = self.config({"jira": self.jira_inst(
+            fake.base + "/wrong", email=fake.creds["jira_email"],
+            token=fake.creds["jira_api_token"])}, name="bad.yaml")
+        r = lib.run(["-c", bad, "sync", "-o", out])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("404", r.err, r)
+        self.assertNotIn("(skipped)", r.err, r)
+        self.assertEqual(read_bytes(out), before)
+
+
+    def test_later_page_404_fails(self):
+        fake = self.start_fake()
+
+        def gone(req):
+            if "/users/search" in req.path and "startAt=0" not in req.path:
+                return 404, {"Content-Type": "application/json"}, b'{"errorMessages":["gone"]}'
+            return None
+        h = self.hostile(proxy_to(fake.base, gone))
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"],
+            page_size=5)})
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("g.json")])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("list user", r.err, r)
+        self.assertIn("404", r.err, r)
+        self.assertFalse(os.path.exists(self.path("g.json")))
+
+
+class Shrink(HostileTest):
+    """Item 2: safety thresholds against the previous output's stats."""
+
+    def flat_cfg(self, data, name, extra="", inst_extra=None):
+        path = self.path(name + ".json")
+        with open(path, "w") as f:
+            json.dump(data, f)
+        inst = {"plugin": "flatfile", "options": {"path": path}}
+        cfg = self.config({"hr": inst}, name=name + ".yaml", extra=extra,
+                          plugins=plugin_dir(self.tmp, ["flatfile"]))
+        if inst_extra:
+            with open(cfg) as f:
+                text = f.read()
+            text = text.replace("      plugin: flatfile\n",
+                                "      plugin: flatfile\n      %s\n" % inst_extra)
+            with open(cfg, "w") as f:
+                f.write(text)
+        return cfg
+
+    def test_drop_to_zero_and_past_the_share(self):
+        full = lib.load_json(FLAT_FIXTURE)
+        empty = {"flatfile": 1, "users": [], "groups": [], "roles": []}
+        role = dict(full["roles"][0], assigned_users=["1001", "1002"])
+        few = dict(full, users=full["users"][:3], groups=[], roles=[role])
+        for fmt in ("json", "jsonl"):
+            out = self.path("graph." + fmt)
+            r = lib.run(["-c", self.flat_cfg(full, "full"), "sync", "-o", out, "--format", fmt])
+            self.assertEqual(r.rc, 0, r)
+            good = read_bytes(out)
+            n = json.loads(good.split(b"\n")[1] if fmt == "json" else
+                           good.split(b"\n")[0])
+            n = n["stats"]["resources"] if fmt == "json" else n["instances"][0]["stats"]["resources"]
+            for data, name in ((empty, "empty"), (few, "few")):
+                r = lib.run(["-c", self.flat_cfg(data, name), "sync", "-o", out, "--format", fmt])
+                self.assertNotEqual(r.rc, 0, r)
+                self.assertIn("refusing to replace the last good data: %d -> " % n, r.err, r)
+                self.assertEqual(read_bytes(out), good, name)
+            self.assertIn("%d -> 0 resources" % n, lib.run(
+                ["-c", self.flat_cfg(empty, "empty"), "sync", "-o", out, "--format", fmt]).err)
+        # The per-instance threshold and --accept-shrink let a real drop through.
+        out = self.path("graph.json")
+        r = lib.run(["-c", self.flat_cfg(few, "few80", inst_extra="max_shrink: 90%"),
+                     "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
+        r = lib.run(["-c", self.flat_cfg(empty, "empty"), "sync", "-o", out])
+        self.assertNotEqual(r.rc, 0, r)
+        r = lib.run(["-c", self.flat_cfg(empty, "empty"), "sync", "-o", out, "--accept-shrink"])
+        self.assertEqual(r.rc, 0, r)
+        r = lib.run(["-c", self.flat_cfg(full, "full"), "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
+        r = lib.run(["-c", self.flat_cfg(empty, "emptytop", extra="max_shrink: 100%"),
+                     "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
+
+
+
+class OutputTargets(HostileTest):
+    """Item 3: -o onto a device, a FIFO or a symlink to one; failing stdout.
+    Item 10: no temp file survives; stale ones of our naming are removed."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = lib.write_config(
+            self.path("c.yaml"),
+            {TENANT: {"hr": {"plugin": "flatfile", "options": {"path": FLAT_FIXTURE}}}},
+            plugin_dir=plugin_dir(self.tmp, ["flatfile"]))
+
+    def sync(self, *args, **kw):
+        return lib.run(["-c", self.cfg, "sync"] + list(args), **kw)
+
+    def test_fifo_and_symlink_to_fifo_are_written_into(self):
+        fifo = self.path("pipe")
+        os.mkfifo(fifo)
+        link = self.path("link")
+        os.symlink(fifo, link)
+        for target in (fifo, link):
+            got = []
+            t = threading.Thread(target=lambda: got.append(read_bytes(fifo)), daemon=True)
+            t.start()
+            r = self.sync("-o", target, timeout=60)
+            t.join(30)
+            self.assertEqual(r.rc, 0, r)
+            self.assertTrue(stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO was replaced")
+            self.assertTrue(os.path.islink(link), "the symlink was replaced")
+            self.assertTrue(got and got[0].startswith(b'{"connhost_graph":1'), got)
+
+    def test_symlink_to_a_device(self):
+        link = self.path("devnull")
+        os.symlink("/dev/null", link)
+        r = self.sync("-o", link)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(os.path.islink(link), "the symlink was replaced by a file")
+        self.assertTrue(stat.S_ISCHR(os.stat("/dev/null").st_mode))
+
+    def test_fd_link_writes_into_the_fd(self):
+        # Our own link, not /dev/stdout itself: the old code replaced the link.
+        got = self.path("captured.json")
+        link = self.path("fd-link")
+        with open(got, "w") as f:
+            os.symlink("/proc/self/fd/%d" % f.fileno(), link)
+            p = subprocess.run([lib.CONNHOST, "-c", self.cfg, "sync", "-o", link],
+                               capture_output=True, text=True, timeout=60,
+                               pass_fds=(f.fileno(),))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("graph written to", p.stdout)
+        self.assertTrue(os.path.islink(link), "the fd link was replaced by a file")
+        self.assertTrue(read_bytes(got).startswith(b'{"connhost_graph":1'))
+        json.loads(read_bytes(got))
+
+    def test_symlink_to_a_file_keeps_the_link(self):
+        real = self.path("real.json")
+        with open(real, "w") as f:
+            f.write("old\n")
+        link = self.path("graph.json")
+        os.symlink("real.json", link)
+        r = self.sync("-o", link)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(os.path.islink(link), "the link was replaced by a copy")
+        self.assertTrue(read_bytes(real).startswith(b'{"connhost_graph":1'))
+
+    def test_full_device_fails_and_stays_a_device(self):
+        dev = self.path("full")
+        try:
+            os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        except PermissionError:
+            self.skipTest("cannot create a device node here (not root)")
+        r = self.sync("-o", dev)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("No space left on device", r.err, r)
+        self.assertTrue(stat.S_ISCHR(os.stat(dev).st_mode), "the device was replaced")
+
+    def test_directory_is_refused(self):
+        r = self.sync("-o", self.tmp)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("is a directory", r.err, r)
+
+    def test_failing_stdout_exits_non_zero(self):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([lib.CONNHOST, "-c", self.cfg, "sync", "-o", "-"],
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertIn("writing the graph to stdout", p.stderr)
+
+    def test_stale_temp_files_are_removed(self):
+        out = self.path("graph.json")
+        stale = self.path(".graph.json.AbC123")
+        foreign = self.path(".graph.json.notours")
+        for p in (stale, foreign):
+            with open(p, "w") as f:
+                f.write("left by a killed run")
+        r = self.sync("-o", out)
+        self.assertEqual(r.rc, 0, r)
+        self.assertFalse(os.path.exists(stale), "stale temp file kept")
+        self.assertTrue(os.path.exists(foreign), "a file not of our naming was removed")
+        self.assertEqual(sorted(os.listdir(self.tmp)),
+                         sorted([".graph.json.notours", "c.yaml", "graph.json", "plugins"]))
+
+    def test_unnamed_temp_file_is_used(self):
+        if not shutil.which("strace"):
+            self.skipTest("strace not installed")
+        out = self.path("graph.json")
+        log = self.path("strace.log")
+        p = subprocess.run(["strace", "-f", "-o", log, "-e", "trace=openat,open,linkat",
+                            lib.CONNHOST, "-c", self.cfg, "sync", "-o", out],
+                           capture_output=True, text=True, timeout=120)
+        if p.returncode != 0 and not os.path.exists(out):
+            self.skipTest("strace cannot trace here: " + p.stderr[-300:])
+        with open(log) as f:
+            trace = f.read()
+        self.assertTrue("O_TMPFILE" in trace and "linkat(" in trace,
+                        "no O_TMPFILE + linkat in the trace")
+        self.assertNotIn("O_CREAT|O_EXCL", trace)
+
+
+
+class InsecurePluginDir(HostileTest):
+    """Item 5: StrictModes for the plugin directory and the .so files."""
+
+    def setUp(self):
+        super().setUp()
+        self.plugins = plugin_dir(self.tmp, ["flatfile"])
+        self.so = os.path.join(self.plugins, "flatfile.so")
+
+    def sync(self, extra=""):
+        cfg = lib.write_config(
+            self.path("c.yaml"),
+            {TENANT: {"hr": {"plugin": "flatfile", "options": {"path": FLAT_FIXTURE}}}},
+            plugin_dir=self.plugins, extra=extra)
+        return lib.run(["-c", cfg, "sync", "-o", self.path("graph.json")])
+
+    def assert_refused(self, path, fix):
+        r = self.sync()
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("'%s'" % path, r.err, r)
+        self.assertIn(fix, r.err, r)
+        self.assertFalse(os.path.exists(self.path("graph.json")))
+        r = self.sync(extra="allow_insecure_plugin_dir: true")
+        self.assertEqual(r.rc, 0, r)
+        os.unlink(self.path("graph.json"))
+
+    def test_world_writable_dir(self):
+        os.chmod(self.plugins, 0o777)
+        self.assert_refused(self.plugins, "chmod o-w " + self.plugins)
+        os.chmod(self.plugins, 0o1777)  # sticky does not make it safe
+        self.assert_refused(self.plugins, "chmod o-w")
+
+    def test_world_writable_so(self):
+        os.chmod(self.so, 0o777)
+        self.assert_refused(self.so, "chmod o-w " + self.so)
+
+    def test_so_owned_by_another_user(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give the file away")
+        os.chown(self.so, 65534, 65534)
+        self.assert_refused(self.so, "chown 0 " + self.so)
+
+    def test_safe_modes_load(self):
+        os.chmod(self.plugins, 0o755)
+        os.chmod(self.so, 0o755)
+        self.assertEqual(self.sync().rc, 0)
+
+
+
+def proxy_to(base, rewrite=None):
+    """A Hostile handler forwarding to `base`, except where `rewrite(req)`
+    returns a (status, headers, body) answer of its own."""
+    import urllib.error
+    import urllib.request
+
+    def handler(req, body):
+        if rewrite:
+            got = rewrite(req)
+            if got:
+                return got
+        fwd = urllib.request.Request(base + req.path, data=body or None, method=req.command)
+        for k in ("Authorization", "Accept", "Content-Type"):
+            if req.headers.get(k):
+                fwd.add_header(k, req.headers[k])
+        try:
+            with urllib.request.urlopen(fwd, timeout=30) as r:
+                return r.status, {"Content-Type": r.headers.get("Content-Type", "")}, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, {"Content-Type": e.headers.get("Content-Type", "")}, e.read()
+    return handler
+
+
+class HostileServers(HostileTest):
+    def test_echoed_authorization_is_redacted(self):
+        """Item 4: a server echoing the Basic credential in an error body."""
+        email, token = "bot@example.com", "ATATT3xFfGF0-a-very-secret-token-value-1234567890"
+
+        def echo(req, body):
+            msg = {"message": "denied: Authorization: %s" % req.headers.get("Authorization")}
+            return 400, {"Content-Type": "application/json"}, json.dumps(msg).encode()
+        h = self.hostile(echo)
+        cfg = self.config({"jira": self.jira_inst(h.base, email=email, token=token)})
+        b64 = base64.b64encode(("%s:%s" % (email, token)).encode()).decode()
+        for level in ("info", "debug"):
+            r = lib.run(["--log-level", level, "-c", cfg, "sync", "-o", self.path("g.json")])
+            self.assertNotEqual(r.rc, 0, r)
+            self.assertTrue(any(hd.get("Authorization") == "Basic " + b64 for _, _, hd in h.seen))
+            self.assertIn("denied: Authorization: Basic ***", r.err, r)
+            for leak in (b64, b64[:20], token, token[:20]):
+                self.assertNotIn(leak, r.out + r.err)
+
+    def test_endless_users_search(self):
+        """Item 11: users/search answering the same page whatever startAt."""
+        fake = self.start_fake()
+        first = {}
+
+        def same_page(req):
+            if "/users/search" not in req.path:
+                return None
+            if "page" not in first:
+                q = req.path.split("?")[0] + "?startAt=0&maxResults=2"
+                first["page"] = proxy_to(fake.base)(type("R", (), {
+                    "path": q, "command": "GET", "headers": req.headers})(), b"")
+            return first["page"]
+        h = self.hostile(proxy_to(fake.base, same_page))
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
+        t0 = time.monotonic()
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("g.json"), "--max-pages", "300"],
+                    timeout=120)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("holds the same 2 records as page 1", r.err, r)
+        pages = sum(1 for _, p, _ in h.seen if "/users/search" in p)
+        self.assertLess(pages, 5, "kept paging: %d users/search requests" % pages)
+        self.assertLess(time.monotonic() - t0, 60)
+
+
+
+class Signals(HostileTest):
+    """Item 8: in-process mode under a plugin that hangs or crashes."""
+
+    def start(self, mode, out):
+        with open(out, "w") as f:
+            f.write("previous\n")
+        cfg = lib.write_config(self.path("c.yaml"),
+                               {TENANT: {"bad": {"plugin": "t_hostile", "options": {"mode": mode}}}},
+                               plugin_dir=plugin_dir(self.tmp, ["t_hostile"]))
+        p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "sync", "-o", out],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        return p
+
+    def test_second_signal_exits_at_once(self):
+        for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            out = self.path("g.json")
+            p = self.start("hang", out)
+            time.sleep(1.0)
+            p.send_signal(sig)
+            time.sleep(0.3)
+            self.assertIsNone(p.poll(), "the hung plugin should hold the first stop")
+            t0 = time.monotonic()
+            p.send_signal(sig)
+            _, err = p.communicate(timeout=10)
+            self.assertLess(time.monotonic() - t0, 3)
+            self.assertEqual(p.returncode, code, err)
+            self.assertIn("second", err)
+            with open(out) as f:
+                self.assertEqual(f.read(), "previous\n")
+
+    def test_grace_period_runs_out(self):
+        out = self.path("g.json")
+        p = self.start("hang", out)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        took = time.monotonic() - t0
+        self.assertEqual(p.returncode, 143, err)
+        self.assertGreater(took, 8)
+        self.assertLess(took, 20)
+        self.assertIn("grace period ran out", err)
+        with open(out) as f:
+            self.assertEqual(f.read(), "previous\n")
+
+    def test_fatal_signal_names_the_plugin_op(self):
+        for mode, sig in (("segv", signal.SIGSEGV), ("abort", signal.SIGABRT),
+                          ("overflow", signal.SIGSEGV)):
+            out = self.path("g.json")
+            p = self.start(mode, out)
+            _, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, -sig, err)
+            name = "SIGSEGV" if sig == signal.SIGSEGV else "SIGABRT"
+            self.assertIn("connhost: plugin t_hostile crashed (%s) in list(user) for acme/bad"
+                          % name, err)
+            with open(out) as f:
+                self.assertEqual(f.read(), "previous\n")
+
+
+if __name__ == "__main__":
+    lib.main()
