@@ -41,6 +41,8 @@ static const char usage_text[] =
     "  provision   create an account: --tenant T --instance I --email E\n"
     "  action      run a plugin action: --tenant T --instance I NAME\n"
     "              [--arg KEY=VALUE]...\n"
+    "  serve       run every enabled instance on its schedule; serve\n"
+    "              /healthz, /readyz, /metrics and POST /api/v1/sync\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE      config file (default: ./connhost.yaml)\n"
@@ -73,6 +75,8 @@ static const char usage_text[] =
     "      --arg KEY=VALUE    action: an argument (repeatable)\n"
     "      --name NAME        action: the action's name (or give it after\n"
     "                         'action')\n"
+    "      --listen ADDR      serve: listen on ADDR, HOST:PORT (default:\n"
+    "                         config serve.listen, else 127.0.0.1:9464)\n"
     "      --log-level LVL    error, warn, info (default), debug\n"
     "      --log-format FMT   text (default) or json\n"
     "  -q, --quiet            errors only; no progress line or summary\n"
@@ -80,7 +84,9 @@ static const char usage_text[] =
     "  -h, --help             this help\n"
     "\n"
     "Exit status: 0 ok, 1 failure, 2 usage or config error, 3 partial (some\n"
-    "instances failed), 130/143 stopped by SIGINT/SIGTERM.\n"
+    "instances failed), 130/143 stopped by SIGINT/SIGTERM (serve: 0).\n"
+    "serve: SIGHUP reloads the config, SIGTERM/SIGINT let running syncs\n"
+    "finish within serve.shutdown_grace.\n"
     "Writes need 'provisioning: true' on the instance. An option that does\n"
     "not apply to the command is a usage error.\n";
 
@@ -103,12 +109,14 @@ enum {
   OPT_ARG,
   OPT_NAME,
   OPT_LOG_LEVEL,
-  OPT_LOG_FORMAT
+  OPT_LOG_FORMAT,
+  OPT_LISTEN
 };
 
 /* Which commands an option applies to; any other use is a usage error. */
 #define C(x) (1u << (x))
-#define C_ALL 0xffu
+#define C_ALL 0xffffu
+#define C_RUNS (C(CMD_SYNC) | C(CMD_SERVE))
 #define C_WRITES                                                               \
   (C(CMD_GRANT) | C(CMD_REVOKE) | C(CMD_PROVISION) | C(CMD_ACTION))
 
@@ -119,15 +127,15 @@ struct opt_def {
 
 static const struct opt_def opt_defs[] = {
     {{"config", required_argument, NULL, 'c'}, C_ALL},
-    {{"output", required_argument, NULL, 'o'}, C(CMD_SYNC)},
-    {{"format", required_argument, NULL, OPT_FORMAT}, C(CMD_SYNC)},
-    {{"workers", required_argument, NULL, 'w'}, C(CMD_SYNC)},
+    {{"output", required_argument, NULL, 'o'}, C_RUNS},
+    {{"format", required_argument, NULL, OPT_FORMAT}, C_RUNS},
+    {{"workers", required_argument, NULL, 'w'}, C_RUNS},
     {{"tenant", required_argument, NULL, OPT_TENANT},
-     C(CMD_SYNC) | C(CMD_CHECK) | C(CMD_PROVISION) | C(CMD_ACTION)},
+     C_RUNS | C(CMD_CHECK) | C(CMD_PROVISION) | C(CMD_ACTION)},
     {{"instance", required_argument, NULL, OPT_INSTANCE},
      C(CMD_PROVISION) | C(CMD_ACTION)},
     {{"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR}, C_ALL},
-    {{"max-pages", required_argument, NULL, OPT_MAX_PAGES}, C(CMD_SYNC)},
+    {{"max-pages", required_argument, NULL, OPT_MAX_PAGES}, C_RUNS},
     {{"allow-partial", no_argument, NULL, OPT_ALLOW_PARTIAL}, C(CMD_SYNC)},
     {{"accept-shrink", no_argument, NULL, OPT_ACCEPT_SHRINK}, C(CMD_SYNC)},
     {{"dry-run", no_argument, NULL, OPT_DRY_RUN}, C_WRITES},
@@ -146,14 +154,16 @@ static const struct opt_def opt_defs[] = {
     {{"name", required_argument, NULL, OPT_NAME}, C(CMD_ACTION)},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, C_ALL},
     {{"log-format", required_argument, NULL, OPT_LOG_FORMAT}, C_ALL},
+    {{"listen", required_argument, NULL, OPT_LISTEN}, C(CMD_SERVE)},
     {{"quiet", no_argument, NULL, 'q'}, C_ALL},
     {{"version", no_argument, NULL, 'V'}, C_ALL},
     {{"help", no_argument, NULL, 'h'}, C_ALL}};
 
 #define NOPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 
-static const char *const command_names[] = {
-    "sync", "check", "plugins", "grant", "revoke", "provision", "action"};
+static const char *const command_names[] = {"sync",   "check",  "plugins",
+                                            "grant",  "revoke", "provision",
+                                            "action", "serve"};
 #define NCOMMANDS (sizeof(command_names) / sizeof(command_names[0]))
 
 static int usage_error(const char *fmt, ...) CH_PRINTF(1, 2);
@@ -354,6 +364,9 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
         return usage_error("--log-format must be text or json, not '%s'",
                            optarg);
       break;
+    case OPT_LISTEN:
+      cli->listen = optarg;
+      break;
     case 'q':
       cli->quiet = 1;
       break;
@@ -407,7 +420,7 @@ const char *session_plugin_dir(const struct session *s) {
   return PLUGINDIR;
 }
 
-static int tenant_selected(const struct cli *cli, const char *tenant) {
+int cli_tenant_selected(const struct cli *cli, const char *tenant) {
   if (!cli->ntenants)
     return 1;
   for (size_t i = 0; i < cli->ntenants; i++) {
@@ -490,7 +503,7 @@ registry:
   }
   for (size_t t = 0; t < s->config->ntenants; t++) {
     const struct config_tenant *ct = &s->config->tenants[t];
-    if (!tenant_selected(cli, ct->name))
+    if (!cli_tenant_selected(cli, ct->name))
       continue;
     for (size_t i = 0; i < ct->ninstances; i++) {
       if (!ct->instances[i].enabled)
@@ -569,7 +582,9 @@ int cli_main(int argc, char **argv) {
     goto out_cli;
   log_setup(opt_level, opt_log_format, cli.quiet);
   stop_install_handlers();
-  rc = session_setup(&s, &cli, cli.cmd == CMD_SYNC || cli.cmd == CMD_CHECK);
+  rc = session_setup(&s, &cli,
+                     cli.cmd == CMD_SYNC || cli.cmd == CMD_CHECK ||
+                         cli.cmd == CMD_SERVE);
   if (rc >= 0)
     goto out;
   /* curl_global_init must run before any thread starts. */
@@ -597,6 +612,9 @@ int cli_main(int argc, char **argv) {
     break;
   case CMD_ACTION:
     rc = cmd_action(&s);
+    break;
+  case CMD_SERVE:
+    rc = cmd_serve(&s);
     break;
   }
 out:

@@ -19,7 +19,8 @@ enum command {
   CMD_GRANT,
   CMD_REVOKE,
   CMD_PROVISION,
-  CMD_ACTION
+  CMD_ACTION,
+  CMD_SERVE
 };
 
 struct cli {
@@ -34,6 +35,7 @@ struct cli {
   int accept_shrink; /* skip the safety thresholds (safety.h) */
   int dry_run;
   int quiet;
+  const char *listen;   /* serve --listen */
   const char **tenants; /* --tenant filters */
   size_t ntenants;
   /* writes */
@@ -65,6 +67,9 @@ struct session {
 int cli_parse(struct cli *cli, int argc, char **argv);
 void cli_release(struct cli *cli);
 
+/* Whether --tenant (none given: every tenant) selects `tenant`. */
+int cli_tenant_selected(const struct cli *cli, const char *tenant);
+
 /* The plugin directory: --plugin-dir, config plugin_dir, installed. */
 const char *session_plugin_dir(const struct session *s);
 
@@ -86,6 +91,7 @@ int cmd_plugins(struct session *s);
 int cmd_grant_revoke(struct session *s);
 int cmd_provision(struct session *s);
 int cmd_action(struct session *s);
+int cmd_serve(struct session *s);
 
 /* main() in one call: parse, set up logging and HTTP, dispatch. */
 int cli_main(int argc, char **argv);

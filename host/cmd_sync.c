@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* `connhost sync`: open the instances, run the engine, write the graph. */
+/* `connhost sync`, and the one sync run it shares with `connhost serve`:
+   open the instances, run the engine, write the graph. */
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +20,11 @@
 #include "cli.h"
 #include "engine.h"
 #include "graph.h"
+#include "isolate.h"
 #include "log.h"
 #include "safety.h"
 #include "stop.h"
+#include "syncrun.h"
 #include "util.h"
 
 #define DEFAULT_OUTPUT "graph.json"
@@ -54,26 +59,34 @@ static void generated_at(char *buf, size_t n) {
 
 static double now_s(void) { return (double)util_mono_us() / 1e6; }
 
-static void open_all(struct session *s, struct graph *g) {
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+static void register_all(struct instance **insts, size_t n, struct graph *g) {
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     const struct ch_plugin *d = in->plugin->desc;
-    struct ch_err err = {0};
 
     in->graph_index = graph_add_instance(g, in->ci->tenant, in->ci->name,
                                          d->name, d->version, d->types);
-    if (instance_open(in, &err) != CH_OK)
+  }
+}
+
+/* The in-process ones: an isolated instance's child opens its own. */
+static void open_all(struct instance **insts, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
+    struct ch_err err = {0};
+
+    if (!in->isolated && instance_open(in, &err) != CH_OK)
       instance_fail(in, "open: %s", err.msg);
   }
 }
 
-static void report_all(struct session *s, struct graph *g) {
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+static void report_all(struct instance **insts, size_t n, struct graph *g) {
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     struct http_stats st;
     struct graph_report r = {0};
 
-    http_client_stats(in->hctx.http, &st);
+    instance_http_stats(in, &st);
     r.ok = !instance_failed(in);
     r.error = instance_failed(in) ? in->error : NULL;
     r.pages = in->pages;
@@ -97,7 +110,7 @@ static void figures(const struct instance *in, const struct graph *g,
   f->ok = graph_instance_ok(g, in->graph_index, &f->error);
   if (!f->ok && !f->error)
     f->error = "unknown error";
-  http_client_stats(in->hctx.http, &f->st);
+  instance_http_stats(in, &f->st);
 }
 
 /* Seconds to the millisecond, printed as such (not 17 digits). */
@@ -133,7 +146,7 @@ static struct json_object *instance_json(const struct instance *in,
 /* JSON logs: one instance_finished event per instance, then sync_finished
    with the totals and every instance's figures. `where` is the file
    written, NULL when none was. */
-static void summary_events(struct session *s, struct graph *g,
+static void summary_events(struct instance **insts, size_t n, struct graph *g,
                            const char *where, const char *status,
                            double seconds) {
   struct json_object *fin = json_object_new_object();
@@ -142,12 +155,12 @@ static void summary_events(struct session *s, struct graph *g,
   struct graph_counts gc;
 
   graph_counts(g, &gc);
-  for (size_t i = 0; i < s->ninsts; i++) {
+  for (size_t i = 0; i < n; i++) {
     struct inst_figures f;
     struct json_object *one;
 
-    figures(s->insts[i], g, &f);
-    one = instance_json(s->insts[i], &f);
+    figures(insts[i], g, &f);
+    one = instance_json(insts[i], &f);
     json_object_array_add(list, json_object_get(one));
     log_event(f.ok ? CH_LOG_INFO : CH_LOG_ERROR, "instance_finished", one);
   }
@@ -165,8 +178,8 @@ static void summary_events(struct session *s, struct graph *g,
   log_event(level, "sync_finished", fin);
 }
 
-static void print_summary(struct session *s, struct graph *g, FILE *out,
-                          const char *where, double seconds) {
+static void print_summary(struct instance **insts, size_t n, struct graph *g,
+                          FILE *out, const char *where, double seconds) {
   struct graph_counts gc;
 
   graph_counts(g, &gc);
@@ -177,8 +190,8 @@ static void print_summary(struct session *s, struct graph *g, FILE *out,
           "%zu identities (%zu joined across instances) in %.1f s\n",
           gc.resources, gc.entitlements, gc.grants, gc.derived_grants,
           gc.identities, gc.merged_identities, seconds);
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     struct inst_figures f;
 
     figures(in, g, &f);
@@ -194,12 +207,13 @@ static void print_summary(struct session *s, struct graph *g, FILE *out,
 }
 
 /* The summary in the log's format: text on `out`, or JSON events. */
-static void summary(struct session *s, struct graph *g, FILE *out,
-                    const char *where, const char *status, double seconds) {
+static void summary(struct instance **insts, size_t n, struct graph *g,
+                    const struct sync_opts *o, FILE *out, const char *where,
+                    const char *status, double seconds) {
   if (log_format() == LOG_JSON)
-    summary_events(s, g, where, status, seconds);
-  else if (!s->cli->quiet)
-    print_summary(s, g, out, where && strcmp(where, "-") ? where : NULL,
+    summary_events(insts, n, g, where, status, seconds);
+  else if (o->summary)
+    print_summary(insts, n, g, out, where && strcmp(where, "-") ? where : NULL,
                   seconds);
 }
 
@@ -265,20 +279,21 @@ static int output_dir_ok(const char *output) {
 
 /* Fail each instance that shrank past its threshold since the last good
    run, before graph_finish drops failed instances' records. */
-static int check_shrink(struct session *s, const char *output) {
+static int check_shrink(struct instance **insts, size_t n,
+                        const struct sync_opts *o, const char *output) {
   struct safety_prev *prev;
 
-  if (s->cli->accept_shrink)
+  if (o->accept_shrink)
     return 0;
   prev = safety_prev_load(output);
   if (!prev)
     return -1;
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     struct safety_counts now = {in->resources, in->grants};
-    int pct = in->ci->max_shrink >= 0      ? in->ci->max_shrink
-              : s->config->max_shrink >= 0 ? s->config->max_shrink
-                                           : SAFETY_DEFAULT_MAX_SHRINK;
+    int pct = in->ci->max_shrink >= 0 ? in->ci->max_shrink
+              : o->max_shrink >= 0    ? o->max_shrink
+                                      : SAFETY_DEFAULT_MAX_SHRINK;
     char why[256];
 
     if (!instance_failed(in) &&
@@ -290,94 +305,201 @@ static int check_shrink(struct session *s, const char *output) {
   return 0;
 }
 
-int cmd_sync(struct session *s) {
-  struct cli *cli = s->cli;
+void sync_figures(struct instance *in, struct sync_figures *f) {
+  struct http_stats st;
+
+  instance_http_stats(in, &st);
+  f->ok = !instance_failed(in);
+  f->error = f->ok ? NULL : in->error;
+  f->resources = atomic_load(&in->resources);
+  f->grants = atomic_load(&in->grants);
+  f->pages = atomic_load(&in->pages);
+  f->requests = st.requests;
+  f->retries = st.retries;
+  f->throttled = st.throttled;
+  f->bytes = st.bytes_in + st.bytes_out;
+  f->wait_s = st.wait_s;
+}
+
+/* The watchdog beside the engine: per-instance `timeout:` and a progress
+   line at info every o->progress_ms, on a terminal or not. */
+struct watch {
+  struct instance **insts;
+  size_t n;
+  long progress_ms;
+  double t0;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int done;
+};
+
+static void watch_tick(struct watch *w, double now, double *next_progress) {
+  for (size_t i = 0; i < w->n; i++) {
+    struct instance *in = w->insts[i];
+    long limit = in->ci->timeout_ms;
+    if (limit > 0 && !instance_failed(in) &&
+        (now - w->t0) * 1000.0 >= (double)limit)
+      instance_fail(in, "timed out after %.1f s (timeout: %.1f s)", now - w->t0,
+                    (double)limit / 1000.0);
+  }
+  if (w->progress_ms <= 0 || now < *next_progress)
+    return;
+  *next_progress = now + (double)w->progress_ms / 1000.0;
+  for (size_t i = 0; i < w->n; i++) {
+    struct sync_figures f;
+    if (!w->insts[i]->pinst || instance_failed(w->insts[i]))
+      continue;
+    sync_figures(w->insts[i], &f);
+    log_msg(w->insts[i]->hctx.label, CH_LOG_INFO,
+            "sync_progress: %llu resources, %llu grants, %llu requests, "
+            "%llu retries, %.0f s so far",
+            (unsigned long long)f.resources, (unsigned long long)f.grants,
+            (unsigned long long)f.requests, (unsigned long long)f.retries,
+            now - w->t0);
+  }
+}
+
+static void *watch_main(void *arg) {
+  struct watch *w = arg;
+  double next_progress = w->t0 + (double)w->progress_ms / 1000.0;
+
+  pthread_mutex_lock(&w->lock);
+  while (!w->done) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+    if (!w->done)
+      watch_tick(w, now_s(), &next_progress);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+static int watch_needed(struct instance **insts, size_t n, long progress_ms) {
+  if (progress_ms > 0)
+    return 1;
+  for (size_t i = 0; i < n; i++) {
+    if (insts[i]->ci->timeout_ms > 0)
+      return 1;
+  }
+  return 0;
+}
+
+static const char *signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal";
+}
+
+int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
+             struct sync_status *st) {
   struct graph *g = graph_new();
   struct engine_opts eo = {0};
+  struct isolate *iso = NULL;
   struct ch_err err = {0};
-  const char *output = cli->output;
-  const char *format;
+  struct watch w = {.insts = insts, .n = n, .progress_ms = o->progress_ms};
+  pthread_t watcher;
+  int watching = 0;
   char stamp[32];
   struct write_arg wa;
-  size_t nok = 0, nfail = 0;
-  double t0 = now_s();
-  int to_stdout, rc = EXIT_FAIL;
+  int to_stdout = strcmp(o->output, "-") == 0;
+  const char *status;
+  int erc;
 
+  memset(st, 0, sizeof(*st));
+  st->rc = EXIT_FAIL;
+  w.t0 = now_s();
   if (!g) {
     log_error("out of memory");
-    return EXIT_FAIL;
+    return st->rc;
   }
-  if (!output)
-    output = s->config->output ? s->config->output : DEFAULT_OUTPUT;
-  format = pick_format(cli, s->config);
-  to_stdout = strcmp(output, "-") == 0;
-  if (!to_stdout && !output_dir_ok(output)) {
-    rc = EXIT_USAGE;
+  if (!to_stdout && !output_dir_ok(o->output)) {
+    st->rc = EXIT_USAGE;
     goto out;
   }
-  eo.workers = cli->workers         ? cli->workers
-               : s->config->workers ? s->config->workers
-                                    : engine_default_workers();
-  eo.max_pages = cli->max_pages         ? cli->max_pages
-                 : s->config->max_pages ? s->config->max_pages
-                                        : ENGINE_DEFAULT_MAX_PAGES;
-  /* The progress line is for a person at a terminal, never in JSON logs. */
-  eo.progress =
-      !cli->quiet && log_format() == LOG_TEXT && isatty(STDERR_FILENO);
-  log_debug("%d workers, %s output", eo.workers, format);
+  eo.workers = o->workers;
+  eo.max_pages = o->max_pages;
+  eo.progress = o->progress;
+  log_debug("%d workers, %s output", eo.workers, o->format);
 
-  open_all(s, g);
-  if (engine_sync(s->insts, s->ninsts, g, &eo) == CH_E_NOMEM) {
+  if (o->config)
+    isolate_choose(insts, n, o->config, o->isolation);
+  register_all(insts, n, g);
+  /* before the watcher: children are forked while the host has no thread */
+  if (isolate_start(insts, n, g, &eo, &iso) != CH_OK) {
+    log_error("out of memory starting the plugin processes");
+    goto out;
+  }
+  open_all(insts, n);
+  pthread_mutex_init(&w.lock, NULL);
+  pthread_cond_init(&w.cond, NULL);
+  if (watch_needed(insts, n, o->progress_ms) &&
+      pthread_create(&watcher, NULL, watch_main, &w) == 0)
+    watching = 1;
+  erc = engine_sync(insts, n, g, &eo);
+  isolate_finish(iso);
+  if (watching) {
+    pthread_mutex_lock(&w.lock);
+    w.done = 1;
+    pthread_cond_signal(&w.cond);
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(watcher, NULL);
+  }
+  pthread_cond_destroy(&w.cond);
+  pthread_mutex_destroy(&w.lock);
+  if (erc == CH_E_NOMEM) {
     log_error("out of memory during the sync");
     goto out;
   }
   if (stop_requested()) {
     int sig = stop_requested();
     log_error("stopped by %s: no graph written; %s left as it was",
-              sig == SIGINT    ? "SIGINT"
-              : sig == SIGTERM ? "SIGTERM"
-                               : "signal",
-              to_stdout ? "the output" : output);
-    rc = 128 + sig;
+              signal_name(sig), to_stdout ? "the output" : o->output);
+    st->rc = 128 + sig;
     goto out;
   }
-  if (check_shrink(s, to_stdout ? NULL : output)) {
+  if (check_shrink(insts, n, o, to_stdout ? NULL : o->output)) {
     log_error("out of memory");
     goto out;
   }
-  report_all(s, g);
+  report_all(insts, n, g);
   graph_finish(g);
-  for (size_t i = 0; i < s->ninsts; i++) {
-    struct instance *in = s->insts[i];
+  for (size_t i = 0; i < n; i++) {
+    struct instance *in = insts[i];
     const char *error = NULL;
     if (graph_instance_ok(g, in->graph_index, &error)) {
-      nok++;
+      st->nok++;
       continue;
     }
-    nfail++;
+    st->nfail++;
     /* Failed while the graph was checked (e.g. a grant on an unknown
        entitlement): record it like any other instance failure. */
     if (!instance_failed(in))
       instance_fail(in, "%s", error ? error : "invalid records");
   }
-  if (nfail && !cli->allow_partial) {
-    const char *status = nok ? "partial" : "failed";
-    double dt = now_s() - t0;
+  graph_counts(g, &st->counts);
+  if (st->nfail && !o->allow_partial) {
+    double dt = now_s() - w.t0;
+    status = st->nok ? "partial" : "failed";
     /* The text summary leads up to the error; sync_finished ends the run. */
     if (log_format() != LOG_JSON)
-      summary(s, g, stderr, NULL, status, dt);
+      summary(insts, n, g, o, stderr, NULL, status, dt);
     log_error("%zu of %zu instances failed: no graph written; %s left as it "
               "was (--allow-partial writes what succeeded)",
-              nfail, nfail + nok, to_stdout ? "the output" : output);
+              st->nfail, st->nfail + st->nok,
+              to_stdout ? "the output" : o->output);
     if (log_format() == LOG_JSON)
-      summary(s, g, stderr, NULL, status, dt);
-    rc = nok ? EXIT_PARTIAL : EXIT_FAIL;
+      summary(insts, n, g, o, stderr, NULL, status, dt);
+    st->rc = st->nok ? EXIT_PARTIAL : EXIT_FAIL;
     goto out;
   }
 
   generated_at(stamp, sizeof(stamp));
   wa.graph = g;
-  wa.format = strcmp(format, "jsonl") == 0 ? GRAPH_JSONL : GRAPH_JSON;
+  wa.format = strcmp(o->format, "jsonl") == 0 ? GRAPH_JSONL : GRAPH_JSON;
   wa.generated_at = stamp;
   if (to_stdout) {
     if (output_write_stream(stdout, "stdout", write_graph, &wa, &err) !=
@@ -386,17 +508,113 @@ int cmd_sync(struct session *s) {
                 err.msg[0] ? err.msg : "write error");
       goto out;
     }
-  } else if (output_write_atomic(output, write_graph, &wa, &err) != CH_OK) {
+  } else if (output_write_atomic(o->output, write_graph, &wa, &err) != CH_OK) {
     log_error("%s", err.msg);
     goto out;
   }
-  rc = nfail ? (nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
-  summary(s, g, to_stdout ? stderr : stdout, to_stdout ? "-" : output,
-          rc == EXIT_OK        ? "ok"
-          : rc == EXIT_PARTIAL ? "partial"
-                               : "failed",
-          now_s() - t0);
+  st->written = 1;
+  st->rc = st->nfail ? (st->nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
+  status = st->rc == EXIT_OK        ? "ok"
+           : st->rc == EXIT_PARTIAL ? "partial"
+                                    : "failed";
+  summary(insts, n, g, o, to_stdout ? stderr : stdout, o->output, status,
+          now_s() - w.t0);
 out:
+  st->duration = now_s() - w.t0;
   graph_free(g);
-  return rc;
+  return st->rc;
+}
+
+char *sync_output_of(const char *pattern, const char *tenant) {
+  size_t tl = strlen(tenant), n = 1;
+  const char *p;
+  char *out, *o;
+
+  for (p = pattern; *p;) {
+    if (strncmp(p, "{tenant}", 8) == 0) {
+      n += tl;
+      p += 8;
+    } else {
+      n++;
+      p++;
+    }
+  }
+  out = malloc(n);
+  if (!out)
+    return NULL;
+  for (p = pattern, o = out; *p;) {
+    if (strncmp(p, "{tenant}", 8) == 0) {
+      memcpy(o, tenant, tl);
+      o += tl;
+      p += 8;
+    } else {
+      *o++ = *p++;
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+/* An output pattern with {tenant}: one run and one file per tenant (the
+   session's instances come grouped by tenant). */
+static int sync_per_tenant(struct session *s, const struct sync_opts *base) {
+  const char *pattern = base->output;
+  size_t nok = 0, nfail = 0;
+
+  for (size_t i = 0; i < s->ninsts;) {
+    const char *tenant = s->insts[i]->ci->tenant;
+    struct sync_opts o = *base;
+    struct sync_status st;
+    size_t j = i;
+    char *path;
+
+    while (j < s->ninsts && strcmp(s->insts[j]->ci->tenant, tenant) == 0)
+      j++;
+    path = sync_output_of(pattern, tenant);
+    if (!path) {
+      log_error("out of memory");
+      return EXIT_FAIL;
+    }
+    o.output = path;
+    sync_run(s->insts + i, j - i, &o, &st);
+    free(path);
+    if (st.rc >= 128)
+      return st.rc;
+    if (st.rc == EXIT_OK)
+      nok++;
+    else
+      nfail++;
+    i = j;
+  }
+  return nfail ? (nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
+}
+
+int cmd_sync(struct session *s) {
+  struct cli *cli = s->cli;
+  struct sync_opts o = {0};
+  struct sync_status st;
+
+  o.output = cli->output         ? cli->output
+             : s->config->output ? s->config->output
+                                 : DEFAULT_OUTPUT;
+  o.format = pick_format(cli, s->config);
+  o.workers = cli->workers         ? cli->workers
+              : s->config->workers ? s->config->workers
+                                   : engine_default_workers();
+  o.max_pages = cli->max_pages         ? cli->max_pages
+                : s->config->max_pages ? s->config->max_pages
+                                       : ENGINE_DEFAULT_MAX_PAGES;
+  /* The progress line is for a person at a terminal, never in JSON logs. */
+  o.progress = !cli->quiet && log_format() == LOG_TEXT && isatty(STDERR_FILENO);
+  o.allow_partial = cli->allow_partial;
+  o.accept_shrink = cli->accept_shrink;
+  o.max_shrink = s->config->max_shrink;
+  o.summary = !cli->quiet;
+  o.progress_ms = SYNC_PROGRESS_MS;
+  o.config = s->config;
+  /* one-shot sync: in-process unless the config says otherwise */
+  o.isolation = CFG_ISOLATION_NONE;
+  if (strstr(o.output, "{tenant}"))
+    return sync_per_tenant(s, &o);
+  return sync_run(s->insts, s->ninsts, &o, &st);
 }

@@ -232,6 +232,35 @@ static int parse_seconds_ms(const char *s, long max_s, long *out_ms) {
   return 0;
 }
 
+int config_parse_duration(const char *s, long *out_ms) {
+  static const struct {
+    const char *suffix;
+    long ms;
+  } units[] = {{"ms", 1},       {"s", 1000},      {"m", 60000},
+               {"h", 3600000L}, {"d", 86400000L}, {"", 1000}};
+  size_t len = strlen(s), num = 0;
+  char digits[32];
+  long whole_ms;
+
+  while (num < len && ((s[num] >= '0' && s[num] <= '9') || s[num] == '.'))
+    num++;
+  if (!num || num >= sizeof(digits))
+    return -1;
+  memcpy(digits, s, num);
+  digits[num] = '\0';
+  for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+    long max_s = 30L * 86400L * 1000L / units[u].ms; /* 30 days in all */
+    if (strcmp(s + num, units[u].suffix) != 0)
+      continue;
+    /* parse_seconds_ms reads "N[.F]" as N.F thousandths of the unit */
+    if (parse_seconds_ms(digits, max_s, &whole_ms))
+      return -1;
+    *out_ms = (long)((double)whole_ms * (double)units[u].ms / 1000.0);
+    return *out_ms > 0 ? 0 : -1;
+  }
+  return -1;
+}
+
 /* http:// or https:// followed by a host; no spaces or control bytes. */
 static int valid_url(const char *s) {
   const char *host;
@@ -867,6 +896,10 @@ void config_free(struct config *c) {
   free(c->plugin_dir);
   free(c->output);
   free(c->format);
+  free(c->serve_listen);
+  if (c->serve_auth_token)
+    wipe(c->serve_auth_token, strlen(c->serve_auth_token));
+  free(c->serve_auth_token);
   free(c);
 }
 
@@ -998,6 +1031,99 @@ static int host_seconds(const struct config *c, const struct cfg_node *n,
   return rc;
 }
 
+static int host_duration(const struct config *c, const struct cfg_node *n,
+                         const char *name, long *out_ms, struct ch_err *err) {
+  char *text = NULL;
+  int rc = host_text(c, n, name, &text, err);
+
+  if (rc)
+    return rc;
+  if (config_parse_duration(text, out_ms))
+    rc = fail(err, n,
+              "'%s' must be a duration such as 30s, 15m, 1h or 1d (at most "
+              "30 days), not '%s'",
+              name, text);
+  free(text);
+  return rc;
+}
+
+/* `schedule: {interval: 1h, jitter: 10%}`, host-wide or in a tenant. */
+static int load_schedule(const struct config *c, const struct cfg_node *n,
+                         const char *where, struct config_schedule *out,
+                         struct ch_err *err) {
+  static const char *const keys[] = {"interval", "jitter", NULL};
+  const struct cfg_node *k;
+  int rc;
+
+  if (n->kind != CFG_MAP)
+    return fail(err, n, "%s: 'schedule' must be a map (interval, jitter)",
+                where);
+  rc = check_keys(n, keys, "'schedule'", err);
+  if (rc)
+    return rc;
+  k = cfg_get(n, "interval");
+  if (k &&
+      (rc = host_duration(c, k, "schedule.interval", &out->interval_ms, err)))
+    return rc;
+  k = cfg_get(n, "jitter");
+  if (k) {
+    char *text = NULL, *end = NULL;
+    long v;
+    rc = host_text(c, k, "schedule.jitter", &text, err);
+    if (rc)
+      return rc;
+    v = strtol(text, &end, 10);
+    if (end == text || strcmp(end, "%") != 0 || v < 0 || v > 100)
+      rc = fail(err, k,
+                "'schedule.jitter' must be a percentage of the interval "
+                "from 0%% to 100%%, such as 10%%");
+    else
+      out->jitter_pct = (int)v;
+    free(text);
+  }
+  return rc;
+}
+
+/* `serve: {listen, auth_token, shutdown_grace}`. */
+static int load_serve(struct config *c, const struct cfg_node *n,
+                      struct ch_err *err) {
+  static const char *const keys[] = {"listen", "auth_token", "shutdown_grace",
+                                     NULL};
+  const struct cfg_node *k;
+  int rc;
+
+  if (is_null(n))
+    return CH_OK;
+  if (n->kind != CFG_MAP)
+    return fail(err, n, "'serve' must be a map, not %s", kind_name(n->kind));
+  rc = check_keys(n, keys, "'serve'", err);
+  if (rc)
+    return rc;
+  k = cfg_get(n, "listen");
+  if (k && (rc = host_text(c, k, "serve.listen", &c->serve_listen, err)))
+    return rc;
+  k = cfg_get(n, "auth_token");
+  if (k) {
+    rc = host_text(c, k, "serve.auth_token", &c->serve_auth_token, err);
+    if (rc)
+      return rc;
+    if (strlen(c->serve_auth_token) < 16)
+      return fail(err, k,
+                  "'serve.auth_token' is too short: use at least 16 "
+                  "characters (e.g. ${file:/run/secrets/connhost-token})");
+    log_add_secret(c->serve_auth_token);
+    if (k->kind == CFG_SCALAR && !strstr(k->value, "${"))
+      log_warn("%s:%u:%u: 'serve.auth_token' is a secret written inline in "
+               "the config; use ${env:NAME} or ${file:PATH} instead",
+               k->file, k->line, k->col);
+  }
+  k = cfg_get(n, "shutdown_grace");
+  if (k && (rc = host_duration(c, k, "serve.shutdown_grace", &c->serve_grace_ms,
+                               err)))
+    return rc;
+  return CH_OK;
+}
+
 static int load_http(struct config *c, const struct cfg_node *http,
                      struct ch_err *err) {
   static const char *const keys[] = {"timeout_seconds",
@@ -1041,12 +1167,31 @@ static int load_http(struct config *c, const struct cfg_node *http,
   return CH_OK;
 }
 
+/* `isolation: none | process` (host default or per instance). */
+static int host_isolation(const struct config *c, const struct cfg_node *n,
+                          enum config_isolation *out, struct ch_err *err) {
+  char *text = NULL;
+  int rc = host_text(c, n, "isolation", &text, err);
+
+  if (rc)
+    return rc;
+  if (strcmp(text, "none") == 0)
+    *out = CFG_ISOLATION_NONE;
+  else if (strcmp(text, "process") == 0)
+    *out = CFG_ISOLATION_PROCESS;
+  else
+    rc = fail(err, n, "'isolation' must be none or process, not '%s'", text);
+  free(text);
+  return rc;
+}
+
 static int load_instance(struct config *c, struct config_tenant *tn,
                          const struct cfg_node *knode,
                          const struct cfg_node *val, struct config_instance *ci,
                          struct ch_err *err) {
   static const char *const keys[] = {"plugin",  "enabled",    "provisioning",
-                                     "options", "max_shrink", NULL};
+                                     "options", "max_shrink", "isolation",
+                                     "timeout", NULL};
   char where[300];
   const struct cfg_node *n;
   int rc;
@@ -1067,7 +1212,7 @@ static int load_instance(struct config *c, struct config_tenant *tn,
   if (!is_null(val) && val->kind != CFG_MAP)
     return fail(err, val,
                 "%s must be a map (plugin, enabled, provisioning, "
-                "options), not %s",
+                "options, isolation), not %s",
                 where, kind_name(val->kind));
   if (val->kind == CFG_MAP) {
     rc = check_keys(val, keys, where, err);
@@ -1101,6 +1246,12 @@ static int load_instance(struct config *c, struct config_tenant *tn,
   n = cfg_get(val, "max_shrink");
   if (n && (rc = host_percent(c, n, "max_shrink", &ci->max_shrink, err)))
     return rc;
+  n = cfg_get(val, "isolation");
+  if (n && (rc = host_isolation(c, n, &ci->isolation, err)))
+    return rc;
+  n = cfg_get(val, "timeout");
+  if (n && (rc = host_duration(c, n, "timeout", &ci->timeout_ms, err)))
+    return rc;
   n = cfg_get(val, "options");
   if (n && !is_null(n)) {
     if (n->kind != CFG_MAP)
@@ -1117,6 +1268,7 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
   int rc;
 
   tn->node = val;
+  tn->schedule.jitter_pct = -1;
   tn->name = strdup(knode->value);
   if (!tn->name)
     return nomem(err);
@@ -1134,21 +1286,33 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
   if (!tn->instances)
     return nomem(err);
   for (size_t i = 0; i < val->n; i++) {
+    /* `schedule` is the tenant's own schedule, not an instance */
+    if (strcmp(val->keys[i], "schedule") == 0) {
+      char where[300];
+      snprintf(where, sizeof(where), "tenant '%s'", tn->name);
+      rc = load_schedule(c, val->kids[i], where, &tn->schedule, err);
+      if (rc)
+        return rc;
+      continue;
+    }
     /* counted first so config_free releases a half-built instance */
     tn->ninstances++;
-    rc = load_instance(c, tn, val->knodes[i], val->kids[i], &tn->instances[i],
-                       err);
+    rc = load_instance(c, tn, val->knodes[i], val->kids[i],
+                       &tn->instances[tn->ninstances - 1], err);
     if (rc)
       return rc;
   }
+  if (!tn->ninstances)
+    return fail(err, knode, "tenant '%s' has no instances", tn->name);
   return CH_OK;
 }
 
 static int load_model(struct config *c, struct ch_err *err) {
   static const char *const keys[] = {
-      "plugin_dir", "output", "format",     "workers",
-      "max_pages",  "http",   "max_shrink", "allow_insecure_plugin_dir",
-      "tenants",    NULL};
+      "plugin_dir", "output",  "format",     "workers",
+      "max_pages",  "http",    "max_shrink", "allow_insecure_plugin_dir",
+      "isolation",  "tenants", "schedule",   "serve",
+      NULL};
   const struct cfg_node *root = c->root, *n, *tenants;
   long v;
   int rc;
@@ -1195,6 +1359,16 @@ static int load_model(struct config *c, struct ch_err *err) {
   n = cfg_get(root, "allow_insecure_plugin_dir");
   if (n && (rc = host_bool(c, n, "allow_insecure_plugin_dir",
                            &c->allow_insecure_plugin_dir, err)))
+    return rc;
+  n = cfg_get(root, "isolation");
+  if (n && (rc = host_isolation(c, n, &c->isolation, err)))
+    return rc;
+  c->schedule.jitter_pct = -1;
+  n = cfg_get(root, "schedule");
+  if (n && (rc = load_schedule(c, n, "the top-level map", &c->schedule, err)))
+    return rc;
+  n = cfg_get(root, "serve");
+  if (n && (rc = load_serve(c, n, err)))
     return rc;
 
   tenants = cfg_get(root, "tenants");

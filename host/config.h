@@ -26,6 +26,13 @@ struct cfg_node {
 /* Find `key` in a map node; NULL when absent or `map` is not a map. */
 const struct cfg_node *cfg_get(const struct cfg_node *map, const char *key);
 
+/* Where an instance's plugin runs (see docs/config.md, "Isolation"). */
+enum config_isolation {
+  CFG_ISOLATION_UNSET = 0, /* not written: the host-wide or command default */
+  CFG_ISOLATION_NONE,      /* in the host process */
+  CFG_ISOLATION_PROCESS    /* in a child process of its own */
+};
+
 struct config_instance {
   char *tenant;
   char *name;
@@ -33,12 +40,23 @@ struct config_instance {
   int enabled;                    /* default 1 */
   int provisioning;               /* default 0 */
   int max_shrink;                 /* percent, -1 when not set (safety.h) */
+  long timeout_ms;                /* `timeout:` of one run; 0 = none */
   const struct cfg_node *node;    /* the instance map, for locations */
   const struct cfg_node *options; /* the options map, or NULL */
+
+  /* UNSET when not written */
+  enum config_isolation isolation;
+};
+
+/* `schedule:` (serve): how often a tenant syncs. */
+struct config_schedule {
+  long interval_ms; /* 0 when not set */
+  int jitter_pct;   /* -1 when not set; else 0..100 */
 };
 
 struct config_tenant {
   char *name;
+  struct config_schedule schedule; /* the tenant's own, or unset */
   struct config_instance *instances;
   size_t ninstances;
   const struct cfg_node *node;
@@ -60,9 +78,17 @@ struct config {
      loader's ownership and mode checks are off (test rigs) */
   int max_shrink;
   int allow_insecure_plugin_dir;
+  struct config_schedule schedule; /* host-wide `schedule:` */
+  /* `serve:` */
+  char *serve_listen;     /* "ADDR:PORT", or NULL */
+  char *serve_auth_token; /* expanded secret, or NULL */
+  long serve_grace_ms;    /* `shutdown_grace:`; 0 when not set */
   struct config_tenant *tenants;
   size_t ntenants;
   struct cfg_node *root;
+
+  /* the host-wide default; UNSET when not written */
+  enum config_isolation isolation;
 };
 
 /*
@@ -112,6 +138,10 @@ void config_options_release(struct config_options *o);
    file's content. Returns a malloc'd string or NULL with err set. */
 char *config_expand(const struct config *c, const struct cfg_node *n,
                     const char *what, int *secret, struct ch_err *err);
+
+/* "1h", "30s", "1.5m", "250ms", "2d", or a bare number of seconds, to
+   milliseconds (> 0). Returns 0, or -1 when it is not a duration. */
+int config_parse_duration(const char *s, long *out_ms);
 
 /* Resolve `p` against the config's directory (absolute stays). malloc'd. */
 char *config_path(const struct config *c, const char *p);

@@ -176,6 +176,20 @@ static void schedule_children(struct engine *e, struct instance *in,
     push(e, action_new(ACT_GRANTS, in, NULL, r->type, r->id, NULL, 0));
 }
 
+static int add_resource(struct engine *e, struct instance *in,
+                        const struct ch_resource *r, struct ch_err *err) {
+  const struct engine_emit *em = e->opts->emit;
+  return em ? em->on_resource(em->ctx, in, r, err)
+            : graph_add_resource(e->graph, in->graph_index, r, err);
+}
+
+static int add_grant(struct engine *e, struct instance *in,
+                     const struct ch_grant *g, struct ch_err *err) {
+  const struct engine_emit *em = e->opts->emit;
+  return em ? em->on_grant(em->ctx, in, g, err)
+            : graph_add_grant(e->graph, in->graph_index, g, err);
+}
+
 static int sink_resource(struct ch_sink *s, const struct ch_resource *r) {
   struct sink_ctx *sc = (struct sink_ctx *)s;
   struct instance *in = sc->act->inst;
@@ -183,7 +197,7 @@ static int sink_resource(struct ch_sink *s, const struct ch_resource *r) {
 
   if (sc->stop || stop_requested())
     return 1;
-  if (graph_add_resource(sc->eng->graph, in->graph_index, r, &err) != CH_OK) {
+  if (add_resource(sc->eng, in, r, &err) != CH_OK) {
     instance_fail(in, "malformed resource: %s", err.msg);
     sc->stop = 1;
     return 1;
@@ -202,7 +216,7 @@ static int sink_grant(struct ch_sink *s, const struct ch_grant *g) {
 
   if (sc->stop || stop_requested())
     return 1;
-  if (graph_add_grant(sc->eng->graph, in->graph_index, g, &err) != CH_OK) {
+  if (add_grant(sc->eng, in, g, &err) != CH_OK) {
     instance_fail(in, "malformed grant: %s", err.msg);
     sc->stop = 1;
     return 1;

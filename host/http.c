@@ -1028,6 +1028,11 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
               gconf.max_attempts);
     } else {
       debug_body(&k, status, &x);
+      if (status == 429) {
+        pthread_mutex_lock(&c->lock);
+        c->stats.throttled++;
+        pthread_mutex_unlock(&c->lock);
+      }
       /* A write answered 429 was refused before it ran; any other failure
          of a write may have been applied, so it is only repeated when the
          plugin says so. */

@@ -28,6 +28,7 @@ void http_global_defaults(struct http_global_conf *conf);
 struct http_stats {
   uint64_t requests; /* attempts sent, retries included */
   uint64_t retries;
+  uint64_t throttled; /* answers that were 429 */
   uint64_t bytes_in;
   uint64_t bytes_out;
   uint64_t errors; /* requests that ended in a negative status */

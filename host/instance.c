@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "instance.h"
+#include "isolate.h"
 #include "log.h"
 #include "stop.h"
 #include "util.h"
@@ -151,18 +152,31 @@ int instance_prepare(struct instance *in, const struct config *c,
 #define HAS_OP(in, op)                                                         \
   (CH_PLUGIN_HAS((in)->plugin->desc, op) && (in)->plugin->desc->op)
 
+/* Where a crash happened: the fatal-signal handler (stop.h) and, in a
+   plugin process, the host watching it (isolate.h) both need the op. */
+static void op_mark(const struct instance *in, const char *op,
+                    const char *arg) {
+  stop_enter_op(in->hctx.label, op, arg);
+  isolate_op_enter(op, arg);
+}
+
+static void op_unmark(void) {
+  stop_leave_op();
+  isolate_op_leave();
+}
+
 /* Every op call starts with a clean error buffer, and names itself to the
    fatal-signal handler (stop.h) so a crash says where it happened. */
 static void op_begin(const struct instance *in, const char *op, const char *arg,
                      struct ch_err *err) {
   err->code = 0;
   err->msg[0] = '\0';
-  stop_enter_op(in->hctx.label, op, arg);
+  op_mark(in, op, arg);
 }
 
 static int op_missing(const struct instance *in, const char *op,
                       struct ch_err *err) {
-  stop_leave_op();
+  op_unmark();
   return ch_err_set(err, CH_E_UNSUPPORTED, "plugin '%s' has no '%s' op",
                     in->plugin->name, op);
 }
@@ -171,7 +185,7 @@ static int op_missing(const struct instance *in, const char *op,
 static int op_end(int rc, struct ch_err *err) {
   char clean[sizeof(err->msg)];
 
-  stop_leave_op();
+  op_unmark();
   if (rc == CH_OK)
     return rc;
   if (!err->msg[0])
@@ -294,6 +308,15 @@ int instance_action(struct instance *in, const char *name,
       in->plugin->desc->action(in->pinst, name, args, nargs, result, err), err);
 }
 
+void instance_http_stats(const struct instance *in, struct http_stats *st) {
+  http_client_stats(in->hctx.http, st);
+  if (in->isolated) {
+    st->requests = in->child_http.requests;
+    st->retries = in->child_http.retries;
+    st->wait_s = in->child_http.wait_s;
+  }
+}
+
 void instance_set_dry_run(struct instance *in, FILE *out) {
   in->hctx.dry_run = 1;
   http_client_set_dry_run(in->hctx.http, out);
@@ -302,14 +325,27 @@ void instance_set_dry_run(struct instance *in, FILE *out) {
 void instance_release(struct instance *in) {
   if (!in || !in->ci)
     return;
-  if (in->pinst)
+  if (in->pinst) {
+    op_mark(in, "close", NULL);
     in->plugin->desc->close(in->pinst);
+    op_unmark();
+  }
   in->pinst = NULL;
   config_options_release(&in->opts);
   http_client_free(in->hctx.http);
   free(in->hctx.label);
   pthread_mutex_destroy(&in->lock);
   in->ci = NULL;
+}
+
+/* Keep the first error only. */
+static void record_error(struct instance *in, const char *clean) {
+  pthread_mutex_lock(&in->lock);
+  if (!in->failed) {
+    snprintf(in->error, sizeof(in->error), "%s", clean);
+    in->failed = 1;
+  }
+  pthread_mutex_unlock(&in->lock);
 }
 
 void instance_fail(struct instance *in, const char *fmt, ...) {
@@ -320,13 +356,15 @@ void instance_fail(struct instance *in, const char *fmt, ...) {
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   log_redact(msg, clean, sizeof(clean));
-  pthread_mutex_lock(&in->lock);
-  if (!in->failed) {
-    snprintf(in->error, sizeof(in->error), "%s", clean);
-    in->failed = 1;
-  }
-  pthread_mutex_unlock(&in->lock);
+  record_error(in, clean);
   log_msg(in->hctx.label, CH_LOG_ERROR, "%s", clean);
+}
+
+void instance_fail_logged(struct instance *in, const char *msg) {
+  char clean[sizeof(in->error)];
+
+  log_redact(msg, clean, sizeof(clean));
+  record_error(in, clean);
 }
 
 int instance_failed(struct instance *in) { return in->failed; }

@@ -32,6 +32,8 @@ struct instance {
   struct ch_hctx hctx;
   void *pinst; /* the plugin's instance after a successful open */
   int graph_index;
+  int isolated;                 /* its plugin runs in a child (isolate.h) */
+  struct http_stats child_http; /* isolated: the child's counters */
 
   /* Run state, shared by the workers. */
   atomic_int failed;
@@ -84,11 +86,16 @@ int instance_action(struct instance *in, const char *name,
 /* close (if opened) and free everything; accepts a never-prepared one. */
 void instance_release(struct instance *in);
 
+/* The instance's HTTP counters, wherever its plugin ran. */
+void instance_http_stats(const struct instance *in, struct http_stats *st);
+
 /* Dry run: print requests to `out` instead of sending them. */
 void instance_set_dry_run(struct instance *in, FILE *out);
 
 /* Record the instance's first error; later ones are only logged. */
 void instance_fail(struct instance *in, const char *fmt, ...) CH_PRINTF(2, 3);
+/* The same for a failure already logged (by an isolated child). */
+void instance_fail_logged(struct instance *in, const char *msg);
 int instance_failed(struct instance *in);
 
 #endif

@@ -265,6 +265,37 @@ START_TEST(test_shipped_example_loads) {
   ck_assert_int_eq(find_instance(c, "globex", "jira")->provisioning, 1);
   ck_assert_str_eq(find_instance(c, "globex", "legacy_hr")->plugin, "flatfile");
   ck_assert_int_eq(find_instance(c, "globex", "legacy_hr")->enabled, 0);
+  ck_assert_int_eq(c->isolation, CFG_ISOLATION_UNSET);
+  ck_assert_int_eq(find_instance(c, "acme", "jira")->isolation,
+                   CFG_ISOLATION_PROCESS);
+  ck_assert_int_eq(find_instance(c, "acme", "org")->isolation,
+                   CFG_ISOLATION_UNSET);
+  config_free(c);
+}
+END_TEST
+
+/* `isolation`: a host default and a per-instance value, UNSET when not
+   written (the command picks its default). */
+START_TEST(test_isolation_key) {
+  char path[PATH_MAX];
+  struct config *c;
+
+  write_tmp("iso.yaml",
+            "isolation: process\n"
+            "tenants:\n"
+            "  t:\n"
+            "    a:\n"
+            "      isolation: none\n"
+            "    b:\n"
+            "      isolation: process\n"
+            "    c:\n",
+            path, sizeof(path));
+  c = load_ok(path);
+  ck_assert_int_eq(c->isolation, CFG_ISOLATION_PROCESS);
+  ck_assert_int_eq(find_instance(c, "t", "a")->isolation, CFG_ISOLATION_NONE);
+  ck_assert_int_eq(find_instance(c, "t", "b")->isolation,
+                   CFG_ISOLATION_PROCESS);
+  ck_assert_int_eq(find_instance(c, "t", "c")->isolation, CFG_ISOLATION_UNSET);
   config_free(c);
 }
 END_TEST
@@ -370,10 +401,11 @@ static const struct {
     {"unknown_top.yaml", "2:1",
      "unknown key 'wrokers' in the top-level map (expected one of: "
      "plugin_dir, output, format, workers, max_pages, http, max_shrink, "
-     "allow_insecure_plugin_dir, tenants)"},
+     "allow_insecure_plugin_dir, isolation, tenants, schedule, serve)"},
     {"unknown_instance_key.yaml", "5:7",
      "unknown key 'enable' in instance 'acme/jira' (expected one of: "
-     "plugin, enabled, provisioning, options, max_shrink)"},
+     "plugin, enabled, provisioning, options, max_shrink, isolation, "
+     "timeout)"},
     {"wrong_type.yaml", "2:10", "'workers' must be an integer"},
     {"bad_tenant_name.yaml", "4:3", "tenant name 'acme corp' is not valid"},
     {"duplicate_key.yaml", "7:5",
@@ -419,6 +451,10 @@ static const struct {
      "unknown key 'retries' in 'http' (expected one of: timeout_seconds, "
      "connect_timeout_seconds, max_attempts, max_body_mb)"},
     {"http: 5\ntenants: {t: {i: }}\n", "1:7", "'http' must be a map"},
+    {"isolation: fork\ntenants: {t: {i: }}\n", "1:12",
+     "'isolation' must be none or process, not 'fork'"},
+    {"tenants:\n  t:\n    i:\n      isolation: [process]\n", "4:18",
+     "'isolation' must be a single value, not a list"},
     {"tenants:\n", "1:9", "'tenants' is empty: add at least one tenant"},
     {"tenants: [a, b]\n", "1:10", "'tenants' must be a map of tenant names"},
     {"tenants:\n  t: [a]\n", "2:6", "tenant 't' must be a map of instance"},
@@ -995,6 +1031,7 @@ static Suite *config_suite(void) {
   tcase_add_test(tc, test_full_file);
   tcase_add_test(tc, test_minimal_defaults);
   tcase_add_test(tc, test_shipped_example_loads);
+  tcase_add_test(tc, test_isolation_key);
   tcase_add_test(tc, test_relative_paths);
   tcase_add_test(tc, test_options_good);
   tcase_add_test(tc, test_expand_and_path);

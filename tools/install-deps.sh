@@ -5,7 +5,8 @@
 set -eu
 
 PKGS="build-essential autoconf automake libtool pkg-config make
-libcurl4-openssl-dev libjson-c-dev libyaml-dev check libsubunit-dev
+libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev check
+libsubunit-dev
 python3 python3-yaml openssl ca-certificates valgrind"
 
 missing=""

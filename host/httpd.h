@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/* The HTTP listener of `serve` (libmicrohttpd): bounded requests, optional
+   bearer token, one handler callback. */
+#ifndef CONNHOST_HTTPD_H
+#define CONNHOST_HTTPD_H
+
+#include <stddef.h>
+
+#include <connhost/plugin.h>
+
+#define HTTPD_DEFAULT_LISTEN "127.0.0.1:9464"
+
+struct httpd;
+struct httpd_request;
+
+/* What a handler answers; `body` is malloc'd (the listener frees it). */
+struct httpd_reply {
+  int status;
+  const char *content_type; /* default "text/plain; charset=utf-8" */
+  const char *allow;        /* the Allow header of a 405 */
+  char *body;
+};
+
+/* Called on the listener's thread: must not block. */
+typedef void (*httpd_handler)(void *arg, const struct httpd_request *rq,
+                              struct httpd_reply *rp);
+
+struct httpd_conf {
+  const char *listen; /* "ADDR:PORT", "[V6]:PORT" or "localhost:PORT" */
+  const char *token;  /* Bearer token every request needs, or NULL */
+  const char *const *open_paths; /* paths served without the token */
+  httpd_handler handler;
+  void *arg;
+};
+
+/*
+ * Parse `listen` and say whether it is a loopback address (127.0.0.0/8,
+ * ::1, localhost). Returns CH_OK or CH_E_CONFIG with a message.
+ */
+int httpd_listen_is_loopback(const char *listen, int *loopback,
+                             struct ch_err *err);
+
+/* Start listening (a non-loopback address without a token is refused).
+   Returns CH_OK with *out set, or an error naming the address. */
+int httpd_start(const struct httpd_conf *conf, struct httpd **out,
+                struct ch_err *err);
+/* The port actually bound (useful with port 0). */
+unsigned httpd_port(const struct httpd *h);
+/* Stop listening and close every connection; accepts NULL. */
+void httpd_stop(struct httpd *h);
+
+const char *httpd_method(const struct httpd_request *rq);
+const char *httpd_path(const struct httpd_request *rq);
+/* A query argument, or NULL. */
+const char *httpd_query(const struct httpd_request *rq, const char *name);
+
+/* Compare two secrets in time that depends only on their lengths' maximum,
+   not on where they differ. 1 when equal. */
+int httpd_secret_equal(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,240 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of process isolation (`isolation: process`): the built
+connhost binary with the hostile test plugin t_crash (segfault, abort,
+stack overflow, a list() that never returns, junk written into its pipe)
+next to good instances, and the real jira_cloud and atlassian_org plugins
+against the fake Atlassian Cloud, synced in-process and isolated.
+
+CONNHOST_SLOW_TESTS=0 skips the `large` profile comparison (two syncs of
+about 15 s each)."""
+import filecmp
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+SLOW = os.environ.get("CONNHOST_SLOW_TESTS") != "0"
+GRACE_S = 5  # ISOLATE_GRACE_MS in host/isolate.h
+SIGNALS = {"segv": "SIGSEGV", "abort": "SIGABRT", "overflow": "SIGSEGV"}
+
+
+def hostile_config(path, mode, default="process", bad_key=None, plugin_dir=None):
+    """acme/jira runs t_crash in `mode`; acme/good and globex/good run
+    t_chaos with good data. `default` is the host-wide isolation key (None:
+    not written); `bad_key` is acme/jira's own key."""
+    lines = ["plugin_dir: %s" % lib.yaml_quote(plugin_dir or lib.TEST_PLUGINS)]
+    if default:
+        lines.append("isolation: %s" % default)
+    lines += ["tenants:", "  acme:", "    jira:", "      plugin: t_crash"]
+    if bad_key:
+        lines.append("      isolation: %s" % bad_key)
+    lines += ["      options:", "        mode: %s" % mode,
+              "    good:", "      plugin: t_chaos",
+              "      options:", "        users: 7",
+              "  globex:", "    good:", "      plugin: t_chaos",
+              "      options:", "        id_prefix: g-"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def children_of(pid):
+    """Live (not zombie) pids whose parent is `pid` (from /proc)."""
+    kids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(name))
+    return kids
+
+
+class Hostile(lib.TempDirTest):
+    def sync(self, cfg, *extra):
+        return lib.run(["-c", cfg, "-o", self.path("graph.json"), "--allow-partial"]
+                       + list(extra), timeout=120)
+
+    def assert_others_synced(self, graph):
+        keys = {r["key"] for r in graph["resources"]}
+        for n in range(1, 8):
+            self.assertIn("acme/good/user/u%d" % n, keys)
+        for n in range(1, 6):
+            self.assertIn("globex/good/user/g-u%d" % n, keys)
+        self.assertIn("acme/good/group/everyone", keys)
+        self.assertIn("globex/good/group/g-everyone", keys)
+        self.assertFalse([k for k in keys if k.startswith("acme/jira/")])
+        members = [g for g in graph["grants"]
+                   if g["entitlement"] == "acme/good/group/everyone#member"]
+        self.assertEqual(len(members), 7)
+
+    def test_a_crash_fails_that_instance_only(self):
+        for mode, sig in SIGNALS.items():
+            with self.subTest(mode=mode):
+                cfg = hostile_config(self.path("c.yaml"), mode)
+                r = self.sync(cfg)
+                self.assertEqual(r.rc, 3, r)
+                line = "plugin t_crash crashed (%s) in list(user) for acme/jira" % sig
+                self.assertIn(line, r.err)
+                self.assertIn("acme/jira (t_crash): FAILED", r.out)
+                graph = lib.load_json(self.path("graph.json"))
+                self.assert_others_synced(graph)
+                report = {(i["tenant"], i["instance"]): i for i in graph["instances"]}
+                self.assertEqual(report[("acme", "jira")]["status"], "failed")
+                self.assertEqual(report[("acme", "jira")]["error"], line)
+                self.assertEqual(report[("acme", "good")]["status"], "ok")
+                self.assertEqual(report[("globex", "good")]["status"], "ok")
+
+    def test_the_instance_key_overrides_the_host_default(self):
+        # in-process by default, the hostile instance alone in a child
+        cfg = hostile_config(self.path("c.yaml"), "segv", default="none",
+                             bad_key="process")
+        r = self.sync(cfg)
+        self.assertEqual(r.rc, 3, r)
+        self.assertIn("plugin t_crash crashed (SIGSEGV) in list(user) for acme/jira", r.err)
+        self.assert_others_synced(lib.load_json(self.path("graph.json")))
+
+    def test_in_process_a_crash_takes_the_host_down(self):
+        # what isolation is for: `none` (and no key: sync's default) dies
+        for default, key in (("none", None), (None, None), ("process", "none")):
+            with self.subTest(default=default, key=key):
+                cfg = hostile_config(self.path("c.yaml"), "abort", default=default,
+                                     bad_key=key)
+                r = self.sync(cfg)
+                self.assertNotIn(r.rc, (0, 3), r)
+                self.assertFalse(os.path.exists(self.path("graph.json")))
+
+    def test_a_plugin_error_crosses_once(self):
+        # an ordinary failure in the child: in the summary, the graph's
+        # report and the exit code, logged once
+        cfg = hostile_config(self.path("c.yaml"), "segv")
+        with open(cfg) as f:
+            text = f.read().replace("plugin: t_crash", "plugin: t_chaos")
+        with open(cfg, "w") as f:
+            f.write(text.replace("mode: segv", "mode: list_fail"))
+        r = self.sync(cfg)
+        self.assertEqual(r.rc, 3, r)
+        line = "list user: credentials refused by test on page 2"
+        self.assertEqual(r.err.count(line), 1, r)
+        self.assertIn("acme/jira (t_chaos): FAILED", r.out)
+        graph = lib.load_json(self.path("graph.json"))
+        report = {(i["tenant"], i["instance"]): i for i in graph["instances"]}
+        self.assertEqual(report[("acme", "jira")]["error"], line)
+        # counted in the child: both user pages at least
+        self.assertGreaterEqual(report[("acme", "jira")]["stats"]["pages"], 2)
+        self.assert_others_synced(graph)
+
+    def test_junk_in_the_pipe_fails_that_instance_only(self):
+        cfg = hostile_config(self.path("c.yaml"), "scribble")
+        r = self.sync(cfg)
+        self.assertEqual(r.rc, 3, r)
+        self.assertIn("plugin t_crash sent a bad record stream for acme/jira: "
+                      "a frame length of 2147483647 bytes is out of bounds", r.err)
+        self.assert_others_synced(lib.load_json(self.path("graph.json")))
+
+    def test_a_stop_kills_a_child_that_ignores_it_after_the_grace_period(self):
+        cfg = hostile_config(self.path("c.yaml"), "block")
+        out = self.path("graph.json")
+        # SIGINT to the whole process group is a terminal's Ctrl-C
+        for sig, code, group in ((signal.SIGTERM, 143, False),
+                                 (signal.SIGINT, 130, False),
+                                 (signal.SIGINT, 130, True)):
+            with self.subTest(sig=sig, group=group):
+                with open(out, "w") as f:
+                    f.write("previous\n")
+                env = dict(os.environ, SOURCE_DATE_EPOCH="0")
+                p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "-o", out,
+                                      "--allow-partial"], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+                # the good instances finish; the blocked child stays
+                deadline = time.time() + 30
+                kids = []
+                while time.time() < deadline and p.poll() is None:
+                    kids = children_of(p.pid)
+                    if len(kids) == 1:
+                        time.sleep(0.5)
+                        break
+                    time.sleep(0.05)
+                self.assertEqual(len(kids), 1, "no blocked child process")
+                t0 = time.time()
+                if group:
+                    os.killpg(p.pid, sig)
+                else:
+                    p.send_signal(sig)
+                try:
+                    _, err = p.communicate(timeout=GRACE_S + 20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.communicate()
+                    self.fail("connhost did not exit after %s" % sig)
+                elapsed = time.time() - t0
+                self.assertEqual(p.returncode, code, err)
+                self.assertLess(elapsed, GRACE_S + 3, err)
+                self.assertGreater(elapsed, GRACE_S - 1, err)
+                self.assertIn("plugin t_crash did not stop within %d s of the stop "
+                              "request in list(user) for acme/jira: killed" % GRACE_S, err)
+                self.assertFalse(os.path.exists("/proc/%d" % kids[0]), "child left behind")
+                with open(out) as f:
+                    self.assertEqual(f.read(), "previous\n")
+
+    def test_bad_isolation_value_has_its_location(self):
+        cfg = hostile_config(self.path("c.yaml"), "segv", default="fork")
+        r = self.sync(cfg)
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("c.yaml:2:12: 'isolation' must be none or process, not 'fork'",
+                      r.err)
+
+
+class SameBytes(lib.TempDirTest):
+    """Isolated or not, the same data gives the same graph, byte for byte."""
+
+    def compare(self, profile):
+        fake = lib.Fake(self.tmp, profile=profile)
+        try:
+            c = fake.creds
+            env = {"DEMO_JIRA_URL": fake.base, "DEMO_JIRA_EMAIL": c["jira_email"],
+                   "DEMO_JIRA_TOKEN": c["jira_api_token"],
+                   "DEMO_ORG_API_BASE": fake.base + "/admin", "DEMO_ORG_ID": c["org_id"],
+                   "DEMO_ORG_KEY": c["org_api_key"],
+                   "DEMO_SCIM_URL": fake.base + "/scim/directory/" + c["scim_directory_id"],
+                   "DEMO_SCIM_TOKEN": c["scim_token"], "SOURCE_DATE_EPOCH": "0"}
+            with open(os.path.join(lib.SRCDIR, "conf", "demo.yaml")) as f:
+                demo = f.read()
+            outs = {}
+            for mode in ("none", "process"):
+                cfg = self.path("%s.yaml" % mode)
+                with open(cfg, "w") as f:
+                    f.write("isolation: %s\n" % mode + demo)
+                outs[mode] = self.path("%s.json" % mode)
+                r = lib.run(["-c", cfg, "--plugin-dir", lib.PLUGINS, "-o", outs[mode]],
+                            env=env)
+                self.assertEqual(r.rc, 0, r)
+                self.assertIn("demo/jira (jira_cloud): ok", r.out)
+                self.assertIn("demo/org (atlassian_org): ok", r.out)
+            graph = lib.load_json(outs["process"])
+            self.assertTrue(graph["resources"] and graph["grants"])
+            self.assertTrue(filecmp.cmp(outs["none"], outs["process"], shallow=False),
+                            "graphs differ between isolation none and process")
+        finally:
+            fake.stop()
+
+    def test_demo(self):
+        self.compare("demo")
+
+    @unittest.skipUnless(SLOW, "CONNHOST_SLOW_TESTS=0")
+    def test_large(self):
+        self.compare("large")
+
+
+if __name__ == "__main__":
+    lib.main()

@@ -1,0 +1,618 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of `connhost serve`: the built binary, the real
+jira_cloud.so and the fake Atlassian Cloud on loopback.
+
+Two tenants on a one-second schedule sync over and over; a tenant whose
+token file is made wrong (the fake then answers its real 401) fails alone
+in /metrics and the logs while the other keeps syncing, and recovers once
+the token is right again; SIGHUP with a broken config keeps the running
+one; SIGTERM during a sync exits 0 and leaves the last output as it was;
+/metrics is read with the strict text-format parser below; a non-loopback
+--listen needs serve.auth_token, and a wrong token gets 401.
+"""
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+# ---- a strict parser of the Prometheus text exposition format 0.0.4 -------
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
+TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+class ExpositionError(AssertionError):
+    pass
+
+
+def _value(text, lineno):
+    if text in ("NaN", "+Inf", "-Inf"):
+        return float(text.replace("Inf", "inf").replace("NaN", "nan"))
+    if not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text):
+        raise ExpositionError("line %d: bad sample value %r" % (lineno, text))
+    return float(text)
+
+
+def _labels(text, lineno):
+    """Parse 'a="x",b="y"' (escapes: \\\\, \\", \\n only)."""
+    out, i = {}, 0
+    while i < len(text):
+        m = re.compile(LABEL).match(text, i)
+        if not m or text[m.end():m.end() + 2] != '="':
+            raise ExpositionError("line %d: bad label at %r" % (lineno, text[i:]))
+        name, i = m.group(0), m.end() + 2
+        val = []
+        while True:
+            if i >= len(text):
+                raise ExpositionError("line %d: unterminated label value" % lineno)
+            ch = text[i]
+            if ch == "\\":
+                nxt = text[i + 1:i + 2]
+                if nxt not in ("\\", '"', "n"):
+                    raise ExpositionError("line %d: bad escape \\%s" % (lineno, nxt))
+                val.append("\n" if nxt == "n" else nxt)
+                i += 2
+            elif ch == '"':
+                i += 1
+                break
+            elif ch == "\n":
+                raise ExpositionError("line %d: raw newline in a label" % lineno)
+            else:
+                val.append(ch)
+                i += 1
+        if name in out:
+            raise ExpositionError("line %d: label %s twice" % (lineno, name))
+        out[name] = "".join(val)
+        if i < len(text):
+            if text[i] != ",":
+                raise ExpositionError("line %d: expected ',' in labels" % lineno)
+            i += 1
+    return out
+
+
+def parse_exposition(body):
+    """Return {family: {"type", "help", "samples": [(name, labels, value)]}}.
+    Raises ExpositionError on anything the format does not allow: a sample
+    before its TYPE, a family split in two, TYPE or HELP twice, a duplicate
+    series, a counter not named *_total, bad names, escapes or values, a
+    missing final newline, or bytes that are not UTF-8."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8")  # raises on bad UTF-8
+    if body and not body.endswith("\n"):
+        raise ExpositionError("no newline at the end")
+    families, seen_series, order = {}, set(), []
+    current = None
+    for lineno, line in enumerate(body.split("\n")[:-1], 1):
+        if not line:
+            continue
+        if line.startswith("#"):
+            m = re.fullmatch(r"# (HELP|TYPE) (%s) (.*)" % NAME, line)
+            if not m:
+                if line.startswith("# HELP") or line.startswith("# TYPE"):
+                    raise ExpositionError("line %d: malformed %r" % (lineno, line))
+                continue  # a plain comment
+            kind, name, rest = m.groups()
+            fam = families.setdefault(name, {"type": None, "help": None, "samples": []})
+            if fam["samples"]:
+                raise ExpositionError("line %d: %s after samples of %s" % (lineno, kind, name))
+            if kind == "TYPE":
+                if fam["type"] is not None:
+                    raise ExpositionError("line %d: TYPE of %s twice" % (lineno, name))
+                if rest not in TYPES:
+                    raise ExpositionError("line %d: unknown type %r" % (lineno, rest))
+                fam["type"] = rest
+            else:
+                if fam["help"] is not None:
+                    raise ExpositionError("line %d: HELP of %s twice" % (lineno, name))
+                if re.search(r"\\[^\\n]", rest):
+                    raise ExpositionError("line %d: bad escape in HELP" % lineno)
+                fam["help"] = rest
+            if name not in order:
+                order.append(name)
+            current = name
+            continue
+        m = re.fullmatch(r"(%s)(?:\{(.*)\})? (\S+)(?: (-?\d+))?" % NAME, line)
+        if not m:
+            raise ExpositionError("line %d: malformed sample %r" % (lineno, line))
+        name, ltext, vtext, _ts = m.groups()
+        labels = _labels(ltext or "", lineno)
+        value = _value(vtext, lineno)
+        fam_name = name
+        if fam_name not in families:
+            for suffix in ("_bucket", "_count", "_sum"):
+                if name.endswith(suffix) and name[:-len(suffix)] in families:
+                    fam_name = name[:-len(suffix)]
+        fam = families.get(fam_name)
+        if fam is None or fam["type"] is None:
+            raise ExpositionError("line %d: sample of %s before its TYPE" % (lineno, name))
+        if fam_name != current:
+            raise ExpositionError("line %d: family %s is not contiguous" % (lineno, fam_name))
+        key = (name, tuple(sorted(labels.items())))
+        if key in seen_series:
+            raise ExpositionError("line %d: duplicate series %s%s" % (lineno, name, labels))
+        seen_series.add(key)
+        if fam["type"] == "counter" and (not name.endswith("_total") or value < 0
+                                         or math.isnan(value)):
+            raise ExpositionError("line %d: counter %s must be *_total and >= 0" % (lineno, name))
+        fam["samples"].append((name, labels, value))
+    return families
+
+
+def slurp(path, mode="rb"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def sample(families, name, **labels):
+    """The value of one series, or None."""
+    for n, ls, v in families.get(name, {}).get("samples", []):
+        if n == name and all(ls.get(k) == w for k, w in labels.items()):
+            return v
+    return None
+
+
+class ParserSelfTest(lib.TempDirTest):
+    """The parser must reject what the format forbids, or the metrics
+    checks below would prove nothing."""
+
+    def test_rejects(self):
+        good = '# TYPE a_total counter\na_total{x="1"} 2\n'
+        parse_exposition(good)
+        for bad in ('a_total 1\n',                                   # no TYPE
+                    '# TYPE a counter\na 1\n',                       # counter name
+                    '# TYPE a gauge\na{x="\\q"} 1\n',                # escape
+                    '# TYPE a gauge\na{x="1"} 1\na{x="1"} 2\n',      # duplicate
+                    '# TYPE a gauge\n# TYPE a gauge\na 1\n',         # TYPE twice
+                    '# TYPE a gauge\n# TYPE b gauge\nb 1\na 1\n',    # split family
+                    '# TYPE a gauge\na one\n',                       # value
+                    '# TYPE a gauge\na 1',                           # final newline
+                    '# TYPE a gauge\na{x="1} 1\n'):                  # unterminated
+            with self.assertRaises(ExpositionError, msg=bad):
+                parse_exposition(bad)
+
+
+# ---- the daemon under test -------------------------------------------------
+
+class Serve:
+    """`connhost serve` in the background, stderr into a file."""
+
+    def __init__(self, workdir, cfg, args=(), name="serve", argv=None):
+        """Run `-c cfg serve --listen 127.0.0.1:0 args...`, or `argv` as
+        given."""
+        self.err_path = os.path.join(workdir, name + ".stderr")
+        self._err = open(self.err_path, "w")
+        env = dict(os.environ)
+        env.setdefault("SOURCE_DATE_EPOCH", "1700000000")
+        if argv is None:
+            argv = ["-c", cfg, "serve", "--listen", "127.0.0.1:0"] + list(args)
+        self.proc = subprocess.Popen([lib.CONNHOST] + list(argv), stdout=subprocess.DEVNULL,
+                                     stderr=self._err, env=env)
+        self.port = None
+        m = self.wait_log(r"listening on \S+ \(port (\d+)\)", timeout=30, allow_exit=True)
+        if m:
+            self.port = int(m.group(1))
+
+    def log(self):
+        with open(self.err_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, pattern, timeout=60, count=1, allow_exit=False):
+        """Wait until `pattern` matches `count` times; return the last match."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = list(re.finditer(pattern, self.log()))
+            if len(found) >= count:
+                return found[count - 1]
+            if self.proc.poll() is not None:
+                if allow_exit:
+                    return None
+                raise AssertionError("serve exited (rc %s) waiting for %r:\n%s"
+                                     % (self.proc.returncode, pattern, self.log()[-4000:]))
+            time.sleep(0.1)
+        raise AssertionError("no %r (x%d) in %ss:\n%s" % (pattern, count, timeout,
+                                                          self.log()[-4000:]))
+
+    def get(self, path, method="GET", token=None):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path),
+                                     method=method, data=b"" if method == "POST" else None)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def metrics(self, token=None):
+        status, headers, body = self.get("/metrics", token=token)
+        assert status == 200, (status, body)
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4"), headers
+        return parse_exposition(body)
+
+    def wait_metric(self, pred, timeout=60, what="metric"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            fam = self.metrics()
+            if pred(fam):
+                return fam
+            time.sleep(0.2)
+        raise AssertionError("%s never held:\n%s" % (what, self.get("/metrics")[2].decode()))
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("serve did not stop in %ss:\n%s" % (timeout, self.log()[-3000:]))
+        self._err.close()
+        return self.proc.returncode
+
+
+class ServeTest(lib.TempDirTest):
+    fake_extra = ()
+
+    def setUp(self):
+        super().setUp()
+        self.fake = lib.Fake(self.tmp, extra=self.fake_extra)
+        self.addCleanup(self.fake.stop)
+        self.out_dir = self.path("out")
+        os.makedirs(self.out_dir)
+        self.tokens = {}
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            if s.proc.poll() is None:
+                s.proc.kill()
+                s.proc.wait()
+            if not s._err.closed:
+                s._err.close()
+        super().tearDown()
+
+    def token_file(self, tenant, value):
+        path = self.path("token-" + tenant)
+        with open(path, "w") as f:
+            f.write(value)
+        return path
+
+    def jira(self, tenant):
+        c = self.fake.creds
+        path = self.token_file(tenant, c["jira_api_token"])
+        return {"plugin": "jira_cloud",
+                "options": {"url": self.fake.base, "gateway_url": self.fake.base,
+                            "email": c["jira_email"], "api_token": "${file:%s}" % path}}
+
+    def config(self, tenants=("alpha", "beta"), extra="", name="serve.yaml"):
+        return lib.write_config(
+            self.path(name), {t: {"jira": self.jira(t)} for t in tenants},
+            output=os.path.join(self.out_dir, "{tenant}.json"), plugin_dir=lib.PLUGINS,
+            extra=extra)
+
+    def serve(self, cfg, args=()):
+        s = Serve(self.tmp, cfg, args, name="serve%d" % len(self.servers))
+        self.servers.append(s)
+        self.assertIsNotNone(s.port, s.log())
+        return s
+
+    def out(self, tenant):
+        return os.path.join(self.out_dir, tenant + ".json")
+
+
+SHORT = "schedule:\n  interval: 1s\n  jitter: 0%\nworkers: 4\n"
+
+
+class Scheduling(ServeTest):
+    def test_tenants_sync_repeatedly_and_fail_alone(self):
+        s = self.serve(self.config(extra=SHORT))
+        for t in ("alpha", "beta"):
+            s.wait_log(r"sync_finished: tenant=%s instance=jira status=ok" % t, count=2)
+        for t in ("alpha", "beta"):
+            g = lib.load_json(self.out(t))
+            self.assertEqual({r["tenant"] for r in g["resources"]}, {t})
+            self.assertEqual(len([u for u in g["resources"] if u["type"] == "user"]),
+                             len(self.fake.truth["jira"]["users"]))
+        fam = s.metrics()
+        for t in ("alpha", "beta"):
+            self.assertEqual(sample(fam, "connhost_sync_last_success", tenant=t, instance="jira"), 1)
+            self.assertGreater(sample(fam, "connhost_http_requests_total", tenant=t,
+                                      instance="jira"), 0)
+            self.assertGreater(sample(fam, "connhost_sync_resources", tenant=t, instance="jira"), 0)
+        self.assertEqual(sample(fam, "connhost_build_info"), 1)
+        self.assertGreater(sample(fam, "process_resident_memory_bytes"), 0)
+        self.assertGreater(sample(fam, "process_open_fds"), 0)
+
+        # beta's token goes bad: the fake answers its real 401
+        good_beta = slurp(self.out("beta"))
+        self.token_file("beta", "not-the-token-at-all-123")
+        fam = s.wait_metric(lambda f: sample(f, "connhost_sync_last_success", tenant="beta",
+                                             instance="jira") == 0, what="beta failed")
+        self.assertEqual(sample(fam, "connhost_sync_last_success", tenant="alpha",
+                                instance="jira"), 1)
+        failed_runs = sample(fam, "connhost_sync_runs_total", tenant="beta", instance="jira",
+                             status="failed")
+        self.assertGreaterEqual(failed_runs, 1)
+        alpha_ok = sample(fam, "connhost_sync_runs_total", tenant="alpha", instance="jira",
+                          status="ok")
+        # alpha keeps syncing while beta fails
+        s.wait_metric(lambda f: sample(f, "connhost_sync_runs_total", tenant="alpha",
+                                       instance="jira", status="ok") >= alpha_ok + 2,
+                      what="alpha kept syncing")
+        log = s.log()
+        self.assertRegex(log, r"sync_finished: tenant=beta instance=jira status=failed "
+                              r".*error=\".*401")
+        self.assertNotRegex(log, r"sync_finished: tenant=alpha instance=jira status=failed")
+        self.assertNotIn("not-the-token-at-all-123", log)
+        self.assertNotIn(self.fake.creds["jira_api_token"], log)
+        self.assertEqual(slurp(self.out("beta")), good_beta,
+                         "a failed run replaced the last good output")
+
+        # restored: the next attempt recovers
+        self.token_file("beta", self.fake.creds["jira_api_token"])
+        s.wait_metric(lambda f: sample(f, "connhost_sync_last_success", tenant="beta",
+                                       instance="jira") == 1, what="beta recovered")
+        self.assertEqual(s.stop(), 0, s.log()[-3000:])
+
+    def test_api_sync_queues_a_run(self):
+        cfg = self.config(tenants=("alpha",),
+                          extra="schedule:\n  interval: 1h\n  jitter: 0%\n")
+        s = self.serve(cfg)
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok")
+        status, _, body = s.get("/api/v1/sync?tenant=alpha&instance=jira", method="POST")
+        self.assertEqual(status, 202, body)
+        self.assertEqual(json.loads(body)["queued"], True)
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok", count=2, timeout=30)
+        self.assertEqual(s.get("/api/v1/sync?tenant=nobody", method="POST")[0], 404)
+        self.assertEqual(s.get("/api/v1/sync?tenant=alpha&instance=nope", method="POST")[0], 404)
+        self.assertEqual(s.get("/api/v1/sync", method="POST")[0], 400)
+        status, headers, _ = s.get("/api/v1/sync?tenant=alpha")
+        self.assertEqual(status, 405)
+        self.assertEqual(headers["Allow"], "POST")
+        self.assertEqual(s.get("/nope")[0], 404)
+        self.assertEqual(s.get("/healthz")[:1], (200,))
+        self.assertEqual(s.get("/readyz")[0], 200)
+        self.assertEqual(s.stop(signal.SIGINT), 0)
+
+
+class Binding(ServeTest):
+    def test_an_instance_that_cannot_start_keeps_the_tenant_output(self):
+        c = self.fake.creds
+        second = self.jira("alpha")
+        second["options"]["api_token"] = "${file:%s}" % self.path("token-second")
+        with open(self.path("token-second"), "w") as f:
+            f.write(c["jira_api_token"])
+        cfg = lib.write_config(
+            self.path("two.yaml"), {"alpha": {"jira": self.jira("alpha"), "jira2": second}},
+            output=os.path.join(self.out_dir, "{tenant}.json"), plugin_dir=lib.PLUGINS,
+            extra=SHORT)
+        s = self.serve(cfg)
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira2 status=ok")
+        before = slurp(self.out("alpha"))
+        os.unlink(self.path("token-second"))  # its secret cannot be read now
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira2 status=failed .*"
+                   r"cannot read file")
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=failed .*"
+                   r"not run: another instance of the tenant did not start")
+        fam = s.metrics()
+        self.assertEqual(sample(fam, "connhost_sync_running", tenant="alpha", instance="jira"), 0)
+        self.assertEqual(sample(fam, "connhost_sync_last_success", tenant="alpha",
+                                instance="jira"), 0)
+        self.assertEqual(slurp(self.out("alpha")), before)
+        self.assertEqual(s.stop(), 0)
+
+
+class OneShot(ServeTest):
+    def test_sync_with_the_serve_config_writes_a_file_per_tenant(self):
+        # what the .timer unit runs: the same config, one pass, then exit
+        cfg = self.config(extra=SHORT)
+        r = lib.run(["-c", cfg, "sync"])
+        self.assertEqual(r.rc, 0, r)
+        for t in ("alpha", "beta"):
+            g = lib.load_json(self.out(t))
+            self.assertEqual({x["tenant"] for x in g["resources"]}, {t})
+        self.assertEqual(sorted(os.listdir(self.out_dir)), ["alpha.json", "beta.json"])
+        # one tenant failing: exit 3 (partial), its last file left as it was
+        before = slurp(self.out("beta"))
+        self.token_file("beta", "not-the-token-at-all-123")
+        r = lib.run(["-c", cfg, "sync"])
+        self.assertEqual(r.rc, 3, r)
+        self.assertEqual(slurp(self.out("beta")), before)
+
+
+class Signals(ServeTest):
+    def test_sighup_broken_config_keeps_the_old_one(self):
+        cfg = self.config(extra=SHORT)
+        s = self.serve(cfg)
+        s.wait_log(r"sync_finished: tenant=beta instance=jira status=ok")
+        good = slurp(cfg, "r")
+        with open(cfg, "w") as f:
+            f.write(good.replace("interval: 1s", "interval: [1s"))
+        s.proc.send_signal(signal.SIGHUP)
+        m = s.wait_log(r"connhost: error: (%s:\d+:\d+): .*" % re.escape(cfg))
+        self.assertTrue(m.group(1).startswith(cfg + ":"), m.group(0))
+        s.wait_log(r"reload failed; the running config stays in effect")
+        fam = s.metrics()
+        self.assertEqual(sample(fam, "connhost_config_last_reload_successful"), 0)
+        # the old config keeps running: more successful syncs after the failed reload
+        n = len(re.findall(r"sync_finished: tenant=alpha instance=jira status=ok", s.log()))
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok", count=n + 2)
+
+        # a config that loads but whose instance cannot bind is refused too
+        with open(cfg, "w") as f:
+            f.write(good.replace("plugin: jira_cloud", "plugin: no_such_plugin", 1))
+        s.proc.send_signal(signal.SIGHUP)
+        s.wait_log(r"reload failed; the running config stays in effect", count=2)
+
+        # a good config with one tenant less: beta stops being scheduled
+        with open(cfg, "w") as f:
+            f.write(slurp(self.config(tenants=("alpha",), extra=SHORT, name="one.yaml"), "r"))
+        s.proc.send_signal(signal.SIGHUP)
+        s.wait_log(r"reloaded: 1 tenants")
+        fam = s.metrics()
+        self.assertEqual(sample(fam, "connhost_config_last_reload_successful"), 1)
+        # the removed tenant's series go with it
+        self.assertIsNone(sample(fam, "connhost_sync_runs_total", tenant="beta"))
+        self.assertIsNotNone(sample(fam, "connhost_sync_runs_total", tenant="alpha"))
+        n = len(re.findall(r"sync_finished: tenant=alpha instance=jira status=ok", s.log()))
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok", count=n + 2)
+        beta_runs = len(re.findall(r"sync_started: tenant=beta", s.log()))
+        time.sleep(2.5)
+        self.assertEqual(len(re.findall(r"sync_started: tenant=beta", s.log())), beta_runs)
+        self.assertEqual(s.stop(), 0)
+
+
+class Shutdown(ServeTest):
+    # 27 requests of a tiny tenant at 0.5 s each on one worker: ~14 s a run
+    fake_extra = ("--latency-ms", "500")
+
+    def test_sigterm_during_a_sync_keeps_the_last_output(self):
+        cfg = self.config(tenants=("alpha",), extra=(
+            "workers: 1\nschedule:\n  interval: 1h\n  jitter: 0%\n"
+            "serve:\n  shutdown_grace: 1s\n"))
+        s = self.serve(cfg)
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok", timeout=120)
+        before = slurp(self.out("alpha"))
+        json.loads(before)
+        self.assertEqual(s.get("/api/v1/sync?tenant=alpha", method="POST")[0], 202)
+        s.wait_log(r"sync_started: tenant=alpha", count=2)
+        # the 10 s progress line of a running sync, not on a terminal
+        s.wait_log(r"\[jira_cloud:alpha/jira\] sync_progress: \d+ resources", timeout=60)
+        self.assertIsNone(s.proc.poll())
+        t0 = time.time()
+        rc = s.stop(signal.SIGTERM)
+        self.assertEqual(rc, 0, s.log()[-3000:])
+        self.assertLess(time.time() - t0, 20)
+        log = s.log()
+        self.assertIn("shutdown grace of 1.0 s passed", log)
+        self.assertEqual(slurp(self.out("alpha")), before)
+        self.assertEqual([f for f in os.listdir(self.out_dir)], ["alpha.json"],
+                         "a temp file was left behind")
+
+
+    def second_fake(self):
+        """A fake without latency, in its own folder (for a fast tenant)."""
+        d = self.path("fast-fake")
+        os.makedirs(d)
+        fake = lib.Fake(d)
+        self.addCleanup(fake.stop)
+        return fake
+
+    def test_a_slow_tenant_does_not_delay_another(self):
+        fast = self.second_fake()
+        cfg = self.config(tenants=("alpha", "beta"), extra=(
+            "workers: 2\nschedule:\n  interval: 1s\n  jitter: 0%\n"
+            "serve:\n  shutdown_grace: 1s\n"))
+        text = slurp(cfg, "r")
+        # beta talks to the fast fake: its own URLs after the line "beta:"
+        head, _, tail = text.partition("  beta:")
+        with open(cfg, "w") as f:
+            f.write(head + "  beta:" + tail.replace(self.fake.base, fast.base))
+        s = self.serve(cfg)
+        s.wait_log(r"sync_finished: tenant=beta instance=jira status=ok", count=3)
+        fam = s.metrics()
+        # alpha's first run (about 14 s on its one worker) is still going
+        self.assertEqual(sample(fam, "connhost_sync_running", tenant="alpha", instance="jira"), 1)
+        self.assertIsNone(sample(fam, "connhost_sync_last_success", tenant="alpha",
+                                 instance="jira"))
+        self.assertNotIn("sync_finished: tenant=alpha", s.log())
+        s.proc.send_signal(signal.SIGTERM)
+        # draining: not ready any more, still alive
+        seen = set()
+        for _ in range(50):
+            try:
+                seen.add(s.get("/readyz")[0])
+            except OSError:
+                break
+            if 503 in seen:
+                break
+            time.sleep(0.02)
+        self.assertIn(503, seen)
+        self.assertEqual(s.stop(), 0)
+
+    def test_timeout_fails_the_instance_and_retries(self):
+        cfg = self.config(tenants=("alpha",), extra=(
+            "workers: 1\nschedule:\n  interval: 2s\n  jitter: 0%\n"))
+        text = slurp(cfg, "r")
+        with open(cfg, "w") as f:
+            f.write(text.replace("      plugin: jira_cloud\n",
+                                 "      plugin: jira_cloud\n      timeout: 2s\n"))
+        s = self.serve(cfg)
+        m = s.wait_log(r"sync_finished: tenant=alpha instance=jira status=failed .*"
+                       r"error=\"timed out after (\d+\.\d) s \(timeout: 2\.0 s\)")
+        self.assertLess(float(m.group(1)), 4.0)
+        s.wait_log(r"tenant 'alpha': run failed \(1 in a row\); retrying in 2\.0 s")
+        s.wait_log(r"sync_started: tenant=alpha", count=2)
+        self.assertEqual(sample(s.metrics(), "connhost_sync_last_success", tenant="alpha",
+                                instance="jira"), 0)
+        self.assertFalse(os.path.exists(self.out("alpha")))
+        self.assertEqual(s.stop(), 0)
+
+
+class Listen(ServeTest):
+    TOKEN = "a-long-serve-token-0123456789"
+
+    def test_non_loopback_needs_a_token(self):
+        cfg = self.config(tenants=("alpha",))
+        r = lib.run(["-c", cfg, "serve", "--listen", "0.0.0.0:0"], timeout=30)
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("needs 'serve.auth_token'", r.err)
+        r = lib.run(["-c", cfg, "serve", "--listen", "nonsense"], timeout=30)
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("is not ADDR:PORT", r.err)
+
+    def test_wrong_token_gets_401(self):
+        tok = self.path("serve-token")
+        with open(tok, "w") as f:
+            f.write(self.TOKEN)
+        cfg = self.config(tenants=("alpha",), extra="serve:\n  auth_token: ${file:%s}\n" % tok)
+        s = self.serve(cfg)
+        status, headers, _ = s.get("/metrics", token="a-long-serve-token-0123456780")
+        self.assertEqual(status, 401)
+        self.assertIn("Bearer", headers["WWW-Authenticate"])
+        self.assertEqual(s.get("/metrics")[0], 401)
+        self.assertEqual(s.get("/api/v1/sync?tenant=alpha", method="POST")[0], 401)
+        self.assertEqual(s.get("/metrics", token=self.TOKEN[:-1])[0], 401)
+        parse_exposition(s.get("/metrics", token=self.TOKEN)[2])
+        # probes stay open (they say nothing but up/ready)
+        self.assertEqual(s.get("/healthz")[0], 200)
+        self.assertEqual(s.get("/readyz")[0], 200)
+        self.assertNotIn(self.TOKEN, s.log())
+        self.assertEqual(s.stop(), 0)
+
+    def test_bounded_requests(self):
+        s = self.serve(self.config(tenants=("alpha",)))
+        import socket
+        # headers past the per-connection memory cap are refused, not buffered
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n")
+            head = c.recv(200)
+        self.assertRegex(head, rb"^HTTP/1\.1 4\d\d")
+        # a body larger than any endpoint takes gets 413
+        big = urllib.request.Request("http://127.0.0.1:%d/api/v1/sync?tenant=alpha" % s.port,
+                                     data=b"x" * 10000, method="POST")
+        try:
+            urllib.request.urlopen(big, timeout=10)
+            self.fail("a 10 kB body was accepted")
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 413)
+        except (ConnectionError, urllib.error.URLError):
+            pass  # closed before the client read the answer: also refused
+        self.assertEqual(s.get("/healthz")[0], 200)
+        self.assertEqual(s.stop(), 0)
+
+
+if __name__ == "__main__":
+    lib.main()
