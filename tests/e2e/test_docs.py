@@ -141,6 +141,8 @@ class DocBlocks(lib.TempDirTest):
             return "no 'tenants' map"
         for tname, insts in tenants.items():
             for iname, inst in (insts or {}).items():
+                if iname == "schedule":
+                    continue  # the tenant's own schedule, not an instance
                 inst = inst if isinstance(inst, dict) else {}
                 insts[iname] = inst
                 plugin = inst.get("plugin", iname)
@@ -184,6 +186,11 @@ class DocBlocks(lib.TempDirTest):
                             fh.write(values[key])
                     else:
                         opts[key] = values[key]
+        serve = doc.get("serve")
+        token = serve.get("auth_token") if isinstance(serve, dict) else None
+        m = ENV_REF.match(str(token)) if token else None
+        if m:  # the listener's bearer token: any secret long enough
+            env[m.group(1)] = "doc-test-token-0123456789abcdef"
         doc["plugin_dir"] = lib.PLUGINS
         doc.pop("output", None)
         return None
