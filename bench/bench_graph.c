@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "graph.h"
 
 /*
@@ -23,43 +24,10 @@
  * `threads` threads like sync workers; JSON goes to /dev/null.
  */
 
-static const char *const to_user_group[] = {"user", "group", NULL};
-static const struct ch_entitlement_def group_ents[] = {
-    {"member", "Member", to_user_group}, {NULL, NULL, NULL}};
-static const struct ch_entitlement_def role_ents[] = {
-    {"assigned", "Assigned", to_user_group}, {NULL, NULL, NULL}};
-static const struct ch_resource_type types[] = {
-    {"user", "User", CH_TRAIT_USER, NULL, NULL, CH_CAP_SYNC, 0},
-    {"group", "Group", CH_TRAIT_GROUP, NULL, group_ents, CH_CAP_SYNC, 0},
-    {"project_role", "Project role", CH_TRAIT_ROLE, NULL, role_ents,
-     CH_CAP_SYNC, 0},
-    {NULL, NULL, 0, NULL, NULL, 0, 0}};
-
 static long nusers = 100000, ngroups = 1000, nmembers = 1000000, nexp = 10000;
 static int nthreads = 2;
 static struct graph *g;
 static int inst;
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* CPU seconds of the process (all threads): less noisy than wall time on
-   a busy machine. */
-static double cpu(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static long peak_rss_mb(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss / 1024;
-}
 
 static uint64_t rnd(uint64_t *s) { /* xorshift64*: same data every run */
   *s ^= *s >> 12;
@@ -78,34 +46,18 @@ static void check(int rc, const struct ch_err *err) {
 static void *add_resources(void *arg) {
   long t = (long)arg, i;
   struct ch_err err;
-  char id[48], name[48], email[64], mk1[80], mk2[80];
-  const char *emails[] = {email, NULL};
-  const char *mks[] = {mk1, mk2, NULL};
+  struct bench_user u;
+  char id[48];
 
   for (i = t; i < nusers; i += nthreads) {
     struct ch_resource r = {0};
     snprintf(id, sizeof(id), "5b10a2844c20165700ede%06ld", i);
-    snprintf(name, sizeof(name), "User Number %ld", i);
-    snprintf(email, sizeof(email), "user%ld@example.com", i);
-    snprintf(mk1, sizeof(mk1), "atlassian_account_id=%s", id);
-    snprintf(mk2, sizeof(mk2), "email=%s", email);
-    r.type = "user";
-    r.id = id;
-    r.display_name = name;
-    r.status = CH_RES_ENABLED;
-    r.account_type = CH_ACCOUNT_HUMAN;
-    r.emails = emails;
-    r.match_keys = mks;
+    bench_user(&u, id, i, &r);
     check(graph_add_resource(g, inst, &r, &err), &err);
   }
   for (i = t; i < ngroups + nexp / 5; i += nthreads) {
     struct ch_resource r = {0};
-    int role = i >= ngroups;
-    snprintf(id, sizeof(id), "%s-%ld", role ? "10000:1" : "grp",
-             role ? i - ngroups : i);
-    r.type = role ? "project_role" : "group";
-    r.id = id;
-    r.display_name = id;
+    bench_group(id, sizeof(id), i, ngroups, &r);
     check(graph_add_resource(g, inst, &r, &err), &err);
   }
   return NULL;

@@ -43,6 +43,9 @@ static const char usage_text[] =
     "              [--arg KEY=VALUE]...\n"
     "  serve       run every enabled instance on its schedule; serve\n"
     "              /healthz, /readyz, /metrics and POST /api/v1/sync\n"
+    "  runs, resources, grants, access, who-has, explain, diff, stats,\n"
+    "  export, report\n"
+    "              read the snapshot store ('connhost runs --help')\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE      config file (default: ./connhost.yaml)\n"
@@ -575,9 +578,12 @@ static int http_start(const struct config *c) {
 int cli_main(int argc, char **argv) {
   struct cli cli;
   struct session s;
-  int rc = cli_parse(&cli, argc, argv);
+  int rc;
   int http_ready = 0;
 
+  if (cmd_read_wanted(argc, argv))
+    return cmd_read_main(argc, argv);
+  rc = cli_parse(&cli, argc, argv);
   if (rc >= 0)
     goto out_cli;
   log_setup(opt_level, opt_log_format, cli.quiet);

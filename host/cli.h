@@ -93,6 +93,11 @@ int cmd_provision(struct session *s);
 int cmd_action(struct session *s);
 int cmd_serve(struct session *s);
 
+/* The read commands (cmd_read.c): 1 when argv names one; they parse their
+   own options and need no config or plugins. */
+int cmd_read_wanted(int argc, char **argv);
+int cmd_read_main(int argc, char **argv);
+
 /* main() in one call: parse, set up logging and HTTP, dispatch. */
 int cli_main(int argc, char **argv);
 

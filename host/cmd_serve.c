@@ -267,6 +267,8 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
                                       : ENGINE_DEFAULT_MAX_PAGES;
   o.progress_ms = SYNC_PROGRESS_MS;
   o.max_shrink = c->max_shrink;
+  o.store = c->store;
+  o.keep_runs = c->keep_runs;
   /* No o.config: in-process until a plugin process can be forked safely
      beside the other tenants' threads and connections (docs/config.md). */
   sync_run(insts, n, &o, &st);

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "safety.h"
 #include "stop.h"
+#include "store.h"
 #include "syncrun.h"
 #include "util.h"
 
@@ -408,6 +409,8 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   int to_stdout = strcmp(o->output, "-") == 0;
   const char *status;
   int erc;
+  int64_t started_ms = util_wall_ms(), run_id = 0;
+  int store_failed = 0;
 
   memset(st, 0, sizeof(*st));
   st->rc = EXIT_FAIL;
@@ -481,6 +484,15 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
       instance_fail(in, "%s", error ? error : "invalid records");
   }
   graph_counts(g, &st->counts);
+  /* The store records every run, failed instances included (they keep
+     their last good data there); its failure never costs the graph. */
+  if (o->store && store_save(o->store, g, started_ms, o->keep_runs, &run_id,
+                             &err) != CH_OK) {
+    log_error("%s; the graph is still written", err.msg);
+    store_failed = 1;
+    memset(&err, 0, sizeof(err));
+  }
+  st->run_id = run_id;
   if (st->nfail && !o->allow_partial) {
     double dt = now_s() - w.t0;
     status = st->nok ? "partial" : "failed";
@@ -514,11 +526,16 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   }
   st->written = 1;
   st->rc = st->nfail ? (st->nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
+  if (store_failed && st->rc == EXIT_OK)
+    st->rc = EXIT_FAIL;
   status = st->rc == EXIT_OK        ? "ok"
            : st->rc == EXIT_PARTIAL ? "partial"
                                     : "failed";
   summary(insts, n, g, o, to_stdout ? stderr : stdout, o->output, status,
           now_s() - w.t0);
+  if (run_id && o->summary && log_format() == LOG_TEXT)
+    fprintf(to_stdout ? stderr : stdout, "run %lld recorded in %s\n",
+            (long long)run_id, o->store);
 out:
   st->duration = now_s() - w.t0;
   graph_free(g);
@@ -605,13 +622,16 @@ int cmd_sync(struct session *s) {
                 : s->config->max_pages ? s->config->max_pages
                                        : ENGINE_DEFAULT_MAX_PAGES;
   /* The progress line is for a person at a terminal, never in JSON logs. */
-  o.progress = !cli->quiet && log_format() == LOG_TEXT && isatty(STDERR_FILENO);
+  /* The engine's progress: a live line on a terminal, else an info line
+     every 10 s (so the watcher logs none). */
+  o.progress = !cli->quiet;
   o.allow_partial = cli->allow_partial;
   o.accept_shrink = cli->accept_shrink;
   o.max_shrink = s->config->max_shrink;
   o.summary = !cli->quiet;
-  o.progress_ms = SYNC_PROGRESS_MS;
   o.config = s->config;
+  o.store = s->config->store;
+  o.keep_runs = s->config->keep_runs;
   /* one-shot sync: in-process unless the config says otherwise */
   o.isolation = CFG_ISOLATION_NONE;
   if (strstr(o.output, "{tenant}"))

@@ -900,33 +900,68 @@ void config_free(struct config *c) {
   if (c->serve_auth_token)
     wipe(c->serve_auth_token, strlen(c->serve_auth_token));
   free(c->serve_auth_token);
+  free(c->store);
   free(c);
+}
+
+/* "<what>; did you mean 'y'? (<label>: a, b)". The list is never cut: when
+   the message outgrows a ch_err, the list is logged on a line of its own
+   ("<listed>: a, b") and the error points at it. `names` is a table whose
+   rows start with a name, `stride` bytes apart. */
+static int fail_unknown(struct ch_err *err, const struct cfg_node *key,
+                        const char *what, const char *label, const char *listed,
+                        const void *names, size_t n, size_t stride) {
+  const char *near = util_closest(key->value, names, n, stride);
+  char hint[160] = "";
+  size_t len = sizeof("none");
+  int head;
+  char *list;
+
+  if (near)
+    snprintf(hint, sizeof(hint), "; did you mean '%s'?", near);
+  for (size_t j = 0; j < n; j++)
+    len += strlen(*(const char *const *)((const char *)names + j * stride)) + 2;
+  list = malloc(len);
+  if (!list)
+    return nomem(err);
+  strcpy(list, n ? "" : "none");
+  for (size_t j = 0; j < n; j++) {
+    if (j)
+      strcat(list, ", ");
+    strcat(list, *(const char *const *)((const char *)names + j * stride));
+  }
+  head = snprintf(NULL, 0, "%s:%u:%u: %s%s (%s: ", key->file, key->line,
+                  key->col, what, hint, label);
+  if (head < 0 || (size_t)head + strlen(list) + 2 > sizeof(err->msg)) {
+    log_error("%s:%u:%u: %s: %s", key->file, key->line, key->col, listed, list);
+    strcpy(list, "on the line above");
+  }
+  fail(err, key, "%s%s (%s: %s)", what, hint, label, list);
+  free(list);
+  return CH_E_CONFIG;
 }
 
 /* "unknown key 'x' in <where> (expected one of: a, b, c)" */
 static int check_keys(const struct cfg_node *map, const char *const *allowed,
                       const char *where, struct ch_err *err) {
+  size_t nallowed = 0;
+
+  while (allowed[nallowed])
+    nallowed++;
   for (size_t i = 0; i < map->n; i++) {
-    char list[160] = "";
-    size_t used = 0;
+    char what[CH_ERR_MSG_SIZE], listed[CH_ERR_MSG_SIZE];
     int known = 0;
 
-    for (size_t j = 0; allowed[j]; j++) {
+    for (size_t j = 0; j < nallowed; j++) {
       if (strcmp(map->keys[i], allowed[j]) == 0)
         known = 1;
     }
     if (known)
       continue;
-    for (size_t j = 0; allowed[j] && used < sizeof(list); j++) {
-      int w = snprintf(list + used, sizeof(list) - used, "%s%s", j ? ", " : "",
-                       allowed[j]);
-      if (w < 0)
-        break;
-      used += (size_t)w;
-    }
-    return fail(err, map->knodes[i],
-                "unknown key '%s' in %s (expected one of: %s)", map->keys[i],
-                where, list);
+    snprintf(what, sizeof(what), "unknown key '%s' in %s", map->keys[i], where);
+    snprintf(listed, sizeof(listed), "the keys of %s", where);
+    return fail_unknown(err, map->knodes[i], what, "expected one of", listed,
+                        allowed, nallowed, sizeof(*allowed));
   }
   return CH_OK;
 }
@@ -1307,12 +1342,36 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
   return CH_OK;
 }
 
+/* `store: PATH` (default connhost.db beside the config; `none` turns the
+   store off) and `keep_runs: N` (default 30). */
+static int load_store(struct config *c, const struct cfg_node *root,
+                      struct ch_err *err) {
+  const struct cfg_node *n = cfg_get(root, "store");
+  int rc;
+
+  c->keep_runs = 30;
+  if (!n) {
+    c->store = config_path(c, "connhost.db");
+    if (!c->store)
+      return nomem(err);
+  } else if (!(n->kind == CFG_SCALAR && n->plain &&
+               strcmp(n->value, "none") == 0)) {
+    rc = host_path(c, n, "store", &c->store, err);
+    if (rc)
+      return rc;
+  }
+  n = cfg_get(root, "keep_runs");
+  if (n && (rc = host_int(c, n, "keep_runs", 1, 100000, &c->keep_runs, err)))
+    return rc;
+  return CH_OK;
+}
+
 static int load_model(struct config *c, struct ch_err *err) {
   static const char *const keys[] = {
-      "plugin_dir", "output",  "format",     "workers",
-      "max_pages",  "http",    "max_shrink", "allow_insecure_plugin_dir",
-      "isolation",  "tenants", "schedule",   "serve",
-      NULL};
+      "plugin_dir", "output",    "format",     "workers",
+      "max_pages",  "http",      "max_shrink", "allow_insecure_plugin_dir",
+      "isolation",  "tenants",   "schedule",   "serve",
+      "store",      "keep_runs", NULL};
   const struct cfg_node *root = c->root, *n, *tenants;
   long v;
   int rc;
@@ -1369,6 +1428,9 @@ static int load_model(struct config *c, struct ch_err *err) {
     return rc;
   n = cfg_get(root, "serve");
   if (n && (rc = load_serve(c, n, err)))
+    return rc;
+  rc = load_store(c, root, err);
+  if (rc)
     return rc;
 
   tenants = cfg_get(root, "tenants");
@@ -1761,48 +1823,19 @@ static void warn_inline_secret(const struct config_instance *ci,
           n->file, n->line, n->col, name);
 }
 
-/* "unknown option 'x' for plugin 'p'; did you mean 'y'? (known options: a,
-   b)". The list is never cut: when the message outgrows a ch_err, the list
-   is logged on a line of its own and the error points at it. */
 static int unknown_option(const struct config_instance *ci,
                           const struct ch_option *table, size_t ntable,
                           const char *plugin, const struct cfg_node *key,
                           struct ch_err *err) {
-  const char *near = util_closest(key->value, table, ntable, sizeof(*table));
-  char hint[160] = "";
-  size_t len = sizeof("none");
-  int head;
-  char *list;
+  char what[CH_ERR_MSG_SIZE], listed[128];
 
-  if (near)
-    snprintf(hint, sizeof(hint), "; did you mean '%s'?", near);
-  for (size_t j = 0; j < ntable; j++)
-    len += strlen(table[j].name) + 2;
-  list = malloc(len);
-  if (!list)
-    return nomem(err);
-  strcpy(list, ntable ? "" : "none");
-  for (size_t j = 0; j < ntable; j++) {
-    if (j)
-      strcat(list, ", ");
-    strcat(list, table[j].name);
-  }
-  head = snprintf(NULL, 0,
-                  "%s:%u:%u: instance '%s/%s': unknown option '%s' for "
-                  "plugin '%s'%s (known options: ",
-                  key->file, key->line, key->col, ci->tenant, ci->name,
-                  key->value, plugin, hint);
-  if (head < 0 || (size_t)head + strlen(list) + 2 > sizeof(err->msg)) {
-    log_error("%s:%u:%u: plugin '%s' knows these options: %s", key->file,
-              key->line, key->col, plugin, list);
-    strcpy(list, "on the line above");
-  }
-  fail(err, key,
-       "instance '%s/%s': unknown option '%s' for plugin '%s'%s "
-       "(known options: %s)",
-       ci->tenant, ci->name, key->value, plugin, hint, list);
-  free(list);
-  return CH_E_CONFIG;
+  snprintf(what, sizeof(what),
+           "instance '%s/%s': unknown option '%s' for "
+           "plugin '%s'",
+           ci->tenant, ci->name, key->value, plugin);
+  snprintf(listed, sizeof(listed), "plugin '%s' knows these options", plugin);
+  return fail_unknown(err, key, what, "known options", listed, table, ntable,
+                      sizeof(*table));
 }
 
 int config_resolve_options(const struct config *c,

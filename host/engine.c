@@ -1,6 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* The sync engine: page actions in one queue, drained by worker threads;
-   every emitted resource schedules its children's lists and its grants. */
+/* The sync engine: page actions queued per class, drained by worker
+   threads; every emitted resource schedules its children's lists and its
+   grants.
+
+   Pacing (docs/pacing.md): `workers` threads may run at once, but a
+   thread asleep in the HTTP service (a pacing budget, the rate cap, a
+   retry wait) gives its run slot back meanwhile, and the pool has spare
+   threads to use it. A class of actions (one kind on one type of one
+   instance, e.g. the Organizations users' role assignments) whose
+   requests had to wait in the last second is "paced": it may hold at most
+   `workers` threads, and its further actions are deferred while others
+   are picked, so a paced endpoint never starves the rest. */
 #include "autoconfig.h"
 
 #include <pthread.h>
@@ -15,11 +25,15 @@
 #include "engine.h"
 #include "log.h"
 #include "stop.h"
+#include "util.h"
 
 enum action_kind { ACT_LIST, ACT_GRANTS };
 
+struct aclass;
+
 struct action {
   struct action *next;
+  struct aclass *cls;
   enum action_kind kind;
   struct instance *inst;
   const char *type; /* LIST: type to list (from the plugin's table) */
@@ -30,19 +44,42 @@ struct action {
   /* What the previous page of this chain emitted (page_fp). */
   uint64_t prev_fp;
   unsigned long prev_n;
+  /* Progress of the chain (carried from page to page): records emitted,
+     and what the API said to expect (0: unknown). */
+  uint64_t emitted, expected;
 };
+
+/* The actions of one kind on one type of one instance. */
+struct aclass {
+  struct aclass *next; /* every class, in creation order */
+  struct instance *inst;
+  enum action_kind kind;
+  char *type; /* LIST: the type listed; GRANTS: the resource's type */
+  struct action *head, *tail;
+  int threads;            /* running or waiting on its actions */
+  int64_t paced_until_us; /* a request of it waited for a budget lately */
+};
+
+#define PACED_US 1000000 /* a class counts as paced this long after a wait */
+#define SPARE_THREADS 2  /* extra threads per worker, to use lent slots */
+#define MAX_THREADS 256
 
 struct engine {
   const struct engine_opts *opts;
   struct graph *graph;
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  struct action *head, *tail;
-  size_t outstanding; /* queued + running */
+  struct aclass *classes, *rr; /* rr: where the next pop starts looking */
+  size_t outstanding;          /* queued + running */
+  int running;                 /* threads running, not lending their slot */
   int nomem;
   atomic_ullong resources, grants;
-  int done; /* progress thread exit flag */
+  atomic_ullong expected, done; /* over chains with an API total */
+  int finished;                 /* progress thread exit flag */
 };
+
+/* The class of the action the calling worker runs (for the wait hooks). */
+static _Thread_local struct aclass *cur_class;
 
 /* What the sink needs while one action runs. */
 struct sink_ctx {
@@ -118,45 +155,142 @@ static struct action *action_new(enum action_kind kind, struct instance *inst,
   return a;
 }
 
+/* The class of `a`, created on first use; e->lock held. */
+static struct aclass *class_of(struct engine *e, const struct action *a) {
+  const char *type = a->kind == ACT_LIST ? a->type : a->ref_type;
+  struct aclass **pp = &e->classes;
+
+  for (; *pp; pp = &(*pp)->next) {
+    struct aclass *c = *pp;
+    if (c->inst == a->inst && c->kind == a->kind && strcmp(c->type, type) == 0)
+      return c;
+  }
+  *pp = calloc(1, sizeof(**pp));
+  if (!*pp)
+    return NULL;
+  (*pp)->type = strdup(type);
+  if (!(*pp)->type) {
+    free(*pp);
+    *pp = NULL;
+    return NULL;
+  }
+  (*pp)->inst = a->inst;
+  (*pp)->kind = a->kind;
+  return *pp;
+}
+
 static void push(struct engine *e, struct action *a) {
+  struct aclass *c = NULL;
+
   pthread_mutex_lock(&e->lock);
-  if (!a) {
+  if (a)
+    c = class_of(e, a);
+  if (!c) {
     e->nomem = 1;
+    action_free(a);
   } else {
-    if (e->tail)
-      e->tail->next = a;
+    a->cls = c;
+    if (c->tail)
+      c->tail->next = a;
     else
-      e->head = a;
-    e->tail = a;
+      c->head = a;
+    c->tail = a;
     e->outstanding++;
   }
   pthread_cond_signal(&e->cond);
   pthread_mutex_unlock(&e->lock);
 }
 
-/* Take the next action, or NULL when nothing is queued or running. */
+/* The next runnable action, round-robin over the classes, skipping paced
+   classes that hold their share of threads; e->lock held. */
+static struct action *take(struct engine *e) {
+  int64_t now = util_mono_us();
+  struct aclass *c = e->rr ? e->rr : e->classes;
+
+  for (struct aclass *first = c; c;) {
+    if (c->head &&
+        (c->threads < e->opts->workers || now >= c->paced_until_us)) {
+      struct action *a = c->head;
+      c->head = a->next;
+      if (!c->head)
+        c->tail = NULL;
+      a->next = NULL;
+      c->threads++;
+      e->rr = c->next;
+      return a;
+    }
+    c = c->next ? c->next : e->classes;
+    if (c == first)
+      break;
+  }
+  return NULL;
+}
+
+/* Take the next action, or NULL when nothing is queued or running. A
+   thread waits while all run slots are taken or only deferred work is
+   queued. */
 static struct action *pop(struct engine *e) {
   struct action *a = NULL;
 
   pthread_mutex_lock(&e->lock);
-  while (!e->head && e->outstanding > 0)
-    pthread_cond_wait(&e->cond, &e->lock);
-  if (e->head) {
-    a = e->head;
-    e->head = a->next;
-    if (!e->head)
-      e->tail = NULL;
-    a->next = NULL;
+  while (e->outstanding > 0) {
+    if (e->running < e->opts->workers && (a = take(e)) != NULL) {
+      e->running++;
+      break;
+    }
+    /* Deferred work becomes runnable with time, not only with events. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&e->cond, &e->lock, &ts);
   }
   pthread_mutex_unlock(&e->lock);
   return a;
 }
 
-static void finish(struct engine *e) {
+static void finish(struct engine *e, struct aclass *c) {
   pthread_mutex_lock(&e->lock);
   e->outstanding--;
+  e->running--;
+  c->threads--;
+  /* One slot is free: one waiter will do, unless everyone may exit. */
   if (e->outstanding == 0)
     pthread_cond_broadcast(&e->cond);
+  else
+    pthread_cond_signal(&e->cond);
+  pthread_mutex_unlock(&e->lock);
+}
+
+/* http_set_wait_hooks: a sleeping worker lends its run slot; a wait for
+   a budget marks its class paced (a retry's wait does not: the endpoint
+   is not the bottleneck). */
+static void wait_begin(void *arg, int paced) {
+  struct engine *e = arg;
+
+  if (!cur_class)
+    return;
+  pthread_mutex_lock(&e->lock);
+  e->running--;
+  if (paced)
+    cur_class->paced_until_us = util_mono_us() + PACED_US;
+  pthread_cond_signal(&e->cond);
+  pthread_mutex_unlock(&e->lock);
+}
+
+/* Back from the sleep: the slot is taken back at once (possibly one over
+   `workers` for a moment) rather than queueing behind new work, so the
+   request keeps the send token it waited for. */
+static void wait_end(void *arg) {
+  struct engine *e = arg;
+
+  if (!cur_class)
+    return;
+  pthread_mutex_lock(&e->lock);
+  e->running++;
   pthread_mutex_unlock(&e->lock);
 }
 
@@ -190,6 +324,29 @@ static int add_grant(struct engine *e, struct instance *in,
             : graph_add_grant(e->graph, in->graph_index, g, err);
 }
 
+/* One more record of the chain: progress counts it when the API gave a
+   total and it is within it. */
+static void count_emitted(struct sink_ctx *sc) {
+  struct action *a = sc->act;
+
+  a->emitted++;
+  if (a->expected && a->emitted <= a->expected)
+    sc->eng->done++;
+}
+
+/* The plugin's count of the chain's records (its first report wins). */
+static int sink_expect(struct ch_sink *s, uint64_t total) {
+  struct sink_ctx *sc = (struct sink_ctx *)s;
+  struct action *a = sc->act;
+
+  if (a->expected || !total)
+    return 0;
+  a->expected = total;
+  sc->eng->expected += total;
+  sc->eng->done += a->emitted < total ? a->emitted : total;
+  return 0;
+}
+
 static int sink_resource(struct ch_sink *s, const struct ch_resource *r) {
   struct sink_ctx *sc = (struct sink_ctx *)s;
   struct instance *in = sc->act->inst;
@@ -205,6 +362,7 @@ static int sink_resource(struct ch_sink *s, const struct ch_resource *r) {
   in->resources++;
   sc->eng->resources++;
   page_fp(sc, r->type, r->id, NULL);
+  count_emitted(sc);
   schedule_children(sc->eng, in, r);
   return 0;
 }
@@ -224,6 +382,7 @@ static int sink_grant(struct ch_sink *s, const struct ch_grant *g) {
   in->grants++;
   sc->eng->grants++;
   page_fp(sc, g->resource.id, g->slug, g->principal.id);
+  count_emitted(sc);
   return 0;
 }
 
@@ -289,6 +448,8 @@ static void schedule_next(struct engine *e, struct action *a,
   if (next) {
     next->prev_fp = sc->fp;
     next->prev_n = sc->n;
+    next->emitted = a->emitted;
+    next->expected = a->expected;
   }
   push(e, next);
 }
@@ -296,7 +457,9 @@ static void schedule_next(struct engine *e, struct action *a,
 static void run_action(struct engine *e, struct action *a) {
   struct instance *in = a->inst;
   struct sink_ctx sc = {
-      .sink = {sink_resource, sink_grant, sink_next_page}, .eng = e, .act = a};
+      .sink = {sink_resource, sink_grant, sink_next_page, sink_expect},
+      .eng = e,
+      .act = a};
   struct ch_err err = {0};
   struct ch_ref ref = {a->ref_type, a->ref_id};
   char what[256];
@@ -333,24 +496,17 @@ static void *worker(void *arg) {
   struct engine *e = arg;
   struct action *a;
 
+  /* Per thread: serve runs one engine per tenant at the same time. */
+  http_set_wait_hooks(wait_begin, wait_end, e);
   while ((a = pop(e))) {
+    struct aclass *c = a->cls;
+    cur_class = c;
     run_action(e, a);
+    cur_class = NULL;
     action_free(a);
-    finish(e);
+    finish(e, c);
   }
   return NULL;
-}
-
-static uint64_t total_requests(struct instance **insts, size_t n) {
-  uint64_t sum = 0;
-  for (size_t i = 0; i < n; i++) {
-    struct http_stats st;
-    if (!insts[i]->pinst)
-      continue;
-    http_client_stats(insts[i]->hctx.http, &st);
-    sum += st.requests;
-  }
-  return sum;
 }
 
 struct progress_arg {
@@ -359,27 +515,91 @@ struct progress_arg {
   size_t n;
 };
 
-/* A line rewritten in place on a terminal, 5 times a second. */
+struct totals {
+  uint64_t requests, throttled, pages;
+};
+
+static void sum_totals(const struct progress_arg *pa, struct totals *t) {
+  memset(t, 0, sizeof(*t));
+  for (size_t i = 0; i < pa->n; i++) {
+    struct http_stats st;
+    if (!pa->insts[i]->pinst)
+      continue;
+    http_client_stats(pa->insts[i]->hctx.http, &st);
+    t->requests += st.requests;
+    t->throttled += st.throttled;
+    t->pages += pa->insts[i]->pages;
+  }
+}
+
+/* One progress line: rates over the last interval; percent and ETA only
+   over what the APIs counted (docs/pacing.md). */
+static void progress_text(struct engine *e, const struct totals *t,
+                          const struct totals *last, double elapsed,
+                          double interval, char *buf, size_t n) {
+  uint64_t expected = e->expected, done = e->done;
+  double rps =
+      interval > 0 ? (double)(t->requests - last->requests) / interval : 0;
+  int len;
+
+  /* "resources, grants, requests" first: the line before pacing had them
+     in that order, and scripts may read it. */
+  len = snprintf(buf, n,
+                 "%.0f s: %llu resources, %llu grants, %llu requests, %.0f "
+                 "requests/s, %llu 429s, %llu pages",
+                 elapsed, (unsigned long long)e->resources,
+                 (unsigned long long)e->grants, (unsigned long long)t->requests,
+                 rps, (unsigned long long)t->throttled,
+                 (unsigned long long)t->pages);
+  if (expected && done && len > 0 && (size_t)len < n) {
+    double p = (double)done / (double)expected;
+    snprintf(buf + len, n - (size_t)len, ", %.0f%% of %llu counted, ETA %.0f s",
+             p * 100, (unsigned long long)expected,
+             p >= 1 ? 0 : elapsed * (1 - p) / p);
+  }
+}
+
+/* On a terminal a line rewritten in place 5 times a second; elsewhere an
+   info log line every 10 s. */
 static void *progress(void *arg) {
   struct progress_arg *pa = arg;
   struct engine *e = pa->eng;
-  int shown = 0;
+  /* A live line is for a person at a terminal, never inside JSON logs. */
+  int tty = isatty(STDERR_FILENO) && log_format() == LOG_TEXT, shown = 0;
+  int64_t t0 = util_mono_us(), tlast = t0;
+  int64_t every = tty ? 200000 : 10000000;
+  struct totals last = {0};
 
   for (;;) {
     struct timespec ts = {0, 200 * 1000000L};
+    struct totals t;
+    char line[320];
+    int64_t now;
     int done;
+
     nanosleep(&ts, NULL);
     pthread_mutex_lock(&e->lock);
-    done = e->done;
+    done = e->finished;
     pthread_mutex_unlock(&e->lock);
     if (done)
       break;
-    fprintf(stderr,
-            "\r\033[Ksyncing: %llu resources, %llu grants, %llu "
-            "requests",
-            (unsigned long long)e->resources, (unsigned long long)e->grants,
-            (unsigned long long)total_requests(pa->insts, pa->n));
-    shown = 1;
+    now = util_mono_us();
+    if (now - tlast < every)
+      continue;
+    sum_totals(pa, &t);
+    /* The terminal's rate is over the last second, not 200 ms. */
+    progress_text(e, &t, &last, (double)(now - t0) / 1e6,
+                  (double)(now - tlast) / 1e6, line, sizeof(line));
+    if (tty) {
+      fprintf(stderr, "\r\033[Ksyncing: %s", line);
+      shown = 1;
+    } else {
+      log_info("progress: %s", line);
+    }
+    if (!tty || now - tlast >= 1000000 || !last.requests) {
+      last = t;
+      tlast = now;
+    }
   }
   if (shown)
     fputs("\r\033[K", stderr);
@@ -388,24 +608,39 @@ static void *progress(void *arg) {
 
 /* Drop whatever is still queued (after a stop request). */
 static void drain(struct engine *e) {
-  struct action *a;
-  while ((a = e->head)) {
-    e->head = a->next;
-    action_free(a);
+  struct aclass *c;
+
+  while ((c = e->classes)) {
+    struct action *a;
+    while ((a = c->head)) {
+      c->head = a->next;
+      action_free(a);
+    }
+    e->classes = c->next;
+    free(c->type);
+    free(c);
   }
-  e->tail = NULL;
+  e->rr = NULL;
 }
 
 int engine_sync(struct instance **insts, size_t n, struct graph *g,
                 const struct engine_opts *opts) {
-  struct engine e = {.opts = opts, .graph = g};
+  struct engine e = {.graph = g};
   struct progress_arg pa = {&e, insts, n};
   pthread_t *threads = NULL;
   pthread_t prog;
-  int nthreads = opts->workers > 0 ? opts->workers : 1;
+  struct engine_opts o = *opts;
+  int nthreads;
   int started = 0, prog_started = 0;
   int rc = CH_E_NOMEM;
 
+  if (o.workers < 1)
+    o.workers = 1;
+  e.opts = &o;
+  /* Spare threads take the slots that sleeping ones lend. */
+  nthreads = o.workers > MAX_THREADS / (1 + SPARE_THREADS)
+                 ? MAX_THREADS
+                 : o.workers * (1 + SPARE_THREADS);
   pthread_mutex_init(&e.lock, NULL);
   pthread_cond_init(&e.cond, NULL);
 
@@ -436,7 +671,7 @@ out:
     pthread_join(threads[i], NULL);
   if (prog_started) {
     pthread_mutex_lock(&e.lock);
-    e.done = 1;
+    e.finished = 1;
     pthread_mutex_unlock(&e.lock);
     pthread_join(prog, NULL);
   }

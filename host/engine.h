@@ -21,7 +21,7 @@ struct engine_emit {
 struct engine_opts {
   int workers;    /* threads; >= 1 */
   long max_pages; /* pages per list/grants chain before the instance fails */
-  int progress;   /* print a progress line on stderr */
+  int progress;   /* a live line on a terminal, else an info line per 10 s */
   const struct engine_emit *emit; /* NULL: records go into the graph */
 };
 

@@ -2428,3 +2428,110 @@ out:
   free(w.buf);
   return result;
 }
+
+/* ---- views for the snapshot store ---------------------------------------- */
+
+size_t graph_ninstances(const struct graph *g) { return g->ninsts; }
+
+void graph_instance_view(const struct graph *g, size_t i,
+                         struct graph_inst_view *out) {
+  const struct inst *in = g->insts[i];
+
+  out->tenant = in->tenant;
+  out->instance = in->name;
+  out->plugin = in->plugin;
+  out->plugin_version = in->version;
+  out->ok = in->ok;
+  out->error = in->ok ? NULL : (in->error ? in->error : "failed");
+  out->resources = in->nres;
+  out->grants = in->ngrants;
+  out->pages = in->pages;
+  out->requests = in->requests;
+  out->retries = in->retries;
+  out->warnings = in->warnings + in->gwarnings;
+}
+
+size_t graph_nnodes(const struct graph *g) {
+  return g->finished ? g->norder : 0;
+}
+
+int graph_resource_view(const struct graph *g, size_t i,
+                        struct graph_res_view *out) {
+  const struct node *n = g->order[i];
+  const struct res *r = n->res;
+
+  if (!kept(n))
+    return 0;
+  out->key = n->key;
+  out->type = n->type->t->id;
+  out->id = n->id;
+  out->display_name = r->display_name;
+  for (out->inst = 0; g->insts[out->inst] != n->inst; out->inst++)
+    ;
+  out->traits = n->type->t->traits;
+  out->status = r->status;
+  out->account_type = r->account_type;
+  out->emails = r->emails;
+  out->match_keys = r->match_keys;
+  out->profile = r->profile;
+  out->parent = r->parent ? r->parent->rank : GRAPH_NONE;
+  out->identity = n->identity;
+  return 1;
+}
+
+size_t graph_nentitlements(const struct graph *g) { return g->nents; }
+
+void graph_entitlement_view(const struct graph *g, size_t i,
+                            struct graph_ent_view *out) {
+  const struct ent *e = &g->ents[i];
+  const struct ch_entitlement_def *d = &e->node->type->t->entitlements[e->slug];
+
+  out->key = e->key;
+  out->slug = d->slug;
+  out->display_name = d->display_name;
+  out->resource = e->node->rank;
+}
+
+size_t graph_ngrants(const struct graph *g, size_t *ndirect) {
+  if (ndirect)
+    *ndirect = g->ngrants;
+  return g->ngrants + g->nderived;
+}
+
+void graph_grant_view(const struct graph *g, size_t i,
+                      struct graph_grant_view *out) {
+  const struct rgrant *r = i < g->ngrants ? &g->grants[i] : NULL;
+  const struct dgrant *d = r ? NULL : &g->derived[i - g->ngrants];
+  uint32_t src = r ? r->src : d->src;
+
+  out->ent = r ? r->ent : d->ent;
+  out->principal = r ? r->prank : d->principal;
+  out->direct = r != NULL;
+  out->expandable = r && (r->flags & CH_GRANT_EXPANDABLE) ? r->exp_ent : NONE;
+  out->sources = NULL;
+  out->nsources = 0;
+  if (src == NONE)
+    return;
+  if (src & SRC_LIST) {
+    out->sources = g->srcpool + (src & ~SRC_LIST) + 1;
+    out->nsources = g->srcpool[src & ~SRC_LIST];
+  } else {
+    out->sources = r ? &r->src : &d->src;
+    out->nsources = 1;
+  }
+}
+
+size_t graph_nidentities(const struct graph *g) { return g->nidents; }
+
+void graph_identity_view(const struct graph *g, size_t i,
+                         struct graph_ident_view *out) {
+  const struct ident *id = &g->idents[i];
+
+  out->key = id->key;
+  out->tenant = id->tenant;
+  out->display_name = id->display_name;
+  out->emails = (const char *const *)id->emails;
+  out->nemails = id->nemails;
+  out->members = id->members;
+  out->nmembers = id->nmembers;
+}

@@ -119,4 +119,67 @@ int output_write_stream(FILE *f, const char *name,
                         int (*write_fn)(FILE *f, void *arg, struct ch_err *err),
                         void *arg, struct ch_err *err);
 
+/* ---- reading the finished graph (the snapshot store) ----
+   Index-based views of what graph_write writes, in the same order. Every
+   pointer is borrowed from the graph and valid until graph_free. */
+#define GRAPH_NONE UINT32_MAX
+
+struct graph_inst_view {
+  const char *tenant, *instance, *plugin, *plugin_version;
+  int ok;
+  const char *error; /* NULL when ok */
+  uint64_t resources, grants, pages, requests, retries, warnings;
+};
+size_t graph_ninstances(const struct graph *g);
+/* `i` is the index graph_add_instance returned. */
+void graph_instance_view(const struct graph *g, size_t i,
+                         struct graph_inst_view *out);
+
+/* Nodes in key order; rank i is what grants and identities refer to. */
+struct graph_res_view {
+  const char *key, *type, *id, *display_name; /* display_name may be NULL */
+  size_t inst;                                /* instance index */
+  unsigned traits;                            /* CH_TRAIT_* */
+  enum ch_res_status status;
+  enum ch_account_type account_type;
+  const char *const *emails, *const *match_keys; /* NULL-terminated */
+  const char *profile;                           /* JSON object or NULL */
+  uint32_t parent, identity; /* node rank / identity index, or GRAPH_NONE */
+};
+size_t graph_nnodes(const struct graph *g);
+/* 0 when rank `i` is not in the output (never listed, failed instance). */
+int graph_resource_view(const struct graph *g, size_t i,
+                        struct graph_res_view *out);
+
+struct graph_ent_view {
+  const char *key, *slug, *display_name;
+  uint32_t resource; /* node rank */
+};
+size_t graph_nentitlements(const struct graph *g);
+void graph_entitlement_view(const struct graph *g, size_t i,
+                            struct graph_ent_view *out);
+
+/* Grants: direct ones first (0 .. ndirect-1), then derived ones. */
+struct graph_grant_view {
+  uint32_t ent, principal; /* entitlement index, node rank */
+  int direct;
+  uint32_t expandable;     /* direct: entitlement its holders inherit through */
+  const uint32_t *sources; /* entitlement indices */
+  size_t nsources;
+};
+size_t graph_ngrants(const struct graph *g, size_t *ndirect);
+void graph_grant_view(const struct graph *g, size_t i,
+                      struct graph_grant_view *out);
+
+struct graph_ident_view {
+  const char *key, *tenant, *display_name;
+  const char *const *emails;
+  size_t nemails;
+  const uint32_t *members; /* node ranks */
+  size_t nmembers;
+};
+size_t graph_nidentities(const struct graph *g);
+void graph_identity_view(const struct graph *g, size_t i,
+                         struct graph_ident_view *out);
+
 #endif

@@ -18,6 +18,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "pace.h"
 #include "stop.h"
 #include "util.h"
 
@@ -164,6 +165,7 @@ void http_global_cleanup(void) {
   gshare = NULL;
   pthread_key_delete(easy_key);
   curl_global_cleanup();
+  pace_global_cleanup();
   ginit = 0;
 }
 
@@ -304,11 +306,30 @@ void http_client_stats(struct http_client *c, struct http_stats *out) {
   pthread_mutex_unlock(&c->lock);
 }
 
-/* Sleep `ms` and count it as waiting. Returns non-zero when stopping. */
-static int client_wait(struct http_client *c, long ms) {
-  int64_t t0 = util_mono_us();
-  int stopped = stop_sleep_ms(ms);
-  int64_t spent = util_mono_us() - t0;
+/* The calling thread's hooks (an engine's worker sets its own). */
+static _Thread_local void (*wait_begin)(void *, int);
+static _Thread_local void (*wait_end)(void *);
+static _Thread_local void *wait_arg;
+
+void http_set_wait_hooks(void (*begin)(void *arg, int paced),
+                         void (*end)(void *arg), void *arg) {
+  wait_begin = begin;
+  wait_end = end;
+  wait_arg = arg;
+}
+
+/* Sleep `ms` and count it as waiting (`paced`: for a budget or the rate
+   cap, not a retry). Returns non-zero when stopping. */
+static int client_wait(struct http_client *c, long ms, int paced) {
+  int64_t t0 = util_mono_us(), spent;
+  int stopped;
+
+  if (wait_begin)
+    wait_begin(wait_arg, paced);
+  stopped = stop_sleep_ms(ms);
+  if (wait_end)
+    wait_end(wait_arg);
+  spent = util_mono_us() - t0;
 
   pthread_mutex_lock(&c->lock);
   c->stats.wait_s += (double)spent / 1e6;
@@ -331,7 +352,7 @@ static int client_pace(struct http_client *c) {
   pthread_mutex_unlock(&c->lock);
   if (start <= now)
     return 0;
-  return client_wait(c, (long)((start - now + 999) / 1000));
+  return client_wait(c, (long)((start - now + 999) / 1000), 1);
 }
 
 /* ---- small text helpers ------------------------------------------------- */
@@ -512,6 +533,8 @@ struct xfer {
   int nomem;
   char retry_after[HDR_VALUE_MAX];
   char rl_reset[HDR_VALUE_MAX];
+  char rl_limit[HDR_VALUE_MAX];
+  char rl_remaining[HDR_VALUE_MAX];
 };
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp) {
@@ -566,12 +589,14 @@ static size_t header_cb(char *ptr, size_t size, size_t nitems, void *userp) {
 
   /* A new status line (after a 100 Continue) starts a new header set. */
   if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
-    x->retry_after[0] = '\0';
-    x->rl_reset[0] = '\0';
+    x->retry_after[0] = x->rl_reset[0] = '\0';
+    x->rl_limit[0] = x->rl_remaining[0] = '\0';
     return n;
   }
   capture_header(ptr, n, "Retry-After", x->retry_after);
   capture_header(ptr, n, "X-RateLimit-Reset", x->rl_reset);
+  capture_header(ptr, n, "X-RateLimit-Limit", x->rl_limit);
+  capture_header(ptr, n, "X-RateLimit-Remaining", x->rl_remaining);
   return n;
 }
 
@@ -593,8 +618,8 @@ static void xfer_reset(struct xfer *x) {
     x->body[0] = '\0';
   x->over_cap = 0;
   x->nomem = 0;
-  x->retry_after[0] = '\0';
-  x->rl_reset[0] = '\0';
+  x->retry_after[0] = x->rl_reset[0] = '\0';
+  x->rl_limit[0] = x->rl_remaining[0] = '\0';
 }
 
 /* Whether the extra header lines already set `name`. */
@@ -856,7 +881,7 @@ static int call_prepare(struct call *k, CURL *h, struct xfer *x,
   return rc == CURLE_OK ? 0 : -1;
 }
 
-static void count_attempt(struct http_client *c, CURL *h) {
+static void count_attempt(struct http_client *c, CURL *h, long status) {
   curl_off_t down = 0, up = 0;
   long hdr_in = 0, hdr_out = 0;
 
@@ -866,6 +891,8 @@ static void count_attempt(struct http_client *c, CURL *h) {
   curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &hdr_out);
   pthread_mutex_lock(&c->lock);
   c->stats.requests++;
+  if (status == 429)
+    c->stats.throttled++;
   c->stats.bytes_in += (uint64_t)down + (uint64_t)hdr_in;
   c->stats.bytes_out += (uint64_t)up + (uint64_t)hdr_out;
   pthread_mutex_unlock(&c->lock);
@@ -885,8 +912,9 @@ static void debug_body(struct call *k, long status, const struct xfer *x) {
           k->req->method, k->url, status, x->len, clean);
 }
 
-/* How long to wait before the next attempt after `status`. */
-static long retry_wait_ms(long status, const struct xfer *x, int attempt) {
+/* The server's own wait after a 429 or 503 (Retry-After, else
+   X-RateLimit-Reset), capped; -1 when it gave none. */
+static long server_wait_ms(long status, const struct xfer *x) {
   long wait = -1;
 
   if (status == 429 || status == 503) {
@@ -898,9 +926,64 @@ static long retry_wait_ms(long status, const struct xfer *x, int attempt) {
     if (wait > gconf.max_wait_ms)
       wait = gconf.max_wait_ms;
   }
-  if (wait < 0)
-    wait = backoff_ms(attempt);
   return wait;
+}
+
+/* How long to wait before the next attempt after `status`. */
+static long retry_wait_ms(long status, const struct xfer *x, int attempt) {
+  long wait = server_wait_ms(status, x);
+
+  return wait < 0 ? backoff_ms(attempt) : wait;
+}
+
+/* ---- pacing ---------------------------------------------------------- */
+
+/* A non-negative decimal header value, or -1. */
+static long header_num(const char *v) {
+  char *end;
+  long n;
+
+  if (!isdigit((unsigned char)*v))
+    return -1;
+  n = strtol(v, &end, 10);
+  return *end ? -1 : n;
+}
+
+/* The request's pacing budget; NULL (unpaced) when out of memory. The
+   credential only goes into the key's hash. */
+static struct pace_budget *call_budget(const struct ch_http_req *req) {
+  struct pace_table *t = pace_global();
+  char key[PACE_KEY_MAX];
+
+  if (!t)
+    return NULL;
+  if (req->bearer)
+    pace_key(req->url, req->method, req->route, "\001bearer", req->bearer, key,
+             sizeof(key));
+  else
+    pace_key(req->url, req->method, req->route, req->basic_user,
+             req->basic_secret, key, sizeof(key));
+  return pace_budget_get(t, key);
+}
+
+/* Wait for a send token of the budget. Non-zero when stopping. */
+static int call_pace(struct http_client *c, struct pace_budget *b) {
+  int64_t us;
+
+  while (b && (us = pace_acquire(b)) > 0) {
+    if (client_wait(c, (long)((us + 999) / 1000), 1))
+      return 1;
+  }
+  return 0;
+}
+
+/* Teach the budget what the answer said about the limit. */
+static void call_observe(struct pace_budget *b, long status,
+                         const struct xfer *x) {
+  if (b && status > 0)
+    pace_observe(b, status, header_num(x->rl_limit),
+                 header_num(x->rl_remaining),
+                 status == 429 ? server_wait_ms(status, x) : -1);
 }
 
 /* Hand the final response to the caller: the body buffer moves over. */
@@ -933,6 +1016,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
   CURL *h = NULL;
   int result = CH_E_IO;
   int may_repeat, safe, attempt;
+  struct pace_budget *budget;
 
   if (resp)
     memset(resp, 0, sizeof(*resp));
@@ -978,6 +1062,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
     goto out;
   }
 
+  budget = call_budget(req);
   may_repeat = !(req->flags & CH_HTTP_NO_RETRY);
   safe = method_idempotent(req->method) || (req->flags & CH_HTTP_RETRY_SAFE);
   for (attempt = 1;; attempt++) {
@@ -985,15 +1070,17 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
     long status = 0, wait;
     CURLcode rc;
 
-    if (stop_requested() || client_pace(c)) {
+    if (stop_requested() || client_pace(c) || call_pace(c, budget)) {
       result = call_fail(&k, CH_E_STOPPED, "stopped");
       goto out;
     }
     xfer_reset(&x);
     errbuf[0] = '\0';
     rc = curl_easy_perform(h);
-    count_attempt(c, h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    count_attempt(c, h, status);
+    if (rc == CURLE_OK)
+      call_observe(budget, status, &x);
 
     if (x.over_cap || rc == CURLE_FILESIZE_EXCEEDED) {
       result = call_fail(&k, CH_E_LIMIT, "response body over the %zu-byte cap",
@@ -1028,11 +1115,6 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
               gconf.max_attempts);
     } else {
       debug_body(&k, status, &x);
-      if (status == 429) {
-        pthread_mutex_lock(&c->lock);
-        c->stats.throttled++;
-        pthread_mutex_unlock(&c->lock);
-      }
       /* A write answered 429 was refused before it ran; any other failure
          of a write may have been applied, so it is only repeated when the
          plugin says so. */
@@ -1049,7 +1131,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
     pthread_mutex_lock(&c->lock);
     c->stats.retries++;
     pthread_mutex_unlock(&c->lock);
-    if (client_wait(c, wait)) {
+    if (client_wait(c, wait, 0)) {
       result = call_fail(&k, CH_E_STOPPED, "stopped");
       goto out;
     }

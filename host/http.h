@@ -48,7 +48,17 @@ void http_client_set_dry_run(struct http_client *c, FILE *out);
 int http_client_dry_run(const struct http_client *c);
 void http_client_stats(struct http_client *c, struct http_stats *out);
 
-/* The ch_host.http contract (see plugin.h). Thread-safe. */
+/* Called around every sleep of a request on the sleeping thread, so a
+   worker pool can lend the thread's slot meanwhile (engine.c). `paced` is
+   1 for a wait on a pacing budget or the rate cap (the endpoint is the
+   bottleneck), 0 for a retry's wait. Per thread: each worker sets its
+   own (several engines run at once under serve). */
+void http_set_wait_hooks(void (*begin)(void *arg, int paced),
+                         void (*end)(void *arg), void *arg);
+
+/* The ch_host.http contract (see plugin.h). Requests share the pacing
+   budget of their base URL, credential, route and method (pace.h).
+   Thread-safe. */
 int http_request(struct http_client *c, const struct ch_http_req *req,
                  struct ch_http_resp *resp, struct ch_err *err);
 void http_resp_free(struct ch_http_resp *resp);

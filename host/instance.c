@@ -240,10 +240,17 @@ static int op_sink_next_page(struct ch_sink *s, const char *token) {
   return os->to->next_page(os->to, token);
 }
 
+/* Since ABI 1.2; a plugin calls it only when the host's sink size says
+   it is there, and the host's own sinks may leave it unset. */
+static int op_sink_expect(struct ch_sink *s, uint64_t total) {
+  struct op_sink *os = (struct op_sink *)s;
+  return os->to->expect ? os->to->expect(os->to, total) : 0;
+}
+
 #define OP_SINK(in, to)                                                        \
   {                                                                            \
-    {op_sink_resource, op_sink_grant, op_sink_next_page}, (to),                \
-        &(in)->plugin->layout                                                  \
+    {op_sink_resource, op_sink_grant, op_sink_next_page, op_sink_expect},      \
+        (to), &(in)->plugin->layout                                            \
   }
 
 int instance_list(struct instance *in, const char *type,

@@ -27,6 +27,8 @@ struct sync_opts {
   int max_shrink;    /* the host's max_shrink share, -1 for the default */
   const struct config *config;     /* the host-wide isolation key */
   enum config_isolation isolation; /* where plugins run if nothing says */
+  const char *store; /* the snapshot store to record the run in, or NULL */
+  long keep_runs;    /* runs the store keeps */
 };
 
 /* How a run went. */
@@ -36,6 +38,7 @@ struct sync_status {
   double duration; /* seconds */
   size_t nok, nfail;
   struct graph_counts counts; /* of the finished graph (zero if none) */
+  long long run_id;           /* the run's id in the store, 0 if none */
 };
 
 /* One instance's figures after (or during) a run. `error` is borrowed from

@@ -2,14 +2,21 @@
 # SPDX-License-Identifier: MIT
 # The main job: start the fake Atlassian Cloud (demo tenant) on 127.0.0.1,
 # sync it with conf/demo.yaml through the built connhost and plugins, show
-# where the graph went and a summary, and stop the fake.
+# where the graph went and a summary, then two answers from the snapshot
+# store (one user's access; the diff after a demo grant), and stop the fake.
 # Usage: tools/demo.sh [SRCDIR] [BUILDDIR]
 set -eu
 src=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 build=${2:-$src}
 out="$build/demo-out"
 mkdir -p "$out"
-rm -f "$out/fake.port"
+rm -f "$out/fake.port" "$out/connhost.db" "$out/connhost.db-wal" \
+  "$out/connhost.db-shm"
+# conf/demo.yaml, with its store beside this copy and writes allowed on
+# Jira (for the demo grant at the end).
+cfg="$out/demo.yaml"
+sed -e 's/^      plugin: jira_cloud$/&\n      provisioning: true/' \
+  -e 's/^store: .*/store: connhost.db/' "$src/conf/demo.yaml" >"$cfg"
 
 python3 "$src/tests/fake/atlassian-fake" --host 127.0.0.1 --port 0 \
   --port-file "$out/fake.port" --profile demo --truth "$out/fake-truth.json" \
@@ -51,8 +58,8 @@ PY
 )"
 
 echo "demo: fake Atlassian Cloud (demo tenant) on 127.0.0.1:$port"
-"$build/connhost" -c "$src/conf/demo.yaml" --plugin-dir "$build/plugins/.libs" \
-  -o "$out/graph.json"
+ch() { "$build/connhost" --plugin-dir "$build/plugins/.libs" "$@"; }
+ch -c "$cfg" -o "$out/graph.json"
 
 # A few accounts joined across Jira and the organization, with the email
 # the organization knows (Jira hides it for some).
@@ -70,3 +77,29 @@ for i in joined:
     if shown == 5:
         break
 PY
+
+# Answers from the store: what one user holds across Jira and the org
+# (direct, or through which group), then a grant and what it changed.
+eval "$(python3 - "$out/fake-truth.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+j = t["jira"]
+roles = {g for p in j["projects"] for r in p["roles"] for g in r["groups"]}
+synced = {g["id"] for g in t["org"]["groups"] if g["external_synced"]}
+u = next(u for u in j["users"][11:] if u["accountType"] == "atlassian"
+         and u["active"] and u["emailAddress"])
+g = next(g for g in j["groups"] if g["groupId"] in roles and not g["site_local"]
+         and g["groupId"] not in synced and u["accountId"] not in j["group_members"][g["groupId"]])
+print("who='%s' aid='%s' gid='%s' gname='%s'" % (u["emailAddress"], u["accountId"],
+      g["groupId"], g["name"].replace("'", "")))
+PY
+)"
+echo
+echo "demo: connhost access $who  (from the store, no API call)"
+"$build/connhost" access "$who" --db "$out/connhost.db" --format table
+echo
+echo "demo: connhost grant: $who joins '$gname', then sync and connhost diff"
+ch -c "$cfg" grant --entitlement "demo/jira/group/$gid#member" \
+  --principal "demo/jira/user/$aid"
+ch -c "$cfg" -q -o "$out/graph.json" || true
+"$build/connhost" diff --db "$out/connhost.db" --format table

@@ -291,6 +291,12 @@ struct ch_sink {
   int (*grant)(struct ch_sink *sink, const struct ch_grant *grant);
   /* The token for the next page; not calling it (or NULL/"") means done. */
   int (*next_page)(struct ch_sink *sink, const char *token);
+  /* ---- since ABI 1.2 (test with CH_SINK_HAS(host, expect)) ---- */
+  /* How many records this chain (this list or grants call with all its
+     later pages) yields in all, when the API says so: Jira's PageBean
+     `total`, the Organizations users/count. Only for progress (percent,
+     ETA); once per chain, on any of its pages. */
+  int (*expect)(struct ch_sink *sink, uint64_t total);
 };
 #define CH_SINK_SIZE_V1 CH_SIZE_TO(struct ch_sink, next_page)
 
@@ -370,6 +376,13 @@ struct ch_http_req {
   const char *basic_secret;   /* Basic auth password/token (never logged) */
   const char *bearer;         /* Bearer token (never logged), or NULL */
   unsigned flags;             /* CH_HTTP_* */
+  /* ---- since ABI 1.2 ---- */
+  /* The endpoint's path template, e.g. "/v2/orgs/{orgId}/directories/
+     {directoryId}/users/{accountId}/role-assignments": requests with the
+     same route, method, base URL and credential share one pacing budget.
+     NULL: the host derives one from the path, every id-like segment
+     replaced (see docs/pacing.md). */
+  const char *route;
 };
 #define CH_HTTP_REQ_SIZE_V1 CH_SIZE_TO(struct ch_http_req, flags)
 

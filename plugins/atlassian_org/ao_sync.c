@@ -688,9 +688,15 @@ int ao_grants(void *inst, const struct ch_ref *resource, const char *page_token,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = pj_request(&ai->org, "GET", url.s, NULL, 0,
-                  is_user ? "user role assignments" : "group role assignments",
-                  &status, &pg.body, err);
+  rc = pj_request_route(
+      &ai->org,
+      is_user ? "/v2/orgs/{orgId}/directories/{directoryId}/users/{accountId}"
+                "/role-assignments"
+              : "/v2/orgs/{orgId}/directories/{directoryId}/groups/{groupId}"
+                "/role-assignments",
+      "GET", url.s, NULL, 0,
+      is_user ? "user role assignments" : "group role assignments", &status,
+      &pg.body, err);
   if (rc)
     goto out;
   data = ao_data(pg.body, "role assignments", err);

@@ -136,10 +136,10 @@ static json_object *parse_json(const char *text, size_t len, const char **why) {
   return o;
 }
 
-static int request_once(const struct pj_client *c, const char *method,
-                        const char *url, json_object *body, unsigned flags,
-                        const char *what, long *status, json_object **out,
-                        struct ch_err *err) {
+static int request_once(const struct pj_client *c, const char *route,
+                        const char *method, const char *url, json_object *body,
+                        unsigned flags, const char *what, long *status,
+                        json_object **out, struct ch_err *err) {
   struct ch_http_req req = {0};
   struct ch_http_resp resp = {0};
   json_object *parsed = NULL;
@@ -155,6 +155,7 @@ static int request_once(const struct pj_client *c, const char *method,
   req.basic_secret = c->basic_secret;
   req.bearer = c->bearer;
   req.flags = flags;
+  req.route = route;
   if (body) {
     req.body = json_object_to_json_string_ext(
         body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -191,10 +192,19 @@ out:
 int pj_request(const struct pj_client *c, const char *method, const char *url,
                json_object *body, unsigned flags, const char *what,
                long *status, json_object **out, struct ch_err *err) {
+  return pj_request_route(c, NULL, method, url, body, flags, what, status, out,
+                          err);
+}
+
+int pj_request_route(const struct pj_client *c, const char *route,
+                     const char *method, const char *url, json_object *body,
+                     unsigned flags, const char *what, long *status,
+                     json_object **out, struct ch_err *err) {
   int rc, tries = 0;
 
   for (;;) {
-    rc = request_once(c, method, url, body, flags, what, status, out, err);
+    rc = request_once(c, route, method, url, body, flags, what, status, out,
+                      err);
     if (rc != CH_E_PROTOCOL || *status < 200 || *status > 299 ||
         strcmp(method, "GET") || tries++ >= BAD_BODY_RETRIES ||
         c->host->stopping(c->hc))

@@ -63,6 +63,12 @@ void pj_buf_free(struct pj_buf *b);
 int pj_request(const struct pj_client *c, const char *method, const char *url,
                json_object *body, unsigned flags, const char *what,
                long *status, json_object **out, struct ch_err *err);
+/* The same naming the endpoint's path template (ch_http_req.route), which
+   the host paces by; NULL lets the host derive one. */
+int pj_request_route(const struct pj_client *c, const char *route,
+                     const char *method, const char *url, json_object *body,
+                     unsigned flags, const char *what, long *status,
+                     json_object **out, struct ch_err *err);
 
 /* Typed accessors: NULL / `def` when missing or of another type. */
 const char *pj_str(json_object *o, const char *key);

@@ -73,6 +73,11 @@ int jc_param_ll(struct pj_buf *b, const char *name, long long value);
 int jc_request(struct jc_inst *in, const char *method, const char *url,
                json_object *body, unsigned flags, const char *what,
                long *status, json_object **out, struct ch_err *err);
+/* The same with the endpoint's route template (ch_http_req.route). */
+int jc_request_route(struct jc_inst *in, const char *route, const char *method,
+                     const char *url, json_object *body, unsigned flags,
+                     const char *what, long *status, json_object **out,
+                     struct ch_err *err);
 
 /* Whether a user of `account_type` and `active` is dropped by skip_*. */
 int jc_user_skipped(const struct jc_inst *in, const char *account_type,

@@ -98,7 +98,8 @@ static int jc_list_users(struct jc_inst *in, json_object *tok,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "list users", &status, &page, err);
+  rc = jc_request_route(in, "/rest/api/3/users/search", "GET", b.s, NULL, 0,
+                        "list users", &status, &page, err);
   if (rc)
     goto out;
   if (!json_object_is_type(page, json_type_array)) {
@@ -124,9 +125,16 @@ out:
  * not last but holds nothing would make startAt stand still: that is a
  * server fault, reported rather than looped on.
  */
-static int jc_pagebean(json_object *page, const char *what, long long start,
+static int jc_pagebean(struct jc_inst *in, struct ch_sink *sink,
+                       json_object *page, const char *what, long long start,
                        json_object **values, int *more, struct ch_err *err) {
   json_object *last;
+  long long total = pj_int(page, "total", -1);
+
+  /* The first page's total tells the host's progress what to expect. */
+  if (start == 0 && total >= 0 && CH_SINK_HAS(in->host, expect) &&
+      sink->expect && sink->expect(sink, (uint64_t)total))
+    return jc_stopped(err);
 
   *values = pj_arr(page, "values");
   if (!*values)
@@ -163,8 +171,10 @@ static int jc_list_groups(struct jc_inst *in, json_object *tok,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "list groups", &status, &page, err);
-  if (rc || (rc = jc_pagebean(page, "list groups", start, &values, &more, err)))
+  rc = jc_request_route(in, "/rest/api/3/group/bulk", "GET", b.s, NULL, 0,
+                        "list groups", &status, &page, err);
+  if (rc || (rc = jc_pagebean(in, sink, page, "list groups", start, &values,
+                              &more, err)))
     goto out;
   n = json_object_array_length(values);
   for (size_t i = 0; i < n && !rc; i++) {
@@ -212,8 +222,8 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
     rc = pj_nomem(err);
     goto out;
   }
-  rc =
-      jc_request(in, "GET", b.s, NULL, 0, "group members", &status, &page, err);
+  rc = jc_request_route(in, "/rest/api/3/group/member", "GET", b.s, NULL, 0,
+                        "group members", &status, &page, err);
   if (rc == CH_E_NOTFOUND) {
     /* Deleted while we synced: the group's listing is stale, not wrong. */
     in->host->log(in->hc, CH_LOG_WARN,
@@ -221,8 +231,8 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
     rc = CH_OK;
     goto out;
   }
-  if (rc ||
-      (rc = jc_pagebean(page, "group members", start, &values, &more, err)))
+  if (rc || (rc = jc_pagebean(in, sink, page, "group members", start, &values,
+                              &more, err)))
     goto out;
   n = json_object_array_length(values);
   for (size_t i = 0; i < n && !rc; i++) {
@@ -308,15 +318,15 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
       rc = pj_nomem(err);
       goto out;
     }
-  rc =
-      jc_request(in, "GET", b.s, NULL, 0, "list projects", &status, &page, err);
+  rc = jc_request_route(in, "/rest/api/3/project/search", "GET", b.s, NULL, 0,
+                        "list projects", &status, &page, err);
   if (rc == CH_E_NOTFOUND) {
     /* The documented answer for "no projects match": an empty result. */
     rc = CH_OK;
     goto next;
   }
-  if (rc ||
-      (rc = jc_pagebean(page, "list projects", start, &values, &more, err)))
+  if (rc || (rc = jc_pagebean(in, sink, page, "list projects", start, &values,
+                              &more, err)))
     goto out;
   n = json_object_array_length(values);
   for (size_t i = 0; i < n && !rc; i++) {
@@ -403,7 +413,8 @@ static int jc_list_roles(struct jc_inst *in, const struct ch_ref *parent,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "project roles", &status, &map, err);
+  rc = jc_request_route(in, "/rest/api/3/project/{projectIdOrKey}/role", "GET",
+                        b.s, NULL, 0, "project roles", &status, &map, err);
   if (rc == CH_E_NOTFOUND) {
     in->host->log(in->hc, CH_LOG_WARN,
                   "project %s is gone (HTTP 404); its roles are skipped",
@@ -488,7 +499,9 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = jc_request(in, "GET", b.s, NULL, 0, "role actors", &status, &role, err);
+  rc =
+      jc_request_route(in, "/rest/api/3/project/{projectIdOrKey}/role/{id}",
+                       "GET", b.s, NULL, 0, "role actors", &status, &role, err);
   if (rc == CH_E_NOTFOUND) {
     in->host->log(in->hc, CH_LOG_WARN,
                   "project role %s is gone (HTTP 404); its actors are skipped",

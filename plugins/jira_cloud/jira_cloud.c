@@ -200,8 +200,16 @@ out:
 int jc_request(struct jc_inst *in, const char *method, const char *url,
                json_object *body, unsigned flags, const char *what,
                long *status, json_object **out, struct ch_err *err) {
-  int rc =
-      pj_request(&in->cl, method, url, body, flags, what, status, out, err);
+  return jc_request_route(in, NULL, method, url, body, flags, what, status, out,
+                          err);
+}
+
+int jc_request_route(struct jc_inst *in, const char *route, const char *method,
+                     const char *url, json_object *body, unsigned flags,
+                     const char *what, long *status, json_object **out,
+                     struct ch_err *err) {
+  int rc = pj_request_route(&in->cl, route, method, url, body, flags, what,
+                            status, out, err);
 
   if (rc == CH_E_AUTH && *status == 401) {
     jc_scoped_hint(in, what, err);

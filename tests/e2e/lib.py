@@ -106,6 +106,18 @@ class Fake:
             self._err.close()
 
 
+def key_encode(component):
+    """A key component as the host prints it: '%', '/', '#' and control
+    bytes percent-encoded (docs/graph-format.md)."""
+    out = []
+    for ch in component:
+        if ch in "%/#" or ord(ch) < 0x20 or ord(ch) == 0x7f:
+            out.append("".join("%%%02X" % b for b in ch.encode()))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def yaml_quote(s):
     """A double-quoted YAML scalar for any string."""
     return json.dumps(s, ensure_ascii=False)

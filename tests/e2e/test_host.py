@@ -438,6 +438,22 @@ class RoughEdges(HostTest):
         self.assertEqual(r.rc, 2, r)
         self.assertIn("did you mean 'sync'?", r.err)
 
+    def test_unknown_host_key_lists_every_key(self):
+        # The host's keys outgrew one error message: the list is logged in
+        # full on the line above the error, never cut.
+        cfg = self.path("k.yaml")
+        with open(cfg, "w") as f:
+            f.write("wrokers: 3\ntenants: {}\n")
+        r = lib.run(["-c", cfg, "check"])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("unknown key 'wrokers' in the top-level map; did you "
+                      "mean 'workers'? (expected one of: on the line above)", r.err)
+        listed = [l for l in r.err.splitlines() if "the keys of the top-level map:" in l]
+        self.assertEqual(len(listed), 1, r.err)
+        for key in ("plugin_dir", "workers", "max_shrink", "isolation",
+                    "schedule", "serve", "store", "keep_runs", "tenants"):
+            self.assertIn(key, listed[0].split("map:", 1)[1])
+
     def test_unknown_plugin_option_lists_every_option(self):
         known = plugin_options("jira_cloud")
         cfg = lib.write_config(self.path("j.yaml"), {"t": {"j": {

@@ -369,7 +369,8 @@ class OutputTargets(HostileTest):
         self.assertFalse(os.path.exists(stale), "stale temp file kept")
         self.assertTrue(os.path.exists(foreign), "a file not of our naming was removed")
         self.assertEqual(sorted(os.listdir(self.tmp)),
-                         sorted([".graph.json.notours", "c.yaml", "graph.json", "plugins"]))
+                         sorted([".graph.json.notours", "c.yaml", "connhost.db", "graph.json",
+                                 "plugins"]))
 
     def test_unnamed_temp_file_is_used(self):
         if not shutil.which("strace"):

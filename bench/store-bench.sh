@@ -1,0 +1,120 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Store benchmark on a real sync: the fake Atlassian Cloud (`large` tenant by
+# default), synced by jira_cloud + atlassian_org three times: without a
+# store, with a new store (run 1 records everything), and again (run 2
+# records only what changed). Prints CPU time and peak RSS of each sync side
+# by side, the store's size against the JSONL graph, and the latency of
+# `access`, `who-has` on the largest group's membership, and `diff`.
+# Not part of `make check`.
+# Usage: bench/store-bench.sh SRCDIR BUILDDIR [PROFILE] [WORKERS]
+set -eu
+src=$1
+build=$2
+profile=${3:-large}
+workers=${4:-16}
+work=$(mktemp -d /tmp/connhost-store-bench.XXXXXX)
+trap 'kill $fake 2>/dev/null; wait $fake 2>/dev/null; rm -rf "$work"' EXIT INT TERM
+
+python3 "$src/tests/fake/atlassian-fake" --host 127.0.0.1 --port 0 \
+  --port-file "$work/port" --profile "$profile" --truth "$work/truth.json" \
+  >"$work/fake.log" 2>&1 &
+fake=$!
+while [ ! -s "$work/port" ]; do
+  kill -0 $fake 2>/dev/null || { cat "$work/fake.log"; exit 1; }
+  sleep 0.2
+done
+
+# Configs (secrets in files) and the WHO and WHAT to ask about; then the
+# runs, each command's CPU and peak RSS from its own rusage (wait4).
+python3 - "$work" "$build" "$workers" <<'PY'
+import json, os, sys
+work, build, workers = sys.argv[1], sys.argv[2], sys.argv[3]
+t = json.load(open(os.path.join(work, "truth.json")))
+c = t["credentials"]
+base = "http://127.0.0.1:" + open(os.path.join(work, "port")).read().strip()
+for name, value in (("jira", c["jira_api_token"]), ("org", c["org_api_key"])):
+    with open(os.path.join(work, name + ".secret"), "w") as f:
+        f.write(value)
+def config(name, store):
+    path = os.path.join(work, name)
+    with open(path, "w") as f:
+        f.write("""plugin_dir: %s/plugins/.libs
+store: %s
+workers: %s
+tenants:
+  bench:
+    jira:
+      plugin: jira_cloud
+      options:
+        url: %s
+        email: %s
+        api_token: ${file:%s/jira.secret}
+        gateway_url: %s
+    org:
+      plugin: atlassian_org
+      options:
+        org_id: %s
+        api_token: ${file:%s/org.secret}
+        api_base: %s/admin
+""" % (build, store, workers, base, c["jira_email"], work, base, c["org_id"], work, base))
+    return path
+none = config("none.yaml", "none")
+withdb = config("store.yaml", os.path.join(work, "connhost.db"))
+org = {a["account_id"]: a for a in t["org"]["accounts"]}
+who = next(a["email"] for a in t["org"]["accounts"][len(org) // 2:])
+big = max(t["jira"]["group_members"].items(), key=lambda kv: len(kv[1]))[0]
+with open(os.path.join(work, "ask"), "w") as f:
+    f.write("%s\nbench/jira/group/%s#member\n%d\n"
+            % (who, big, len(t["jira"]["group_members"][big])))
+PY
+
+# A fresh, small process measures: a child's peak RSS starts from its
+# parent's, so the parent must not be the one that read the truth file.
+python3 - "$work" "$build" <<'PY'
+import os, subprocess, sys, time
+work, build = sys.argv[1], sys.argv[2]
+none = os.path.join(work, "none.yaml")
+withdb = os.path.join(work, "store.yaml")
+who, what, members = open(os.path.join(work, "ask")).read().split("\n")[:3]
+ch = os.path.join(build, "connhost")
+
+def run(args):
+    """Wall seconds, CPU seconds and peak RSS (MB) of one connhost run."""
+    err = open(os.path.join(work, "stderr"), "w+")
+    t0 = time.monotonic()
+    p = subprocess.Popen([ch] + args, stdout=subprocess.DEVNULL, stderr=err)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        err.seek(0)
+        sys.exit("connhost %s failed: %s" % (" ".join(args), err.read()))
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024
+
+jsonl = os.path.join(work, "graph.jsonl")
+rows = []
+for label, cfg in (("sync, store: none", none), ("sync, new store (run 1)", withdb),
+                   ("sync, store again (run 2)", withdb)):
+    wall, cpu, rss = run(["-q", "-c", cfg, "-o", jsonl, "--format", "jsonl"])
+    rows.append((label, wall, cpu, rss))
+print("%-30s %9s %9s %14s" % ("", "wall s", "CPU s", "peak RSS MB"))
+for label, wall, cpu, rss in rows:
+    print("%-30s %9.1f %9.2f %14d" % (label, wall, cpu, rss))
+base_cpu = rows[0][2]
+for label, _, cpu, _ in rows[1:]:
+    print("  recording cost, %s: %+.2f s CPU (%+.0f%% of the sync)"
+          % (label.split(", ")[1], cpu - base_cpu, 100 * (cpu - base_cpu) / base_cpu))
+db = os.path.join(work, "connhost.db")
+print("\n%-30s %12s" % ("size", "MB"))
+print("%-30s %12.1f" % ("JSONL graph (one run)", os.path.getsize(jsonl) / 1e6))
+print("%-30s %12.1f" % ("store after two runs", os.path.getsize(db) / 1e6))
+
+print("\n%-44s %9s %9s" % ("read (best of 3)", "wall ms", "CPU ms"))
+for label, args in (("access " + who, ["access", who]),
+                    ("who-has (%s members)" % members,
+                     ["who-has", what]),
+                    ("diff (run 1 to 2)", ["diff"])):
+    best = min(run(args + ["--db", db, "--format", "json"])[:2] for _ in range(3))
+    print("%-44s %9.0f %9.0f" % (label, best[0] * 1000, best[1] * 1000))
+PY

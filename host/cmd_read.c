@@ -1,0 +1,712 @@
+/* SPDX-License-Identifier: MIT */
+/* The read commands over the snapshot store: runs, resources, grants,
+   access, who-has, explain, diff, stats, export, report. They know no SQL:
+   each one names store queries and prints their rows as table, JSON or
+   CSV. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "store.h"
+
+enum fmt { FMT_TABLE = 0, FMT_JSON, FMT_CSV };
+
+/* One part of a command's answer: the JSON field and the store query. */
+struct section {
+  const char *field, *query;
+  const char *brief; /* the columns a table shows (NULL: all) */
+};
+
+struct read_cmd {
+  const char *name;
+  int nargs; /* positional arguments after the name */
+  const char *args_help;
+  int csv_default; /* CSV unless --format says otherwise */
+  struct section sections[6];
+};
+
+#define S(field, query, brief)                                                 \
+  { field, query, brief }
+
+static const struct read_cmd commands[] = {
+    {.name = "runs", .sections = {S("runs", "runs", NULL)}},
+    {.name = "resources",
+     .args_help = "[--type T] [--search TEXT]",
+     .sections = {S("resources", "resources",
+                    "key display_name status account_type emails")}},
+    {.name = "grants",
+     .args_help = "[--entitlement KEY] [--principal KEY]",
+     .sections = {S("grants", "grants",
+                    "entitlement principal principal_name direct via")}},
+    {.name = "access",
+     .nargs = 1,
+     .args_help = "WHO",
+     .sections = {S("accounts", "identity",
+                    "resource display_name emails status account_type stale"),
+                  S("access", "access",
+                    "instance principal_name resource_type resource_name slug "
+                    "direct via_names stale")}},
+    {.name = "who-has",
+     .nargs = 1,
+     .args_help = "WHAT",
+     .sections = {S("holders", "who_has",
+                    "principal principal_name identity_emails status "
+                    "account_type direct via_names stale")}},
+    {.name = "explain",
+     .nargs = 2,
+     .args_help = "WHO WHAT",
+     .sections = {S("paths", "explain", "kind path stale")}},
+    {.name = "diff",
+     .args_help = "[--from RUN] [--to RUN] [--exit-code]",
+     .sections = {S("resources", "diff_resources", NULL),
+                  S("direct_grants", "diff_direct",
+                    "change entitlement principal principal_name"),
+                  S("derived_grants", "diff_derived",
+                    "change entitlement principal principal_name via"),
+                  S("status_changes", "diff_status", NULL),
+                  S("identity_changes", "diff_identities", NULL)}},
+    {.name = "stats",
+     .sections = {S("tenants", "stats_tenants", NULL),
+                  S("instances", "stats_instances", NULL),
+                  S("types", "stats_types", NULL),
+                  S("entitlements", "stats_entitlements", NULL),
+                  S("top_entitlements", "stats_top", NULL)}},
+    {.name = "export",
+     .nargs = 1,
+     .args_help = "access-review",
+     .csv_default = 1,
+     .sections = {S("access_review", "access_review", NULL)}},
+    {.name = "report",
+     .sections = {S("inactive_with_grants", "report_inactive", NULL),
+                  S("jira_without_org_account", "report_unmanaged", NULL),
+                  S("nonhuman_with_grants", "report_nonhuman", NULL)}},
+};
+
+/* 1 when `word` is one of the space-separated words of `list`. */
+static int word_in(const char *list, const char *word) {
+  size_t n = strlen(word);
+
+  for (const char *p = list; (p = strstr(p, word)); p += n) {
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
+      return 1;
+  }
+  return 0;
+}
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct read_cmd *find_cmd(const char *name) {
+  for (size_t i = 0; i < NCOMMANDS; i++) {
+    if (strcmp(commands[i].name, name) == 0)
+      return &commands[i];
+  }
+  return NULL;
+}
+
+/* Options of the main parser and of these commands that take a value
+   (so that value is not mistaken for the command). */
+static const char value_opts[] =
+    "-c --config -o --output -w --workers --format --tenant --instance "
+    "--plugin-dir --max-pages --entitlement --principal --email "
+    "--display-name --given-name --family-name --attr --arg --name "
+    "--log-level --log-format --db --run --type --search --from --to";
+
+int cmd_read_wanted(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0)
+      return i + 1 < argc && find_cmd(argv[i + 1]);
+    if (argv[i][0] == '-') {
+      i += word_in(value_opts, argv[i]);
+      continue;
+    }
+    return find_cmd(argv[i]) != NULL;
+  }
+  return 0;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static void json_str(FILE *f, const char *s) {
+  const unsigned char *p = (const unsigned char *)s, *run = p;
+
+  fputc('"', f);
+  for (;; p++) {
+    if (*p >= 0x20 && *p != '"' && *p != '\\')
+      continue; /* UTF-8 as the source wrote it, written in runs */
+    fwrite(run, 1, (size_t)(p - run), f);
+    if (!*p)
+      break;
+    if (*p == '"' || *p == '\\')
+      fprintf(f, "\\%c", *p);
+    else if (*p == '\n')
+      fputs("\\n", f);
+    else if (*p == '\r')
+      fputs("\\r", f);
+    else if (*p == '\t')
+      fputs("\\t", f);
+    else
+      fprintf(f, "\\u%04x", *p);
+    run = p + 1;
+  }
+  fputc('"', f);
+}
+
+/* A JSON array cell as plain text for tables and CSV: "a; b". malloc'd. */
+static char *json_flat(const char *text) {
+  struct json_object *o = json_tokener_parse(text);
+  size_t n, len = 0;
+  char *out;
+
+  if (!o || !json_object_is_type(o, json_type_array)) {
+    json_object_put(o);
+    return strdup(text);
+  }
+  n = json_object_array_length(o);
+  for (size_t i = 0; i < n; i++) {
+    const char *s = json_object_get_string(json_object_array_get_idx(o, i));
+    len += (s ? strlen(s) : 0) + 2;
+  }
+  out = malloc(len + 1);
+  if (out) {
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+      const char *s = json_object_get_string(json_object_array_get_idx(o, i));
+      if (i)
+        strcat(out, "; ");
+      strcat(out, s ? s : "");
+    }
+  }
+  json_object_put(o);
+  return out;
+}
+
+/* One cell as text (tables, CSV). malloc'd; "" for null. */
+static char *cell_text(struct store_cursor *c, size_t i) {
+  const char *v = store_col_text(c, i);
+
+  if (!v)
+    return strdup("");
+  switch (store_col_kind(c, i)) {
+  case STORE_JSON:
+    return json_flat(v);
+  case STORE_BOOL:
+    return strdup(strcmp(v, "0") ? "yes" : "no");
+  default:
+    return strdup(v);
+  }
+}
+
+/*
+ * RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes
+ * doubled. Spreadsheets run a cell that starts with '=', '+', '-' or '@'
+ * (or a tab or CR) as a formula, so such a cell is quoted and prefixed with
+ * a single quote (OWASP "CSV injection").
+ */
+static void csv_cell(FILE *f, const char *s) {
+  int formula = strchr("=+-@\t\r", s[0]) && s[0];
+  int quote = formula || strpbrk(s, ",\"\r\n") != NULL;
+
+  if (!quote) {
+    fputs(s, f);
+    return;
+  }
+  fputc('"', f);
+  if (formula)
+    fputc('\'', f);
+  for (; *s; s++) {
+    if (*s == '"')
+      fputc('"', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+/* Display width of UTF-8 text, counted in code points. */
+static size_t text_width(const char *s) {
+  size_t w = 0;
+  for (; *s; s++)
+    w += ((unsigned char)*s & 0xC0) != 0x80;
+  return w;
+}
+
+struct table {
+  char **cells; /* header first, then rows; ncols per row */
+  size_t ncols, n, cap;
+};
+
+static int table_add(struct table *t, char *cell) {
+  if (!cell)
+    return -1;
+  if (t->n == t->cap) {
+    size_t nc = t->cap ? t->cap * 2 : 256;
+    char **g = realloc(t->cells, nc * sizeof(*g));
+    if (!g) {
+      free(cell);
+      return -1;
+    }
+    t->cells = g;
+    t->cap = nc;
+  }
+  t->cells[t->n++] = cell;
+  return 0;
+}
+
+static void table_print(FILE *f, const struct table *t) {
+  size_t *w = calloc(t->ncols ? t->ncols : 1, sizeof(*w));
+
+  if (!w)
+    return;
+  for (size_t i = 0; i < t->n; i++) {
+    size_t tw = text_width(t->cells[i]);
+    if (tw > w[i % t->ncols])
+      w[i % t->ncols] = tw;
+  }
+  for (size_t i = 0; i < t->n; i++) {
+    size_t col = i % t->ncols;
+    fputs(t->cells[i], f);
+    if (col + 1 == t->ncols) {
+      fputc('\n', f);
+      continue;
+    }
+    for (size_t k = text_width(t->cells[i]); k < w[col] + 2; k++)
+      fputc(' ', f);
+  }
+  free(w);
+}
+
+static void table_release(struct table *t) {
+  for (size_t i = 0; i < t->n; i++)
+    free(t->cells[i]);
+  free(t->cells);
+}
+
+/* Print one query's rows; JSON as the value of `field` (the caller wrote
+   the separator). Returns the row count, or -1 on error (reported). */
+static long print_query(struct store *st, const struct section *sec,
+                        enum fmt fmt, int many, FILE *f) {
+  struct store_cursor *c = NULL;
+  struct ch_err err = {0};
+  struct table t = {0};
+  unsigned char show[32] = {0};
+  size_t ncols;
+  long rows = 0;
+  int step;
+
+  if (store_query(st, sec->query, &c, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    return -1;
+  }
+  ncols = store_ncols(c);
+  for (size_t i = 0; i < ncols && i < sizeof(show); i++) {
+    show[i] = fmt != FMT_TABLE || !sec->brief ||
+              word_in(sec->brief, store_col_name(c, i));
+    t.ncols += show[i];
+  }
+  if (fmt == FMT_JSON) {
+    json_str(f, sec->field);
+    fputs(": [", f);
+  } else if (fmt == FMT_TABLE && many) {
+    fprintf(f, "%s== %s ==\n", rows ? "\n" : "", sec->field);
+  }
+  for (size_t i = 0; fmt != FMT_JSON && i < ncols; i++) {
+    if (fmt == FMT_CSV)
+      fprintf(f, "%s%s", i ? "," : "", store_col_name(c, i));
+    else if (show[i] && table_add(&t, strdup(store_col_name(c, i))))
+      goto nomem;
+  }
+  if (fmt == FMT_CSV)
+    fputs("\r\n", f);
+  while ((step = store_next(c, &err)) == 1) {
+    if (fmt == FMT_JSON) {
+      fputs(rows ? ",\n  {" : "\n  {", f);
+      for (size_t i = 0; i < ncols; i++) {
+        const char *v = store_col_text(c, i);
+        if (i)
+          fputs(", ", f);
+        json_str(f, store_col_name(c, i));
+        fputs(": ", f);
+        if (!v)
+          fputs("null", f);
+        else if (store_col_kind(c, i) == STORE_JSON ||
+                 store_col_kind(c, i) == STORE_INT)
+          fputs(v, f);
+        else if (store_col_kind(c, i) == STORE_BOOL)
+          fputs(strcmp(v, "0") ? "true" : "false", f);
+        else
+          json_str(f, v);
+      }
+      fputc('}', f);
+    } else {
+      for (size_t i = 0; i < ncols; i++) {
+        char *v;
+        if (!show[i])
+          continue;
+        v = cell_text(c, i);
+        if (fmt == FMT_CSV) {
+          if (!v)
+            goto nomem;
+          if (i)
+            fputc(',', f);
+          csv_cell(f, v);
+          free(v);
+        } else if (table_add(&t, v)) {
+          goto nomem;
+        }
+      }
+      if (fmt == FMT_CSV)
+        fputs("\r\n", f);
+    }
+    rows++;
+  }
+  if (step < 0) {
+    log_error("%s", err.msg);
+    rows = -1;
+  }
+  if (fmt == FMT_JSON)
+    fputs(rows > 0 ? "\n]" : "]", f);
+  else if (fmt == FMT_TABLE && rows >= 0)
+    table_print(f, &t);
+  store_cursor_free(c);
+  table_release(&t);
+  return rows;
+nomem:
+  log_error("out of memory");
+  store_cursor_free(c);
+  table_release(&t);
+  return -1;
+}
+
+/* Instances answering from older data: a warning line each (and, in JSON,
+   the "stale" field). */
+static int print_stale(struct store *st, enum fmt fmt, FILE *f) {
+  struct store_cursor *c = NULL;
+  struct ch_err err = {0};
+  int step, n = 0;
+
+  if (store_query(st, "instances", &c, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    return -1;
+  }
+  if (fmt == FMT_JSON)
+    fputs("\"stale\": [", f);
+  while ((step = store_next(c, &err)) == 1) {
+    /* tenant, instance, plugin, status, error, data_run, data_at, age, stale */
+    const char *tenant = store_col_text(c, 0), *inst = store_col_text(c, 1);
+    const char *status = store_col_text(c, 3), *error = store_col_text(c, 4);
+    const char *data_run = store_col_text(c, 5), *at = store_col_text(c, 6);
+    const char *age = store_col_text(c, 7);
+    if (strcmp(store_col_text(c, 8), "0") == 0)
+      continue;
+    if (fmt == FMT_JSON) {
+      fputs(n ? ",\n  {\"tenant\": " : "\n  {\"tenant\": ", f);
+      json_str(f, tenant);
+      fputs(", \"instance\": ", f);
+      json_str(f, inst);
+      fputs(", \"status\": ", f);
+      json_str(f, status);
+      fputs(", \"error\": ", f);
+      if (error)
+        json_str(f, error);
+      else
+        fputs("null", f);
+      fprintf(
+          f, ", \"data_run\": %s, \"data_at\": ", data_run ? data_run : "null");
+      if (at)
+        json_str(f, at);
+      else
+        fputs("null", f);
+      fprintf(f, ", \"age_seconds\": %s}", age ? age : "null");
+    }
+    if (!data_run)
+      log_warn("%s/%s: %s (%s) and has no good data yet: it is missing from "
+               "these answers",
+               tenant, inst, status, error ? error : "no error recorded");
+    else
+      log_warn("%s/%s: %s in this run (%s): answering from its data of run "
+               "%s, taken %s (%s s ago), marked stale",
+               tenant, inst, status, error ? error : "not synced", data_run,
+               at ? at : "?", age ? age : "?");
+    n++;
+  }
+  if (fmt == FMT_JSON)
+    fputs(n ? "\n]" : "]", f);
+  store_cursor_free(c);
+  if (step < 0) {
+    log_error("%s", err.msg);
+    return -1;
+  }
+  return n;
+}
+
+/* ---- the command --------------------------------------------------------- */
+
+static const char read_usage[] =
+    "usage: connhost COMMAND [--db PATH | -c FILE] [--run ID] [--tenant T]\n"
+    "                [--format table|json|csv] [ARGS]\n"
+    "\n"
+    "Read the snapshot store (docs/store.md):\n"
+    "  runs                       runs with per-instance status and counts\n"
+    "  resources [--type T] [--search TEXT]\n"
+    "  grants [--entitlement KEY] [--principal KEY]\n"
+    "  access WHO                 everything an identity holds (WHO: a "
+    "resource\n"
+    "                             key, an email or an account id)\n"
+    "  who-has WHAT               every holder of an entitlement key, or of\n"
+    "                             every entitlement of a resource key\n"
+    "  explain WHO WHAT           each path from WHO to WHAT\n"
+    "  diff [--from RUN] [--to RUN] [--exit-code]\n"
+    "                             what changed (default: the last two "
+    "runs);\n"
+    "                             --exit-code exits 1 when anything did\n"
+    "  stats                      counts; the entitlements with most holders\n"
+    "  export access-review       identity x entitlement rows (CSV default)\n"
+    "  report                     disabled accounts holding grants, Jira\n"
+    "                             accounts with no org account, customer "
+    "and\n"
+    "                             service accounts holding grants\n"
+    "\n"
+    "--db PATH reads that store; without it the store of the config (-c, "
+    "else\n"
+    "./connhost.yaml). --run picks a run (default: the latest). The format\n"
+    "is table on a terminal, else json.\n";
+
+enum {
+  RO_DB = 300,
+  RO_RUN,
+  RO_TENANT,
+  RO_FORMAT,
+  RO_TYPE,
+  RO_SEARCH,
+  RO_ENT,
+  RO_PRINCIPAL,
+  RO_FROM,
+  RO_TO,
+  RO_EXIT_CODE
+};
+
+static const struct option read_opts[] = {
+    {"db", required_argument, NULL, RO_DB},
+    {"config", required_argument, NULL, 'c'},
+    {"run", required_argument, NULL, RO_RUN},
+    {"tenant", required_argument, NULL, RO_TENANT},
+    {"format", required_argument, NULL, RO_FORMAT},
+    {"type", required_argument, NULL, RO_TYPE},
+    {"search", required_argument, NULL, RO_SEARCH},
+    {"entitlement", required_argument, NULL, RO_ENT},
+    {"principal", required_argument, NULL, RO_PRINCIPAL},
+    {"from", required_argument, NULL, RO_FROM},
+    {"to", required_argument, NULL, RO_TO},
+    {"exit-code", no_argument, NULL, RO_EXIT_CODE},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+static int read_usage_error(const char *msg, const char *arg) {
+  fprintf(stderr, "connhost: %s%s%s%s\nTry 'connhost runs --help'.\n", msg,
+          arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+  return EXIT_USAGE;
+}
+
+static int parse_run(const char *s, int64_t *out) {
+  char *end;
+  long long v;
+
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (errno || end == s || *end || v <= 0)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* The store path: --db, else the config's `store:`. malloc'd or NULL. */
+static char *db_path(const char *db, const char *config_path) {
+  struct config *cfg = NULL;
+  struct ch_err err = {0};
+  char *path = NULL;
+
+  if (db)
+    return strdup(db);
+  if (!config_path)
+    config_path = "connhost.yaml";
+  if (access(config_path, F_OK) != 0 &&
+      strcmp(config_path, "connhost.yaml") == 0) {
+    log_error("no --db PATH and no ./connhost.yaml: give the store with --db "
+              "or the config with -c");
+    return NULL;
+  }
+  if (config_load(config_path, &cfg, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    return NULL;
+  }
+  if (!cfg->store)
+    log_error("%s: 'store: none': this config keeps no store (give --db)",
+              cfg->path);
+  else
+    path = strdup(cfg->store);
+  config_free(cfg);
+  return path;
+}
+
+int cmd_read_main(int argc, char **argv) {
+  struct store_params p = {0};
+  const char *db = NULL, *config_path = NULL, *pos[3] = {0};
+  const struct read_cmd *cmd = NULL;
+  struct store *st = NULL;
+  struct ch_err err = {0};
+  char *path = NULL;
+  int fmt = -1, exit_code = 0, quiet = 0, npos = 0, c, rc = EXIT_FAIL;
+  long changed = 0;
+  FILE *f = stdout;
+
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":c:qh", read_opts, NULL)) != -1) {
+    switch (c) {
+    case RO_DB:
+      db = optarg;
+      break;
+    case 'c':
+      config_path = optarg;
+      break;
+    case RO_RUN:
+    case RO_FROM:
+    case RO_TO:
+      if (parse_run(optarg, c == RO_RUN    ? &p.run
+                            : c == RO_FROM ? &p.from
+                                           : &p.to))
+        return read_usage_error("a run is a positive number, not", optarg);
+      break;
+    case RO_TENANT:
+      p.tenant = optarg;
+      break;
+    case RO_FORMAT:
+      if (strcmp(optarg, "table") == 0)
+        fmt = FMT_TABLE;
+      else if (strcmp(optarg, "json") == 0)
+        fmt = FMT_JSON;
+      else if (strcmp(optarg, "csv") == 0)
+        fmt = FMT_CSV;
+      else
+        return read_usage_error("--format must be table, json or csv, not",
+                                optarg);
+      break;
+    case RO_TYPE:
+      p.type = optarg;
+      break;
+    case RO_SEARCH:
+      p.search = optarg;
+      break;
+    case RO_ENT:
+      p.entitlement = optarg;
+      break;
+    case RO_PRINCIPAL:
+      p.principal = optarg;
+      break;
+    case RO_EXIT_CODE:
+      exit_code = 1;
+      break;
+    case 'q':
+      quiet = 1;
+      break;
+    case 'h':
+      fputs(read_usage, stdout);
+      return EXIT_OK;
+    case ':':
+      return read_usage_error("option needs a value:", argv[optind - 1]);
+    default:
+      return read_usage_error("unknown option", argv[optind - 1]);
+    }
+  }
+  for (; optind < argc; optind++) {
+    if (!cmd) {
+      cmd = find_cmd(argv[optind]);
+      continue;
+    }
+    if (npos == (int)(sizeof(pos) / sizeof(pos[0])) || npos >= cmd->nargs)
+      return read_usage_error("unexpected argument", argv[optind]);
+    pos[npos++] = argv[optind];
+  }
+  if (!cmd)
+    return read_usage_error("no command", NULL);
+  if (npos < cmd->nargs) {
+    fprintf(stderr, "connhost: usage: connhost %s %s\n", cmd->name,
+            cmd->args_help);
+    return EXIT_USAGE;
+  }
+  if (strcmp(cmd->name, "export") == 0 && strcmp(pos[0], "access-review"))
+    return read_usage_error("export knows 'access-review', not", pos[0]);
+  if (strcmp(cmd->name, "access") == 0)
+    p.who = pos[0];
+  else if (strcmp(cmd->name, "who-has") == 0)
+    p.what = pos[0];
+  else if (strcmp(cmd->name, "explain") == 0) {
+    p.who = pos[0];
+    p.what = pos[1];
+  }
+  if (fmt < 0)
+    fmt = cmd->csv_default        ? FMT_CSV
+          : isatty(STDOUT_FILENO) ? FMT_TABLE
+                                  : FMT_JSON;
+  log_setup(CH_LOG_INFO, LOG_TEXT, quiet);
+
+  path = db_path(db, config_path);
+  if (!path)
+    goto out;
+  if (store_open(path, 0, &st, &err) != CH_OK ||
+      store_select(st, &p, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    goto out;
+  }
+  if (fmt == FMT_JSON) {
+    int64_t from, run = store_selected_run(st, &from);
+    fprintf(f, "{\"command\": ");
+    json_str(f, cmd->name);
+    fprintf(f, ", \"run\": %" PRId64, run);
+    if (strcmp(cmd->name, "diff") == 0)
+      fprintf(f, ", \"from\": %" PRId64, from);
+    fputs(",\n", f);
+  }
+  if (strcmp(cmd->name, "runs") != 0 && print_stale(st, fmt, f) < 0)
+    goto out;
+  for (size_t i = 0; i < sizeof(cmd->sections) / sizeof(cmd->sections[0]) &&
+                     cmd->sections[i].field;
+       i++) {
+    long n;
+    int many = cmd->sections[1].field != NULL;
+    if (fmt == FMT_JSON && (i || strcmp(cmd->name, "runs") != 0))
+      fputs(",\n", f);
+    if (fmt == FMT_TABLE && many && i)
+      fputc('\n', f);
+    if (fmt == FMT_CSV && many)
+      fprintf(f, "%s# %s\r\n", i ? "\r\n" : "", cmd->sections[i].field);
+    n = print_query(st, &cmd->sections[i], (enum fmt)fmt, many, f);
+    if (n < 0)
+      goto out;
+    changed += n;
+  }
+  if (fmt == FMT_JSON)
+    fputs("}\n", f);
+  if (fflush(f) != 0 || ferror(f)) {
+    log_error("writing the answer: %s", strerror(errno));
+    goto out;
+  }
+  rc = exit_code && strcmp(cmd->name, "diff") == 0 && changed ? EXIT_FAIL
+                                                              : EXIT_OK;
+out:
+  store_close(st);
+  free(path);
+  log_cleanup();
+  return rc;
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* The snapshot store: every sync's finished graph, kept as ranges of runs,
+   and the read queries the CLI answers from. SQLite today; everything
+   backend-specific (SQL included) stays behind this interface. */
+#ifndef CONNHOST_STORE_H
+#define CONNHOST_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <connhost/plugin.h>
+
+struct graph;
+struct store;
+
+/* The schema version this connhost writes; older stores migrate on open. */
+#define STORE_SCHEMA_VERSION 2
+
+/*
+ * Open the store at `path` and migrate it to STORE_SCHEMA_VERSION. With
+ * `create` a missing file is created; without it a missing file is an
+ * error (the read commands never create one). A locked, corrupt, foreign
+ * or newer store is an error that names the file and what to do.
+ */
+int store_open(const char *path, int create, struct store **out,
+               struct ch_err *err);
+void store_close(struct store *s);
+
+/*
+ * Record one run from the finished graph in one transaction: the run,
+ * each instance's status (a failed instance keeps answering from its last
+ * good data), and the rows that changed since each instance's last good
+ * run. Then drop runs beyond the newest `keep_runs`. `started_ms` is the
+ * run's wall-clock start. On error nothing of the run is recorded.
+ * `*run_id` (may be NULL) gets the new run's id.
+ */
+int store_record(struct store *s, const struct graph *g, int64_t started_ms,
+                 long keep_runs, int64_t *run_id, struct ch_err *err);
+
+/* Open (creating it if needed), record, close: what `sync` calls. */
+int store_save(const char *path, const struct graph *g, int64_t started_ms,
+               long keep_runs, int64_t *run_id, struct ch_err *err);
+
+/* ---- reading ----------------------------------------------------------- */
+
+/* What a read answers from: `run` 0 = the latest; `tenant` NULL = all. */
+struct store_params {
+  int64_t run, from, to; /* from/to: diff (0 = the run before `to` / latest) */
+  const char *tenant;
+  const char *who, *what;              /* access / who-has / explain */
+  const char *type, *search;           /* resources */
+  const char *entitlement, *principal; /* grants */
+};
+
+/*
+ * Choose the data a read answers from: the run (or, for diff, both runs),
+ * and for each instance of that run the run whose data answers for it (its
+ * last good one when it failed). Resolves WHO / WHAT. Call once before
+ * store_query. Errors: no such run, empty store, unknown WHO or WHAT.
+ */
+int store_select(struct store *s, const struct store_params *p,
+                 struct ch_err *err);
+/* The run store_select chose (for diff: the `to` run; `*from` the other). */
+int64_t store_selected_run(const struct store *s, int64_t *from);
+
+/* One query's answer, a row at a time. */
+struct store_cursor;
+
+/* Column kinds: text, integer (or boolean), a JSON value (arrays). */
+enum store_kind { STORE_TEXT = 0, STORE_INT, STORE_BOOL, STORE_JSON };
+
+/*
+ * Run the named query over the selection. Names: "runs", "instances"
+ * (the selected run's instances, stale ones marked), "resources",
+ * "grants", "identity", "access", "who_has", "explain", "diff_resources",
+ * "diff_grants", "diff_status", "diff_identities", "stats_instances",
+ * "stats_types", "stats_entitlements", "stats_top", "access_review",
+ * "report_inactive", "report_unmanaged", "report_nonhuman".
+ */
+int store_query(struct store *s, const char *name, struct store_cursor **out,
+                struct ch_err *err);
+/* 1 = a row is ready, 0 = done, negative = error (in `err`). */
+int store_next(struct store_cursor *c, struct ch_err *err);
+size_t store_ncols(const struct store_cursor *c);
+const char *store_col_name(const struct store_cursor *c, size_t i);
+enum store_kind store_col_kind(const struct store_cursor *c, size_t i);
+/* The value as text (integers in decimal, JSON as its text), NULL when
+   null. Borrowed until the next store_next. */
+const char *store_col_text(struct store_cursor *c, size_t i);
+void store_cursor_free(struct store_cursor *c);
+
+#endif
