@@ -283,7 +283,7 @@ int cmd_provision(struct session *s) {
 }
 
 /* A result whose output() collects an action's long answer, printed after
-   the outcome line (ch_result.output, ABI 1.1). `res` comes first, so the
+   the outcome line (ch_result.output, ABI 1.2). `res` comes first, so the
    callback's pointer is the box. */
 struct result_box {
   struct ch_result res;

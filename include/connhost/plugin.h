@@ -316,7 +316,7 @@ struct ch_result {
   char key[256];     /* e.g. the new account id or issue key; may be empty */
   char message[256]; /* one human line, e.g. "linked to existing account" */
 
-  /* ---- since ABI 1.1 (test with CH_RESULT_HAS(host, output)) ----
+  /* ---- since ABI 1.2 (test with CH_RESULT_HAS(host, output)) ----
      An answer longer than `message` (a ticket schema, a ticket's state):
      UTF-8 text, usually one JSON document, that the host prints on stdout
      after the outcome line when the op succeeds. Calls append; `text` is

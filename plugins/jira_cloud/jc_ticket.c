@@ -75,7 +75,7 @@ static void jt_prefix(struct ch_err *err, int rc, const char *action) {
   ch_err_set(err, rc, "%s: %s", action, msg);
 }
 
-/* Hand `doc` to the host as the action's answer (ABI 1.1); an older host
+/* Hand `doc` to the host as the action's answer (ABI 1.2); an older host
    has only `message`. */
 static int jt_output(struct jc_inst *in, struct ch_result *res,
                      json_object *doc, struct ch_err *err) {

@@ -207,7 +207,7 @@ static int tl_action(void *inst, const char *name, const struct ch_kv *args,
   snprintf(result->message, sizeof(result->message), "%s %s",
            strcmp(name, "ping") == 0 ? "pong" : "echo", who);
 #if defined(T_FUTURE)
-  /* ABI 1.1: a longer answer, only where the host's result has room. */
+  /* ABI 1.2: a longer answer, only where the host's result has room. */
   if (CH_RESULT_HAS(((struct tl_inst *)inst)->host, output) && result->output &&
       strcmp(name, "echo") == 0)
     return result->output(result, who);
