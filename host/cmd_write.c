@@ -282,9 +282,53 @@ int cmd_provision(struct session *s) {
   return rc;
 }
 
+/* A result whose output() collects an action's long answer, printed after
+   the outcome line (ch_result.output, ABI 1.2). `res` comes first, so the
+   callback's pointer is the box. */
+struct result_box {
+  struct ch_result res;
+  char *text;
+  size_t len, cap;
+};
+
+static int collect_output(struct ch_result *res, const char *text) {
+  struct result_box *box = (struct result_box *)res;
+  size_t n = text ? strlen(text) : 0;
+
+  if (box->len + n + 1 > box->cap) {
+    size_t cap = box->cap ? box->cap : 1024;
+    char *p;
+    while (cap < box->len + n + 1)
+      cap *= 2;
+    if (!(p = realloc(box->text, cap)))
+      return CH_E_NOMEM;
+    box->text = p;
+    box->cap = cap;
+  }
+  memcpy(box->text + box->len, text ? text : "", n + 1);
+  box->len += n;
+  return CH_OK;
+}
+
+/* Secrets are redacted here too: the answer is the plugin's text. Redaction
+   only shrinks it, so a copy of the same size is enough. */
+static void print_output(const struct result_box *box) {
+  char *clean = malloc(box->len + 1);
+
+  if (!clean) {
+    log_error("out of memory printing the action's answer");
+    return;
+  }
+  log_redact(box->text, clean, box->len + 1);
+  fputs(clean, stdout);
+  if (box->len && box->text[box->len - 1] != '\n')
+    fputc('\n', stdout);
+  free(clean);
+}
+
 int cmd_action(struct session *s) {
   struct cli *cli = s->cli;
-  struct ch_result res = {0};
+  struct result_box box = {.res = {.output = collect_output}};
   struct ch_err err = {0};
   struct ch_kv *args = NULL;
   struct instance *in = NULL;
@@ -331,9 +375,12 @@ int cmd_action(struct session *s) {
   }
   snprintf(what, sizeof(what), "action %s in %s/%s", ad->name, cli->tenants[0],
            cli->instance);
-  rc = instance_action(in, ad->name, args, cli->nkv, &res, &err);
-  rc = report(in, what, rc, &res, &err);
+  rc = instance_action(in, ad->name, args, cli->nkv, &box.res, &err);
+  rc = report(in, what, rc, &box.res, &err);
+  if (rc == EXIT_OK && box.len)
+    print_output(&box);
 out:
+  free(box.text);
   free(args);
   return rc;
 }

@@ -252,6 +252,33 @@ static void capture_log(struct ch_hctx *hc, enum ch_log_level level,
   va_end(ap);
 }
 
+static char answered[64];
+
+static int capture_output(struct ch_result *res, const char *text) {
+  (void)res;
+  snprintf(answered, sizeof(answered), "%s", text);
+  return CH_OK;
+}
+
+/* Run t_future's echo with a result of the host's `size`, in a buffer of
+   exactly that size: a 1.0-sized result has no `output`, and reading it
+   would overflow. A full one gets the answer through output(). */
+static void echo_on_result_of(const struct plugin *p, void *inst, size_t size) {
+  struct ch_result *res = calloc(1, size);
+  struct ch_kv arg = {"text", "hi"};
+  struct ch_err err = {0};
+
+  ck_assert_ptr_nonnull(res);
+  if (CH_SIZE_HAS(size, struct ch_result, output))
+    res->output = capture_output;
+  answered[0] = '\0';
+  ck_assert_int_eq(p->desc->action(inst, "echo", &arg, 1, res, &err), CH_OK);
+  ck_assert_str_eq(res->message, "echo hi");
+  ck_assert_str_eq(answered,
+                   CH_SIZE_HAS(size, struct ch_result, output) ? "hi" : "");
+  free(res);
+}
+
 /* Open t_future (built against today's header) on a copy of the host
    table cut to `size` bytes, in a buffer of exactly that size, so reading
    past it is a heap overflow (ASan, valgrind) rather than luck. */
@@ -269,6 +296,7 @@ static void open_on_host_of(size_t size) {
   ck_assert_int_eq(registry_load(&reg, "t_future", &p, &err), CH_OK);
   logged[0] = '\0';
   ck_assert_int_eq(p->desc->open(h, NULL, &cfg, &inst, &err), CH_OK);
+  echo_on_result_of(p, inst, CH_HOST_SIZEOF(h, result, CH_RESULT_SIZE_V1));
   p->desc->close(inst);
   free(h);
 }

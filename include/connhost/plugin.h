@@ -382,6 +382,14 @@ struct ch_result {
   enum ch_outcome outcome;
   char key[256];     /* e.g. the new account id or issue key; may be empty */
   char message[256]; /* one human line, e.g. "linked to existing account" */
+
+  /* ---- since ABI 1.2 (test with CH_RESULT_HAS(host, output)) ----
+     An answer longer than `message` (a ticket schema, a ticket's state):
+     UTF-8 text, usually one JSON document, that the host prints on stdout
+     after the outcome line when the op succeeds. Calls append; `text` is
+     borrowed for the call. Returns CH_OK or CH_E_NOMEM. NULL when the
+     host has nowhere to put it: then `message` is all there is. */
+  int (*output)(struct ch_result *result, const char *text);
 };
 #define CH_RESULT_SIZE_V1 CH_SIZE_TO(struct ch_result, message)
 

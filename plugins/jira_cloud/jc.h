@@ -11,7 +11,8 @@
 
 /*
  * The plugin is split by job (jira_cloud.c: descriptor, options, open,
- * check; jc_sync.c: list and grants; jc_provision.c: writes). The names
+ * check; jc_sync.c: list and grants; jc_provision.c: writes;
+ * jc_ticket.c: the ticket actions). The names
  * below are shared between those files, so they cannot be static; the
  * linker's export list (connhost_plugin only) keeps them private to the
  * .so all the same.
@@ -36,6 +37,7 @@ struct jc_conf {
   int skip_participants;
   const char *const *project_keys;
   const char *ticket_project_key;
+  const char *const *ticket_projects;
   long long page_size;
 };
 
@@ -51,8 +53,10 @@ struct jc_inst {
   int skip_participants;
   const char *const *keys; /* project_keys, NULL-terminated, or NULL */
   size_t nkeys;
-  const char *ticket_key; /* ticket_project_key, or NULL */
-  long page_size;         /* 0: the endpoint's cap */
+  const char *ticket_key;         /* ticket_project_key, or NULL */
+  const char *const *ticket_keys; /* ticket_projects, NULL-terminated */
+  size_t nticket_keys;
+  long page_size; /* 0: the endpoint's cap */
   int provisioning;
 
   /* Accounts the skip_* options drop, sorted; built once on demand
@@ -97,12 +101,21 @@ int jc_user_skipped(const struct jc_inst *in, const char *account_type,
 int jc_account_skipped(struct jc_inst *in, const char *id, int *skipped,
                        struct ch_err *err);
 
+/* strcasecmp for ASCII keys and names. */
+int jc_casecmp(const char *a, const char *b);
+/* Whether `key` is one of the `n` strings of `list`, ignoring case. */
+int jc_in_list(const char *const *list, size_t n, const char *key);
+
 /* Whether project `key` passes the project_keys filter. */
 int jc_key_allowed(const struct jc_inst *in, const char *key);
 
 /* The human text of a Jira error body (errorMessages and errors values),
    lowercased, for matching "already a member"-style answers. malloc'd. */
 char *jc_error_text(json_object *body);
+
+/* Append the items of a comma-separated `list` to `arr` as strings,
+   blanks around each trimmed and empty items dropped. */
+int jc_csv_array(const char *list, json_object *arr, struct ch_err *err);
 
 /* Sync ops (jc_sync.c). */
 int jc_list(void *inst, const char *type, const struct ch_ref *parent,
@@ -119,5 +132,54 @@ int jc_provision(void *inst, const struct ch_account *account,
                  struct ch_result *result, struct ch_err *err);
 int jc_action(void *inst, const char *name, const struct ch_kv *args,
               size_t nargs, struct ch_result *result, struct ch_err *err);
+
+/* ---- issue metadata (jc_fields.c) ---- */
+
+/* The issue types of `project` (IssueTypeIssueCreateMetadata, all pages)
+   into *types (caller puts it), and the fields of one of them
+   (FieldCreateMetadata). A dry run gives NULL and CH_OK. */
+int jc_issue_types(struct jc_inst *in, const char *project, json_object **types,
+                   struct ch_err *err);
+int jc_type_fields(struct jc_inst *in, const char *project, json_object *type,
+                   json_object **fields, struct ch_err *err);
+/* The issue type named (or with the id) `want`, borrowed from `types`;
+   CH_E_INVALID listing the valid names otherwise. */
+int jc_find_type(json_object *types, const char *project, const char *want,
+                 json_object **type, struct ch_err *err);
+/* The id under which a field's value is sent (fieldId, else key). */
+const char *jc_field_id(json_object *meta);
+/* v3 takes long text as an Atlassian Document: one paragraph per line,
+   empty lines dropped. NULL when out of memory. */
+json_object *jc_adf(const char *text);
+
+/* One field the operator sets: a direct argument ("summary", "labels") or
+   a `field` argument "NAME=VALUE". */
+struct jc_set {
+  const char *name;
+  const char *value;
+};
+#define JC_MAX_SETS 64 /* arguments per action */
+
+/* The fields `args` set: those named in `direct` (NULL-terminated) and
+   every `field` argument, split into `copies` (JC_MAX_SETS slots, NULL at
+   first; free with jc_free_sets). nargs <= JC_MAX_SETS. */
+int jc_field_sets(const struct ch_kv *args, size_t nargs,
+                  const char *const *direct, struct jc_set *out, size_t *n,
+                  char **copies, struct ch_err *err);
+void jc_free_sets(char **copies);
+/* Put each of `sets` into `fields` under its field id, converted by the
+   field metadata `meta` (an array; NULL in a dry run: names and text kept
+   as given). Unknown fields, values that do not fit and a field set twice
+   are refused naming the field; `where` ("OPS Task") says whose fields.
+   An empty value is JSON null (clears the field) when `clear_ok`. */
+int jc_fill_fields(json_object *fields, json_object *meta, const char *where,
+                   const struct jc_set *sets, size_t nsets, int clear_ok,
+                   struct ch_err *err);
+
+/* The ticket actions (jc_ticket.c): ticket_schema, create_ticket,
+   get_ticket, update_ticket; CH_E_UNSUPPORTED (err set) for another name. */
+int jc_ticket_action(struct jc_inst *in, const char *name,
+                     const struct ch_kv *args, size_t nargs,
+                     struct ch_result *res, struct ch_err *err);
 
 #endif

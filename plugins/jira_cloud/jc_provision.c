@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* jira_cloud plugin: grant/revoke, account creation and the ticket action. */
+/* jira_cloud plugin: grant/revoke, account creation, action dispatch. */
 #include "autoconfig.h"
 
 #include <stdlib.h>
@@ -239,28 +239,6 @@ int jc_revoke(void *inst, const struct ch_change *change,
 
 /* ---- accounts ------------------------------------------------------------ */
 
-/* products=jira-software,jira-core → ["jira-software","jira-core"]; no
-   attribute means no product access (Jira's own default for []). */
-static int jc_products(const char *list, json_object *arr, struct ch_err *err) {
-  const char *p = list;
-
-  while (p && *p) {
-    size_t n = strcspn(p, ",");
-    const char *s = p, *e = p + n;
-    while (s < e && (*s == ' ' || *s == '\t'))
-      s++;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-      e--;
-    if (e > s &&
-        json_object_array_add(arr, json_object_new_string_len(s, (int)(e - s))))
-      return pj_nomem(err);
-    p += n;
-    if (*p == ',')
-      p++;
-  }
-  return CH_OK;
-}
-
 int jc_provision(void *inst, const struct ch_account *acct,
                  struct ch_result *res, struct ch_err *err) {
   struct jc_inst *in = inst;
@@ -287,7 +265,9 @@ int jc_provision(void *inst, const struct ch_account *acct,
     rc = pj_nomem(err);
     goto out;
   }
-  if ((rc = jc_products(products, prods, err)))
+  /* products=jira-software,jira-core → ["jira-software","jira-core"]; no
+     attribute means no product access (Jira's own default for []). */
+  if ((rc = products ? jc_csv_array(products, prods, err) : CH_OK))
     goto out;
   json_object_object_add(body, "emailAddress",
                          json_object_new_string(acct->email));
@@ -326,155 +306,12 @@ out:
   return rc;
 }
 
-/* ---- create_ticket ------------------------------------------------------ */
-
-/* v3 wants the description as an Atlassian Document: one paragraph per
-   line, empty lines dropped. */
-static json_object *jc_adf(const char *text) {
-  json_object *doc = json_object_new_object();
-  json_object *content = json_object_new_array();
-  const char *p = text;
-
-  if (!doc || !content) {
-    json_object_put(doc);
-    json_object_put(content);
-    return NULL;
-  }
-  json_object_object_add(doc, "type", json_object_new_string("doc"));
-  json_object_object_add(doc, "version", json_object_new_int(1));
-  json_object_object_add(doc, "content", content);
-  while (*p) {
-    size_t n = strcspn(p, "\n");
-    size_t len = n;
-    if (len && p[len - 1] == '\r')
-      len--;
-    if (len) {
-      json_object *para = json_object_new_object();
-      json_object *inl = json_object_new_array();
-      json_object *t = json_object_new_object();
-      if (!para || !inl || !t) {
-        json_object_put(para);
-        json_object_put(inl);
-        json_object_put(t);
-        json_object_put(doc);
-        return NULL;
-      }
-      json_object_object_add(t, "type", json_object_new_string("text"));
-      json_object_object_add(t, "text",
-                             json_object_new_string_len(p, (int)len));
-      json_object_array_add(inl, t);
-      json_object_object_add(para, "type", json_object_new_string("paragraph"));
-      json_object_object_add(para, "content", inl);
-      json_object_array_add(content, para);
-    }
-    p += n;
-    if (*p == '\n')
-      p++;
-  }
-  return doc;
-}
-
-static int jc_create_ticket(struct jc_inst *in, const struct ch_kv *args,
-                            size_t nargs, struct ch_result *res,
-                            struct ch_err *err) {
-  const char *summary = NULL, *desc = NULL, *key = NULL, *itype = NULL;
-  json_object *body = NULL, *fields, *o, *issue = NULL, *adf;
-  struct pj_buf b = {0};
-  long status;
-  int rc;
-
-  for (size_t i = 0; i < nargs; i++) {
-    const char *k = args[i].key;
-    if (strcmp(k, "summary") == 0)
-      summary = args[i].value;
-    else if (strcmp(k, "description") == 0)
-      desc = args[i].value;
-    else if (strcmp(k, "project_key") == 0)
-      key = args[i].value;
-    else if (strcmp(k, "issue_type") == 0)
-      itype = args[i].value;
-    else
-      return ch_err_set(err, CH_E_INVALID, "create_ticket: unknown argument %s",
-                        k);
-  }
-  if (!summary || !*summary)
-    return ch_err_set(err, CH_E_INVALID, "create_ticket: summary is required");
-  if (!key || !*key)
-    key = in->ticket_key;
-  if (!key)
-    return ch_err_set(err, CH_E_INVALID,
-                      "create_ticket: no project: pass project_key or set "
-                      "the ticket_project_key option");
-  if (!jc_key_allowed(in, key))
-    return ch_err_set(err, CH_E_INVALID,
-                      "create_ticket: project %s is not in project_keys", key);
-  if (!itype || !*itype)
-    itype = "Task";
-  if (!(body = json_object_new_object()) ||
-      !(fields = json_object_new_object())) {
-    rc = pj_nomem(err);
-    goto out;
-  }
-  json_object_object_add(body, "fields", fields);
-  if (!(o = json_object_new_object())) {
-    rc = pj_nomem(err);
-    goto out;
-  }
-  json_object_object_add(o, "key", json_object_new_string(key));
-  json_object_object_add(fields, "project", o);
-  if (!(o = json_object_new_object())) {
-    rc = pj_nomem(err);
-    goto out;
-  }
-  json_object_object_add(o, "name", json_object_new_string(itype));
-  json_object_object_add(fields, "issuetype", o);
-  json_object_object_add(fields, "summary", json_object_new_string(summary));
-  if (desc && *desc) {
-    if (!(adf = jc_adf(desc))) {
-      rc = pj_nomem(err);
-      goto out;
-    }
-    json_object_object_add(fields, "description", adf);
-  }
-  if (jc_url(in, &b, "/rest/api/3/issue")) {
-    rc = pj_nomem(err);
-    goto out;
-  }
-  /* Not retry-safe: a second POST would open a second issue. The host
-     still retries a 429, which the service did not act on. */
-  rc = jc_request(in, "POST", b.s, body, 0, "create issue", &status, &issue,
-                  err);
-  if (rc)
-    goto out;
-  if (status == 0) {
-    res->outcome = CH_DRY_RUN;
-    snprintf(res->message, sizeof(res->message), "would create a %s in %s",
-             itype, key);
-    goto out;
-  }
-  if (!pj_str(issue, "key")) {
-    rc = ch_err_set(err, CH_E_PROTOCOL, "create issue: no key in the answer");
-    goto out;
-  }
-  res->outcome = CH_DONE;
-  snprintf(res->key, sizeof(res->key), "%s", pj_str(issue, "key"));
-  snprintf(res->message, sizeof(res->message), "created %s %s", itype,
-           pj_str(issue, "key"));
-out:
-  json_object_put(body);
-  json_object_put(issue);
-  pj_buf_free(&b);
-  return rc;
-}
-
 int jc_action(void *inst, const char *name, const struct ch_kv *args,
               size_t nargs, struct ch_result *result, struct ch_err *err) {
   struct jc_inst *in = inst;
 
   if (!jc_writable(in, err))
     return err->code;
-  if (strcmp(name, "create_ticket") == 0)
-    return jc_create_ticket(in, args, nargs, result, err);
-  return ch_err_set(err, CH_E_UNSUPPORTED,
-                    "unknown action %s (jira_cloud has create_ticket)", name);
+  /* Every action of this plugin is a ticket action. */
+  return jc_ticket_action(in, name, args, nargs, result, err);
 }

@@ -41,6 +41,10 @@ const struct ch_config_key jc_options[] = {
     {CH_OPTION("ticket_project_key", CH_OPT_STRING, 0, NULL,
                "default project for the create_ticket action"),
      JC_AT(ticket_project_key)},
+    {CH_OPTION("ticket_projects", CH_OPT_LIST, 0, NULL,
+               "the projects tickets may be opened, read and updated in (and "
+               "whose schemas ticket_schema lists); default: project_keys"),
+     JC_AT(ticket_projects)},
     {CH_OPTION("page_size", CH_OPT_INT, 0, NULL,
                "page size; clamped per endpoint (users 1000, group members "
                "50, groups 50, projects 100); default: each endpoint's "
@@ -74,15 +78,35 @@ static const struct ch_resource_type jc_types[] = {
      CH_CAP_SYNC | CH_CAP_GRANT | CH_CAP_REVOKE, 0},
     {NULL, NULL, 0, NULL, NULL, 0, 0}};
 
-static const char *const jc_ticket_args[] = {"summary", "description",
-                                             "project_key", "issue_type", NULL};
-static const char *const jc_ticket_required[] = {"summary", NULL};
+static const char *const jc_schema_args[] = {"project_key", "issue_type", NULL};
+static const char *const jc_create_args[] = {
+    "summary", "description", "project_key", "issue_type",
+    "labels",  "components",  "field",       NULL};
+static const char *const jc_create_required[] = {"summary", NULL};
+static const char *const jc_get_args[] = {"ticket", NULL};
+static const char *const jc_update_args[] = {
+    "ticket",        "comment", "field", "add_labels",
+    "remove_labels", "status",  NULL};
 
 static const struct ch_action_def jc_actions[] = {
+    {"ticket_schema",
+     "list the issue types of the ticket projects (or project_key) and "
+     "their fields, required ones marked, as JSON",
+     jc_schema_args, NULL},
     {"create_ticket",
      "create a Jira issue (default type Task, in ticket_project_key) to "
-     "track a manual task; prints the issue key",
-     jc_ticket_args, jc_ticket_required},
+     "track a manual task, checked against the issue type's fields first; "
+     "field=NAME=VALUE (repeatable) sets any field by name or id; prints "
+     "the issue key",
+     jc_create_args, jc_create_required},
+    {"get_ticket",
+     "read a ticket: status, status category, assignee, resolution, "
+     "updated time (JSON)",
+     jc_get_args, jc_get_args},
+    {"update_ticket",
+     "comment on a ticket, change its labels or fields (field=NAME=VALUE), "
+     "or move it to status NAME through its transitions",
+     jc_update_args, jc_get_args},
     {NULL, NULL, NULL, NULL}};
 
 /* ---- shared helpers ----------------------------------------------------- */
@@ -104,6 +128,26 @@ int jc_param(const struct jc_inst *in, struct pj_buf *b, const char *name,
   if (pj_buf_add(b, sep) || pj_buf_add(b, name) || pj_buf_add(b, "=") ||
       pj_buf_add_enc(b, in->host, value))
     return CH_E_NOMEM;
+  return CH_OK;
+}
+
+int jc_csv_array(const char *list, json_object *arr, struct ch_err *err) {
+  const char *p = list;
+
+  while (p && *p) {
+    size_t n = strcspn(p, ",");
+    const char *s = p, *e = p + n;
+    while (s < e && (*s == ' ' || *s == '\t'))
+      s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+      e--;
+    if (e > s &&
+        json_object_array_add(arr, json_object_new_string_len(s, (int)(e - s))))
+      return pj_nomem(err);
+    p += n;
+    if (*p == ',')
+      p++;
+  }
   return CH_OK;
 }
 
@@ -282,7 +326,7 @@ int jc_account_skipped(struct jc_inst *in, const char *id, int *skipped,
   return rc;
 }
 
-static int jc_casecmp(const char *a, const char *b) {
+int jc_casecmp(const char *a, const char *b) {
   for (; *a && *b; a++, b++) {
     int d = tolower((unsigned char)*a) - tolower((unsigned char)*b);
     if (d)
@@ -291,13 +335,15 @@ static int jc_casecmp(const char *a, const char *b) {
   return tolower((unsigned char)*a) - tolower((unsigned char)*b);
 }
 
-int jc_key_allowed(const struct jc_inst *in, const char *key) {
-  if (!in->nkeys)
-    return 1;
-  for (size_t i = 0; i < in->nkeys; i++)
-    if (jc_casecmp(in->keys[i], key) == 0)
+int jc_in_list(const char *const *list, size_t n, const char *key) {
+  for (size_t i = 0; i < n; i++)
+    if (jc_casecmp(list[i], key) == 0)
       return 1;
   return 0;
+}
+
+int jc_key_allowed(const struct jc_inst *in, const char *key) {
+  return !in->nkeys || jc_in_list(in->keys, in->nkeys, key);
 }
 
 char *jc_error_text(json_object *body) {
@@ -346,9 +392,31 @@ static void jc_close(void *inst) {
   free(in);
 }
 
+static size_t jc_count(const char *const *list) {
+  size_t n = 0;
+  while (list && list[n])
+    n++;
+  return n;
+}
+
+/* The default ticket project must be one tickets may go to. */
+static int jc_check_ticket_key(const struct jc_inst *in, struct ch_err *err) {
+  const char *k = in->ticket_key;
+
+  if (k && !jc_key_allowed(in, k))
+    return ch_err_set(err, CH_E_CONFIG,
+                      "ticket_project_key %s is not in project_keys", k);
+  if (k && in->nticket_keys &&
+      !jc_in_list(in->ticket_keys, in->nticket_keys, k))
+    return ch_err_set(err, CH_E_CONFIG,
+                      "ticket_project_key %s is not in ticket_projects", k);
+  return CH_OK;
+}
+
 /* The host has checked and filled every option (jc_options): what is left
-   is the one rule that spans two options (project_keys bounds tickets
-   too: catch the contradiction now rather than at the first ticket). */
+   are the rules that span two options (project_keys and ticket_projects
+   bound tickets: catch a contradiction now rather than at the first
+   ticket). */
 static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
                    const struct ch_cfg *cfg, void **inst, struct ch_err *err) {
   const struct jc_conf *c = ch_cfg_config(host, cfg);
@@ -371,17 +439,14 @@ static int jc_open(const struct ch_host *host, struct ch_hctx *hc,
   in->skip_customer = c->skip_customer;
   in->skip_inactive = c->skip_inactive;
   in->skip_participants = c->skip_participants;
-  in->keys = c->project_keys;
-  while (in->keys && in->keys[in->nkeys])
-    in->nkeys++;
+  in->nkeys = jc_count(in->keys = c->project_keys);
+  in->nticket_keys = jc_count(in->ticket_keys = c->ticket_projects);
   in->ticket_key = c->ticket_project_key && *c->ticket_project_key
                        ? c->ticket_project_key
                        : NULL;
   in->page_size = c->page_size < 100000 ? (long)c->page_size : 100000;
   in->provisioning = cfg->provisioning;
-  if (in->ticket_key && !jc_key_allowed(in, in->ticket_key)) {
-    ch_err_set(err, CH_E_CONFIG, "ticket_project_key %s is not in project_keys",
-               in->ticket_key);
+  if (jc_check_ticket_key(in, err) != CH_OK) {
     jc_close(in);
     return CH_E_CONFIG;
   }

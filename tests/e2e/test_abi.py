@@ -107,6 +107,10 @@ class AbiLayouts(lib.TempDirTest):
                          "echo", "--arg", "text=hi"])
             self.assertEqual(r.rc, 0, r)
             self.assertIn("echo hi", r.out)
+            # ch_result.output (ABI 1.2): the later plugin's answer follows
+            # the outcome line; the 1.0 one has no such field to call.
+            lines = r.out.splitlines()
+            self.assertEqual(lines[1:], ["hi"] if inst == "new" else [], r)
 
     def test_secret_option_of_old_table_is_redacted(self):
         # The option flags of the 1.0 table reach the host: a secret value

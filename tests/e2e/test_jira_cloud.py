@@ -132,10 +132,10 @@ class Expected:
 ACCOUNT_TYPES = {"atlassian": "human", "app": "service", "customer": "customer"}
 
 
-class JiraTest(lib.TempDirTest):
+class JiraHelpers:
+    """Fake, config and CLI helpers for a TestCase (test_tickets.py too)."""
     maxDiff = 4000
 
-    # ---- helpers -------------------------------------------------------
     def start_fake(self, profile="tiny", extra=(), name="fake"):
         d = self.path(name)
         os.makedirs(d, exist_ok=True)
@@ -244,6 +244,9 @@ class JiraTest(lib.TempDirTest):
         self.assertEqual(g.pairs("project_role", "assigned", ptype="user"),
                          exp.assigned_users | via_groups)
 
+
+
+class JiraTest(JiraHelpers, lib.TempDirTest):
     # ---- sync ------------------------------------------------------------
     def test_demo_sync_matches_truth(self):
         fake = self.start_fake("demo")

@@ -483,8 +483,6 @@ def remove_group_user(req, st):
 
 
 # -------------------------------------------------------------- projects
-ISSUE_TYPE_BY_NAME = {name.casefold(): (tid, name, sub) for tid, name, sub in model.ISSUE_TYPES}
-ISSUE_TYPE_BY_ID = {tid: (tid, name, sub) for tid, name, sub in model.ISSUE_TYPES}
 
 
 def project_avatars(pid):
@@ -697,9 +695,212 @@ def get_role(req, st):
 
 
 # ---------------------------------------------------------------- issues
+# Issue metadata (createmeta / editmeta), the issues themselves, comments
+# and a three-status workflow.  Every project offers the standard issue
+# types plus "Access Request" (which requires two custom fields) and
+# "Legacy Form", whose field configuration is broken: describing it
+# answers 500, as Jira does for a field configuration it cannot render.
+CREATEMETA_CAP = 200
+ACCESS_REQUEST = ("10010", "Access Request", False)
+BROKEN_TYPE = ("10011", "Legacy Form", False)
+META_TYPES = list(model.ISSUE_TYPES) + [ACCESS_REQUEST, BROKEN_TYPE]
+META_TYPE_BY_ID = {tid: (tid, name, sub) for tid, name, sub in META_TYPES}
+META_TYPE_BY_NAME = {name.casefold(): (tid, name, sub) for tid, name, sub in META_TYPES}
+
+PRIORITIES = [("1", "Highest"), ("2", "High"), ("3", "Medium"), ("4", "Low"), ("5", "Lowest")]
+COMPONENT_NAMES = ["Access", "Billing", "Infrastructure"]
+ACCESS_LEVELS = [("10200", "Read"), ("10201", "Write"), ("10202", "Admin")]
+CF = "com.atlassian.jira.plugin.system.customfieldtypes:"
+
+# Statuses: (id, name, category id, category key, category name, colour).
+STATUSES = {
+    "10000": ("10000", "To Do", 2, "new", "To Do", "blue-gray"),
+    "3": ("3", "In Progress", 4, "indeterminate", "In Progress", "yellow"),
+    "10001": ("10001", "Done", 3, "done", "Done", "green"),
+}
+# Transitions: (id, name, target status id); each is offered from every
+# status but its own target (global transitions, as a simplified workflow).
+TRANSITIONS = [("11", "To Do", "10000"), ("21", "Start Progress", "3"), ("31", "Done", "10001")]
+DONE_RESOLUTION = {"id": "10000", "name": "Done", "description": "Work on this issue is complete."}
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def components_of(project):
+    return [(str(20000 + project.pid * 10 + i), name) for i, name in enumerate(COMPONENT_NAMES)]
+
+
+def _field(fid, name, schema, required=False, allowed=None, operations=("set",), default=None):
+    d = {"fieldId": fid, "key": fid, "name": name, "required": required,
+         "hasDefaultValue": default is not None, "operations": list(operations), "schema": schema}
+    if allowed is not None:
+        d["allowedValues"] = allowed
+    if default is not None:
+        d["defaultValue"] = default
+    return d
+
+
+def type_fields(req, project, itype):
+    """FieldCreateMetadata of one issue type in one project."""
+    tid, tname, sub = itype
+    comps = [{"self": "%s/component/%s" % (root(req), cid), "id": cid, "name": name}
+             for cid, name in components_of(project)]
+    prios = [{"self": "%s/priority/%s" % (root(req), pid), "id": pid, "name": name}
+             for pid, name in PRIORITIES]
+    access = [{"self": "%s/customFieldOption/%s" % (root(req), oid), "id": oid, "value": name}
+              for oid, name in ACCESS_LEVELS]
+    is_access = tid == ACCESS_REQUEST[0]
+    fields = [
+        _field("summary", "Summary", {"type": "string", "system": "summary"}, required=True),
+        _field("issuetype", "Issue Type", {"type": "issuetype", "system": "issuetype"}, required=True,
+               allowed=[{"self": "%s/issuetype/%s" % (root(req), tid), "id": tid, "name": tname,
+                         "subtask": sub}]),
+        _field("project", "Project", {"type": "project", "system": "project"}, required=True,
+               allowed=[{"self": "%s/project/%d" % (root(req), project.pid), "id": str(project.pid),
+                         "key": project.key, "name": project.name}]),
+        _field("description", "Description", {"type": "string", "system": "description"}),
+        _field("labels", "Labels", {"type": "array", "items": "string", "system": "labels"},
+               operations=("add", "set", "remove")),
+        _field("components", "Components", {"type": "array", "items": "component", "system": "components"},
+               required=is_access, allowed=comps, operations=("add", "set", "remove")),
+        _field("priority", "Priority", {"type": "priority", "system": "priority"}, allowed=prios,
+               default=prios[2]),
+        _field("assignee", "Assignee", {"type": "user", "system": "assignee"}),
+        _field("duedate", "Due date", {"type": "date", "system": "duedate"}),
+        _field("customfield_10050", "Access Level",
+               {"type": "option", "custom": CF + "select", "customId": 10050},
+               required=is_access, allowed=access),
+        _field("customfield_10051", "Ticket Reference",
+               {"type": "string", "custom": CF + "textfield", "customId": 10051}),
+        _field("customfield_10052", "Story Points",
+               {"type": "number", "custom": CF + "float", "customId": 10052}),
+    ]
+    if is_access:
+        fields.append(_field("customfield_10053", "Justification",
+                             {"type": "string", "custom": CF + "textarea", "customId": 10053},
+                             required=True))
+    return fields
+
+
+def _meta_project(st, ident):
+    project = st.find_project(ident)
+    if project is None:
+        raise HTTPError(error(404, ["No project could be found with key '%s'." % ident]))
+    return project
+
+
+def _meta_page(req, items, member):
+    start = int_param(req, "startAt", 0, minimum=0)
+    max_results = int_param(req, "maxResults", 50, minimum=0)
+    if max_results > CREATEMETA_CAP:
+        raise HTTPError(bad("Parameter 'maxResults' must not exceed the limit '%d'" % CREATEMETA_CAP))
+    page = items[start:start + max_results]
+    return {member: page, "maxResults": max_results, "startAt": start, "total": len(items)}
+
+
+def createmeta_types(req, st):
+    _meta_project(st, req.params["p"])
+    items = [{"self": "%s/issuetype/%s" % (root(req), tid), "id": tid, "name": name,
+              "description": "A %s." % name.lower(), "subtask": sub,
+              "iconUrl": "%s/issuetype/%s.svg" % (model.AVATAR_HOST, tid),
+              "hierarchyLevel": -1 if sub else (1 if name == "Epic" else 0)}
+             for tid, name, sub in META_TYPES]
+    return Response(200, _meta_page(req, items, "issueTypes"))
+
+
+def createmeta_fields(req, st):
+    project = _meta_project(st, req.params["p"])
+    itype = META_TYPE_BY_ID.get(req.params["t"])
+    if itype is None:
+        raise HTTPError(error(404, ["Issue type with id '%s' does not exist." % req.params["t"]]))
+    if itype == BROKEN_TYPE:
+        raise HTTPError(error(500, ["Internal server error"]))
+    return Response(200, _meta_page(req, type_fields(req, project, itype), "fields"))
+
+
 def _adf_ok(doc):
     return (isinstance(doc, dict) and doc.get("type") == "doc" and doc.get("version") == 1
             and isinstance(doc.get("content"), list))
+
+
+def _pick(meta, value):
+    """The allowed value `value` ({"id"}, {"name"} or {"value"}) refers to."""
+    if not isinstance(value, dict):
+        return None
+    for a in meta.get("allowedValues", []):
+        for k in ("id", "name", "value", "key"):
+            if k in value and k in a and str(value[k]) == str(a[k]):
+                return a
+    return None
+
+
+def _convert(st, meta, value, ver):
+    """The stored form of one field value, or raise ValueError(message)."""
+    schema = meta["schema"]
+    kind = schema["type"]
+    if value is None:
+        return None
+    if kind == "array":
+        if not isinstance(value, list):
+            raise ValueError("Field '%s' must be an array." % meta["fieldId"])
+        item_meta = dict(meta, schema={"type": schema["items"]})
+        return [_convert(st, item_meta, v, ver) for v in value]
+    if kind == "string":
+        if meta["fieldId"] in ("description", "customfield_10053"):
+            if not (_adf_ok(value) or (ver == "2" and isinstance(value, str))):
+                raise ValueError("Operation value must be an Atlassian Document "
+                                 "(see the Atlassian Document Format)")
+            return value
+        if not isinstance(value, str):
+            raise ValueError("Operation value must be a string")
+        if meta["fieldId"] == "labels" and " " in value:
+            raise ValueError("The label '%s' contains spaces which is invalid." % value)
+        return value
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("Operation value must be a number")
+        return value
+    if kind == "date":
+        try:
+            datetime.date.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise ValueError("Error parsing date string: %s" % value)
+        return value
+    if kind == "user":
+        aid = value.get("accountId") if isinstance(value, dict) else None
+        if aid not in st.users:
+            raise ValueError("Specified user does not exist or you do not have required permissions")
+        return aid
+    if "allowedValues" in meta:
+        picked = _pick(meta, value)
+        if picked is None:
+            if kind == "option":
+                raise ValueError("Option value '%s' is not valid" % json_text(value))
+            raise ValueError("Specify a valid '%s' id or name" % meta["fieldId"])
+        return picked
+    return value
+
+
+def json_text(v):
+    return dump_json(v).decode("utf-8")
+
+
+def _apply_fields(st, metas, fields, issue, ver, errors, skip=("project", "issuetype")):
+    by_id = {m["fieldId"]: m for m in metas}
+    for fid, value in fields.items():
+        if fid in skip:
+            continue
+        meta = by_id.get(fid)
+        if meta is None:
+            errors[fid] = ("Field '%s' cannot be set. It is not on the appropriate screen, "
+                           "or unknown." % fid)
+            continue
+        try:
+            issue["fields"][fid] = _convert(st, meta, value, ver)
+        except ValueError as exc:
+            errors[fid] = str(exc)
 
 
 def create_issue(req, st):
@@ -720,56 +921,215 @@ def create_issue(req, st):
     found_type = None
     if isinstance(itype, dict):
         if itype.get("id") is not None:
-            found_type = ISSUE_TYPE_BY_ID.get(str(itype["id"]))
+            found_type = META_TYPE_BY_ID.get(str(itype["id"]))
         elif isinstance(itype.get("name"), str):
-            found_type = ISSUE_TYPE_BY_NAME.get(itype["name"].casefold())
-    if found_type is None:
+            found_type = META_TYPE_BY_NAME.get(itype["name"].casefold())
+    if found_type is None or found_type == BROKEN_TYPE:
         errors["issuetype"] = "Specify an issue type"
     summary = fields.get("summary")
     if not isinstance(summary, str) or not summary.strip():
         errors["summary"] = "You must specify a summary of the issue."
     elif len(summary) > 255:
         errors["summary"] = "Summary must be less than 255 characters."
-    desc = fields.get("description")
-    if desc is not None:
-        v2_string = req.params.get("ver") == "2" and isinstance(desc, str)
-        if not v2_string and not _adf_ok(desc):
-            errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+    if errors:
+        # without a project and a type there is no screen to check the rest on
+        raise HTTPError(error(400, [], errors))
+    metas = type_fields(req, project, found_type)
+    issue = {"fields": {}}
+    _apply_fields(st, metas, {k: v for k, v in fields.items() if k != "summary"}, issue,
+                  req.params.get("ver"), errors)
+    for m in metas:
+        fid = m["fieldId"]
+        if m["required"] and fid not in ("project", "issuetype", "summary") and \
+                issue["fields"].get(fid) in (None, []) and fid not in errors:
+            errors[fid] = "%s is required." % m["name"]
     if errors:
         raise HTTPError(error(400, [], errors))
     project.issue_counter += 1
     st.next_issue_id += 1
     issue_id = str(st.next_issue_id - 1)
     key = "%s-%d" % (project.key, project.issue_counter)
-    created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
-    issue = {"id": issue_id, "key": key, "project_key": project.key, "project_id": project.pid,
-             "type": found_type, "summary": summary, "description": desc,
-             "labels": fields.get("labels") if isinstance(fields.get("labels"), list) else [],
-             "created": created}
+    created = now_iso()
+    stored = issue["fields"]
+    stored["summary"] = summary
+    stored.setdefault("priority", next(m for m in metas if m["fieldId"] == "priority")["defaultValue"])
+    issue.update({"id": issue_id, "key": key, "project_key": project.key, "project_id": project.pid,
+                  "type": found_type, "summary": summary, "description": stored.get("description"),
+                  "labels": stored.get("labels") or [], "created": created, "updated": created,
+                  "status": "10000", "resolution": None, "comments": []})
     st.issues[issue_id] = issue
     st.issues_by_key[key] = issue
     st.bump()
     return Response(201, {"id": issue_id, "key": key, "self": "%s/issue/%s" % (root(req), issue_id)})
 
 
-def get_issue(req, st):
-    ident = req.params["issue"]
+def find_issue(st, ident):
     issue = st.issues.get(ident) or st.issues_by_key.get(ident.upper())
     if issue is None:
         raise HTTPError(error(404, ["Issue does not exist or you do not have permission to see it."]))
+    return issue
+
+
+def status_json(req, sid):
+    sid, name, cid, ckey, cname, colour = STATUSES[sid]
+    return {"self": "%s/status/%s" % (root(req), sid), "description": "", "iconUrl":
+            "%s/status/%s.png" % (model.AVATAR_HOST, sid), "name": name, "id": sid,
+            "statusCategory": {"self": "%s/statuscategory/%d" % (root(req), cid), "id": cid,
+                               "key": ckey, "colorName": colour, "name": cname}}
+
+
+def comment_json(req, st, issue, c):
+    author = user_details_json(req, st.users[c["author"]]) if c["author"] in st.users else None
+    d = {"self": "%s/issue/%s/comment/%s" % (root(req), issue["id"], c["id"]), "id": c["id"],
+         "body": c["body"], "created": c["created"], "updated": c["created"], "jsdPublic": True}
+    if author:
+        d["author"] = d["updateAuthor"] = author
+    return d
+
+
+def issue_fields_json(req, st, issue):
     project = st.projects[issue["project_id"]]
     tid, tname, sub = issue["type"]
-    fields = {
-        "summary": issue["summary"], "description": issue["description"],
-        "labels": issue["labels"], "created": issue["created"], "updated": issue["created"],
+    stored = issue["fields"]
+    assignee = stored.get("assignee")
+    fields = {k: v for k, v in stored.items() if k not in ("assignee",)}
+    fields.update({
+        "summary": issue["summary"], "description": stored.get("description"),
+        "labels": stored.get("labels") or [], "created": issue["created"], "updated": issue["updated"],
         "project": {"self": "%s/project/%d" % (root(req), project.pid), "id": str(project.pid),
                     "key": project.key, "name": project.name},
         "issuetype": {"self": "%s/issuetype/%s" % (root(req), tid), "id": tid, "name": tname, "subtask": sub},
-        "status": {"name": "To Do", "id": "10000", "statusCategory": {"key": "new", "name": "To Do"}},
-    }
+        "status": status_json(req, issue["status"]),
+        "statuscategorychangedate": issue["updated"],
+        "resolution": issue["resolution"],
+        "resolutiondate": issue["updated"] if issue["resolution"] else None,
+        "assignee": user_details_json(req, st.users[assignee]) if assignee in st.users else None,
+        "components": stored.get("components") or [],
+        "comment": {"comments": [comment_json(req, st, issue, c) for c in issue["comments"]],
+                    "maxResults": len(issue["comments"]), "total": len(issue["comments"]), "startAt": 0},
+    })
+    return fields
+
+
+def get_issue(req, st):
+    issue = find_issue(st, req.params["issue"])
+    fields = issue_fields_json(req, st, issue)
+    wanted = [f for raw in req.qlist("fields") for f in raw.split(",") if f]
+    if wanted and "*all" not in wanted:
+        fields = {k: v for k, v in fields.items() if k in wanted}
     return Response(200, {"expand": "renderedFields,names,schema,operations,editmeta,changelog",
                           "id": issue["id"], "key": issue["key"],
                           "self": "%s/issue/%s" % (root(req), issue["id"]), "fields": fields})
+
+
+def _edit_metas(req, st, issue):
+    project = st.projects[issue["project_id"]]
+    return [m for m in type_fields(req, project, issue["type"])
+            if m["fieldId"] not in ("project", "issuetype")]
+
+
+def edit_meta(req, st):
+    issue = find_issue(st, req.params["issue"])
+    out = {}
+    for m in _edit_metas(req, st, issue):
+        m = dict(m)
+        m.pop("fieldId")
+        out[m["key"]] = m
+    return Response(200, {"fields": out})
+
+
+def _apply_update_ops(issue, update, errors):
+    for fid, ops in update.items():
+        if fid != "labels":
+            errors[fid] = "Field '%s' cannot be set. It is not on the appropriate screen, or unknown." % fid
+            continue
+        labels = list(issue["fields"].get("labels") or [])
+        for op in ops if isinstance(ops, list) else []:
+            for verb, value in (op.items() if isinstance(op, dict) else []):
+                if not isinstance(value, str) or " " in value:
+                    errors[fid] = "The label '%s' contains spaces which is invalid." % value
+                elif verb == "add" and value not in labels:
+                    labels.append(value)
+                elif verb == "remove" and value in labels:
+                    labels.remove(value)
+                elif verb not in ("add", "remove", "set"):
+                    errors[fid] = "Unsupported operation '%s' for labels." % verb
+        issue["fields"]["labels"] = labels
+
+
+def edit_issue(req, st):
+    issue = find_issue(st, req.params["issue"])
+    body = req.json(bad)
+    if not isinstance(body, dict):
+        raise HTTPError(bad("Can not deserialize the request body."))
+    errors = {}
+    fields = body.get("fields") or {}
+    update = body.get("update") or {}
+    both = set(fields) & set(update)
+    for fid in both:
+        errors[fid] = "Field '%s' cannot be set in both 'fields' and 'update'." % fid
+    draft = {"fields": dict(issue["fields"])}
+    _apply_fields(st, _edit_metas(req, st, issue), fields, draft, req.params.get("ver"), errors,
+                  skip=())
+    _apply_update_ops(draft, update, errors)
+    if errors:
+        raise HTTPError(error(400, [], errors))
+    issue["fields"] = draft["fields"]
+    if "summary" in fields:
+        issue["summary"] = fields["summary"]
+    issue["updated"] = now_iso()
+    st.bump()
+    return Response(204)
+
+
+def list_comments(req, st):
+    issue = find_issue(st, req.params["issue"])
+    start, max_results = paging(req, 5000, default=100)
+    items = issue["comments"][start:start + max_results]
+    return Response(200, {"comments": [comment_json(req, st, issue, c) for c in items],
+                          "maxResults": max_results, "total": len(issue["comments"]), "startAt": start})
+
+
+def add_comment(req, st):
+    issue = find_issue(st, req.params["issue"])
+    body = req.json(bad)
+    doc = body.get("body") if isinstance(body, dict) else None
+    if not (_adf_ok(doc) or (req.params.get("ver") == "2" and isinstance(doc, str) and doc)):
+        raise HTTPError(error(400, [], {"comment": "Comment body can not be empty!"}))
+    st.next_comment_id += 1
+    c = {"id": str(st.next_comment_id), "author": st.myself, "body": doc, "created": now_iso()}
+    issue["comments"].append(c)
+    issue["updated"] = c["created"]
+    st.bump()
+    return Response(201, comment_json(req, st, issue, c))
+
+
+def _transitions(issue):
+    return [t for t in TRANSITIONS if t[2] != issue["status"]]
+
+
+def list_transitions(req, st):
+    issue = find_issue(st, req.params["issue"])
+    out = [{"id": tid, "name": name, "to": status_json(req, target), "hasScreen": False,
+            "isGlobal": True, "isInitial": False, "isAvailable": True, "isConditional": False,
+            "isLooped": False}
+           for tid, name, target in _transitions(issue)]
+    return Response(200, {"expand": "transitions", "transitions": out})
+
+
+def do_transition(req, st):
+    issue = find_issue(st, req.params["issue"])
+    body = req.json(bad)
+    t = body.get("transition") if isinstance(body, dict) else None
+    tid = str(t.get("id")) if isinstance(t, dict) and t.get("id") is not None else None
+    match = next((x for x in _transitions(issue) if x[0] == tid), None)
+    if match is None:
+        raise HTTPError(bad("Transition id '%s' is not valid for this issue." % tid))
+    issue["status"] = match[2]
+    issue["resolution"] = DONE_RESOLUTION if STATUSES[match[2]][3] == "done" else None
+    issue["updated"] = now_iso()
+    st.bump()
+    return Response(204)
 
 
 # ---------------------------------------------------------------- public
@@ -816,6 +1176,14 @@ def build():
     r("DELETE", v + "/project/(?P<p>[^/]+)/role/(?P<id>[^/]+)", delete_role_actor)
     r("GET", v + "/role", list_roles)
     r("GET", v + "/role/(?P<id>[^/]+)", get_role)
+    r("GET", v + "/issue/createmeta/(?P<p>[^/]+)/issuetypes", createmeta_types)
+    r("GET", v + "/issue/createmeta/(?P<p>[^/]+)/issuetypes/(?P<t>[^/]+)", createmeta_fields)
     r("POST", v + "/issue", create_issue)
     r("GET", v + "/issue/(?P<issue>[^/]+)", get_issue)
+    r("PUT", v + "/issue/(?P<issue>[^/]+)", edit_issue)
+    r("GET", v + "/issue/(?P<issue>[^/]+)/editmeta", edit_meta)
+    r("GET", v + "/issue/(?P<issue>[^/]+)/comment", list_comments)
+    r("POST", v + "/issue/(?P<issue>[^/]+)/comment", add_comment)
+    r("GET", v + "/issue/(?P<issue>[^/]+)/transitions", list_transitions)
+    r("POST", v + "/issue/(?P<issue>[^/]+)/transitions", do_transition)
     return api

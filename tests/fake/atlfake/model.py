@@ -248,6 +248,7 @@ class State:
         self.issues = {}
         self.issues_by_key = {}
         self.next_issue_id = 10000
+        self.next_comment_id = 10000
         self.workspaces = []
         self.workspaces_by_id = {}
         self.user_roles = {}                # aid -> {resource: set(role)}
