@@ -798,7 +798,15 @@ END_TEST
 
 START_TEST(test_rate_cap_paces_requests) {
   struct ch_http_conf conf = {.max_rps = 20};
-  double t0;
+  double t0, unpaced;
+
+  /* What five requests take with no cap: under valgrind on a busy machine
+     that alone may fill some of the gaps, and the cap then waits less. */
+  t0 = now_s();
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_eq(req("GET", "/x", NULL, 0), CH_OK);
+  unpaced = now_s() - t0;
+  ck_assert_double_eq(stats().wait_s, 0);
 
   ck_assert_int_eq(http_client_setup(cl, &conf, &err), CH_OK);
   t0 = now_s();
@@ -806,8 +814,8 @@ START_TEST(test_rate_cap_paces_requests) {
     ck_assert_int_eq(req("GET", "/x", NULL, 0), CH_OK);
   /* Five requests at 20/s need four 50 ms gaps. */
   ck_assert_double_ge(now_s() - t0, 0.19);
-  ck_assert_double_ge(stats().wait_s, 0.15);
-  ck_assert_uint_eq(nseen(), 5);
+  ck_assert_double_ge(stats().wait_s, 0.15 - unpaced);
+  ck_assert_uint_eq(nseen(), 10);
 }
 END_TEST
 
