@@ -299,7 +299,12 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
                               .retries = f.retries,
                               .throttled = f.throttled,
                               .bytes = f.bytes};
-    metrics_record(sv->metrics, &mr);
+    /* A tenant a reload dropped while this run went on keeps no series:
+       its removal (metrics_retain) happens under the same lock. */
+    pthread_mutex_lock(&sv->lock);
+    if (!t->gone)
+      metrics_record(sv->metrics, &mr);
+    pthread_mutex_unlock(&sv->lock);
   }
 out:
   release_all(insts, n);
@@ -323,21 +328,13 @@ static int64_t deadline_of(long ms) {
 }
 
 static void wait_until(struct serve *sv, int64_t when_us) {
-  struct timespec ts;
   int64_t left = when_us - util_mono_us();
 
   if (left <= 0)
     return;
   if (left > 1000000)
     left = 1000000; /* re-check the clock each second */
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)(left / 1000000);
-  ts.tv_nsec += (long)(left % 1000000) * 1000;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  pthread_cond_timedwait(&sv->cond, &sv->lock, &ts);
+  util_cond_wait_us(&sv->cond, &sv->lock, left);
 }
 
 static void *tenant_main(void *arg) {
@@ -512,10 +509,10 @@ static void reload(struct serve *sv) {
   old = sv->cur;
   sv->cur = g;
   sync_tenants(sv);
+  metrics_retain(sv->metrics, still_served, c);
   pthread_cond_broadcast(&sv->cond);
   pthread_mutex_unlock(&sv->lock);
   gen_put(sv, old); /* `path` was the old config's: use the new one's */
-  metrics_retain(sv->metrics, still_served, c);
   metrics_config_loaded(sv->metrics, 1, wall_s());
   log_info("%s reloaded: %zu tenants", c->path, c->ntenants);
   return;

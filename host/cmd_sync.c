@@ -366,14 +366,7 @@ static void *watch_main(void *arg) {
 
   pthread_mutex_lock(&w->lock);
   while (!w->done) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+    util_cond_wait_us(&w->cond, &w->lock, 100000);
     if (!w->done)
       watch_tick(w, now_s(), &next_progress);
   }
@@ -389,10 +382,6 @@ static int watch_needed(struct instance **insts, size_t n, long progress_ms) {
       return 1;
   }
   return 0;
-}
-
-static const char *signal_name(int sig) {
-  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal";
 }
 
 int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
@@ -460,7 +449,8 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   if (stop_requested()) {
     int sig = stop_requested();
     log_error("stopped by %s: no graph written; %s left as it was",
-              signal_name(sig), to_stdout ? "the output" : o->output);
+              stop_signal_name(sig) ? stop_signal_name(sig) : "a signal",
+              to_stdout ? "the output" : o->output);
     st->rc = 128 + sig;
     goto out;
   }

@@ -239,14 +239,7 @@ static struct action *pop(struct engine *e) {
       break;
     }
     /* Deferred work becomes runnable with time, not only with events. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+    util_cond_wait_us(&e->cond, &e->lock, 100000);
   }
   pthread_mutex_unlock(&e->lock);
   return a;

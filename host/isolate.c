@@ -353,31 +353,6 @@ int isolate_start(struct instance **insts, size_t n, struct graph *g,
   return CH_OK;
 }
 
-static const char *signal_name(int sig) {
-  switch (sig) {
-  case SIGSEGV:
-    return "SIGSEGV";
-  case SIGBUS:
-    return "SIGBUS";
-  case SIGFPE:
-    return "SIGFPE";
-  case SIGILL:
-    return "SIGILL";
-  case SIGABRT:
-    return "SIGABRT";
-  case SIGKILL:
-    return "SIGKILL";
-  case SIGTERM:
-    return "SIGTERM";
-  case SIGINT:
-    return "SIGINT";
-  case SIGPIPE:
-    return "SIGPIPE";
-  default:
-    return NULL;
-  }
-}
-
 /* " in list(user)": the op of the thread that faulted, else the ops in
    flight when the child died ("" when none). */
 static void ops_in_flight(const struct shared *sh, char *buf, size_t n) {
@@ -415,7 +390,7 @@ static void conclude(struct child *ch, int wstatus) {
   /* a signal of its own, not the host's SIGKILL */
   if (WIFSIGNALED(wstatus) &&
       !(atomic_load(&ch->killed) && WTERMSIG(wstatus) == SIGKILL)) {
-    const char *name = signal_name(WTERMSIG(wstatus));
+    const char *name = stop_signal_name(WTERMSIG(wstatus));
     char num[24];
     if (!name) {
       snprintf(num, sizeof(num), "signal %d", WTERMSIG(wstatus));

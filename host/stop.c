@@ -23,7 +23,7 @@ static __thread int cur_altstack;
 #define ALTSTACK_SIZE (64 * 1024)
 static __thread char altstack[ALTSTACK_SIZE];
 
-static const char *sig_name(int sig) {
+const char *stop_signal_name(int sig) {
   switch (sig) {
   case SIGINT:
     return "SIGINT";
@@ -39,9 +39,18 @@ static const char *sig_name(int sig) {
     return "SIGILL";
   case SIGABRT:
     return "SIGABRT";
+  case SIGKILL:
+    return "SIGKILL";
+  case SIGPIPE:
+    return "SIGPIPE";
   default:
-    return "a signal";
+    return NULL;
   }
+}
+
+static const char *sig_name(int sig) {
+  const char *name = stop_signal_name(sig);
+  return name ? name : "a signal";
 }
 
 /* Append `s` to buf[*n..cap) (async-signal-safe: no stdio). */

@@ -19,6 +19,10 @@ void stop_install_handlers(void);
 /* Name the plugin op this thread is about to run: `label` is the
    instance's log prefix ("jira_cloud:acme/jira"), `op` "list", `arg` the
    type. The strings must outlive the op. */
+/* "SIGSEGV" and the like, NULL for a signal without a name here;
+   async-signal-safe. */
+const char *stop_signal_name(int sig);
+
 void stop_enter_op(const char *label, const char *op, const char *arg);
 void stop_leave_op(void);
 /* The signal that asked to stop, or 0. Async-signal-safe to read. */

@@ -2,6 +2,7 @@
 /* Small helpers shared by host modules. */
 #include "autoconfig.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +29,20 @@ int64_t util_mono_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void util_cond_wait_us(pthread_cond_t *cond, pthread_mutex_t *lock,
+                       int64_t us) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)(us / 1000000);
+  ts.tv_nsec += (long)(us % 1000000) * 1000;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_cond_timedwait(cond, lock, &ts);
 }
 
 int util_hexval(char c) {

@@ -3,6 +3,7 @@
 #ifndef CONNHOST_UTIL_H
 #define CONNHOST_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,9 @@ int util_hexval(char c);
 int64_t util_wall_ms(void);
 /* Monotonic microseconds (for durations and waits). */
 int64_t util_mono_us(void);
+/* pthread_cond_timedwait for at most `us` microseconds (its deadline is on
+   CLOCK_REALTIME, the condition's default clock). */
+void util_cond_wait_us(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t us);
 
 /*
  * The name in `table` closest to `word` by edit distance (a swap of two
