@@ -77,8 +77,10 @@ function table(id, rows, cols, links, csv) {
   return out;
 }
 
-function staleBanner(ans) {
-  if (!ans.stale || !ans.stale.length) return null;
+// A note on data from a failed instance: for the rows shown when given.
+function staleBanner(ans, rows) {
+  if (!ans.stale || !ans.stale.length) return "";
+  if (rows && !rows.some((r) => r.stale)) return "";
   return el("p", { class: "stale-note" }, el("span", { class: "stale" }, "stale"),
     " answering from older data for: " +
     ans.stale.map((s) => s.tenant + "/" + s.instance + " (" + s.status + ", data of run " + s.data_run + ")").join(", "));
@@ -92,12 +94,12 @@ function pathGraph(row) {
   const ent = row.resource_name + " · " + row.slug, paths = [];
   if (row.direct) paths.push([row.principal_name, ent]);
   for (const g of row.via_names || []) paths.push([row.principal_name, g, ent]);
-  const w = 200, h = 26, g = svg("svg", { class: "graph", width: 3 * w, height: paths.length * h, role: "img" });
+  const w = 150, h = 26, g = svg("svg", { class: "graph", width: 3 * w, height: paths.length * h, role: "img" });
   paths.forEach((p, i) => {
     p.forEach((name, j) => {
       const x = j * w + 4, y = i * h + 4;
       g.append(svg("rect", { x: x, y: y, width: w - 40, height: h - 8, rx: 4, fill: j === 0 ? "#a8dadc" : j === p.length - 1 ? "#f1faee" : "#e9c46a", stroke: "#457b9d" }));
-      const t = svg("text", { x: x + 4, y: y + 13 }, String(name == null ? "" : name).slice(0, 28));
+      const t = svg("text", { x: x + 4, y: y + 13 }, Array.from(String(name == null ? "" : name)).slice(0, 16).join(""));
       t.append(svg("title", {}, String(name == null ? "" : name)));
       g.append(t);
       if (j + 1 < p.length)
@@ -123,18 +125,18 @@ const views = {
   async person(q) {
     const ans = await api("access", { who: q.get("who"), limit: 100000 });
     const who = ans.accounts.length ? ans.accounts[0].display_name : q.get("who");
-    app.replaceChildren(el("h1", { id: "person-name" }, who), staleBanner(ans),
+    app.replaceChildren(el("h1", { id: "person-name" }, who), staleBanner(ans, ans.accounts.concat(ans.access)),
       el("h2", {}, "Identity"),
       table("accounts", ans.accounts, ["display_name", "instance", "type", "status", "account_type", "emails", "resource", "stale"]),
       el("h2", {}, "Entitlements"),
-      table("access", ans.access, ["resource_name", "slug", "resource_type", "instance", "principal_name", "direct", "via_names", "stale"],
+      table("access", ans.access, ["resource_name", "slug", "resource_type", "instance", "direct", "via_names", "path", "stale"],
         { resource_name: (r) => resourceLink(r.entitlement) }, apiUrl("access", { who: q.get("who"), format: "csv", limit: 100000 })));
     const rows = app.querySelectorAll("#access tr[data-entitlement]");
-    ans.access.forEach((r, i) => rows[i].lastChild.previousSibling.append(pathGraph(r)));
+    ans.access.forEach((r, i) => rows[i].lastChild.previousSibling.append(pathGraph(r)));  // the "path" cell
   },
   async resource(q) {
     const ans = await api("who-has", { what: q.get("what"), limit: 100000 });
-    app.replaceChildren(el("h1", {}, q.get("what")), staleBanner(ans),
+    app.replaceChildren(el("h1", {}, q.get("what")), staleBanner(ans, ans.holders),
       table("holders", ans.holders, ["principal_name", "principal_type", "identity_emails", "status", "account_type", "entitlement", "direct", "via_names", "stale"],
         { principal_name: (r) => personLink(r.principal) }, apiUrl("who-has", { what: q.get("what"), format: "csv", limit: 100000 })));
   },
