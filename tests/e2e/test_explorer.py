@@ -304,6 +304,29 @@ class ExplorerTest(unittest.TestCase):
             self.assertIn("default-src 'self'", r.headers["Content-Security-Policy"])
             self.assertIn("/explore.js", r.read().decode())
 
+    def test_serve_api_needs_the_token(self):
+        token = "explorer-token-0123456789abcdef"
+        tok = os.path.join(self.tmp, "serve-token")
+        with open(tok, "w") as f:
+            f.write(token)
+        with open(self.cfg, encoding="utf-8") as f:
+            text = f.read()
+        cfg = os.path.join(self.tmp, "token.yaml")
+        with open(cfg, "w", encoding="utf-8") as f:
+            f.write("serve:\n  auth_token: ${file:%s}\n" % tok + text)
+        s = test_serve.Serve(self.tmp, cfg, name="serve-token")
+        self.addCleanup(s.stop)
+        self.assertIsNotNone(s.port, s.log())
+        self.assertEqual(s.get("/api/v1/stats")[0], 401)
+        self.assertEqual(s.get("/api/v1/stats", token=token[:-1])[0], 401)
+        status, _, body = s.get("/api/v1/resources?limit=100000", token=token)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["resources"], self.cli("resources")["resources"])
+        # the pages hold no data: they load without it (and then ask for it)
+        self.assertEqual(s.get("/")[0], 200)
+        self.assertEqual(s.get("/explore.js")[0], 200)
+        self.assertNotIn(token, s.log())
+
     # ---- in a browser ----------------------------------------------------
     def browse(self, url, extra=()):
         if not CHROMIUM:
