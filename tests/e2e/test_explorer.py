@@ -95,6 +95,7 @@ class Explore:
         return steady(json.loads(body))
 
     def stop(self):
+        """SIGTERM; returns the exit status (0: a clean stop)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -102,8 +103,11 @@ class Explore:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        if not self.proc.stdout.closed:
+            self.log = self.proc.stderr.read()
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        return self.proc.returncode
 
 
 class Dom(html.parser.HTMLParser):
@@ -277,6 +281,7 @@ class ExplorerTest(unittest.TestCase):
         self.assertNotIn("innerHTML", body)
         self.assertEqual(rows(ex.get("/api/v1/export?format=csv&limit=100000")[2]),
                          rows(self.cli("export", "access-review", fmt="csv")))
+        self.assertEqual(ex.stop(), 0, ex.log)  # and, under ASan, no leak
 
     def test_explore_usage(self):
         r = lib.run(["explore"])
