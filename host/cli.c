@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "engine.h"
+#include "explore.h"
 #include "http.h"
 #include "log.h"
 #include "plugindir.h"
@@ -43,6 +44,9 @@ static const char usage_text[] =
     "              [--arg KEY=VALUE]...\n"
     "  serve       run every enabled instance on its schedule; serve\n"
     "              /healthz, /readyz, /metrics and POST /api/v1/sync\n"
+    "              and the access explorer (docs/explorer.md)\n"
+    "  explore     serve the access explorer over a store: --db PATH\n"
+    "              [--listen ADDR:PORT] (default " EXPLORE_DEFAULT_LISTEN ")\n"
     "  runs, resources, grants, access, who-has, explain, diff, stats,\n"
     "  export, report\n"
     "              read the snapshot store ('connhost runs --help')\n"
@@ -581,6 +585,8 @@ int cli_main(int argc, char **argv) {
   int rc;
   int http_ready = 0;
 
+  if (argc > 1 && strcmp(argv[1], "explore") == 0)
+    return cmd_explore_main(argc - 1, argv + 1);
   if (cmd_read_wanted(argc, argv))
     return cmd_read_main(argc, argv);
   rc = cli_parse(&cli, argc, argv);

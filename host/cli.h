@@ -4,6 +4,7 @@
 #define CONNHOST_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "instance.h"
@@ -97,6 +98,17 @@ int cmd_serve(struct session *s);
    own options and need no config or plugins. */
 int cmd_read_wanted(int argc, char **argv);
 int cmd_read_main(int argc, char **argv);
+/*
+ * One read command's answer (`name`: "runs", "access", ...) from the store
+ * at `db`, as the CLI's `--format json` (or "csv") writes it, with each
+ * section's rows paged (skip `offset`, at most `limit`; -1: all). What the
+ * explorer's API serves. CH_OK, or an error in `err` (CH_E_NOTFOUND: no
+ * such command, run, WHO or WHAT).
+ */
+struct store_params;
+int cmd_read_render(const char *db, const char *name,
+                    const struct store_params *p, const char *format,
+                    long offset, long limit, FILE *f, struct ch_err *err);
 
 /* main() in one call: parse, set up logging and HTTP, dispatch. */
 int cli_main(int argc, char **argv);

@@ -22,6 +22,11 @@
 
 enum fmt { FMT_TABLE = 0, FMT_JSON, FMT_CSV };
 
+/* Which rows of each section: skip `offset`, then at most `limit` (-1: all). */
+struct read_page {
+  long offset, limit;
+};
+
 /* One part of a command's answer: the JSON field and the store query. */
 struct section {
   const char *field, *query;
@@ -291,16 +296,18 @@ static void table_release(struct table *t) {
   free(t->cells);
 }
 
-/* Print one query's rows; JSON as the value of `field` (the caller wrote
-   the separator). Returns the row count, or -1 on error (reported). */
+/* Print one query's rows (those `pg` picks); JSON as the value of `field` (the
+   caller wrote the separator). Returns the row count, or -1 on error
+   (reported). */
 static long print_query(struct store *st, const struct section *sec,
-                        enum fmt fmt, int many, FILE *f) {
+                        enum fmt fmt, int many, const struct read_page *pg,
+                        FILE *f) {
   struct store_cursor *c = NULL;
   struct ch_err err = {0};
   struct table t = {0};
   unsigned char show[32] = {0};
   size_t ncols;
-  long rows = 0;
+  long rows = 0, seen = 0;
   int step;
 
   if (store_query(st, sec->query, &c, &err) != CH_OK) {
@@ -328,6 +335,10 @@ static long print_query(struct store *st, const struct section *sec,
   if (fmt == FMT_CSV)
     fputs("\r\n", f);
   while ((step = store_next(c, &err)) == 1) {
+    if (seen++ < pg->offset)
+      continue;
+    if (pg->limit >= 0 && rows >= pg->limit)
+      break;
     if (fmt == FMT_JSON) {
       fputs(rows ? ",\n  {" : "\n  {", f);
       for (size_t i = 0; i < ncols; i++) {
@@ -447,6 +458,71 @@ static int print_stale(struct store *st, enum fmt fmt, FILE *f) {
     return -1;
   }
   return n;
+}
+
+/* ---- the answer ---------------------------------------------------------- */
+
+/* One command's answer from a selected store, in `fmt`. Returns the rows
+   printed (for diff: the changes), or -1 (logged). */
+static long answer(struct store *st, const struct read_cmd *cmd, enum fmt fmt,
+                   const struct read_page *pg, FILE *f) {
+  long changed = 0;
+
+  if (fmt == FMT_JSON) {
+    int64_t from, run = store_selected_run(st, &from);
+    fprintf(f, "{\"command\": ");
+    json_str(f, cmd->name);
+    fprintf(f, ", \"run\": %" PRId64, run);
+    if (strcmp(cmd->name, "diff") == 0)
+      fprintf(f, ", \"from\": %" PRId64, from);
+    fputs(",\n", f);
+  }
+  if (strcmp(cmd->name, "runs") != 0 && print_stale(st, fmt, f) < 0)
+    return -1;
+  for (size_t i = 0; i < sizeof(cmd->sections) / sizeof(cmd->sections[0]) &&
+                     cmd->sections[i].field;
+       i++) {
+    long n;
+    int many = cmd->sections[1].field != NULL;
+    if (fmt == FMT_JSON && (i || strcmp(cmd->name, "runs") != 0))
+      fputs(",\n", f);
+    if (fmt == FMT_TABLE && many && i)
+      fputc('\n', f);
+    if (fmt == FMT_CSV && many)
+      fprintf(f, "%s# %s\r\n", i ? "\r\n" : "", cmd->sections[i].field);
+    n = print_query(st, &cmd->sections[i], fmt, many, pg, f);
+    if (n < 0)
+      return -1;
+    changed += n;
+  }
+  if (fmt == FMT_JSON)
+    fputs("}\n", f);
+  return changed;
+}
+
+int cmd_read_render(const char *db, const char *name,
+                    const struct store_params *p, const char *format,
+                    long offset, long limit, FILE *f, struct ch_err *err) {
+  const struct read_cmd *cmd = find_cmd(name);
+  const struct read_page pg = {offset < 0 ? 0 : offset, limit};
+  struct store *st = NULL;
+  enum fmt fmt = FMT_JSON;
+  int rc;
+
+  if (!cmd)
+    return ch_err_set(err, CH_E_NOTFOUND, "no read command '%s'", name);
+  if (format && strcmp(format, "csv") == 0)
+    fmt = FMT_CSV;
+  else if (format && strcmp(format, "json") != 0)
+    return ch_err_set(err, CH_E_INVALID, "format must be json or csv, not '%s'",
+                      format);
+  rc = store_open(db, 0, &st, err);
+  if (rc == CH_OK)
+    rc = store_select(st, p, err);
+  if (rc == CH_OK && answer(st, cmd, fmt, &pg, f) < 0)
+    rc = ch_err_set(err, CH_E_IO, "reading the store failed (see the log)");
+  store_close(st);
+  return rc;
 }
 
 /* ---- the command --------------------------------------------------------- */
@@ -569,6 +645,7 @@ int cmd_read_main(int argc, char **argv) {
   int fmt = -1, exit_code = 0, quiet = 0, npos = 0, c, rc = EXIT_FAIL;
   long changed = 0;
   FILE *f = stdout;
+  const struct read_page all = {0, -1};
 
   opterr = 0;
   optind = 1;
@@ -669,35 +746,9 @@ int cmd_read_main(int argc, char **argv) {
     log_error("%s", err.msg);
     goto out;
   }
-  if (fmt == FMT_JSON) {
-    int64_t from, run = store_selected_run(st, &from);
-    fprintf(f, "{\"command\": ");
-    json_str(f, cmd->name);
-    fprintf(f, ", \"run\": %" PRId64, run);
-    if (strcmp(cmd->name, "diff") == 0)
-      fprintf(f, ", \"from\": %" PRId64, from);
-    fputs(",\n", f);
-  }
-  if (strcmp(cmd->name, "runs") != 0 && print_stale(st, fmt, f) < 0)
+  changed = answer(st, cmd, (enum fmt)fmt, &all, f);
+  if (changed < 0)
     goto out;
-  for (size_t i = 0; i < sizeof(cmd->sections) / sizeof(cmd->sections[0]) &&
-                     cmd->sections[i].field;
-       i++) {
-    long n;
-    int many = cmd->sections[1].field != NULL;
-    if (fmt == FMT_JSON && (i || strcmp(cmd->name, "runs") != 0))
-      fputs(",\n", f);
-    if (fmt == FMT_TABLE && many && i)
-      fputc('\n', f);
-    if (fmt == FMT_CSV && many)
-      fprintf(f, "%s# %s\r\n", i ? "\r\n" : "", cmd->sections[i].field);
-    n = print_query(st, &cmd->sections[i], (enum fmt)fmt, many, f);
-    if (n < 0)
-      goto out;
-    changed += n;
-  }
-  if (fmt == FMT_JSON)
-    fputs("}\n", f);
   if (fflush(f) != 0 || ferror(f)) {
     log_error("writing the answer: %s", strerror(errno));
     goto out;

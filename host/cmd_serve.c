@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "engine.h"
+#include "explore.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
@@ -625,6 +626,22 @@ out:
   pthread_mutex_unlock(&sv->lock);
 }
 
+/* The explorer over the current config's store (the path copied: a
+   reload may free the config while the request reads). */
+static int explore_route(struct serve *sv, const struct httpd_request *rq,
+                         struct httpd_reply *rp) {
+  char *db = NULL;
+  int handled;
+
+  pthread_mutex_lock(&sv->lock);
+  if (sv->cur && sv->cur->config && sv->cur->config->store)
+    db = strdup(sv->cur->config->store);
+  pthread_mutex_unlock(&sv->lock);
+  handled = explore_handle(db, rq, rp);
+  free(db);
+  return handled;
+}
+
 static void on_http(void *arg, const struct httpd_request *rq,
                     struct httpd_reply *rp) {
   struct serve *sv = arg;
@@ -657,16 +674,19 @@ static void on_http(void *arg, const struct httpd_request *rq,
     rp->body = metrics_render(sv->metrics);
     if (!rp->body)
       reply(rp, 500, "out of memory\n");
-  } else {
+  } else if (!explore_route(sv, rq, rp)) {
     reply(rp, 404,
-          "not found: try /healthz, /readyz, /metrics or POST "
+          "not found: try /healthz, /readyz, /metrics, / (the explorer) or "
+          "POST "
           "/api/v1/sync?tenant=T\n");
   }
 }
 
 /* ---- the main loop ----------------------------------------------------- */
 
-static const char *const open_paths[] = {"/healthz", "/readyz", NULL};
+/* Health checks, and the explorer's pages (they hold no data). */
+static const char *const open_paths[] = {"/healthz",    "/readyz",      "/",
+                                         "/explore.js", "/explore.css", NULL};
 
 /* Stop: no new runs; in-flight ones get the grace period, then the stop
    flag aborts them (their outputs stay as they were). */

@@ -140,6 +140,13 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn,
                           rp->content_type ? rp->content_type
                                            : "text/plain; charset=utf-8");
   MHD_add_response_header(r, "Cache-Control", "no-store");
+  /* The explorer's pages show names from the data: no inline script, no
+     fetch from anywhere else, even if a name got through as markup. */
+  MHD_add_response_header(r, "Content-Security-Policy",
+                          "default-src 'self'; script-src 'self'; "
+                          "object-src 'none'; base-uri 'none'; "
+                          "form-action 'self'; frame-ancestors 'none'");
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
   if (rp->allow)
     MHD_add_response_header(r, "Allow", rp->allow);
   if (rp->status == MHD_HTTP_UNAUTHORIZED)

@@ -8,7 +8,8 @@ PKGS="build-essential autoconf automake libtool pkg-config make
 libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev
 libsqlite3-dev sqlite3 check
 libsubunit-dev
-python3 python3-yaml openssl ca-certificates valgrind"
+python3 python3-yaml openssl ca-certificates valgrind
+chromium"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/* The access explorer: /api/v1/<read command> answers exactly what the
+   read command's --format json (or csv) prints, through cmd_read_render;
+   the pages are static files embedded in the binary that render those
+   answers in the browser (text nodes only: a name is never markup). */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "explore.h"
+#include "explore_assets.h"
+#include "log.h"
+#include "store.h"
+
+#define API_PREFIX "/api/v1/"
+/* Rows per section when the client gives no limit, and the most it may
+   ask for: an answer stays bounded in memory. */
+#define EXPLORE_PAGE 1000
+#define EXPLORE_MAX_PAGE 100000
+
+struct page {
+  const char *path, *asset, *type;
+};
+
+static const struct page pages[] = {
+    {"/", "index.html", "text/html; charset=utf-8"},
+    {"/explore.js", "explore.js", "text/javascript; charset=utf-8"},
+    {"/explore.css", "explore.css", "text/css; charset=utf-8"},
+};
+
+const char *const explore_open_paths[] = {"/", "/explore.js", "/explore.css",
+                                          NULL};
+
+/* The read commands the API answers (export: the access review). */
+static const char *const api_names[] = {
+    "runs", "resources", "grants", "access", "who-has", "explain",
+    "diff", "stats",     "report", "export", NULL};
+
+static void reply_json_error(struct httpd_reply *rp, int status,
+                             const char *msg) {
+  struct json_object *o = json_object_new_object();
+
+  json_object_object_add(o, "error", json_object_new_string(msg));
+  rp->status = status;
+  rp->content_type = "application/json";
+  rp->body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+  json_object_put(o);
+}
+
+static int serve_page(const struct page *pg, struct httpd_reply *rp) {
+  for (const struct explore_asset *a = explore_assets; a->name; a++) {
+    if (strcmp(a->name, pg->asset) != 0)
+      continue;
+    rp->body = malloc(a->len + 1);
+    if (!rp->body) {
+      rp->status = 500;
+      return 1;
+    }
+    memcpy(rp->body, a->data, a->len);
+    rp->body[a->len] = 0;
+    rp->status = 200;
+    rp->content_type = pg->type;
+    return 1;
+  }
+  return 0;
+}
+
+/* A non-negative count from the query, else `dflt`; -2 when malformed. */
+static long query_count(const struct httpd_request *rq, const char *name,
+                        long dflt, long max) {
+  const char *s = httpd_query(rq, name);
+  char *end;
+  long v;
+
+  if (!s)
+    return dflt;
+  errno = 0;
+  v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < 0 || v > max)
+    return -2;
+  return v;
+}
+
+/* A run id from the query (0: absent); -1 when malformed. */
+static int64_t query_run(const struct httpd_request *rq, const char *name) {
+  long v = query_count(rq, name, 0, 0x7fffffffL);
+  return v == -2 || (v == 0 && httpd_query(rq, name)) ? -1 : v;
+}
+
+static void api(const char *db, const char *name,
+                const struct httpd_request *rq, struct httpd_reply *rp) {
+  struct store_params p = {0};
+  struct ch_err err = {0};
+  const char *format = httpd_query(rq, "format");
+  long limit = query_count(rq, "limit", EXPLORE_PAGE, EXPLORE_MAX_PAGE);
+  long offset = query_count(rq, "offset", 0, 0x7fffffffL);
+  char *body = NULL;
+  size_t len = 0;
+  FILE *f;
+  int rc;
+
+  p.run = query_run(rq, "run");
+  p.from = query_run(rq, "from");
+  p.to = query_run(rq, "to");
+  if (limit == -2 || offset == -2 || p.run < 0 || p.from < 0 || p.to < 0) {
+    reply_json_error(rp, 400,
+                     "limit (at most 100000), offset and run, from, to are "
+                     "non-negative numbers (runs: positive)");
+    return;
+  }
+  p.tenant = httpd_query(rq, "tenant");
+  p.who = httpd_query(rq, "who");
+  p.what = httpd_query(rq, "what");
+  p.type = httpd_query(rq, "type");
+  p.search = httpd_query(rq, "search");
+  p.entitlement = httpd_query(rq, "entitlement");
+  p.principal = httpd_query(rq, "principal");
+  if ((strcmp(name, "access") == 0 || strcmp(name, "explain") == 0) && !p.who) {
+    reply_json_error(rp, 400,
+                     "missing ?who= (a resource key, email or "
+                     "account id)");
+    return;
+  }
+  if ((strcmp(name, "who-has") == 0 || strcmp(name, "explain") == 0) &&
+      !p.what) {
+    reply_json_error(rp, 400,
+                     "missing ?what= (an entitlement or resource "
+                     "key)");
+    return;
+  }
+  f = open_memstream(&body, &len);
+  if (!f) {
+    reply_json_error(rp, 500, "out of memory");
+    return;
+  }
+  rc = cmd_read_render(db, name, &p, format, offset, limit, f, &err);
+  if (fclose(f) != 0 && rc == CH_OK)
+    rc = ch_err_set(&err, CH_E_NOMEM, "out of memory");
+  if (rc != CH_OK) {
+    free(body);
+    reply_json_error(rp,
+                     rc == CH_E_NOTFOUND  ? 404
+                     : rc == CH_E_INVALID ? 400
+                                          : 500,
+                     err.msg);
+    return;
+  }
+  rp->status = 200;
+  rp->content_type = format && strcmp(format, "csv") == 0
+                         ? "text/csv; charset=utf-8"
+                         : "application/json";
+  rp->body = body;
+}
+
+int explore_handle(const char *db, const struct httpd_request *rq,
+                   struct httpd_reply *rp) {
+  const char *path = httpd_path(rq);
+
+  for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
+    if (strcmp(path, pages[i].path) == 0)
+      return serve_page(&pages[i], rp);
+  }
+  if (strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0)
+    return 0;
+  path += strlen(API_PREFIX);
+  for (size_t i = 0; api_names[i]; i++) {
+    if (strcmp(path, api_names[i]) != 0)
+      continue;
+    if (!db)
+      reply_json_error(rp, 503,
+                       "this config keeps no store ('store: none'): the "
+                       "explorer has nothing to show");
+    else
+      api(db, api_names[i], rq, rp);
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- connhost explore ---------------------------------------------------- */
+
+static const char explore_usage[] =
+    "usage: connhost explore --db PATH [--listen ADDR:PORT]\n"
+    "\n"
+    "Serve the access explorer over the store at PATH (read-only) until\n"
+    "SIGINT or SIGTERM: the pages at /, the JSON API at /api/v1/\n"
+    "(docs/explorer.md). Listens on " EXPLORE_DEFAULT_LISTEN
+    " (a loopback address; port 0 picks one) and prints its URL.\n";
+
+static void on_http(void *arg, const struct httpd_request *rq,
+                    struct httpd_reply *rp) {
+  const char *method = httpd_method(rq);
+
+  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    rp->allow = "GET, HEAD";
+    reply_json_error(rp, 405, "read-only: use GET");
+    return;
+  }
+  if (!explore_handle(arg, rq, rp))
+    reply_json_error(rp, 404, "not found: try / or /api/v1/runs");
+}
+
+static int explore_usage_error(const char *msg, const char *arg) {
+  fprintf(stderr, "connhost: %s%s%s%s\nTry 'connhost explore --help'.\n", msg,
+          arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+  return EXIT_USAGE;
+}
+
+int cmd_explore_main(int argc, char **argv) {
+  static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
+                                       {"listen", required_argument, NULL, 'l'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *db = NULL, *listen = EXPLORE_DEFAULT_LISTEN;
+  struct httpd_conf hc = {0};
+  struct httpd *h = NULL;
+  struct store *st = NULL;
+  struct ch_err err = {0};
+  sigset_t sigs;
+  int c, sig, rc = EXIT_FAIL;
+
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'd':
+      db = optarg;
+      break;
+    case 'l':
+      listen = optarg;
+      break;
+    case 'h':
+      fputs(explore_usage, stdout);
+      return EXIT_OK;
+    case ':':
+      return explore_usage_error("option needs a value:", argv[optind - 1]);
+    default:
+      return explore_usage_error("unknown option", argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return explore_usage_error("unexpected argument", argv[optind]);
+  if (!db)
+    return explore_usage_error("explore needs --db PATH (the store)", NULL);
+  log_setup(CH_LOG_INFO, LOG_TEXT, 0);
+  /* A missing or foreign store is said now, not on the first request. */
+  if (store_open(db, 0, &st, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    goto out;
+  }
+  store_close(st);
+
+  /* The listener's thread inherits the mask: signals reach sigwait only. */
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  hc.listen = listen;
+  hc.handler = on_http;
+  hc.arg = (void *)db;
+  if (httpd_start(&hc, &h, &err) != CH_OK) {
+    log_error("explore: %s", err.msg);
+    goto out;
+  }
+  /* The host part of ADDR:PORT as given, and the port bound. */
+  printf("http://%.*s:%u/\n", (int)(strrchr(listen, ':') - listen), listen,
+         httpd_port(h));
+  fflush(stdout);
+  log_info("explore: serving %s on port %u (read-only)", db, httpd_port(h));
+  while (sigwait(&sigs, &sig) != 0)
+    ;
+  log_info("explore: stopped");
+  rc = EXIT_OK;
+out:
+  httpd_stop(h);
+  log_cleanup();
+  return rc;
+}
