@@ -27,8 +27,11 @@ class PacingTest(lib.TempDirTest):
 
     def test_burst_limit_paced(self):
         # 48 role-actor calls and 24 group-member calls at 5/s: an unpaced
-        # client with 8 workers draws a 429 on a large share of them.
-        fake = self.start_fake("demo", ["--burst-limit", "5"])
+        # client with 8 workers draws a 429 on a large share of them. A
+        # second per answer keeps the sync (108 requests over 8 workers)
+        # well past the 10 s of a progress line on any machine: at 5/s
+        # alone the role actors took about 10 s, and the line came or not.
+        fake = self.start_fake("demo", ["--burst-limit", "5", "--latency-ms", "1000"])
         r, out = self.sync(self.config(fake), fake, args=["--workers", "8"], timeout=300)
         self.assertEqual(r.rc, 0, r)
         self.assert_matches(jc.Graph(out), jc.Expected(fake.truth))
@@ -38,7 +41,7 @@ class PacingTest(lib.TempDirTest):
         self.assertLess(n429, 0.10 * len(codes),
                         "%d of %d requests drew a 429" % (n429, len(codes)))
         # Off a terminal the progress is an info line every 10 s; the
-        # paced sync takes longer than that.
+        # sync takes longer than that (13.5 s at least).
         self.assertIn("progress: ", r.err)
         self.assertRegex(r.err, r"\d+ resources, \d+ grants, \d+ requests, "
                                 r"\d+ requests/s, \d+ 429s, \d+ pages")
