@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
 #include "engine.h"
 #include "explore.h"
@@ -174,35 +176,74 @@ static void release_all(struct instance **insts, size_t n) {
   free(insts);
 }
 
+/* One sync_finished per instance run: a JSON event in JSON logs, else a
+   text line with the same fields. `f` NULL: the instance did not start. */
+static void log_finished(const struct config_instance *ci,
+                         const struct sync_figures *f, const char *why,
+                         double seconds) {
+  int ok = f && f->ok;
+  const char *error = ok ? NULL : f ? (f->error ? f->error : "") : why;
+  struct sync_figures none = {0};
+
+  if (!f)
+    f = &none;
+  if (log_format() == LOG_JSON) {
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "tenant", json_object_new_string(ci->tenant));
+    json_object_object_add(o, "instance", json_object_new_string(ci->name));
+    json_object_object_add(o, "status",
+                           json_object_new_string(ok ? "ok" : "failed"));
+    json_object_object_add(o, "duration_s", json_object_new_double(seconds));
+    json_object_object_add(o, "resources",
+                           json_object_new_int64((int64_t)f->resources));
+    json_object_object_add(o, "grants",
+                           json_object_new_int64((int64_t)f->grants));
+    json_object_object_add(o, "requests",
+                           json_object_new_int64((int64_t)f->requests));
+    json_object_object_add(o, "retries",
+                           json_object_new_int64((int64_t)f->retries));
+    json_object_object_add(o, "throttled",
+                           json_object_new_int64((int64_t)f->throttled));
+    json_object_object_add(o, "bytes",
+                           json_object_new_int64((int64_t)f->bytes));
+    if (error)
+      json_object_object_add(o, "error", json_object_new_string(error));
+    log_event(ok ? CH_LOG_INFO : CH_LOG_ERROR, "sync_finished", o);
+    return;
+  }
+  log_msg(NULL, ok ? CH_LOG_INFO : CH_LOG_ERROR,
+          "sync_finished: tenant=%s instance=%s status=%s duration=%.3fs "
+          "resources=%llu grants=%llu requests=%llu retries=%llu "
+          "throttled=%llu bytes=%llu%s%s%s",
+          ci->tenant, ci->name, ok ? "ok" : "failed", seconds,
+          (unsigned long long)f->resources, (unsigned long long)f->grants,
+          (unsigned long long)f->requests, (unsigned long long)f->retries,
+          (unsigned long long)f->throttled, (unsigned long long)f->bytes,
+          error ? " error=\"" : "", error ? error : "", error ? "\"" : "");
+}
+
+static void log_started(const struct config_instance *ci) {
+  if (log_format() == LOG_JSON) {
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "tenant", json_object_new_string(ci->tenant));
+    json_object_object_add(o, "instance", json_object_new_string(ci->name));
+    json_object_object_add(o, "plugin", json_object_new_string(ci->plugin));
+    log_event(CH_LOG_INFO, "sync_started", o);
+    return;
+  }
+  log_msg(NULL, CH_LOG_INFO, "sync_started: tenant=%s instance=%s plugin=%s",
+          ci->tenant, ci->name, ci->plugin);
+}
+
 /* A failed run that never reached the engine (bad ${file:}, no plugin). */
 static void record_unbound(struct serve *sv, const struct config_instance *ci,
                            const char *why, double started) {
   struct metrics_run mr = {.tenant = ci->tenant, .instance = ci->name};
 
-  log_msg(NULL, CH_LOG_ERROR,
-          "sync_finished: tenant=%s instance=%s status=failed "
-          "duration=0.0s error=\"%s\"",
-          ci->tenant, ci->name, why);
+  log_finished(ci, NULL, why, 0.0);
   mr.started = started;
   mr.finished = wall_s();
   metrics_record(sv->metrics, &mr);
-}
-
-static void log_finished(struct instance *in, const struct sync_figures *f,
-                         double seconds) {
-  log_msg(in->hctx.label, f->ok ? CH_LOG_INFO : CH_LOG_ERROR,
-          "sync_finished: tenant=%s instance=%s status=%s duration=%.3fs "
-          "resources=%llu grants=%llu requests=%llu retries=%llu "
-          "throttled=%llu bytes=%llu%s%s%s",
-          in->ci->tenant, in->ci->name, f->ok ? "ok" : "failed", seconds,
-          (unsigned long long)f->resources, (unsigned long long)f->grants,
-          (unsigned long long)f->requests, (unsigned long long)f->retries,
-          (unsigned long long)f->throttled, (unsigned long long)f->bytes,
-          f->ok ? "" : " error=\"",
-          f->ok      ? ""
-          : f->error ? f->error
-                     : "",
-          f->ok ? "" : "\"");
 }
 
 /* Bound instances that will not run because another did not bind: the
@@ -246,8 +287,7 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
     if (!ci->enabled)
       continue;
     metrics_attempt(sv->metrics, ci->tenant, ci->name, started);
-    log_msg(NULL, CH_LOG_INFO, "sync_started: tenant=%s instance=%s plugin=%s",
-            ci->tenant, ci->name, ci->plugin);
+    log_started(ci);
     if (bind_instance(sv, c, ci, &insts[n], &err) != CH_OK) {
       record_unbound(sv, ci, err.msg, started);
       ok = 0;
@@ -287,7 +327,7 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
       f.ok = 0;
       f.error = "not written: another instance of the tenant failed";
     }
-    log_finished(insts[i], &f, st.duration);
+    log_finished(insts[i]->ci, &f, NULL, st.duration);
     mr = (struct metrics_run){.tenant = insts[i]->ci->tenant,
                               .instance = insts[i]->ci->name,
                               .ok = f.ok,

@@ -211,9 +211,10 @@ static void print_summary(struct instance **insts, size_t n, struct graph *g,
 static void summary(struct instance **insts, size_t n, struct graph *g,
                     const struct sync_opts *o, FILE *out, const char *where,
                     const char *status, double seconds) {
-  if (log_format() == LOG_JSON)
-    summary_events(insts, n, g, where, status, seconds);
-  else if (o->summary)
+  if (log_format() == LOG_JSON) {
+    if (o->events)
+      summary_events(insts, n, g, where, status, seconds);
+  } else if (o->summary)
     print_summary(insts, n, g, out, where && strcmp(where, "-") ? where : NULL,
                   seconds);
 }
@@ -619,6 +620,7 @@ int cmd_sync(struct session *s) {
   o.accept_shrink = cli->accept_shrink;
   o.max_shrink = s->config->max_shrink;
   o.summary = !cli->quiet;
+  o.events = 1;
   o.config = s->config;
   o.store = s->config->store;
   o.keep_runs = s->config->keep_runs;

@@ -22,6 +22,8 @@ struct sync_opts {
   int progress;      /* the terminal progress line on stderr */
   int allow_partial; /* write what succeeded when instances failed */
   int summary;       /* print the human summary */
+  int events;        /* JSON logs: the run's instance_ and sync_finished
+                        events (serve logs its own, one per instance) */
   long progress_ms;  /* log a progress line this often at info (0: never) */
   int accept_shrink; /* skip the safety thresholds (safety.h) */
   int max_shrink;    /* the host's max_shrink share, -1 for the default */

@@ -316,6 +316,26 @@ SHORT = "schedule:\n  interval: 1s\n  jitter: 0%\nworkers: 4\n"
 
 
 class Scheduling(ServeTest):
+    def test_json_logs_are_events(self):
+        # --log-format json: every stderr line is one JSON object, and each
+        # run is a sync_started / sync_finished pair with its figures.
+        s = self.serve(self.config(tenants=("alpha",), extra=SHORT),
+                       args=["--log-format", "json"])
+        s.wait_log(r'"event":\s*"sync_finished"', count=2)
+        events = [json.loads(line) for line in s.log().splitlines() if line.strip()]
+        started = [e for e in events if e.get("event") == "sync_started"]
+        finished = [e for e in events if e.get("event") == "sync_finished"]
+        self.assertTrue(started and finished, s.log())
+        self.assertEqual(started[0]["tenant"], "alpha")
+        self.assertEqual(started[0]["instance"], "jira")
+        self.assertEqual(started[0]["plugin"], "jira_cloud")
+        f = finished[0]
+        self.assertEqual((f["tenant"], f["instance"], f["status"]), ("alpha", "jira", "ok"))
+        self.assertEqual(f["resources"], len({r["key"] for r in lib.load_json(self.out("alpha"))["resources"]}))
+        for k in ("grants", "requests", "retries", "throttled", "bytes", "duration_s"):
+            self.assertIn(k, f)
+        self.assertGreater(f["requests"], 0)
+
     def test_tenants_sync_repeatedly_and_fail_alone(self):
         s = self.serve(self.config(extra=SHORT))
         for t in ("alpha", "beta"):
