@@ -407,6 +407,21 @@ class Scheduling(ServeTest):
         self.assertEqual(s.stop(signal.SIGINT), 0)
 
 
+class Readiness(ServeTest):
+    def test_not_ready_without_a_store(self):
+        # A store that cannot be opened is a reason, and /readyz says it.
+        bad = self.path("gone", "connhost.db")
+        s = self.serve(self.config(extra=SHORT + "store: %s\n" % lib.yaml_quote(bad)))
+        status, _, body = s.get("/readyz")
+        self.assertEqual(status, 503, body)
+        self.assertIn(b"store", body)
+        os.makedirs(os.path.dirname(bad))
+        self.assertEqual(s.get("/readyz")[0], 200)
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok")
+        self.assertTrue(os.path.exists(bad))
+        self.assertEqual(s.stop(signal.SIGTERM), 0)
+
+
 class Binding(ServeTest):
     def test_an_instance_that_cannot_start_keeps_the_tenant_output(self):
         c = self.fake.creds
