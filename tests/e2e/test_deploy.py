@@ -171,7 +171,9 @@ class Kubernetes(lib.TempDirTest):
         scrape = self.docs["Service"]["metadata"]["annotations"]["prometheus.io/path"]
         token = env["CONNHOST_AUTH_TOKEN"]
         self.assertEqual(s.get(scrape)[0], 401)
-        s.wait_log(r"sync_finished: tenant=acme instance=jira status=ok")
+        # the Deployment's args ask for JSON logs: the run is an event
+        s.wait_log(r'"event":\s*"sync_finished",\s*"tenant":\s*"acme",\s*'
+                   r'"instance":\s*"jira",\s*"status":\s*"ok"')
         status, _, body = s.get(scrape, token=token)
         self.assertEqual(status, 200)
         fam = parse_exposition(body)
