@@ -1083,7 +1083,8 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
   size_t i = 0, k;
   int rc = CH_OK;
 
-  qsort(gs, n, sizeof(*gs), cmp_ggrant);
+  if (n) /* gs may be NULL then, and qsort's base must not be */
+    qsort(gs, n, sizeof(*gs), cmp_ggrant);
   for (k = 0; !rc && k < nrows; k++) {
     const struct srow *x = &rows[k];
     for (; !rc && i < n && gs[i].principal < x->principal; i++)

@@ -54,9 +54,13 @@ class InstalledSdk(lib.TempDirTest):
         self.assertIn("-lconnhost-testkit", flags)
         src = os.path.join(lib.SRCDIR, "tests", "fixtures", "testkit")
         exe = self.path("ping_test")
+        # A program linked to a sanitizer build's libraries needs the same
+        # sanitizer runtime (CI's ASan/UBSan step): nothing else is taken.
+        san = [f for f in os.environ.get("CONNHOST_BUILD_CFLAGS", "").split()
+               if f.startswith("-fsanitize") or f == "-fno-omit-frame-pointer"]
         p = subprocess.run([cc(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-o", exe,
                             os.path.join(src, "ping_test.c"), os.path.join(src, "ping.c")]
-                           + flags, capture_output=True, text=True)
+                           + san + flags, capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p.stderr)
         libdir = [a[2:] for a in flags if a.startswith("-L")][0]
         r = subprocess.run([exe, os.path.join(src, "canned")], capture_output=True,
