@@ -25,15 +25,8 @@ ENV_ORG_KEY = "AO_TEST_ORG_KEY"
 ENV_SCIM_KEY = "AO_TEST_SCIM_KEY"
 
 
-def enc(component):
-    """Percent-encode one key component as the host does."""
-    out = []
-    for ch in component:
-        if ch in "%/#" or ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append("%%%02X" % ord(ch))
-        else:
-            out.append(ch)
-    return "".join(out)
+# A key component as the host prints it (docs/graph-format.md).
+enc = lib.key_encode
 
 
 def rkey(rtype, rid, tenant=TENANT, inst=INST):

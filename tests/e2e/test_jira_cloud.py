@@ -28,16 +28,8 @@ SLOW = os.environ.get("CONNHOST_SLOW_TESTS") != "0"
 TIMES = {}
 
 
-def enc(component):
-    """A key component as the host prints it: '%', '/', '#' and control
-    bytes percent-encoded."""
-    out = []
-    for ch in component:
-        if ch in "%/#" or ord(ch) < 0x20 or ord(ch) == 0x7f:
-            out.append("".join("%%%02X" % b for b in ch.encode()))
-        else:
-            out.append(ch)
-    return "".join(out)
+# A key component as the host prints it (docs/graph-format.md).
+enc = lib.key_encode
 
 
 def rkey(rtype, rid, inst=INST):
