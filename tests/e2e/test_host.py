@@ -25,6 +25,26 @@ def flat(page_size=100, path=FLAT_FIXTURE):
     return {"plugin": "flatfile", "options": {"path": path, "page_size": page_size}}
 
 
+def stderr_on_a_terminal(args):
+    """Run connhost with stderr on a pseudo-terminal; (exit code, what it
+    wrote there)."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([lib.CONNHOST] + args, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return p.wait(timeout=30), seen
+
+
 class PluginDir:
     """A fresh plugin directory holding copies of the named .so files."""
 
@@ -288,23 +308,9 @@ class Sync(HostTest):
                 self.assertEqual(f.read(), "previous\n")
 
     def test_progress_line_only_on_a_terminal(self):
-        import pty
         cfg = self.config({"t": {"x": chaos("slow", delay_ms=100, pages=8)}})
-        master, slave = pty.openpty()
-        p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "sync", "-o", self.path("g.json")],
-                             stdout=subprocess.DEVNULL, stderr=slave)
-        os.close(slave)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        os.close(master)
-        self.assertEqual(p.wait(timeout=30), 0)
+        rc, seen = stderr_on_a_terminal(["-c", cfg, "sync", "-o", self.path("g.json")])
+        self.assertEqual(rc, 0)
         self.assertIn(b"syncing:", seen)
         self.assertRegex(seen, rb"\d+ resources, \d+ grants, \d+ requests")
         # Not a terminal: no progress line in the captured stderr.
@@ -533,24 +539,10 @@ class RoughEdges(HostTest):
                          ("sync_finished", "ok", out))
 
     def test_json_logs_on_a_terminal_have_no_progress_line(self):
-        import pty
         cfg = self.config({"t": {"x": chaos("slow", delay_ms=100, pages=8)}})
-        master, slave = pty.openpty()
-        p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "sync", "-o", self.path("g.json"),
-                              "--log-format", "json"],
-                             stdout=subprocess.DEVNULL, stderr=slave)
-        os.close(slave)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        os.close(master)
-        self.assertEqual(p.wait(timeout=30), 0)
+        rc, seen = stderr_on_a_terminal(["-c", cfg, "sync", "-o", self.path("g.json"),
+                                         "--log-format", "json"])
+        self.assertEqual(rc, 0)
         lines = self.json_lines(seen.decode().replace("\r\n", "\n"))
         self.assertEqual(lines[-1]["event"], "sync_finished")
 
