@@ -40,11 +40,16 @@ static const char usage_text[] =
     "  grant       grant an entitlement:  --entitlement KEY --principal KEY\n"
     "  revoke      revoke an entitlement: --entitlement KEY --principal KEY\n"
     "  provision   create an account: --tenant T --instance I --email E\n"
+    "  deprovision remove an account: --principal KEY (work the plugin\n"
+    "              cannot do itself opens a ticket: the tenant's tickets:)\n"
     "  action      run a plugin action: --tenant T --instance I NAME\n"
     "              [--arg KEY=VALUE]...\n"
     "  serve       run every enabled instance on its schedule; serve\n"
     "              /healthz, /readyz, /metrics and POST /api/v1/sync\n"
     "              and the access explorer (docs/explorer.md)\n"
+    "  tickets     list the tickets opened for manual work: [--open]\n"
+    "              [--format text|json]; 'tickets refresh' reads each open\n"
+    "              one back\n"
     "  explore     serve the access explorer over a store: --db PATH\n"
     "              [--listen ADDR:PORT] (default " EXPLORE_DEFAULT_LISTEN ")\n"
     "  runs, resources, grants, access, who-has, explain, diff, stats,\n"
@@ -56,11 +61,13 @@ static const char usage_text[] =
     "  -o, --output FILE      where the graph goes ('-' = stdout; default:\n"
     "                         the config's output, else ./graph.json)\n"
     "      --format FMT       json or jsonl (default: from the output's\n"
-    "                         extension, .jsonl or .json, else json)\n"
+    "                         extension, .jsonl or .json, else json);\n"
+    "                         tickets: text (default) or json\n"
     "  -w, --workers N        worker threads (default: config, "
     "else " WORKERS_DEFAULT ")\n"
-    "      --tenant NAME      only this tenant (repeatable); for provision\n"
-    "                         and action, the tenant to act in\n"
+    "      --tenant NAME      only this tenant (repeatable; sync, serve,\n"
+    "                         check, tickets); for provision and action,\n"
+    "                         the tenant to act in\n"
     "      --instance NAME    the instance to act in (provision, action)\n"
     "      --plugin-dir DIR   plugin directory (default: config plugin_dir,\n"
     "                         else " PLUGINDIR ")\n"
@@ -69,10 +76,18 @@ static const char usage_text[] =
     "      --allow-partial    write the graph even when instances failed\n"
     "      --accept-shrink    replace the last good data even when an\n"
     "                         instance shrank past its max_shrink\n"
-    "      --dry-run          grant, revoke, provision, action: print the\n"
-    "                         requests the write would send; send none\n"
+    "      --dry-run          grant, revoke, provision, deprovision, action:\n"
+    "                         print the requests the write (or its ticket)\n"
+    "                         would send; send none, record none\n"
+    "      --ticket           grant, revoke, provision, deprovision: open a\n"
+    "                         ticket for the change in the tenant's tickets:\n"
+    "                         instance instead of making it\n"
+    "      --requester NAME   who asks for the change, on its ticket\n"
+    "                         (default: $USER)\n"
+    "      --open             tickets: only those not done yet\n"
     "      --entitlement KEY  tenant/instance/type/id#slug (grant, revoke)\n"
-    "      --principal KEY    tenant/instance/type/id (grant, revoke)\n"
+    "      --principal KEY    tenant/instance/type/id (grant, revoke,\n"
+    "                         deprovision)\n"
     "      --email ADDR       provision: the account's email\n"
     "      --display-name S   provision: display name\n"
     "      --given-name S     provision: given name\n"
@@ -117,15 +132,19 @@ enum {
   OPT_NAME,
   OPT_LOG_LEVEL,
   OPT_LOG_FORMAT,
-  OPT_LISTEN
+  OPT_LISTEN,
+  OPT_TICKET,
+  OPT_REQUESTER,
+  OPT_OPEN
 };
 
 /* Which commands an option applies to; any other use is a usage error. */
 #define C(x) (1u << (x))
 #define C_ALL 0xffffu
 #define C_RUNS (C(CMD_SYNC) | C(CMD_SERVE))
-#define C_WRITES                                                               \
-  (C(CMD_GRANT) | C(CMD_REVOKE) | C(CMD_PROVISION) | C(CMD_ACTION))
+#define C_CHANGES                                                              \
+  (C(CMD_GRANT) | C(CMD_REVOKE) | C(CMD_PROVISION) | C(CMD_DEPROVISION))
+#define C_WRITES (C_CHANGES | C(CMD_ACTION))
 
 struct opt_def {
   struct option lo;
@@ -135,10 +154,10 @@ struct opt_def {
 static const struct opt_def opt_defs[] = {
     {{"config", required_argument, NULL, 'c'}, C_ALL},
     {{"output", required_argument, NULL, 'o'}, C_RUNS},
-    {{"format", required_argument, NULL, OPT_FORMAT}, C_RUNS},
+    {{"format", required_argument, NULL, OPT_FORMAT}, C_RUNS | C(CMD_TICKETS)},
     {{"workers", required_argument, NULL, 'w'}, C_RUNS},
     {{"tenant", required_argument, NULL, OPT_TENANT},
-     C_RUNS | C(CMD_CHECK) | C(CMD_PROVISION) | C(CMD_ACTION)},
+     C_RUNS | C(CMD_CHECK) | C(CMD_PROVISION) | C(CMD_ACTION) | C(CMD_TICKETS)},
     {{"instance", required_argument, NULL, OPT_INSTANCE},
      C(CMD_PROVISION) | C(CMD_ACTION)},
     {{"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR}, C_ALL},
@@ -149,7 +168,10 @@ static const struct opt_def opt_defs[] = {
     {{"entitlement", required_argument, NULL, OPT_ENTITLEMENT},
      C(CMD_GRANT) | C(CMD_REVOKE)},
     {{"principal", required_argument, NULL, OPT_PRINCIPAL},
-     C(CMD_GRANT) | C(CMD_REVOKE)},
+     C(CMD_GRANT) | C(CMD_REVOKE) | C(CMD_DEPROVISION)},
+    {{"ticket", no_argument, NULL, OPT_TICKET}, C_CHANGES},
+    {{"requester", required_argument, NULL, OPT_REQUESTER}, C_CHANGES},
+    {{"open", no_argument, NULL, OPT_OPEN}, C(CMD_TICKETS)},
     {{"email", required_argument, NULL, OPT_EMAIL}, C(CMD_PROVISION)},
     {{"display-name", required_argument, NULL, OPT_DISPLAY_NAME},
      C(CMD_PROVISION)},
@@ -168,9 +190,9 @@ static const struct opt_def opt_defs[] = {
 
 #define NOPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 
-static const char *const command_names[] = {"sync",   "check",  "plugins",
-                                            "grant",  "revoke", "provision",
-                                            "action", "serve"};
+static const char *const command_names[] = {
+    "sync",      "check",  "plugins", "grant",       "revoke",
+    "provision", "action", "serve",   "deprovision", "tickets"};
 #define NCOMMANDS (sizeof(command_names) / sizeof(command_names[0]))
 
 static int usage_error(const char *fmt, ...) CH_PRINTF(1, 2);
@@ -293,10 +315,17 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
     case 'o':
       cli->output = optarg;
       break;
-    case OPT_FORMAT:
-      if (strcmp(optarg, "json") && strcmp(optarg, "jsonl"))
-        return usage_error("--format must be json or jsonl, not '%s'", optarg);
+    case OPT_FORMAT: /* checked once the command is known */
       cli->format = optarg;
+      break;
+    case OPT_TICKET:
+      cli->ticket = 1;
+      break;
+    case OPT_REQUESTER:
+      cli->requester = optarg;
+      break;
+    case OPT_OPEN:
+      cli->open_only = 1;
       break;
     case 'w':
       if (parse_long(optarg, 1, 256, &v))
@@ -409,6 +438,20 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
   }
   if (cli->cmd == CMD_ACTION && optind < argc && !cli->action)
     cli->action = argv[optind++];
+  if (cli->cmd == CMD_TICKETS && optind < argc) {
+    if (strcmp(argv[optind], "refresh") != 0)
+      return usage_error("unknown 'tickets' command '%s' (there is "
+                         "'tickets refresh')",
+                         argv[optind]);
+    cli->action = argv[optind++];
+  }
+  if (cli->format && cli->cmd == CMD_TICKETS && strcmp(cli->format, "text") &&
+      strcmp(cli->format, "json"))
+    return usage_error("--format must be text or json for 'tickets', not '%s'",
+                       cli->format);
+  if (cli->format && cli->cmd != CMD_TICKETS && strcmp(cli->format, "json") &&
+      strcmp(cli->format, "jsonl"))
+    return usage_error("--format must be json or jsonl, not '%s'", cli->format);
   if (optind < argc)
     return usage_error("unexpected argument '%s'", argv[optind]);
   return check_applies(cli, seen);
@@ -627,6 +670,12 @@ int cli_main(int argc, char **argv) {
     break;
   case CMD_SERVE:
     rc = cmd_serve(&s);
+    break;
+  case CMD_DEPROVISION:
+    rc = cmd_deprovision(&s);
+    break;
+  case CMD_TICKETS:
+    rc = cmd_tickets(&s);
     break;
   }
 out:

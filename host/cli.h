@@ -21,7 +21,9 @@ enum command {
   CMD_REVOKE,
   CMD_PROVISION,
   CMD_ACTION,
-  CMD_SERVE
+  CMD_SERVE,
+  CMD_DEPROVISION,
+  CMD_TICKETS
 };
 
 struct cli {
@@ -51,6 +53,9 @@ struct cli {
   const char *action;
   const char **kv; /* --attr / --arg "k=v" */
   size_t nkv;
+  int ticket;            /* --ticket: open a ticket instead of the write */
+  const char *requester; /* --requester, or NULL ($USER) */
+  int open_only;         /* tickets --open */
 };
 
 /* What the commands share after setup: config, plugins, instances. */
@@ -93,6 +98,8 @@ int cmd_grant_revoke(struct session *s);
 int cmd_provision(struct session *s);
 int cmd_action(struct session *s);
 int cmd_serve(struct session *s);
+int cmd_deprovision(struct session *s);
+int cmd_tickets(struct session *s);
 
 /* The read commands (cmd_read.c): 1 when argv names one; they parse their
    own options and need no config or plugins. */

@@ -312,6 +312,7 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
   o.max_shrink = c->max_shrink;
   o.store = c->store;
   o.keep_runs = c->keep_runs;
+  o.tickets = c;
   /* No o.config: in-process until a plugin process can be forked safely
      beside the other tenants' threads and connections (docs/config.md). */
   sync_run(insts, n, &o, &st);

@@ -26,6 +26,7 @@
 #include "stop.h"
 #include "store.h"
 #include "syncrun.h"
+#include "tickets.h"
 #include "util.h"
 
 #define DEFAULT_OUTPUT "graph.json"
@@ -484,6 +485,9 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
     memset(&err, 0, sizeof(err));
   }
   st->run_id = run_id;
+  /* Tickets for manual work are checked against what this run saw. */
+  if (run_id)
+    tickets_after_sync(o->tickets, insts, n, g, o->store, run_id);
   if (st->nfail && !o->allow_partial) {
     double dt = now_s() - w.t0;
     status = st->nok ? "partial" : "failed";
@@ -624,6 +628,7 @@ int cmd_sync(struct session *s) {
   o.config = s->config;
   o.store = s->config->store;
   o.keep_runs = s->config->keep_runs;
+  o.tickets = s->config;
   /* one-shot sync: in-process unless the config says otherwise */
   o.isolation = CFG_ISOLATION_NONE;
   if (strstr(o.output, "{tenant}"))

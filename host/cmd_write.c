@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The write commands: grant, revoke, provision, action. Each needs
-   `provisioning: true` on the instance, supports --dry-run, and leaves an
-   audit line on stderr. */
+/* The write commands: grant, revoke, provision, deprovision, action. Each
+   needs `provisioning: true` on the instance, supports --dry-run, and
+   leaves an audit line on stderr. A change given --ticket, or one the
+   plugin says a person must make (CH_MANUAL), opens a ticket instead
+   (tickets.h). */
 #include "autoconfig.h"
 
 #include <stdarg.h>
@@ -12,12 +14,13 @@
 #include "cli.h"
 #include "graph.h"
 #include "log.h"
+#include "tickets.h"
 
 static const char *const outcome_names[] = {"done", "already", "dry run",
-                                            "pending"};
+                                            "pending", "manual"};
 
 static const char *outcome_name(enum ch_outcome o) {
-  return o <= CH_PENDING ? outcome_names[o] : "?";
+  return o <= CH_MANUAL ? outcome_names[o] : "?";
 }
 
 /* Writes are refused unless the operator opted in for this instance; a dry
@@ -95,6 +98,9 @@ static int report(struct instance *in, const char *what, int rc,
   case CH_PENDING:
     printf("pending: %s", what);
     break;
+  case CH_MANUAL:
+    printf("manual: %s", what);
+    break;
   }
   if (res->key[0])
     printf(" [%s]", res->key);
@@ -102,6 +108,58 @@ static int report(struct instance *in, const char *what, int rc,
     printf(": %s", res->message);
   printf("\n");
   return EXIT_OK;
+}
+
+/* The tenant's `tickets:` block, or NULL when it has none. */
+static const struct config_tickets *tickets_of(const struct session *s,
+                                               const char *tenant) {
+  for (size_t t = 0; t < s->config->ntenants; t++) {
+    const struct config_tenant *ct = &s->config->tenants[t];
+    if (strcmp(ct->name, tenant) == 0)
+      return ct->tickets.instance ? &ct->tickets : NULL;
+  }
+  return NULL;
+}
+
+/* Open a ticket for `ch` in the tenant's ticketing instance. `manual`: the
+   plugin said a person must make the change (else --ticket asked). */
+static int open_ticket(struct session *s, struct ticket_change *ch,
+                       int manual) {
+  const struct config_tickets *tc = tickets_of(s, ch->tenant);
+  struct instance *tin = NULL;
+  int rc;
+
+  if (!tc) {
+    log_error("%s: %s; add 'tickets: {instance: NAME}' to tenant '%s' to "
+              "open a ticket for it (docs/plugins/jira_cloud.md)",
+              s->config->path,
+              manual ? "the change needs manual work"
+                     : "--ticket needs a ticketing instance",
+              ch->tenant);
+    return manual ? EXIT_FAIL : EXIT_USAGE;
+  }
+  if (!s->config->store) {
+    log_error("%s: tickets are recorded in the store, and this config has "
+              "'store: none'",
+              s->config->path);
+    return EXIT_USAGE;
+  }
+  ch->requested_by = tickets_requester(s->cli->requester);
+  rc = open_for_write(s, ch->tenant, tc->instance, &tin);
+  if (rc >= 0)
+    return rc;
+  return tickets_open(tin, tc, s->config->store, ch);
+}
+
+/* Report a write's outcome; a manual one goes on as a ticket. */
+static int finish(struct session *s, struct instance *in, const char *what,
+                  int rc, const struct ch_result *res, const struct ch_err *err,
+                  struct ticket_change *ch) {
+  rc = report(in, what, rc, res, err);
+  if (rc != EXIT_OK || res->outcome != CH_MANUAL)
+    return rc;
+  ch->steps = res->message;
+  return open_ticket(s, ch, 1);
 }
 
 int cmd_grant_revoke(struct session *s) {
@@ -112,6 +170,7 @@ int cmd_grant_revoke(struct session *s) {
   struct ch_err err = {0};
   struct ch_result res = {0};
   struct ch_change ch = {0};
+  struct ticket_change tch = {0};
   struct instance *in = NULL;
   const struct ch_resource_type *rt, *pt;
   const struct ch_entitlement_def *ed;
@@ -169,11 +228,20 @@ int cmd_grant_revoke(struct session *s) {
   ch.principal.type = pr.type;
   ch.principal.id = pr.id;
   ch.dry_run = cli->dry_run;
+  tch.kind = verb;
+  tch.tenant = ent.tenant;
+  tch.instance = ent.instance;
+  tch.entitlement = cli->entitlement;
+  tch.principal = cli->principal;
+  if (cli->ticket) {
+    rc = open_ticket(s, &tch, 0);
+    goto out;
+  }
   snprintf(what, sizeof(what), "%s %s %s %s", verb, cli->entitlement,
            granting ? "to" : "from", cli->principal);
   rc = granting ? instance_grant(in, &ch, &res, &err)
                 : instance_revoke(in, &ch, &res, &err);
-  rc = report(in, what, rc, &res, &err);
+  rc = finish(s, in, what, rc, &res, &err, &tch);
 out:
   key_parts_release(&ent);
   key_parts_release(&pr);
@@ -225,6 +293,7 @@ static const char *email_problem(const char *email) {
 int cmd_provision(struct session *s) {
   struct cli *cli = s->cli;
   struct ch_account acct = {0};
+  struct ticket_change tch = {0};
   struct ch_result res = {0};
   struct ch_err err = {0};
   struct ch_kv *attrs = NULL;
@@ -266,6 +335,14 @@ int cmd_provision(struct session *s) {
   acct.attrs = attrs;
   acct.nattrs = cli->nkv;
   acct.dry_run = cli->dry_run;
+  tch.kind = "provision";
+  tch.tenant = cli->tenants[0];
+  tch.instance = cli->instance;
+  tch.principal = cli->email;
+  if (cli->ticket) {
+    free(attrs);
+    return open_ticket(s, &tch, 0);
+  }
   snprintf(what, sizeof(what), "provision %s in %s/%s", cli->email,
            cli->tenants[0], cli->instance);
   rc = instance_provision(in, &acct, &res, &err);
@@ -277,8 +354,64 @@ int cmd_provision(struct session *s) {
       free(key);
     }
   }
-  rc = report(in, what, rc, &res, &err);
+  rc = finish(s, in, what, rc, &res, &err, &tch);
   free(attrs);
+  return rc;
+}
+
+int cmd_deprovision(struct session *s) {
+  struct cli *cli = s->cli;
+  struct key_parts pr = {0};
+  struct ch_err err = {0};
+  struct ch_result res = {0};
+  struct ch_change ch = {0};
+  struct ticket_change tch = {0};
+  struct instance *in = NULL;
+  const struct ch_plugin *d;
+  char what[1024];
+  int rc = EXIT_USAGE;
+
+  if (!cli->principal) {
+    log_error("deprovision needs --principal KEY (the account's "
+              "tenant/instance/type/id)");
+    return EXIT_USAGE;
+  }
+  if (key_parse(cli->principal, 0, &pr, &err) != CH_OK) {
+    log_error("%s", err.msg);
+    goto out;
+  }
+  rc = open_for_write(s, pr.tenant, pr.instance, &in);
+  if (rc >= 0)
+    goto out;
+  d = in->plugin->desc;
+  if (!plugin_type(d, pr.type)) {
+    log_error("plugin '%s' has no resource type '%s'", d->name, pr.type);
+    rc = EXIT_USAGE;
+    goto out;
+  }
+  tch.kind = "deprovision";
+  tch.tenant = pr.tenant;
+  tch.instance = pr.instance;
+  tch.principal = cli->principal;
+  if (cli->ticket) {
+    rc = open_ticket(s, &tch, 0);
+    goto out;
+  }
+  if (!CH_PLUGIN_HAS(d, deprovision_account) || !d->deprovision_account) {
+    log_error("plugin '%s' cannot deprovision accounts: --ticket opens a "
+              "ticket for a person to do it",
+              d->name);
+    rc = EXIT_USAGE;
+    goto out;
+  }
+  ch.principal.type = pr.type;
+  ch.principal.id = pr.id;
+  ch.dry_run = cli->dry_run;
+  snprintf(what, sizeof(what), "deprovision %s", cli->principal);
+  rc = instance_deprovision(in, &ch, &res, &err);
+  rc = finish(s, in, what, rc, &res, &err, &tch);
+out:
+  key_parts_release(&pr);
   return rc;
 }
 

@@ -889,6 +889,9 @@ void config_free(struct config *c) {
       instance_release(&tn->instances[i]);
     free(tn->instances);
     free(tn->name);
+    free(tn->tickets.instance);
+    free(tn->tickets.project);
+    free(tn->tickets.issue_type);
   }
   free(c->tenants);
   node_free(c->root);
@@ -1306,6 +1309,54 @@ static int load_instance(struct config *c, struct config_tenant *tn,
   return CH_OK;
 }
 
+/* `tickets: {instance, project, issue_type}` in a tenant; `instance` must
+   be one of the tenant's (checked once they are all loaded). */
+static int load_tickets(const struct config *c, const struct cfg_node *n,
+                        struct config_tenant *tn, struct ch_err *err) {
+  static const char *const keys[] = {"instance", "project", "issue_type", NULL};
+  const struct cfg_node *k;
+  int rc;
+
+  tn->tickets.node = n;
+  if (n->kind != CFG_MAP)
+    return fail(err, n,
+                "tenant '%s': 'tickets' must be a map (instance, project, "
+                "issue_type)",
+                tn->name);
+  rc = check_keys(n, keys, "'tickets'", err);
+  if (rc)
+    return rc;
+  k = cfg_get(n, "instance");
+  if (!k)
+    return fail(err, n,
+                "tenant '%s': 'tickets' needs 'instance', the instance that "
+                "opens the tickets",
+                tn->name);
+  if ((rc = host_text(c, k, "tickets.instance", &tn->tickets.instance, err)))
+    return rc;
+  k = cfg_get(n, "project");
+  if (k && (rc = host_text(c, k, "tickets.project", &tn->tickets.project, err)))
+    return rc;
+  k = cfg_get(n, "issue_type");
+  if (k && (rc = host_text(c, k, "tickets.issue_type", &tn->tickets.issue_type,
+                           err)))
+    return rc;
+  return CH_OK;
+}
+
+static int check_tickets(const struct config_tenant *tn, struct ch_err *err) {
+  if (!tn->tickets.instance)
+    return CH_OK;
+  for (size_t i = 0; i < tn->ninstances; i++) {
+    if (strcmp(tn->instances[i].name, tn->tickets.instance) == 0)
+      return CH_OK;
+  }
+  return fail(err, cfg_get(tn->tickets.node, "instance"),
+              "tenant '%s': tickets.instance '%s' is not an instance of the "
+              "tenant",
+              tn->name, tn->tickets.instance);
+}
+
 static int load_tenant(struct config *c, const struct cfg_node *knode,
                        const struct cfg_node *val, struct config_tenant *tn,
                        struct ch_err *err) {
@@ -1339,6 +1390,12 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
         return rc;
       continue;
     }
+    /* `tickets` says where the tenant's tickets go, not an instance */
+    if (strcmp(val->keys[i], "tickets") == 0) {
+      if ((rc = load_tickets(c, val->kids[i], tn, err)))
+        return rc;
+      continue;
+    }
     /* counted first so config_free releases a half-built instance */
     tn->ninstances++;
     rc = load_instance(c, tn, val->knodes[i], val->kids[i],
@@ -1348,7 +1405,7 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
   }
   if (!tn->ninstances)
     return fail(err, knode, "tenant '%s' has no instances", tn->name);
-  return CH_OK;
+  return check_tickets(tn, err);
 }
 
 /* `store: PATH` (default connhost.db beside the config; `none` turns the

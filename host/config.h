@@ -55,9 +55,18 @@ struct config_schedule {
   int jitter_pct;   /* -1 when not set; else 0..100 */
 };
 
+/* `tickets:` in a tenant: where tickets for manual work go (tickets.h). */
+struct config_tickets {
+  char *instance;   /* the tenant's instance that opens them; NULL: none */
+  char *project;    /* project key; NULL: the plugin's default project */
+  char *issue_type; /* NULL: the plugin's default issue type */
+  const struct cfg_node *node;
+};
+
 struct config_tenant {
   char *name;
   struct config_schedule schedule; /* the tenant's own, or unset */
+  struct config_tickets tickets;   /* unset: no tickets in this tenant */
   struct config_instance *instances;
   size_t ninstances;
   const struct cfg_node *node;

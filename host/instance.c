@@ -124,6 +124,7 @@ const struct ch_host host_table = {
     .change_size = sizeof(struct ch_change),
     .account_size = sizeof(struct ch_account),
     .result_size = sizeof(struct ch_result),
+    .max_outcome = CH_MANUAL,
 };
 
 /* The http: block, and the deprecated per-plugin aliases of its keys
@@ -377,6 +378,16 @@ int instance_provision(struct instance *in, const struct ch_account *account,
     return op_missing(in, "provision_account", err);
   return op_end(
       in->plugin->desc->provision_account(in->pinst, account, result, err),
+      err);
+}
+
+int instance_deprovision(struct instance *in, const struct ch_change *change,
+                         struct ch_result *result, struct ch_err *err) {
+  op_begin(in, "deprovision_account", NULL, err);
+  if (!HAS_OP(in, deprovision_account))
+    return op_missing(in, "deprovision_account", err);
+  return op_end(
+      in->plugin->desc->deprovision_account(in->pinst, change, result, err),
       err);
 }
 

@@ -86,6 +86,8 @@ int instance_revoke(struct instance *in, const struct ch_change *change,
                     struct ch_result *result, struct ch_err *err);
 int instance_provision(struct instance *in, const struct ch_account *account,
                        struct ch_result *result, struct ch_err *err);
+int instance_deprovision(struct instance *in, const struct ch_change *change,
+                         struct ch_result *result, struct ch_err *err);
 int instance_action(struct instance *in, const char *name,
                     const struct ch_kv *args, size_t nargs,
                     struct ch_result *result, struct ch_err *err);

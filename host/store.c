@@ -82,8 +82,8 @@ static const char schema_v2[] =
     " WHERE runs.id = run_instances.data_run);"
     "CREATE INDEX grants_principal ON grants(principal_id);";
 
-static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1,
-                                                             schema_v2};
+static const char *const migrations[STORE_SCHEMA_VERSION] = {
+    schema_v1, schema_v2, store_schema_v3_tickets};
 
 /* SQL reads better as written than re-wrapped. */
 /* clang-format off */
@@ -183,6 +183,14 @@ static int db_err(struct store *s, struct ch_err *err, const char *what) {
       code == SQLITE_CANTOPEN)
     return ch_err_set(err, CH_E_IO, "store '%s': %s: %s", s->path, what, msg);
   return ch_err_set(err, CH_E_IO, "store '%s': %s: %s", s->path, what, msg);
+}
+
+struct sqlite3 *store_sqlite(struct store *s) {
+  return s->db;
+}
+
+int store_db_err(struct store *s, struct ch_err *err, const char *what) {
+  return db_err(s, err, what);
 }
 
 static int exec(struct store *s, const char *sql, const char *what,

@@ -14,7 +14,7 @@ struct graph;
 struct store;
 
 /* The schema version this connhost writes; older stores migrate on open. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /*
  * Open the store at `path` and migrate it to STORE_SCHEMA_VERSION. With
@@ -88,5 +88,50 @@ enum store_kind store_col_kind(const struct store_cursor *c, size_t i);
    null. Borrowed until the next store_next. */
 const char *store_col_text(struct store_cursor *c, size_t i);
 void store_cursor_free(struct store_cursor *c);
+
+/* ---- tickets (store_tickets.c) -------------------------------------------
+
+   Tickets opened for manual work (host/tickets.c): one row per ticket,
+   its change, its last known status and whether a sync confirmed it. */
+
+/* Schema step 3 (the migration that adds the tickets table). */
+extern const char store_schema_v3_tickets[];
+
+struct store_ticket {
+  char *tenant, *ticket_instance, *ticket_key;
+  char *change_kind;     /* "grant", "revoke", "provision", "deprovision" */
+  char *change_instance; /* the instance of the tenant the change is in */
+  char *entitlement;     /* grant, revoke: the entitlement key; else NULL */
+  char *principal;       /* a principal key; provision: the email */
+  char *requested_by, *requested_at; /* ISO-8601 UTC, like every time here */
+  char *status, *status_category, *status_at; /* last read; NULL: never */
+  char *confirmation;  /* "unchecked", "missing", "confirmed" */
+  int64_t checked_run; /* the sync run that set `confirmation`; 0: none */
+  char *checked_at;
+};
+
+/* Record a newly opened ticket (confirmation "unchecked"). */
+int store_ticket_add(struct store *s, const struct store_ticket *t,
+                     struct ch_err *err);
+/* The tickets, oldest first: all, or only open ones (status category not
+   "done"), or only unconfirmed ones; `tenant` NULL for every tenant. */
+enum store_ticket_filter { TICKETS_ALL = 0, TICKETS_OPEN, TICKETS_UNCONFIRMED };
+int store_tickets(struct store *s, enum store_ticket_filter f,
+                  const char *tenant, struct store_ticket **out, size_t *n,
+                  struct ch_err *err);
+void store_tickets_free(struct store_ticket *t, size_t n);
+/* A ticket's status as just read back. */
+int store_ticket_status(struct store *s, const struct store_ticket *t,
+                        const char *status, const char *category,
+                        const char *at, struct ch_err *err);
+/* What a sync run found: "missing" or "confirmed". */
+int store_ticket_checked(struct store *s, const struct store_ticket *t,
+                         const char *confirmation, int64_t run, const char *at,
+                         struct ch_err *err);
+
+/* For the store's own modules (store_*.c): the SQLite handle and the
+   error message store.c gives a failed statement. */
+struct sqlite3 *store_sqlite(struct store *s);
+int store_db_err(struct store *s, struct ch_err *err, const char *what);
 
 #endif

@@ -31,6 +31,9 @@ struct sync_opts {
   enum config_isolation isolation; /* where plugins run if nothing says */
   const char *store; /* the snapshot store to record the run in, or NULL */
   long keep_runs;    /* runs the store keeps */
+  /* the config whose tickets are checked after the run (tickets.h), or
+     NULL for none */
+  const struct config *tickets;
 };
 
 /* How a run went. */

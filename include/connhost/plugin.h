@@ -373,7 +373,13 @@ enum ch_outcome {
   CH_DONE = 0, /* the change was made */
   CH_ALREADY,  /* nothing to do: already granted / already absent */
   CH_DRY_RUN,  /* requests were printed, nothing was sent */
-  CH_PENDING   /* accepted; an operator or the service must finish it */
+  CH_PENDING,  /* accepted; an operator or the service must finish it */
+  /* ---- since ABI 1.3 (return it only when the host's max_outcome says
+     it knows it; deprovision_account may always) ----
+     The plugin cannot make this change itself: a person must. `message`
+     says what to do and where. The host opens a ticket for it when the
+     tenant has `tickets:` configured (docs/plugin-abi.md §9). */
+  CH_MANUAL
 };
 
 /* What a provisioning op reports back (host-owned; write a field appended
@@ -551,6 +557,12 @@ struct ch_host {
   uint32_t change_size;
   uint32_t account_size;
   uint32_t result_size;
+
+  /* ---- since ABI 1.3 (test with CH_HOST_HAS) ---- */
+
+  /* The last enum ch_outcome this host understands (CH_MANUAL since 1.3).
+     Absent: CH_PENDING. */
+  uint32_t max_outcome;
 };
 
 /* The first ABI 1 host table: what every host provides. */
@@ -646,6 +658,14 @@ struct ch_plugin {
   const struct ch_config_key *config_map;
   uint32_t config_key_size;
   uint32_t config_size;
+
+  /* ---- since ABI 1.3 ----
+     Optional. Remove (or deactivate) the account `change->principal`;
+     `resource` and `slug` are unset. "Already gone" is CH_OK with
+     CH_ALREADY; a removal only a person can do is CH_OK with CH_MANUAL
+     and the steps in `message` (the host then opens a ticket). */
+  int (*deprovision_account)(void *inst, const struct ch_change *change,
+                             struct ch_result *result, struct ch_err *err);
 };
 
 /* The size of a version-1 descriptor: the host rejects anything smaller. */

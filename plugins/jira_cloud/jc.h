@@ -130,6 +130,8 @@ int jc_revoke(void *inst, const struct ch_change *change,
               struct ch_result *result, struct ch_err *err);
 int jc_provision(void *inst, const struct ch_account *account,
                  struct ch_result *result, struct ch_err *err);
+int jc_deprovision(void *inst, const struct ch_change *change,
+                   struct ch_result *result, struct ch_err *err);
 int jc_action(void *inst, const char *name, const struct ch_kv *args,
               size_t nargs, struct ch_result *result, struct ch_err *err);
 

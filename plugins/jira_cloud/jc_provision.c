@@ -306,6 +306,29 @@ out:
   return rc;
 }
 
+/* Deprovisioning is manual work: the account's access is removed in Jira's
+   user management (or the organization's admin), not by this token's
+   writes, so the plugin sends nothing and says what a person must do
+   (ABI 1.3: the host opens a ticket for it). */
+int jc_deprovision(void *inst, const struct ch_change *ch,
+                   struct ch_result *res, struct ch_err *err) {
+  struct jc_inst *in = inst;
+
+  if (!jc_writable(in, err))
+    return err->code;
+  if (!ch->principal.type || strcmp(ch->principal.type, "user") != 0 ||
+      !ch->principal.id || !ch->principal.id[0])
+    return ch_err_set(err, CH_E_INVALID,
+                      "only a user account can be deprovisioned, not a '%s'",
+                      ch->principal.type ? ch->principal.type : "?");
+  res->outcome = CH_MANUAL;
+  snprintf(res->message, sizeof(res->message),
+           "Jira account deprovisioning must be done directly in Jira: "
+           "remove account %s from the site (User management)",
+           ch->principal.id);
+  return CH_OK;
+}
+
 int jc_action(void *inst, const char *name, const struct ch_kv *args,
               size_t nargs, struct ch_result *result, struct ch_err *err) {
   struct jc_inst *in = inst;

@@ -503,7 +503,8 @@ static const struct ch_plugin jc_plugin = {
     jc_action,
     CH_PLUGIN_LAYOUT,
     .config_map = jc_options,
-    .config_size = sizeof(struct jc_conf)};
+    .config_size = sizeof(struct jc_conf),
+    .deprovision_account = jc_deprovision};
 
 CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi);
 CH_EXPORT const struct ch_plugin *connhost_plugin(uint32_t host_abi) {

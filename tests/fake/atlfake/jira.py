@@ -257,6 +257,18 @@ def user_groups(req, st):
     return Response(200, [group_name_json(req, g) for g in groups])
 
 
+def remove_user(req, st):
+    aid = req.q("accountId")
+    if not aid:
+        raise HTTPError(bad("The accountId query parameter needs to be provided."))
+    find_user(st, aid)
+    if aid == st.myself or any(p.lead == aid for p in st.projects.values()):
+        raise HTTPError(bad("The user cannot be removed: they are a project lead or "
+                            "the current user."))
+    st.remove_jira_user(aid)
+    return Response(204)
+
+
 def create_user(req, st):
     body = req.json(bad)
     if not isinstance(body, dict):
@@ -1157,6 +1169,7 @@ def build():
     r("GET", v + "/users", users_search)
     r("GET", v + "/user", get_user)
     r("POST", v + "/user", create_user)
+    r("DELETE", v + "/user", remove_user)
     r("GET", v + "/user/bulk", user_bulk)
     r("GET", v + "/user/groups", user_groups)
     r("GET", v + "/user/search", user_search)

@@ -544,6 +544,24 @@ class State:
         self.bump()
         return user
 
+    def remove_jira_user(self, aid):
+        """Jira's removeUser: the account leaves the site's user base (its
+        groups and project-role actors); the Atlassian account stays."""
+        user = self.users.pop(aid)
+        self.user_order.remove(aid)
+        for gid in list(user.groups):
+            group = self.groups.get(gid)
+            if group:
+                group.members.discard(aid)
+                group.rev += 1
+        for project in self.projects.values():
+            for actors in project.roles.values():
+                actors.users.pop(aid, None)
+        acct = self.org_accounts.get(aid)
+        if acct:
+            acct.in_jira = False
+        self.bump()
+
     def grant_products(self, aid, products):
         """Product access on Jira create-user = membership of the product's
         default group, as on a real site."""
