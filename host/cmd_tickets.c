@@ -4,9 +4,11 @@
    reads each open one back through its ticketing instance. */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <json-c/json.h>
 
@@ -83,6 +85,14 @@ static void print_text(const struct store_ticket *t, size_t n) {
   }
 }
 
+static void print_list(const struct cli *cli, const struct store_ticket *t,
+                       size_t n) {
+  if (cli->format && strcmp(cli->format, "json") == 0)
+    print_json(t, n);
+  else
+    print_text(t, n);
+}
+
 /* The session's instance tenant/name, bound and opened once. */
 static int ticket_instance(struct session *s, const char *tenant,
                            const char *name, struct instance **out) {
@@ -142,6 +152,7 @@ int cmd_tickets(struct session *s) {
   struct store_ticket *t = NULL;
   struct store *st = NULL;
   struct ch_err err = {0};
+  struct stat sb;
   size_t n = 0, keep = 0;
   int refreshing = cli->action && strcmp(cli->action, "refresh") == 0;
   int rc = EXIT_FAIL;
@@ -151,6 +162,12 @@ int cmd_tickets(struct session *s) {
               "'store: none'",
               s->config->path);
     return EXIT_USAGE;
+  }
+  /* No store yet: no ticket was ever recorded. */
+  if (stat(s->config->store, &sb) != 0 && errno == ENOENT) {
+    if (!refreshing)
+      print_list(cli, NULL, 0);
+    return EXIT_OK;
   }
   if (store_open(s->config->store, 0, &st, &err) != CH_OK ||
       store_tickets(st,
@@ -170,10 +187,7 @@ int cmd_tickets(struct session *s) {
   if (refreshing)
     rc = refresh(s, st, t, keep);
   else {
-    if (cli->format && strcmp(cli->format, "json") == 0)
-      print_json(t, keep);
-    else
-      print_text(t, keep);
+    print_list(cli, t, keep);
     rc = EXIT_OK;
   }
 out:

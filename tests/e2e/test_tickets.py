@@ -11,13 +11,14 @@ run sends nothing at all.
 import base64
 import json
 import os
+import sqlite3
 import sys
 import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from test_jira_cloud import INST, TENANT, JiraHelpers, settled_count  # noqa: E402
+from test_jira_cloud import INST, TENANT, JiraHelpers, ekey, rkey, settled_count  # noqa: E402
 
 # The broken issue type answers 500: two attempts keep the retry short.
 FAST_RETRY = "http:\n  max_attempts: 2"
@@ -273,6 +274,228 @@ class TicketTest(JiraHelpers, lib.TempDirTest):
         bad = self.cfg(ticket_projects=["ALL"], ticket_project_key="OPS", name="bad.yaml")
         r = self.action("ticket_schema", cfg=bad, rc=1)
         self.assertIn("ticket_project_key OPS is not in ticket_projects", r.err)
+
+
+def comment_texts(doc):
+    """The plain text of each comment of a PageOfComments."""
+    return ["".join(t.get("text", "") for p in c["body"]["content"] for t in p.get("content", []))
+            for c in doc["comments"]]
+
+
+class ManualWorkTest(JiraHelpers, lib.TempDirTest):
+    """Tickets for manual work: a change opens a ticket, the store keeps it,
+    the syncs that follow confirm it on the ticket (once per outcome)."""
+
+    def setUp(self):
+        super().setUp()
+        self.fake = self.start_fake()
+        self.conf = self.cfg()
+
+    def cfg(self, tickets="    tickets:\n      instance: jira\n", provisioning=True,
+            name="connhost.yaml"):
+        path = self.config(self.fake, provisioning=provisioning, name=name,
+                           project_keys=["OPS", "ALL"], ticket_project_key="OPS")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(tickets)
+        return path
+
+    def run_ok(self, *args, rc=0, cfg=None, env=None):
+        r = lib.run(["-c", cfg or self.conf] + list(args), env=env)
+        self.assert_no_secret(self.fake, r.out, r.err)
+        self.assertEqual(r.rc, rc, r)
+        return r
+
+    def rest(self, method, path, body=None):
+        """A request to the fake as the operator's account: the person who
+        does the manual work in Jira itself."""
+        c = self.fake.creds
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.fake.base + path, data=data, method=method)
+        token = base64.b64encode(("%s:%s" % (c["jira_email"], c["jira_api_token"])).encode())
+        req.add_header("Authorization", "Basic " + token.decode())
+        if data:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode("utf-8")
+            return json.loads(text) if text else None
+
+    def person(self, n=0):
+        """An active human Jira user that is no project lead (removable)."""
+        leads = {p["lead"] for p in self.fake.truth["jira"]["projects"]}
+        users = [u for u in self.fake.truth["jira"]["users"][1:]
+                 if u["active"] and u["accountType"] == "atlassian"
+                 and u["accountId"] not in leads]
+        return users[n]["accountId"]
+
+    def key_of(self, out):
+        line = next(l for l in out.splitlines() if l.startswith("ticket: "))
+        key = line.split("[", 1)[1].split("]", 1)[0]
+        self.assertRegex(key, r"^OPS-\d+$")
+        return key
+
+    def comments(self, key):
+        return comment_texts(self.rest("GET", "/rest/api/3/issue/%s/comment" % key))
+
+    def done(self, key):
+        ids = {t["to"]["name"]: t["id"] for t in
+               self.rest("GET", "/rest/api/3/issue/%s/transitions" % key)["transitions"]}
+        self.rest("POST", "/rest/api/3/issue/%s/transitions" % key, {"transition": {"id": ids["Done"]}})
+
+    def tickets(self, *args):
+        return json.loads(self.run_ok("tickets", "--format", "json", *args).out)["tickets"]
+
+    def sync_run(self):
+        r, _ = self.sync(self.conf, self.fake)
+        self.assertEqual(r.rc, 0, r)
+        return int(r.out.split("run ", 1)[1].split(" ", 1)[0])
+
+    # ---- the seed: deprovisioning a Jira account ------------------------------
+    def test_deprovision_opens_a_ticket_that_the_sync_confirms(self):
+        aid = self.person()
+        who = rkey("user", aid)
+        self.sync_run()
+        r = self.run_ok("deprovision", "--principal", who, env={"USER": "ada"})
+        self.assertIn("manual: deprovision %s: Jira account deprovisioning must be done "
+                      "directly in Jira" % who, r.out)
+        key = self.key_of(r.out)
+        fields = self.rest("GET", "/rest/api/3/issue/" + key)["fields"]
+        self.assertEqual(fields["summary"], "connhost: deprovision " + who)
+        desc = "\n".join(t["text"] for p in fields["description"]["content"] for t in p["content"])
+        for line in ("Change: deprovision", "Tenant: acme", "Instance: jira",
+                     "Principal: " + who, "Requested by: ada"):
+            self.assertIn(line, desc)
+        self.assertRegex(desc, r"Requested at: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+        # what the store holds, as the table and through the command
+        con = sqlite3.connect(self.path("connhost.db"))
+        row = con.execute("SELECT ticket_instance, change_kind, change_instance, principal,"
+                          " requested_by, confirmation FROM tickets WHERE ticket_key = ?",
+                          (key,)).fetchone()
+        con.close()
+        self.assertEqual(row, ("jira", "deprovision", "jira", who, "ada", "unchecked"))
+        self.assertEqual([(t["ticket"], t["open"], t["confirmation"]) for t in self.tickets()],
+                         [(key, True, "unchecked")])
+        # done in Jira: the ticket, then the account
+        self.done(key)
+        self.rest("DELETE", "/rest/api/3/user?accountId=" + urllib.parse.quote(aid))
+        run = self.sync_run()
+        self.assertEqual(self.comments(key),
+                         ["connhost: the change is confirmed by sync run %d: deprovision %s"
+                          % (run, who)])
+        [t] = self.tickets()
+        self.assertEqual((t["status"], t["status_category"], t["open"], t["confirmation"],
+                          t["checked_run"]), ("Done", "done", False, "confirmed", run))
+        self.assertRegex(self.run_ok("tickets").out,
+                         r"%s +Done \(done\) +confirmed \(run %d\) +ada " % (key, run))
+        # confirmed once: later syncs leave the ticket alone
+        mark = settled_count(self.fake)
+        self.sync_run()
+        self.assertEqual(len(self.comments(key)), 1)
+        self.assertNotIn("/rest/api/3/issue/" + key,
+                         {r["path"] for r in self.fake.requests()[mark:]})
+
+    # ---- --ticket on a grant, and "still missing" -----------------------------
+    def test_grant_ticket_still_missing_then_confirmed(self):
+        aid = self.person(1)
+        members = self.fake.truth["jira"]["group_members"]
+        group = next(g for g in self.fake.truth["jira"]["groups"]
+                     if aid not in members[g["groupId"]])
+        ent, who = ekey("group", group["groupId"], "member"), rkey("user", aid)
+        mark = settled_count(self.fake)
+        r = self.run_ok("grant", "--entitlement", ent, "--principal", who, "--ticket",
+                        "--requester", "grace")
+        key = self.key_of(r.out)
+        self.assertIn("ticket: grant %s to %s [%s]" % (ent, who, key), r.out)
+        # the grant itself was not sent: only the ticket was written
+        self.assertEqual([(q["method"], q["path"]) for q in self.fake.requests()[mark:]
+                          if q["method"] != "GET"], [("POST", "/rest/api/3/issue")])
+        # not done yet: the sync reads the status back and says nothing
+        self.sync_run()
+        self.assertEqual(self.comments(key), [])
+        [t] = self.tickets()
+        self.assertEqual((t["status_category"], t["confirmation"], t["requested_by"]),
+                         ("new", "unchecked", "grace"))
+        # done, but nobody made the change: "still missing", once
+        self.done(key)
+        run = self.sync_run()
+        self.sync_run()
+        self.assertEqual(self.comments(key),
+                         ["connhost: the change is still missing after sync run %d, though "
+                          "this ticket is done: grant %s to %s" % (run, ent, who)])
+        self.assertEqual(self.tickets()[0]["confirmation"], "missing")
+        # made by hand: confirmed, once more and only once
+        self.rest("POST", "/rest/api/3/group/user?groupId=" + group["groupId"], {"accountId": aid})
+        run2 = self.sync_run()
+        self.assertEqual(self.comments(key)[1:],
+                         ["connhost: the change is confirmed by sync run %d: grant %s to %s"
+                          % (run2, ent, who)])
+        self.assertEqual((self.tickets()[0]["confirmation"], self.tickets()[0]["checked_run"]),
+                         ("confirmed", run2))
+
+    # ---- dry runs --------------------------------------------------------------
+    def test_dry_runs_send_nothing_and_record_nothing(self):
+        aid = self.person()
+        group = self.fake.truth["jira"]["groups"][0]
+        mark = settled_count(self.fake)
+        r = self.run_ok("deprovision", "--principal", rkey("user", aid), "--dry-run",
+                        "--requester", "ada")
+        self.assertIn("dry run: ticket for deprovision %s" % rkey("user", aid), r.out)
+        body = json.loads(r.out.split("DRY RUN: POST %s/rest/api/3/issue\n" % self.fake.base)[1]
+                          .split("\n", 1)[0])
+        self.assertEqual(body["fields"]["summary"], "connhost: deprovision " + rkey("user", aid))
+        self.assertEqual(body["fields"]["project"], {"key": "OPS"})
+        self.assertIn("Requested by: ada", json.dumps(body))
+        r = self.run_ok("grant", "--entitlement", ekey("group", group["groupId"], "member"),
+                        "--principal", rkey("user", aid), "--ticket", "--dry-run")
+        self.assertIn("DRY RUN: POST %s/rest/api/3/issue" % self.fake.base, r.out)
+        # a dry run is allowed without provisioning: true, and still sends nothing
+        off = self.cfg(provisioning=False, name="off.yaml")
+        self.run_ok("provision", "--tenant", TENANT, "--instance", INST, "--email",
+                    "new@example.com", "--ticket", "--dry-run", cfg=off)
+        self.assertEqual(settled_count(self.fake), mark)
+        self.assertFalse(os.path.exists(self.path("connhost.db")))
+        self.assertEqual(self.tickets(), [])
+
+    # ---- the list and its refresh ---------------------------------------------
+    def test_tickets_open_and_refresh(self):
+        k1 = self.key_of(self.run_ok("deprovision", "--principal", rkey("user", self.person())).out)
+        k2 = self.key_of(self.run_ok("deprovision", "--principal",
+                                     rkey("user", self.person(1))).out)
+        self.done(k1)
+        # the list shows the store's last refresh: none yet
+        self.assertEqual([t["ticket"] for t in self.tickets("--open")], [k1, k2])
+        r = self.run_ok("tickets", "refresh")
+        self.assertEqual(r.out.splitlines(), ["%s: Done (done)" % k1, "%s: To Do (new)" % k2])
+        self.assertEqual([t["ticket"] for t in self.tickets("--open")], [k2])
+        self.assertEqual([t["ticket"] for t in self.tickets()], [k1, k2])
+        self.assertEqual(self.run_ok("tickets", "--open").out.count("OPS-"), 1)
+        # refresh reads only open tickets
+        mark = settled_count(self.fake)
+        self.run_ok("tickets", "refresh")
+        self.assertEqual({q["path"] for q in self.fake.requests()[mark:]},
+                         {"/rest/api/3/issue/" + k2})
+
+    # ---- what is refused -------------------------------------------------------
+    def test_refusals(self):
+        who = rkey("user", self.person())
+        bare = self.cfg(tickets="", name="bare.yaml")
+        mark = settled_count(self.fake)
+        r = self.run_ok("deprovision", "--principal", who, cfg=bare, rc=1)
+        self.assertIn("manual: deprovision", r.out)
+        self.assertIn("the change needs manual work; add 'tickets: {instance: NAME}' to "
+                      "tenant 'acme'", r.err)
+        r = self.run_ok("grant", "--entitlement", ekey("group", "g", "member"), "--principal",
+                        who, "--ticket", cfg=bare, rc=2)
+        self.assertIn("--ticket needs a ticketing instance", r.err)
+        off = self.cfg(provisioning=False, name="off.yaml")
+        r = self.run_ok("deprovision", "--principal", who, cfg=off, rc=2)
+        self.assertIn("provisioning: true", r.err)
+        wrong = self.cfg(tickets="    tickets:\n      instance: nope\n", name="wrong.yaml")
+        r = self.run_ok("tickets", cfg=wrong, rc=2)
+        self.assertRegex(r.err, r"wrong\.yaml:\d+:\d+: tenant 'acme': tickets.instance 'nope' "
+                                r"is not an instance of the tenant")
+        r = self.run_ok("tickets", "--format", "jsonl", rc=2)
+        self.assertIn("--format must be text or json for 'tickets'", r.err)
+        self.assertEqual(settled_count(self.fake), mark)
 
 
 if __name__ == "__main__":
