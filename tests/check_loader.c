@@ -279,6 +279,24 @@ static void echo_on_result_of(const struct plugin *p, void *inst, size_t size) {
   free(res);
 }
 
+/* t_future's deprovision (ABI 1.3) says "manual" only to a host whose
+   table has max_outcome; an older one gets an error instead. */
+static void manual_on_host(const struct plugin *p, void *inst, int knows) {
+  struct ch_change ch = {.principal = {"user", "u1"}};
+  struct ch_result res = {0};
+  struct ch_err err = {0};
+  int rc = p->desc->deprovision_account(inst, &ch, &res, &err);
+
+  ck_assert_int_eq(rc, knows ? CH_OK : CH_E_UNSUPPORTED);
+  if (knows) {
+    ck_assert_int_eq(res.outcome, CH_MANUAL);
+    ck_assert_str_eq(res.message, "remove u1 by hand");
+  } else {
+    ck_assert_str_eq(err.msg, "remove u1 by hand (this host predates manual "
+                              "work)");
+  }
+}
+
 /* Open t_future (built against today's header) on a copy of the host
    table cut to `size` bytes, in a buffer of exactly that size, so reading
    past it is a heap overflow (ASan, valgrind) rather than luck. */
@@ -297,6 +315,7 @@ static void open_on_host_of(size_t size) {
   logged[0] = '\0';
   ck_assert_int_eq(p->desc->open(h, NULL, &cfg, &inst, &err), CH_OK);
   echo_on_result_of(p, inst, CH_HOST_SIZEOF(h, result, CH_RESULT_SIZE_V1));
+  manual_on_host(p, inst, CH_HOST_HAS(h, max_outcome));
   p->desc->close(inst);
   free(h);
 }

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """Every call into a plugin op goes through the dispatch layer in
 host/instance.c (instance_open / _check / _list / _grants / _grant /
-_revoke / _provision / _action): it resets the error, checks the op and
+_revoke / _provision / _deprovision / _action): it resets the error, checks the op and
 the descriptor size, fills the message, redacts and counts. A direct
 `d->op(...)` anywhere else in host/ skips all of that; this test finds one.
 
@@ -17,7 +17,7 @@ SRCDIR = os.environ.get("top_srcdir", os.path.join(os.path.dirname(os.path.abspa
 HOST = os.path.join(SRCDIR, "host")
 OWNER = "instance.c"
 OPS = ("open", "close", "check", "list", "grants", "grant", "revoke",
-       "provision_account", "action")
+       "provision_account", "deprovision_account", "action")
 
 OP = r"(?:->|\.)\s*(?P<op>%s)\b" % "|".join(OPS)
 # d->op(  |  (d->op)(  |  (c ? d->grant : d->revoke)(  |  f = d->op;

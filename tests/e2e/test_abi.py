@@ -91,6 +91,18 @@ class AbiLayouts(lib.TempDirTest):
         self.assertEqual(r.rc, 0, r)
         self.assertIn("log_enabled yes (debug on)", r.err)
 
+    def test_manual_work_needs_the_later_op(self):
+        """ABI 1.3: t_future's deprovision answers "manual" (no tickets:
+        here, so the command fails saying so); t_old has no such op."""
+        cfg = self.config()
+        r = lib.run(["-c", cfg, "deprovision", "--principal", "t/new/user/u1"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("manual: deprovision t/new/user/u1: remove u1 by hand", r.out)
+        self.assertIn("the change needs manual work", r.err)
+        r = lib.run(["-c", cfg, "deprovision", "--principal", "t/old/user/u1"])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("plugin 't_old' cannot deprovision accounts", r.err)
+
     def test_action_tables_work_in_both_layouts(self):
         cfg = self.config()
         for inst in ("old", "new"):

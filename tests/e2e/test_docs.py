@@ -22,7 +22,7 @@ sh blocks
   Run with `sh -eu` (so a placeholder or an unset variable fails) in a
   scratch directory that holds the source tree's conf/, tests/ and tools/,
   the built plugins/ and `acme.yaml` (tenant acme: instances `jira` and
-  `org` on the fake, provisioning on); `connhost` on PATH is the built
+  `org` on the fake, provisioning on, tickets through `jira`); `connhost` on PATH is the built
   binary; GROUP_ID, ACCOUNT_ID and USER_ID name a Jira group, a Jira
   account and an organization account of the fake. Every command must
   exit 0.
@@ -141,8 +141,8 @@ class DocBlocks(lib.TempDirTest):
             return "no 'tenants' map"
         for tname, insts in tenants.items():
             for iname, inst in (insts or {}).items():
-                if iname == "schedule":
-                    continue  # the tenant's own schedule, not an instance
+                if iname in ("schedule", "tickets"):
+                    continue  # the tenant's own settings, not instances
                 inst = inst if isinstance(inst, dict) else {}
                 insts[iname] = inst
                 plugin = inst.get("plugin", iname)
@@ -245,6 +245,8 @@ class DocBlocks(lib.TempDirTest):
                  "org": {"plugin": "atlassian_org", "provisioning": True, "options": org}}
         lib.write_config(os.path.join(d, "acme.yaml"), {"acme": insts},
                          plugin_dir=lib.PLUGINS)
+        with open(os.path.join(d, "acme.yaml"), "a") as f:  # the tenant's last key
+            f.write("    tickets:\n      instance: jira\n")
         truth = fake.truth
         members = truth["jira"].get("group_members", {})
         group = truth["jira"]["groups"][0]["groupId"]

@@ -463,7 +463,14 @@ class StoreTest(lib.TempDirTest):
                          model.held_by(self.accounts_of(fake.truth, u["accountId"])))
         con = sqlite3.connect(db)
         self.assertEqual(con.execute("SELECT value FROM meta WHERE key='schema_version'")
-                         .fetchone()[0], "2")
+                         .fetchone()[0], "3")
+        # step 3: the tickets table (docs/store.md), empty
+        self.assertEqual([c[1] for c in con.execute("PRAGMA table_info(tickets)")],
+                         ["tenant", "ticket_instance", "ticket_key", "change_kind",
+                          "change_instance", "entitlement", "principal", "requested_by",
+                          "requested_at", "status", "status_category", "status_at",
+                          "confirmation", "checked_run", "checked_at"])
+        self.assertEqual(con.execute("SELECT count(*) FROM tickets").fetchone()[0], 0)
         self.assertEqual(con.execute("SELECT count(*) FROM run_instances WHERE data_at IS NULL")
                          .fetchone()[0], 0)
         con.close()

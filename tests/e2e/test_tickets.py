@@ -474,6 +474,20 @@ class ManualWorkTest(JiraHelpers, lib.TempDirTest):
         self.assertEqual({q["path"] for q in self.fake.requests()[mark:]},
                          {"/rest/api/3/issue/" + k2})
 
+    def test_store_table_is_the_documented_one(self):
+        """docs/store.md shows the SQL the store runs (a ticket creates it)."""
+        self.run_ok("deprovision", "--principal", rkey("user", self.person()))
+        con = sqlite3.connect(self.path("connhost.db"))
+        got = [r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE tbl_name ="
+                                         " 'tickets' AND sql IS NOT NULL ORDER BY type DESC")]
+        con.close()
+        with open(os.path.join(lib.SRCDIR, "docs", "store.md"), encoding="utf-8") as f:
+            doc = f.read().split("### The tickets table", 1)[1]
+        block = doc.split("```sql\n", 1)[1].split("```", 1)[0]
+        norm = lambda s: " ".join(s.replace("(", " ( ").replace(")", " ) ").split())  # noqa: E731
+        self.assertEqual([norm(x) for x in block.strip().rstrip(";").split(";\n")],
+                         [norm(x) for x in got])
+
     # ---- what is refused -------------------------------------------------------
     def test_refusals(self):
         who = rkey("user", self.person())

@@ -216,6 +216,22 @@ static int tl_action(void *inst, const char *name, const struct ch_kv *args,
 }
 
 #if defined(T_FUTURE)
+/* ABI 1.3: manual work, reported as such only to a host that knows
+   CH_MANUAL; an older one gets an error with the same steps. */
+static int tl_deprovision(void *inst, const struct ch_change *change,
+                          struct ch_result *result, struct ch_err *err) {
+  const struct ch_host *host = ((struct tl_inst *)inst)->host;
+
+  if (!(CH_HOST_HAS(host, max_outcome) && host->max_outcome >= CH_MANUAL))
+    return ch_err_set(err, CH_E_UNSUPPORTED,
+                      "remove %s by hand (this host predates manual work)",
+                      change->principal.id);
+  result->outcome = CH_MANUAL;
+  snprintf(result->message, sizeof(result->message), "remove %s by hand",
+           change->principal.id);
+  return CH_OK;
+}
+
 /* The descriptor of a later header: one op past this host's fields. */
 static const struct {
   struct ch_plugin v;
@@ -248,6 +264,9 @@ static const struct {
                 .close = tl_close,
                 .list = tl_list,
                 .grants = tl_grants,
+#if defined(T_FUTURE)
+                .deprovision_account = tl_deprovision,
+#endif
                 .action = tl_action},
 #if defined(T_FUTURE)
                NULL
