@@ -1323,6 +1323,9 @@ out:
    (and give up after the busy timeout). */
 static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
 
+void store_writer_lock(void) { pthread_mutex_lock(&save_lock); }
+void store_writer_unlock(void) { pthread_mutex_unlock(&save_lock); }
+
 int store_save(const char *path, const struct graph *g, int64_t started_ms,
                long keep_runs, int64_t *run_id, struct ch_err *err) {
   struct store *s = NULL;

@@ -133,5 +133,8 @@ int store_ticket_checked(struct store *s, const struct store_ticket *t,
    error message store.c gives a failed statement. */
 struct sqlite3 *store_sqlite(struct store *s);
 int store_db_err(struct store *s, struct ch_err *err, const char *what);
+/* The process's one store writer at a time (store_save takes it too). */
+void store_writer_lock(void);
+void store_writer_unlock(void);
 
 #endif

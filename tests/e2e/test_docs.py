@@ -22,7 +22,7 @@ sh blocks
   Run with `sh -eu` (so a placeholder or an unset variable fails) in a
   scratch directory that holds the source tree's conf/, tests/ and tools/,
   the built plugins/ and `acme.yaml` (tenant acme: instances `jira` and
-  `org` on the fake, provisioning on, tickets through `jira`); `connhost` on PATH is the built
+  `org` on the fake, provisioning on, tickets through `jira` to OPS); `connhost` on PATH is the built
   binary; GROUP_ID, ACCOUNT_ID and USER_ID name a Jira group, a Jira
   account and an organization account of the fake. Every command must
   exit 0.
@@ -246,7 +246,7 @@ class DocBlocks(lib.TempDirTest):
         lib.write_config(os.path.join(d, "acme.yaml"), {"acme": insts},
                          plugin_dir=lib.PLUGINS)
         with open(os.path.join(d, "acme.yaml"), "a") as f:  # the tenant's last key
-            f.write("    tickets:\n      instance: jira\n")
+            f.write("    tickets:\n      instance: jira\n      project: OPS\n")
         truth = fake.truth
         members = truth["jira"].get("group_members", {})
         group = truth["jira"]["groups"][0]["groupId"]
