@@ -393,6 +393,28 @@ class ManualWorkTest(JiraHelpers, lib.TempDirTest):
         self.assertNotIn("/rest/api/3/issue/" + key,
                          {r["path"] for r in self.fake.requests()[mark:]})
 
+    def test_serve_runs_confirm_too(self):
+        """serve's runs go through the same sync_run: its first scheduled
+        run confirms the ticket."""
+        from test_serve import Serve
+        aid = self.person()
+        who = rkey("user", aid)
+        with open(self.conf, "a", encoding="utf-8") as f:
+            f.write("schedule:\n  interval: 1h\n  jitter: 0%\n")
+        key = self.key_of(self.run_ok("deprovision", "--principal", who).out)
+        self.done(key)
+        self.rest("DELETE", "/rest/api/3/user?accountId=" + urllib.parse.quote(aid))
+        s = Serve(self.tmp, self.conf)
+        try:
+            self.assertIsNotNone(s.port, s.log())
+            m = s.wait_log(r"ticket %s: confirmed by sync run (\d+)" % key)
+            self.assertEqual(self.comments(key),
+                             ["connhost: the change is confirmed by sync run %s: deprovision %s"
+                              % (m.group(1), who)])
+        finally:
+            self.assertEqual(s.stop(), 0, s.log()[-3000:])
+        self.assertEqual(self.tickets()[0]["confirmation"], "confirmed")
+
     # ---- --ticket on a grant, and "still missing" -----------------------------
     def test_grant_ticket_still_missing_then_confirmed(self):
         aid = self.person(1)
