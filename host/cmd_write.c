@@ -211,8 +211,10 @@ int cmd_grant_revoke(struct session *s) {
               d->name, ent.slug);
     goto out;
   }
-  if (!(granting ? d->grant : d->revoke) ||
-      !(rt->caps & (granting ? CH_CAP_GRANT : CH_CAP_REVOKE))) {
+  /* A ticket asks a person: the plugin need not be able to do it. */
+  if (!cli->ticket &&
+      (!(granting ? d->grant : d->revoke) ||
+       !(rt->caps & (granting ? CH_CAP_GRANT : CH_CAP_REVOKE)))) {
     log_error("plugin '%s' cannot %s '%s' entitlements", d->name, verb,
               ent.type);
     goto out;
@@ -321,7 +323,7 @@ int cmd_provision(struct session *s) {
     if (t->caps & CH_CAP_PROVISION)
       ut = t;
   }
-  if (!d->provision_account || !ut) {
+  if (!cli->ticket && (!d->provision_account || !ut)) {
     log_error("plugin '%s' cannot provision accounts", d->name);
     return EXIT_USAGE;
   }

@@ -427,6 +427,14 @@ class ManualWorkTest(JiraHelpers, lib.TempDirTest):
                         "--requester", "grace")
         key = self.key_of(r.out)
         self.assertIn("ticket: grant %s to %s [%s]" % (ent, who, key), r.out)
+        # a ticket may ask for what the plugin cannot do (a project's lead)
+        project = self.fake.truth["jira"]["projects"][0]["id"]
+        r2 = self.run_ok("grant", "--entitlement", ekey("project", project, "lead"),
+                         "--principal", who, rc=2)
+        self.assertIn("cannot grant 'project' entitlements", r2.err)
+        r2 = self.run_ok("grant", "--entitlement", ekey("project", project, "lead"),
+                         "--principal", who, "--ticket", "--dry-run")
+        self.assertIn("dry run: ticket for grant %s" % ekey("project", project, "lead"), r2.out)
         # the grant itself was not sent: only the ticket was written
         self.assertEqual([(q["method"], q["path"]) for q in self.fake.requests()[mark:]
                           if q["method"] != "GET"], [("POST", "/rest/api/3/issue")])
