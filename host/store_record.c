@@ -530,9 +530,17 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
 /* Keep the newest `keep` runs, and every row one of them still needs. */
 static int prune(struct rec *r, long keep, struct ch_err *err) {
   struct db_stmt *st = NULL;
-  int64_t oldest = r->run - keep + 1, need;
+  int64_t oldest, need;
   int rc;
 
+  /* Run ids can have gaps (a PostgreSQL sequence does not roll back with
+     a failed run): the oldest kept run is the keep-th newest id. */
+  oldest = rec_scalar(r->s,
+                      "SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM runs"
+                      " ORDER BY id DESC LIMIT ?) x",
+                      keep);
+  if (oldest < 0)
+    return db_fail(r->s->db, err, "pruning old runs");
   if (rec_scalar(r->s, "SELECT count(*) FROM runs WHERE id < ?", oldest) <= 0)
     return CH_OK;
   if ((rc = store_prep(r->s, "DELETE FROM run_instances WHERE run_id < ?", &st,
