@@ -332,6 +332,10 @@ int db_has_table(struct db *db, const char *name) {
   return db->ops->has_table(db, name);
 }
 
+int db_analyze(struct db *db, const char *table) {
+  return db->ops->analyze(db, table);
+}
+
 int db_prepare(struct db *db, const char *sql, struct db_stmt **out) {
   char *x = db_expand(db, sql);
   int rc;
