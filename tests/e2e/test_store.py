@@ -767,6 +767,48 @@ class PgStoreTest(PgBackend, StoreTest):
         self.assertEqual(self.scalar("SELECT count(*) FROM pg_tables WHERE schemaname"
                                      " = 'public'"), 1)
 
+    def test_same_answers_as_sqlite_and_explorer(self):
+        """The same sync into PostgreSQL and into an SQLite file: every read
+        command answers the same, row for row; and `connhost explore --db
+        URL` serves those answers."""
+        fake = self.start_fake()
+        self.sync(self.config(fake))
+        lite = self.path("lite.db")
+        self.sync(self.config(fake, name="lite.yaml",
+                              extra="store: %s\n" % lib.yaml_quote(lite)))
+        truth = fake.truth
+        user = truth["jira"]["users"][6]["accountId"]
+        model = Model(truth)
+        ent, who = next((e, p) for (e, p), d in sorted(model.grants.items())
+                        if not d and "/jira/user/" in p)
+        commands = [["runs"], ["resources"], ["grants"], ["stats"], ["report"], ["diff"],
+                    ["export", "access-review"], ["access", user], ["who-has", ent],
+                    ["explain", who, ent], ["resources", "--search", "a", "--type", "user"]]
+        for args in commands:
+            pg, sq = self.read(*args), self.read(*args, db=lite)
+            for doc in (pg, sq):
+                for x in doc.get("runs", ()):
+                    x.pop("started")
+                    x.pop("finished")
+            self.assertEqual(pg, sq, args)
+        # the explorer over the same URL
+        proc = subprocess.Popen([lib.CONNHOST, "explore", "--db", self.db, "--listen",
+                                 "127.0.0.1:0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            base = proc.stdout.readline().strip()
+            self.assertRegex(base, r"^http://127\.0\.0\.1:\d+/$")
+            for path, args in (("api/v1/stats", ["stats"]),
+                               ("api/v1/access?who=" + user, ["access", user]),
+                               ("api/v1/report", ["report"])):
+                with urllib.request.urlopen(base + path, timeout=60) as r:
+                    self.assertEqual(json.load(r), self.read(*args), path)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            proc.stdout.close()
+            proc.stderr.close()
+
     def test_password_from_env_never_shown(self):
         pw = "pg-Secret-7fQz2Lw9"
         self.cluster.psql("ALTER ROLE connhost PASSWORD '%s'" % pw)
