@@ -9,9 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
-#include "store.h"
+#include "store_int.h"
 
 /* Schema step 3: run once by store.c's migration, in its transaction. A
    ticket is named by the instance that opened it and its key there. */
@@ -36,38 +34,27 @@ static const char *const filter_sql[] = {
     [TICKETS_OPEN] = "(status_category IS NULL OR status_category <> 'done')",
     [TICKETS_UNCONFIRMED] = "confirmation <> 'confirmed'"};
 
-static int prepare(struct store *s, const char *sql, sqlite3_stmt **st,
-                   struct ch_err *err) {
-  if (sqlite3_prepare_v2(store_sqlite(s), sql, -1, st, NULL) != SQLITE_OK)
-    return store_db_err(s, err, "preparing a tickets query");
-  return CH_OK;
-}
-
-static void bind(sqlite3_stmt *st, int i, const char *v) {
-  if (v)
-    sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-  else
-    sqlite3_bind_null(st, i);
-}
+#define prepare store_prep
+#define bind db_bind_text
 
 /* Bind the ticket's name at `i`, `i+1`, `i+2`. */
-static void bind_name(sqlite3_stmt *st, int i, const struct store_ticket *t) {
+static void bind_name(struct db_stmt *st, int i, const struct store_ticket *t) {
   bind(st, i, t->tenant);
   bind(st, i + 1, t->ticket_instance);
   bind(st, i + 2, t->ticket_key);
 }
 
 /* Run a write statement to its end; finalizes it. */
-static int run_write(struct store *s, sqlite3_stmt *st, const char *what,
+static int run_write(struct store *s, struct db_stmt *st, const char *what,
                      struct ch_err *err) {
-  int rc = sqlite3_step(st) == SQLITE_DONE ? CH_OK : store_db_err(s, err, what);
-  sqlite3_finalize(st);
+  int rc = db_step(st) == 0 ? CH_OK : db_fail(s->db, err, what);
+  db_finalize(st);
   return rc;
 }
 
 int store_ticket_add(struct store *s, const struct store_ticket *t,
                      struct ch_err *err) {
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int rc = prepare(s,
                    "INSERT INTO tickets(" TICKET_COLS
                    ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,'unchecked',NULL,NULL)",
@@ -87,13 +74,13 @@ int store_ticket_add(struct store *s, const struct store_ticket *t,
   return run_write(s, st, "recording a ticket", err);
 }
 
-static char *col(sqlite3_stmt *st, int i, int *oom) {
-  const unsigned char *v = sqlite3_column_text(st, i);
+static char *col(struct db_stmt *st, int i, int *oom) {
+  const char *v = db_column_text(st, i);
   char *copy;
 
   if (!v)
     return NULL;
-  if (!(copy = strdup((const char *)v)))
+  if (!(copy = strdup(v)))
     *oom = 1;
   return copy;
 }
@@ -108,7 +95,7 @@ static void ticket_release(struct store_ticket *t) {
     free(*fields[i]);
 }
 
-static int ticket_read(sqlite3_stmt *st, struct store_ticket *t) {
+static int ticket_read(struct db_stmt *st, struct store_ticket *t) {
   int oom = 0;
   char **text[] = {&t->tenant,      &t->ticket_instance, &t->ticket_key,
                    &t->change_kind, &t->change_instance, &t->entitlement,
@@ -117,7 +104,7 @@ static int ticket_read(sqlite3_stmt *st, struct store_ticket *t) {
                    &t->confirmation};
   for (int i = 0; i < (int)(sizeof(text) / sizeof(text[0])); i++)
     *text[i] = col(st, i, &oom);
-  t->checked_run = sqlite3_column_int64(st, 13);
+  t->checked_run = db_column_int64(st, 13);
   t->checked_at = col(st, 14, &oom);
   return oom ? CH_E_NOMEM : CH_OK;
 }
@@ -126,7 +113,7 @@ int store_tickets(struct store *s, enum store_ticket_filter f,
                   const char *tenant, struct store_ticket **out, size_t *n,
                   struct ch_err *err) {
   char sql[512];
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   struct store_ticket *list = NULL;
   size_t len = 0, cap = 0;
   int rc, step;
@@ -141,7 +128,7 @@ int store_tickets(struct store *s, enum store_ticket_filter f,
     return rc;
   if (tenant)
     bind(st, 1, tenant);
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((step = db_step(st)) == 1) {
     if (len == cap) {
       size_t ncap = cap ? cap * 2 : 8;
       struct store_ticket *grown = realloc(list, ncap * sizeof(*list));
@@ -159,10 +146,10 @@ int store_tickets(struct store *s, enum store_ticket_filter f,
       goto out;
     }
   }
-  if (step != SQLITE_DONE)
-    rc = store_db_err(s, err, "reading the tickets");
+  if (step != 0)
+    rc = db_fail(s->db, err, "reading the tickets");
 out:
-  sqlite3_finalize(st);
+  db_finalize(st);
   if (rc) {
     store_tickets_free(list, len);
     return rc;
@@ -181,7 +168,7 @@ void store_tickets_free(struct store_ticket *t, size_t n) {
 int store_ticket_status(struct store *s, const struct store_ticket *t,
                         const char *status, const char *category,
                         const char *at, struct ch_err *err) {
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int rc = prepare(s,
                    "UPDATE tickets SET status = ?, status_category = ?,"
                    " status_at = ? WHERE tenant = ? AND ticket_instance = ?"
@@ -199,7 +186,7 @@ int store_ticket_status(struct store *s, const struct store_ticket *t,
 int store_ticket_checked(struct store *s, const struct store_ticket *t,
                          const char *confirmation, int64_t run, const char *at,
                          struct ch_err *err) {
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int rc = prepare(s,
                    "UPDATE tickets SET confirmation = ?, checked_run = ?,"
                    " checked_at = ? WHERE tenant = ? AND ticket_instance = ?"
@@ -208,7 +195,7 @@ int store_ticket_checked(struct store *s, const struct store_ticket *t,
   if (rc)
     return rc;
   bind(st, 1, confirmation);
-  sqlite3_bind_int64(st, 2, run);
+  db_bind_int64(st, 2, run);
   bind(st, 3, at);
   bind_name(st, 4, t);
   return run_write(s, st, "recording a ticket's confirmation", err);
