@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for host/config.c: YAML loading, error locations, options,
+/* Unit tests for host/config.c and host/cfg_*.c: YAML loading, error locations,
+   options,
    ${env:}/${file:} secrets and their redaction. */
 #include "autoconfig.h"
 

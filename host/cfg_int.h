@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* What the config modules share and nothing else sees: errors that point
+   at a node, the scalar forms, the YAML loader and the wiping buffer.
+   config.c builds the model, cfg_options.c resolves declared keys. */
+#ifndef CONNHOST_CFG_INT_H
+#define CONNHOST_CFG_INT_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* A config is small; the caps only stop a wrong path (a log file, a disk
+   image) from being slurped into memory. */
+#define CFG_MAX_FILE (16L * 1024 * 1024)
+#define CFG_MAX_SECRET_FILE (1024L * 1024)
+/* The node tree is built recursively; a config needs 5 levels. */
+#define CFG_MAX_DEPTH 64
+
+/* ---- errors (cfg_check.c): each returns CH_E_CONFIG or CH_E_NOMEM ---- */
+
+/* "FILE:LINE:COL: <message>" */
+int cfg_fail_at(struct ch_err *err, const char *file, unsigned line,
+                unsigned col, const char *fmt, ...) CH_PRINTF(5, 6);
+/* Every config error points at the node it is about. */
+int cfg_fail(struct ch_err *err, const struct cfg_node *n, const char *fmt, ...)
+    CH_PRINTF(3, 4);
+int cfg_nomem(struct ch_err *err);
+
+/* "<what>; did you mean 'y'? (<label>: a, b)". The list is never cut: when
+   the message outgrows a ch_err, the list is logged on a line of its own
+   ("<listed>: a, b") and the error points at it. `names` is a table whose
+   rows start with a name, `stride` bytes apart. */
+int cfg_fail_unknown(struct ch_err *err, const struct cfg_node *key,
+                     const char *what, const char *label, const char *listed,
+                     const void *names, size_t n, size_t stride);
+/* "unknown key 'x' in <where> (expected one of: a, b, c)" */
+int cfg_check_keys(const struct cfg_node *map, const char *const *allowed,
+                   const char *where, struct ch_err *err);
+
+/* "a map", "a list" or "a value", for errors. */
+const char *cfg_kind_name(enum cfg_kind k);
+
+/* ---- scalar forms (cfg_check.c): 0 when `s` is one, else -1 ---------- */
+
+/* YAML's null: an empty plain value (`key:`), `~` or `null`. */
+int cfg_is_null(const struct cfg_node *n);
+/* Decimal only: "010" is ten, not eight, and no "0x" surprises. */
+int cfg_parse_ll(const char *s, long long *out);
+/* true/yes/on, false/no/off, any case. */
+int cfg_parse_bool(const char *s, int *out);
+/* "30", "2.5", "0.25" seconds (0 < s <= max_s) -> milliseconds. */
+int cfg_parse_seconds_ms(const char *s, long max_s, long *out_ms);
+/* These return 1 when `s` is one, else 0. */
+/* http:// or https:// followed by a host; no spaces or control bytes. */
+int cfg_valid_url(const char *s);
+/* Tenant and instance names: letters, digits, '_', '.' and '-'. */
+int cfg_valid_name(const char *s);
+/* The loader's rule for plugin names; checked here to point at the line. */
+int cfg_valid_plugin_name(const char *s);
+
+/* ---- YAML (cfg_yaml.c) ------------------------------------------------ */
+
+/* Read a whole file of at most `cap` bytes; `*len` excludes the NUL added
+   at the end. Sets errno on failure (EFBIG when over the cap). */
+int cfg_read_file(const char *path, long cap, char **out, size_t *len);
+/* Parse `buf` into the node tree: exactly one document, not empty. */
+int cfg_parse_yaml(const char *file, const char *buf, size_t len,
+                   struct cfg_node **root, struct ch_err *err);
+void cfg_node_free(struct cfg_node *n);
+
+/* ---- secrets (cfg_expand.c) ------------------------------------------- */
+
+/* Overwrite memory that held a secret before it goes back to malloc. */
+void cfg_wipe(void *p, size_t len);
+
+/* A growing string that never leaves a copy of a secret behind. */
+struct sbuf {
+  char *p;
+  size_t len, cap;
+};
+int cfg_sb_add(struct sbuf *b, const char *s, size_t n);
+void cfg_sb_wipe_free(struct sbuf *b);
+
+#endif
