@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Values: paths against the config's directory, ${env:}/${file:}
-   expansion, and the wiping buffer secrets pass through (see config.h). */
+   expansion through a wiping buffer, since values may be secrets
+   (see config.h). */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -10,49 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cfg_int.h"
 
-/* ---- small helpers ------------------------------------------------------ */
-
-/* Overwrite memory that held a secret before it goes back to malloc. */
-void cfg_wipe(void *p, size_t len) {
-  volatile unsigned char *v = p;
-  while (len--)
-    *v++ = 0;
-}
-
-int cfg_sb_add(struct sbuf *b, const char *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 64;
-    char *p;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    p = malloc(cap);
-    if (!p)
-      return -1;
-    /* copy instead of realloc so no stray copy of a secret stays behind */
-    if (b->p) {
-      memcpy(p, b->p, b->len);
-      cfg_wipe(b->p, b->cap);
-      free(b->p);
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
-}
-
-void cfg_sb_wipe_free(struct sbuf *b) {
-  if (b->p) {
-    cfg_wipe(b->p, b->cap);
-    free(b->p);
-  }
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
 /* ---- paths and ${...} expansion ------------------------------------------ */
 
 char *config_path(const struct config *c, const char *p) {
@@ -107,7 +68,7 @@ static int short_word(const char *s, size_t len) {
 }
 
 static int expand_env(const struct cfg_node *n, const char *what,
-                      const char *name, size_t len, struct sbuf *sb,
+                      const char *name, size_t len, struct buf *sb,
                       struct ch_err *err) {
   char var[256];
   const char *val;
@@ -122,14 +83,14 @@ static int expand_env(const struct cfg_node *n, const char *what,
   if (!val)
     return cfg_fail(err, n, "%s: environment variable '%s' is not set", what,
                     var);
-  if (cfg_sb_add(sb, val, strlen(val)))
+  if (buf_add(sb, val, strlen(val)))
     return cfg_nomem(err);
   return CH_OK;
 }
 
 static int expand_file(const struct config *c, const struct cfg_node *n,
                        const char *what, const char *arg, size_t len,
-                       struct sbuf *sb, struct ch_err *err) {
+                       struct buf *sb, struct ch_err *err) {
   char *rel = NULL, *path = NULL, *data = NULL;
   size_t dlen = 0;
   int rc = CH_E_NOMEM;
@@ -163,14 +124,14 @@ static int expand_file(const struct config *c, const struct cfg_node *n,
     if (dlen && data[dlen - 1] == '\r')
       dlen--;
   }
-  if (cfg_sb_add(sb, data, dlen)) {
+  if (buf_add(sb, data, dlen)) {
     rc = cfg_nomem(err);
     goto out;
   }
   rc = CH_OK;
 out:
   if (data) {
-    cfg_wipe(data, dlen);
+    buf_wipe_mem(data, dlen);
     free(data);
   }
   free(rel);
@@ -180,7 +141,7 @@ out:
 
 char *config_expand(const struct config *c, const struct cfg_node *n,
                     const char *what, int *secret, struct ch_err *err) {
-  struct sbuf sb = {0};
+  struct buf sb = {.wipe = 1};
   const char *p, *lit;
   char *result = NULL;
   int expanded = 0;
@@ -194,7 +155,7 @@ char *config_expand(const struct config *c, const struct cfg_node *n,
              cfg_kind_name(n->kind));
     goto out;
   }
-  if (cfg_sb_add(&sb, "", 0)) {
+  if (buf_add(&sb, "", 0)) {
     cfg_nomem(err);
     goto out;
   }
@@ -206,12 +167,12 @@ char *config_expand(const struct config *c, const struct cfg_node *n,
       p++;
       continue;
     }
-    if (cfg_sb_add(&sb, lit, (size_t)(p - lit))) {
+    if (buf_add(&sb, lit, (size_t)(p - lit))) {
       cfg_nomem(err);
       goto out;
     }
     if (p[1] == '$') { /* "$${" is a literal "${" */
-      if (cfg_sb_add(&sb, "${", 2)) {
+      if (buf_add(&sb, "${", 2)) {
         cfg_nomem(err);
         goto out;
       }
@@ -253,15 +214,16 @@ char *config_expand(const struct config *c, const struct cfg_node *n,
     p = end + 1;
     lit = p;
   }
-  if (cfg_sb_add(&sb, lit, (size_t)(p - lit))) {
+  if (buf_add(&sb, lit, (size_t)(p - lit))) {
     cfg_nomem(err);
     goto out;
   }
   if (secret)
     *secret = expanded;
-  result = sb.p;
-  sb.p = NULL;
+  result = buf_take(&sb);
+  if (!result)
+    cfg_nomem(err);
 out:
-  cfg_sb_wipe_free(&sb);
+  buf_free(&sb);
   return result;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* What the config modules share and nothing else sees: errors that point
-   at a node, the scalar forms, the YAML loader and the wiping buffer.
+   at a node, the scalar forms, and the YAML loader.
    config.c builds the model, cfg_options.c resolves declared keys. */
 #ifndef CONNHOST_CFG_INT_H
 #define CONNHOST_CFG_INT_H
@@ -67,18 +67,5 @@ int cfg_read_file(const char *path, long cap, char **out, size_t *len);
 int cfg_parse_yaml(const char *file, const char *buf, size_t len,
                    struct cfg_node **root, struct ch_err *err);
 void cfg_node_free(struct cfg_node *n);
-
-/* ---- secrets (cfg_expand.c) ------------------------------------------- */
-
-/* Overwrite memory that held a secret before it goes back to malloc. */
-void cfg_wipe(void *p, size_t len);
-
-/* A growing string that never leaves a copy of a secret behind. */
-struct sbuf {
-  char *p;
-  size_t len, cap;
-};
-int cfg_sb_add(struct sbuf *b, const char *s, size_t n);
-void cfg_sb_wipe_free(struct sbuf *b);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cfg_int.h"
 #include "log.h"
 #include "options.h"
@@ -151,7 +152,7 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
   case CH_OPT_LIST: {
     char **items = NULL;
     size_t n = 0, cap = 0;
-    struct sbuf joined = {0};
+    struct buf joined = {.wipe = 1};
     int rc = CH_OK;
 
     for (size_t i = 0; i < ntexts && !rc; i++)
@@ -163,8 +164,8 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
     }
     /* `str` gets the items joined, handy for messages and debugging */
     for (size_t i = 0; !rc && i < n; i++) {
-      if ((i && cfg_sb_add(&joined, ",", 1)) ||
-          cfg_sb_add(&joined, items[i], strlen(items[i])))
+      if ((i && buf_add(&joined, ",", 1)) ||
+          buf_add(&joined, items[i], strlen(items[i])))
         rc = cfg_nomem(x->err);
     }
     if (!rc && !store_keep(x->st, items)) {
@@ -173,12 +174,12 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
     }
     if (rc) {
       free(items);
-      cfg_sb_wipe_free(&joined);
+      buf_free(&joined);
       return rc;
     }
     v->list = (const char *const *)items;
     v->nlist = n;
-    v->str = store_keep(x->st, joined.p ? joined.p : strdup(""));
+    v->str = store_keep(x->st, buf_take(&joined));
     if (!v->str)
       return cfg_nomem(x->err);
     break;
@@ -331,7 +332,7 @@ static int opt_from_node(struct opt_ctx *x, const struct cfg_node *n,
   rc = CH_OK;
 out:
   for (size_t i = 0; i < ntexts; i++) {
-    cfg_wipe(texts[i], strlen(texts[i]));
+    buf_wipe_mem(texts[i], strlen(texts[i]));
     free(texts[i]);
   }
   free(texts);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "buf.h"
 #include "cfg_int.h"
 
 /* ---- the node tree ------------------------------------------------------ */
@@ -231,7 +232,7 @@ static int yaml_fail(struct ch_err *err, const char *file,
    at the end. Sets errno on failure (EFBIG when over the cap). */
 int cfg_read_file(const char *path, long cap, char **out, size_t *len) {
   FILE *f = NULL;
-  struct sbuf sb = {0};
+  struct buf sb = {.wipe = 1};
   char chunk[4096];
   size_t n = 0;
   int rc = -1;
@@ -239,7 +240,7 @@ int cfg_read_file(const char *path, long cap, char **out, size_t *len) {
   f = fopen(path, "rb");
   if (!f)
     goto out;
-  if (cfg_sb_add(&sb, "", 0))
+  if (buf_add(&sb, "", 0))
     goto out;
   do {
     errno = 0;
@@ -253,16 +254,15 @@ int cfg_read_file(const char *path, long cap, char **out, size_t *len) {
       errno = EFBIG;
       goto out;
     }
-    if (cfg_sb_add(&sb, chunk, n))
+    if (buf_add(&sb, chunk, n))
       goto out; /* errno is ENOMEM */
   } while (n == sizeof(chunk));
-  *out = sb.p;
   *len = sb.len;
-  sb.p = NULL;
+  *out = buf_take(&sb);
   rc = 0;
 out:
-  cfg_wipe(chunk, sizeof(chunk));
-  cfg_sb_wipe_free(&sb);
+  buf_wipe_mem(chunk, sizeof(chunk));
+  buf_free(&sb);
   if (f) {
     int saved = errno;
     fclose(f);

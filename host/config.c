@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cfg_int.h"
 #include "log.h"
 #include "options.h"
@@ -42,7 +43,7 @@ void config_free(struct config *c) {
   free(c->format);
   free(c->serve_listen);
   if (c->serve_auth_token)
-    cfg_wipe(c->serve_auth_token, strlen(c->serve_auth_token));
+    buf_wipe_mem(c->serve_auth_token, strlen(c->serve_auth_token));
   free(c->serve_auth_token);
   free(c->store);
   free(c);
