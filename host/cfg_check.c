@@ -71,17 +71,6 @@ int cfg_valid_name(const char *s) {
   return 1;
 }
 
-/* The loader's rule for plugin names; checked here to point at the line. */
-int cfg_valid_plugin_name(const char *s) {
-  if (!*s)
-    return 0;
-  for (; *s; s++) {
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-      return 0;
-  }
-  return 1;
-}
-
 static int ascii_ieq(const char *a, const char *b) {
   for (; *a && *b; a++, b++) {
     char x = *a, y = *b;

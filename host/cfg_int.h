@@ -55,8 +55,6 @@ int cfg_parse_seconds_ms(const char *s, long max_s, long *out_ms);
 int cfg_valid_url(const char *s);
 /* Tenant and instance names: letters, digits, '_', '.' and '-'. */
 int cfg_valid_name(const char *s);
-/* The loader's rule for plugin names; checked here to point at the line. */
-int cfg_valid_plugin_name(const char *s);
 
 /* ---- YAML (cfg_yaml.c) ------------------------------------------------ */
 

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "cfg_int.h"
+#include "loader.h" /* loader_valid_name: plugin names */
 #include "log.h"
 #include "options.h"
 #include "util.h"
@@ -347,10 +348,12 @@ static int load_instance(struct config *c, struct config_tenant *tn,
     rc = host_text(c, n, "plugin", &ci->plugin, err);
     if (rc)
       return rc;
-    if (!cfg_valid_plugin_name(ci->plugin))
-      return cfg_fail(err, n, "%s: plugin name must match [a-z0-9_]+", where);
+    if (!loader_valid_name(ci->plugin))
+      return cfg_fail(
+          err, n, "%s: plugin name must match [a-z0-9_]+ (at most 64 bytes)",
+          where);
   } else {
-    if (!cfg_valid_plugin_name(ci->name))
+    if (!loader_valid_name(ci->name))
       return cfg_fail(
           err, knode,
           "%s: '%s' is not a plugin name ([a-z0-9_]+); add 'plugin:' "

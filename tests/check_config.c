@@ -497,6 +497,10 @@ static const struct {
      "add 'plugin:'"},
     {"tenants:\n  t:\n    j:\n      plugin: Jira\n", "4:15",
      "instance 't/j': plugin name must match [a-z0-9_]+"},
+    /* the loader's rule, checked where the name is written */
+    {"tenants:\n  t:\n    j:\n      plugin: "
+     "a2345678901234567890123456789012345678901234567890123456789012345\n",
+     "4:15", "plugin name must match [a-z0-9_]+ (at most 64 bytes)"},
     {"tenants:\n  t:\n    j:\n      enabled: maybe\n", "4:16",
      "'enabled' must be true or false"},
     {"tenants:\n  t:\n    j:\n      provisioning: 1\n", "4:21",
