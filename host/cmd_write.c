@@ -50,9 +50,10 @@ static int open_for_write(struct session *s, const char *tenant,
     return rc;
   if (s->cli->dry_run)
     instance_set_dry_run(in, stdout);
-  if (instance_open(in, &err) != CH_OK) {
+  rc = instance_open(in, &err);
+  if (rc != CH_OK) {
     log_msg(in->hctx.label, CH_LOG_ERROR, "open: %s", err.msg);
-    return EXIT_FAIL;
+    return run_exit_of(rc);
   }
   *out = in;
   return -1;
@@ -79,7 +80,7 @@ static int report(struct instance *in, const char *what, int rc,
     /* An error line too (the audit line is info, gone with --quiet),
        through the log so that JSON logs stay JSON. */
     log_msg(in->hctx.label, CH_LOG_ERROR, "%s failed: %s", what, clean);
-    return EXIT_FAIL;
+    return run_exit_of(rc);
   }
   audit(in, "%s: %s%s%s", what, outcome_name(res->outcome),
         res->message[0] ? ": " : "", res->message);
@@ -102,7 +103,7 @@ static int report(struct instance *in, const char *what, int rc,
   if (res->message[0])
     printf(": %s", res->message);
   printf("\n");
-  return EXIT_OK;
+  return run_exit_of(rc);
 }
 
 int cmd_grant_revoke(struct session *s) {
