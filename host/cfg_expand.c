@@ -41,8 +41,9 @@ char *config_path(const struct config *c, const char *p) {
   return out;
 }
 
-static int valid_env_name(const char *s, size_t len) {
-  if (!len || (s[0] >= '0' && s[0] <= '9'))
+/* `len` bytes of [A-Za-z0-9_], at least one. */
+static int word_chars(const char *s, size_t len) {
+  if (!len)
     return 0;
   for (size_t i = 0; i < len; i++) {
     char ch = s[i];
@@ -53,18 +54,14 @@ static int valid_env_name(const char *s, size_t len) {
   return 1;
 }
 
+static int valid_env_name(const char *s, size_t len) {
+  return word_chars(s, len) && !(s[0] >= '0' && s[0] <= '9');
+}
+
 /* Show a reference's type in an error only when it looks like one (a word),
    so a mangled inline secret never gets echoed. */
 static int short_word(const char *s, size_t len) {
-  if (!len || len > 16)
-    return 0;
-  for (size_t i = 0; i < len; i++) {
-    char ch = s[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-          (ch >= '0' && ch <= '9') || ch == '_'))
-      return 0;
-  }
-  return 1;
+  return len <= 16 && word_chars(s, len);
 }
 
 static int expand_env(const struct cfg_node *n, const char *what,
