@@ -133,7 +133,7 @@ int cfg_parse_bool(const char *s, int *out) {
 }
 
 /* "30", "2.5", "0.25" seconds -> milliseconds, without strtod's locale. */
-int cfg_parse_seconds_ms(const char *s, long max_s, long *out_ms) {
+static int parse_seconds_ms(const char *s, long max_s, long *out_ms) {
   long whole = 0, frac = 0, scale = 100;
   const char *p = s;
 
@@ -182,7 +182,7 @@ int config_parse_duration(const char *s, long *out_ms) {
     if (strcmp(s + num, units[u].suffix) != 0)
       continue;
     /* parse_seconds_ms reads "N[.F]" as N.F thousandths of the unit */
-    if (cfg_parse_seconds_ms(digits, max_s, &whole_ms))
+    if (parse_seconds_ms(digits, max_s, &whole_ms))
       return -1;
     *out_ms = (long)((double)whole_ms * (double)units[u].ms / 1000.0);
     return *out_ms > 0 ? 0 : -1;
@@ -243,29 +243,4 @@ int cfg_fail_unknown(struct ch_err *err, const struct cfg_node *key,
   cfg_fail(err, key, "%s%s (%s: %s)", what, hint, label, list);
   free(list);
   return CH_E_CONFIG;
-}
-
-/* "unknown key 'x' in <where> (expected one of: a, b, c)" */
-int cfg_check_keys(const struct cfg_node *map, const char *const *allowed,
-                   const char *where, struct ch_err *err) {
-  size_t nallowed = 0;
-
-  while (allowed[nallowed])
-    nallowed++;
-  for (size_t i = 0; i < map->n; i++) {
-    char what[CH_ERR_MSG_SIZE], listed[CH_ERR_MSG_SIZE];
-    int known = 0;
-
-    for (size_t j = 0; j < nallowed; j++) {
-      if (strcmp(map->keys[i], allowed[j]) == 0)
-        known = 1;
-    }
-    if (known)
-      continue;
-    snprintf(what, sizeof(what), "unknown key '%s' in %s", map->keys[i], where);
-    snprintf(listed, sizeof(listed), "the keys of %s", where);
-    return cfg_fail_unknown(err, map->knodes[i], what, "expected one of",
-                            listed, allowed, nallowed, sizeof(*allowed));
-  }
-  return CH_OK;
 }

@@ -33,9 +33,27 @@ int cfg_nomem(struct ch_err *err);
 int cfg_fail_unknown(struct ch_err *err, const struct cfg_node *key,
                      const char *what, const char *label, const char *listed,
                      const void *names, size_t n, size_t stride);
-/* "unknown key 'x' in <where> (expected one of: a, b, c)" */
-int cfg_check_keys(const struct cfg_node *map, const char *const *allowed,
-                   const char *where, struct ch_err *err);
+
+/* ---- host keys through the option engine (cfg_options.c) ------------ */
+
+/* A host-only flag on a host key: a map with keys of its own (listed for
+   unknown-key checks, resolved by the caller). */
+#define CFG_KEY_BLOCK (1u << 30)
+
+/*
+ * The host's own keys of `map` (the top level, `http:`, `serve:`,
+ * `schedule:`, an instance) resolved by the option engine against `table`,
+ * as a plugin's options are: unknown keys with a did-you-mean ("unknown
+ * key 'x' in <where>"), one value per key, ${env:}/${file:} (registered as
+ * secrets by the caller only), types and declared ranges; errors name the
+ * key "key '<prefix><name>'" and give ranges in words, a key's `help`
+ * being their noun. A CFG_KEY_BLOCK key or one written as YAML null gets
+ * `set` 0. Release `out` with config_options_release().
+ */
+int cfg_resolve_host(const struct config *c, const struct cfg_node *map,
+                     const struct ch_config_key *table, const char *where,
+                     const char *prefix, struct config_options *out,
+                     struct ch_err *err);
 
 /* "a map", "a list" or "a value", for errors. */
 const char *cfg_kind_name(enum cfg_kind k);
@@ -48,8 +66,6 @@ int cfg_is_null(const struct cfg_node *n);
 int cfg_parse_ll(const char *s, long long *out);
 /* true/yes/on, false/no/off, any case. */
 int cfg_parse_bool(const char *s, int *out);
-/* "30", "2.5", "0.25" seconds (0 < s <= max_s) -> milliseconds. */
-int cfg_parse_seconds_ms(const char *s, long max_s, long *out_ms);
 /* These return 1 when `s` is one, else 0. */
 /* http:// or https:// followed by a host; no spaces or control bytes. */
 int cfg_valid_url(const char *s);

@@ -93,16 +93,30 @@ struct opt_ctx {
   const char *plugin;
   struct ch_err *err;
   const char *owner; /* "plugin 'x'" or "the 'http' block" */
+  /* the host's own keys: named "key '<prefix><name>'" in errors, ranges
+     in words, nothing registered as a secret; NULL for options */
+  const char *prefix;
 };
 
+/* How errors name the key: "option 'x'", or "key 'http.x'". */
+static const char *key_what(const struct opt_ctx *x, char *buf, size_t sz) {
+  if (x->prefix)
+    snprintf(buf, sz, "key '%s%s'", x->prefix, x->opt->name);
+  else
+    snprintf(buf, sz, "option '%s'", x->opt->name);
+  return buf;
+}
+
 static int opt_bad(struct opt_ctx *x) {
+  char what[160];
+
   if (x->from_default)
     return cfg_fail(x->err, x->at,
                     "plugin '%s' declares an invalid default for option '%s' "
                     "(it must be %s)",
                     x->plugin, x->opt->name, type_name(x->opt->type));
-  return cfg_fail(x->err, x->at, "option '%s' must be %s", x->opt->name,
-                  type_name(x->opt->type));
+  return cfg_fail(x->err, x->at, "%s must be %s",
+                  key_what(x, what, sizeof(what)), type_name(x->opt->type));
 }
 
 /* Split on commas, trim blanks, drop empty items. */
@@ -144,7 +158,7 @@ static int opt_add_items(struct opt_ctx *x, const char *text, char ***items,
 static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
                    struct ch_opt_value *v) {
   const char *text = ntexts ? texts[0] : "";
-  char range[160];
+  char range[160], what[160];
   long long num;
   int b;
 
@@ -198,7 +212,8 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
     break;
   case CH_OPT_PATH:
     if (!text[0])
-      return opt_bad(x);
+      return cfg_fail(x->err, x->at, "%s must not be empty",
+                      key_what(x, what, sizeof(what)));
     v->str = store_keep(x->st, config_path(x->c, text));
     break;
   case CH_OPT_URL:
@@ -224,8 +239,8 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
   case CH_OPT_STRING:
     /* a required option is there to be used: "" is a config error */
     if (!text[0] && (x->opt->flags & CH_OPT_REQUIRED))
-      return cfg_fail(x->err, x->at, "option '%s' must not be empty",
-                      x->opt->name);
+      return cfg_fail(x->err, x->at, "%s must not be empty",
+                      key_what(x, what, sizeof(what)));
     v->str = store_strdup(x->st, text);
     break;
   default:
@@ -236,9 +251,16 @@ static int opt_set(struct opt_ctx *x, const char *const *texts, size_t ntexts,
   if (!v->str)
     return cfg_nomem(x->err);
   v->set = 1;
-  if (options_check_range(x->opt, v, range, sizeof(range)))
+  if (x->prefix) {
+    /* a host key's help is the noun of its range: "a number of seconds" */
+    if (options_check_range_words(x->opt, v, x->opt->help ? x->opt->help : "",
+                                  range, sizeof(range)))
+      return cfg_fail(x->err, x->at, "%s %s", key_what(x, what, sizeof(what)),
+                      range);
+  } else if (options_check_range(x->opt, v, range, sizeof(range))) {
     return cfg_fail(x->err, x->at, "%soption '%s' %s",
                     x->from_default ? "default of " : "", x->opt->name, range);
+  }
   return CH_OK;
 }
 
@@ -279,7 +301,12 @@ static int opt_from_node(struct opt_ctx *x, const struct cfg_node *n,
   int rc = CH_E_CONFIG;
 
   *expanded = 0;
-  snprintf(what, sizeof(what), "option '%s'", x->opt->name);
+  key_what(x, what, sizeof(what));
+  if (x->prefix && n->kind != CFG_SCALAR) {
+    rc = cfg_fail(x->err, n, "%s must be a single value, not %s", what,
+                  cfg_kind_name(n->kind));
+    goto out;
+  }
   if (n->kind == CFG_MAP ||
       (n->kind == CFG_SEQ && x->opt->type != CH_OPT_LIST)) {
     rc = cfg_fail(x->err, n, "option '%s' must be %s, not %s", x->opt->name,
@@ -323,7 +350,9 @@ static int opt_from_node(struct opt_ctx *x, const struct cfg_node *n,
   /* An expanded value may be a secret the plugin did not mark; but a URL
      option names a site, which dry runs and errors must show: of a URL
      only a password in it is a secret. */
-  if (x->opt->flags & CH_OPT_SECRET)
+  if (x->prefix)
+    ; /* the host registers its own secrets (serve.auth_token) */
+  else if (x->opt->flags & CH_OPT_SECRET)
     register_secret(v);
   else if (*expanded && x->opt->type == CH_OPT_URL)
     register_url_password(v->str);
@@ -393,12 +422,45 @@ int config_resolve_options(const struct config *c,
   return rc;
 }
 
-int config_resolve_block(const struct config *c,
-                         const struct config_instance *ci,
-                         const struct cfg_node *opts,
-                         const struct ch_config_key *table, const char *owner,
-                         struct config_options *out, struct ch_err *err) {
-  const char *plugin = ci->plugin;
+/* The engine's loop over one map: `ci` and `owner` for an instance's
+   options or blocks, `where` and `prefix` (ci NULL) for host keys. */
+struct resolve {
+  const struct config *c;
+  const struct config_instance *ci;
+  const struct cfg_node *map;
+  const struct ch_config_key *table;
+  const char *owner;
+  const char *where, *prefix;
+};
+
+/* A key of `r->map` that `r->table` does not declare, or NULL. */
+static const struct cfg_node *unknown_key(const struct resolve *r,
+                                          size_t ntable) {
+  for (size_t i = 0; r->map && i < r->map->n; i++) {
+    size_t j = 0;
+    while (j < ntable && strcmp(r->table[j].name, r->map->keys[i]) != 0)
+      j++;
+    if (j == ntable)
+      return r->map->knodes[i];
+  }
+  return NULL;
+}
+
+static int unknown_host_key(const struct resolve *r, size_t ntable,
+                            const struct cfg_node *key, struct ch_err *err) {
+  char what[CH_ERR_MSG_SIZE], listed[CH_ERR_MSG_SIZE];
+
+  snprintf(what, sizeof(what), "unknown key '%s' in %s", key->value, r->where);
+  snprintf(listed, sizeof(listed), "the keys of %s", r->where);
+  return cfg_fail_unknown(err, key, what, "expected one of", listed, r->table,
+                          ntable, sizeof(*r->table));
+}
+
+static int resolve(const struct resolve *r, struct config_options *out,
+                   struct ch_err *err) {
+  const struct config_instance *ci = r->ci;
+  const char *plugin = ci ? ci->plugin : NULL;
+  const struct cfg_node *at = ci ? ci->node : r->map, *bad;
   struct opt_store *st;
   struct ch_err spare;
   size_t ntable = 0;
@@ -407,7 +469,7 @@ int config_resolve_block(const struct config *c,
   memset(out, 0, sizeof(*out));
   if (!err)
     err = &spare;
-  while (table && table[ntable].name)
+  while (r->table && r->table[ntable].name)
     ntable++;
   st = calloc(1, sizeof(*st));
   out->storage = st;
@@ -418,21 +480,17 @@ int config_resolve_block(const struct config *c,
   }
   out->n = ntable;
 
-  for (size_t i = 0; opts && i < opts->n; i++) {
-    size_t j = 0;
-    while (j < ntable && strcmp(table[j].name, opts->keys[i]) != 0)
-      j++;
-    if (j == ntable) {
-      rc = unknown_option(ci, table, ntable, owner, opts->knodes[i], err);
-      goto out;
-    }
+  if ((bad = unknown_key(r, ntable))) {
+    rc = ci ? unknown_option(ci, r->table, ntable, r->owner, bad, err)
+            : unknown_host_key(r, ntable, bad, err);
+    goto out;
   }
 
   for (size_t i = 0; i < ntable; i++) {
-    const struct ch_config_key *opt = &table[i];
+    const struct ch_config_key *opt = &r->table[i];
     struct ch_opt_value *v = &out->values[i];
-    const struct cfg_node *n = cfg_get(opts, opt->name);
-    struct opt_ctx x = {c, ci->node, opt, st, 0, plugin, err, owner};
+    const struct cfg_node *n = cfg_get(r->map, opt->name);
+    struct opt_ctx x = {r->c, at, opt, st, 0, plugin, err, r->owner, r->prefix};
     int expanded = 0;
 
     v->name = store_strdup(st, opt->name);
@@ -440,24 +498,30 @@ int config_resolve_block(const struct config *c,
       rc = cfg_nomem(err);
       goto out;
     }
+    if (opt->flags & CFG_KEY_BLOCK)
+      continue; /* a map of its own, the caller's */
     /* `key:` with nothing after it means "not given": default or missing */
     if (n && !cfg_is_null(n)) {
       rc = opt_from_node(&x, n, v, &expanded);
       if (rc)
         goto out;
-      if ((opt->flags & CH_OPT_SECRET) && !expanded)
+      if ((opt->flags & CH_OPT_SECRET) && !expanded && ci)
         warn_inline_secret(ci, plugin, n, opt->name);
     } else if (opt->def) {
       x.from_default = 1;
       rc = opt_set(&x, &opt->def, 1, v);
       if (rc)
         goto out;
-      if (opt->flags & CH_OPT_SECRET)
+      if ((opt->flags & CH_OPT_SECRET) && ci)
         register_secret(v);
-    } else if (opt->flags & CH_OPT_REQUIRED) {
+    } else if ((opt->flags & CH_OPT_REQUIRED) && ci) {
       rc = cfg_fail(err, ci->node,
                     "instance '%s/%s': missing required option '%s' for %s",
-                    ci->tenant, ci->name, opt->name, owner);
+                    ci->tenant, ci->name, opt->name, r->owner);
+      goto out;
+    } else if (opt->flags & CH_OPT_REQUIRED) {
+      rc = cfg_fail(err, at, "missing required key '%s%s'",
+                    r->prefix ? r->prefix : "", opt->name);
       goto out;
     }
   }
@@ -466,4 +530,23 @@ out:
   if (rc)
     config_options_release(out);
   return rc;
+}
+
+int config_resolve_block(const struct config *c,
+                         const struct config_instance *ci,
+                         const struct cfg_node *opts,
+                         const struct ch_config_key *table, const char *owner,
+                         struct config_options *out, struct ch_err *err) {
+  const struct resolve r = {c, ci, opts, table, owner, NULL, NULL};
+
+  return resolve(&r, out, err);
+}
+
+int cfg_resolve_host(const struct config *c, const struct cfg_node *map,
+                     const struct ch_config_key *table, const char *where,
+                     const char *prefix, struct config_options *out,
+                     struct ch_err *err) {
+  const struct resolve r = {c, NULL, map, table, NULL, where, prefix};
+
+  return resolve(&r, out, err);
 }

@@ -50,166 +50,197 @@ void config_free(struct config *c) {
   free(c);
 }
 
-/* One host-level scalar, expanded. `name` is how errors call the key. */
-static int host_text(const struct config *c, const struct cfg_node *n,
-                     const char *name, char **out, struct ch_err *err) {
-  char what[96];
+/* ---- the host's keys -------------------------------------------------- */
 
-  *out = NULL;
-  if (n->kind != CFG_SCALAR)
-    return cfg_fail(err, n, "'%s' must be a single value, not %s", name,
-                    cfg_kind_name(n->kind));
-  snprintf(what, sizeof(what), "key '%s'", name);
-  *out = config_expand(c, n, what, NULL, err);
-  return *out ? CH_OK : err->code;
+/* Each map of host keys is a key table the option engine resolves
+   (cfg_resolve_host), as it does a plugin's options; the few forms it has
+   no type for (a share "80%", a choice, a span up to "30d") are text to
+   it and checked here. The order is the order errors list them in. */
+#define KEY(name, type)                                                        \
+  { CH_OPTION(name, type, 0, NULL, NULL) }
+#define RANGED(name, type, noun, lo, hi)                                       \
+  { CH_OPTION(name, type, 0, NULL, noun), CH_OPT_RANGE(lo, hi) }
+#define BLOCK(name)                                                            \
+  { CH_OPTION(name, CH_OPT_STRING, CFG_KEY_BLOCK, NULL, NULL) }
+
+enum {
+  TOP_PLUGIN_DIR,
+  TOP_OUTPUT,
+  TOP_FORMAT,
+  TOP_WORKERS,
+  TOP_MAX_PAGES,
+  TOP_HTTP,
+  TOP_MAX_SHRINK,
+  TOP_INSECURE,
+  TOP_ISOLATION,
+  TOP_TENANTS,
+  TOP_SCHEDULE,
+  TOP_SERVE,
+  TOP_STORE,
+  TOP_KEEP_RUNS
+};
+static const struct ch_config_key top_keys[] = {
+    KEY("plugin_dir", CH_OPT_PATH),
+    KEY("output", CH_OPT_PATH),
+    KEY("format", CH_OPT_STRING),
+    RANGED("workers", CH_OPT_INT, NULL, "1", "256"),
+    RANGED("max_pages", CH_OPT_INT, NULL, "1", "1000000000"),
+    BLOCK("http"),
+    KEY("max_shrink", CH_OPT_STRING),
+    KEY("allow_insecure_plugin_dir", CH_OPT_BOOL),
+    KEY("isolation", CH_OPT_STRING),
+    BLOCK("tenants"),
+    BLOCK("schedule"),
+    BLOCK("serve"),
+    KEY("store", CH_OPT_PATH),
+    RANGED("keep_runs", CH_OPT_INT, NULL, "1", "100000"),
+    {CH_OPTION_END}};
+
+enum { HTTP_TIMEOUT, HTTP_CONNECT_TIMEOUT, HTTP_MAX_ATTEMPTS, HTTP_MAX_BODY };
+static const struct ch_config_key http_keys[] = {
+    RANGED("timeout_seconds", CH_OPT_NUMBER, "a number of seconds", "0.001",
+           "86400"),
+    RANGED("connect_timeout_seconds", CH_OPT_NUMBER, "a number of seconds",
+           "0.001", "86400"),
+    RANGED("max_attempts", CH_OPT_INT, NULL, "1", "20"),
+    /* 1 GiB keeps the byte count inside a 32-bit long */
+    RANGED("max_body_mb", CH_OPT_INT, NULL, "1", "1024"),
+    {CH_OPTION_END}};
+
+enum { SERVE_LISTEN, SERVE_AUTH_TOKEN, SERVE_GRACE };
+static const struct ch_config_key serve_keys[] = {
+    KEY("listen", CH_OPT_STRING),
+    KEY("auth_token", CH_OPT_STRING),
+    KEY("shutdown_grace", CH_OPT_STRING),
+    {CH_OPTION_END}};
+
+enum { SCHED_INTERVAL, SCHED_JITTER };
+static const struct ch_config_key schedule_keys[] = {
+    KEY("interval", CH_OPT_STRING),
+    KEY("jitter", CH_OPT_STRING),
+    {CH_OPTION_END}};
+
+enum {
+  INST_PLUGIN,
+  INST_ENABLED,
+  INST_PROVISIONING,
+  INST_OPTIONS,
+  INST_HTTP,
+  INST_MAX_SHRINK,
+  INST_ISOLATION,
+  INST_TIMEOUT
+};
+static const struct ch_config_key instance_keys[] = {
+    KEY("plugin", CH_OPT_STRING),
+    KEY("enabled", CH_OPT_BOOL),
+    KEY("provisioning", CH_OPT_BOOL),
+    BLOCK("options"),
+    BLOCK("http"),
+    KEY("max_shrink", CH_OPT_STRING),
+    KEY("isolation", CH_OPT_STRING),
+    KEY("timeout", CH_OPT_STRING),
+    {CH_OPTION_END}};
+
+/* The resolved value of key `i`, or NULL when it is not given. */
+static const struct ch_opt_value *given(const struct config_options *o,
+                                        size_t i) {
+  return o->values[i].set ? &o->values[i] : NULL;
 }
 
-static int host_int(const struct config *c, const struct cfg_node *n,
-                    const char *name, long long lo, long long hi, long *out,
-                    struct ch_err *err) {
-  char *text = NULL;
-  long long v;
-  int rc = host_text(c, n, name, &text, err);
-
-  if (rc)
-    return rc;
-  if (cfg_parse_ll(text, &v))
-    rc = cfg_fail(err, n, "'%s' must be an integer", name);
-  else if (v < lo || v > hi)
-    rc = cfg_fail(err, n, "'%s' must be between %lld and %lld", name, lo, hi);
-  else
-    *out = (long)v;
-  free(text);
-  return rc;
-}
-
-static int host_bool(const struct config *c, const struct cfg_node *n,
-                     const char *name, int *out, struct ch_err *err) {
-  char *text = NULL;
-  int rc = host_text(c, n, name, &text, err);
-
-  if (rc)
-    return rc;
-  if (cfg_parse_bool(text, out))
-    rc = cfg_fail(err, n, "'%s' must be true or false", name);
-  free(text);
-  return rc;
+/* The node key `i` of `map` was written at, for the checks below. */
+static const struct cfg_node *node_of(const struct cfg_node *map,
+                                      const struct ch_config_key *table,
+                                      size_t i) {
+  return cfg_get(map, table[i].name);
 }
 
 /* "80%" or 80: a share from 0 to 100 percent. */
-static int host_percent(const struct config *c, const struct cfg_node *n,
-                        const char *name, int *out, struct ch_err *err) {
-  char *text = NULL;
-  size_t len;
+static int host_percent(const struct cfg_node *n, const char *label,
+                        const char *text, int *out, struct ch_err *err) {
+  size_t len = strlen(text);
   long long v;
-  int rc = host_text(c, n, name, &text, err);
+  char num[32];
 
-  if (rc)
-    return rc;
-  len = strlen(text);
   if (len && text[len - 1] == '%')
-    text[len - 1] = '\0';
-  if (cfg_parse_ll(text, &v) || v < 0 || v > 100)
-    rc = cfg_fail(err, n, "'%s' must be a share from 0%% to 100%%, like 80%%",
-                  name);
-  else
-    *out = (int)v;
-  free(text);
-  return rc;
-}
-
-static int host_path(const struct config *c, const struct cfg_node *n,
-                     const char *name, char **out, struct ch_err *err) {
-  char *text = NULL;
-  int rc = host_text(c, n, name, &text, err);
-
-  if (rc)
-    return rc;
-  if (!text[0]) {
-    rc = cfg_fail(err, n, "'%s' must not be empty", name);
-  } else {
-    *out = config_path(c, text);
-    if (!*out)
-      rc = cfg_nomem(err);
+    len--;
+  if (len < sizeof(num)) {
+    memcpy(num, text, len);
+    num[len] = '\0';
   }
-  free(text);
-  return rc;
+  if (len >= sizeof(num) || cfg_parse_ll(num, &v) || v < 0 || v > 100)
+    return cfg_fail(err, n, "'%s' must be a share from 0%% to 100%%, like 80%%",
+                    label);
+  *out = (int)v;
+  return CH_OK;
 }
 
-static int host_seconds(const struct config *c, const struct cfg_node *n,
-                        const char *name, long *out_ms, struct ch_err *err) {
-  char *text = NULL;
-  int rc = host_text(c, n, name, &text, err);
-
-  if (rc)
-    return rc;
-  if (cfg_parse_seconds_ms(text, 86400, out_ms))
-    rc = cfg_fail(err, n,
-                  "'%s' must be a number of seconds between 0.001 and 86400",
-                  name);
-  free(text);
-  return rc;
-}
-
-static int host_duration(const struct config *c, const struct cfg_node *n,
-                         const char *name, long *out_ms, struct ch_err *err) {
-  char *text = NULL;
-  int rc = host_text(c, n, name, &text, err);
-
-  if (rc)
-    return rc;
+static int host_span(const struct cfg_node *n, const char *label,
+                     const char *text, long *out_ms, struct ch_err *err) {
   if (config_parse_duration(text, out_ms))
-    rc = cfg_fail(err, n,
-                  "'%s' must be a duration such as 30s, 15m, 1h or 1d (at most "
-                  "30 days), not '%s'",
-                  name, text);
-  free(text);
-  return rc;
+    return cfg_fail(err, n,
+                    "'%s' must be a duration such as 30s, 15m, 1h or 1d (at "
+                    "most 30 days), not '%s'",
+                    label, text);
+  return CH_OK;
+}
+
+/* `isolation: none | process` (host default or per instance). */
+static int host_isolation(const struct cfg_node *n, const char *text,
+                          enum config_isolation *out, struct ch_err *err) {
+  if (strcmp(text, "none") == 0)
+    *out = CFG_ISOLATION_NONE;
+  else if (strcmp(text, "process") == 0)
+    *out = CFG_ISOLATION_PROCESS;
+  else
+    return cfg_fail(err, n, "'isolation' must be none or process, not '%s'",
+                    text);
+  return CH_OK;
+}
+
+static int keep_text(const struct ch_opt_value *v, char **out,
+                     struct ch_err *err) {
+  *out = strdup(v->str);
+  return *out ? CH_OK : cfg_nomem(err);
 }
 
 /* `schedule: {interval: 1h, jitter: 10%}`, host-wide or in a tenant. */
 static int load_schedule(const struct config *c, const struct cfg_node *n,
                          const char *where, struct config_schedule *out,
                          struct ch_err *err) {
-  static const char *const keys[] = {"interval", "jitter", NULL};
-  const struct cfg_node *k;
+  struct config_options o;
+  const struct ch_opt_value *v;
   int rc;
 
   if (n->kind != CFG_MAP)
     return cfg_fail(err, n, "%s: 'schedule' must be a map (interval, jitter)",
                     where);
-  rc = cfg_check_keys(n, keys, "'schedule'", err);
+  rc =
+      cfg_resolve_host(c, n, schedule_keys, "'schedule'", "schedule.", &o, err);
   if (rc)
     return rc;
-  k = cfg_get(n, "interval");
-  if (k &&
-      (rc = host_duration(c, k, "schedule.interval", &out->interval_ms, err)))
-    return rc;
-  k = cfg_get(n, "jitter");
-  if (k) {
-    char *text = NULL, *end = NULL;
-    long v;
-    rc = host_text(c, k, "schedule.jitter", &text, err);
-    if (rc)
-      return rc;
-    v = strtol(text, &end, 10);
-    if (end == text || strcmp(end, "%") != 0 || v < 0 || v > 100)
-      rc = cfg_fail(err, k,
+  if ((v = given(&o, SCHED_INTERVAL)))
+    rc = host_span(node_of(n, schedule_keys, SCHED_INTERVAL),
+                   "schedule.interval", v->str, &out->interval_ms, err);
+  if (!rc && (v = given(&o, SCHED_JITTER))) {
+    char *end = NULL;
+    long pct = strtol(v->str, &end, 10);
+    if (end == v->str || strcmp(end, "%") != 0 || pct < 0 || pct > 100)
+      rc = cfg_fail(err, node_of(n, schedule_keys, SCHED_JITTER),
                     "'schedule.jitter' must be a percentage of the interval "
                     "from 0%% to 100%%, such as 10%%");
     else
-      out->jitter_pct = (int)v;
-    free(text);
+      out->jitter_pct = (int)pct;
   }
+  config_options_release(&o);
   return rc;
 }
 
 /* `serve: {listen, auth_token, shutdown_grace}`. */
 static int load_serve(struct config *c, const struct cfg_node *n,
                       struct ch_err *err) {
-  static const char *const keys[] = {"listen", "auth_token", "shutdown_grace",
-                                     NULL};
-  const struct cfg_node *k;
+  const struct cfg_node *k = node_of(n, serve_keys, SERVE_AUTH_TOKEN);
+  struct config_options o;
+  const struct ch_opt_value *v;
   int rc;
 
   if (cfg_is_null(n))
@@ -217,41 +248,40 @@ static int load_serve(struct config *c, const struct cfg_node *n,
   if (n->kind != CFG_MAP)
     return cfg_fail(err, n, "'serve' must be a map, not %s",
                     cfg_kind_name(n->kind));
-  rc = cfg_check_keys(n, keys, "'serve'", err);
+  rc = cfg_resolve_host(c, n, serve_keys, "'serve'", "serve.", &o, err);
   if (rc)
     return rc;
-  k = cfg_get(n, "listen");
-  if (k && (rc = host_text(c, k, "serve.listen", &c->serve_listen, err)))
-    return rc;
-  k = cfg_get(n, "auth_token");
-  if (k) {
-    rc = host_text(c, k, "serve.auth_token", &c->serve_auth_token, err);
-    if (rc)
-      return rc;
-    if (strlen(c->serve_auth_token) < 16)
-      return cfg_fail(err, k,
-                      "'serve.auth_token' is too short: use at least 16 "
-                      "characters (e.g. ${file:/run/secrets/connhost-token})");
-    log_add_secret(c->serve_auth_token);
-    if (k->kind == CFG_SCALAR && !strstr(k->value, "${"))
-      log_warn("%s:%u:%u: 'serve.auth_token' is a secret written inline in "
-               "the config; use ${env:NAME} or ${file:PATH} instead",
-               k->file, k->line, k->col);
+  if ((v = given(&o, SERVE_LISTEN)))
+    rc = keep_text(v, &c->serve_listen, err);
+  if (!rc && (v = given(&o, SERVE_AUTH_TOKEN))) {
+    if (strlen(v->str) < 16) {
+      rc = cfg_fail(err, k,
+                    "'serve.auth_token' is too short: use at least 16 "
+                    "characters (e.g. ${file:/run/secrets/connhost-token})");
+    } else if (!(rc = keep_text(v, &c->serve_auth_token, err))) {
+      log_add_secret(c->serve_auth_token);
+      if (!strstr(k->value, "${"))
+        log_warn("%s:%u:%u: 'serve.auth_token' is a secret written inline "
+                 "in the config; use ${env:NAME} or ${file:PATH} instead",
+                 k->file, k->line, k->col);
+    }
   }
-  k = cfg_get(n, "shutdown_grace");
-  if (k && (rc = host_duration(c, k, "serve.shutdown_grace", &c->serve_grace_ms,
-                               err)))
-    return rc;
-  return CH_OK;
+  if (!rc && (v = given(&o, SERVE_GRACE)))
+    rc = host_span(node_of(n, serve_keys, SERVE_GRACE), "serve.shutdown_grace",
+                   v->str, &c->serve_grace_ms, err);
+  config_options_release(&o);
+  return rc;
+}
+
+/* Seconds of a number the engine checked, as milliseconds. */
+static long seconds_ms(const struct ch_opt_value *v) {
+  return (long)(strtod(v->str, NULL) * 1000.0 + 0.5);
 }
 
 static int load_http(struct config *c, const struct cfg_node *http,
                      struct ch_err *err) {
-  static const char *const keys[] = {"timeout_seconds",
-                                     "connect_timeout_seconds", "max_attempts",
-                                     "max_body_mb", NULL};
-  const struct cfg_node *n;
-  long v;
+  struct config_options o;
+  const struct ch_opt_value *v;
   int rc;
 
   if (cfg_is_null(http))
@@ -259,51 +289,91 @@ static int load_http(struct config *c, const struct cfg_node *http,
   if (http->kind != CFG_MAP)
     return cfg_fail(err, http, "'http' must be a map, not %s",
                     cfg_kind_name(http->kind));
-  rc = cfg_check_keys(http, keys, "'http'", err);
+  rc = cfg_resolve_host(c, http, http_keys, "'http'", "http.", &o, err);
   if (rc)
     return rc;
-  n = cfg_get(http, "timeout_seconds");
-  if (n && (rc = host_seconds(c, n, "http.timeout_seconds", &c->http_timeout_ms,
-                              err)))
-    return rc;
-  n = cfg_get(http, "connect_timeout_seconds");
-  if (n && (rc = host_seconds(c, n, "http.connect_timeout_seconds",
-                              &c->http_connect_timeout_ms, err)))
-    return rc;
-  n = cfg_get(http, "max_attempts");
-  if (n) {
-    rc = host_int(c, n, "http.max_attempts", 1, 20, &v, err);
-    if (rc)
-      return rc;
-    c->http_max_attempts = (int)v;
-  }
-  n = cfg_get(http, "max_body_mb");
-  if (n) {
-    /* 1 GiB keeps the byte count inside a 32-bit long */
-    rc = host_int(c, n, "http.max_body_mb", 1, 1024, &v, err);
-    if (rc)
-      return rc;
-    c->http_max_body_bytes = v * 1024L * 1024L;
-  }
+  if ((v = given(&o, HTTP_TIMEOUT)))
+    c->http_timeout_ms = seconds_ms(v);
+  if ((v = given(&o, HTTP_CONNECT_TIMEOUT)))
+    c->http_connect_timeout_ms = seconds_ms(v);
+  if ((v = given(&o, HTTP_MAX_ATTEMPTS)))
+    c->http_max_attempts = (int)v->num;
+  if ((v = given(&o, HTTP_MAX_BODY)))
+    c->http_max_body_bytes = (long)v->num * 1024L * 1024L;
+  config_options_release(&o);
   return CH_OK;
 }
 
-/* `isolation: none | process` (host default or per instance). */
-static int host_isolation(const struct config *c, const struct cfg_node *n,
-                          enum config_isolation *out, struct ch_err *err) {
-  char *text = NULL;
-  int rc = host_text(c, n, "isolation", &text, err);
+/* `plugin:`, or the instance's name when it is a plugin name. */
+static int instance_plugin(struct config_instance *ci, const char *where,
+                           const struct ch_opt_value *v,
+                           const struct cfg_node *n,
+                           const struct cfg_node *knode, struct ch_err *err) {
+  if (v) {
+    if (!loader_valid_name(v->str))
+      return cfg_fail(err, n,
+                      "%s: plugin name must match [a-z0-9_]+ (at most 64 "
+                      "bytes)",
+                      where);
+    ci->plugin = strdup(v->str);
+  } else {
+    if (!loader_valid_name(ci->name))
+      return cfg_fail(
+          err, knode,
+          "%s: '%s' is not a plugin name ([a-z0-9_]+); add 'plugin:' "
+          "to say which plugin it uses",
+          where, ci->name);
+    ci->plugin = strdup(ci->name);
+  }
+  return ci->plugin ? CH_OK : cfg_nomem(err);
+}
+
+/* An instance's `options:` or `http:` map (checked against the plugin's
+   table or options_http_table when the instance is prepared). */
+static int instance_map(const struct cfg_node *val, size_t i, const char *where,
+                        const struct cfg_node **out, struct ch_err *err) {
+  const struct cfg_node *n = node_of(val, instance_keys, i);
+
+  if (!n || cfg_is_null(n))
+    return CH_OK;
+  if (n->kind != CFG_MAP)
+    return cfg_fail(err, n, "%s: '%s' must be a map, not %s", where,
+                    instance_keys[i].name, cfg_kind_name(n->kind));
+  *out = n;
+  return CH_OK;
+}
+
+static int instance_keys_load(struct config *c, struct config_instance *ci,
+                              const struct cfg_node *knode,
+                              const struct cfg_node *val, const char *where,
+                              struct ch_err *err) {
+  const struct cfg_node *map = val->kind == CFG_MAP ? val : NULL;
+  struct config_options o;
+  const struct ch_opt_value *v;
+  int rc = cfg_resolve_host(c, map, instance_keys, where, "", &o, err);
 
   if (rc)
     return rc;
-  if (strcmp(text, "none") == 0)
-    *out = CFG_ISOLATION_NONE;
-  else if (strcmp(text, "process") == 0)
-    *out = CFG_ISOLATION_PROCESS;
-  else
-    rc =
-        cfg_fail(err, n, "'isolation' must be none or process, not '%s'", text);
-  free(text);
+  rc = instance_plugin(ci, where, given(&o, INST_PLUGIN),
+                       node_of(map, instance_keys, INST_PLUGIN), knode, err);
+  if ((v = given(&o, INST_ENABLED)))
+    ci->enabled = (int)v->num;
+  if ((v = given(&o, INST_PROVISIONING)))
+    ci->provisioning = (int)v->num;
+  if (!rc && (v = given(&o, INST_MAX_SHRINK)))
+    rc = host_percent(node_of(map, instance_keys, INST_MAX_SHRINK),
+                      "max_shrink", v->str, &ci->max_shrink, err);
+  if (!rc && (v = given(&o, INST_ISOLATION)))
+    rc = host_isolation(node_of(map, instance_keys, INST_ISOLATION), v->str,
+                        &ci->isolation, err);
+  if (!rc && (v = given(&o, INST_TIMEOUT)))
+    rc = host_span(node_of(map, instance_keys, INST_TIMEOUT), "timeout", v->str,
+                   &ci->timeout_ms, err);
+  if (!rc)
+    rc = instance_map(map, INST_OPTIONS, where, &ci->options, err);
+  if (!rc)
+    rc = instance_map(map, INST_HTTP, where, &ci->http, err);
+  config_options_release(&o);
   return rc;
 }
 
@@ -311,12 +381,7 @@ static int load_instance(struct config *c, struct config_tenant *tn,
                          const struct cfg_node *knode,
                          const struct cfg_node *val, struct config_instance *ci,
                          struct ch_err *err) {
-  static const char *const keys[] = {"plugin",    "enabled", "provisioning",
-                                     "options",   "http",    "max_shrink",
-                                     "isolation", "timeout", NULL};
   char where[300];
-  const struct cfg_node *n;
-  int rc;
 
   ci->enabled = 1;
   ci->max_shrink = -1;
@@ -337,63 +402,7 @@ static int load_instance(struct config *c, struct config_tenant *tn,
                     "%s must be a map (plugin, enabled, provisioning, "
                     "options, http, max_shrink, isolation, timeout), not %s",
                     where, cfg_kind_name(val->kind));
-  if (val->kind == CFG_MAP) {
-    rc = cfg_check_keys(val, keys, where, err);
-    if (rc)
-      return rc;
-  }
-
-  n = cfg_get(val, "plugin");
-  if (n) {
-    rc = host_text(c, n, "plugin", &ci->plugin, err);
-    if (rc)
-      return rc;
-    if (!loader_valid_name(ci->plugin))
-      return cfg_fail(
-          err, n, "%s: plugin name must match [a-z0-9_]+ (at most 64 bytes)",
-          where);
-  } else {
-    if (!loader_valid_name(ci->name))
-      return cfg_fail(
-          err, knode,
-          "%s: '%s' is not a plugin name ([a-z0-9_]+); add 'plugin:' "
-          "to say which plugin it uses",
-          where, ci->name);
-    ci->plugin = strdup(ci->name);
-    if (!ci->plugin)
-      return cfg_nomem(err);
-  }
-  n = cfg_get(val, "enabled");
-  if (n && (rc = host_bool(c, n, "enabled", &ci->enabled, err)))
-    return rc;
-  n = cfg_get(val, "provisioning");
-  if (n && (rc = host_bool(c, n, "provisioning", &ci->provisioning, err)))
-    return rc;
-  n = cfg_get(val, "max_shrink");
-  if (n && (rc = host_percent(c, n, "max_shrink", &ci->max_shrink, err)))
-    return rc;
-  n = cfg_get(val, "isolation");
-  if (n && (rc = host_isolation(c, n, &ci->isolation, err)))
-    return rc;
-  n = cfg_get(val, "timeout");
-  if (n && (rc = host_duration(c, n, "timeout", &ci->timeout_ms, err)))
-    return rc;
-  n = cfg_get(val, "options");
-  if (n && !cfg_is_null(n)) {
-    if (n->kind != CFG_MAP)
-      return cfg_fail(err, n, "%s: 'options' must be a map, not %s", where,
-                      cfg_kind_name(n->kind));
-    ci->options = n;
-  }
-  /* checked against options_http_table when the instance is prepared */
-  n = cfg_get(val, "http");
-  if (n && !cfg_is_null(n)) {
-    if (n->kind != CFG_MAP)
-      return cfg_fail(err, n, "%s: 'http' must be a map, not %s", where,
-                      cfg_kind_name(n->kind));
-    ci->http = n;
-  }
-  return CH_OK;
+  return instance_keys_load(c, ci, knode, val, where, err);
 }
 
 static int load_tenant(struct config *c, const struct cfg_node *knode,
@@ -444,96 +453,25 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
 
 /* `store: PATH` (default connhost.db beside the config; `none` turns the
    store off) and `keep_runs: N` (default 30). */
-static int load_store(struct config *c, const struct cfg_node *root,
+static int load_store(struct config *c, const struct config_options *o,
                       struct ch_err *err) {
-  const struct cfg_node *n = cfg_get(root, "store");
-  int rc;
+  const struct cfg_node *n = node_of(c->root, top_keys, TOP_STORE);
+  const struct ch_opt_value *v = given(o, TOP_STORE);
 
-  c->keep_runs = 30;
-  if (!n) {
-    c->store = config_path(c, "connhost.db");
-    if (!c->store)
-      return cfg_nomem(err);
-  } else if (!(n->kind == CFG_SCALAR && n->plain &&
-               strcmp(n->value, "none") == 0)) {
-    rc = host_path(c, n, "store", &c->store, err);
-    if (rc)
-      return rc;
-  }
-  n = cfg_get(root, "keep_runs");
-  if (n && (rc = host_int(c, n, "keep_runs", 1, 100000, &c->keep_runs, err)))
-    return rc;
-  return CH_OK;
+  c->keep_runs =
+      given(o, TOP_KEEP_RUNS) ? (long)o->values[TOP_KEEP_RUNS].num : 30;
+  if (n && n->kind == CFG_SCALAR && n->plain && strcmp(n->value, "none") == 0)
+    return CH_OK;
+  if (v)
+    return keep_text(v, &c->store, err);
+  c->store = config_path(c, "connhost.db");
+  return c->store ? CH_OK : cfg_nomem(err);
 }
 
-static int load_model(struct config *c, struct ch_err *err) {
-  static const char *const keys[] = {
-      "plugin_dir", "output",    "format",     "workers",
-      "max_pages",  "http",      "max_shrink", "allow_insecure_plugin_dir",
-      "isolation",  "tenants",   "schedule",   "serve",
-      "store",      "keep_runs", NULL};
-  const struct cfg_node *root = c->root, *n, *tenants;
-  long v;
+static int load_tenants(struct config *c, struct ch_err *err) {
+  const struct cfg_node *root = c->root, *tenants = cfg_get(root, "tenants");
   int rc;
 
-  if (root->kind != CFG_MAP)
-    return cfg_fail(err, root, "the config must be a map of keys, not %s",
-                    cfg_kind_name(root->kind));
-  rc = cfg_check_keys(root, keys, "the top-level map", err);
-  if (rc)
-    return rc;
-
-  n = cfg_get(root, "plugin_dir");
-  if (n && (rc = host_path(c, n, "plugin_dir", &c->plugin_dir, err)))
-    return rc;
-  n = cfg_get(root, "output");
-  if (n && (rc = host_path(c, n, "output", &c->output, err)))
-    return rc;
-  n = cfg_get(root, "format");
-  if (n) {
-    rc = host_text(c, n, "format", &c->format, err);
-    if (rc)
-      return rc;
-    if (strcmp(c->format, "json") != 0 && strcmp(c->format, "jsonl") != 0)
-      return cfg_fail(err, n, "'format' must be json or jsonl");
-  }
-  n = cfg_get(root, "workers");
-  if (n) {
-    rc = host_int(c, n, "workers", 1, 256, &v, err);
-    if (rc)
-      return rc;
-    c->workers = (int)v;
-  }
-  n = cfg_get(root, "max_pages");
-  if (n &&
-      (rc = host_int(c, n, "max_pages", 1, 1000000000L, &c->max_pages, err)))
-    return rc;
-  n = cfg_get(root, "http");
-  if (n && (rc = load_http(c, n, err)))
-    return rc;
-  c->max_shrink = -1;
-  n = cfg_get(root, "max_shrink");
-  if (n && (rc = host_percent(c, n, "max_shrink", &c->max_shrink, err)))
-    return rc;
-  n = cfg_get(root, "allow_insecure_plugin_dir");
-  if (n && (rc = host_bool(c, n, "allow_insecure_plugin_dir",
-                           &c->allow_insecure_plugin_dir, err)))
-    return rc;
-  n = cfg_get(root, "isolation");
-  if (n && (rc = host_isolation(c, n, &c->isolation, err)))
-    return rc;
-  c->schedule.jitter_pct = -1;
-  n = cfg_get(root, "schedule");
-  if (n && (rc = load_schedule(c, n, "the top-level map", &c->schedule, err)))
-    return rc;
-  n = cfg_get(root, "serve");
-  if (n && (rc = load_serve(c, n, err)))
-    return rc;
-  rc = load_store(c, root, err);
-  if (rc)
-    return rc;
-
-  tenants = cfg_get(root, "tenants");
   if (!tenants)
     return cfg_fail(err, root, "missing required key 'tenants'");
   if (cfg_is_null(tenants) || (tenants->kind == CFG_MAP && !tenants->n))
@@ -554,6 +492,68 @@ static int load_model(struct config *c, struct ch_err *err) {
       return rc;
   }
   return CH_OK;
+}
+
+/* The top-level keys, then the blocks and the tenants. */
+static int load_top(struct config *c, const struct config_options *o,
+                    struct ch_err *err) {
+  const struct cfg_node *root = c->root, *n;
+  const struct ch_opt_value *v;
+  int rc = CH_OK;
+
+  if ((v = given(o, TOP_PLUGIN_DIR)) &&
+      (rc = keep_text(v, &c->plugin_dir, err)))
+    return rc;
+  if ((v = given(o, TOP_OUTPUT)) && (rc = keep_text(v, &c->output, err)))
+    return rc;
+  if ((v = given(o, TOP_FORMAT))) {
+    if (strcmp(v->str, "json") != 0 && strcmp(v->str, "jsonl") != 0)
+      return cfg_fail(err, node_of(root, top_keys, TOP_FORMAT),
+                      "'format' must be json or jsonl");
+    if ((rc = keep_text(v, &c->format, err)))
+      return rc;
+  }
+  if ((v = given(o, TOP_WORKERS)))
+    c->workers = (int)v->num;
+  if ((v = given(o, TOP_MAX_PAGES)))
+    c->max_pages = (long)v->num;
+  if ((n = node_of(root, top_keys, TOP_HTTP)) && (rc = load_http(c, n, err)))
+    return rc;
+  c->max_shrink = -1;
+  if ((v = given(o, TOP_MAX_SHRINK)) &&
+      (rc = host_percent(node_of(root, top_keys, TOP_MAX_SHRINK), "max_shrink",
+                         v->str, &c->max_shrink, err)))
+    return rc;
+  if ((v = given(o, TOP_INSECURE)))
+    c->allow_insecure_plugin_dir = (int)v->num;
+  if ((v = given(o, TOP_ISOLATION)) &&
+      (rc = host_isolation(node_of(root, top_keys, TOP_ISOLATION), v->str,
+                           &c->isolation, err)))
+    return rc;
+  c->schedule.jitter_pct = -1;
+  if ((n = node_of(root, top_keys, TOP_SCHEDULE)) &&
+      (rc = load_schedule(c, n, "the top-level map", &c->schedule, err)))
+    return rc;
+  if ((n = node_of(root, top_keys, TOP_SERVE)) && (rc = load_serve(c, n, err)))
+    return rc;
+  if ((rc = load_store(c, o, err)))
+    return rc;
+  return load_tenants(c, err);
+}
+
+static int load_model(struct config *c, struct ch_err *err) {
+  struct config_options o;
+  int rc;
+
+  if (c->root->kind != CFG_MAP)
+    return cfg_fail(err, c->root, "the config must be a map of keys, not %s",
+                    cfg_kind_name(c->root->kind));
+  rc = cfg_resolve_host(c, c->root, top_keys, "the top-level map", "", &o, err);
+  if (rc)
+    return rc;
+  rc = load_top(c, &o, err);
+  config_options_release(&o);
+  return rc;
 }
 
 /* The absolute directory holding `path`, for resolving relative paths. */

@@ -753,6 +753,42 @@ START_TEST(test_env_host_keys_ok) {
 }
 END_TEST
 
+/* The host's keys go through the option engine that plugins' options
+   use: the same null-means-unset rule, did-you-mean in every block, and
+   ranges that say the value they refuse. */
+START_TEST(test_host_keys_by_the_engine) {
+  static const struct {
+    const char *yaml, *where, *text;
+  } bad[] = {
+      {"workers: 0\ntenants: {t: {i: }}\n", "1:10",
+       "key 'workers' must be between 1 and 256, not 0"},
+      {"http:\n  max_atempts: 3\ntenants: {t: {i: }}\n", "2:3",
+       "unknown key 'max_atempts' in 'http'; did you mean 'max_attempts'?"},
+      {"http:\n  timeout_seconds: 90000\ntenants: {t: {i: }}\n", "2:20",
+       "key 'http.timeout_seconds' must be a number of seconds between 0.001 "
+       "and 86400, not 90000"},
+      {"serve: {shutdown_grase: 1m}\ntenants: {t: {i: }}\n", "1:9",
+       "did you mean 'shutdown_grace'?"},
+  };
+  char path[PATH_MAX];
+  struct config *c;
+
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    write_tmp("k.yaml", bad[i].yaml, path, sizeof(path));
+    expect_load_error(path, bad[i].where, bad[i].text);
+  }
+  c = load_ok(write_tmp("k.yaml",
+                        "workers:\nmax_pages: ~\nhttp:\n  max_attempts:\n"
+                        "  timeout_seconds: 2.5\ntenants: {t: {i: }}\n",
+                        path, sizeof(path)));
+  ck_assert_int_eq(c->workers, 0);
+  ck_assert_int_eq(c->max_pages, 0);
+  ck_assert_int_eq(c->http_max_attempts, 0);
+  ck_assert_int_eq(c->http_timeout_ms, 2500);
+  config_free(c);
+}
+END_TEST
+
 START_TEST(test_file_secret) {
   char path[PATH_MAX], out[256];
   struct config *c;
@@ -1078,6 +1114,7 @@ static Suite *config_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_loop_test(tc, test_fixture_error, 0,
                       sizeof(fixture_errors) / sizeof(fixture_errors[0]));
+  tcase_add_test(tc, test_host_keys_by_the_engine);
   tcase_add_loop_test(tc, test_inline_error, 0,
                       sizeof(inline_errors) / sizeof(inline_errors[0]));
   tcase_add_test(tc, test_missing_file);
