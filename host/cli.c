@@ -103,10 +103,10 @@ static const char usage_text[] =
     "      --log-format FMT   text (default) or json\n"
     "  -q, --quiet            errors only; no progress line or summary\n"
     "  -V, --version          print the version and plugin ABI\n"
-    "  -h, --help             this help\n"
-    "\n"
-    "Exit status: 0 ok, 1 failure, 2 usage or config error, 3 partial (some\n"
-    "instances failed), 130/143 stopped by SIGINT/SIGTERM (serve: 0).\n"
+    "  -h, --help             this help\n";
+
+/* After the exit status table (run_exit_table). */
+static const char usage_tail[] =
     "serve: SIGHUP reloads the config, SIGTERM/SIGINT let running syncs\n"
     "finish within serve.shutdown_grace.\n"
     "Writes need 'provisioning: true' on the instance. An option that does\n"
@@ -410,7 +410,7 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
       printf("connhost %s (plugin ABI %u)\n", PACKAGE_VERSION, CH_PLUGIN_ABI);
       return EXIT_OK;
     case 'h':
-      fputs(usage_text, stdout);
+      printf("%s\nExit status:\n%s%s", usage_text, run_exit_table, usage_tail);
       return EXIT_OK;
     case ':':
       return usage_error("option '%s' needs a value", argv[optind - 1]);

@@ -9,9 +9,9 @@
 #include "config.h"
 #include "instance.h"
 #include "loader.h"
+#include "runstate.h"
 
-/* Exit codes (DESIGN §6). */
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_PARTIAL = 3 };
+/* Exit codes: runstate.h, the one place they are decided. */
 
 enum command {
   CMD_SYNC = 0,

@@ -11,7 +11,7 @@
 #include "log.h"
 
 int cmd_check(struct session *s) {
-  size_t nok = 0, nfail = 0;
+  struct run_state run = {0};
 
   for (size_t i = 0; i < s->ninsts; i++) {
     struct instance *in = s->insts[i];
@@ -22,21 +22,18 @@ int cmd_check(struct session *s) {
 
     if (rc == CH_OK && d->check)
       rc = instance_check(in, &err);
+    run_count(&run, rc == CH_OK);
     if (rc == CH_OK) {
       printf("ok      %s/%s (%s %s): %s\n", in->ci->tenant, in->ci->name,
              d->name, d->version ? d->version : "",
              d->check ? "credentials work" : "config valid (no check op)");
-      nok++;
     } else {
       log_redact(err.msg[0] ? err.msg : "failed", clean, sizeof(clean));
       printf("FAILED  %s/%s (%s %s): %s\n", in->ci->tenant, in->ci->name,
              d->name, d->version ? d->version : "", clean);
-      nfail++;
     }
   }
-  if (nfail)
-    return nok ? EXIT_PARTIAL : EXIT_FAIL;
-  return EXIT_OK;
+  return run_exit_code(&run);
 }
 
 static const char *cap_name(unsigned bit) {

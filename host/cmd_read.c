@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "buf.h"
 #include "cli.h"
 #include "config.h"
 #include "log.h"
@@ -143,28 +144,13 @@ int cmd_read_wanted(int argc, char **argv) {
 /* ---- output -------------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s) {
-  const unsigned char *p = (const unsigned char *)s, *run = p;
+  struct buf b = {0};
 
-  fputc('"', f);
-  for (;; p++) {
-    if (*p >= 0x20 && *p != '"' && *p != '\\')
-      continue; /* UTF-8 as the source wrote it, written in runs */
-    fwrite(run, 1, (size_t)(p - run), f);
-    if (!*p)
-      break;
-    if (*p == '"' || *p == '\\')
-      fprintf(f, "\\%c", *p);
-    else if (*p == '\n')
-      fputs("\\n", f);
-    else if (*p == '\r')
-      fputs("\\r", f);
-    else if (*p == '\t')
-      fputs("\\t", f);
-    else
-      fprintf(f, "\\u%04x", *p);
-    run = p + 1;
-  }
-  fputc('"', f);
+  if (buf_json_str(&b, s, strlen(s)) == 0)
+    fwrite(b.p, 1, b.len, f);
+  else
+    fputs("null", f); /* out of memory: still valid JSON */
+  buf_free(&b);
 }
 
 /* A JSON array cell as plain text for tables and CSV: "a; b". malloc'd. */

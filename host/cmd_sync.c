@@ -402,17 +402,16 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   const char *status;
   int erc;
   int64_t started_ms = util_wall_ms(), run_id = 0;
-  int store_failed = 0;
 
   memset(st, 0, sizeof(*st));
-  st->rc = EXIT_FAIL;
   w.t0 = now_s();
   if (!g) {
     log_error("out of memory");
-    return st->rc;
+    run_abort(&st->run, CH_E_NOMEM);
+    goto out;
   }
   if (!to_stdout && !output_dir_ok(o->output)) {
-    st->rc = EXIT_USAGE;
+    run_abort(&st->run, CH_E_CONFIG);
     goto out;
   }
   eo.workers = o->workers;
@@ -426,6 +425,7 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   /* before the watcher: children are forked while the host has no thread */
   if (isolate_start(insts, n, g, &eo, &iso) != CH_OK) {
     log_error("out of memory starting the plugin processes");
+    run_abort(&st->run, CH_E_NOMEM);
     goto out;
   }
   open_all(insts, n);
@@ -447,6 +447,7 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   pthread_mutex_destroy(&w.lock);
   if (erc == CH_E_NOMEM) {
     log_error("out of memory during the sync");
+    run_abort(&st->run, CH_E_NOMEM);
     goto out;
   }
   if (stop_requested()) {
@@ -454,11 +455,12 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
     log_error("stopped by %s: no graph written; %s left as it was",
               stop_signal_name(sig) ? stop_signal_name(sig) : "a signal",
               to_stdout ? "the output" : o->output);
-    st->rc = 128 + sig;
+    run_stopped(&st->run, sig);
     goto out;
   }
   if (check_shrink(insts, n, o, to_stdout ? NULL : o->output)) {
     log_error("out of memory");
+    run_abort(&st->run, CH_E_NOMEM);
     goto out;
   }
   report_all(insts, n, g);
@@ -466,11 +468,11 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   for (size_t i = 0; i < n; i++) {
     struct instance *in = insts[i];
     const char *error = NULL;
-    if (graph_instance_ok(g, in->graph_index, &error)) {
-      st->nok++;
+    int ok = graph_instance_ok(g, in->graph_index, &error);
+
+    run_count(&st->run, ok);
+    if (ok)
       continue;
-    }
-    st->nfail++;
     /* Failed while the graph was checked (e.g. a grant on an unknown
        entitlement): record it like any other instance failure. */
     if (!instance_failed(in))
@@ -482,26 +484,25 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   if (o->store && store_save(o->store, g, started_ms, o->keep_runs, &run_id,
                              &err) != CH_OK) {
     log_error("%s; the graph is still written", err.msg);
-    store_failed = 1;
+    run_degrade(&st->run, err.code ? err.code : CH_E_IO);
     memset(&err, 0, sizeof(err));
   }
   st->run_id = run_id;
   /* Tickets for manual work are checked against what this run saw. */
   if (run_id)
     tickets_after_sync(o->tickets, insts, n, g, o->store, run_id);
-  if (st->nfail && !o->allow_partial) {
+  if (st->run.nfail && !o->allow_partial) {
     double dt = now_s() - w.t0;
-    status = st->nok ? "partial" : "failed";
+    status = run_word(&st->run);
     /* The text summary leads up to the error; sync_finished ends the run. */
     if (log_format() != LOG_JSON)
       summary(insts, n, g, o, stderr, NULL, status, dt);
     log_error("%zu of %zu instances failed: no graph written; %s left as it "
               "was (--allow-partial writes what succeeded)",
-              st->nfail, st->nfail + st->nok,
+              st->run.nfail, st->run.nfail + st->run.nok,
               to_stdout ? "the output" : o->output);
     if (log_format() == LOG_JSON)
       summary(insts, n, g, o, stderr, NULL, status, dt);
-    st->rc = st->nok ? EXIT_PARTIAL : EXIT_FAIL;
     goto out;
   }
 
@@ -514,19 +515,16 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
         CH_OK) {
       log_error("writing the graph to stdout: %s",
                 err.msg[0] ? err.msg : "write error");
+      run_abort(&st->run, CH_E_IO);
       goto out;
     }
   } else if (output_write_atomic(o->output, write_graph, &wa, &err) != CH_OK) {
     log_error("%s", err.msg);
+    run_abort(&st->run, CH_E_IO);
     goto out;
   }
   st->written = 1;
-  st->rc = st->nfail ? (st->nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
-  if (store_failed && st->rc == EXIT_OK)
-    st->rc = EXIT_FAIL;
-  status = st->rc == EXIT_OK        ? "ok"
-           : st->rc == EXIT_PARTIAL ? "partial"
-                                    : "failed";
+  status = run_word(&st->run);
   summary(insts, n, g, o, to_stdout ? stderr : stdout, o->output, status,
           now_s() - w.t0);
   if (run_id && o->summary && log_format() == LOG_TEXT) {
@@ -536,6 +534,7 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
     free(where);
   }
 out:
+  st->rc = run_exit_code(&st->run);
   st->duration = now_s() - w.t0;
   graph_free(g);
   return st->rc;
@@ -575,7 +574,7 @@ char *sync_output_of(const char *pattern, const char *tenant) {
    session's instances come grouped by tenant). */
 static int sync_per_tenant(struct session *s, const struct sync_opts *base) {
   const char *pattern = base->output;
-  size_t nok = 0, nfail = 0;
+  struct run_state total = {0};
 
   for (size_t i = 0; i < s->ninsts;) {
     const char *tenant = s->insts[i]->ci->tenant;
@@ -589,20 +588,18 @@ static int sync_per_tenant(struct session *s, const struct sync_opts *base) {
     path = sync_output_of(pattern, tenant);
     if (!path) {
       log_error("out of memory");
-      return EXIT_FAIL;
+      run_abort(&total, CH_E_NOMEM);
+      break;
     }
     o.output = path;
     sync_run(s->insts + i, j - i, &o, &st);
     free(path);
-    if (st.rc >= 128)
-      return st.rc;
-    if (st.rc == EXIT_OK)
-      nok++;
-    else
-      nfail++;
+    run_merge(&total, &st.run);
+    if (total.signal)
+      break; /* the other tenants are not started */
     i = j;
   }
-  return nfail ? (nok ? EXIT_PARTIAL : EXIT_FAIL) : EXIT_OK;
+  return run_exit_code(&total);
 }
 
 int cmd_sync(struct session *s) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cli.h"
 #include "graph.h"
 #include "log.h"
@@ -52,9 +53,10 @@ static int open_for_write(struct session *s, const char *tenant,
     return rc;
   if (s->cli->dry_run)
     instance_set_dry_run(in, stdout);
-  if (instance_open(in, &err) != CH_OK) {
+  rc = instance_open(in, &err);
+  if (rc != CH_OK) {
     log_msg(in->hctx.label, CH_LOG_ERROR, "open: %s", err.msg);
-    return EXIT_FAIL;
+    return run_exit_of(rc);
   }
   *out = in;
   return -1;
@@ -81,7 +83,7 @@ static int report(struct instance *in, const char *what, int rc,
     /* An error line too (the audit line is info, gone with --quiet),
        through the log so that JSON logs stay JSON. */
     log_msg(in->hctx.label, CH_LOG_ERROR, "%s failed: %s", what, clean);
-    return EXIT_FAIL;
+    return run_exit_of(rc);
   }
   audit(in, "%s: %s%s%s", what, outcome_name(res->outcome),
         res->message[0] ? ": " : "", res->message);
@@ -107,7 +109,7 @@ static int report(struct instance *in, const char *what, int rc,
   if (res->message[0])
     printf(": %s", res->message);
   printf("\n");
-  return EXIT_OK;
+  return run_exit_of(rc);
 }
 
 /* The tenant's `tickets:` block, or NULL when it has none. */
@@ -422,41 +424,28 @@ out:
    callback's pointer is the box. */
 struct result_box {
   struct ch_result res;
-  char *text;
-  size_t len, cap;
+  struct buf text;
 };
 
 static int collect_output(struct ch_result *res, const char *text) {
   struct result_box *box = (struct result_box *)res;
-  size_t n = text ? strlen(text) : 0;
 
-  if (box->len + n + 1 > box->cap) {
-    size_t cap = box->cap ? box->cap : 1024;
-    char *p;
-    while (cap < box->len + n + 1)
-      cap *= 2;
-    if (!(p = realloc(box->text, cap)))
-      return CH_E_NOMEM;
-    box->text = p;
-    box->cap = cap;
-  }
-  memcpy(box->text + box->len, text ? text : "", n + 1);
-  box->len += n;
-  return CH_OK;
+  return buf_puts(&box->text, text ? text : "") ? CH_E_NOMEM : CH_OK;
 }
 
 /* Secrets are redacted here too: the answer is the plugin's text. Redaction
    only shrinks it, so a copy of the same size is enough. */
 static void print_output(const struct result_box *box) {
-  char *clean = malloc(box->len + 1);
+  const struct buf *b = &box->text;
+  char *clean = malloc(b->len + 1);
 
   if (!clean) {
     log_error("out of memory printing the action's answer");
     return;
   }
-  log_redact(box->text, clean, box->len + 1);
+  log_redact(b->p, clean, b->len + 1);
   fputs(clean, stdout);
-  if (box->len && box->text[box->len - 1] != '\n')
+  if (b->p[b->len - 1] != '\n')
     fputc('\n', stdout);
   free(clean);
 }
@@ -512,10 +501,10 @@ int cmd_action(struct session *s) {
            cli->instance);
   rc = instance_action(in, ad->name, args, cli->nkv, &box.res, &err);
   rc = report(in, what, rc, &box.res, &err);
-  if (rc == EXIT_OK && box.len)
+  if (rc == EXIT_OK && box.text.len)
     print_output(&box);
 out:
-  free(box.text);
+  buf_free(&box.text);
   free(args);
   return rc;
 }

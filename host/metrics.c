@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include <connhost/plugin.h>
 
+#include "buf.h"
 #include "graph.h"
 #include "metrics.h"
 
@@ -184,49 +184,9 @@ full:
   return -1;
 }
 
-/* A growing text buffer for the exposition. */
-struct text {
-  char *p;
-  size_t len, cap;
-  int nomem;
-};
-
-static void tprintf(struct text *t, const char *fmt, ...) CH_PRINTF(2, 3);
-static void tprintf(struct text *t, const char *fmt, ...) {
-  va_list ap;
-  int need;
-
-  if (t->nomem)
-    return;
-  for (;;) {
-    size_t room = t->cap - t->len;
-    va_start(ap, fmt);
-    need = vsnprintf(t->p ? t->p + t->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (need < 0) {
-      t->nomem = 1;
-      return;
-    }
-    if ((size_t)need < room) {
-      t->len += (size_t)need;
-      return;
-    }
-    size_t cap = t->cap ? t->cap * 2 : 4096;
-    while (cap - t->len <= (size_t)need)
-      cap *= 2;
-    char *grown = realloc(t->p, cap);
-    if (!grown) {
-      t->nomem = 1;
-      return;
-    }
-    t->p = grown;
-    t->cap = cap;
-  }
-}
-
-static void family(struct text *t, const char *name, const char *type,
+static void family(struct buf *t, const char *name, const char *type,
                    const char *help) {
-  tprintf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+  buf_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* Process figures from /proc/self (Linux); -1 when unknown. */
@@ -337,51 +297,52 @@ static const struct {
 };
 
 /* `{tenant="..",instance=".."}`, escaped. */
-static void labels(struct text *t, const struct series *s, const char *extra) {
+static void labels(struct buf *t, const struct series *s, const char *extra) {
   /* an escape is at most 3 bytes per byte (U+FFFD) */
   size_t tsz = 3 * strlen(s->tenant) + 1, isz = 3 * strlen(s->instance) + 1;
   char *tn = malloc(tsz), *in = malloc(isz);
 
   if (!tn || !in) {
-    t->nomem = 1;
+    t->failed = 1;
   } else {
     metrics_escape_label(s->tenant, tn, tsz);
     metrics_escape_label(s->instance, in, isz);
-    tprintf(t, "{tenant=\"%s\",instance=\"%s\"%s}", tn, in, extra ? extra : "");
+    buf_printf(t, "{tenant=\"%s\",instance=\"%s\"%s}", tn, in,
+               extra ? extra : "");
   }
   free(tn);
   free(in);
 }
 
 char *metrics_render(struct metrics *m) {
-  struct text t = {0};
+  struct buf t = {0};
   long long rss = rss_bytes(), fds = open_fds();
 
   family(&t, "connhost_build_info", "gauge",
          "Always 1; the labels say which build is running.");
-  tprintf(&t, "connhost_build_info{version=\"%s\",plugin_abi=\"%u\"} 1\n",
-          PACKAGE_VERSION, (unsigned)CH_PLUGIN_ABI);
+  buf_printf(&t, "connhost_build_info{version=\"%s\",plugin_abi=\"%u\"} 1\n",
+             PACKAGE_VERSION, (unsigned)CH_PLUGIN_ABI);
   family(&t, "process_start_time_seconds", "gauge",
          "When the process started (Unix time).");
   pthread_mutex_lock(&m->lock);
-  tprintf(&t, "process_start_time_seconds %.0f\n", m->start);
+  buf_printf(&t, "process_start_time_seconds %.0f\n", m->start);
   if (rss >= 0) {
     family(&t, "process_resident_memory_bytes", "gauge",
            "Resident memory of the process.");
-    tprintf(&t, "process_resident_memory_bytes %lld\n", rss);
+    buf_printf(&t, "process_resident_memory_bytes %lld\n", rss);
   }
   if (fds >= 0) {
     family(&t, "process_open_fds", "gauge", "Open file descriptors.");
-    tprintf(&t, "process_open_fds %lld\n", fds);
+    buf_printf(&t, "process_open_fds %lld\n", fds);
   }
   family(&t, "connhost_config_last_reload_successful", "gauge",
          "1 when the last config (re)load succeeded, 0 when it failed and "
          "the previous config kept running.");
-  tprintf(&t, "connhost_config_last_reload_successful %d\n", m->config_ok);
+  buf_printf(&t, "connhost_config_last_reload_successful %d\n", m->config_ok);
   family(&t, "connhost_config_last_reload_success_timestamp_seconds", "gauge",
          "When the running config was loaded (Unix time).");
-  tprintf(&t, "connhost_config_last_reload_success_timestamp_seconds %.3f\n",
-          m->config_when);
+  buf_printf(&t, "connhost_config_last_reload_success_timestamp_seconds %.3f\n",
+             m->config_when);
 
   for (size_t f = 0; f < sizeof(per_series) / sizeof(per_series[0]); f++) {
     family(&t, per_series[f].name, per_series[f].type, per_series[f].help);
@@ -390,25 +351,21 @@ char *metrics_render(struct metrics *m) {
       double v = per_series[f].value(&m->s[i], &skip);
       if (skip)
         continue;
-      tprintf(&t, "%s", per_series[f].name);
+      buf_printf(&t, "%s", per_series[f].name);
       labels(&t, &m->s[i], NULL);
-      tprintf(&t, " %.15g\n", v);
+      buf_printf(&t, " %.15g\n", v);
     }
   }
   family(&t, "connhost_sync_runs_total", "counter",
          "Finished runs of the instance, by outcome.");
   for (size_t i = 0; i < m->n; i++) {
-    tprintf(&t, "connhost_sync_runs_total");
+    buf_printf(&t, "connhost_sync_runs_total");
     labels(&t, &m->s[i], ",status=\"ok\"");
-    tprintf(&t, " %llu\n", (unsigned long long)m->s[i].runs_ok);
-    tprintf(&t, "connhost_sync_runs_total");
+    buf_printf(&t, " %llu\n", (unsigned long long)m->s[i].runs_ok);
+    buf_printf(&t, "connhost_sync_runs_total");
     labels(&t, &m->s[i], ",status=\"failed\"");
-    tprintf(&t, " %llu\n", (unsigned long long)m->s[i].runs_failed);
+    buf_printf(&t, " %llu\n", (unsigned long long)m->s[i].runs_failed);
   }
   pthread_mutex_unlock(&m->lock);
-  if (t.nomem) {
-    free(t.p);
-    return NULL;
-  }
-  return t.p;
+  return buf_take(&t);
 }

@@ -63,9 +63,11 @@ static int ranged(enum ch_opt_type t) {
   return t == CH_OPT_INT || t == CH_OPT_NUMBER || t == CH_OPT_DURATION;
 }
 
-int options_check_range(const struct ch_config_key *opt,
-                        const struct ch_opt_value *v, char *msg, size_t msgsz) {
+int options_check_range_words(const struct ch_config_key *opt,
+                              const struct ch_opt_value *v, const char *noun,
+                              char *msg, size_t msgsz) {
   double x, lo, hi;
+  const char *sp = noun && *noun ? " " : "";
 
   if ((!opt->min && !opt->max) || !ranged(opt->type) || !v->set ||
       as_number(opt->type, v->str, &x))
@@ -73,13 +75,23 @@ int options_check_range(const struct ch_config_key *opt,
   if ((!opt->min || (!as_number(opt->type, opt->min, &lo) && x >= lo)) &&
       (!opt->max || (!as_number(opt->type, opt->max, &hi) && x <= hi)))
     return 0;
-  if (opt->min && opt->max)
+  if (opt->min && opt->max && noun)
+    snprintf(msg, msgsz, "must be %s%sbetween %s and %s, not %s", noun, sp,
+             opt->min, opt->max, v->str);
+  else if (opt->min && opt->max)
     snprintf(msg, msgsz, "must be %s..%s, not %s", opt->min, opt->max, v->str);
   else if (opt->min)
-    snprintf(msg, msgsz, "must be at least %s, not %s", opt->min, v->str);
+    snprintf(msg, msgsz, "must be %s%sat least %s, not %s", noun ? noun : "",
+             sp, opt->min, v->str);
   else
-    snprintf(msg, msgsz, "must be at most %s, not %s", opt->max, v->str);
+    snprintf(msg, msgsz, "must be %s%sat most %s, not %s", noun ? noun : "", sp,
+             opt->max, v->str);
   return -1;
+}
+
+int options_check_range(const struct ch_config_key *opt,
+                        const struct ch_opt_value *v, char *msg, size_t msgsz) {
+  return options_check_range_words(opt, v, NULL, msg, msgsz);
 }
 
 size_t options_field_size(enum ch_opt_type type) {

@@ -21,6 +21,11 @@ int options_parse_duration(const char *s, long long *ms);
  */
 int options_check_range(const struct ch_config_key *opt,
                         const struct ch_opt_value *v, char *msg, size_t msgsz);
+/* The same in words, for the host's own keys: "must be [noun ]between
+   1 and 256, not 0" (noun "" or e.g. "a number of seconds"). */
+int options_check_range_words(const struct ch_config_key *opt,
+                              const struct ch_opt_value *v, const char *noun,
+                              char *msg, size_t msgsz);
 
 /*
  * A plugin's option table, as the loader sees it before trusting it:

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "graph.h"
 #include "instance.h"
+#include "runstate.h"
 
 /* How often a running sync logs its progress (DESIGN: every 10 s). */
 #define SYNC_PROGRESS_MS 10000L
@@ -38,10 +39,10 @@ struct sync_opts {
 
 /* How a run went. */
 struct sync_status {
-  int rc;          /* EXIT_OK, EXIT_PARTIAL, EXIT_FAIL, or 128+signal */
-  int written;     /* the output was replaced */
-  double duration; /* seconds */
-  size_t nok, nfail;
+  struct run_state run; /* the instances' outcomes and the run's failures */
+  int rc;               /* run_exit_code(&run), set once the run is over */
+  int written;          /* the output was replaced */
+  double duration;      /* seconds */
   struct graph_counts counts; /* of the finished graph (zero if none) */
   long long run_id;           /* the run's id in the store, 0 if none */
 };

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for host/config.c: YAML loading, error locations, options,
+/* Unit tests for host/config.c and host/cfg_*.c: YAML loading, error locations,
+   options,
    ${env:}/${file:} secrets and their redaction. */
 #include "autoconfig.h"
 
@@ -496,6 +497,10 @@ static const struct {
      "add 'plugin:'"},
     {"tenants:\n  t:\n    j:\n      plugin: Jira\n", "4:15",
      "instance 't/j': plugin name must match [a-z0-9_]+"},
+    /* the loader's rule, checked where the name is written */
+    {"tenants:\n  t:\n    j:\n      plugin: "
+     "a2345678901234567890123456789012345678901234567890123456789012345\n",
+     "4:15", "plugin name must match [a-z0-9_]+ (at most 64 bytes)"},
     {"tenants:\n  t:\n    j:\n      enabled: maybe\n", "4:16",
      "'enabled' must be true or false"},
     {"tenants:\n  t:\n    j:\n      provisioning: 1\n", "4:21",
@@ -744,6 +749,42 @@ START_TEST(test_env_host_keys_ok) {
   ck_assert_ptr_ne(realpath(tmpdir, real), NULL);
   snprintf(want, sizeof(want), "%s/graphs/g.json", real);
   ck_assert_str_eq(c->output, want);
+  config_free(c);
+}
+END_TEST
+
+/* The host's keys go through the option engine that plugins' options
+   use: the same null-means-unset rule, did-you-mean in every block, and
+   ranges that say the value they refuse. */
+START_TEST(test_host_keys_by_the_engine) {
+  static const struct {
+    const char *yaml, *where, *text;
+  } bad[] = {
+      {"workers: 0\ntenants: {t: {i: }}\n", "1:10",
+       "key 'workers' must be between 1 and 256, not 0"},
+      {"http:\n  max_atempts: 3\ntenants: {t: {i: }}\n", "2:3",
+       "unknown key 'max_atempts' in 'http'; did you mean 'max_attempts'?"},
+      {"http:\n  timeout_seconds: 90000\ntenants: {t: {i: }}\n", "2:20",
+       "key 'http.timeout_seconds' must be a number of seconds between 0.001 "
+       "and 86400, not 90000"},
+      {"serve: {shutdown_grase: 1m}\ntenants: {t: {i: }}\n", "1:9",
+       "did you mean 'shutdown_grace'?"},
+  };
+  char path[PATH_MAX];
+  struct config *c;
+
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    write_tmp("k.yaml", bad[i].yaml, path, sizeof(path));
+    expect_load_error(path, bad[i].where, bad[i].text);
+  }
+  c = load_ok(write_tmp("k.yaml",
+                        "workers:\nmax_pages: ~\nhttp:\n  max_attempts:\n"
+                        "  timeout_seconds: 2.5\ntenants: {t: {i: }}\n",
+                        path, sizeof(path)));
+  ck_assert_int_eq(c->workers, 0);
+  ck_assert_int_eq(c->max_pages, 0);
+  ck_assert_int_eq(c->http_max_attempts, 0);
+  ck_assert_int_eq(c->http_timeout_ms, 2500);
   config_free(c);
 }
 END_TEST
@@ -1073,6 +1114,7 @@ static Suite *config_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_loop_test(tc, test_fixture_error, 0,
                       sizeof(fixture_errors) / sizeof(fixture_errors[0]));
+  tcase_add_test(tc, test_host_keys_by_the_engine);
   tcase_add_loop_test(tc, test_inline_error, 0,
                       sizeof(inline_errors) / sizeof(inline_errors[0]));
   tcase_add_test(tc, test_missing_file);

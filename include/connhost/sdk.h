@@ -96,6 +96,10 @@ int pj_nomem(struct ch_err *err);
 /* qsort/bsearch comparator for an array of C strings. */
 int pj_cmp_str(const void *a, const void *b);
 
+/* 1 when `s` is a name of the [a-z0-9_]+ alphabet (resource type ids,
+   plugin names, match keys), else 0. */
+int pj_valid_name(const char *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -275,3 +275,13 @@ int pj_nomem(struct ch_err *err) {
 int pj_cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
+
+int pj_valid_name(const char *s) {
+  if (!s || !*s)
+    return 0;
+  for (; *s; s++) {
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+      return 0;
+  }
+  return 1;
+}

@@ -497,17 +497,6 @@ static char *ff_match_key(const char *key, const char *value, int lower) {
   return s;
 }
 
-/* A match-key name: the same [a-z0-9_]+ alphabet as type ids. */
-static int ff_key_name_ok(const char *s) {
-  if (!*s)
-    return 0;
-  for (; *s; s++) {
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-      return 0;
-  }
-  return 1;
-}
-
 /* The user-only fields: emails, status, account type, match keys. */
 static int ff_load_user(struct ff_load *ld, json_object *obj,
                         struct ff_rec *r) {
@@ -587,7 +576,7 @@ static int ff_load_user(struct ff_load *ld, json_object *obj,
   if (match) {
     json_object_object_foreach(match, name, val) {
       const char *v = json_object_get_string(val);
-      if (!ff_key_name_ok(name))
+      if (!pj_valid_name(name))
         return ff_bad(ld, "match key '%s' must match [a-z0-9_]+", name);
       if (!json_object_is_type(val, json_type_string) || !*v ||
           strlen(v) != (size_t)json_object_get_string_len(val))

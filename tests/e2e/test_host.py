@@ -81,6 +81,30 @@ class CliBasics(HostTest):
         self.assertEqual(r.rc, 0)
         self.assertRegex(r.out, r"^connhost \S+ \(plugin ABI 1\)")
 
+    def test_exit_status_table_is_one(self):
+        # --help prints runstate.c's table; README.md shows the same codes
+        # with the same meanings.
+        r = lib.run(["--help"])
+        self.assertEqual(r.rc, 0, r)
+        block = r.out.split("Exit status:\n", 1)[1].split("serve: SIGHUP", 1)[0]
+        rows, code = {}, None
+        for line in block.splitlines():
+            m = re.match(r"^  (\d+)\s+(.*)$", line)
+            if m:
+                code = m.group(1)
+                rows[code] = m.group(2)
+            else:
+                rows[code] += " " + line.strip()
+        self.assertEqual(sorted(rows), ["0", "1", "130", "2", "3"])
+        with open(os.path.join(lib.SRCDIR, "README.md")) as f:
+            readme = f.read()
+        table = dict(re.findall(r"^\| ([\d, ]+) \| (.+) \|$", readme, re.M))
+        self.assertEqual(sorted(table), ["0", "1", "130, 143", "2", "3"])
+        words = lambda s: re.sub(r"\s+", " ", s.replace("`", "")).strip()
+        for c in ("0", "1", "2", "3"):
+            self.assertEqual(words(table[c]), words(rows[c]), c)
+        self.assertIn("143 by SIGTERM", rows["130"])
+
     def test_unknown_option_and_command(self):
         r = lib.run(["--frobnicate"])
         self.assertEqual(r.rc, 2)
@@ -290,6 +314,24 @@ class Sync(HostTest):
             self.assertIn("%2F", u["key"])
             self.assertIn("%23", u["key"])
             self.assertIn("%25", u["key"])
+
+    def test_output_per_tenant_exit_codes(self):
+        # one run per tenant, each counted once: 3 when a tenant's run
+        # failed and another's did not, 1 when none landed, 0 when all did
+        out = self.path("{tenant}.json")
+        cfg = self.config({"good": {"hr": flat()}, "bad": {"x": chaos("list_fail")}})
+        r = self.sync(cfg, "-o", out)
+        self.assertEqual(r.rc, 3, r)
+        self.assertTrue(os.path.exists(self.path("good.json")))
+        self.assertFalse(os.path.exists(self.path("bad.json")))
+        cfg = self.config({"bad": {"x": chaos("list_fail")},
+                           "worse": {"y": chaos("list_fail")}}, name="f.yaml")
+        self.assertEqual(self.sync(cfg, "-o", out).rc, 1)
+        cfg = self.config({"good": {"hr": flat()}, "also": {"hr": flat()}},
+                          name="ok.yaml")
+        r = self.sync(cfg, "-o", out)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(os.path.exists(self.path("also.json")))
 
     def test_signals_stop_cleanly(self):
         for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):

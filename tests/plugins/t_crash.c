@@ -10,89 +10,37 @@
  *   block     sleeps for ever, ignoring the host's stop flag
  *   scribble  writes junk into every pipe it has (past stderr), as a
  *             plugin with a stray fd bug would, then returns normally
- * Each first emits one user, so a crash loses records already sent.
+ * Each first emits one user, so a crash loses records already sent. The
+ * misbehaviours are misbehave.c's (t_hostile's too).
  */
-#define _POSIX_C_SOURCE 200809L /* nanosleep */
-
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include <stddef.h>
 
 #include <connhost/plugin.h>
 
-static const char *const tk_modes[] = {"segv",  "abort",    "overflow",
-                                       "block", "scribble", NULL};
+#include "misbehave.h"
+
+static const struct tm_mode tk_modes[] = {
+    {"segv", TM_SEGV},  {"abort", TM_ABORT},       {"overflow", TM_OVERFLOW},
+    {"block", TM_HANG}, {"scribble", TM_SCRIBBLE}, {NULL, TM_HANG}};
 
 static const struct ch_option tk_options[] = {
     {"mode", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
      "segv, abort, overflow or block (see t_crash.c)"},
     {NULL, 0, 0, NULL, NULL}};
 
-static const struct ch_entitlement_def tk_no_ents[] = {{NULL, NULL, NULL}};
-
-static const struct ch_resource_type tk_types[] = {
-    {.id = "user",
-     .display_name = "User",
-     .traits = CH_TRAIT_USER,
-     .entitlements = tk_no_ents,
-     .caps = CH_CAP_SYNC,
-     .flags = CH_TYPE_NO_GRANTS_CALL},
-    {.id = NULL}};
-
 static int tk_open(const struct ch_host *host, struct ch_hctx *hc,
                    const struct ch_cfg *cfg, void **instp, struct ch_err *err) {
-  const char *mode = cfg->nvalues ? cfg->values[0].str : NULL;
-
   (void)host;
   (void)hc;
-  for (size_t i = 0; mode && tk_modes[i]; i++) {
-    if (strcmp(tk_modes[i], mode) == 0) {
-      *instp = (void *)tk_modes[i];
-      return CH_OK;
-    }
-  }
-  return ch_err_set(err, CH_E_CONFIG, "unknown mode '%s'", mode ? mode : "");
+  return tm_open(cfg, tk_modes, NULL, instp, err);
 }
 
 static void tk_close(void *inst) { (void)inst; }
 
-/* A limit no stack reaches (read at run time, so the compiler keeps the
-   recursion); the volatile frame keeps each call's stack. */
-static volatile long tk_depth_limit = 1L << 40;
-
-static int tk_recurse(long depth) {
-  volatile char frame[4096];
-
-  frame[0] = (char)depth;
-  frame[sizeof(frame) - 1] = (char)depth;
-  if (depth >= tk_depth_limit)
-    return frame[0];
-  return tk_recurse(depth + 1) + frame[0] + frame[sizeof(frame) - 1];
-}
-
-/* An address nothing is mapped at (read at run time, like the limit). */
-static volatile uintptr_t tk_bad_address = 16;
-
-/* A frame header claiming 2 GiB, then junk. */
-static void tk_scribble(void) {
-  static const char junk[] = "\xff\xff\xff\x7fjunk";
-
-  for (int fd = 3; fd < 1024; fd++) {
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
-        write(fd, junk, sizeof(junk) - 1) < 0)
-      continue;
-  }
-}
-
 static int tk_list(void *inst, const char *type, const struct ch_ref *parent,
                    const char *token, struct ch_sink *sink,
                    struct ch_err *err) {
-  const char *mode = inst;
+  const struct tm_mode *mode = inst;
   struct ch_resource r = {.type = "user", .id = "u1", .display_name = "U1"};
 
   (void)type;
@@ -100,23 +48,8 @@ static int tk_list(void *inst, const char *type, const struct ch_ref *parent,
   (void)token;
   if (sink->resource(sink, &r))
     return ch_err_set(err, CH_E_STOPPED, "stopped by the host");
-  if (strcmp(mode, "segv") == 0) {
-    volatile int *bad = (volatile int *)tk_bad_address;
-    *bad = 1;
-  } else if (strcmp(mode, "abort") == 0) {
-    abort();
-  } else if (strcmp(mode, "overflow") == 0) {
-    return tk_recurse(0);
-  } else if (strcmp(mode, "scribble") == 0) {
-    tk_scribble();
-    return CH_OK;
-  } else {
-    for (;;) {
-      struct timespec ts = {1, 0};
-      nanosleep(&ts, NULL);
-    }
-  }
-  return ch_err_set(err, CH_E_PROTOCOL, "survived mode %s", mode);
+  tm_misbehave(mode->how); /* returns only after scribbling */
+  return CH_OK;
 }
 
 static const struct ch_plugin tk_plugin = {
@@ -125,7 +58,7 @@ static const struct ch_plugin tk_plugin = {
     .version = "0.0.1",
     .description = "isolation test plugin: crashes or hangs in list()",
     .options = tk_options,
-    .types = tk_types,
+    .types = tm_types,
     .open = tk_open,
     .close = tk_close,
     .list = tk_list,
