@@ -312,8 +312,11 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
   o.max_shrink = c->max_shrink;
   o.store = c->store;
   o.keep_runs = c->keep_runs;
-  /* No o.config: in-process until a plugin process can be forked safely
-     beside the other tenants' threads and connections (docs/config.md). */
+  /* Each instance's plugin in a child of its own unless the config says
+     `isolation: none` (docs/config.md): a crash or a hang costs only that
+     instance's run, never the other tenants'. */
+  o.config = c;
+  o.isolation = CFG_ISOLATION_PROCESS;
   sync_run(insts, n, &o, &st);
   if (!st.written)
     ok = 0;

@@ -349,7 +349,9 @@ static void watch_tick(struct watch *w, double now, double *next_progress) {
   *next_progress = now + (double)w->progress_ms / 1000.0;
   for (size_t i = 0; i < w->n; i++) {
     struct sync_figures f;
-    if (!w->insts[i]->pinst || instance_failed(w->insts[i]))
+    /* isolated: records counted as they arrive, requests at the end */
+    if ((!w->insts[i]->pinst && !w->insts[i]->isolated) ||
+        instance_failed(w->insts[i]))
       continue;
     sync_figures(w->insts[i], &f);
     log_msg(w->insts[i]->hctx.label, CH_LOG_INFO,
@@ -421,7 +423,7 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   if (o->config)
     isolate_choose(insts, n, o->config, o->isolation);
   register_all(insts, n, g);
-  /* before the watcher: children are forked while the host has no thread */
+  /* forked before this run's watcher and workers start */
   if (isolate_start(insts, n, g, &eo, &iso) != CH_OK) {
     log_error("out of memory starting the plugin processes");
     goto out;

@@ -49,6 +49,22 @@ static void share_unlock(CURL *h, curl_lock_data data, void *userp) {
 
 static void easy_destroy(void *p) { curl_easy_cleanup(p); }
 
+/* A pool of connections, DNS answers and TLS sessions under share_locks. */
+static CURLSH *share_new(void) {
+  CURLSH *s = curl_share_init();
+
+  if (s &&
+      (curl_share_setopt(s, CURLSHOPT_LOCKFUNC, share_lock) ||
+       curl_share_setopt(s, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
+       curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) ||
+       curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
+       curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION))) {
+    curl_share_cleanup(s);
+    s = NULL;
+  }
+  return s;
+}
+
 int http_global_init(const struct http_global_conf *conf, struct ch_err *err) {
   int result = CH_E_CONFIG;
   int curl_done = 0, key_done = 0;
@@ -92,12 +108,8 @@ int http_global_init(const struct http_global_conf *conf, struct ch_err *err) {
     goto out;
   }
   key_done = 1;
-  gshare = curl_share_init();
-  if (!gshare || curl_share_setopt(gshare, CURLSHOPT_LOCKFUNC, share_lock) ||
-      curl_share_setopt(gshare, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
-      curl_share_setopt(gshare, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) ||
-      curl_share_setopt(gshare, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
-      curl_share_setopt(gshare, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)) {
+  gshare = share_new();
+  if (!gshare) {
     ch_err_set(err, CH_E_NOMEM, "cannot create the http connection pool");
     goto out;
   }
@@ -142,6 +154,24 @@ void http_global_cleanup(void) {
   curl_global_cleanup();
   pace_global_cleanup();
   ginit = 0;
+}
+
+/* The parent's pool and this thread's handle on it, after a fork: kept
+   (reachable, never used) rather than cleaned up. */
+static CURLSH *parent_share;
+static CURL *parent_easy;
+
+int http_fork_child(void) {
+  if (!ginit)
+    return 0;
+  /* Other threads of the parent may have held them mid-transfer. */
+  for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
+    pthread_mutex_init(&share_locks[i], NULL);
+  parent_share = gshare;
+  parent_easy = pthread_getspecific(easy_key);
+  pthread_setspecific(easy_key, NULL);
+  gshare = share_new();
+  return gshare ? 0 : -1;
 }
 
 /* The calling thread's easy handle, reset to defaults; NULL on failure. */

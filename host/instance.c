@@ -391,12 +391,11 @@ int instance_action(struct instance *in, const char *name,
 }
 
 void instance_http_stats(const struct instance *in, struct http_stats *st) {
-  http_client_stats(in->hctx.http, st);
-  if (in->isolated) {
-    st->requests = in->child_http.requests;
-    st->retries = in->child_http.retries;
-    st->wait_s = in->child_http.wait_s;
-  }
+  /* an isolated instance's requests were all the child's */
+  if (in->isolated)
+    *st = in->child_http;
+  else
+    http_client_stats(in->hctx.http, st);
 }
 
 void instance_set_dry_run(struct instance *in, FILE *out) {

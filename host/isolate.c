@@ -5,6 +5,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,9 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "isolate.h"
 #include "isowire.h"
 #include "log.h"
+#include "pace.h"
 #include "stop.h"
 #include "util.h"
 
@@ -142,6 +145,42 @@ static int emit_grant(void *ctx, struct instance *in, const struct ch_grant *g,
   return isowire_put_grant(ctx, g, err);
 }
 
+/* Close every descriptor but stdio and `keep`: a fork copies them all
+   (O_CLOEXEC only acts on exec), and a sibling's pipe end held here would
+   keep that sibling's reader from ever seeing its end of stream; the
+   listener and the other tenants' connections are not ours either. */
+static void close_inherited(int keep) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+  if ((keep <= 3 || close_range(3, (unsigned)keep - 1, 0) == 0) &&
+      close_range((unsigned)keep + 1, ~0U, 0) == 0)
+    return;
+#endif
+  for (long fd = 3, max = sysconf(_SC_OPEN_MAX); fd < max && fd < 65536; fd++)
+    if (fd != keep)
+      close((int)fd);
+}
+
+/*
+ * Make a child forked from a host with other threads (serve's tenants,
+ * the listener, engine workers) fit to run: only the forking thread came
+ * along, so any lock another thread held stays held here. The log's locks
+ * were held across the fork (log_fork_*); the HTTP pool and the pacing
+ * table start fresh rather than use the parent's (their locks, sockets
+ * and TLS state belong to threads that are gone). Signals: the host's
+ * mask (serve blocks SIGTERM for its sigwait thread) is cleared so the
+ * stop handler runs; a hangup meant for the host's reload is ignored.
+ */
+static int child_reinit(int keep) {
+  sigset_t none;
+
+  sigemptyset(&none);
+  pthread_sigmask(SIG_SETMASK, &none, NULL);
+  signal(SIGHUP, SIG_IGN);
+  close_inherited(keep);
+  pace_fork_child();
+  return http_fork_child();
+}
+
 /* Open the plugin, sync the instance into the stream, report, exit. */
 static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
                                  pid_t host) {
@@ -160,7 +199,7 @@ static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
     _exit(1);
   child_shared = ch->shared;
   install_fatal_handlers();
-  if (isowire_writer_init(&w, ch->fd) != CH_OK)
+  if (child_reinit(ch->fd) != 0 || isowire_writer_init(&w, ch->fd) != CH_OK)
     _exit(1);
   isowire_put_hello(&w, &err);
   if (instance_open(in, &err) != CH_OK) {
@@ -180,6 +219,10 @@ static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
   st.requests = hs.requests;
   st.retries = hs.retries;
   st.wait_us = (uint64_t)(hs.wait_s * 1e6);
+  st.throttled = hs.throttled;
+  st.bytes_in = hs.bytes_in;
+  st.bytes_out = hs.bytes_out;
+  st.errors = hs.errors;
   snprintf(st.error, sizeof(st.error), "%s", in->error);
   if (isowire_put_status(&w, &st, &err) != CH_OK ||
       isowire_flush(&w, &err) != CH_OK)
@@ -267,9 +310,7 @@ static void *reader_main(void *arg) {
   return NULL;
 }
 
-static int start_child(struct isolate *iso, size_t k,
-                       const struct engine_opts *opts) {
-  struct child *ch = &iso->kids[k];
+static int start_child(struct child *ch, const struct engine_opts *opts) {
   int nslots = (opts->workers > 0 ? opts->workers : 1) + 1;
   int fds[2];
   pid_t host = getpid();
@@ -284,22 +325,23 @@ static int start_child(struct isolate *iso, size_t k,
   }
   atomic_store(&ch->shared->crashed, -1);
   ch->shared->nslots = nslots;
-  if (pipe(fds) != 0)
+  /* close-on-exec: a secret's command run by another thread must not
+     hold the pipe open either */
+  if (pipe2(fds, O_CLOEXEC) != 0)
     return -1;
   fflush(NULL); /* nothing buffered may be written twice */
+  log_fork_prepare();
   ch->pid = fork();
+  if (ch->pid == 0) {
+    log_fork_child();
+    ch->fd = fds[1];
+    child_main(ch, opts, host);
+  }
+  log_fork_parent();
   if (ch->pid < 0) {
     close(fds[0]);
     close(fds[1]);
     return -1;
-  }
-  if (ch->pid == 0) {
-    for (size_t i = 0; i < k; i++)
-      if (iso->kids[i].fd >= 0)
-        close(iso->kids[i].fd);
-    close(fds[0]);
-    ch->fd = fds[1];
-    child_main(ch, opts, host);
   }
   close(fds[1]);
   ch->fd = fds[0];
@@ -321,7 +363,7 @@ int isolate_start(struct instance **insts, size_t n, struct graph *g,
     free(iso);
     return CH_E_NOMEM;
   }
-  /* every fork first: the host has no thread yet */
+  /* every fork first, before this run's reader threads */
   for (size_t i = 0; i < n; i++) {
     struct child *ch;
     if (!insts[i]->isolated)
@@ -330,7 +372,7 @@ int isolate_start(struct instance **insts, size_t n, struct graph *g,
     ch->in = insts[i];
     ch->graph = g;
     ch->fd = -1;
-    if (start_child(iso, iso->n - 1, opts) != 0) {
+    if (start_child(ch, opts) != 0) {
       instance_fail(insts[i], "cannot start the plugin's process: %s",
                     strerror(errno));
       ch->pid = 0;
@@ -400,6 +442,9 @@ static void conclude(struct child *ch, int wstatus) {
                   in->ci->tenant, in->ci->name);
     return;
   }
+  /* killed because the host failed it (a timeout): that error stands */
+  if (atomic_load(&ch->killed) && instance_failed(in))
+    return;
   if (ch->stream_error[0]) {
     instance_fail(in, "plugin %s sent a bad record stream for %s/%s: %s",
                   plugin, in->ci->tenant, in->ci->name, ch->stream_error);
@@ -420,6 +465,10 @@ static void conclude(struct child *ch, int wstatus) {
   in->child_http.requests = ch->status.requests;
   in->child_http.retries = ch->status.retries;
   in->child_http.wait_s = (double)ch->status.wait_us / 1e6;
+  in->child_http.throttled = ch->status.throttled;
+  in->child_http.bytes_in = ch->status.bytes_in;
+  in->child_http.bytes_out = ch->status.bytes_out;
+  in->child_http.errors = ch->status.errors;
   if (ch->status.failed)
     /* the child logged it */
     instance_fail_logged(in, ch->status.error[0] ? ch->status.error : "failed");
@@ -439,6 +488,14 @@ void isolate_finish(struct isolate *iso) {
     return;
   while (!all_done(iso)) {
     struct timespec ts = {0, 20 * 1000000L};
+    /* failed by the host meanwhile (its `timeout:`): its records are no
+       longer wanted, and a plugin blocked in an op would never stop */
+    for (size_t i = 0; i < iso->n; i++) {
+      struct child *ch = &iso->kids[i];
+      if (!atomic_load(&ch->done) && !atomic_load(&ch->killed) &&
+          instance_failed(ch->in))
+        kill_child(ch);
+    }
     if (stop_requested() && !deadline) {
       /* children the terminal signalled have their flag already */
       for (size_t i = 0; i < iso->n; i++)
