@@ -288,8 +288,10 @@ static int check_shrink(struct instance **insts, size_t n,
   if (o->accept_shrink)
     return 0;
   prev = safety_prev_load(output);
-  if (!prev)
+  if (!prev || safety_prev_add_store(prev, o->store)) {
+    safety_prev_free(prev);
     return -1;
+  }
   for (size_t i = 0; i < n; i++) {
     struct instance *in = insts[i];
     struct safety_counts now = {in->resources, in->grants};

@@ -1329,6 +1329,39 @@ int store_save(const char *path, const struct graph *g, int64_t started_ms,
   return rc;
 }
 
+int store_last_good(const char *path,
+                    int (*fn)(void *arg, const char *tenant,
+                              const char *instance, int64_t resources,
+                              int64_t grants),
+                    void *arg, struct ch_err *err) {
+  struct store *s = NULL;
+  sqlite3_stmt *q = NULL;
+  struct stat sb;
+  int rc, step = SQLITE_DONE;
+
+  if (stat(path, &sb) != 0 && errno == ENOENT)
+    return CH_OK;
+  rc = store_open(path, 0, &s, err);
+  if (!rc)
+    rc = prep(s,
+              "SELECT i.tenant, i.name, ri.resources, ri.grants FROM"
+              " (SELECT inst_id, MAX(run_id) AS run_id FROM run_instances"
+              " WHERE status = 'ok' GROUP BY inst_id) last"
+              " JOIN run_instances ri ON ri.run_id = last.run_id AND"
+              " ri.inst_id = last.inst_id JOIN instances i ON i.id ="
+              " last.inst_id",
+              &q, err);
+  while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW)
+    rc = fn(arg, (const char *)sqlite3_column_text(q, 0),
+            (const char *)sqlite3_column_text(q, 1), sqlite3_column_int64(q, 2),
+            sqlite3_column_int64(q, 3));
+  if (!rc && step != SQLITE_DONE)
+    rc = db_err(s, err, "reading the last good runs");
+  sqlite3_finalize(q);
+  store_close(s);
+  return rc;
+}
+
 /* ---- reading ------------------------------------------------------------- */
 
 /* SQL reads better as written than re-wrapped. */
