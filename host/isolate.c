@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -234,6 +235,8 @@ static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
 
 /* ---- the host ----------------------------------------------------------- */
 
+static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void isolate_choose(struct instance **insts, size_t n, const struct config *c,
                     enum config_isolation dflt) {
   for (size_t i = 0; i < n; i++) {
@@ -329,15 +332,21 @@ static int start_child(struct child *ch, const struct engine_opts *opts) {
      hold the pipe open either */
   if (pipe2(fds, O_CLOEXEC) != 0)
     return -1;
+  /* One fork at a time: fflush(NULL) holds stdio's list lock while it
+     locks each stream, fork() takes that list lock, and log_fork_prepare
+     holds stderr; two tenants forking at once could deadlock on them. */
+  pthread_mutex_lock(&fork_lock);
   fflush(NULL); /* nothing buffered may be written twice */
   log_fork_prepare();
   ch->pid = fork();
   if (ch->pid == 0) {
     log_fork_child();
+    pthread_mutex_unlock(&fork_lock);
     ch->fd = fds[1];
     child_main(ch, opts, host);
   }
   log_fork_parent();
+  pthread_mutex_unlock(&fork_lock);
   if (ch->pid < 0) {
     close(fds[0]);
     close(fds[1]);
