@@ -328,8 +328,8 @@ static int start_child(struct child *ch, const struct engine_opts *opts) {
   }
   atomic_store(&ch->shared->crashed, -1);
   ch->shared->nslots = nslots;
-  /* close-on-exec: a secret's command run by another thread must not
-     hold the pipe open either */
+  /* close-on-exec: nothing the host or a plugin ever executes may hold
+     the pipe open (a fork's copies are closed by close_inherited) */
   if (pipe2(fds, O_CLOEXEC) != 0)
     return -1;
   /* One fork at a time: fflush(NULL) holds stdio's list lock while it
