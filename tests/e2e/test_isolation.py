@@ -98,6 +98,19 @@ class Hostile(lib.TempDirTest):
                 self.assertEqual(report[("acme", "good")]["status"], "ok")
                 self.assertEqual(report[("globex", "good")]["status"], "ok")
 
+    def test_plugin_threads_have_a_wide_stack_guard(self):
+        # the overflow mode's 16 KiB frames would jump glibc's one-page
+        # guard into the next thread's stack; every thread that runs plugin
+        # code has a guard no plugin frame can jump, isolated or not
+        for default in ("process", "none"):
+            with self.subTest(default=default):
+                cfg = hostile_config(self.path("c.yaml"), "guard", default=default)
+                r = self.sync(cfg)
+                self.assertEqual(r.rc, 3, r)
+                m = re.search(r"stack guard (\d+) bytes", r.err)
+                self.assertTrue(m, r)
+                self.assertGreaterEqual(int(m.group(1)), 1024 * 1024, r)
+
     def test_the_instance_key_overrides_the_host_default(self):
         # in-process by default, the hostile instance alone in a child
         cfg = hostile_config(self.path("c.yaml"), "segv", default="none",

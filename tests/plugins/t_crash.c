@@ -10,9 +10,13 @@
  *   block     sleeps for ever, ignoring the host's stop flag
  *   scribble  writes junk into every pipe it has (past stderr), as a
  *             plugin with a stray fd bug would, then returns normally
+ *   guard     fails with the size of its thread's stack guard ("stack
+ *             guard N bytes"), which decides whether `overflow` faults
  * Each first emits one user, so a crash loses records already sent.
  */
-#define _POSIX_C_SOURCE 200809L /* nanosleep */
+#define _GNU_SOURCE /* pthread_getattr_np */
+
+#include <pthread.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,8 +28,8 @@
 
 #include <connhost/plugin.h>
 
-static const char *const tk_modes[] = {"segv",  "abort",    "overflow",
-                                       "block", "scribble", NULL};
+static const char *const tk_modes[] = {"segv",     "abort", "overflow", "block",
+                                       "scribble", "guard", NULL};
 
 static const struct ch_option tk_options[] = {
     {"mode", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
@@ -107,6 +111,14 @@ static int tk_list(void *inst, const char *type, const struct ch_ref *parent,
     abort();
   } else if (strcmp(mode, "overflow") == 0) {
     return tk_recurse(0);
+  } else if (strcmp(mode, "guard") == 0) {
+    pthread_attr_t a;
+    size_t guard = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+      pthread_attr_getguardsize(&a, &guard);
+      pthread_attr_destroy(&a);
+    }
+    return ch_err_set(err, CH_E_INVALID, "stack guard %zu bytes", guard);
   } else if (strcmp(mode, "scribble") == 0) {
     tk_scribble();
     return CH_OK;
