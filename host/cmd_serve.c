@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "explore.h"
 #include "httpd.h"
+#include "isolate.h"
 #include "log.h"
 #include "metrics.h"
 #include "stop.h"
@@ -315,8 +316,10 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
   /* Each instance's plugin in a child of its own unless the config says
      `isolation: none` (docs/config.md): a crash or a hang costs only that
      instance's run, never the other tenants'. */
-  o.config = c;
-  o.isolation = CFG_ISOLATION_PROCESS;
+  if (ISOLATE_THREADED_FORK) {
+    o.config = c;
+    o.isolation = CFG_ISOLATION_PROCESS;
+  }
   sync_run(insts, n, &o, &st);
   if (!st.written)
     ok = 0;

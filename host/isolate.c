@@ -427,6 +427,7 @@ static void ops_in_flight(const struct shared *sh, char *buf, size_t n) {
 static void conclude(struct child *ch, int wstatus) {
   struct instance *in = ch->in;
   const char *plugin = in->plugin->name;
+  struct http_stats hs = {0};
   char ops[256];
 
   ops_in_flight(ch->shared, ops, sizeof(ops));
@@ -471,13 +472,14 @@ static void conclude(struct child *ch, int wstatus) {
   }
   in->pages = ch->status.pages;
   in->warnings = ch->status.warnings;
-  in->child_http.requests = ch->status.requests;
-  in->child_http.retries = ch->status.retries;
-  in->child_http.wait_s = (double)ch->status.wait_us / 1e6;
-  in->child_http.throttled = ch->status.throttled;
-  in->child_http.bytes_in = ch->status.bytes_in;
-  in->child_http.bytes_out = ch->status.bytes_out;
-  in->child_http.errors = ch->status.errors;
+  hs.requests = ch->status.requests;
+  hs.retries = ch->status.retries;
+  hs.wait_s = (double)ch->status.wait_us / 1e6;
+  hs.throttled = ch->status.throttled;
+  hs.bytes_in = ch->status.bytes_in;
+  hs.bytes_out = ch->status.bytes_out;
+  hs.errors = ch->status.errors;
+  instance_set_child_http(in, &hs);
   if (ch->status.failed)
     /* the child logged it */
     instance_fail_logged(in, ch->status.error[0] ? ch->status.error : "failed");

@@ -11,6 +11,21 @@
 #include "graph.h"
 #include "instance.h"
 
+/* Whether a child may be forked while other threads run (serve). Not in
+   an AddressSanitizer build: its allocator (GCC 12's libasan) keeps locks
+   that fork() does not reset, so a child forked while another thread is
+   in malloc waits for ever; serve then runs plugins in-process. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ISOLATE_THREADED_FORK 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ISOLATE_THREADED_FORK 0
+#endif
+#endif
+#ifndef ISOLATE_THREADED_FORK
+#define ISOLATE_THREADED_FORK 1
+#endif
+
 /* How long children get to stop after a stop request before SIGKILL. */
 #define ISOLATE_GRACE_MS 5000
 
