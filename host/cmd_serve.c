@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "explore.h"
 #include "httpd.h"
+#include "isolate.h"
 #include "log.h"
 #include "metrics.h"
 #include "stop.h"
@@ -313,8 +314,13 @@ static int run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
   o.store = c->store;
   o.keep_runs = c->keep_runs;
   o.tickets = c;
-  /* No o.config: in-process until a plugin process can be forked safely
-     beside the other tenants' threads and connections (docs/config.md). */
+  /* Each instance's plugin in a child of its own unless the config says
+     `isolation: none` (docs/config.md): a crash or a hang costs only that
+     instance's run, never the other tenants'. */
+  if (ISOLATE_THREADED_FORK) {
+    o.config = c;
+    o.isolation = CFG_ISOLATION_PROCESS;
+  }
   sync_run(insts, n, &o, &st);
   if (!st.written)
     ok = 0;

@@ -290,8 +290,10 @@ static int check_shrink(struct instance **insts, size_t n,
   if (o->accept_shrink)
     return 0;
   prev = safety_prev_load(output);
-  if (!prev)
+  if (!prev || safety_prev_add_store(prev, o->store)) {
+    safety_prev_free(prev);
     return -1;
+  }
   for (size_t i = 0; i < n; i++) {
     struct instance *in = insts[i];
     struct safety_counts now = {in->resources, in->grants};
@@ -351,7 +353,9 @@ static void watch_tick(struct watch *w, double now, double *next_progress) {
   *next_progress = now + (double)w->progress_ms / 1000.0;
   for (size_t i = 0; i < w->n; i++) {
     struct sync_figures f;
-    if (!w->insts[i]->pinst || instance_failed(w->insts[i]))
+    /* isolated: records counted as they arrive, requests at the end */
+    if ((!w->insts[i]->pinst && !w->insts[i]->isolated) ||
+        instance_failed(w->insts[i]))
       continue;
     sync_figures(w->insts[i], &f);
     log_msg(w->insts[i]->hctx.label, CH_LOG_INFO,
@@ -422,7 +426,7 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   if (o->config)
     isolate_choose(insts, n, o->config, o->isolation);
   register_all(insts, n, g);
-  /* before the watcher: children are forked while the host has no thread */
+  /* forked before this run's watcher and workers start */
   if (isolate_start(insts, n, g, &eo, &iso) != CH_OK) {
     log_error("out of memory starting the plugin processes");
     run_abort(&st->run, CH_E_NOMEM);

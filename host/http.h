@@ -22,6 +22,12 @@ struct http_global_conf {
 
 int http_global_init(const struct http_global_conf *conf, struct ch_err *err);
 void http_global_cleanup(void);
+/* In a child just forked from a host with other threads: a fresh
+   connection pool and lock set, and no easy handle yet on this thread.
+   The parent's pool, its connections (TLS state shared with the parent's
+   sockets) and its handles are never used nor freed here: a cleanup
+   could send a TLS close over a socket the parent still uses. */
+int http_fork_child(void);
 void http_global_defaults(struct http_global_conf *conf);
 
 /* Per-instance counters, read after a run. */

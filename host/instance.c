@@ -402,12 +402,21 @@ int instance_action(struct instance *in, const char *name,
 }
 
 void instance_http_stats(const struct instance *in, struct http_stats *st) {
-  http_client_stats(in->hctx.http, st);
+  /* an isolated instance's requests were all the child's; they arrive
+     while a progress line may be reading them */
   if (in->isolated) {
-    st->requests = in->child_http.requests;
-    st->retries = in->child_http.retries;
-    st->wait_s = in->child_http.wait_s;
+    pthread_mutex_lock((pthread_mutex_t *)&in->lock);
+    *st = in->child_http;
+    pthread_mutex_unlock((pthread_mutex_t *)&in->lock);
+  } else {
+    http_client_stats(in->hctx.http, st);
   }
+}
+
+void instance_set_child_http(struct instance *in, const struct http_stats *st) {
+  pthread_mutex_lock(&in->lock);
+  in->child_http = *st;
+  pthread_mutex_unlock(&in->lock);
 }
 
 void instance_set_dry_run(struct instance *in, FILE *out) {

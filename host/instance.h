@@ -96,6 +96,8 @@ void instance_release(struct instance *in);
 
 /* The instance's HTTP counters, wherever its plugin ran. */
 void instance_http_stats(const struct instance *in, struct http_stats *st);
+/* An isolated instance's counters, as its child reported them. */
+void instance_set_child_http(struct instance *in, const struct http_stats *st);
 
 /* Dry run: print requests to `out` instead of sending them. */
 void instance_set_dry_run(struct instance *in, FILE *out);

@@ -5,6 +5,8 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,9 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "isolate.h"
 #include "isowire.h"
 #include "log.h"
+#include "pace.h"
 #include "stop.h"
 #include "util.h"
 
@@ -142,6 +146,42 @@ static int emit_grant(void *ctx, struct instance *in, const struct ch_grant *g,
   return isowire_put_grant(ctx, g, err);
 }
 
+/* Close every descriptor but stdio and `keep`: a fork copies them all
+   (O_CLOEXEC only acts on exec), and a sibling's pipe end held here would
+   keep that sibling's reader from ever seeing its end of stream; the
+   listener and the other tenants' connections are not ours either. */
+static void close_inherited(int keep) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+  if ((keep <= 3 || close_range(3, (unsigned)keep - 1, 0) == 0) &&
+      close_range((unsigned)keep + 1, ~0U, 0) == 0)
+    return;
+#endif
+  for (long fd = 3, max = sysconf(_SC_OPEN_MAX); fd < max && fd < 65536; fd++)
+    if (fd != keep)
+      close((int)fd);
+}
+
+/*
+ * Make a child forked from a host with other threads (serve's tenants,
+ * the listener, engine workers) fit to run: only the forking thread came
+ * along, so any lock another thread held stays held here. The log's locks
+ * were held across the fork (log_fork_*); the HTTP pool and the pacing
+ * table start fresh rather than use the parent's (their locks, sockets
+ * and TLS state belong to threads that are gone). Signals: the host's
+ * mask (serve blocks SIGTERM for its sigwait thread) is cleared so the
+ * stop handler runs; a hangup meant for the host's reload is ignored.
+ */
+static int child_reinit(int keep) {
+  sigset_t none;
+
+  sigemptyset(&none);
+  pthread_sigmask(SIG_SETMASK, &none, NULL);
+  signal(SIGHUP, SIG_IGN);
+  close_inherited(keep);
+  pace_fork_child();
+  return http_fork_child();
+}
+
 /* Open the plugin, sync the instance into the stream, report, exit. */
 static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
                                  pid_t host) {
@@ -160,7 +200,7 @@ static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
     _exit(1);
   child_shared = ch->shared;
   install_fatal_handlers();
-  if (isowire_writer_init(&w, ch->fd) != CH_OK)
+  if (child_reinit(ch->fd) != 0 || isowire_writer_init(&w, ch->fd) != CH_OK)
     _exit(1);
   isowire_put_hello(&w, &err);
   if (instance_open(in, &err) != CH_OK) {
@@ -180,6 +220,10 @@ static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
   st.requests = hs.requests;
   st.retries = hs.retries;
   st.wait_us = (uint64_t)(hs.wait_s * 1e6);
+  st.throttled = hs.throttled;
+  st.bytes_in = hs.bytes_in;
+  st.bytes_out = hs.bytes_out;
+  st.errors = hs.errors;
   snprintf(st.error, sizeof(st.error), "%s", in->error);
   if (isowire_put_status(&w, &st, &err) != CH_OK ||
       isowire_flush(&w, &err) != CH_OK)
@@ -190,6 +234,8 @@ static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
 }
 
 /* ---- the host ----------------------------------------------------------- */
+
+static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void isolate_choose(struct instance **insts, size_t n, const struct config *c,
                     enum config_isolation dflt) {
@@ -267,9 +313,7 @@ static void *reader_main(void *arg) {
   return NULL;
 }
 
-static int start_child(struct isolate *iso, size_t k,
-                       const struct engine_opts *opts) {
-  struct child *ch = &iso->kids[k];
+static int start_child(struct child *ch, const struct engine_opts *opts) {
   int nslots = (opts->workers > 0 ? opts->workers : 1) + 1;
   int fds[2];
   pid_t host = getpid();
@@ -284,22 +328,29 @@ static int start_child(struct isolate *iso, size_t k,
   }
   atomic_store(&ch->shared->crashed, -1);
   ch->shared->nslots = nslots;
-  if (pipe(fds) != 0)
+  /* close-on-exec: nothing the host or a plugin ever executes may hold
+     the pipe open (a fork's copies are closed by close_inherited) */
+  if (pipe2(fds, O_CLOEXEC) != 0)
     return -1;
+  /* One fork at a time: fflush(NULL) holds stdio's list lock while it
+     locks each stream, fork() takes that list lock, and log_fork_prepare
+     holds stderr; two tenants forking at once could deadlock on them. */
+  pthread_mutex_lock(&fork_lock);
   fflush(NULL); /* nothing buffered may be written twice */
+  log_fork_prepare();
   ch->pid = fork();
+  if (ch->pid == 0) {
+    log_fork_child();
+    pthread_mutex_unlock(&fork_lock);
+    ch->fd = fds[1];
+    child_main(ch, opts, host);
+  }
+  log_fork_parent();
+  pthread_mutex_unlock(&fork_lock);
   if (ch->pid < 0) {
     close(fds[0]);
     close(fds[1]);
     return -1;
-  }
-  if (ch->pid == 0) {
-    for (size_t i = 0; i < k; i++)
-      if (iso->kids[i].fd >= 0)
-        close(iso->kids[i].fd);
-    close(fds[0]);
-    ch->fd = fds[1];
-    child_main(ch, opts, host);
   }
   close(fds[1]);
   ch->fd = fds[0];
@@ -321,7 +372,7 @@ int isolate_start(struct instance **insts, size_t n, struct graph *g,
     free(iso);
     return CH_E_NOMEM;
   }
-  /* every fork first: the host has no thread yet */
+  /* every fork first, before this run's reader threads */
   for (size_t i = 0; i < n; i++) {
     struct child *ch;
     if (!insts[i]->isolated)
@@ -330,7 +381,7 @@ int isolate_start(struct instance **insts, size_t n, struct graph *g,
     ch->in = insts[i];
     ch->graph = g;
     ch->fd = -1;
-    if (start_child(iso, iso->n - 1, opts) != 0) {
+    if (start_child(ch, opts) != 0) {
       instance_fail(insts[i], "cannot start the plugin's process: %s",
                     strerror(errno));
       ch->pid = 0;
@@ -376,6 +427,7 @@ static void ops_in_flight(const struct shared *sh, char *buf, size_t n) {
 static void conclude(struct child *ch, int wstatus) {
   struct instance *in = ch->in;
   const char *plugin = in->plugin->name;
+  struct http_stats hs = {0};
   char ops[256];
 
   ops_in_flight(ch->shared, ops, sizeof(ops));
@@ -400,6 +452,9 @@ static void conclude(struct child *ch, int wstatus) {
                   in->ci->tenant, in->ci->name);
     return;
   }
+  /* killed because the host failed it (a timeout): that error stands */
+  if (atomic_load(&ch->killed) && instance_failed(in))
+    return;
   if (ch->stream_error[0]) {
     instance_fail(in, "plugin %s sent a bad record stream for %s/%s: %s",
                   plugin, in->ci->tenant, in->ci->name, ch->stream_error);
@@ -417,9 +472,14 @@ static void conclude(struct child *ch, int wstatus) {
   }
   in->pages = ch->status.pages;
   in->warnings = ch->status.warnings;
-  in->child_http.requests = ch->status.requests;
-  in->child_http.retries = ch->status.retries;
-  in->child_http.wait_s = (double)ch->status.wait_us / 1e6;
+  hs.requests = ch->status.requests;
+  hs.retries = ch->status.retries;
+  hs.wait_s = (double)ch->status.wait_us / 1e6;
+  hs.throttled = ch->status.throttled;
+  hs.bytes_in = ch->status.bytes_in;
+  hs.bytes_out = ch->status.bytes_out;
+  hs.errors = ch->status.errors;
+  instance_set_child_http(in, &hs);
   if (ch->status.failed)
     /* the child logged it */
     instance_fail_logged(in, ch->status.error[0] ? ch->status.error : "failed");
@@ -439,6 +499,14 @@ void isolate_finish(struct isolate *iso) {
     return;
   while (!all_done(iso)) {
     struct timespec ts = {0, 20 * 1000000L};
+    /* failed by the host meanwhile (its `timeout:`): its records are no
+       longer wanted, and a plugin blocked in an op would never stop */
+    for (size_t i = 0; i < iso->n; i++) {
+      struct child *ch = &iso->kids[i];
+      if (!atomic_load(&ch->done) && !atomic_load(&ch->killed) &&
+          instance_failed(ch->in))
+        kill_child(ch);
+    }
     if (stop_requested() && !deadline) {
       /* children the terminal signalled have their flag already */
       for (size_t i = 0; i < iso->n; i++)

@@ -208,7 +208,7 @@ int isowire_put_status(struct isowire_writer *w,
   int rc = CH_OK;
 
   pthread_mutex_lock(&w->lock);
-  p = frame_begin(w, 1 + 2 + 5 * 8 + str_size(st->error), ISOWIRE_STATUS, err);
+  p = frame_begin(w, 1 + 2 + 9 * 8 + str_size(st->error), ISOWIRE_STATUS, err);
   if (p) {
     *p++ = (unsigned char)(st->failed != 0);
     *p++ = (unsigned char)(st->stopped != 0);
@@ -217,6 +217,10 @@ int isowire_put_status(struct isowire_writer *w,
     p = put_u64(p, st->requests);
     p = put_u64(p, st->retries);
     p = put_u64(p, st->wait_us);
+    p = put_u64(p, st->throttled);
+    p = put_u64(p, st->bytes_in);
+    p = put_u64(p, st->bytes_out);
+    p = put_u64(p, st->errors);
     put_str(p, st->error);
   } else {
     rc = err->code;
@@ -371,6 +375,10 @@ static int decode(struct isowire_reader *r, const unsigned char *p, size_t n,
     f->status.requests = get_u64(&c);
     f->status.retries = get_u64(&c);
     f->status.wait_us = get_u64(&c);
+    f->status.throttled = get_u64(&c);
+    f->status.bytes_in = get_u64(&c);
+    f->status.bytes_out = get_u64(&c);
+    f->status.errors = get_u64(&c);
     s = get_str(&c);
     snprintf(f->status.error, sizeof(f->status.error), "%s", s ? s : "");
     r->ended = 1;

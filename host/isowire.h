@@ -19,7 +19,7 @@
  * strings. The reader trusts nothing: every length is checked against
  * the frame and ISOWIRE_MAX_FRAME before anything is read or allocated.
  */
-#define ISOWIRE_VERSION 1
+#define ISOWIRE_VERSION 2
 #define ISOWIRE_MAX_FRAME (8u << 20)
 #define ISOWIRE_NULL 0xffffffffu
 
@@ -35,6 +35,7 @@ struct isowire_status {
   int failed;
   int stopped;
   uint64_t pages, warnings, requests, retries, wait_us;
+  uint64_t throttled, bytes_in, bytes_out, errors;
   char error[CH_ERR_MSG_SIZE + 128];
 };
 

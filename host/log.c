@@ -92,6 +92,19 @@ void log_cleanup(void) {
   pthread_mutex_unlock(&secret_lock);
 }
 
+void log_fork_prepare(void) {
+  flockfile(stderr);
+  pthread_mutex_lock(&secret_lock);
+}
+
+void log_fork_parent(void) {
+  pthread_mutex_unlock(&secret_lock);
+  funlockfile(stderr);
+}
+
+/* The forking thread is the owner on both sides, so unlocking is valid. */
+void log_fork_child(void) { log_fork_parent(); }
+
 /* The registered secret that starts at `p`, longest first, or 0. */
 static size_t secret_at(const char *p) {
   size_t best = 0;

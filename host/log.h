@@ -51,6 +51,14 @@ void log_event(enum ch_log_level level, const char *event,
 /* Release the secret registry (at exit). */
 void log_cleanup(void);
 
+/* Around a fork() in a process with other threads (isolate.c): prepare
+   takes the log's locks (stderr, then the secret list, the order a log
+   line takes them), so no other thread holds them in the child; parent
+   and child release them on each side. */
+void log_fork_prepare(void);
+void log_fork_parent(void);
+void log_fork_child(void);
+
 #define log_error(...) log_msg(NULL, CH_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(NULL, CH_LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(NULL, CH_LOG_INFO, __VA_ARGS__)

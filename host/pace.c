@@ -104,6 +104,11 @@ void pace_global_cleanup(void) {
   pthread_mutex_unlock(&global_lock);
 }
 
+void pace_fork_child(void) {
+  pthread_mutex_init(&global_lock, NULL);
+  global_table = NULL;
+}
+
 struct pace_budget *pace_budget_get(struct pace_table *t, const char *key) {
   struct pace_budget *b;
 

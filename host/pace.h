@@ -35,6 +35,10 @@ void pace_table_free(struct pace_table *t);
    freed by pace_global_cleanup). NULL when out of memory. */
 struct pace_table *pace_global(void);
 void pace_global_cleanup(void);
+/* In a child just forked from a host with other threads: start a fresh
+   global table (the parent's budgets and their locks may be held by
+   threads that do not exist here; they are left alone, never freed). */
+void pace_fork_child(void);
 
 /* The budget for `key` (copied), created on first use; it lives as long
    as the table. NULL when out of memory. */

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "safety.h"
+#include "store.h"
 
 /* A graph with more instances than this is not one of ours. */
 #define PREV_MAX_INSTANCES 100000
@@ -74,17 +75,24 @@ static unsigned long long stat_of(struct json_object *stats, const char *k) {
   return n > 0 ? (unsigned long long)n : 0;
 }
 
-/* Add one instances[] element; failed ones carry no last good counts. */
-static int add_entry(struct safety_prev *p, struct json_object *o) {
-  struct json_object *t, *i, *st, *stats;
-  struct prev_entry *e;
+static struct prev_entry *find(const struct safety_prev *p, const char *tenant,
+                               const char *instance) {
+  for (size_t i = 0; p && i < p->n; i++) {
+    if (!strcmp(p->v[i].tenant, tenant) && !strcmp(p->v[i].instance, instance))
+      return &p->v[i];
+  }
+  return NULL;
+}
 
-  if (!json_object_object_get_ex(o, "tenant", &t) ||
-      !json_object_object_get_ex(o, "instance", &i) ||
-      !json_object_object_get_ex(o, "status", &st) ||
-      !json_object_object_get_ex(o, "stats", &stats) ||
-      strcmp(json_object_get_string(st), "ok") != 0)
+/* Set tenant/instance's counts, adding it when new. */
+static int set_entry(struct safety_prev *p, const char *tenant,
+                     const char *instance, const struct safety_counts *c) {
+  struct prev_entry *e = find(p, tenant, instance);
+
+  if (e) {
+    e->counts = *c;
     return 0;
+  }
   if (p->n == p->cap) {
     size_t cap = p->cap ? p->cap * 2 : 8;
     struct prev_entry *v = realloc(p->v, cap * sizeof(*v));
@@ -94,16 +102,55 @@ static int add_entry(struct safety_prev *p, struct json_object *o) {
     p->cap = cap;
   }
   e = &p->v[p->n];
-  e->tenant = strdup(json_object_get_string(t));
-  e->instance = strdup(json_object_get_string(i));
+  e->tenant = strdup(tenant);
+  e->instance = strdup(instance);
   if (!e->tenant || !e->instance) {
     free(e->tenant);
     free(e->instance);
     return -1;
   }
-  e->counts.resources = stat_of(stats, "resources");
-  e->counts.grants = stat_of(stats, "grants");
+  e->counts = *c;
   p->n++;
+  return 0;
+}
+
+/* Add one instances[] element; failed ones carry no last good counts. */
+static int add_entry(struct safety_prev *p, struct json_object *o) {
+  struct json_object *t, *i, *st, *stats;
+  struct safety_counts c;
+
+  if (!json_object_object_get_ex(o, "tenant", &t) ||
+      !json_object_object_get_ex(o, "instance", &i) ||
+      !json_object_object_get_ex(o, "status", &st) ||
+      !json_object_object_get_ex(o, "stats", &stats) ||
+      strcmp(json_object_get_string(st), "ok") != 0)
+    return 0;
+  c.resources = stat_of(stats, "resources");
+  c.grants = stat_of(stats, "grants");
+  return set_entry(p, json_object_get_string(t), json_object_get_string(i), &c);
+}
+
+static int add_stored(void *arg, const char *tenant, const char *instance,
+                      int64_t resources, int64_t grants) {
+  struct safety_counts c = {resources > 0 ? (unsigned long long)resources : 0,
+                            grants > 0 ? (unsigned long long)grants : 0};
+  /* CH_E_NOMEM stops the read; tenant and instance are NOT NULL columns */
+  return set_entry(arg, tenant, instance, &c) ? CH_E_NOMEM : 0;
+}
+
+int safety_prev_add_store(struct safety_prev *p, const char *path) {
+  struct ch_err err = {0};
+  int rc;
+
+  if (!p || !path)
+    return 0;
+  rc = store_last_good(path, add_stored, p, &err);
+  if (rc == CH_E_NOMEM)
+    return -1;
+  if (rc != CH_OK)
+    log_warn("%s: no last good counts from the store, the safety thresholds "
+             "use the previous output's",
+             err.msg);
   return 0;
 }
 
@@ -208,11 +255,8 @@ struct safety_prev *safety_prev_load(const char *path) {
 const struct safety_counts *safety_prev_get(const struct safety_prev *p,
                                             const char *tenant,
                                             const char *instance) {
-  for (size_t i = 0; p && i < p->n; i++) {
-    if (!strcmp(p->v[i].tenant, tenant) && !strcmp(p->v[i].instance, instance))
-      return &p->v[i].counts;
-  }
-  return NULL;
+  const struct prev_entry *e = find(p, tenant, instance);
+  return e ? &e->counts : NULL;
 }
 
 void safety_prev_free(struct safety_prev *p) {

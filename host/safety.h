@@ -28,15 +28,21 @@ int safety_check(const struct safety_counts *prev,
                  const struct safety_counts *now, int max_shrink, char *why,
                  size_t whysz);
 
-/* The last good counts of every instance. Today they come from the
-   previous output graph's per-instance stats; a store can supply them
-   later behind the same calls. */
+/* The last good counts of every instance: from the snapshot store's last
+   good run of each instance when the store has one, else from the
+   previous output graph's per-instance stats. */
 struct safety_prev;
 
 /* Read the instances header of the graph file `path` (JSON or JSONL).
    A missing file gives an empty set; an unreadable or foreign one too,
    with a warning, so a first run is never blocked. NULL on no memory. */
 struct safety_prev *safety_prev_load(const char *path);
+/* Take each instance's counts from its last good run in the store at
+   `path` where it has one (they replace the output's: the output may be
+   gone, or older than the store's last good run). A store that cannot be
+   read is warned about and skipped, so it never blocks a run. -1 on no
+   memory. */
+int safety_prev_add_store(struct safety_prev *p, const char *path);
 /* The counts of tenant/instance if its last run was ok, else NULL. */
 const struct safety_counts *safety_prev_get(const struct safety_prev *p,
                                             const char *tenant,

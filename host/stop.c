@@ -4,6 +4,7 @@
    process at once; a fatal signal in a plugin op is named before death. */
 #include "autoconfig.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -21,6 +22,9 @@ static atomic_int stop_signal;
 static __thread const char *cur_label, *cur_op, *cur_arg;
 static __thread int cur_altstack;
 #define ALTSTACK_SIZE (64 * 1024)
+/* The stack guard of every thread: plugin frames up to this size cannot
+   jump it. */
+#define STOP_GUARD_SIZE (1024 * 1024)
 static __thread char altstack[ALTSTACK_SIZE];
 
 const char *stop_signal_name(int sig) {
@@ -128,7 +132,26 @@ static void on_fatal(int sig) {
   raise(sig);
 }
 
+/* A plugin's stack overflow must fault on a guard page: a frame bigger
+   than glibc's one-page guard (a 16 KiB buffer is enough) jumps it and
+   writes on into the stack and TLS of the thread below, which then dies
+   of that corruption (once seen as "malloc(): unaligned tcache chunk")
+   instead of the plugin's thread of SIGSEGV. Guards are address space
+   only; the threads created after this get STOP_GUARD_SIZE. */
+static void wide_guards(void) {
+  pthread_attr_t a;
+  size_t guard;
+
+  if (pthread_getattr_default_np(&a) != 0)
+    return;
+  if (pthread_attr_getguardsize(&a, &guard) == 0 && guard < STOP_GUARD_SIZE &&
+      pthread_attr_setguardsize(&a, STOP_GUARD_SIZE) == 0)
+    pthread_setattr_default_np(&a);
+  pthread_attr_destroy(&a);
+}
+
 void stop_install_handlers(void) {
+  wide_guards();
   static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
   struct sigaction sa = {0};
 

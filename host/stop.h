@@ -13,7 +13,9 @@
  * written atomically, so the previous one stays intact). SIGSEGV, SIGBUS,
  * SIGFPE, SIGILL and SIGABRT print one line naming the plugin op running
  * on the faulting thread (see stop_enter_op) and then kill the process
- * with the same signal.
+ * with the same signal. Threads created afterwards get a 1 MiB stack
+ * guard, so a plugin's stack overflow faults there instead of writing on
+ * into another thread's stack.
  */
 void stop_install_handlers(void);
 /* Name the plugin op this thread is about to run: `label` is the

@@ -46,6 +46,18 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
 int store_save(const char *path, const struct graph *g, int64_t started_ms,
                long keep_runs, int64_t *run_id, struct ch_err *err);
 
+/*
+ * Each instance's resource and grant counts in its last good run (the
+ * newest run it succeeded in), for the safety thresholds: `fn` is called
+ * once per instance that has one. A store that does not exist has none
+ * (CH_OK, no call). Stops at and returns a non-zero result of `fn`.
+ */
+int store_last_good(const char *path,
+                    int (*fn)(void *arg, const char *tenant,
+                              const char *instance, int64_t resources,
+                              int64_t grants),
+                    void *arg, struct ch_err *err);
+
 /* ---- reading ----------------------------------------------------------- */
 
 /* What a read answers from: `run` 0 = the latest; `tenant` NULL = all. */

@@ -3,9 +3,12 @@
    named queries over that selection (docs/store.md). */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/stat.h>
 
 #include "store_int.h"
 
@@ -519,4 +522,37 @@ void store_cursor_free(struct store_cursor *c) {
     return;
   db_finalize(c->st);
   free(c);
+}
+
+int store_last_good(const char *path,
+                    int (*fn)(void *arg, const char *tenant,
+                              const char *instance, int64_t resources,
+                              int64_t grants),
+                    void *arg, struct ch_err *err) {
+  struct store *s = NULL;
+  struct db_stmt *q = NULL;
+  struct stat sb;
+  int rc, step = 0;
+
+  /* no store file yet: no history (a URL's database is always asked) */
+  if (!db_is_url(path) && stat(path, &sb) != 0 && errno == ENOENT)
+    return CH_OK;
+  rc = store_open(path, 0, &s, err);
+  if (!rc)
+    rc = store_prep(s,
+                    "SELECT i.tenant, i.name, ri.resources, ri.grants FROM"
+                    " (SELECT inst_id, MAX(run_id) AS run_id FROM run_instances"
+                    " WHERE status = 'ok' GROUP BY inst_id) last"
+                    " JOIN run_instances ri ON ri.run_id = last.run_id AND"
+                    " ri.inst_id = last.inst_id JOIN instances i ON i.id ="
+                    " last.inst_id",
+                    &q, err);
+  while (!rc && (step = db_step(q)) == 1)
+    rc = fn(arg, db_column_text(q, 0), db_column_text(q, 1),
+            db_column_int64(q, 2), db_column_int64(q, 3));
+  if (!rc && step < 0)
+    rc = db_fail(s->db, err, "reading the last good runs");
+  db_finalize(q);
+  store_close(s);
+  return rc;
 }

@@ -55,6 +55,10 @@ static struct bytes stream(void) {
   st.pages = 7;
   st.requests = 1ull << 40;
   st.wait_us = 1500000;
+  st.throttled = 3;
+  st.bytes_in = 1ull << 33;
+  st.bytes_out = 512;
+  st.errors = 2;
   snprintf(st.error, sizeof(st.error), "list user: refused");
   ck_assert_int_eq(isowire_put_hello(&w, &err), CH_OK);
   ck_assert_int_eq(isowire_put_resource(&w, &res, &err), CH_OK);
@@ -138,6 +142,10 @@ START_TEST(test_round_trip) {
   ck_assert_uint_eq(f.status.pages, 7);
   ck_assert_uint_eq(f.status.requests, 1ull << 40);
   ck_assert_uint_eq(f.status.wait_us, 1500000);
+  ck_assert_uint_eq(f.status.throttled, 3);
+  ck_assert_uint_eq(f.status.bytes_in, 1ull << 33);
+  ck_assert_uint_eq(f.status.bytes_out, 512);
+  ck_assert_uint_eq(f.status.errors, 2);
   ck_assert_str_eq(f.status.error, "list user: refused");
 
   ck_assert_int_eq(isowire_next(&r, &f, &err), 0);
@@ -237,9 +245,9 @@ static void add_head(struct buf *b, uint32_t len, char kind) {
 
 /* A status with no error text and `extra` bytes after it. */
 static void add_status(struct buf *b, size_t extra) {
-  static const unsigned char zeros[64];
-  add_head(b, 1 + 2 + 40 + 4 + (uint32_t)extra, 'S');
-  add(b, zeros, 42);
+  static const unsigned char zeros[96];
+  add_head(b, 1 + 2 + 72 + 4 + (uint32_t)extra, 'S');
+  add(b, zeros, 74);
   add_u32(b, ISOWIRE_NULL);
   add(b, zeros, extra);
 }

@@ -215,7 +215,8 @@ class WrongUrl(HostileTest):
 
 
 class Shrink(HostileTest):
-    """Item 2: safety thresholds against the previous output's stats."""
+    """Item 2: safety thresholds against the last good run: the store's,
+    else the previous output's stats."""
 
     def flat_cfg(self, data, name, extra="", inst_extra=None):
         path = self.path(name + ".json")
@@ -268,6 +269,29 @@ class Shrink(HostileTest):
                      "sync", "-o", out])
         self.assertEqual(r.rc, 0, r)
 
+
+    def test_the_store_alone_is_history(self):
+        # the last good counts come from the store: with the output gone
+        # a shrinking sync is still refused, and a refused (failed) run
+        # does not become the new last good one
+        full = lib.load_json(FLAT_FIXTURE)
+        empty = {"flatfile": 1, "users": [], "groups": [], "roles": []}
+        store = "store: %s" % lib.yaml_quote(self.path("history.db"))
+        out = self.path("graph.json")
+        r = lib.run(["-c", self.flat_cfg(full, "full", extra=store), "sync", "-o", out])
+        self.assertEqual(r.rc, 0, r)
+        n = lib.load_json(out)["instances"][0]["stats"]["resources"]
+        self.assertGreater(n, 0)
+        os.unlink(out)
+        for attempt in range(2):
+            r = lib.run(["-c", self.flat_cfg(empty, "empty", extra=store), "sync", "-o", out])
+            self.assertNotEqual(r.rc, 0, r)
+            self.assertIn("refusing to replace the last good data: %d -> 0 resources" % n,
+                          r.err, (attempt, r))
+            self.assertFalse(os.path.exists(out))
+        r = lib.run(["-c", self.flat_cfg(empty, "empty", extra=store), "sync", "-o", out,
+                     "--accept-shrink"])
+        self.assertEqual(r.rc, 0, r)
 
 
 class OutputTargets(HostileTest):

@@ -10,6 +10,7 @@ about 15 s each)."""
 import filecmp
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,25 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+import test_serve  # noqa: E402  (its Serve daemon and metrics parser)
 
 SLOW = os.environ.get("CONNHOST_SLOW_TESTS") != "0"
 GRACE_S = 5  # ISOLATE_GRACE_MS in host/isolate.h
 SIGNALS = {"segv": "SIGSEGV", "abort": "SIGABRT", "overflow": "SIGSEGV"}
+
+def asan_build():
+    """Whether connhost is an AddressSanitizer build: serve runs plugins
+    in-process there (ISOLATE_THREADED_FORK in host/isolate.h)."""
+    try:
+        out = subprocess.run(["ldd", lib.CONNHOST], capture_output=True, text=True).stdout
+    except OSError:
+        return False
+    return "libasan" in out
+
+
+ASAN = asan_build()
+NO_THREADED_FORK = "an AddressSanitizer build does not fork beside threads (isolate.h)"
+SERVE_FAST = "schedule:\n  interval: 200ms\n  jitter: 0%\nworkers: 4\n"
 
 
 def hostile_config(path, mode, default="process", bad_key=None, plugin_dir=None):
@@ -94,6 +110,19 @@ class Hostile(lib.TempDirTest):
                 self.assertEqual(report[("acme", "jira")]["error"], line)
                 self.assertEqual(report[("acme", "good")]["status"], "ok")
                 self.assertEqual(report[("globex", "good")]["status"], "ok")
+
+    def test_plugin_threads_have_a_wide_stack_guard(self):
+        # the overflow mode's 16 KiB frames would jump glibc's one-page
+        # guard into the next thread's stack; every thread that runs plugin
+        # code has a guard no plugin frame can jump, isolated or not
+        for default in ("process", "none"):
+            with self.subTest(default=default):
+                cfg = hostile_config(self.path("c.yaml"), "guard", default=default)
+                r = self.sync(cfg)
+                self.assertEqual(r.rc, 3, r)
+                m = re.search(r"stack guard (\d+) bytes", r.err)
+                self.assertTrue(m, r)
+                self.assertGreaterEqual(int(m.group(1)), 1024 * 1024, r)
 
     def test_the_instance_key_overrides_the_host_default(self):
         # in-process by default, the hostile instance alone in a child
@@ -236,6 +265,200 @@ class SameBytes(lib.TempDirTest):
     @unittest.skipUnless(SLOW, "CONNHOST_SLOW_TESTS=0")
     def test_large(self):
         self.compare("large")
+
+
+class UnderServe(test_serve.ServeTest):
+    """`connhost serve` runs every instance in a child by default: many
+    tenants forking and syncing at once beside the listener, a crash or a
+    hang costing one instance's run, and `isolation: none` to opt out."""
+
+    def plugin_dir(self):
+        """jira_cloud and the test plugins in one directory (copies: a
+        symlinked plugin is refused)."""
+        d = self.path("plugins")
+        if not os.path.isdir(d):
+            os.makedirs(d)
+            for src in (os.path.join(lib.PLUGINS, "jira_cloud.so"),
+                        os.path.join(lib.TEST_PLUGINS, "t_chaos.so"),
+                        os.path.join(lib.TEST_PLUGINS, "t_crash.so")):
+                shutil.copy(src, d)
+        return d
+
+    def serve_config(self, tenants, extra=SERVE_FAST):
+        """`tenants` maps tenant -> instance -> YAML lines of the instance."""
+        lines = ["plugin_dir: %s" % lib.yaml_quote(self.plugin_dir()),
+                 "output: %s" % lib.yaml_quote(os.path.join(self.out_dir, "{tenant}.json")),
+                 extra.rstrip("\n"), "tenants:"]
+        for tname, insts in tenants.items():
+            lines.append("  %s:" % tname)
+            for iname, body in insts.items():
+                lines.append("    %s:" % iname)
+                lines += ["      " + b for b in body]
+        path = self.path("serve.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def jira_lines(self, tenant):
+        j = self.jira(tenant)
+        return ["plugin: jira_cloud", "options:"] + [
+            "  %s: %s" % (k, v if v.startswith("${") else lib.yaml_quote(v))
+            for k, v in j["options"].items()]
+
+    @staticmethod
+    def runs(log, tenant, instance, status):
+        return len(re.findall(r"sync_finished: tenant=%s instance=%s status=%s "
+                              % (tenant, instance, status), log))
+
+    def wait_runs(self, s, want, timeout=180):
+        """Wait until each (tenant, instance, status) has finished `n` runs."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            log = s.log()
+            if all(self.runs(log, *key) >= n for key, n in want.items()):
+                return log
+            self.assertIsNone(s.proc.poll(), log[-4000:])
+            time.sleep(0.2)
+        self.fail("runs %r not reached in %ss:\n%s" % (want, timeout, s.log()[-4000:]))
+
+    @unittest.skipIf(ASAN, NO_THREADED_FORK)
+    def test_many_tenants_fork_and_sync_at_once_for_many_rounds(self):
+        # two tenants on HTTP to the fake (their connections live in the
+        # host while others fork), three on the test plugin, a short
+        # interval: forks land while other tenants' transfers, logs and
+        # children are in flight
+        chaos = ["plugin: t_chaos", "options:", "  users: 40"]
+        slow = ["plugin: t_chaos", "options:", "  mode: slow", "  pages: 3",
+                "  delay_ms: 30"]
+        tenants = {"alpha": {"jira": self.jira_lines("alpha")},
+                   "beta": {"jira": self.jira_lines("beta"), "hr": chaos},
+                   "gamma": {"hr": chaos}, "delta": {"hr": slow},
+                   "eps": {"hr": chaos, "hr2": chaos}}
+        s = self.serve(self.serve_config(tenants))
+        seen_child = False
+        deadline = time.time() + 180
+        want = {("alpha", "jira", "ok"): 5, ("beta", "jira", "ok"): 5,
+                ("gamma", "hr", "ok"): 25, ("delta", "hr", "ok"): 15,
+                ("eps", "hr2", "ok"): 25}
+        while time.time() < deadline:
+            seen_child = seen_child or bool(children_of(s.proc.pid))
+            log = s.log()
+            if all(self.runs(log, *k) >= n for k, n in want.items()) and seen_child:
+                break
+            self.assertIsNone(s.proc.poll(), log[-4000:])
+            time.sleep(0.02)
+        log = self.wait_runs(s, want, timeout=5)
+        self.assertTrue(seen_child, "no plugin process seen under serve")
+        self.assertNotIn("status=failed", log)
+        for bad in ("crashed", "bad record stream", "exited with status",
+                    "cannot start the plugin's process", "error:"):
+            self.assertNotIn(bad, log)
+        for tenant in tenants:
+            graph = lib.load_json(self.out(tenant))
+            self.assertTrue(graph["resources"], tenant)
+            self.assertEqual({i["status"] for i in graph["instances"]}, {"ok"}, tenant)
+        # the child's HTTP counters reach the host (sync_finished, /metrics)
+        self.assertRegex(log, r"tenant=alpha instance=jira status=ok .* requests=[1-9]\d* "
+                              r"retries=\d+ throttled=\d+ bytes=[1-9]")
+        fam = s.metrics()
+        self.assertGreater(test_serve.sample(fam, "connhost_http_bytes_total",
+                                             tenant="alpha", instance="jira") or 0, 0)
+        for tenant, inst in (("gamma", "hr"), ("alpha", "jira")):
+            self.assertEqual(test_serve.sample(fam, "connhost_sync_runs_total", tenant=tenant,
+                                               instance=inst, status="failed"), 0)
+        self.assertEqual(s.get("/healthz")[0], 200)
+        self.assertEqual(s.stop(), 0, s.log()[-3000:])
+
+    @unittest.skipIf(ASAN, NO_THREADED_FORK)
+    def test_a_crash_costs_only_that_instance_run(self):
+        tenants = {"acme": {"jira": ["plugin: t_crash", "options:", "  mode: segv"],
+                            "good": ["plugin: t_chaos", "options:", "  users: 7"]},
+                   "globex": {"good": ["plugin: t_chaos"]}}
+        s = self.serve(self.serve_config(tenants))
+        log = self.wait_runs(s, {("acme", "jira", "failed"): 3, ("globex", "good", "ok"): 3})
+        self.assertIn("plugin t_crash crashed (SIGSEGV) in list(user) for acme/jira", log)
+        # acme's file holds both instances, so it is not written; globex's is
+        self.assertFalse(os.path.exists(self.out("acme")))
+        self.assertTrue(lib.load_json(self.out("globex"))["resources"])
+        fam = s.metrics()
+        self.assertGreaterEqual(test_serve.sample(fam, "connhost_sync_runs_total", tenant="acme",
+                                                  instance="jira", status="failed"), 3)
+        self.assertGreaterEqual(test_serve.sample(fam, "connhost_sync_runs_total",
+                                                  tenant="globex", instance="good",
+                                                  status="ok"), 3)
+        self.assertEqual(test_serve.sample(fam, "connhost_sync_last_success", tenant="acme",
+                                           instance="jira"), 0)
+        self.assertEqual(s.get("/healthz")[0], 200)
+        self.assertEqual(s.stop(), 0, s.log()[-3000:])
+
+    @unittest.skipIf(ASAN, NO_THREADED_FORK)
+    def test_a_hang_is_killed_at_the_instance_timeout(self):
+        tenants = {"acme": {"jira": ["plugin: t_crash", "timeout: 1500ms", "options:",
+                                     "  mode: block"]},
+                   "globex": {"good": ["plugin: t_chaos"]}}
+        s = self.serve(self.serve_config(tenants))
+        s.wait_log(r"sync_started: tenant=acme instance=jira")
+        t0 = time.time()
+        # the blocked child holds nothing of the host's but stdio and its
+        # pipe: not the listener, not a sibling's pipe
+        fds = None
+        while fds is None and time.time() < t0 + 10:
+            for kid in children_of(s.proc.pid):
+                try:
+                    fds = {int(fd): os.readlink("/proc/%d/fd/%s" % (kid, fd))
+                           for fd in os.listdir("/proc/%d/fd" % kid)}
+                    break
+                except OSError:  # a short-lived sibling just ended
+                    continue
+        self.assertIsNotNone(fds, "no child process")
+        self.assertFalse([v for v in fds.values() if v.startswith("socket:")], fds)
+        self.assertEqual(len([fd for fd, v in fds.items()
+                              if fd > 2 and v.startswith("pipe:")]), 1, fds)
+        log = self.wait_runs(s, {("acme", "jira", "failed"): 2}, timeout=60)
+        # two runs, each ended by the timeout (not by the 5 s stop grace)
+        self.assertLess(time.time() - t0, 2 * (1.5 + GRACE_S), log[-3000:])
+        self.assertIn("timed out after", log)
+        self.assertNotIn("did not stop within", log)
+        self.assertNotIn("crashed", log)
+        self.assertGreaterEqual(self.runs(log, "globex", "good", "ok"), 2)
+        # a blocked child is killed, not left behind: at most the current
+        # run's child exists
+        self.assertLessEqual(len(children_of(s.proc.pid)), 1)
+        self.assertEqual(s.stop(), 0, s.log()[-3000:])
+        self.assertFalse(children_of(s.proc.pid))
+
+    @unittest.skipIf(ASAN, NO_THREADED_FORK)
+    def test_sigterm_reaches_the_children(self):
+        # serve blocks SIGTERM in its threads for its own sigwait; a child
+        # forked from one must still take the host's stop request
+        tenants = {"acme": {"hr": ["plugin: t_chaos", "options:", "  mode: slow",
+                                   "  pages: 1000", "  delay_ms: 100"]}}
+        s = self.serve(self.serve_config(
+            tenants, extra=SERVE_FAST + "serve:\n  shutdown_grace: 1s\n"))
+        s.wait_log(r"sync_started: tenant=acme instance=hr")
+        deadline = time.time() + 30
+        while not children_of(s.proc.pid) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(children_of(s.proc.pid), s.log()[-3000:])
+        t0 = time.time()
+        self.assertEqual(s.stop(), 0, s.log()[-3000:])
+        # the grace, then the child stops at once (not GRACE_S later, killed)
+        self.assertLess(time.time() - t0, 1 + GRACE_S - 1, s.log()[-3000:])
+        self.assertNotIn("did not stop within", s.log())
+
+    def test_isolation_none_opts_an_instance_out(self):
+        # in-process on request: the same crash then takes serve down
+        tenants = {"acme": {"jira": ["plugin: t_crash", "isolation: none", "options:",
+                                     "  mode: abort"]},
+                   "globex": {"good": ["plugin: t_chaos"]}}
+        s = self.serve(self.serve_config(tenants))
+        try:
+            rc = s.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.fail("serve survived an in-process abort:\n" + s.log()[-3000:])
+        self.assertEqual(rc, -signal.SIGABRT, s.log()[-3000:])
+        self.assertIn("plugin t_crash crashed (SIGABRT) in list(user) for acme/jira",
+                      s.log())
 
 
 if __name__ == "__main__":

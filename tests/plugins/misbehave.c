@@ -81,6 +81,7 @@ void tm_misbehave(enum tm_how how) {
     tm_scribble();
     return;
   case TM_HANG:
+  case TM_GUARD: /* the caller's own; here it hangs */
     break;
   }
   for (;;) {

@@ -11,7 +11,8 @@ enum tm_how {
   TM_ABORT,    /* abort() (SIGABRT) */
   TM_OVERFLOW, /* recurse until the stack runs out (SIGSEGV) */
   TM_HANG,     /* sleep for ever, ignoring the host's stop flag */
-  TM_SCRIBBLE  /* write junk into every pipe past stderr, then return */
+  TM_SCRIBBLE, /* write junk into every pipe past stderr, then return */
+  TM_GUARD     /* not a misbehaviour: t_crash reports its stack guard */
 };
 
 /* A plugin's `mode` values (NULL-name terminated). */

@@ -10,9 +10,14 @@
  *   block     sleeps for ever, ignoring the host's stop flag
  *   scribble  writes junk into every pipe it has (past stderr), as a
  *             plugin with a stray fd bug would, then returns normally
+ *   guard     fails with the size of its thread's stack guard ("stack
+ *             guard N bytes"), which decides whether `overflow` faults
  * Each first emits one user, so a crash loses records already sent. The
  * misbehaviours are misbehave.c's (t_hostile's too).
  */
+#define _GNU_SOURCE /* pthread_getattr_np */
+
+#include <pthread.h>
 #include <stddef.h>
 
 #include <connhost/plugin.h>
@@ -21,7 +26,8 @@
 
 static const struct tm_mode tk_modes[] = {
     {"segv", TM_SEGV},  {"abort", TM_ABORT},       {"overflow", TM_OVERFLOW},
-    {"block", TM_HANG}, {"scribble", TM_SCRIBBLE}, {NULL, TM_HANG}};
+    {"block", TM_HANG}, {"scribble", TM_SCRIBBLE}, {"guard", TM_GUARD},
+    {NULL, TM_HANG}};
 
 static const struct ch_option tk_options[] = {
     {"mode", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
@@ -48,6 +54,15 @@ static int tk_list(void *inst, const char *type, const struct ch_ref *parent,
   (void)token;
   if (sink->resource(sink, &r))
     return ch_err_set(err, CH_E_STOPPED, "stopped by the host");
+  if (mode->how == TM_GUARD) {
+    pthread_attr_t a;
+    size_t guard = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+      pthread_attr_getguardsize(&a, &guard);
+      pthread_attr_destroy(&a);
+    }
+    return ch_err_set(err, CH_E_INVALID, "stack guard %zu bytes", guard);
+  }
   tm_misbehave(mode->how); /* returns only after scribbling */
   return CH_OK;
 }
