@@ -724,9 +724,10 @@ static void on_http(void *arg, const struct httpd_request *rq,
 
 /* ---- the main loop ----------------------------------------------------- */
 
-/* Health checks, and the explorer's pages (they hold no data). */
-static const char *const open_paths[] = {"/healthz",    "/readyz",      "/",
-                                         "/explore.js", "/explore.css", NULL};
+/* Health checks, and the explorer's style sheet and script (they hold no
+   data; its pages do). */
+static const char *const open_paths[] = {"/healthz", "/readyz", "/explore.js",
+                                         "/explore.css", NULL};
 
 /* Stop: no new runs; in-flight ones get the grace period, then the stop
    flag aborts them (their outputs stay as they were). */

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The `serve` listener on libmicrohttpd: one polling thread, capped
-   connections, request memory and idle time, so a slow or malformed client
-   costs a bounded slot and never reaches the scheduler. */
+/* The `serve` and `explore` listener on libmicrohttpd: a thread per
+   connection (so a slow answer, a store read, never holds up another
+   request), capped connections, request memory and idle time, so a slow
+   or malformed client costs a bounded slot and never reaches the
+   scheduler. */
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
@@ -16,7 +18,7 @@
 #include "httpd.h"
 #include "log.h"
 
-#define HTTPD_MAX_CONNS 64       /* at once, all clients */
+#define HTTPD_MAX_CONNS 64       /* at once, all clients (threads) */
 #define HTTPD_MAX_PER_IP 16      /* at once, one client address */
 #define HTTPD_TIMEOUT_S 10       /* idle connection */
 #define HTTPD_MEMORY (32 * 1024) /* per connection: request line + headers */
@@ -237,7 +239,8 @@ int httpd_start(const struct httpd_conf *conf, struct httpd **out,
   struct sockaddr_storage ss;
   struct httpd *h = NULL;
   const union MHD_DaemonInfo *info;
-  unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD |
+                   MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
   int loopback = 0, rc;
 
   *out = NULL;
