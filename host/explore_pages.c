@@ -194,19 +194,20 @@ static void href(FILE *f, const char *path, const char *name,
   html_url_arg(f, value);
 }
 
-/* The request's arguments among `names` (space-separated), as
-   "&name=value" for a link. */
+/* The request's arguments among `names` (space-separated; "q=search":
+   the argument q, named search), as "&name=value" for a link. */
 static void args(struct page *pg, const char *names) {
   char name[32];
 
   for (const char *p = names; *p;) {
-    size_t n = strcspn(p, " ");
+    size_t n = strcspn(p, " "), k = strcspn(p, " =");
     const char *v;
     if (n < sizeof(name)) {
-      memcpy(name, p, n);
-      name[n] = 0;
+      memcpy(name, p, k);
+      name[k] = 0;
       if ((v = httpd_query(pg->rq, name)) && *v) {
-        fprintf(pg->f, "&amp;%s=", name);
+        fprintf(pg->f, "&amp;%.*s=", (int)(k < n ? n - k - 1 : k),
+                k < n ? p + k + 1 : p);
         html_url_arg(pg->f, v);
       }
     }
@@ -445,6 +446,7 @@ static int page_home(struct page *pg, struct ch_err *err) {
     stale_note(pg->f, ans, NULL);
     heading(pg->f, "h2", NULL, "Instances");
     table(pg, "instances", field(ans, "instances"), instance_cols);
+    csv_link(pg, "stats", "run tenant", "stats");
     json_object_put(ans);
     return CH_OK;
   }
@@ -458,7 +460,7 @@ static int page_home(struct page *pg, struct ch_err *err) {
   stale_note(pg->f, ans, field(ans, "resources"));
   table(pg, "results", field(ans, "resources"), resource_cols);
   pager(pg, "/", "q type tenant run");
-  csv_link(pg, "resources", "q type tenant run", "search");
+  csv_link(pg, "resources", "q=search type tenant run", "search");
   json_object_put(ans);
   return CH_OK;
 }
