@@ -743,16 +743,31 @@ static int page_review(struct page *pg, struct ch_err *err) {
   return CH_OK;
 }
 
+/* The sign-in form of a listener with a token (the listener checks it
+   and sets the session cookie). */
+static int page_login(struct page *pg, struct ch_err *err) {
+  (void)err;
+  page_begin(pg, "Sign in", "");
+  heading(pg->f, "h1", NULL, "Sign in");
+  if (httpd_query(pg->rq, "failed"))
+    fputs("<p class=\"error\">That is not this listener's token.</p>\n", pg->f);
+  fputs("<form class=\"login\" action=\"/login\" method=\"post\">"
+        "<label>The listener's token (<code>serve.auth_token</code>) "
+        "<input type=\"password\" name=\"token\" autocomplete=\"off\" "
+        "required></label> <button>Sign in</button></form>\n"
+        "<p>The browser keeps a session cookie for 12 hours (or until the "
+        "listener restarts), never the token.</p>\n",
+        pg->f);
+  return CH_OK;
+}
+
 static const struct {
   const char *path;
   page_fn fn;
-} pages[] = {{"/", page_home},
-             {"/person", page_person},
-             {"/resource", page_resource},
-             {"/runs", page_runs},
-             {"/diff", page_diff},
-             {"/report", page_report},
-             {"/review", page_review}};
+} pages[] = {{"/login", page_login},   {"/", page_home},
+             {"/person", page_person}, {"/resource", page_resource},
+             {"/runs", page_runs},     {"/diff", page_diff},
+             {"/report", page_report}, {"/review", page_review}};
 
 /* The error page: the message, as text, with the navigation. */
 static void page_error(struct page *pg, const char *msg) {
@@ -788,7 +803,7 @@ int explore_page(const char *db, const struct httpd_request *rq,
   pg.p.search = httpd_query(rq, "q");
   if (pg.p.search && !*pg.p.search)
     pg.p.search = NULL;
-  if (!db)
+  if (!db && fn != page_login)
     rc = ch_err_set(&err, CH_E_CONFIG,
                     "this config keeps no store ('store: none'): the "
                     "explorer has nothing to show");

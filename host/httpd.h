@@ -31,6 +31,11 @@ struct httpd_conf {
   const char *listen; /* "ADDR:PORT", "[V6]:PORT" or "localhost:PORT" */
   const char *token;  /* Bearer token every request needs, or NULL */
   const char *const *open_paths; /* paths served without the token */
+  /* With a token: where a browser signs in. A POST there with the form
+     field token=... sets a session cookie (HttpOnly, SameSite=Strict,
+     12 h) that stands for the token on GET and HEAD; a browser's GET
+     without either is sent there. NULL: no sign-in. */
+  const char *login_path;
   httpd_handler handler;
   void *arg;
 };

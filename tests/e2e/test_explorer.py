@@ -12,6 +12,7 @@ badge, and the CSV download is `connhost export`'s.
 """
 import csv
 import html
+import http.client
 import io
 import json
 import os
@@ -265,19 +266,25 @@ class ExplorerTest(unittest.TestCase):
             self.assertIn("default-src 'self'", r.headers["Content-Security-Policy"])
             self.assertIn("/explore.js", r.read().decode())
 
-    def test_serve_api_needs_the_token(self):
-        token = "explorer-token-0123456789abcdef"
+    TOKEN = "explorer-token-0123456789abcdef"
+
+    def serve_with_token(self, name):
         tok = os.path.join(self.tmp, "serve-token")
         with open(tok, "w") as f:
-            f.write(token)
+            f.write(self.TOKEN)
         with open(self.cfg, encoding="utf-8") as f:
             text = f.read()
         cfg = os.path.join(self.tmp, "token.yaml")
         with open(cfg, "w", encoding="utf-8") as f:
             f.write("serve:\n  auth_token: ${file:%s}\n" % tok + text)
-        s = test_serve.Serve(self.tmp, cfg, name="serve-token")
+        s = test_serve.Serve(self.tmp, cfg, name=name)
         self.addCleanup(s.stop)
         self.assertIsNotNone(s.port, s.log())
+        return s
+
+    def test_serve_api_needs_the_token(self):
+        token = self.TOKEN
+        s = self.serve_with_token("serve-token")
         self.assertEqual(s.get("/api/v1/stats")[0], 401)
         self.assertEqual(s.get("/api/v1/stats", token=token[:-1])[0], 401)
         status, _, body = s.get("/api/v1/resources?limit=100000", token=token)
@@ -293,6 +300,63 @@ class ExplorerTest(unittest.TestCase):
         self.assertEqual(s.get("/explore.js")[0], 200)
         self.assertEqual(s.get("/explore.css")[0], 200)
         self.assertNotIn(token, s.log())
+
+    def test_serve_sign_in(self):
+        """A browser has no Bearer header: it signs in with the token once
+        and gets a session cookie that reads (GET) and does nothing else."""
+        s = self.serve_with_token("serve-sign-in")
+
+        def req(method, path, body=None, headers=()):
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+            c.request(method, path, body=body, headers=dict(headers))
+            r = c.getresponse()
+            out = r.status, r.getheader("Location"), r.getheader("Set-Cookie"), r.read()
+            c.close()
+            return out
+
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        # a browser's page load without it goes to the sign-in form
+        status, where, _, _ = req("GET", "/review", headers={"Accept": "text/html"})
+        self.assertEqual((status, where), (303, "/login"))
+        status, _, _, body = req("GET", "/login")
+        self.assertEqual(status, 200)
+        self.assertIn(b'<form class="login" action="/login" method="post">', body)
+        # a wrong token: back to the form, no cookie
+        status, where, cookie, _ = req("POST", "/login", "token=nope", form)
+        self.assertEqual((status, where, cookie), (303, "/login?failed=1", None))
+        status, where, cookie, _ = req("POST", "/login",
+                                       "a=1&token=" + urllib.parse.quote_plus(self.TOKEN), form)
+        self.assertEqual((status, where), (303, "/"))
+        self.assertRegex(cookie, r"^connhost_session=[0-9a-f]{32}; Path=/; HttpOnly; "
+                                 r"SameSite=Strict; Max-Age=\d+$")
+        self.assertNotIn(self.TOKEN, cookie)
+        session = cookie.split(";")[0]
+        status, _, _, body = req("GET", "/review", headers={"Cookie": session})
+        self.assertEqual(status, 200)
+        self.assertIn(b'data-table="access_review"', body)
+        self.assertEqual(req("GET", "/api/v1/stats", headers={"Cookie": session})[0], 200)
+        # it reads, nothing more; and a made-up session is nothing
+        self.assertEqual(req("POST", "/api/v1/sync?tenant=demo",
+                             headers={"Cookie": session})[0], 401)
+        self.assertEqual(req("GET", "/review", headers={"Cookie": "connhost_session=" +
+                                                        "0" * 32})[0], 401)
+        log = s.log()
+        self.assertNotIn(self.TOKEN, log)
+        self.assertNotIn(session.split("=")[1], log)
+
+    def test_browser_signs_in_to_serve(self):
+        s = self.serve_with_token("serve-browser")
+        b = self.browser()
+        url = "http://127.0.0.1:%d/" % s.port
+        b.goto(url + "report")
+        self.assertEqual(b.eval("location.pathname"), "/login")
+        b.follow("document.querySelector('input[name=token]').value = %s;"
+                 "document.querySelector('form.login').submit()" % json.dumps(self.TOKEN))
+        self.assertEqual(b.eval("location.pathname"), "/")
+        self.assertTrue(b.eval("!!document.querySelector('table[data-table=instances]')"))
+        b.goto(url + "report")
+        self.assertEqual(b.eval("document.querySelector('h1').textContent"), "Hygiene report")
+        self.assertNotIn(self.TOKEN, s.log())
 
     # ---- the pages, over HTTP ---------------------------------------------
     def test_pages_are_server_rendered(self):
