@@ -385,6 +385,7 @@ class ExplorerTest(unittest.TestCase):
         for bad in ("/person", "/resource", "/review?limit=x", "/runs?offset=-1"):
             self.assertEqual(ex.get(bad)[0], 400, bad)
         self.assertEqual(ex.get("/nope")[0], 404)
+        self.assertEqual(ex.stop(), 0, ex.log)  # and, under ASan, no leak
 
     def test_concurrent_requests(self):
         """A store read that waits (here: on a lock some other process holds)
@@ -586,6 +587,7 @@ class ExplorerTest(unittest.TestCase):
             status, _, body = ex.get(links[0])
             self.assertEqual(status, 200, page)
             self.assertEqual(rows(body), rows(self.cli(*cli, fmt="csv")), page)
+        self.assertEqual(ex.stop(), 0, ex.log)  # every page, and under ASan no leak
 
     def test_browser_pages_without_javascript(self):
         ex = self.explore()
