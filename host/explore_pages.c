@@ -22,7 +22,7 @@
 /* The accounts an identity's page shows, past its first page. */
 #define ACCOUNTS_MAX 200
 /* Everything of a table for its CSV (the API's most). */
-#define CSV_ALL "&format=csv&limit=100000"
+#define CSV_ALL "format=csv&amp;limit=100000"
 
 /* How a cell links: to a person's page or to a resource's holders. */
 enum link { L_NONE = 0, L_PERSON, L_RESOURCE, L_BY_TYPE };
@@ -39,7 +39,8 @@ struct page {
   const struct httpd_request *rq;
   struct store_params p;
   long offset, limit;
-  int more; /* a table has rows after this page */
+  int more;    /* a table has rows after this page */
+  size_t most; /* the most rows a table of this page shows */
   FILE *f;
 };
 
@@ -218,9 +219,9 @@ static void args(struct page *pg, const char *names) {
 /* "Download CSV": the whole table as the API (and the CLI) writes it. */
 static void csv_link(struct page *pg, const char *cmd, const char *names,
                      const char *file) {
-  fprintf(pg->f, "<p class=\"csv\"><a href=\"/api/v1/%s?", cmd);
+  fprintf(pg->f, "<p class=\"csv\"><a href=\"/api/v1/%s?" CSV_ALL, cmd);
   args(pg, names);
-  fprintf(pg->f, CSV_ALL "\" download=\"%s.csv\">Download CSV</a></p>\n", file);
+  fprintf(pg->f, "\" download=\"%s.csv\">Download CSV</a></p>\n", file);
 }
 
 /* Previous / next page links that keep the page's `names` arguments. */
@@ -237,7 +238,10 @@ static void pager(struct page *pg, const char *path, const char *names) {
     args(pg, names);
     fputs("\">Previous</a> ", f);
   }
-  fprintf(f, "rows %ld–%ld", pg->offset + 1, pg->offset + pg->limit);
+  if (pg->most)
+    fprintf(f, "rows %ld–%ld", pg->offset + 1, pg->offset + (long)pg->most);
+  else
+    fprintf(f, "no rows past %ld", pg->offset);
   if (pg->more) {
     fprintf(f, " <a rel=\"next\" href=\"%s?offset=%ld&amp;limit=%ld", path,
             pg->offset + pg->limit, pg->limit);
@@ -351,6 +355,8 @@ static void table(struct page *pg, const char *id, struct json_object *rows,
     n = (size_t)pg->limit;
     pg->more = 1;
   }
+  if (n > pg->most)
+    pg->most = n;
   if (!n) {
     fprintf(f, "<p class=\"none\" data-empty=\"%s\">(none)</p>\n", id);
     return;
@@ -513,10 +519,12 @@ static int page_person(struct page *pg, struct ch_err *err) {
   stale_note(pg->f, ans, NULL);
   heading(pg->f, "h2", NULL, "Identity");
   {
+    /* every account, on every page; the pager counts entitlements */
     long limit = pg->limit;
-    pg->limit = EXPLORE_MAX_PAGE; /* every account, on every page */
+    pg->limit = EXPLORE_MAX_PAGE;
     table(pg, "accounts", accounts, account_cols);
     pg->limit = limit;
+    pg->most = 0;
   }
   heading(pg->f, "h2", NULL, "Entitlements");
   table(pg, "access", field(ans, "access"), access_cols);

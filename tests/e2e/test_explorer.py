@@ -375,6 +375,13 @@ class ExplorerTest(unittest.TestCase):
                           for r in want])
         self.assertIn('rel="prev" href="/review?offset=0&amp;limit=7"', body)
         self.assertIn('rel="next" href="/review?offset=14&amp;limit=7"', body)
+        self.assertIn("rows 8–14", body)
+        self.assertIn('<a href="/api/v1/export?format=csv&amp;limit=100000" '
+                      'download="access_review.csv">', body)
+        # the last page: the rows it has, and no next
+        _, _, last = ex.get("/review?limit=7&offset=%d" % (total - 3))
+        self.assertIn("rows %d–%d" % (total - 2, total), last)
+        self.assertNotIn('rel="next"', last)
         self.assertEqual(re.findall(r"<script[^>]*>", body), ['<script src="/explore.js" defer>'])
         self.assertNotRegex(body, r"https?://|<(img|iframe|object|embed)\b|\son\w+=")
         # an unknown WHO: 404, and the name given is text on the error page
