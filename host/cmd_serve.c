@@ -731,9 +731,10 @@ static void on_http(void *arg, const struct httpd_request *rq,
 
 /* ---- the main loop ----------------------------------------------------- */
 
-/* Health checks, and the explorer's pages (they hold no data). */
-static const char *const open_paths[] = {"/healthz",    "/readyz",      "/",
-                                         "/explore.js", "/explore.css", NULL};
+/* Health checks, and the explorer's style sheet and script (they hold no
+   data; its pages do). */
+static const char *const open_paths[] = {
+    "/healthz", "/readyz", "/explore.js", "/explore.css", "/login", NULL};
 
 /* Stop: no new runs; in-flight ones get the grace period, then the stop
    flag aborts them (their outputs stay as they were). */
@@ -835,6 +836,7 @@ int cmd_serve(struct session *s) {
   hc.listen = listen;
   hc.token = sv.cur->config->serve_auth_token;
   hc.open_paths = open_paths;
+  hc.login_path = "/login"; /* the explorer's sign-in form */
   hc.handler = on_http;
   hc.arg = &sv;
   if (httpd_start(&hc, &h, &err) != CH_OK) {

@@ -25,20 +25,15 @@
 /* Rows per section when the client gives no limit, and the most it may
    ask for: an answer stays bounded in memory. */
 #define EXPLORE_PAGE 1000
-#define EXPLORE_MAX_PAGE 100000
 
-struct page {
+struct asset {
   const char *path, *asset, *type;
 };
 
-static const struct page pages[] = {
-    {"/", "index.html", "text/html; charset=utf-8"},
+static const struct asset assets[] = {
     {"/explore.js", "explore.js", "text/javascript; charset=utf-8"},
     {"/explore.css", "explore.css", "text/css; charset=utf-8"},
 };
-
-const char *const explore_open_paths[] = {"/", "/explore.js", "/explore.css",
-                                          NULL};
 
 /* The read commands the API answers (export: the access review). */
 static const char *const api_names[] = {
@@ -56,7 +51,7 @@ static void reply_json_error(struct httpd_reply *rp, int status,
   json_object_put(o);
 }
 
-static int serve_page(const struct page *pg, struct httpd_reply *rp) {
+static int serve_asset(const struct asset *pg, struct httpd_reply *rp) {
   for (const struct explore_asset *a = explore_assets; a->name; a++) {
     if (strcmp(a->name, pg->asset) != 0)
       continue;
@@ -96,34 +91,45 @@ static int64_t query_run(const struct httpd_request *rq, const char *name) {
   return v == -2 || (v == 0 && httpd_query(rq, name)) ? -1 : v;
 }
 
+int explore_params(const struct httpd_request *rq, long dflt_limit,
+                   struct store_params *p, long *offset, long *limit) {
+  memset(p, 0, sizeof(*p));
+  *limit = query_count(rq, "limit", dflt_limit, EXPLORE_MAX_PAGE);
+  *offset = query_count(rq, "offset", 0, 0x7fffffffL);
+  p->run = query_run(rq, "run");
+  p->from = query_run(rq, "from");
+  p->to = query_run(rq, "to");
+  p->tenant = httpd_query(rq, "tenant");
+  p->who = httpd_query(rq, "who");
+  p->what = httpd_query(rq, "what");
+  p->type = httpd_query(rq, "type");
+  p->search = httpd_query(rq, "search");
+  p->entitlement = httpd_query(rq, "entitlement");
+  p->principal = httpd_query(rq, "principal");
+  return *limit == -2 || *offset == -2 || p->run < 0 || p->from < 0 || p->to < 0
+             ? -1
+             : 0;
+}
+
+int explore_status(int rc) {
+  return rc == CH_E_NOTFOUND ? 404 : rc == CH_E_INVALID ? 400 : 500;
+}
+
 static void api(const char *db, const char *name,
                 const struct httpd_request *rq, struct httpd_reply *rp) {
-  struct store_params p = {0};
+  struct store_params p;
   struct ch_err err = {0};
   const char *format = httpd_query(rq, "format");
-  long limit = query_count(rq, "limit", EXPLORE_PAGE, EXPLORE_MAX_PAGE);
-  long offset = query_count(rq, "offset", 0, 0x7fffffffL);
+  long limit, offset;
   char *body = NULL;
   size_t len = 0;
   FILE *f;
   int rc;
 
-  p.run = query_run(rq, "run");
-  p.from = query_run(rq, "from");
-  p.to = query_run(rq, "to");
-  if (limit == -2 || offset == -2 || p.run < 0 || p.from < 0 || p.to < 0) {
-    reply_json_error(rp, 400,
-                     "limit (at most 100000), offset and run, from, to are "
-                     "non-negative numbers (runs: positive)");
+  if (explore_params(rq, EXPLORE_PAGE, &p, &offset, &limit) < 0) {
+    reply_json_error(rp, 400, EXPLORE_BAD_PARAMS);
     return;
   }
-  p.tenant = httpd_query(rq, "tenant");
-  p.who = httpd_query(rq, "who");
-  p.what = httpd_query(rq, "what");
-  p.type = httpd_query(rq, "type");
-  p.search = httpd_query(rq, "search");
-  p.entitlement = httpd_query(rq, "entitlement");
-  p.principal = httpd_query(rq, "principal");
   if ((strcmp(name, "access") == 0 || strcmp(name, "explain") == 0) && !p.who) {
     reply_json_error(rp, 400,
                      "missing ?who= (a resource key, email or "
@@ -147,11 +153,7 @@ static void api(const char *db, const char *name,
     rc = ch_err_set(&err, CH_E_NOMEM, "out of memory");
   if (rc != CH_OK) {
     free(body);
-    reply_json_error(rp,
-                     rc == CH_E_NOTFOUND  ? 404
-                     : rc == CH_E_INVALID ? 400
-                                          : 500,
-                     err.msg);
+    reply_json_error(rp, explore_status(rc), err.msg);
     return;
   }
   rp->status = 200;
@@ -165,10 +167,12 @@ int explore_handle(const char *db, const struct httpd_request *rq,
                    struct httpd_reply *rp) {
   const char *path = httpd_path(rq);
 
-  for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
-    if (strcmp(path, pages[i].path) == 0)
-      return serve_page(&pages[i], rp);
+  for (size_t i = 0; i < sizeof(assets) / sizeof(assets[0]); i++) {
+    if (strcmp(path, assets[i].path) == 0)
+      return serve_asset(&assets[i], rp);
   }
+  if (explore_page(db, rq, rp))
+    return 1;
   if (strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0)
     return 0;
   path += strlen(API_PREFIX);

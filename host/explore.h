@@ -1,16 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The access explorer: the read commands' answers as JSON under /api/v1/
-   and the pages that show them, on `serve`'s listener or `explore`'s. */
+   and as HTML pages, on `serve`'s listener or `explore`'s. */
 #ifndef CONNHOST_EXPLORE_H
 #define CONNHOST_EXPLORE_H
 
 #include "httpd.h"
 
 #define EXPLORE_DEFAULT_LISTEN "127.0.0.1:9465"
-
-/* The pages and their assets: they hold no data (the API does), so they
-   are served without the token; NULL-terminated. */
-extern const char *const explore_open_paths[];
 
 /*
  * Answer a GET for the explorer over the store at `db`: 1 when `rq` was
@@ -22,5 +18,28 @@ int explore_handle(const char *db, const struct httpd_request *rq,
 
 /* `connhost explore --db PATH [--listen ADDR:PORT]`. */
 int cmd_explore_main(int argc, char **argv);
+
+/* ---- shared by the API (explore.c) and the pages (explore_pages.c) ---- */
+
+struct store_params;
+
+/* The most rows per section a client may ask for. */
+#define EXPLORE_MAX_PAGE 100000
+#define EXPLORE_BAD_PARAMS                                                     \
+  "limit (at most 100000), offset and run, from, to are non-negative "         \
+  "numbers (runs: positive)"
+
+/* The read arguments of a request (run, from, to, tenant, who, what, type,
+   search, entitlement, principal; `limit`, default `dflt_limit`, and
+   `offset`): 0, or -1 when one is malformed. Strings are borrowed from
+   `rq`. */
+int explore_params(const struct httpd_request *rq, long dflt_limit,
+                   struct store_params *p, long *offset, long *limit);
+/* The HTTP status of a cmd_read_render error code. */
+int explore_status(int rc);
+
+/* A page (HTML): 1 when `rq` names one and `rp` is set, else 0. */
+int explore_page(const char *db, const struct httpd_request *rq,
+                 struct httpd_reply *rp);
 
 #endif

@@ -1,34 +1,54 @@
 /* SPDX-License-Identifier: MIT */
-/* The `serve` listener on libmicrohttpd: one polling thread, capped
-   connections, request memory and idle time, so a slow or malformed client
-   costs a bounded slot and never reaches the scheduler. */
+/* The `serve` and `explore` listener on libmicrohttpd: a thread per
+   connection (so a slow answer, a store read, never holds up another
+   request), capped connections, request memory and idle time, so a slow
+   or malformed client costs a bounded slot and never reaches the
+   scheduler. */
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
 #include "httpd.h"
 #include "log.h"
 
-#define HTTPD_MAX_CONNS 64       /* at once, all clients */
+#define HTTPD_MAX_CONNS 64       /* at once, all clients (threads) */
 #define HTTPD_MAX_PER_IP 16      /* at once, one client address */
 #define HTTPD_TIMEOUT_S 10       /* idle connection */
 #define HTTPD_MEMORY (32 * 1024) /* per connection: request line + headers */
-#define HTTPD_MAX_BODY 4096 /* no endpoint takes a body; cap what is read */
+#define HTTPD_MAX_BODY 4096      /* only the sign-in form has one; cap it */
+#define HTTPD_SESSIONS 64        /* browser sign-ins kept (oldest replaced) */
+#define HTTPD_SESSION_S (12 * 3600) /* how long one lasts */
+#define SESSION_COOKIE "connhost_session"
+#define SESSION_ID_LEN 32 /* hex digits of 16 random bytes */
+
+/* A browser signed in with the token: its cookie's random id. */
+struct session {
+  char id[SESSION_ID_LEN + 1];
+  time_t until; /* CLOCK_MONOTONIC seconds */
+};
 
 struct httpd {
   struct MHD_Daemon *d;
   char *token;
   const char *const *open_paths;
+  const char *login_path;
   httpd_handler handler;
   void *arg;
   unsigned port;
+  pthread_mutex_t lock; /* sessions: connections run on their own threads */
+  struct session sessions[HTTPD_SESSIONS];
+  size_t next_session;
 };
 
 struct httpd_request {
@@ -39,6 +59,7 @@ struct httpd_request {
 /* Per-connection state while a body arrives. */
 struct upload {
   size_t bytes;
+  char body[HTTPD_MAX_BODY + 1];
 };
 
 int httpd_secret_equal(const char *a, const char *b) {
@@ -161,6 +182,87 @@ static void reply_text(struct httpd_reply *rp, int status, const char *text) {
   rp->body = strdup(text);
 }
 
+static time_t mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec;
+}
+
+/* A new session id in `id` (SESSION_ID_LEN + 1 bytes); -1 without
+   randomness. */
+static int session_new(struct httpd *h, char *id) {
+  unsigned char r[SESSION_ID_LEN / 2];
+  struct session *s;
+
+  if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+    return -1;
+  for (size_t i = 0; i < sizeof(r); i++)
+    snprintf(id + 2 * i, 3, "%02x", r[i]);
+  pthread_mutex_lock(&h->lock);
+  s = &h->sessions[h->next_session++ % HTTPD_SESSIONS];
+  memcpy(s->id, id, SESSION_ID_LEN + 1);
+  s->until = mono_s() + HTTPD_SESSION_S;
+  pthread_mutex_unlock(&h->lock);
+  return 0;
+}
+
+static int session_valid(struct httpd *h, const char *id) {
+  time_t now = mono_s();
+  int ok = 0;
+
+  if (!id || strlen(id) != SESSION_ID_LEN)
+    return 0;
+  pthread_mutex_lock(&h->lock);
+  for (size_t i = 0; i < HTTPD_SESSIONS; i++) {
+    const struct session *s = &h->sessions[i];
+    ok |= s->until > now && httpd_secret_equal(id, s->id);
+  }
+  pthread_mutex_unlock(&h->lock);
+  return ok;
+}
+
+/* The sign-in form's POST (token=...): a session cookie when the token is
+   right, then back to the pages; else back to the form. */
+static enum MHD_Result sign_in(struct httpd *h, struct MHD_Connection *conn,
+                               struct upload *up) {
+  char id[SESSION_ID_LEN + 1], cookie[128], *save = NULL;
+  const char *where = "/";
+  struct MHD_Response *r;
+  enum MHD_Result ret;
+  int ok = 0;
+
+  up->body[up->bytes] = 0;
+  for (char *f = strtok_r(up->body, "&", &save); f;
+       f = strtok_r(NULL, "&", &save)) {
+    if (strncmp(f, "token=", 6) != 0)
+      continue;
+    for (char *p = f + 6; *p; p++)
+      *p = *p == '+' ? ' ' : *p; /* a form's space */
+    MHD_http_unescape(f + 6);
+    ok = h->token && httpd_secret_equal(f + 6, h->token);
+  }
+  if (h->token && !(ok && session_new(h, id) == 0))
+    where = "/login?failed=1";
+  r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, "Location", where);
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  if (h->token && ok) {
+    /* HttpOnly: no script reads it; Strict: no other site's page sends it */
+    snprintf(cookie, sizeof(cookie),
+             SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; "
+                            "Max-Age=%d",
+             id, HTTPD_SESSION_S);
+    MHD_add_response_header(r, "Set-Cookie", cookie);
+    memset(cookie, 0, sizeof(cookie));
+  }
+  memset(up->body, 0, sizeof(up->body));
+  ret = MHD_queue_response(conn, MHD_HTTP_SEE_OTHER, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
 static int path_open(const struct httpd *h, const char *path) {
   for (size_t i = 0; h->open_paths && h->open_paths[i]; i++) {
     if (strcmp(h->open_paths[i], path) == 0)
@@ -169,16 +271,30 @@ static int path_open(const struct httpd *h, const char *path) {
   return 0;
 }
 
-static int authorized(const struct httpd *h, struct MHD_Connection *conn,
-                      const char *path) {
+/* The token as a Bearer header; or, to read (GET, HEAD), a signed-in
+   browser's session cookie. */
+static int authorized(struct httpd *h, struct MHD_Connection *conn,
+                      const char *method, const char *path) {
   const char *auth;
 
   if (!h->token || path_open(h, path))
     return 1;
   auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-  if (!auth || strncmp(auth, "Bearer ", 7) != 0)
-    return 0;
-  return httpd_secret_equal(auth + 7, h->token);
+  if (auth && strncmp(auth, "Bearer ", 7) == 0)
+    return httpd_secret_equal(auth + 7, h->token);
+  return h->login_path &&
+         (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+         session_valid(h, MHD_lookup_connection_value(conn, MHD_COOKIE_KIND,
+                                                      SESSION_COOKIE));
+}
+
+/* A browser asking for a page without the token goes to the sign-in. */
+static int wants_page(const struct httpd *h, struct MHD_Connection *conn,
+                      const char *method) {
+  const char *accept =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
+  return h->login_path && strcmp(method, "GET") == 0 && accept &&
+         strstr(accept, "text/html");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -199,6 +315,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     return MHD_YES;
   }
   if (*data_size) {
+    if (up->bytes + *data_size <= HTTPD_MAX_BODY)
+      memcpy(up->body + up->bytes, data, *data_size);
     up->bytes += *data_size;
     *data_size = 0;
     if (up->bytes > HTTPD_MAX_BODY) {
@@ -209,7 +327,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   }
   if (up->bytes > HTTPD_MAX_BODY)
     return MHD_YES; /* already answered */
-  if (!authorized(h, conn, url)) {
+  if (h->login_path && strcmp(method, "POST") == 0 &&
+      strcmp(url, h->login_path) == 0)
+    return sign_in(h, conn, up);
+  if (!authorized(h, conn, method, url) && wants_page(h, conn, method)) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret;
+    if (!r)
+      return MHD_NO;
+    MHD_add_response_header(r, "Location", h->login_path);
+    ret = MHD_queue_response(conn, MHD_HTTP_SEE_OTHER, r);
+    MHD_destroy_response(r);
+    return ret;
+  }
+  if (!authorized(h, conn, method, url)) {
     reply_text(
         &rp, MHD_HTTP_UNAUTHORIZED,
         "unauthorized: send 'Authorization: Bearer <serve.auth_token>'\n");
@@ -237,7 +369,8 @@ int httpd_start(const struct httpd_conf *conf, struct httpd **out,
   struct sockaddr_storage ss;
   struct httpd *h = NULL;
   const union MHD_DaemonInfo *info;
-  unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD |
+                   MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
   int loopback = 0, rc;
 
   *out = NULL;
@@ -256,6 +389,8 @@ int httpd_start(const struct httpd_conf *conf, struct httpd **out,
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
   }
   h->open_paths = conf->open_paths;
+  h->login_path = conf->login_path;
+  pthread_mutex_init(&h->lock, NULL);
   h->handler = conf->handler;
   h->arg = conf->arg;
   if (ss.ss_family == AF_INET6)
@@ -269,6 +404,7 @@ int httpd_start(const struct httpd_conf *conf, struct httpd **out,
       (size_t)HTTPD_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
   if (!h->d) {
+    pthread_mutex_destroy(&h->lock);
     free(h->token);
     free(h);
     return ch_err_set(err, CH_E_CONFIG,
@@ -288,6 +424,8 @@ void httpd_stop(struct httpd *h) {
   if (!h)
     return;
   MHD_stop_daemon(h->d);
+  pthread_mutex_destroy(&h->lock);
+  memset(h->sessions, 0, sizeof(h->sessions));
   if (h->token) {
     volatile char *v = h->token;
     while (*v)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The HTTP listener of `serve` (libmicrohttpd): bounded requests, optional
-   bearer token, one handler callback. */
+/* The HTTP listener of `serve` and `explore` (libmicrohttpd): bounded
+   requests, concurrent connections, optional bearer token, one handler
+   callback. */
 #ifndef CONNHOST_HTTPD_H
 #define CONNHOST_HTTPD_H
 
@@ -21,7 +22,8 @@ struct httpd_reply {
   char *body;
 };
 
-/* Called on the listener's thread: must not block. */
+/* Called on the request's connection thread, several at once: must be
+   thread-safe; it may take its time (other requests go on). */
 typedef void (*httpd_handler)(void *arg, const struct httpd_request *rq,
                               struct httpd_reply *rp);
 
@@ -29,6 +31,11 @@ struct httpd_conf {
   const char *listen; /* "ADDR:PORT", "[V6]:PORT" or "localhost:PORT" */
   const char *token;  /* Bearer token every request needs, or NULL */
   const char *const *open_paths; /* paths served without the token */
+  /* With a token: where a browser signs in. A POST there with the form
+     field token=... sets a session cookie (HttpOnly, SameSite=Strict,
+     12 h) that stands for the token on GET and HEAD; a browser's GET
+     without either is sent there. NULL: no sign-in. */
+  const char *login_path;
   httpd_handler handler;
   void *arg;
 };
