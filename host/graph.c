@@ -8,6 +8,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__ /* defined once a libc header is in */
+#include <malloc.h>
+#endif
 
 #include "graph_int.h"
 
@@ -39,6 +42,12 @@ void gr_sort(void *base, size_t n, size_t size,
              int (*cmp)(const void *, const void *)) {
   if (n > 1)
     qsort(base, n, size, cmp);
+}
+
+void gr_trim(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 char *gr_strf(const char *fmt, ...) {

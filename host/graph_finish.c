@@ -361,6 +361,7 @@ int graph_finish(struct graph *g) {
   if (g->finished)
     goto out;
   g->finished = 1;
+  gr_trim();
   /* Step by step; each one's order comes from sorted keys, never from
      arrival order or hash order. */
   result = finish_keys(g);
@@ -374,6 +375,7 @@ int graph_finish(struct graph *g) {
     result = gr_finish_identities(g);
   if (!result)
     result = gr_finish_expand(g);
+  gr_trim(); /* the steps' scratch arrays */
   if (result)
     goto out;
   c = &g->counts;

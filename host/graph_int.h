@@ -166,6 +166,10 @@ int gr_grow(void *pp, size_t *cap, size_t need, size_t size);
 /* qsort, but fine with an empty (NULL) array. */
 void gr_sort(void *base, size_t n, size_t size,
              int (*cmp)(const void *, const void *));
+/* Hand the heap's free memory back to the system: the fetch leaves every
+   worker's malloc arena with freed pages and JSON trees, which the peak
+   of graph_finish and the write would otherwise add to. */
+void gr_trim(void);
 char *gr_strf(const char *fmt, ...) CH_PRINTF(1, 2);
 void gr_inst_log(const struct inst *in, enum ch_log_level level,
                  const char *fmt, ...) CH_PRINTF(3, 4);
