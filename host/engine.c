@@ -197,7 +197,11 @@ static void push(struct engine *e, struct action *a) {
     c->tail = a;
     e->outstanding++;
   }
-  pthread_cond_signal(&e->cond);
+  /* Only a free run slot makes the new action runnable now: with every
+     slot busy, a signal would only wake a spare thread to wait again
+     (finish and wait_begin signal when a slot frees). */
+  if (e->running < e->opts->workers || e->nomem)
+    pthread_cond_signal(&e->cond);
   pthread_mutex_unlock(&e->lock);
 }
 
@@ -245,17 +249,26 @@ static struct action *pop(struct engine *e) {
   return a;
 }
 
-static void finish(struct engine *e, struct aclass *c) {
+/* An action of class `c` is done; returns the next one to run on this
+   thread's slot, or NULL (then pop() waits). Keeping the slot instead of
+   handing it to a woken thread saves a wakeup per action. */
+static struct action *finish(struct engine *e, struct aclass *c) {
+  struct action *next = NULL;
+
   pthread_mutex_lock(&e->lock);
   e->outstanding--;
   e->running--;
   c->threads--;
+  if (e->outstanding > 0 && e->running < e->opts->workers &&
+      (next = take(e)) != NULL)
+    e->running++;
   /* One slot is free: one waiter will do, unless everyone may exit. */
-  if (e->outstanding == 0)
+  else if (e->outstanding == 0)
     pthread_cond_broadcast(&e->cond);
   else
     pthread_cond_signal(&e->cond);
   pthread_mutex_unlock(&e->lock);
+  return next;
 }
 
 /* http_set_wait_hooks: a sleeping worker lends its run slot; a wait for
@@ -491,13 +504,13 @@ static void *worker(void *arg) {
 
   /* Per thread: serve runs one engine per tenant at the same time. */
   http_set_wait_hooks(wait_begin, wait_end, e);
-  while ((a = pop(e))) {
+  for (a = pop(e); a; a = a ? a : pop(e)) {
     struct aclass *c = a->cls;
     cur_class = c;
     run_action(e, a);
     cur_class = NULL;
     action_free(a);
-    finish(e, c);
+    a = finish(e, c);
   }
   return NULL;
 }
