@@ -25,7 +25,7 @@
  */
 
 static long nusers = 100000, ngroups = 1000, nmembers = 1000000, nexp = 10000;
-static int nthreads = 2;
+static long nthreads = 2;
 static struct graph *g;
 static int inst;
 
@@ -37,10 +37,7 @@ static uint64_t rnd(uint64_t *s) { /* xorshift64*: same data every run */
 }
 
 static void check(int rc, const struct ch_err *err) {
-  if (rc) {
-    fprintf(stderr, "bench_graph: %s\n", err->msg);
-    exit(1);
-  }
+  bench_check("bench_graph", rc, err);
 }
 
 static void *add_resources(void *arg) {
@@ -122,23 +119,16 @@ int main(int argc, char **argv) {
   const char *out = argc > 6 ? argv[6] : "/dev/null";
   FILE *f;
 
-  if (argc > 1)
-    nusers = atol(argv[1]);
-  if (argc > 2)
-    ngroups = atol(argv[2]);
-  if (argc > 3)
-    nmembers = atol(argv[3]);
-  if (argc > 4)
-    nexp = atol(argv[4]);
-  if (argc > 5)
-    nthreads = atoi(argv[5]);
+  bench_args(argc, argv,
+             (long *const[]){&nusers, &ngroups, &nmembers, &nexp, &nthreads},
+             5);
   if (nusers < 1 || ngroups < 1 || nthreads < 1 || nthreads > 64) {
     fprintf(stderr, "usage: bench_graph [users [groups [memberships "
                     "[expandable [threads [output.json]]]]]]\n");
     return 2;
   }
   printf("%ld users, %ld groups, %ld memberships, %ld expandable grants, "
-         "%d threads\n",
+         "%ld threads\n",
          nusers, ngroups, nmembers, nexp, nthreads);
   g = graph_new();
   inst = graph_add_instance(g, "acme", "jira", "bench", "1", types);

@@ -37,10 +37,7 @@ static uint64_t mix(uint64_t x) { /* splitmix64: same data every time */
 }
 
 static void check(int rc, const struct ch_err *err) {
-  if (rc) {
-    fprintf(stderr, "bench_store: %s\n", err->msg);
-    exit(1);
-  }
+  bench_check("bench_store", rc, err);
 }
 
 static void user_id(char *buf, size_t n, long i) {
@@ -160,18 +157,9 @@ int main(int argc, char **argv) {
                                        "diff_derived",    "diff_status",
                                        "diff_identities", NULL};
 
-  if (argc > 1)
-    nusers = atol(argv[1]);
-  if (argc > 2)
-    ngroups = atol(argv[2]);
-  if (argc > 3)
-    nmembers = atol(argv[3]);
-  if (argc > 4)
-    nexp = atol(argv[4]);
-  if (argc > 5)
-    nruns = atol(argv[5]);
-  if (argc > 6)
-    churn = atol(argv[6]);
+  bench_args(
+      argc, argv,
+      (long *const[]){&nusers, &ngroups, &nmembers, &nexp, &nruns, &churn}, 6);
   if (nusers < 1 || ngroups < 1 || nruns < 2 || churn < 1 || churn > 1000) {
     fprintf(stderr, "usage: bench_store [users [groups [memberships "
                     "[expandable [runs [churn_per_mille [db]]]]]]]\n");

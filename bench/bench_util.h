@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* What the benchmarks share: the synthetic tenant's resource types and the
-   clocks they report with. */
+/* What the benchmarks share: the synthetic tenant's resource types, the
+   clocks they report with, their argument parsing and error exit. */
 #ifndef CONNHOST_BENCH_UTIL_H
 #define CONNHOST_BENCH_UTIL_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -42,6 +43,22 @@ static inline long peak_rss_mb(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_maxrss / 1024;
+}
+
+/* The leading numeric arguments: argv[1..n] into *vals[0..n-1] where
+   given (the others keep their defaults). */
+static inline void bench_args(int argc, char **argv, long *const *vals, int n) {
+  for (int i = 0; i < n && i + 1 < argc; i++)
+    *vals[i] = atol(argv[i + 1]);
+}
+
+/* A failed call: print `prog: message` and exit 1. */
+static inline void bench_check(const char *prog, int rc,
+                               const struct ch_err *err) {
+  if (rc) {
+    fprintf(stderr, "%s: %s\n", prog, err->msg);
+    exit(1);
+  }
 }
 
 /* User number `i` with id `id`: a name, an email and two match keys, in

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Sourced by the sync benchmarks: start the fake Atlassian Cloud with
+# Sourced by the sync, store and isolation benchmarks: start the fake Atlassian Cloud with
 # $profile and $latency ms per request in $work (a temp dir the caller
 # removes), wait until it listens, and export the DEMO_* variables
 # conf/demo.yaml reads. Sets $fake to its pid (the caller's trap stops it).

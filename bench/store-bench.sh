@@ -19,14 +19,8 @@ workers=${4:-16}
 work=$(mktemp -d /tmp/connhost-store-bench.XXXXXX)
 trap 'kill $fake 2>/dev/null; wait $fake 2>/dev/null; rm -rf "$work"' EXIT INT TERM
 
-python3 "$src/tests/fake/atlassian-fake" --host 127.0.0.1 --port 0 \
-  --port-file "$work/port" --profile "$profile" --truth "$work/truth.json" \
-  >"$work/fake.log" 2>&1 &
-fake=$!
-while [ ! -s "$work/port" ]; do
-  kill -0 $fake 2>/dev/null || { cat "$work/fake.log"; exit 1; }
-  sleep 0.2
-done
+latency=0
+. "$src/bench/fake-env.sh"
 
 # Configs (secrets in files) and the WHO and WHAT to ask about; then the
 # runs, each command's CPU and peak RSS from its own rusage (wait4).

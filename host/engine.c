@@ -21,6 +21,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "engine.h"
 #include "log.h"
@@ -197,7 +200,11 @@ static void push(struct engine *e, struct action *a) {
     c->tail = a;
     e->outstanding++;
   }
-  pthread_cond_signal(&e->cond);
+  /* Only a free run slot makes the new action runnable now: with every
+     slot busy, a signal would only wake a spare thread to wait again
+     (finish and wait_begin signal when a slot frees). */
+  if (e->running < e->opts->workers || e->nomem)
+    pthread_cond_signal(&e->cond);
   pthread_mutex_unlock(&e->lock);
 }
 
@@ -245,17 +252,26 @@ static struct action *pop(struct engine *e) {
   return a;
 }
 
-static void finish(struct engine *e, struct aclass *c) {
+/* An action of class `c` is done; returns the next one to run on this
+   thread's slot, or NULL (then pop() waits). Keeping the slot instead of
+   handing it to a woken thread saves a wakeup per action. */
+static struct action *finish(struct engine *e, struct aclass *c) {
+  struct action *next = NULL;
+
   pthread_mutex_lock(&e->lock);
   e->outstanding--;
   e->running--;
   c->threads--;
+  if (e->outstanding > 0 && e->running < e->opts->workers &&
+      (next = take(e)) != NULL)
+    e->running++;
   /* One slot is free: one waiter will do, unless everyone may exit. */
-  if (e->outstanding == 0)
+  else if (e->outstanding == 0)
     pthread_cond_broadcast(&e->cond);
   else
     pthread_cond_signal(&e->cond);
   pthread_mutex_unlock(&e->lock);
+  return next;
 }
 
 /* http_set_wait_hooks: a sleeping worker lends its run slot; a wait for
@@ -491,13 +507,13 @@ static void *worker(void *arg) {
 
   /* Per thread: serve runs one engine per tenant at the same time. */
   http_set_wait_hooks(wait_begin, wait_end, e);
-  while ((a = pop(e))) {
+  for (a = pop(e); a; a = a ? a : pop(e)) {
     struct aclass *c = a->cls;
     cur_class = c;
     run_action(e, a);
     cur_class = NULL;
     action_free(a);
-    finish(e, c);
+    a = finish(e, c);
   }
   return NULL;
 }
@@ -616,6 +632,17 @@ static void drain(struct engine *e) {
   e->rr = NULL;
 }
 
+/* glibc gives threads up to 8 malloc arenas per core: the workers' JSON
+   trees and the graph's records then fragment that many heaps, and the
+   peak RSS of a big sync grows with the thread count. One arena per core
+   keeps the locks uncontended enough. */
+static void arenas_once(void) {
+#ifdef __GLIBC__
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  mallopt(M_ARENA_MAX, ncpu > 2 ? (int)ncpu : 2);
+#endif
+}
+
 int engine_sync(struct instance **insts, size_t n, struct graph *g,
                 const struct engine_opts *opts) {
   struct engine e = {.graph = g};
@@ -625,8 +652,10 @@ int engine_sync(struct instance **insts, size_t n, struct graph *g,
   struct engine_opts o = *opts;
   int nthreads;
   int started = 0, prog_started = 0;
+  static pthread_once_t arenas = PTHREAD_ONCE_INIT;
   int rc = CH_E_NOMEM;
 
+  pthread_once(&arenas, arenas_once);
   if (o.workers < 1)
     o.workers = 1;
   e.opts = &o;

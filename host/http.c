@@ -379,6 +379,11 @@ static int call_prepare(struct call *k, CURL *h, struct xfer *x,
   SETOPT(CURLOPT_HTTPHEADER, *headers);
   SETOPT(CURLOPT_ACCEPT_ENCODING, "");
   SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+  /* The connection cache is shared (gshare), and each perform caps it at
+     the handle's MAXCONNECTS (default 5): with more workers than that,
+     each finished request closed another's idle connection, and most
+     requests paid for a new one. */
+  SETOPT(CURLOPT_MAXCONNECTS, 256L);
   /* Verification is always on; a private CA comes in through ca_file. */
   SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);

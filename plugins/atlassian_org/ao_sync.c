@@ -239,6 +239,47 @@ out:
   return rc;
 }
 
+/* On a listing's first page, tell the host how many records the chain
+   yields (`users/count`, `groups/count`): only the progress line's
+   percentage and ETA depend on it, so a count that fails is skipped. */
+static int ao_expect(struct ao_inst *ai, const struct ao_page *pg,
+                     const char *what, struct ch_sink *sink,
+                     struct ch_err *err) {
+  struct pj_buf url = {0};
+  struct ch_err cerr = {0};
+  json_object *body = NULL;
+  int user = strcmp(what, "users") == 0;
+  long status = 0;
+  long long n;
+  int rc = CH_OK;
+
+  if (pg->cur || !CH_SINK_HAS(ai->host, expect) || !sink->expect)
+    return CH_OK;
+  if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/directories/") ||
+      pj_buf_add_enc(&url, ai->host, ai->dir_id) ||
+      pj_buf_add(&url, user ? "/users/count" : "/groups/count")) {
+    rc = pj_nomem(err);
+    goto out;
+  }
+  if (pj_request_route(
+          &ai->org,
+          user ? "/v2/orgs/{orgId}/directories/{directoryId}/users/count"
+               : "/v2/orgs/{orgId}/directories/{directoryId}/groups/count",
+          "GET", url.s, NULL, 0, user ? "users count" : "groups count", &status,
+          &body, &cerr) != CH_OK) {
+    ai->host->log(ai->hc, CH_LOG_DEBUG, "no %s count for the progress: %s",
+                  what, cerr.msg);
+    goto out;
+  }
+  n = pj_int(body, "count", -1);
+  if (n >= 0 && sink->expect(sink, (uint64_t)n))
+    rc = ch_err_set(err, CH_E_STOPPED, "stopped");
+out:
+  json_object_put(body);
+  pj_buf_free(&url);
+  return rc;
+}
+
 static int ao_list_users(struct ao_inst *ai, struct ao_page *pg,
                          struct ch_sink *sink, struct ch_err *err) {
   struct pj_buf url = {0};
@@ -251,8 +292,10 @@ static int ao_list_users(struct ao_inst *ai, struct ao_page *pg,
     rc = pj_nomem(err);
     goto out;
   }
-  rc =
-      ao_post_page(ai, pg, url.s, ai->page_size, "groups", "users search", err);
+  rc = ao_expect(ai, pg, "users", sink, err);
+  if (!rc)
+    rc = ao_post_page(ai, pg, url.s, ai->page_size, "groups", "users search",
+                      err);
   if (rc)
     goto out;
   data = ao_data(pg->body, "users search", err);
@@ -288,7 +331,9 @@ static int ao_list_groups(struct ao_inst *ai, struct ao_page *pg,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = ao_post_page(ai, pg, url.s, ai->page_size, NULL, "groups search", err);
+  rc = ao_expect(ai, pg, "groups", sink, err);
+  if (!rc)
+    rc = ao_post_page(ai, pg, url.s, ai->page_size, NULL, "groups search", err);
   if (rc)
     goto out;
   data = ao_data(pg->body, "groups search", err);

@@ -203,6 +203,38 @@ class OrgTest(lib.TempDirTest):
         return len([q for q in fake.requests() if pred(q)])
 
 
+# ---------------------------------------------------------------- progress
+class Progress(OrgTest):
+    # A second per answer keeps the tiny tenant's sync past the 10 s of an
+    # off-terminal progress line.
+    fake_extra = ("--latency-ms", "1000")
+
+    def count(self, what):
+        """The fake's users/count or groups/count, as the spec defines it."""
+        org, d = self.fake.creds["org_id"], self.fake.truth["org"]["directory_id"]
+        url = "%s/v2/orgs/%s/directories/%s/%s/count" % (
+            self.fake.truth["urls"]["org_api_base"], org, d, what)
+        req = urllib.request.Request(
+            url, headers={"Authorization": "Bearer " + self.fake.creds["org_api_key"]})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.load(resp)["count"]
+
+    def test_progress_counts_users_and_groups(self):
+        """The users/count and groups/count totals give the progress line a
+        percentage; they count what the listings then list."""
+        g, r = self.sync(self.config(scim=False), "--workers", "2")
+        # One count per listing chain, not one per page.
+        counts = [q for q in self.fake.requests() if q["path"].endswith("/count")]
+        self.assertEqual(sorted(q["path"].rsplit("/", 2)[1] for q in counts),
+                         ["groups", "users"], counts)
+        users, groups = self.count("users"), self.count("groups")
+        types = [x["type"] for x in g["resources"]]
+        self.assertEqual(users, types.count("user"))
+        self.assertEqual(groups, types.count("group"))
+        self.assertIn("progress: ", r.err)
+        self.assertRegex(r.err, r"%% of %d counted, ETA \d+ s" % (users + groups))
+
+
 # ---------------------------------------------------------------- sync
 class SyncDemo(OrgTest):
     profile = "demo"

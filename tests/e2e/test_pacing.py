@@ -48,6 +48,18 @@ class PacingTest(lib.TempDirTest):
         # PageBean totals give a percentage.
         self.assertRegex(r.err, r"% of \d+ counted, ETA \d+ s")
 
+    def test_connections_reused(self):
+        # The workers share one connection cache; curl's default size of 5
+        # closed an idle connection after nearly every request once more
+        # than 5 workers ran. No more connections than workers are needed.
+        fake = self.start_fake("demo")
+        r, out = self.sync(self.config(fake), fake, args=["--workers", "8"])
+        self.assertEqual(r.rc, 0, r)
+        conns = {q["conn"] for q in fake.requests()}
+        self.assertGreater(len(fake.requests()), 80)
+        self.assertLessEqual(len(conns), 8, "%d connections for %d requests"
+                             % (len(conns), len(fake.requests())))
+
 
 if __name__ == "__main__":
     lib.main()

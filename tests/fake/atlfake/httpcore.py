@@ -224,7 +224,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(decision.delay_ms / 1000.0)
         if decision and decision.terminal is not None and decision.terminal.kind == "drop":
             self.close_connection = True
-            srv.log(req, None, decision, started)
+            srv.log(req, None, decision, started, self.client_address[1])
             return
         if decision:
             req.endless = decision.endless
@@ -234,7 +234,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             resp.headers.update(limit_headers)
         # Log before sending: once a client holds the answer, its line is in
         # the request log (tests count requests right after a call).
-        srv.log(req, resp.status, decision, started)
+        srv.log(req, resp.status, decision, started, self.client_address[1])
         self.send(req, api, resp, decision)
 
     def answer(self, req, api, route, early, decision):
@@ -383,7 +383,7 @@ class FakeServer(http.server.ThreadingHTTPServer):
             return
         super().handle_error(request, client_address)
 
-    def log(self, req, status, decision, started):
+    def log(self, req, status, decision, started, conn=None):
         log_file = self.config.log_file
         if log_file is None:
             return
@@ -397,6 +397,8 @@ class FakeServer(http.server.ThreadingHTTPServer):
             "status": status,
             "fault": decision.names if decision else [],
             "ms": round((time.monotonic() - started) * 1000, 2),
+            # The client's port names its TCP connection: tests count them.
+            "conn": conn,
         }
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self.config.log_lock:

@@ -528,6 +528,14 @@ def v2_users_search(req, st):
     return _users_response(req, st, carried.get("f", {}), carried.get("x", []), offset, limit)
 
 
+def v2_users_count(req, st):
+    """getDirectoryUsersCount: {"count": N} of the users the same filter
+    lists (query parameters, as GET .../users takes them)."""
+    check_directory(req, st)
+    return Response(200, {"count": len(filtered_accounts(st, _user_filter_from_query(req)))},
+                    content_type=JSON)
+
+
 def v2_user_details(req, st):
     check_directory(req, st)
     acct = find_account(st, req.params["accountId"])
@@ -701,6 +709,15 @@ def v2_groups_search(req, st):
     offset, limit, f = v2_paging_from_body(body, "v2groups", f)
     page, links = cursor_page(req, filtered_groups(st, f), "v2groups", f, limit, offset)
     return Response(200, data_page([group_frag(req, st, g) for g in page], links), content_type=JSON)
+
+
+def v2_groups_count(req, st):
+    """getGroupsCount: {"count": N} of the groups the same filter lists."""
+    check_directory(req, st)
+    f = {k: req.qlist(k) for k in GROUP_FILTER_KEYS if req.qlist(k)}
+    if req.q("searchTerm"):
+        f["searchTerm"] = req.q("searchTerm")
+    return Response(200, {"count": len(filtered_groups(st, f))}, content_type=JSON)
 
 
 def v2_group_get(req, st):
@@ -896,6 +913,7 @@ def build():
     r("POST", "/v2/orgs/(?P<orgId>[^/]+)/workspaces", workspaces)
     r("GET", d + "/users", v2_users_get)
     r("POST", d + "/users/search", v2_users_search)
+    r("GET", d + "/users/count", v2_users_count)
     r("GET", d + "/users/(?P<accountId>[^/]+)", v2_user_details)
     r("DELETE", d + "/users/(?P<accountId>[^/]+)", remove_user)
     r("GET", d + "/users/(?P<accountId>[^/]+)/role-assignments", user_role_assignments)
@@ -904,6 +922,7 @@ def build():
     r("GET", d + "/groups", v2_groups_get)
     r("POST", d + "/groups", v2_group_create)
     r("POST", d + "/groups/search", v2_groups_search)
+    r("GET", d + "/groups/count", v2_groups_count)
     r("GET", d + "/groups/(?P<groupId>[^/]+)", v2_group_get)
     r("DELETE", d + "/groups/(?P<groupId>[^/]+)", v2_group_delete)
     r("POST", d + "/groups/(?P<groupId>[^/]+)/memberships", add_membership)

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/* graph_finish: print and rank keys, fold and check direct grants, build
+   the entitlements, then the identity join (graph_ident.c) and the
+   expansion (graph_expand.c). */
+#include "autoconfig.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph_int.h"
+
+/* Position of def index `d` among the resource's carried slugs, or -1. */
+static long res_slug_pos(const struct res *r, uint16_t d) {
+  size_t lo = 0, hi = r ? r->nslugs : 0;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (r->slugs[mid] == d)
+      return (long)mid;
+    if (r->slugs[mid] < d)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return -1;
+}
+
+static int cmp_node_key(const void *a, const void *b) {
+  return strcmp((*(struct node *const *)a)->key,
+                (*(struct node *const *)b)->key);
+}
+
+/* Print the key of every node and rank them by it. Failed instances are
+   included so their stats count duplicates the same way; every writer
+   skips them. */
+static int finish_keys(struct graph *g) {
+  size_t total = 0, i, j, pos;
+  void *v;
+
+  for (i = 0; i < g->ninsts; i++) {
+    struct inst *in = g->insts[i];
+    for (j = 0; j < in->ntypes; j++)
+      total += in->tinfos[j].nodes.count;
+  }
+  if (total >= NONE)
+    return CH_E_LIMIT;
+  g->order = malloc((total ? total : 1) * sizeof(*g->order));
+  if (!g->order)
+    return CH_E_NOMEM;
+  for (i = 0; i < g->ninsts; i++) {
+    struct inst *in = g->insts[i];
+    for (j = 0; j < in->ntypes; j++) {
+      struct tinfo *ti = &in->tinfos[j];
+      pos = 0;
+      while (hmap_next(&ti->nodes, &pos, NULL, NULL, &v)) {
+        struct node *n = v;
+        n->key = key_resource(in->tenant, in->name, ti->t->id, n->id);
+        if (!n->key)
+          return CH_E_NOMEM;
+        n->kplain = (uint8_t)gr_key_plain(n->key, &n->klen);
+        g->order[g->norder++] = n;
+      }
+    }
+  }
+  /* Keys are unique (the encoding is injective and (tenant, instance) is
+     unique), so this order does not depend on the hash maps. */
+  gr_sort(g->order, g->norder, sizeof(*g->order), cmp_node_key);
+  /* Grants name their principal by rank. Output walks principals in rank
+     order, so keys packed in that order are read sequentially instead of
+     from 100k scattered allocations. */
+  for (i = 0, total = 0; i < g->norder; i++)
+    total += g->order[i]->klen + 1;
+  g->karena = malloc(total ? total : 1);
+  g->krefs = malloc((g->norder ? g->norder : 1) * sizeof(*g->krefs));
+  if (!g->karena || !g->krefs) {
+    free(g->karena);
+    g->karena = NULL;
+    return CH_E_NOMEM;
+  }
+  for (i = 0, pos = 0; i < g->norder; i++) {
+    struct node *n = g->order[i];
+    char *k = g->karena + pos;
+    memcpy(k, n->key, n->klen + 1);
+    free(n->key);
+    n->key = k;
+    n->rank = (uint32_t)i;
+    g->krefs[i].s = k;
+    g->krefs[i].len = n->klen;
+    g->krefs[i].plain = n->kplain;
+    pos += n->klen + 1;
+  }
+  return CH_OK;
+}
+
+/* Before entitlements exist: `ent` holds the resource's rank. */
+static int cmp_grant_raw(const void *a, const void *b) {
+  const struct rgrant *x = a, *y = b;
+
+  if (x->ent != y->ent)
+    return x->ent < y->ent ? -1 : 1;
+  if (x->slug != y->slug)
+    return x->slug < y->slug ? -1 : 1;
+  if (x->prank != y->prank)
+    return x->prank < y->prank ? -1 : 1;
+  return 0;
+}
+
+static int cmp_grant(const void *a, const void *b) {
+  const struct rgrant *x = a, *y = b;
+
+  if (x->ent != y->ent)
+    return x->ent < y->ent ? -1 : 1;
+  if (x->prank != y->prank)
+    return x->prank < y->prank ? -1 : 1;
+  return 0;
+}
+
+/* Fold duplicate `b` into `a`. Each choice is independent of which came
+   first: flags are united, the lowest expand slug and the lowest profile
+   (by bytes) are kept. */
+static void grant_fold(struct rgrant *a, struct rgrant *b) {
+  if (b->flags & CH_GRANT_EXPANDABLE) {
+    if (!(a->flags & CH_GRANT_EXPANDABLE) ||
+        strcmp(def_slug(b->principal, b->expand),
+               def_slug(a->principal, a->expand)) < 0)
+      a->expand = b->expand;
+    a->flags |= CH_GRANT_EXPANDABLE;
+  }
+  if (b->profile && (!a->profile || strcmp(b->profile, a->profile) < 0)) {
+    char *t = a->profile;
+    a->profile = b->profile;
+    b->profile = t;
+  }
+  free(b->profile);
+  b->profile = NULL;
+}
+
+/* What an id looks like, to name the likely cause of a grant that does
+   not resolve: most often the grant and the listing spell one object in
+   two forms (an ARI against a bare id, an encoded id against a raw one). */
+static const char *id_form(const char *id) {
+  if (strncmp(id, "ari:", 4) == 0)
+    return "it looks like an ARI";
+  if (strstr(id, "://"))
+    return "it looks like a URL";
+  for (const char *p = strchr(id, '%'); p; p = strchr(p + 1, '%'))
+    if (isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]))
+      return "it looks percent-encoded";
+  return "a plain id";
+}
+
+/* The instance error for its unresolved grants: the lowest key, how many
+   more, and what is wrong with the first one. */
+static char *bad_grant_error(const struct inst *in) {
+  const struct node *n = in->bad_node;
+  char more[48] = "";
+
+  if (in->nbad > 1)
+    snprintf(more, sizeof(more), " (and %" PRIu64 " more)", in->nbad - 1);
+  if (n->res)
+    return gr_strf("grant on unknown entitlement '%s'%s: %s '%s' was listed "
+                   "without that entitlement",
+                   in->bad_key, more, n->type->t->id, n->id);
+  return gr_strf("grant on unknown entitlement '%s'%s: no %s with id '%s' (%s) "
+                 "was listed; the %s listing of %s/%s should have carried it, "
+                 "or the plugin names it in another id form there",
+                 in->bad_key, more, n->type->t->id, n->id, id_form(n->id),
+                 n->type->t->id, in->tenant, in->name);
+}
+
+/*
+ * Fold duplicate grants, fail the instances that granted an entitlement no
+ * listed resource carries, drop grants to principals never listed.
+ */
+static int finish_check_grants(struct graph *g) {
+  size_t i, o = 0;
+
+  for (i = 0; i < g->ngrants; i++) {
+    g->grants[i].ent = g->grants[i].res->rank;
+    g->grants[i].prank = g->grants[i].principal->rank;
+  }
+  gr_sort(g->grants, g->ngrants, sizeof(*g->grants), cmp_grant_raw);
+  o = 0;
+  for (i = 0; i < g->ngrants; i++) {
+    if (o && !cmp_grant_raw(&g->grants[o - 1], &g->grants[i])) {
+      grant_fold(&g->grants[o - 1], &g->grants[i]);
+      continue;
+    }
+    g->grants[o++] = g->grants[i];
+  }
+  g->ngrants = o;
+
+  for (i = 0; i < g->ngrants; i++) {
+    struct rgrant *r = &g->grants[i];
+    struct inst *in = r->res->inst;
+    char *key;
+    in->ngrants++;
+    if (!in->ok || res_slug_pos(r->res->res, r->slug) >= 0)
+      continue;
+    in->nbad++;
+    key = key_entitlement(r->res->key, def_slug(r->res, r->slug));
+    if (!key)
+      return CH_E_NOMEM;
+    /* Report the lowest key, not the first seen: the message must not
+       depend on the order the workers delivered the grants. */
+    if (!in->bad_key || strcmp(key, in->bad_key) < 0) {
+      free(in->bad_key);
+      in->bad_key = key;
+      in->bad_node = r->res;
+    } else {
+      free(key);
+    }
+  }
+  for (i = 0; i < g->ninsts; i++) {
+    struct inst *in = g->insts[i];
+    if (!in->ok || !in->nbad)
+      continue;
+    in->ok = 0;
+    free(in->error);
+    in->error = bad_grant_error(in);
+    if (!in->error)
+      return CH_E_NOMEM;
+  }
+
+  o = 0;
+  for (i = 0; i < g->ngrants; i++) {
+    struct rgrant *r = &g->grants[i];
+    struct inst *in = r->res->inst;
+    if (in->ok && !r->principal->res) {
+      if (!in->dropped) {
+        char *key = key_entitlement(r->res->key, def_slug(r->res, r->slug));
+        gr_inst_log(in, CH_LOG_WARN,
+                    "grant of '%s' to '%s', which was never listed, dropped",
+                    key ? key : r->res->key, r->principal->key);
+        free(key);
+      }
+      in->dropped++;
+      in->gwarnings++;
+    }
+    if (!in->ok || !r->principal->res) {
+      free(r->profile);
+      continue;
+    }
+    g->grants[o++] = *r;
+  }
+  g->ngrants = o;
+  for (i = 0; i < g->ninsts; i++) {
+    struct inst *in = g->insts[i];
+    if (in->dropped > 1)
+      gr_inst_log(in, CH_LOG_WARN,
+                  "%" PRIu64 " grants to principals never listed were dropped",
+                  in->dropped);
+  }
+  return CH_OK;
+}
+
+static int cmp_ent(const void *a, const void *b) {
+  return strcmp(((const struct ent *)a)->key, ((const struct ent *)b)->key);
+}
+
+/* One entitlement per carried slug of every kept resource, sorted by key. */
+static int finish_ents(struct graph *g) {
+  size_t total = 0, i, p;
+
+  for (i = 0; i < g->norder; i++) {
+    if (kept(g->order[i]))
+      total += g->order[i]->res->nslugs;
+  }
+  if (total >= SRC_LIST)
+    return CH_E_LIMIT;
+  g->ents = calloc(total ? total : 1, sizeof(*g->ents));
+  if (!g->ents)
+    return CH_E_NOMEM;
+  for (i = 0; i < g->norder; i++) {
+    struct node *n = g->order[i];
+    if (!kept(n) || !n->res->nslugs)
+      continue;
+    n->ents = malloc(n->res->nslugs * sizeof(*n->ents));
+    if (!n->ents)
+      return CH_E_NOMEM;
+    for (p = 0; p < n->res->nslugs; p++) {
+      struct ent *e = &g->ents[g->nents];
+      e->key = key_entitlement(n->key, def_slug(n, n->res->slugs[p]));
+      if (!e->key)
+        return CH_E_NOMEM;
+      e->kplain = (uint8_t)gr_key_plain(e->key, &e->klen);
+      e->node = n;
+      e->slug = n->res->slugs[p];
+      e->pos = (uint16_t)p;
+      g->nents++;
+    }
+  }
+  /* Not the resource order: "a!#x" sorts before "a#x" while resource "a"
+     sorts before "a!". Output promises byte order of the printed keys. */
+  gr_sort(g->ents, g->nents, sizeof(*g->ents), cmp_ent);
+  for (i = 0; i < g->nents; i++)
+    g->ents[i].node->ents[g->ents[i].pos] = (uint32_t)i;
+  return CH_OK;
+}
+
+/* Point grants at entitlements, sort them, resolve what expandable grants
+   expand through. */
+static int finish_grants(struct graph *g) {
+  size_t i;
+
+  if (g->ngrants >= NONE)
+    return CH_E_LIMIT; /* entitlements index their grants with 32 bits */
+  for (i = 0; i < g->ngrants; i++) {
+    struct rgrant *r = &g->grants[i];
+    r->ent = r->res->ents[res_slug_pos(r->res->res, r->slug)];
+    r->src = NONE;
+    r->exp_ent = NONE;
+  }
+  gr_sort(g->grants, g->ngrants, sizeof(*g->grants), cmp_grant);
+  for (i = 0; i < g->ngrants; i++) {
+    struct rgrant *r = &g->grants[i];
+    struct ent *e = &g->ents[r->ent];
+    long p;
+    if (!e->gcount)
+      e->gfirst = (uint32_t)i;
+    e->gcount++;
+    if (!(r->flags & CH_GRANT_EXPANDABLE))
+      continue;
+    p = res_slug_pos(r->principal->res, r->expand);
+    if (p >= 0) {
+      r->exp_ent = r->principal->ents[p];
+      continue;
+    }
+    /* The principal's type declares the slug but this resource does not
+       carry it: nobody can hold it, so nothing is inherited. */
+    if (!r->principal->inst->nexp++) {
+      r->principal->inst->exp_key =
+          key_entitlement(r->principal->key, def_slug(r->principal, r->expand));
+      if (!r->principal->inst->exp_key)
+        return CH_E_NOMEM;
+    }
+    r->principal->inst->gwarnings++;
+  }
+  for (i = 0; i < g->ninsts; i++) {
+    struct inst *in = g->insts[i];
+    if (in->nexp)
+      gr_inst_log(in, CH_LOG_WARN,
+                  "%" PRIu64
+                  " expandable grant(s) expand through an entitlement "
+                  "the principal does not carry (first: '%s'); not expanded",
+                  in->nexp, in->exp_key);
+  }
+  return CH_OK;
+}
+
+int graph_finish(struct graph *g) {
+  struct graph_counts *c;
+  size_t i;
+  int result = CH_E_INVALID;
+
+  if (!g)
+    return CH_E_INVALID;
+  pthread_mutex_lock(&g->lock);
+  if (g->finished)
+    goto out;
+  g->finished = 1;
+  gr_trim();
+  /* Step by step; each one's order comes from sorted keys, never from
+     arrival order or hash order. */
+  result = finish_keys(g);
+  if (!result)
+    result = finish_check_grants(g);
+  if (!result)
+    result = finish_ents(g);
+  if (!result)
+    result = finish_grants(g);
+  if (!result)
+    result = gr_finish_identities(g);
+  if (!result)
+    result = gr_finish_expand(g);
+  gr_trim(); /* the steps' scratch arrays */
+  if (result)
+    goto out;
+  c = &g->counts;
+  for (i = 0; i < g->norder; i++)
+    c->resources += kept(g->order[i]);
+  c->entitlements = g->nents;
+  c->derived_grants = g->nderived;
+  c->grants = g->ngrants + g->nderived;
+  c->identities = g->nidents;
+  for (i = 0; i < g->nidents; i++)
+    c->merged_identities += g->idents[i].nmembers > 1;
+out:
+  pthread_mutex_unlock(&g->lock);
+  return result;
+}

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/* The identity join: user resources of a tenant that share a match key
+   are one identity (union-find), keyed by its smallest match key. */
+#include "autoconfig.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph_int.h"
+
+static int cmp_strp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sort and deduplicate an array of owned strings; returns the new count. */
+static size_t sort_unique(char **v, size_t n) {
+  size_t i, o = 0;
+
+  if (!n)
+    return 0;
+  gr_sort(v, n, sizeof(*v), cmp_strp);
+  for (i = 1; i < n; i++) {
+    if (!strcmp(v[i], v[o]))
+      free(v[i]);
+    else
+      v[++o] = v[i];
+  }
+  return o + 1;
+}
+
+static void lower_ascii(char *s) {
+  for (; *s; s++) {
+    if (*s >= 'A' && *s <= 'Z')
+      *s = (char)(*s - 'A' + 'a');
+  }
+}
+
+/* The match key as identity merge compares it: email values ignore ASCII
+   case (mail systems do), everything else is compared exactly. malloc'd. */
+static char *match_key_norm(const char *mk) {
+  char *s = strdup(mk);
+
+  if (s && !strncmp(s, "email=", 6))
+    lower_ascii(s + 6);
+  return s;
+}
+
+static uint32_t uf_find(uint32_t *uf, uint32_t x) {
+  while (uf[x] != x) {
+    uf[x] = uf[uf[x]];
+    x = uf[x];
+  }
+  return x;
+}
+
+static int is_user(const struct node *n) {
+  return kept(n) && (n->type->t->traits & CH_TRAIT_USER);
+}
+
+static int cmp_ident(const void *a, const void *b) {
+  return strcmp(((const struct ident *)a)->key, ((const struct ident *)b)->key);
+}
+
+/* Emails, match keys, display name and key of one identity. */
+static int ident_fill(struct graph *g, struct ident *id) {
+  const struct node *first = g->order[id->members[0]];
+  size_t i, ne = 0, nm = 0;
+  const char *const *v;
+  char *enc = NULL, *t = NULL;
+  int result = CH_E_NOMEM;
+
+  id->tenant = first->inst->tenant;
+  for (i = 0; i < id->nmembers; i++) {
+    const struct res *r = g->order[id->members[i]]->res;
+    if (!id->display_name && r->display_name && *r->display_name)
+      id->display_name = r->display_name;
+    for (v = r->emails; *v; v++)
+      ne++;
+    for (v = r->match_keys; *v; v++)
+      nm++;
+  }
+  id->emails = calloc(ne ? ne : 1, sizeof(char *));
+  id->mks = calloc(nm ? nm : 1, sizeof(char *));
+  if (!id->emails || !id->mks)
+    goto out;
+  for (i = 0; i < id->nmembers; i++) {
+    const struct res *r = g->order[id->members[i]]->res;
+    for (v = r->emails; *v; v++) {
+      char *e = strdup(*v);
+      if (!e)
+        goto out;
+      lower_ascii(e);
+      id->emails[id->nemails++] = e;
+    }
+    for (v = r->match_keys; *v; v++) {
+      char *m = match_key_norm(*v);
+      if (!m)
+        goto out;
+      id->mks[id->nmks++] = m;
+    }
+  }
+  id->nemails = sort_unique(id->emails, id->nemails);
+  id->nmks = sort_unique(id->mks, id->nmks);
+  t = key_encode(id->tenant);
+  /* Keyed by its smallest match key: stable while that key lives,
+     whichever accounts join or leave. An identity without match keys has
+     one member; '~' cannot start a match key, so the two forms never
+     collide. */
+  enc = key_encode(id->nmks ? id->mks[0] : first->key);
+  if (!t || !enc)
+    goto out;
+  id->key = gr_strf("%s/~identity/%s%s", t, id->nmks ? "" : "~", enc);
+  if (!id->key)
+    goto out;
+  result = CH_OK;
+out:
+  free(t);
+  free(enc);
+  return result;
+}
+
+/* Union-find over the user resources of each tenant sharing a match key. */
+int gr_finish_identities(struct graph *g) {
+  struct hmap seen = HMAP_INIT;
+  char **keys = NULL;
+  size_t nkeys = 0, ckeys = 0, i, nid = 0;
+  uint32_t *uf = NULL, *idof = NULL;
+  int result = CH_E_NOMEM;
+
+  uf = malloc((g->norder ? g->norder : 1) * sizeof(*uf));
+  idof = malloc((g->norder ? g->norder : 1) * sizeof(*idof));
+  if (!uf || !idof)
+    goto out;
+  for (i = 0; i < g->norder; i++) {
+    uf[i] = (uint32_t)i;
+    idof[i] = NONE;
+  }
+  for (i = 0; i < g->norder; i++) {
+    const struct node *n = g->order[i];
+    const char *const *v;
+    if (!is_user(n))
+      continue;
+    for (v = n->res->match_keys; *v; v++) {
+      char *m = match_key_norm(*v), *k;
+      size_t len;
+      void *found;
+      if (!m)
+        goto out;
+      /* The tenant's index is part of the key: identities never span
+         tenants even when their users share an account id. */
+      len = sizeof(uint32_t) + strlen(m);
+      k = malloc(len);
+      if (!k || gr_grow(&keys, &ckeys, nkeys + 1, sizeof(*keys))) {
+        free(k);
+        free(m);
+        goto out;
+      }
+      memcpy(k, &n->inst->tenant_idx, sizeof(uint32_t));
+      memcpy(k + sizeof(uint32_t), m, len - sizeof(uint32_t));
+      free(m);
+      keys[nkeys++] = k;
+      found = hmap_get(&seen, k, len);
+      if (found) {
+        uint32_t a = uf_find(uf, (uint32_t)i);
+        uint32_t b = uf_find(uf, (uint32_t)((uintptr_t)found - 1));
+        if (a < b)
+          uf[b] = a;
+        else
+          uf[a] = b;
+      } else if (hmap_put(&seen, k, len, (void *)(uintptr_t)(i + 1))) {
+        goto out;
+      }
+    }
+  }
+  /* Number identities by their lowest member, count members. */
+  for (i = 0; i < g->norder; i++) {
+    uint32_t root;
+    if (!is_user(g->order[i]))
+      continue;
+    root = uf_find(uf, (uint32_t)i);
+    if (idof[root] == NONE)
+      idof[root] = (uint32_t)nid++;
+    g->order[i]->identity = idof[root];
+  }
+  g->idents = calloc(nid ? nid : 1, sizeof(*g->idents));
+  if (!g->idents)
+    goto out;
+  g->nidents = nid;
+  for (i = 0; i < g->norder; i++) {
+    if (is_user(g->order[i]))
+      g->idents[g->order[i]->identity].nmembers++;
+  }
+  for (i = 0; i < nid; i++) {
+    g->idents[i].members =
+        malloc(g->idents[i].nmembers * sizeof(*g->idents[i].members));
+    if (!g->idents[i].members)
+      goto out;
+    g->idents[i].nmembers = 0;
+  }
+  for (i = 0; i < g->norder; i++) {
+    struct ident *id;
+    if (!is_user(g->order[i]))
+      continue;
+    id = &g->idents[g->order[i]->identity];
+    id->members[id->nmembers++] = (uint32_t)i;
+  }
+  for (i = 0; i < nid; i++) {
+    if (ident_fill(g, &g->idents[i]))
+      goto out;
+  }
+  gr_sort(g->idents, nid, sizeof(*g->idents), cmp_ident);
+  for (i = 0; i < nid; i++) {
+    size_t m;
+    for (m = 0; m < g->idents[i].nmembers; m++)
+      g->order[g->idents[i].members[m]]->identity = (uint32_t)i;
+  }
+  result = CH_OK;
+out:
+  for (i = 0; i < nkeys; i++)
+    free(keys[i]);
+  free(keys);
+  hmap_release(&seen);
+  free(uf);
+  free(idof);
+  return result;
+}

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/* The graph's internals, shared by its modules (graph.c: lifecycle and
+   views; graph_json.c: the JSON writer and profiles; graph_add.c: records;
+   graph_finish.c: keys, grants, entitlements; graph_ident.c: identities;
+   graph_expand.c: inheritance; graph_write.c: output). Not for other
+   host modules: they use graph.h. */
+#ifndef CONNHOST_GRAPH_INT_H
+#define CONNHOST_GRAPH_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "graph.h"
+#include "hmap.h"
+#include "log.h"
+
+/*
+ * Memory layout, chosen so a tenant with 100k users, a million grants and
+ * ten million derived grants fits in a few hundred MB:
+ * - each (instance, type, id) is one `struct node`, found through its
+ *   type's hash map; the node is the interned copy of the id, and grants
+ *   point at nodes instead of copying ids;
+ * - a listed resource is one packed allocation (`struct res` + its strings);
+ * - grants are flat arrays of fixed-size records that graph_finish sorts;
+ *   after finish they refer to entitlements and principals by index.
+ * Hash maps only ever find things; every order that reaches the output comes
+ * from sorting printed keys with strcmp.
+ */
+
+#define NONE UINT32_MAX
+#define SRC_LIST 0x80000000u /* `src` indexes g->srcpool */
+#define MAX_SLUGS 65535
+#define PROFILE_MAX (1 << 20) /* "a small JSON object" (plugin.h) */
+
+struct tinfo { /* one declared resource type of an instance */
+  const struct ch_resource_type *t;
+  struct tinfo *parent;
+  size_t ndefs;
+  struct hmap slugs; /* slug -> def index + 1; read-only after setup */
+  struct hmap nodes; /* id -> struct node; under g->lock */
+};
+
+struct inst {
+  char *tenant, *name, *plugin, *version;
+  uint32_t tenant_idx;
+  const struct ch_resource_type *types;
+  struct tinfo *tinfos;
+  size_t ntypes;
+  struct hmap type_map; /* type id -> tinfo; read-only after setup */
+  int ok;               /* 0 once the report or graph_finish failed it */
+  char *error;
+  /* from the report */
+  uint64_t pages, requests, retries, warnings;
+  /* counted by the graph: distinct resources and direct grants received,
+     grants dropped (principal never listed), warnings the graph raised */
+  uint64_t nres, ngrants, dropped, gwarnings;
+  /* graph_finish diagnostics: the key each log line or error names */
+  char *bad_key;               /* lowest unknown entitlement key */
+  const struct node *bad_node; /* its resource, for the likely cause */
+  uint64_t nbad;
+  char *exp_key; /* first expand entitlement the principal does not carry */
+  uint64_t nexp;
+  const char *cut_key; /* first entitlement whose expansion was cut */
+  uint64_t ncut;
+};
+
+struct res {
+  const char *display_name;      /* NULL when none */
+  const char *const *emails;     /* NULL-terminated */
+  const char *const *match_keys; /* NULL-terminated */
+  const char *profile;           /* canonical JSON object text or NULL */
+  struct node *parent;
+  const uint16_t *slugs; /* carried entitlement def indices, ascending */
+  size_t nslugs;
+  enum ch_res_status status;
+  enum ch_account_type account_type;
+};
+
+struct node {
+  struct inst *inst;
+  struct tinfo *type;
+  struct res *res; /* NULL while never listed */
+  char *key;       /* printed key, built by graph_finish */
+  uint32_t klen;   /* strlen(key) */
+  uint8_t kplain;  /* key needs no JSON escaping */
+  uint32_t *ents;  /* finish: entitlement index per res->slugs entry */
+  uint32_t rank;   /* finish: index in g->order */
+  uint32_t identity;
+  char id[];
+};
+
+struct rgrant {
+  struct node *res, *principal;
+  char *profile;    /* canonical JSON object text or NULL */
+  uint32_t ent;     /* finish: entitlement index (first the res rank) */
+  uint32_t prank;   /* finish: principal rank */
+  uint32_t src;     /* finish: extra sources (NONE, an ent, SRC_LIST|i) */
+  uint32_t exp_ent; /* finish: entitlement its holders inherit through */
+  uint16_t slug;    /* def index in the resource's type */
+  uint16_t expand;  /* def index in the principal's type */
+  uint8_t flags;    /* CH_GRANT_EXPANDABLE */
+};
+
+struct ent {
+  char *key;
+  struct node *node;
+  uint16_t slug;  /* def index */
+  uint16_t pos;   /* index in node->res->slugs */
+  uint8_t kplain; /* key needs no JSON escaping */
+  uint32_t klen;
+  uint32_t gfirst, gcount; /* direct grants, in g->grants */
+};
+
+struct kref { /* a node's key, by rank: written for every grant */
+  const char *s;
+  uint32_t len;
+  uint32_t plain;
+};
+
+struct dgrant { /* a derived grant: direct false */
+  uint32_t ent, principal, src;
+};
+
+struct ident {
+  char *key;
+  const char *tenant;
+  const char *display_name; /* borrowed from a member, or NULL */
+  uint32_t *members;        /* node ranks, ascending */
+  size_t nmembers;
+  char **emails, **mks; /* owned, sorted, unique */
+  size_t nemails, nmks;
+};
+
+struct graph {
+  pthread_mutex_t lock;
+  struct inst **insts;
+  size_t ninsts, cinsts;
+  struct hmap tenants; /* name -> index + 1 */
+  char **tenant_names;
+  size_t ntenants, ctenants;
+  struct rgrant *grants;
+  size_t ngrants, cgrants;
+  int finished;
+  /* built by graph_finish */
+  struct node **order; /* every node, by key */
+  size_t norder;
+  char *karena;       /* their keys, back to back in rank order */
+  struct kref *krefs; /* by rank */
+  struct ent *ents;
+  size_t nents;
+  struct dgrant *derived;
+  size_t nderived, cderived;
+  uint32_t *srcpool;
+  size_t nsrc, csrc;
+  struct ident *idents;
+  size_t nidents;
+  struct graph_counts counts;
+};
+
+/* ---- shared helpers (graph.c) -------------------------------------------- */
+
+/* Make room for `need` elements of `size` bytes in *p (capacity *cap). */
+int gr_grow(void *pp, size_t *cap, size_t need, size_t size);
+/* qsort, but fine with an empty (NULL) array. */
+void gr_sort(void *base, size_t n, size_t size,
+             int (*cmp)(const void *, const void *));
+/* Hand the heap's free memory back to the system: the fetch leaves every
+   worker's malloc arena with freed pages and JSON trees, which the peak
+   of graph_finish and the write would otherwise add to. */
+void gr_trim(void);
+char *gr_strf(const char *fmt, ...) CH_PRINTF(1, 2);
+void gr_inst_log(const struct inst *in, enum ch_log_level level,
+                 const char *fmt, ...) CH_PRINTF(3, 4);
+
+static inline struct tinfo *inst_type(const struct inst *in, const char *id) {
+  return id ? hmap_gets(&in->type_map, id) : NULL;
+}
+
+/* Def index + 1 of `slug` in `ti`, or 0. */
+static inline size_t type_slug(const struct tinfo *ti, const char *slug) {
+  return (size_t)(uintptr_t)hmap_gets(&ti->slugs, slug);
+}
+
+static inline struct inst *graph_inst(const struct graph *g, int inst) {
+  if (!g || inst < 0 || (size_t)inst >= g->ninsts)
+    return NULL;
+  return g->insts[inst];
+}
+
+static inline const char *def_slug(const struct node *n, uint16_t d) {
+  return n->type->t->entitlements[d].slug;
+}
+
+/* A resource that reaches the output: listed, and its instance is ok. */
+static inline int kept(const struct node *n) { return n->inst->ok && n->res; }
+
+/* ---- JSON writer --------------------------------------------------------- */
+
+/*
+ * A buffered writer: to a FILE (fixed buffer, flushed when full) or to
+ * memory (grows). Errors are sticky; check `failed` at the end. We write
+ * JSON ourselves instead of building json_object trees: output for a big
+ * tenant is millions of records, and we need a fixed key order and a fixed
+ * escaping anyway.
+ */
+struct jw {
+  FILE *f;
+  char *buf;
+  size_t len, cap;
+  int failed; /* errno-style, or -1 for out of memory */
+};
+
+void jw_put_slow(struct jw *w, const char *s, size_t n);
+
+/* The output of a big tenant is gigabytes of small pieces: keep the common
+   case (room in the buffer) inline. */
+static inline void jw_put(struct jw *w, const char *s, size_t n) {
+  if (n && n <= w->cap - w->len) {
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    return;
+  }
+  jw_put_slow(w, s, n);
+}
+
+/* String literals only: the "" forces a compile error for a pointer. */
+#define jw_lit(w, s) jw_put((w), "" s "", sizeof(s) - 1)
+
+void jw_flush(struct jw *w);
+void jw_strn(struct jw *w, const char *s, size_t n);
+void jw_str(struct jw *w, const char *s);
+/* A printed key. Keys never hold control bytes (they are percent-encoded),
+   so most need no escaping at all: `plain` was worked out once. */
+void jw_k(struct jw *w, const char *key, uint32_t len, int plain);
+#define jw_node(w, n) jw_k((w), (n)->key, (n)->klen, (n)->kplain)
+#define jw_ent(w, e) jw_k((w), (e)->key, (e)->klen, (e)->kplain)
+/* Whether key `k` needs no JSON escaping; its length in *len. */
+int gr_key_plain(const char *k, uint32_t *len);
+void jw_u64(struct jw *w, uint64_t v);
+/* `,"name":` (or without the comma for the first field) */
+void jw_key(struct jw *w, const char *name, int first);
+void jw_field_str(struct jw *w, const char *name, const char *v);
+void jw_strlist(struct jw *w, const char *name, const char *const *v, size_t n);
+
+/* Parse a plugin's profile text and return its canonical form (malloc'd)
+   in *out, or CH_E_INVALID with the reason in `why` (graph_json.c). */
+int gr_profile_canon(const char *text, char **out, char *why, size_t whysz);
+
+/* graph_finish's steps kept in their own modules. */
+int gr_finish_identities(struct graph *g); /* graph_ident.c */
+int gr_finish_expand(struct graph *g);     /* graph_expand.c */
+
+#endif
