@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "httpd.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "serve.h"
@@ -187,6 +189,48 @@ static int serve_loop(struct serve *sv, const sigset_t *sigs) {
   }
 }
 
+/* This replica's id: --replica-id, serve.replica_id, else HOSTNAME-PID
+   (a pod's hostname is its name, so ids differ across replicas and
+   restarts). malloc'd; NULL when out of memory. */
+static char *replica_id(const struct serve *sv) {
+  char host[256] = "", buf[300];
+
+  if (sv->s->cli->replica_id)
+    return strdup(sv->s->cli->replica_id);
+  if (sv->cur->config->serve_replica_id)
+    return strdup(sv->cur->config->serve_replica_id);
+  if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+    snprintf(host, sizeof(host), "connhost");
+  snprintf(buf, sizeof(buf), "%s-%ld", host, (long)getpid());
+  return strdup(buf);
+}
+
+/* A PostgreSQL store is shared by replicas: the tenant runs go by leases
+   in it (lease.h). A SQLite store is one replica's: no leases. The store
+   and the lease expiry take effect at the next start, not on reload. */
+static int open_leases(struct serve *sv) {
+  const struct config *c = sv->cur->config;
+  struct ch_err err = {0};
+
+  if (!(sv->replica = replica_id(sv))) {
+    log_error("out of memory");
+    return 0;
+  }
+  if (!lease_store_is_pg(c->store))
+    return 1;
+  if (leases_open(c->store, sv->replica, c->serve_lease_ms, &sv->leases,
+                  &err) != CH_OK) {
+    log_error("%s: %s", c->path, err.msg);
+    return 0;
+  }
+  log_info("serve: replica '%s' shares the tenants through the store's "
+           "leases (expiry %.1f s)",
+           sv->replica,
+           (double)(c->serve_lease_ms ? c->serve_lease_ms : LEASE_EXPIRY_MS) /
+               1000.0);
+  return 1;
+}
+
 int cmd_serve(struct session *s) {
   struct serve sv = {0};
   struct httpd_conf hc = {0};
@@ -216,7 +260,7 @@ int cmd_serve(struct session *s) {
   sv.cur->config = s->config;
   sv.cur->refs = 1;
   s->config = NULL; /* the generation owns it now */
-  if (!serve_config_ok(&sv, sv.cur->config))
+  if (!serve_config_ok(&sv, sv.cur->config) || !open_leases(&sv))
     goto out;
   metrics_config_loaded(sv.metrics, 1, serve_wall_s());
 
@@ -249,6 +293,8 @@ int cmd_serve(struct session *s) {
   log_info("serve: stopped");
 out:
   httpd_stop(h);
+  leases_close(sv.leases); /* after drain: no run holds a lease now */
+  free(sv.replica);
   for (size_t i = 0; i < sv.ntenants; i++) {
     free(sv.tenants[i]->name);
     free(sv.tenants[i]);

@@ -898,6 +898,7 @@ void config_free(struct config *c) {
   free(c->output);
   free(c->format);
   free(c->serve_listen);
+  free(c->serve_replica_id);
   if (c->serve_auth_token)
     wipe(c->serve_auth_token, strlen(c->serve_auth_token));
   free(c->serve_auth_token);
@@ -1120,11 +1121,12 @@ static int load_schedule(const struct config *c, const struct cfg_node *n,
   return rc;
 }
 
-/* `serve: {listen, auth_token, shutdown_grace}`. */
+/* `serve: {listen, auth_token, shutdown_grace, replica_id, lease_expiry}`. */
 static int load_serve(struct config *c, const struct cfg_node *n,
                       struct ch_err *err) {
-  static const char *const keys[] = {"listen", "auth_token", "shutdown_grace",
-                                     NULL};
+  static const char *const keys[] = {"listen",         "auth_token",
+                                     "shutdown_grace", "replica_id",
+                                     "lease_expiry",   NULL};
   const struct cfg_node *k;
   int rc;
 
@@ -1156,6 +1158,14 @@ static int load_serve(struct config *c, const struct cfg_node *n,
   k = cfg_get(n, "shutdown_grace");
   if (k && (rc = host_duration(c, k, "serve.shutdown_grace", &c->serve_grace_ms,
                                err)))
+    return rc;
+  k = cfg_get(n, "replica_id");
+  if (k &&
+      (rc = host_text(c, k, "serve.replica_id", &c->serve_replica_id, err)))
+    return rc;
+  k = cfg_get(n, "lease_expiry");
+  if (k &&
+      (rc = host_duration(c, k, "serve.lease_expiry", &c->serve_lease_ms, err)))
     return rc;
   return CH_OK;
 }

@@ -52,6 +52,8 @@ struct serve {
   size_t ntenants;
   int stopping;
   struct metrics *metrics;
+  struct leases *leases; /* a shared (PostgreSQL) store's, else NULL */
+  char *replica;         /* this replica's id (leases, runs) */
   unsigned rand_state;
 };
 

@@ -12,6 +12,7 @@
 
 #include "explore.h"
 #include "httpd.h"
+#include "lease.h"
 #include "metrics.h"
 #include "serve.h"
 #include "store.h"
@@ -34,11 +35,10 @@ static void reply(struct httpd_reply *rp, int status, const char *fmt, ...) {
   rp->body = strdup(buf);
 }
 
-/* Why serve is not ready, or NULL. Lock held. The snapshot store, once
-   serve records into it, adds "store not open" here. */
-/* Why the service is not ready, or NULL. The store must open (a read: it
-   never waits on a run being recorded); one not written yet is fine as long
-   as its directory takes the file. */
+/* Why the service is not ready, or NULL; lock held. A SQLite store must
+   open (a read: it never waits on a run being recorded); one not written
+   yet is fine as long as its directory takes the file. A PostgreSQL store
+   must answer the lease connection. */
 static const char *not_ready(const struct serve *sv, char *why, size_t n) {
   const char *path;
   struct store *st = NULL;
@@ -53,6 +53,8 @@ static const char *not_ready(const struct serve *sv, char *why, size_t n) {
   path = sv->cur->config->store;
   if (!path)
     return NULL;
+  if (sv->leases) /* a PostgreSQL store: no file to look at */
+    return leases_not_ready(sv->leases, why, n);
   if (access(path, F_OK) == 0) {
     if (store_open(path, 0, &st, &err) != CH_OK) {
       snprintf(why, n, "store: %s", err.msg);
@@ -76,6 +78,7 @@ static void api_sync(struct serve *sv, const struct httpd_request *rq,
   const char *instance = httpd_query(rq, "instance");
   const struct config_tenant *ct;
   struct tenant_rt *t = NULL;
+  char why[CH_ERR_MSG_SIZE];
 
   if (strcmp(httpd_method(rq), "POST") != 0) {
     rp->allow = "POST";
@@ -89,6 +92,10 @@ static void api_sync(struct serve *sv, const struct httpd_request *rq,
   pthread_mutex_lock(&sv->lock);
   if (sv->stopping) {
     reply(rp, 503, "shutting down\n");
+    goto out;
+  }
+  if (sv->leases && leases_not_ready(sv->leases, why, sizeof(why))) {
+    reply(rp, 503, "not ready: %s\n", why);
     goto out;
   }
   ct = serve_find_tenant(sv->cur->config, tenant);
@@ -168,6 +175,8 @@ void serve_on_http(void *arg, const struct httpd_request *rq,
     rp->status = 200;
     rp->content_type = "text/plain; version=0.0.4; charset=utf-8";
     rp->body = metrics_render(sv->metrics);
+    if (rp->body && sv->leases)
+      rp->body = leases_render_metrics(sv->leases, rp->body);
     if (!rp->body)
       reply(rp, 500, "out of memory\n");
   } else if (!explore_route(sv, rq, rp)) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lease.h"
 #include "log.h"
 #include "serve.h"
 #include "util.h"
@@ -65,6 +66,31 @@ void serve_wait_until(struct serve *sv, int64_t when_us) {
   util_cond_wait_us(&sv->cond, &sv->lock, left);
 }
 
+/* With a shared store, whether this replica may run `t` now (lease.h).
+   A run asked for while another replica holds the tenant stays queued in
+   the table; with the database out of reach nothing runs (/readyz says
+   why). Lock held; dropped while the database answers. */
+static int take_lease(struct serve *sv, struct tenant_rt *t) {
+  int now = t->queued;
+  enum lease_result res;
+  long retry_ms;
+
+  pthread_mutex_unlock(&sv->lock);
+  res = leases_acquire(sv->leases, t->name, now, &retry_ms);
+  pthread_mutex_lock(&sv->lock);
+  if (res == LEASE_TAKEN && (sv->stopping || t->gone)) {
+    pthread_mutex_unlock(&sv->lock);
+    leases_release(sv->leases, t->name, 0); /* due at once, elsewhere */
+    pthread_mutex_lock(&sv->lock);
+    return 0;
+  }
+  if (res == LEASE_TAKEN)
+    return 1;
+  t->queued = 0;
+  t->next_us = serve_deadline_of(retry_ms);
+  return 0;
+}
+
 static void *tenant_main(void *arg) {
   struct tenant_rt *t = arg;
   struct serve *sv = t->sv;
@@ -80,6 +106,8 @@ static void *tenant_main(void *arg) {
       serve_wait_until(sv, t->next_us);
       continue;
     }
+    if (sv->leases && !take_lease(sv, t))
+      continue;
     g = sv->cur;
     g->refs++;
     t->queued = 0;
@@ -112,6 +140,8 @@ static void *tenant_main(void *arg) {
     }
     t->next_us = serve_deadline_of(wait);
     pthread_mutex_unlock(&sv->lock);
+    if (sv->leases) /* the next run is due for every replica alike */
+      leases_release(sv->leases, t->name, wait);
     serve_gen_put(sv, g);
     pthread_mutex_lock(&sv->lock);
   }
