@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "db.h"
 #include "engine.h"
 #include "graph.h"
 #include "isolate.h"
@@ -524,9 +525,12 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
                                     : "failed";
   summary(insts, n, g, o, to_stdout ? stderr : stdout, o->output, status,
           now_s() - w.t0);
-  if (run_id && o->summary && log_format() == LOG_TEXT)
+  if (run_id && o->summary && log_format() == LOG_TEXT) {
+    char *where = db_redact_target(o->store); /* a URL's password */
     fprintf(to_stdout ? stderr : stdout, "run %lld recorded in %s\n",
-            (long long)run_id, o->store);
+            (long long)run_id, where ? where : "the store");
+    free(where);
+  }
 out:
   st->duration = now_s() - w.t0;
   graph_free(g);

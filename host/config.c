@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "options.h"
 #include "util.h"
@@ -1361,8 +1362,8 @@ static int load_tenant(struct config *c, const struct cfg_node *knode,
   return CH_OK;
 }
 
-/* `store: PATH` (default connhost.db beside the config; `none` turns the
-   store off) and `keep_runs: N` (default 30). */
+/* `store: PATH` or `store: postgresql://...` (default connhost.db beside
+   the config; `none` turns the store off) and `keep_runs: N` (default 30). */
 static int load_store(struct config *c, const struct cfg_node *root,
                       struct ch_err *err) {
   const struct cfg_node *n = cfg_get(root, "store");
@@ -1375,7 +1376,17 @@ static int load_store(struct config *c, const struct cfg_node *root,
       return nomem(err);
   } else if (!(n->kind == CFG_SCALAR && n->plain &&
                strcmp(n->value, "none") == 0)) {
-    rc = host_path(c, n, "store", &c->store, err);
+    char *text = NULL;
+    /* a postgresql:// URL is not a path beside the config */
+    rc = host_text(c, n, "store", &text, err);
+    if (rc)
+      return rc;
+    if (!text[0])
+      rc = fail(err, n, "'store' must not be empty");
+    else if (!(c->store =
+                   db_is_url(text) ? strdup(text) : config_path(c, text)))
+      rc = nomem(err);
+    free(text);
     if (rc)
       return rc;
   }

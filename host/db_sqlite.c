@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/* The db layer on SQLite (a file path): see db.h. */
+#include "autoconfig.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "db_int.h"
+
+struct sq_stmt {
+  struct db_stmt base;
+  sqlite3_stmt *st;
+};
+
+static const struct db_token sq_tokens[] = {
+    {"id", "INTEGER PRIMARY KEY"},
+    {"norowid", " WITHOUT ROWID"},
+    {"text", "TEXT"},
+    {"int", "INTEGER"},
+    {"each", "json_each(%1)"},
+    {"agg", "json_group_array(%1)"},
+    {"at", "json_extract(%1, '$[' || (%2) || ']')"},
+    {"ts", "strftime('%Y-%m-%dT%H:%M:%SZ', %1, 'unixepoch')"},
+    {"now", "CAST(strftime('%s', 'now') AS INTEGER)"},
+    {"instr", "instr(%1, %2)"},
+    {"temp", "temp."},
+    {NULL, NULL}};
+
+static sqlite3 *conn(const struct db *db) { return db->conn; }
+
+/* Record SQLite's last error on `db`. Returns -1. */
+static int sq_error(struct db *db) {
+  int code = sqlite3_errcode(conn(db));
+  enum db_errkind kind = DB_EK_OTHER;
+
+  if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+    kind = DB_EK_LOCKED;
+  else if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+    kind = DB_EK_CORRUPT;
+  else if (code == SQLITE_NOMEM)
+    kind = DB_EK_NOMEM;
+  return db_set_error(db, kind, sqlite3_errmsg(conn(db)));
+}
+
+static int sq_exec(struct db *db, const char *sql) {
+  return sqlite3_exec(conn(db), sql, NULL, NULL, NULL) == SQLITE_OK
+             ? CH_OK
+             : sq_error(db);
+}
+
+static int sq_open(struct db *db, const char *path, int create) {
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+  struct stat sb;
+  sqlite3 *h = NULL;
+
+  if (stat(path, &sb) != 0) {
+    if (!create)
+      return db_set_error(db, DB_EK_MISSING, "no such file");
+    flags |= SQLITE_OPEN_CREATE;
+  }
+  if (sqlite3_open_v2(path, &h, flags, NULL) != SQLITE_OK) {
+    db->conn = h;
+    return h ? sq_error(db) : db_set_error(db, DB_EK_NOMEM, "out of memory");
+  }
+  db->conn = h;
+  /* A sync holds the write lock for one transaction; readers wait a
+     little, then say who holds it. */
+  sqlite3_busy_timeout(h, 2000);
+  if (sq_exec(db, "PRAGMA journal_mode = WAL") ||
+      sq_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;"))
+    return -1;
+  return CH_OK;
+}
+
+static void sq_close(struct db *db) { sqlite3_close(conn(db)); }
+
+static int sq_begin(struct db *db, int write) {
+  return sq_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN");
+}
+
+static int64_t sq_scalar(struct db *db, const char *sql, const char *arg) {
+  sqlite3_stmt *st = NULL;
+  int64_t v = -1;
+
+  if (sqlite3_prepare_v2(conn(db), sql, -1, &st, NULL) != SQLITE_OK)
+    return sq_error(db);
+  if (arg)
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  else
+    sq_error(db);
+  sqlite3_finalize(st);
+  return v;
+}
+
+static int64_t sq_ntables(struct db *db) {
+  return sq_scalar(db, "SELECT count(*) FROM sqlite_master", NULL);
+}
+
+static int sq_has_table(struct db *db, const char *name) {
+  return (int)sq_scalar(db,
+                        "SELECT count(*) FROM sqlite_master WHERE type ="
+                        " 'table' AND name = ?",
+                        name);
+}
+
+static int sq_prepare(struct db *db, const char *sql, struct db_stmt **out) {
+  struct sq_stmt *s = calloc(1, sizeof(*s));
+
+  if (!s)
+    return db_set_error(db, DB_EK_NOMEM, "out of memory");
+  s->base.db = db;
+  if (sqlite3_prepare_v2(conn(db), sql, -1, &s->st, NULL) != SQLITE_OK) {
+    free(s);
+    return sq_error(db);
+  }
+  *out = &s->base;
+  return CH_OK;
+}
+
+static sqlite3_stmt *h(const struct db_stmt *st) {
+  return ((const struct sq_stmt *)st)->st;
+}
+
+static void sq_bind(struct db_stmt *st, int i, const char *text, int64_t v,
+                    int kind) {
+  if (i > sqlite3_bind_parameter_count(h(st)))
+    return;
+  if (kind == 1)
+    sqlite3_bind_text(h(st), i, text, -1, SQLITE_STATIC);
+  else if (kind == 2)
+    sqlite3_bind_int64(h(st), i, v);
+  else
+    sqlite3_bind_null(h(st), i);
+}
+
+static int sq_step(struct db_stmt *st) {
+  int rc = sqlite3_step(h(st));
+
+  if (rc == SQLITE_ROW)
+    return 1;
+  if (rc == SQLITE_DONE)
+    return 0;
+  return sq_error(st->db);
+}
+
+static void sq_reset(struct db_stmt *st) { sqlite3_reset(h(st)); }
+
+static void sq_finalize(struct db_stmt *st) {
+  sqlite3_finalize(h(st));
+  free(st);
+}
+
+static int sq_ncols(const struct db_stmt *st) {
+  return sqlite3_column_count(h(st));
+}
+static const char *sq_col_name(const struct db_stmt *st, int i) {
+  return sqlite3_column_name(h(st), i);
+}
+static const char *sq_col_text(struct db_stmt *st, int i) {
+  return (const char *)sqlite3_column_text(h(st), i);
+}
+static int64_t sq_col_int64(struct db_stmt *st, int i) {
+  return sqlite3_column_int64(h(st), i);
+}
+static int sq_col_is_int(struct db_stmt *st, int i) {
+  return sqlite3_column_type(h(st), i) == SQLITE_INTEGER;
+}
+
+const struct db_ops db_sqlite_ops = {
+    sq_tokens,    sq_open,      sq_close,     sq_exec,     sq_prepare,
+    sq_begin,     sq_ntables,   sq_has_table, sq_bind,     sq_step,
+    sq_reset,     sq_finalize,  sq_ncols,     sq_col_name, sq_col_text,
+    sq_col_int64, sq_col_is_int};

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/* Between store_record.c (the run, keys, resources, pruning) and
+   store_grants.c (the per-entitlement grant merge). */
+#ifndef CONNHOST_STORE_REC_H
+#define CONNHOST_STORE_REC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store_int.h"
+
+struct graph;
+
+/* Statements used while recording, in one transaction. */
+enum {
+  ST_NODE_INS,
+  ST_IDENT_INS,
+  ST_ENT_INS,
+  ST_RES_INS,
+  ST_RES_CLOSE,
+  ST_RANGE_INS,
+  ST_RANGE_CLOSE,
+  ST_GRANT_CUR,
+  ST_GRANT_INS,
+  ST_GRANT_CLOSE,
+  ST_GRANT_CLOSE_ENT,
+  ST_COUNT
+};
+
+struct rinst { /* one graph instance in the store */
+  int64_t id;
+  int64_t last_good; /* its previous data_run; 0 = none */
+  int ok;
+};
+
+/* What the store holds now for one interned id (node or entitlement). */
+struct cur {
+  int64_t first_run; /* 0 = no current row */
+  int64_t h;
+  int seen;
+};
+
+struct rec {
+  struct store *s;
+  const struct graph *g;
+  struct db_stmt *st[ST_COUNT];
+  int64_t run;
+  struct rinst *insts;
+  size_t ninsts;
+  struct rinst **by_id; /* store instance id -> rinst (or NULL) */
+  size_t nby_id;
+  int64_t *node_id; /* by graph rank; 0 = not in the output */
+  int64_t *ident_id;
+  int64_t *ent_id;
+  size_t *ent_inst; /* graph instance index of each entitlement */
+  struct cur *cur;  /* by store id (nodes, then reused for entitlements) */
+  size_t ncur;
+};
+
+/* Step, then reset; `err` names `what` on failure. */
+int rec_step(struct rec *r, struct db_stmt *st, const char *what,
+             struct ch_err *err);
+/* Bind `v`, or null when it is 0 (no such row). */
+void rec_bind_id(struct db_stmt *st, int i, int64_t v);
+/* The first column of the first row (0 when none, -1 on error); `arg`
+   binds ?1 when the statement has one. */
+int64_t rec_scalar(struct store *s, const char *sql, int64_t arg);
+/* FNV-1a over `s` and a separator byte. */
+uint64_t rec_fnv(uint64_t h, const char *s);
+/* Load the current (last_run NULL) rows `sql` selects into r->cur by id. */
+int rec_load_current(struct rec *r, const char *sql, int64_t max_id,
+                     struct ch_err *err);
+/* Close the current rows of instances that succeeded and were not seen. */
+int rec_close_unseen(struct rec *r, const char *sql_inst, int close_st,
+                     int grants_too, struct ch_err *err);
+/* Merge every entitlement's grants into the store. */
+int rec_grants(struct rec *r, struct ch_err *err);
+
+#endif

@@ -1,0 +1,683 @@
+/* SPDX-License-Identifier: MIT */
+/* Recording a run in the snapshot store: the run and its instances, the
+   interned keys, and the rows that changed since each instance's last
+   good run, in one transaction (store_int.h has the layout). */
+#include "autoconfig.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "graph.h"
+#include "store_rec.h"
+#include "util.h"
+
+static const char *const rec_sql[ST_COUNT] = {
+    "INSERT INTO nodes(inst_id, key, type, rid, traits) VALUES(?,?,?,?,?)"
+    " RETURNING id",
+    "INSERT INTO identities(key, tenant) VALUES(?,?) RETURNING id",
+    "INSERT INTO entitlements(node_id, inst_id, key, slug, display_name)"
+    " VALUES(?,?,?,?,?) RETURNING id",
+    "INSERT INTO resources(node_id, first_run, inst_id, h, display_name,"
+    " status, account_type, emails, match_keys, parent_id, identity_id,"
+    " profile) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+    "UPDATE resources SET last_run = ? WHERE node_id = ? AND first_run = ?",
+    "INSERT INTO ent_ranges(ent_id, first_run, inst_id) VALUES(?,?,?)",
+    "UPDATE ent_ranges SET last_run = ? WHERE ent_id = ? AND first_run = ?",
+    "SELECT principal_id, first_run, direct, via, expandable FROM grants"
+    " WHERE ent_id = ? AND last_run IS NULL ORDER BY principal_id",
+    "INSERT INTO grants(ent_id, principal_id, first_run, inst_id, direct,"
+    " via, expandable) VALUES(?,?,?,?,?,?,?)",
+    "UPDATE grants SET last_run = ? WHERE ent_id = ? AND principal_id = ?"
+    " AND first_run = ?",
+    "UPDATE grants SET last_run = ? WHERE ent_id = ? AND last_run IS NULL"};
+
+int rec_step(struct rec *r, struct db_stmt *st, const char *what,
+             struct ch_err *err) {
+  int rc = db_step(st);
+
+  db_reset(st); /* every caller binds every parameter again */
+  return rc < 0 ? db_fail(r->s->db, err, what) : CH_OK;
+}
+
+/* Step an INSERT ... RETURNING id: *id gets the new row's id. */
+static int step_id(struct rec *r, struct db_stmt *st, const char *what,
+                   int64_t *id, struct ch_err *err) {
+  int rc = db_step(st);
+
+  *id = rc == 1 ? db_column_int64(st, 0) : 0;
+  db_reset(st);
+  if (rc < 0)
+    return db_fail(r->s->db, err, what);
+  return rc == 1 ? CH_OK : ch_err_set(err, CH_E_IO, "%s: no id", what);
+}
+
+void rec_bind_id(struct db_stmt *st, int i, int64_t v) {
+  if (v)
+    db_bind_int64(st, i, v);
+  else
+    db_bind_null(st, i);
+}
+
+/* The first column of the first row (0 when none, -1 on error); `arg`
+   binds ?1 when the statement has one. */
+int64_t rec_scalar(struct store *s, const char *sql, int64_t arg) {
+  struct db_stmt *st = NULL;
+  int64_t v = 0;
+  int rc;
+
+  if (db_prepare(s->db, sql, &st))
+    return -1;
+  db_bind_int64(st, 1, arg);
+  rc = db_step(st);
+  if (rc == 1)
+    v = db_column_int64(st, 0);
+  else if (rc < 0)
+    v = -1;
+  db_finalize(st);
+  return v;
+}
+
+static int64_t now_s(void) { return util_wall_ms() / 1000; }
+
+/* The run row and one run_instances row per graph instance. */
+static int rec_run(struct rec *r, int64_t started_ms, struct ch_err *err) {
+  struct store *s = r->s;
+  struct db_stmt *ins = NULL, *inst = NULL, *ri = NULL;
+  size_t i, nok = 0;
+  int rc;
+
+  rc = store_prep(s,
+                  "INSERT INTO runs(started_at, finished_at, status)"
+                  " VALUES(?, ?, 'recording') RETURNING id",
+                  &ins, err);
+  if (!rc)
+    rc = store_prep(
+        s,
+        "INSERT INTO instances(tenant, name, plugin) VALUES(?,?,?)"
+        " ON CONFLICT(tenant, name) DO UPDATE SET plugin = excluded.plugin"
+        " RETURNING id",
+        &inst, err);
+  if (!rc)
+    rc = store_prep(
+        s,
+        "INSERT INTO run_instances(run_id, inst_id, status, error,"
+        " data_run, plugin_version, resources, grants, requests, retries,"
+        " warnings, data_at) VALUES(?1,?2,?3,?4,"
+        " CASE WHEN ?3 = 'ok' THEN ?1 ELSE ?5 END, ?6,?7,?8,?9,?10,?11,"
+        " CASE WHEN ?3 = 'ok' THEN ?12 ELSE"
+        " (SELECT data_at FROM run_instances WHERE inst_id = ?2"
+        "  AND run_id = ?13) END)",
+        &ri, err);
+  if (rc)
+    goto out;
+  db_bind_int64(ins, 1, started_ms / 1000);
+  db_bind_int64(ins, 2, now_s());
+  if ((rc = step_id(r, ins, "recording the run", &r->run, err)))
+    goto out;
+
+  for (i = 0; i < r->ninsts; i++) {
+    struct graph_inst_view v;
+    struct rinst *in = &r->insts[i];
+    int64_t last_ri;
+
+    graph_instance_view(r->g, i, &v);
+    db_bind_text(inst, 1, v.tenant);
+    db_bind_text(inst, 2, v.instance);
+    db_bind_text(inst, 3, v.plugin);
+    if (db_step(inst) != 1) {
+      rc = db_fail(s->db, err, "recording an instance");
+      goto out;
+    }
+    in->id = db_column_int64(inst, 0);
+    db_reset(inst);
+    in->ok = v.ok;
+    nok += v.ok != 0;
+    last_ri =
+        rec_scalar(s,
+                   "SELECT MAX(run_id) FROM run_instances WHERE inst_id = ?"
+                   " AND data_run IS NOT NULL",
+                   in->id);
+    in->last_good = 0;
+    if (last_ri > 0) {
+      struct db_stmt *q = NULL;
+      if ((rc = store_prep(
+               s,
+               "SELECT data_run FROM run_instances WHERE run_id = ? AND"
+               " inst_id = ?",
+               &q, err)))
+        goto out;
+      db_bind_int64(q, 1, last_ri);
+      db_bind_int64(q, 2, in->id);
+      in->last_good = db_step(q) == 1 ? db_column_int64(q, 0) : 0;
+      db_finalize(q);
+    }
+    db_bind_int64(ri, 1, r->run);
+    db_bind_int64(ri, 2, in->id);
+    db_bind_text(ri, 3, v.ok ? "ok" : "failed");
+    db_bind_text(ri, 4, v.error);
+    rec_bind_id(ri, 5, in->last_good);
+    db_bind_text(ri, 6, v.plugin_version);
+    db_bind_int64(ri, 7, (int64_t)v.resources);
+    db_bind_int64(ri, 8, (int64_t)v.grants);
+    db_bind_int64(ri, 9, (int64_t)v.requests);
+    db_bind_int64(ri, 10, (int64_t)v.retries);
+    db_bind_int64(ri, 11, (int64_t)v.warnings);
+    db_bind_int64(ri, 12, now_s());
+    db_bind_int64(ri, 13, last_ri > 0 ? last_ri : 0);
+    if ((rc = rec_step(r, ri, "recording an instance", err)))
+      goto out;
+  }
+  /* Instances the previous run had and this one did not sync (another
+     --tenant, or removed from the config) keep answering, marked stale. */
+  {
+    struct db_stmt *c = NULL;
+    if ((rc = store_prep(
+             s,
+             "INSERT INTO run_instances(run_id, inst_id, status, error,"
+             " data_run, plugin_version, data_at)"
+             " SELECT ?1, p.inst_id, 'not_synced', NULL, p.data_run,"
+             " p.plugin_version, p.data_at FROM run_instances p"
+             " WHERE p.run_id = (SELECT MAX(id) FROM runs WHERE id < ?1)"
+             " AND p.data_run IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
+             " run_instances q WHERE q.run_id = ?1 AND"
+             " q.inst_id = p.inst_id)",
+             &c, err)))
+      goto out;
+    db_bind_int64(c, 1, r->run);
+    rc = rec_step(r, c, "recording the run", err);
+    db_finalize(c);
+    if (rc)
+      goto out;
+  }
+  {
+    struct db_stmt *u = NULL;
+    if ((rc =
+             store_prep(s, "UPDATE runs SET status = ? WHERE id = ?", &u, err)))
+      goto out;
+    db_bind_text(u, 1, nok == r->ninsts ? "ok" : nok ? "partial" : "failed");
+    db_bind_int64(u, 2, r->run);
+    rc = rec_step(r, u, "recording the run", err);
+    db_finalize(u);
+  }
+out:
+  db_finalize(ins);
+  db_finalize(inst);
+  db_finalize(ri);
+  return rc;
+}
+
+/* FNV-1a over the fields, each followed by a separator byte. */
+uint64_t rec_fnv(uint64_t h, const char *s) {
+  if (s) {
+    for (; *s; s++) {
+      h ^= (unsigned char)*s;
+      h *= 1099511628211ull;
+    }
+    h ^= 0xff;
+  }
+  h ^= 0xfe;
+  return h * 1099511628211ull;
+}
+
+static uint64_t fnv_i(uint64_t h, int64_t v) {
+  char b[24];
+  snprintf(b, sizeof(b), "%" PRId64, v);
+  return rec_fnv(h, b);
+}
+
+static char *json_strv(const char *const *v, size_t n) {
+  struct json_object *a = json_object_new_array();
+  char *out = NULL;
+
+  if (!a)
+    return NULL;
+  for (size_t i = 0; v && (n == (size_t)-1 ? v[i] != NULL : i < n); i++)
+    json_object_array_add(a, json_object_new_string(v[i]));
+  out = strdup(json_object_to_json_string_ext(
+      a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put(a);
+  return out;
+}
+
+static char *traits_json(unsigned traits) {
+  const char *names[8];
+  size_t n = 0;
+
+  for (unsigned bit = 1; bit && n < 8; bit <<= 1) {
+    const char *t = (traits & bit) ? graph_trait_name(bit) : NULL;
+    if (t)
+      names[n++] = t;
+  }
+  return json_strv(names, n);
+}
+
+static struct rinst *rinst_of(struct rec *r, int64_t inst_id) {
+  return inst_id >= 0 && (size_t)inst_id < r->nby_id ? r->by_id[inst_id] : NULL;
+}
+
+/*
+ * Intern keys: walk the store's keys and the graph's (both in byte order:
+ * the keys are @text@ columns, compared like memcmp on both backends, and
+ * the graph sorts with strcmp) and
+ * insert the graph's new ones after the walk.
+ */
+typedef const char *(*key_at_fn)(const struct graph *g, size_t i);
+
+static int intern(struct rec *r, const char *select_sql, size_t n,
+                  key_at_fn key_at, int64_t *ids,
+                  int (*insert)(struct rec *r, size_t i, int64_t *id,
+                                struct ch_err *err),
+                  struct ch_err *err) {
+  struct db_stmt *st = NULL;
+  size_t i = 0;
+  int rc = store_prep(r->s, select_sql, &st, err), step;
+
+  if (rc)
+    return rc;
+  while ((step = db_step(st)) == 1) {
+    const char *k = db_column_text(st, 1);
+    int c = 1;
+    while (i < n) {
+      const char *gk = key_at(r->g, i);
+      if (!gk) {
+        i++;
+        continue;
+      }
+      c = strcmp(gk, k);
+      if (c >= 0)
+        break;
+      i++; /* new: inserted below */
+    }
+    if (i < n && c == 0)
+      ids[i++] = db_column_int64(st, 0);
+  }
+  db_finalize(st);
+  if (step != 0)
+    return db_fail(r->s->db, err, "reading keys");
+  for (i = 0; i < n; i++) {
+    if (!ids[i] && key_at(r->g, i) && (rc = insert(r, i, &ids[i], err)))
+      return rc;
+  }
+  return CH_OK;
+}
+
+static const char *node_key_at(const struct graph *g, size_t i) {
+  struct graph_res_view v;
+  return graph_resource_view(g, i, &v) ? v.key : NULL;
+}
+
+static int node_insert(struct rec *r, size_t i, int64_t *id,
+                       struct ch_err *err) {
+  struct db_stmt *st = r->st[ST_NODE_INS];
+  struct graph_res_view v;
+  char *traits;
+  int rc;
+
+  graph_resource_view(r->g, i, &v);
+  traits = traits_json(v.traits);
+  if (!traits)
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  db_bind_int64(st, 1, r->insts[v.inst].id);
+  db_bind_text(st, 2, v.key);
+  db_bind_text(st, 3, v.type);
+  db_bind_text(st, 4, v.id);
+  db_bind_text(st, 5, traits);
+  rc = step_id(r, st, "recording a resource", id, err);
+  free(traits);
+  return rc;
+}
+
+static const char *ident_key_at(const struct graph *g, size_t i) {
+  struct graph_ident_view v;
+  graph_identity_view(g, i, &v);
+  return v.key;
+}
+
+static int ident_insert(struct rec *r, size_t i, int64_t *id,
+                        struct ch_err *err) {
+  struct db_stmt *st = r->st[ST_IDENT_INS];
+  struct graph_ident_view v;
+  int rc;
+
+  graph_identity_view(r->g, i, &v);
+  db_bind_text(st, 1, v.key);
+  db_bind_text(st, 2, v.tenant);
+  rc = step_id(r, st, "recording an identity", id, err);
+  return rc;
+}
+
+static const char *ent_key_at(const struct graph *g, size_t i) {
+  struct graph_ent_view v;
+  graph_entitlement_view(g, i, &v);
+  return v.key;
+}
+
+static int ent_insert(struct rec *r, size_t i, int64_t *id,
+                      struct ch_err *err) {
+  struct db_stmt *st = r->st[ST_ENT_INS];
+  struct graph_ent_view v;
+  int rc;
+
+  graph_entitlement_view(r->g, i, &v);
+  db_bind_int64(st, 1, r->node_id[v.resource]);
+  db_bind_int64(st, 2, r->insts[r->ent_inst[i]].id);
+  db_bind_text(st, 3, v.key);
+  db_bind_text(st, 4, v.slug);
+  db_bind_text(st, 5, v.display_name);
+  rc = step_id(r, st, "recording an entitlement", id, err);
+  return rc;
+}
+
+/* Load the current (last_run NULL) rows of `table` into r->cur by id. */
+int rec_load_current(struct rec *r, const char *sql, int64_t max_id,
+                     struct ch_err *err) {
+  struct db_stmt *st = NULL;
+  int rc, step;
+
+  if (max_id < 0)
+    return db_fail(r->s->db, err, "reading the store");
+  free(r->cur);
+  r->ncur = (size_t)max_id + 1;
+  r->cur = calloc(r->ncur, sizeof(*r->cur));
+  if (!r->cur)
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  if ((rc = store_prep(r->s, sql, &st, err)))
+    return rc;
+  while ((step = db_step(st)) == 1) {
+    int64_t id = db_column_int64(st, 0);
+    if (id > 0 && id <= max_id) {
+      r->cur[id].first_run = db_column_int64(st, 1);
+      r->cur[id].h = db_column_int64(st, 2);
+    }
+  }
+  db_finalize(st);
+  return step == 0 ? CH_OK : db_fail(r->s->db, err, "reading the store");
+}
+
+/* Close the current rows of instances that succeeded and were not seen
+   (collected first: no writes under a running SELECT). */
+int rec_close_unseen(struct rec *r, const char *sql_inst, int close_st,
+                     int grants_too, struct ch_err *err) {
+  struct db_stmt *st = NULL;
+  int64_t *ids = NULL;
+  size_t n = 0, cap = 0;
+  int rc, step;
+
+  if ((rc = store_prep(r->s, sql_inst, &st, err)))
+    return rc;
+  while ((step = db_step(st)) == 1) {
+    int64_t id = db_column_int64(st, 0);
+    struct rinst *in = rinst_of(r, db_column_int64(st, 1));
+    if (!in || !in->ok || id <= 0 || (size_t)id >= r->ncur || r->cur[id].seen ||
+        !r->cur[id].first_run)
+      continue;
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      int64_t *g = realloc(ids, nc * 2 * sizeof(*ids));
+      if (!g) {
+        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+        break;
+      }
+      ids = g;
+      cap = nc;
+    }
+    ids[2 * n] = id;
+    ids[2 * n + 1] = in->last_good;
+    n++;
+  }
+  db_finalize(st);
+  if (!rc && step != 0 && step != 1)
+    rc = db_fail(r->s->db, err, "reading the store");
+  for (size_t i = 0; !rc && i < n; i++) {
+    struct db_stmt *c = r->st[close_st];
+    db_bind_int64(c, 1, ids[2 * i + 1]);
+    db_bind_int64(c, 2, ids[2 * i]);
+    db_bind_int64(c, 3, r->cur[ids[2 * i]].first_run);
+    rc = rec_step(r, c, "closing a row", err);
+    if (!rc && grants_too) {
+      c = r->st[ST_GRANT_CLOSE_ENT];
+      db_bind_int64(c, 1, ids[2 * i + 1]);
+      db_bind_int64(c, 2, ids[2 * i]);
+      rc = rec_step(r, c, "closing grants", err);
+    }
+  }
+  free(ids);
+  return rc;
+}
+
+static int rec_resources(struct rec *r, struct ch_err *err) {
+  size_t n = graph_nnodes(r->g), i;
+  int64_t max = rec_scalar(r->s, "SELECT COALESCE(MAX(id), 0) FROM nodes", 0);
+  int rc = rec_load_current(r,
+                            "SELECT node_id, first_run, h FROM resources"
+                            " WHERE last_run IS NULL",
+                            max, err);
+
+  for (i = 0; !rc && i < n; i++) {
+    struct graph_res_view v;
+    char *emails = NULL, *mks = NULL;
+    const char *status[] = {NULL, "enabled", "disabled", "deleted"};
+    const char *acct[] = {NULL, "human", "service", "customer"};
+    int64_t id = r->node_id[i], parent, ident;
+    uint64_t h = 14695981039346656037ull;
+    struct cur *c;
+    struct db_stmt *st;
+
+    if (!graph_resource_view(r->g, i, &v) || !id)
+      continue;
+    c = &r->cur[id];
+    parent = v.parent != GRAPH_NONE ? r->node_id[v.parent] : 0;
+    ident = v.identity != GRAPH_NONE ? r->ident_id[v.identity] : 0;
+    emails = json_strv(v.emails, (size_t)-1);
+    mks = json_strv(v.match_keys, (size_t)-1);
+    if (!emails || !mks) {
+      free(emails);
+      free(mks);
+      return ch_err_set(err, CH_E_NOMEM, "out of memory");
+    }
+    h = rec_fnv(h, v.display_name);
+    h = rec_fnv(h, status[v.status]);
+    h = rec_fnv(h, acct[v.account_type]);
+    h = rec_fnv(h, emails);
+    h = rec_fnv(h, mks);
+    h = fnv_i(h, parent);
+    h = fnv_i(h, ident);
+    h = rec_fnv(h, v.profile);
+    c->seen = 1;
+    if (c->first_run && c->h == (int64_t)h) {
+      free(emails);
+      free(mks);
+      continue;
+    }
+    if (c->first_run) {
+      st = r->st[ST_RES_CLOSE];
+      db_bind_int64(st, 1, r->insts[v.inst].last_good);
+      db_bind_int64(st, 2, id);
+      db_bind_int64(st, 3, c->first_run);
+      rc = rec_step(r, st, "recording a resource", err);
+    }
+    st = r->st[ST_RES_INS];
+    db_bind_int64(st, 1, id);
+    db_bind_int64(st, 2, r->run);
+    db_bind_int64(st, 3, r->insts[v.inst].id);
+    db_bind_int64(st, 4, (int64_t)h);
+    db_bind_text(st, 5, v.display_name);
+    db_bind_text(st, 6, status[v.status]);
+    db_bind_text(st, 7, acct[v.account_type]);
+    db_bind_text(st, 8, emails);
+    db_bind_text(st, 9, mks);
+    rec_bind_id(st, 10, parent);
+    rec_bind_id(st, 11, ident);
+    db_bind_text(st, 12, v.profile);
+    if (!rc)
+      rc = rec_step(r, st, "recording a resource", err);
+    free(emails);
+    free(mks);
+  }
+  if (!rc)
+    rc = rec_close_unseen(r,
+                          "SELECT node_id, inst_id FROM resources"
+                          " WHERE last_run IS NULL",
+                          ST_RES_CLOSE, 0, err);
+  return rc;
+}
+
+/* Keep the newest `keep` runs, and every row one of them still needs. */
+static int prune(struct rec *r, long keep, struct ch_err *err) {
+  struct db_stmt *st = NULL;
+  int64_t oldest = r->run - keep + 1, need;
+  int rc;
+
+  if (rec_scalar(r->s, "SELECT count(*) FROM runs WHERE id < ?", oldest) <= 0)
+    return CH_OK;
+  if ((rc = store_prep(r->s, "DELETE FROM run_instances WHERE run_id < ?", &st,
+                       err)))
+    return rc;
+  db_bind_int64(st, 1, oldest);
+  rc = rec_step(r, st, "pruning old runs", err);
+  db_finalize(st);
+  if (!rc &&
+      !(rc = store_prep(r->s, "DELETE FROM runs WHERE id < ?", &st, err))) {
+    db_bind_int64(st, 1, oldest);
+    rc = rec_step(r, st, "pruning old runs", err);
+    db_finalize(st);
+  }
+  need = rec_scalar(r->s,
+                    "SELECT COALESCE(MIN(data_run), ?) FROM run_instances"
+                    " WHERE data_run IS NOT NULL",
+                    r->run);
+  for (int t = 0; !rc && t < 3; t++) {
+    static const char *const del[] = {
+        "DELETE FROM grants WHERE last_run < ?",
+        "DELETE FROM ent_ranges WHERE last_run < ?",
+        "DELETE FROM resources WHERE last_run < ?"};
+    if ((rc = store_prep(r->s, del[t], &st, err)))
+      break;
+    db_bind_int64(st, 1, need);
+    rc = rec_step(r, st, "pruning old rows", err);
+    db_finalize(st);
+  }
+  return rc;
+}
+
+static void rec_release(struct rec *r) {
+  for (int i = 0; i < ST_COUNT; i++)
+    db_finalize(r->st[i]);
+  free(r->insts);
+  free(r->by_id);
+  free(r->node_id);
+  free(r->ident_id);
+  free(r->ent_id);
+  free(r->ent_inst);
+  free(r->cur);
+}
+
+int store_record(struct store *s, const struct graph *g, int64_t started_ms,
+                 long keep_runs, int64_t *run_id, struct ch_err *err) {
+  struct rec r = {0};
+  size_t nnodes = graph_nnodes(g), nid = graph_nidentities(g);
+  size_t nents = graph_nentitlements(g), i;
+  int64_t maxinst;
+  int bulk, rc = CH_OK;
+
+  if (db_begin(s->db, 1))
+    return db_fail(s->db, err, "starting to record the run");
+  r.s = s;
+  r.g = g;
+  r.ninsts = graph_ninstances(g);
+  r.insts = calloc(r.ninsts ? r.ninsts : 1, sizeof(*r.insts));
+  r.node_id = calloc(nnodes ? nnodes : 1, sizeof(*r.node_id));
+  r.ident_id = calloc(nid ? nid : 1, sizeof(*r.ident_id));
+  r.ent_id = calloc(nents ? nents : 1, sizeof(*r.ent_id));
+  r.ent_inst = calloc(nents ? nents : 1, sizeof(*r.ent_inst));
+  if (!r.insts || !r.node_id || !r.ident_id || !r.ent_id || !r.ent_inst) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  for (i = 0; i < ST_COUNT && !rc; i++)
+    rc = store_prep(s, rec_sql[i], &r.st[i], err);
+  if (!rc)
+    rc = rec_run(&r, started_ms, err);
+  if (rc)
+    goto out;
+  maxinst = rec_scalar(s, "SELECT COALESCE(MAX(id), 0) FROM instances", 0);
+  if (maxinst < 0) {
+    rc = db_fail(s->db, err, "reading instances");
+    goto out;
+  }
+  r.nby_id = (size_t)maxinst + 1;
+  r.by_id = calloc(r.nby_id, sizeof(*r.by_id));
+  if (!r.by_id) {
+    rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  for (i = 0; i < r.ninsts; i++)
+    r.by_id[r.insts[i].id] = &r.insts[i];
+  for (i = 0; i < nents; i++) {
+    struct graph_ent_view ev;
+    struct graph_res_view rv;
+    graph_entitlement_view(g, i, &ev);
+    graph_resource_view(g, ev.resource, &rv);
+    r.ent_inst[i] = rv.inst;
+  }
+  /* The first run inserts everything: building the principal index once
+     afterwards is cheaper than keeping it up to date row by row. */
+  bulk = rec_scalar(s, "SELECT count(*) FROM (SELECT 1 FROM grants LIMIT ?) x",
+                    1) == 0;
+  if (bulk && (rc = store_exec(s, "DROP INDEX IF EXISTS grants_principal",
+                               "indexing grants", err)))
+    goto out;
+  rc = intern(&r, "SELECT id, key FROM nodes ORDER BY key", nnodes, node_key_at,
+              r.node_id, node_insert, err);
+  if (!rc)
+    rc = intern(&r, "SELECT id, key FROM identities ORDER BY key", nid,
+                ident_key_at, r.ident_id, ident_insert, err);
+  if (!rc)
+    rc = intern(&r, "SELECT id, key FROM entitlements ORDER BY key", nents,
+                ent_key_at, r.ent_id, ent_insert, err);
+  if (!rc)
+    rc = rec_resources(&r, err);
+  if (!rc)
+    rc = rec_grants(&r, err);
+  if (!rc && bulk)
+    rc = store_exec(s, "CREATE INDEX grants_principal ON grants(principal_id)",
+                    "indexing grants", err);
+  if (!rc && keep_runs > 0)
+    rc = prune(&r, keep_runs, err);
+out:
+  rec_release(&r);
+  if (rc) {
+    db_rollback(s->db);
+    return rc;
+  }
+  rc = db_commit(s->db) ? db_fail(s->db, err, "committing the run") : CH_OK;
+  if (!rc && run_id)
+    *run_id = r.run;
+  return rc;
+}
+
+/* One writer at a time in this process: serve's tenants finish runs on
+   their own threads, and SQLite would make all but one wait on its lock
+   (and give up after the busy timeout). Across processes db_begin(write)
+   serializes them (SQLite's write lock, PostgreSQL's advisory lock). Each
+   save opens its own connection and closes it. */
+static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int store_save(const char *path, const struct graph *g, int64_t started_ms,
+               long keep_runs, int64_t *run_id, struct ch_err *err) {
+  struct store *s = NULL;
+  int rc;
+
+  pthread_mutex_lock(&save_lock);
+  rc = store_open(path, 1, &s, err);
+  if (!rc)
+    rc = store_record(s, g, started_ms, keep_runs, run_id, err);
+  store_close(s);
+  pthread_mutex_unlock(&save_lock);
+  return rc;
+}
