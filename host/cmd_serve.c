@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "db.h"
 #include "httpd.h"
 #include "lease.h"
 #include "log.h"
@@ -216,7 +217,7 @@ static int open_leases(struct serve *sv) {
     log_error("out of memory");
     return 0;
   }
-  if (!lease_store_is_pg(c->store))
+  if (!c->store || !db_is_url(c->store))
     return 1;
   if (leases_open(c->store, sv->replica, c->serve_lease_ms, &sv->leases,
                   &err) != CH_OK) {

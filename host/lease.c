@@ -24,14 +24,17 @@
 #define LEASE_POLL_FLOOR_MS 100L
 
 /* The table, created by the first replica that starts (under an advisory
-   lock: two replicas creating it at once would race in the catalog).
+   lock: two replicas creating it at once would race in the catalog), in a
+   schema of its own: the store's schema holds the store's tables only.
    due_at: when the next run is due; holder/expires_at: who runs it now and
    until when, unless the heartbeat renews it; queued: a run was asked
    for (POST /api/v1/sync) while another replica held the tenant. */
 static const char *const SCHEMA =
     "BEGIN;"
+    "SET LOCAL client_min_messages = warning;"
     "SELECT pg_advisory_xact_lock(7061426275616331);"
-    "CREATE TABLE IF NOT EXISTS connhost_leases ("
+    "CREATE SCHEMA IF NOT EXISTS connhost_serve;"
+    "CREATE TABLE IF NOT EXISTS connhost_serve.leases ("
     " tenant text PRIMARY KEY,"
     " holder text,"
     " expires_at timestamptz,"
@@ -45,11 +48,11 @@ static const char *const SCHEMA =
    is taking this instant is skipped, not waited for. The old holder comes
    back so a take-over of an expired lease is counted. */
 static const char *const SQL_TAKE =
-    "WITH c AS (SELECT tenant, holder FROM connhost_leases"
+    "WITH c AS (SELECT tenant, holder FROM connhost_serve.leases"
     " WHERE tenant = $2 AND (holder IS NULL OR expires_at < now())"
     " AND (due_at <= now() OR queued OR $4::boolean)"
     " FOR UPDATE SKIP LOCKED)"
-    " UPDATE connhost_leases l SET holder = $1,"
+    " UPDATE connhost_serve.leases l SET holder = $1,"
     " expires_at = now() + $3::bigint * interval '1 millisecond',"
     " queued = false, taken_at = now() FROM c WHERE l.tenant = c.tenant"
     " RETURNING coalesce(c.holder, '')";
@@ -60,21 +63,21 @@ static const char *const SQL_PEEK =
     "SELECT holder IS NOT NULL AND expires_at >= now(),"
     " greatest(0, ceil(extract(epoch FROM (CASE WHEN holder IS NOT NULL"
     " AND expires_at >= now() THEN expires_at ELSE due_at END) - now())"
-    " * 1000))::bigint FROM connhost_leases WHERE tenant = $1";
+    " * 1000))::bigint FROM connhost_serve.leases WHERE tenant = $1";
 
-static const char *const SQL_ADD =
-    "INSERT INTO connhost_leases (tenant) VALUES ($1) ON CONFLICT DO NOTHING";
+static const char *const SQL_ADD = "INSERT INTO connhost_serve.leases (tenant) "
+                                   "VALUES ($1) ON CONFLICT DO NOTHING";
 
 static const char *const SQL_QUEUE =
-    "UPDATE connhost_leases SET queued = true WHERE tenant = $1";
+    "UPDATE connhost_serve.leases SET queued = true WHERE tenant = $1";
 
 static const char *const SQL_RELEASE =
-    "UPDATE connhost_leases SET holder = NULL, expires_at = NULL,"
+    "UPDATE connhost_serve.leases SET holder = NULL, expires_at = NULL,"
     " due_at = now() + $3::bigint * interval '1 millisecond',"
     " runs = runs + 1 WHERE tenant = $2 AND holder = $1";
 
 static const char *const SQL_RENEW =
-    "UPDATE connhost_leases"
+    "UPDATE connhost_serve.leases"
     " SET expires_at = now() + $2::bigint * interval '1 millisecond'"
     " WHERE holder = $1 RETURNING tenant";
 
@@ -150,7 +153,7 @@ static PGconn *connect_db(const char *url, const char *replica, char *why,
   r = PQexec(conn, SCHEMA);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     char msg[256];
-    snprintf(msg, sizeof(msg), "creating connhost_leases: %s",
+    snprintf(msg, sizeof(msg), "creating connhost_serve.leases: %s",
              PQresultErrorMessage(r));
     first_line(why, n, msg);
     PQclear(r);
@@ -248,11 +251,6 @@ static void *heartbeat(void *arg) {
   }
   pthread_mutex_unlock(&l->lock);
   return NULL;
-}
-
-int lease_store_is_pg(const char *store) {
-  return store && (strncmp(store, "postgresql://", 13) == 0 ||
-                   strncmp(store, "postgres://", 11) == 0);
 }
 
 int leases_open(const char *url, const char *replica, long expiry_ms,

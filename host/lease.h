@@ -17,10 +17,6 @@
 
 struct leases;
 
-/* Whether `store` names a PostgreSQL database (postgresql:// or
-   postgres://), the stores replicas can share. */
-int lease_store_is_pg(const char *store);
-
 /*
  * Connect to `url` as replica `replica` (its id in the table, the runs and
  * /metrics) and create the table if needed; start the heartbeat thread,

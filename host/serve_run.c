@@ -201,6 +201,7 @@ int serve_run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
   o.max_shrink = c->max_shrink;
   o.store = c->store;
   o.keep_runs = c->keep_runs;
+  o.replica = sv->replica;
   /* No o.config: in-process until a plugin process can be forked safely
      beside the other tenants' threads and connections (docs/config.md). */
   sync_run(insts, n, &o, &st);

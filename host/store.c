@@ -61,8 +61,11 @@ static const char schema_v2[] =
     " WHERE runs.id = run_instances.data_run);"
     "CREATE INDEX grants_principal ON grants(principal_id);";
 
-static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1,
-                                                             schema_v2};
+/* Version 3: which `serve` replica recorded the run (docs/scale-out.md). */
+static const char schema_v3[] = "ALTER TABLE runs ADD COLUMN replica TEXT;";
+
+static const char *const migrations[STORE_SCHEMA_VERSION] = {
+    schema_v1, schema_v2, schema_v3};
 
 /* SQL reads better as written than re-wrapped. */
 /* clang-format off */

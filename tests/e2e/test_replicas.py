@@ -17,7 +17,9 @@ the real jira_cloud.so and the fake Atlassian Cloud on loopback.
 PostgreSQL is required (tools/install-deps.sh installs it): without it the
 test fails, unless CONNHOST_TEST_NO_PG=1 asks to skip it.
 """
+import datetime
 import os
+import re
 import signal
 import sys
 import time
@@ -101,11 +103,34 @@ class ReplicaTest(lib.TempDirTest):
         return [line.split("|") for line in self.pg.psql(q, self.db).splitlines() if line]
 
     def runs(self):
-        """Every recorded run: (tenant, started_ms, finished_ms, replica, id)."""
+        """Every recorded run: (tenant, started_s, finished_s, replica, id);
+        the store keeps whole seconds."""
+        if self.sql("SELECT to_regclass('runs') IS NULL") == [["t"]]:
+            return []  # no run recorded yet
         rows = self.sql("SELECT i.tenant, r.started_at, r.finished_at, coalesce(r.replica, ''),"
                         " r.id FROM runs r JOIN run_instances ri ON ri.run_id = r.id"
-                        " JOIN instances i ON i.id = ri.inst_id ORDER BY r.started_at")
+                        " JOIN instances i ON i.id = ri.inst_id WHERE ri.status <> 'not_synced'"
+                        " ORDER BY r.started_at")
         return [(t, int(a), int(b), rep, int(i)) for t, a, b, rep, i in rows]
+
+    def logged_runs(self, killed=None, killed_ms=0):
+        """Every run the replicas logged, to the millisecond: (tenant,
+        start_ms, end_ms, replica); a run the SIGKILL cut ends then."""
+        out = []
+        for rid, s in self.replicas.items():
+            open_runs = {}
+            for m in re.finditer(r"^(\S+)Z connhost: \w+: sync_(started|finished): tenant=(\S+)",
+                                 s.log(), re.M):
+                when = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
+                ms = int(when.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+                if m.group(2) == "started":
+                    open_runs[m.group(3)] = ms
+                else:
+                    out.append((m.group(3), open_runs.pop(m.group(3)), ms, rid))
+            for t, ms in open_runs.items():
+                self.assertEqual(rid, killed, "%s: a run of %s never finished" % (rid, t))
+                out.append((t, ms, killed_ms, rid))
+        return sorted(out, key=lambda r: r[1])
 
     def wait_runs(self, pred, timeout, what):
         deadline = time.time() + timeout
@@ -118,11 +143,20 @@ class ReplicaTest(lib.TempDirTest):
                                                self.replicas["r0"].log()[-3000:]))
 
     def assert_consistent(self):
-        # a run is recorded whole or not at all: each has its one instance
-        # row, and no instance row points at a run that is not there
-        half = self.sql("SELECT r.id FROM runs r LEFT JOIN run_instances ri ON ri.run_id = r.id"
-                        " GROUP BY r.id HAVING count(ri.run_id) <> 1")
-        self.assertEqual(half, [], "runs without exactly one instance row")
+        # a run is recorded whole or not at all: each is finished, has the
+        # one instance it synced (the other tenants' rows are carried over
+        # as not_synced) and a row for every instance the store knows, and
+        # no instance row points at a run that is not there
+        half = self.sql("SELECT r.id, r.status FROM runs r LEFT JOIN run_instances ri"
+                        " ON ri.run_id = r.id GROUP BY r.id, r.status"
+                        " HAVING r.status = 'recording'"
+                        " OR count(*) FILTER (WHERE ri.status <> 'not_synced') <> 1")
+        self.assertEqual(half, [], "runs recorded in part")
+        short = self.sql("SELECT r.id FROM runs r WHERE (SELECT count(*) FROM run_instances ri"
+                         " WHERE ri.run_id = r.id) < (SELECT count(DISTINCT inst_id) FROM"
+                         " run_instances ri WHERE ri.run_id <= r.id AND ri.data_run IS NOT NULL"
+                         " AND ri.run_id >= (SELECT min(id) FROM runs))")
+        self.assertEqual(short, [], "runs missing an instance's row")
         orphans = self.sql("SELECT ri.run_id FROM run_instances ri LEFT JOIN runs r"
                            " ON r.id = ri.run_id WHERE r.id IS NULL")
         self.assertEqual(orphans, [], "instance rows of no run")
@@ -140,7 +174,7 @@ class Sharing(ReplicaTest):
         victim, orphans, killed_ms = None, [], 0
         deadline = time.time() + 30
         while not orphans and time.time() < deadline:
-            held = self.sql("SELECT holder FROM connhost_leases WHERE holder IS NOT NULL"
+            held = self.sql("SELECT holder FROM connhost_serve.leases WHERE holder IS NOT NULL"
                             " AND expires_at > now() LIMIT 1")
             if held:
                 victim = held[0][0]
@@ -148,20 +182,16 @@ class Sharing(ReplicaTest):
                 self.replicas[victim].proc.send_signal(signal.SIGKILL)
                 self.replicas[victim].proc.wait()
                 orphans = [r[0] for r in self.sql(
-                    "SELECT tenant FROM connhost_leases WHERE holder = '%s'" % victim)]
+                    "SELECT tenant FROM connhost_serve.leases WHERE holder = '%s'" % victim)]
             time.sleep(0.05)
         self.assertTrue(orphans, "no replica was caught in the middle of a sync")
         survivors = [r for r in self.replicas if r != victim]
 
         # another replica takes each of them within the lease expiry
         def taken(rs):
-            return all(any(r[0] == t and r[1] >= killed_ms and r[3] in survivors for r in rs)
-                       for t in orphans)
-        runs = self.wait_runs(taken, 60, "the killed replica's tenants taken over")
-        for t in orphans:
-            first = min(r[1] for r in runs if r[0] == t and r[1] >= killed_ms)
-            self.assertLessEqual(first - killed_ms, EXPIRY_MS + SLACK_MS,
-                                 "tenant %s waited %d ms after the kill" % (t, first - killed_ms))
+            return all(any(r[0] == t and r[3] in survivors and r[1] >= killed_ms // 1000
+                           for r in rs) for t in orphans)
+        self.wait_runs(taken, 60, "the killed replica's tenants taken over")
         fams = [self.replicas[r].metrics() for r in survivors]
         self.assertGreaterEqual(sum(sample(f, "connhost_lease_taken_over_total") for f in fams),
                                 1, "no survivor counted a take-over")
@@ -174,9 +204,12 @@ class Sharing(ReplicaTest):
             self.assertEqual(sample(fam, "connhost_lease_database_up"), 1)
             self.assertGreater(sample(fam, "connhost_lease_acquired_total"), 0)
             self.assertEqual(self.replicas[r].stop(), 0, self.replicas[r].log()[-2000:])
-        runs = self.runs()
         self.assert_consistent()
 
+        # the runs table: every tenant, each run by a replica, spread over
+        # them, once per interval (whole seconds: a gap of the interval
+        # less one second at least, never two at once)
+        runs = self.runs()
         by = {}
         for t, a, b, rep, _ in runs:
             self.assertIn(rep, self.replicas, "a run names no replica")
@@ -184,19 +217,35 @@ class Sharing(ReplicaTest):
             by.setdefault(t, []).append((a, b, rep))
         self.assertEqual(sorted(by), TENANTS)
         self.assertGreaterEqual(len({r[3] for r in runs}), 2, "one replica did every run")
-        self.assertFalse([r for r in runs if r[3] == victim and r[1] > killed_ms])
+        self.assertFalse([r for r in runs if r[3] == victim and r[1] > killed_ms // 1000 + 1])
         for t, rs in by.items():
-            self.assertGreaterEqual(len(rs), 3, t)
+            self.assertGreaterEqual(len(rs), 2, t)
+            for (a0, b0, r0), (a1, b1, r1) in zip(rs, rs[1:]):
+                self.assertGreaterEqual(a1 - b0, INTERVAL_MS // 1000 - 1,
+                                        "%s: the run by %s started %d s after the run by %s"
+                                        " ended" % (t, r1, a1 - b0, r0))
+
+        # the logs, to the millisecond: no overlap, the interval kept, none
+        # skipped, the take-over within the lease expiry
+        by = {}
+        for t, a, b, rep in self.logged_runs(victim, killed_ms):
+            by.setdefault(t, []).append((a, b, rep))
+        for t, rs in by.items():
             for (a0, b0, r0), (a1, b1, r1) in zip(rs, rs[1:]):
                 gap = a1 - b0
-                # never two at once, never twice within an interval
+                cut = r0 == victim and b0 == killed_ms
+                if cut:  # the killed run's tenant: taken when its lease expired
+                    self.assertGreaterEqual(gap, 0, "%s: overlapping runs" % t)
+                    self.assertLessEqual(gap, EXPIRY_MS + SLACK_MS,
+                                         "%s: taken %d ms after the kill" % (t, gap))
+                    continue
                 self.assertGreaterEqual(gap, INTERVAL_MS - 250,
-                                        "%s: run by %s started %d ms after the run by %s ended"
-                                        % (t, r1, gap, r0))
-                # and none skipped (a take-over may add the lease expiry)
-                late = EXPIRY_MS if t in orphans and a1 >= killed_ms > b0 else 0
-                self.assertLessEqual(gap, INTERVAL_MS + late + SLACK_MS + 3000,
+                                        "%s: the run by %s started %d ms after the run by %s"
+                                        " ended" % (t, r1, gap, r0))
+                self.assertLessEqual(gap, INTERVAL_MS + SLACK_MS,
                                      "%s: %d ms between runs" % (t, gap))
+        for t in orphans:
+            self.assertTrue(any(r[2] == victim and r[1] == killed_ms for r in by[t]), t)
 
 
 class DatabaseAway(ReplicaTest):
@@ -245,7 +294,8 @@ class DatabaseAway(ReplicaTest):
                 self.assertLess(time.time(), deadline, "%s not ready again" % rid)
                 time.sleep(0.1)
             self.assertIn("the database is back", s.log())
-        self.wait_runs(lambda rs: len({r[0] for r in rs if r[1] >= back_ms}) == len(TENANTS),
+        self.wait_runs(lambda rs: len({r[0] for r in rs if r[1] >= back_ms // 1000 + 1})
+                       == len(TENANTS),
                        60, "every tenant synced again")
         for s in self.replicas.values():
             self.assertEqual(s.stop(), 0, s.log()[-2000:])
@@ -268,7 +318,7 @@ class SQLiteStore(ReplicaTest):
         self.assertIsNone(sample(s.metrics(), "connhost_leases_held"))
         self.assertNotIn("leases", s.log())
         self.assertEqual(s.stop(), 0)
-        self.assertEqual(self.sql("SELECT to_regclass('connhost_leases') IS NULL"), [["t"]])
+        self.assertEqual(self.sql("SELECT to_regclass('connhost_serve.leases') IS NULL"), [["t"]])
 
 
 if __name__ == "__main__":
