@@ -4,8 +4,8 @@
 small tenants through a PostgreSQL store, against the fake Atlassian Cloud
 with 100 ms per request. 1, 2 and 3 replicas side by side in one run (one
 fake, one PostgreSQL, a fresh database each), every tenant due again 1 s
-after its last run, so the replicas are never idle: syncs per minute, the
-fake's requests per second (where it saturates), the lease statements and
+after its last run, so the replicas are never idle: syncs per minute
+(recorded in the store), the fake's requests per second (where it saturates), the lease statements and
 their time per sync, and the CPU the replicas used.
 
 Usage: bench/replica-bench.py SRCDIR BUILDDIR [TENANTS] [SECONDS] [LATENCY_MS]
@@ -18,9 +18,9 @@ import time
 
 SRC, BUILD = sys.argv[1], sys.argv[2]
 TENANTS = int(sys.argv[3]) if len(sys.argv) > 3 else 200
-WINDOW_S = float(sys.argv[4]) if len(sys.argv) > 4 else 45
+WINDOW_S = float(sys.argv[4]) if len(sys.argv) > 4 else 60
 LATENCY_MS = int(sys.argv[5]) if len(sys.argv) > 5 else 100
-WARMUP_S = 10  # the first round of every tenant starts at once: not counted
+WARMUP_S = 20  # the first round of every tenant starts at once: not counted
 
 os.environ.setdefault("top_srcdir", SRC)
 os.environ.setdefault("top_builddir", BUILD)
@@ -59,11 +59,12 @@ def one(pg, fake, tmp, n):
         os.path.join(tmp, "serve%d.yaml" % n),
         {"t%03d" % i: {"jira": inst} for i in range(TENANTS)},
         output=os.path.join(out, "{tenant}.json"), plugin_dir=lib.PLUGINS,
-        extra="store: %s\nkeep_runs: 5\nschedule:\n  interval: 1s\n  jitter: 0%%\n"
+        extra="store: %s\nkeep_runs: 100000\nschedule:\n  interval: 1s\n  jitter: 0%%\n"
               "serve:\n  lease_expiry: 30s\n" % url)
-    reps = [Serve(tmp, cfg, ["--replica-id", "r%d" % i],
-                  name="b%d-r%d" % (n, i)) for i in range(n)]
+    reps = []
     try:
+        for i in range(n):
+            reps.append(Serve(tmp, cfg, ["--replica-id", "r%d" % i], name="b%d-r%d" % (n, i)))
         time.sleep(WARMUP_S)
         req0 = len(fake.requests())
         cpu0 = sum(cpu_s(r.proc.pid) for r in reps)
@@ -77,6 +78,8 @@ def one(pg, fake, tmp, n):
     finally:
         for r in reps:
             r.stop(signal.SIGTERM, timeout=120)
+    ok = sum(r.log().count("status=ok") for r in reps)
+    failed = sum(r.log().count("status=failed") for r in reps)
     syncs = runs_between(pg, db, t0, t1)
 
     def delta(name):
@@ -87,7 +90,8 @@ def one(pg, fake, tmp, n):
     per = max(acquired, 1)
     return {"replicas": n, "syncs_min": syncs * 60.0 / (t1 - t0),
             "req_s": (req1 - req0) / (t1 - t0), "q_per_sync": queries / per,
-            "ms_per_sync": qsec * 1000.0 / per, "cpu": (cpu1 - cpu0) / (t1 - t0)}
+            "ms_per_sync": qsec * 1000.0 / per, "cpu": (cpu1 - cpu0) / (t1 - t0),
+            "ok": ok, "failed": failed}
 
 
 def main():
@@ -100,12 +104,12 @@ def main():
               "PostgreSQL %s" % (TENANTS, LATENCY_MS, WINDOW_S, WARMUP_S,
                                  os.path.basename(os.path.dirname(pg.bindir))))
         print("| replicas | syncs/min | fake requests/s | lease statements/sync "
-              "| lease ms/sync | replicas' CPU (cores) |")
-        print("|---|---|---|---|---|---|")
+              "| lease ms/sync | replicas' CPU (cores) | runs ok / failed (whole run) |")
+        print("|---|---|---|---|---|---|---|")
         for n in (1, 2, 3):
             r = one(pg, fake, tmp, n)
             print("| %(replicas)d | %(syncs_min).0f | %(req_s).0f | %(q_per_sync).1f "
-                  "| %(ms_per_sync).2f | %(cpu).2f |" % r, flush=True)
+                  "| %(ms_per_sync).2f | %(cpu).2f | %(ok)d / %(failed)d |" % r, flush=True)
     finally:
         fake.stop()
         pg.stop()
