@@ -5,7 +5,10 @@
 # store, with a new store (run 1 records everything), and again (run 2
 # records only what changed). Prints CPU time and peak RSS of each sync side
 # by side, the store's size against the JSONL graph, and the latency of
-# `access`, `who-has` on the largest group's membership, and `diff`.
+# `access`, `who-has` on the largest group's membership, and `diff`. Then
+# the same two store runs and reads into PostgreSQL (a throwaway cluster,
+# tests/e2e/pgcluster.py), with the server's CPU as well as connhost's;
+# skipped, saying why, when PostgreSQL is not installed.
 # Not part of `make check`.
 # Usage: bench/store-bench.sh SRCDIR BUILDDIR [PROFILE] [WORKERS]
 set -eu
@@ -71,9 +74,9 @@ PY
 
 # A fresh, small process measures: a child's peak RSS starts from its
 # parent's, so the parent must not be the one that read the truth file.
-python3 - "$work" "$build" <<'PY'
+python3 - "$work" "$build" "$src" <<'PY'
 import os, subprocess, sys, time
-work, build = sys.argv[1], sys.argv[2]
+work, build, src = sys.argv[1], sys.argv[2], sys.argv[3]
 none = os.path.join(work, "none.yaml")
 withdb = os.path.join(work, "store.yaml")
 who, what, members = open(os.path.join(work, "ask")).read().split("\n")[:3]
@@ -117,4 +120,52 @@ for label, args in (("access " + who, ["access", who]),
                     ("diff (run 1 to 2)", ["diff"])):
     best = min(run(args + ["--db", db, "--format", "json"])[:2] for _ in range(3))
     print("%-44s %9.0f %9.0f" % (label, best[0] * 1000, best[1] * 1000))
+# The same into PostgreSQL, side by side.
+sys.path.insert(0, os.path.join(src, "tests", "e2e"))
+import pgcluster
+why = pgcluster.available()
+if why:
+    print("\nPostgreSQL: skipped (%s)" % why)
+    sys.exit(0)
+
+def server_cpu(cluster):
+    """CPU seconds of the cluster: the postmaster, its reaped children
+    (backends that have exited) and the live ones."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pm = int(open(os.path.join(cluster.data, "postmaster.pid")).readline())
+    def stat(pid):
+        f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+        return [int(x) for x in f[11:15]]  # utime stime cutime cstime
+    total = sum(stat(pm))
+    for c in open("/proc/%d/task/%d/children" % (pm, pm)).read().split():
+        try:
+            total += sum(stat(int(c))[:2])
+        except OSError:
+            pass
+    return total / tick
+
+cluster = pgcluster.Cluster()
+try:
+    url = cluster.create_db("bench")
+    pgcfg = os.path.join(work, "pg.yaml")
+    with open(withdb) as f, open(pgcfg, "w") as g:
+        g.write(f.read().replace("store: " + db, "store: " + url))
+    print("\n%-30s %9s %9s %14s %9s" % ("PostgreSQL", "wall s", "CPU s", "peak RSS MB",
+                                      "server s"))
+    for label in ("sync, new store (run 1)", "sync, store again (run 2)"):
+        s0 = server_cpu(cluster)
+        wall, cpu, rss = run(["-q", "-c", pgcfg, "-o", jsonl, "--format", "jsonl"])
+        print("%-30s %9.1f %9.2f %14d %9.2f" % (label, wall, cpu, rss, server_cpu(cluster) - s0))
+        print("  recording cost: %+.2f s CPU in connhost (%+.0f%% of the sync)"
+              % (cpu - base_cpu, 100 * (cpu - base_cpu) / base_cpu))
+    size = int(cluster.psql("SELECT pg_database_size('bench')").strip())
+    print("%-30s %12.1f" % ("database after two runs, MB", size / 1e6))
+    print("\n%-44s %9s %9s" % ("read from PostgreSQL (best of 3)", "wall ms", "CPU ms"))
+    for label, args in (("access " + who, ["access", who]),
+                        ("who-has (%s members)" % members, ["who-has", what]),
+                        ("diff (run 1 to 2)", ["diff"])):
+        best = min(run(args + ["--db", url, "--format", "json"])[:2] for _ in range(3))
+        print("%-44s %9.0f %9.0f" % (label, best[0] * 1000, best[1] * 1000))
+finally:
+    cluster.stop()
 PY

@@ -104,9 +104,8 @@ int db_set_error(struct db *db, enum db_errkind kind, const char *msg) {
 
   db->errkind = kind;
   snprintf(db->errmsg, sizeof(db->errmsg), "%s", msg ? msg : "unknown error");
-  for (char *p = db->errmsg; *p; p++)
-    if (*p == '\n' || *p == '\t')
-      *p = ' ';
+  /* the first line says it; libpq's hints follow on the next ones */
+  db->errmsg[strcspn(db->errmsg, "\n")] = 0;
   n = strlen(db->errmsg);
   while (n && (db->errmsg[n - 1] == '\n' || db->errmsg[n - 1] == ' '))
     db->errmsg[--n] = 0;
@@ -140,9 +139,9 @@ int db_fail(struct db *db, struct ch_err *err, const char *what) {
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
   case DB_EK_CONNECT:
     return ch_err_set(err, CH_E_IO,
-                      "store '%s': cannot reach the PostgreSQL server (%s: "
-                      "%s); check that it runs and accepts connections at "
-                      "that address, or fix 'store:' / --db",
+                      "store '%s': cannot reach the PostgreSQL server; "
+                      "check that it runs and accepts connections there, or "
+                      "fix 'store:' / --db (%s: %s)",
                       n, what, m);
   case DB_EK_MISSING:
     return ch_err_set(err, CH_E_CONFIG,
@@ -331,6 +330,10 @@ void db_rollback(struct db *db) {
 int64_t db_ntables(struct db *db) { return db->ops->ntables(db); }
 int db_has_table(struct db *db, const char *name) {
   return db->ops->has_table(db, name);
+}
+
+int db_analyze(struct db *db, const char *table) {
+  return db->ops->analyze(db, table);
 }
 
 int db_prepare(struct db *db, const char *sql, struct db_stmt **out) {

@@ -82,6 +82,10 @@ int64_t db_ntables(struct db *db);
 /* 1 when table `name` exists in that schema, 0 when not, -1 on error. */
 int db_has_table(struct db *db, const char *name);
 
+/* Fresh planner statistics for `table`, just filled (PostgreSQL would
+   plan a new temporary table blind; SQLite plans without them). */
+int db_analyze(struct db *db, const char *table);
+
 /* One statement. Parameters are 1-based; text is borrowed until the next
    db_step or db_reset. Binding an index the SQL does not use is ignored. */
 int db_prepare(struct db *db, const char *sql, struct db_stmt **out);

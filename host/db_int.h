@@ -32,6 +32,7 @@ struct db_ops {
   int (*begin)(struct db *db, int write);
   int64_t (*ntables)(struct db *db);
   int (*has_table)(struct db *db, const char *name);
+  int (*analyze)(struct db *db, const char *table);
   void (*bind)(struct db_stmt *st, int i, const char *text, int64_t v,
                int kind); /* 0 null, 1 text, 2 int, 3 null text */
   int (*step)(struct db_stmt *st);
@@ -51,8 +52,10 @@ struct db {
   const char *secret; /* a URL's password, to scrub from messages */
   char errmsg[512];   /* redacted */
   enum db_errkind errkind;
-  void *conn;     /* the backend's handle */
-  unsigned nstmt; /* statements prepared (PostgreSQL names) */
+  void *conn;       /* the backend's handle */
+  unsigned nstmt;   /* statements prepared (PostgreSQL names) */
+  unsigned pending; /* PostgreSQL: writes sent in the pipeline */
+  int piped;        /* PostgreSQL: in pipeline mode */
 };
 
 /* Every backend's statement starts with this. */

@@ -6,12 +6,20 @@
  * A statement is prepared on its first execution, with the types of the
  * values bound then (text, bigint, or unknown for null), so `?` needs no
  * casts; its whole result is fetched at once.
+ *
+ * Inside a transaction, an INSERT, UPDATE or DELETE without RETURNING is
+ * sent in a pipeline and not waited for: recording a run is mostly such
+ * writes, and one round trip each would make it network-bound. The
+ * pipeline is drained (its first error reported) before any other
+ * statement, every PIPE_MAX writes, and at COMMIT; a failed write thus
+ * fails the operation after it, and the transaction with it.
  */
 #include "autoconfig.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libpq-fe.h>
 
@@ -27,11 +35,14 @@ enum {
   OID_NUMERIC = 1700
 };
 
+enum { PIPE_MAX = 512 };
+
 struct pg_stmt {
   struct db_stmt base;
-  char *sql;     /* with $N */
-  char name[24]; /* of the prepared statement; "" until prepared */
-  int nparams;   /* the highest $N */
+  int deferrable; /* a write without results: may go in the pipeline */
+  char *sql;      /* with $N */
+  char name[24];  /* of the prepared statement; "" until prepared */
+  int nparams;    /* the highest $N */
   const char **vals;
   char (*ints)[24]; /* text of bound integers */
   Oid *types;
@@ -75,12 +86,49 @@ static int pg_error(struct db *db, const PGresult *res) {
   return db_set_error(db, kind, msg);
 }
 
+/* Wait for the pipelined writes; the first error is the result. */
+static int drain(struct db *db) {
+  PGconn *c = conn(db);
+  int rc = CH_OK;
+
+  if (!db->piped)
+    return CH_OK;
+  if (!PQpipelineSync(c)) {
+    rc = pg_error(db, NULL);
+  } else {
+    for (;;) {
+      PGresult *r = PQgetResult(c);
+      ExecStatusType t;
+      if (!r) {
+        if (PQstatus(c) == CONNECTION_BAD) {
+          if (!rc)
+            rc = pg_error(db, NULL);
+          break;
+        }
+        continue; /* between two statements' results */
+      }
+      t = PQresultStatus(r);
+      if (t == PGRES_FATAL_ERROR && !rc)
+        rc = pg_error(db, r);
+      PQclear(r);
+      if (t == PGRES_PIPELINE_SYNC)
+        break;
+    }
+  }
+  PQexitPipelineMode(c);
+  db->piped = 0;
+  db->pending = 0;
+  return rc;
+}
+
 /* Server notices (DROP ... IF EXISTS says "skipping") are not ours to
    print. */
 static void quiet(void *arg, const char *msg) {
   (void)arg;
   (void)msg;
 }
+
+static int pg_exec(struct db *db, const char *sql);
 
 static int pg_open(struct db *db, const char *url, int create) {
   /* Later keywords win: the URL's own connect_timeout overrides ours. */
@@ -104,18 +152,28 @@ static int pg_open(struct db *db, const char *url, int create) {
     return db_set_error(db, DB_EK_CONNECT, m);
   }
   PQsetNoticeProcessor(c, quiet, NULL);
-  return CH_OK;
+  /* The store's queries are short: compiling them (JIT) costs more than
+     it saves. */
+  return pg_exec(db, "SET jit = off");
 }
 
 static void pg_close(struct db *db) { PQfinish(conn(db)); }
 
 static int pg_exec(struct db *db, const char *sql) {
-  PGresult *r = PQexec(conn(db), sql);
-  ExecStatusType s = PQresultStatus(r);
-  int rc = CH_OK;
+  PGresult *r;
+  ExecStatusType s;
+  int rc = drain(db);
 
+  if (rc)
+    return rc;
+  r = PQexec(conn(db), sql);
+  s = PQresultStatus(r);
   if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
     rc = pg_error(db, r);
+  /* COMMIT of a failed transaction "succeeds" as a ROLLBACK */
+  else if (strcmp(sql, "COMMIT") == 0 &&
+           strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
+    rc = db_set_error(db, DB_EK_OTHER, "the transaction was rolled back");
   PQclear(r);
   return rc;
 }
@@ -195,12 +253,26 @@ static char *dollars(const char *sql, int *max) {
   return out;
 }
 
+static int pg_analyze(struct db *db, const char *table) {
+  char sql[96];
+
+  snprintf(sql, sizeof(sql), "ANALYZE %s", table);
+  return pg_exec(db, sql);
+}
+
 static int pg_prepare(struct db *db, const char *sql, struct db_stmt **out) {
   struct pg_stmt *s = calloc(1, sizeof(*s));
 
   if (!s || !(s->sql = dollars(sql, &s->nparams)))
     goto nomem;
   s->base.db = db;
+  {
+    const char *p = sql + strspn(sql, " \t\n");
+    s->deferrable =
+        (strncasecmp(p, "INSERT", 6) == 0 || strncasecmp(p, "UPDATE", 6) == 0 ||
+         strncasecmp(p, "DELETE", 6) == 0) &&
+        !strstr(sql, "RETURNING");
+  }
   if (s->nparams) {
     s->vals = calloc((size_t)s->nparams, sizeof(*s->vals));
     s->ints = calloc((size_t)s->nparams, sizeof(*s->ints));
@@ -245,10 +317,17 @@ static void pg_bind(struct db_stmt *st, int i, const char *text, int64_t v,
 static int run(struct pg_stmt *s) {
   struct db *db = s->base.db;
   ExecStatusType t;
+  int pipe = s->deferrable &&
+             (db->piped || PQtransactionStatus(conn(db)) == PQTRANS_INTRANS);
 
   s->executed = 1;
   s->row = -1;
   s->nrows = 0;
+  /* prepared once, outside the pipeline; everything else waits for it */
+  if ((!pipe || !s->name[0]) && drain(db)) {
+    s->failed = 1;
+    return -1;
+  }
   if (!s->name[0]) {
     char name[24];
     PGresult *r;
@@ -306,7 +385,7 @@ static void pg_finalize(struct db_stmt *st) {
   pg_reset(st);
   /* In a failed transaction the server refuses even this; the statement
      goes with the connection then. */
-  if (s->name[0] && PQstatus(c) == CONNECTION_OK &&
+  if (s->name[0] && !st->db->piped && PQstatus(c) == CONNECTION_OK &&
       PQtransactionStatus(c) != PQTRANS_INERROR) {
     char sql[40];
     snprintf(sql, sizeof(sql), "DEALLOCATE %s", s->name);
@@ -372,7 +451,7 @@ static int pg_col_is_int(struct db_stmt *st, int i) {
 }
 
 const struct db_ops db_pg_ops = {
-    pg_tokens,    pg_open,      pg_close,     pg_exec,     pg_prepare,
-    pg_begin,     pg_ntables,   pg_has_table, pg_bind,     pg_step,
-    pg_reset,     pg_finalize,  pg_ncols,     pg_col_name, pg_col_text,
-    pg_col_int64, pg_col_is_int};
+    pg_tokens,   pg_open,      pg_close,     pg_exec,    pg_prepare,
+    pg_begin,    pg_ntables,   pg_has_table, pg_analyze, pg_bind,
+    pg_step,     pg_reset,     pg_finalize,  pg_ncols,   pg_col_name,
+    pg_col_text, pg_col_int64, pg_col_is_int};

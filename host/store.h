@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The snapshot store: every sync's finished graph, kept as ranges of runs,
-   and the read queries the CLI answers from. SQLite today; everything
+   and the read queries the CLI answers from. On SQLite (a path) or
+   PostgreSQL (a postgresql:// URL) through db.h; everything
    backend-specific (SQL included) stays behind this interface. */
 #ifndef CONNHOST_STORE_H
 #define CONNHOST_STORE_H
@@ -17,10 +18,12 @@ struct store;
 #define STORE_SCHEMA_VERSION 3
 
 /*
- * Open the store at `path` and migrate it to STORE_SCHEMA_VERSION. With
- * `create` a missing file is created; without it a missing file is an
- * error (the read commands never create one). A locked, corrupt, foreign
- * or newer store is an error that names the file and what to do.
+ * Open the store at `path` (a file, or a postgresql:// URL: one connection
+ * per store, for one thread at a time) and migrate it to
+ * STORE_SCHEMA_VERSION. With `create` a missing file is created; without it
+ * a missing file is an error (the read commands never create one). A
+ * locked, corrupt, foreign, unreachable or newer store is an error that
+ * names it (a URL's password as "***") and what to do.
  */
 int store_open(const char *path, int create, struct store **out,
                struct ch_err *err);
@@ -37,7 +40,9 @@ void store_close(struct store *s);
 int store_record(struct store *s, const struct graph *g, int64_t started_ms,
                  long keep_runs, int64_t *run_id, struct ch_err *err);
 
-/* Open (creating it if needed), record, close: what `sync` calls. */
+/* Open (creating it if needed), record, close: what `sync` calls. Saves
+   are serialized (a mutex in the process, the store's write lock across
+   processes); readers are not held up. */
 int store_save(const char *path, const struct graph *g, int64_t started_ms,
                long keep_runs, int64_t *run_id, struct ch_err *err);
 /* store_save, the run marked as done by `replica` (serve's replica id, in

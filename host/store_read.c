@@ -387,6 +387,8 @@ int store_select(struct store *s, const struct store_params *p,
     return ch_err_set(err, CH_E_NOTFOUND, "no run %" PRId64 " in '%s'", p->from,
                       s->path);
   rc = run_sql(s, sel_sql, err);
+  if (!rc && (db_analyze(s->db, "sel") || db_analyze(s->db, "sel_a")))
+    rc = db_fail(s->db, err, "selecting the run");
   if (rc)
     return rc;
   /* Between two runs only rows whose range starts or ends between the
@@ -412,6 +414,8 @@ int store_select(struct store *s, const struct store_params *p,
   if (p->who) {
     if ((rc = run_sql(s, who_sql, err)))
       return rc;
+    if (db_analyze(s->db, "who_nodes"))
+      return db_fail(s->db, err, "selecting the run");
     if (count_of(s, "SELECT count(*) FROM who_nodes") <= 0)
       return ch_err_set(err, CH_E_NOTFOUND,
                         "no account or resource matches '%s' in run %" PRId64
@@ -421,6 +425,8 @@ int store_select(struct store *s, const struct store_params *p,
   if (p->what) {
     if ((rc = run_sql(s, what_sql, err)))
       return rc;
+    if (db_analyze(s->db, "what_ents"))
+      return db_fail(s->db, err, "selecting the run");
     if (count_of(s, "SELECT count(*) FROM what_ents") <= 0)
       return ch_err_set(err, CH_E_NOTFOUND,
                         "no entitlement or resource '%s' in '%s' (give an "

@@ -17,11 +17,10 @@
 #include "util.h"
 
 static const char *const rec_sql[ST_COUNT] = {
-    "INSERT INTO nodes(inst_id, key, type, rid, traits) VALUES(?,?,?,?,?)"
-    " RETURNING id",
-    "INSERT INTO identities(key, tenant) VALUES(?,?) RETURNING id",
+    "INSERT INTO nodes(inst_id, key, type, rid, traits) VALUES(?,?,?,?,?)",
+    "INSERT INTO identities(key, tenant) VALUES(?,?)",
     "INSERT INTO entitlements(node_id, inst_id, key, slug, display_name)"
-    " VALUES(?,?,?,?,?) RETURNING id",
+    " VALUES(?,?,?,?,?)",
     "INSERT INTO resources(node_id, first_run, inst_id, h, display_name,"
     " status, account_type, emails, match_keys, parent_id, identity_id,"
     " profile) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -269,11 +268,11 @@ static struct rinst *rinst_of(struct rec *r, int64_t inst_id) {
  */
 typedef const char *(*key_at_fn)(const struct graph *g, size_t i);
 
-static int intern(struct rec *r, const char *select_sql, size_t n,
-                  key_at_fn key_at, int64_t *ids,
-                  int (*insert)(struct rec *r, size_t i, int64_t *id,
-                                struct ch_err *err),
-                  struct ch_err *err) {
+/* Fill ids[] (by graph rank) from the store's keys; 1 in *missing when a
+   graph key is not there yet. */
+static int walk_keys(struct rec *r, const char *select_sql, size_t n,
+                     key_at_fn key_at, int64_t *ids, int *missing,
+                     struct ch_err *err) {
   struct db_stmt *st = NULL;
   size_t i = 0;
   int rc = store_prep(r->s, select_sql, &st, err), step;
@@ -300,11 +299,32 @@ static int intern(struct rec *r, const char *select_sql, size_t n,
   db_finalize(st);
   if (step != 0)
     return db_fail(r->s->db, err, "reading keys");
-  for (i = 0; i < n; i++) {
-    if (!ids[i] && key_at(r->g, i) && (rc = insert(r, i, &ids[i], err)))
+  *missing = 0;
+  for (i = 0; i < n && !*missing; i++)
+    *missing = !ids[i] && key_at(r->g, i);
+  return CH_OK;
+}
+
+/* The new keys are inserted without asking for their ids one by one
+   (PostgreSQL sends the inserts in a pipeline), then a second walk reads
+   them back. */
+static int intern(struct rec *r, const char *select_sql, size_t n,
+                  key_at_fn key_at, int64_t *ids,
+                  int (*insert)(struct rec *r, size_t i, struct ch_err *err),
+                  struct ch_err *err) {
+  int missing, rc = walk_keys(r, select_sql, n, key_at, ids, &missing, err);
+
+  if (rc || !missing)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    if (!ids[i] && key_at(r->g, i) && (rc = insert(r, i, err)))
       return rc;
   }
-  return CH_OK;
+  rc = walk_keys(r, select_sql, n, key_at, ids, &missing, err);
+  if (!rc && missing)
+    rc = ch_err_set(err, CH_E_IO, "store '%s': a recorded key is missing",
+                    r->s->path);
+  return rc;
 }
 
 static const char *node_key_at(const struct graph *g, size_t i) {
@@ -312,8 +332,7 @@ static const char *node_key_at(const struct graph *g, size_t i) {
   return graph_resource_view(g, i, &v) ? v.key : NULL;
 }
 
-static int node_insert(struct rec *r, size_t i, int64_t *id,
-                       struct ch_err *err) {
+static int node_insert(struct rec *r, size_t i, struct ch_err *err) {
   struct db_stmt *st = r->st[ST_NODE_INS];
   struct graph_res_view v;
   char *traits;
@@ -328,7 +347,7 @@ static int node_insert(struct rec *r, size_t i, int64_t *id,
   db_bind_text(st, 3, v.type);
   db_bind_text(st, 4, v.id);
   db_bind_text(st, 5, traits);
-  rc = step_id(r, st, "recording a resource", id, err);
+  rc = rec_step(r, st, "recording a resource", err);
   free(traits);
   return rc;
 }
@@ -339,8 +358,7 @@ static const char *ident_key_at(const struct graph *g, size_t i) {
   return v.key;
 }
 
-static int ident_insert(struct rec *r, size_t i, int64_t *id,
-                        struct ch_err *err) {
+static int ident_insert(struct rec *r, size_t i, struct ch_err *err) {
   struct db_stmt *st = r->st[ST_IDENT_INS];
   struct graph_ident_view v;
   int rc;
@@ -348,7 +366,7 @@ static int ident_insert(struct rec *r, size_t i, int64_t *id,
   graph_identity_view(r->g, i, &v);
   db_bind_text(st, 1, v.key);
   db_bind_text(st, 2, v.tenant);
-  rc = step_id(r, st, "recording an identity", id, err);
+  rc = rec_step(r, st, "recording an identity", err);
   return rc;
 }
 
@@ -358,8 +376,7 @@ static const char *ent_key_at(const struct graph *g, size_t i) {
   return v.key;
 }
 
-static int ent_insert(struct rec *r, size_t i, int64_t *id,
-                      struct ch_err *err) {
+static int ent_insert(struct rec *r, size_t i, struct ch_err *err) {
   struct db_stmt *st = r->st[ST_ENT_INS];
   struct graph_ent_view v;
   int rc;
@@ -370,7 +387,7 @@ static int ent_insert(struct rec *r, size_t i, int64_t *id,
   db_bind_text(st, 3, v.key);
   db_bind_text(st, 4, v.slug);
   db_bind_text(st, 5, v.display_name);
-  rc = step_id(r, st, "recording an entitlement", id, err);
+  rc = rec_step(r, st, "recording an entitlement", err);
   return rc;
 }
 
@@ -531,9 +548,17 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
 /* Keep the newest `keep` runs, and every row one of them still needs. */
 static int prune(struct rec *r, long keep, struct ch_err *err) {
   struct db_stmt *st = NULL;
-  int64_t oldest = r->run - keep + 1, need;
+  int64_t oldest, need;
   int rc;
 
+  /* Run ids can have gaps (a PostgreSQL sequence does not roll back with
+     a failed run): the oldest kept run is the keep-th newest id. */
+  oldest = rec_scalar(r->s,
+                      "SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM runs"
+                      " ORDER BY id DESC LIMIT ?) x",
+                      keep);
+  if (oldest < 0)
+    return db_fail(r->s->db, err, "pruning old runs");
   if (rec_scalar(r->s, "SELECT count(*) FROM runs WHERE id < ?", oldest) <= 0)
     return CH_OK;
   if ((rc = store_prep(r->s, "DELETE FROM run_instances WHERE run_id < ?", &st,

@@ -11,19 +11,27 @@ the difference between the fake's state before and after; a failed
 instance answers from its last good data, marked stale; a version-1 store
 migrates; a corrupt or locked store gives a clear error and the graph is
 still written.
+
+The same tests run against both backends: StoreTest on an SQLite file,
+PgStoreTest on a throwaway PostgreSQL cluster (tests/e2e/pgcluster.py; a
+fresh database per test). The PostgreSQL classes fail when the cluster
+cannot start, unless CONNHOST_TEST_NO_PG=1 says to skip them.
 """
 import csv
 import io
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+import pgcluster  # noqa: E402
 
 TENANT = "demo"
 FIXTURES = os.path.join(lib.SRCDIR, "tests", "fixtures", "store")
@@ -118,9 +126,35 @@ class Model:
 
 
 class StoreTest(lib.TempDirTest):
+    """The store tests on SQLite; the hooks below are what PgStoreTest
+    changes (where the store is, and SQL on it)."""
     maxDiff = 6000
     profile = "demo"
     fake_extra = ()
+    default_store = True  # configs leave store: out (connhost.db beside them)
+
+    # ---- the backend -----------------------------------------------------
+    def setUp(self):
+        super().setUp()
+        self.db = self.path("connhost.db")  # what --db and store: name
+
+    def store_line(self):
+        """The config's `store:` line for this test's store."""
+        return "store: %s\n" % lib.yaml_quote(self.db)
+
+    def scalar(self, sql):
+        """The first column of the first row of `sql` on the store."""
+        con = sqlite3.connect(self.db)
+        try:
+            return con.execute(sql).fetchone()[0]
+        finally:
+            con.close()
+
+    def store_exists(self):
+        return os.path.exists(self.db)
+
+    def drop_store(self):
+        os.unlink(self.db)
 
     # ---- helpers -------------------------------------------------------
     def start_fake(self):
@@ -149,6 +183,8 @@ class StoreTest(lib.TempDirTest):
                                 "api_token": self.secret("org", org_token or c["org_api_key"]),
                                 "api_base": fake.base + "/admin"}},
         }
+        if "store:" not in extra and not self.default_store:
+            extra = self.store_line() + extra
         return lib.write_config(self.path(name), {TENANT: insts},
                                 plugin_dir=lib.PLUGINS, extra=extra)
 
@@ -158,7 +194,7 @@ class StoreTest(lib.TempDirTest):
         return r
 
     def read(self, *args, db=None, rc=0, fmt="json"):
-        a = list(args) + ["--db", db or self.path("connhost.db")]
+        a = list(args) + ["--db", db or self.db]
         if fmt:
             a += ["--format", fmt]
         r = lib.run(a)
@@ -203,8 +239,7 @@ class StoreTest(lib.TempDirTest):
         self.sync(cfg)
         truth = fake.truth
         model = Model(truth)
-        db = self.path("connhost.db")
-        self.assertTrue(os.path.exists(db), "the store sits beside the config")
+        self.assertTrue(self.store_exists(), "the store sits beside the config")
 
         runs = self.read("runs")
         self.assertEqual({(x["run"], x["instance"], x["status"]) for x in runs["runs"]},
@@ -327,9 +362,7 @@ class StoreTest(lib.TempDirTest):
         before = self.truth_now(fake)
         # the same data again: no new rows, an empty diff
         self.sync(cfg)
-        db = sqlite3.connect(self.path("connhost.db"))
-        n1 = db.execute("SELECT count(*) FROM grants").fetchone()[0]
-        db.close()
+        n1 = self.scalar("SELECT count(*) FROM grants")
         self.assertEqual(n1, len(Model(before).grants))
         doc = self.read("diff", "--exit-code")
         self.assertEqual(doc["from"], 1)
@@ -392,9 +425,7 @@ class StoreTest(lib.TempDirTest):
         self.assertEqual(self.triples(new["access"]),
                          ma.held_by(self.accounts_of(after, who)))
         # history is cheap: three runs, one small change, few extra rows
-        db = sqlite3.connect(self.path("connhost.db"))
-        n3 = db.execute("SELECT count(*) FROM grants").fetchone()[0]
-        db.close()
+        n3 = self.scalar("SELECT count(*) FROM grants")
         self.assertEqual(n3, n1 + new_rows, "only what changed is written again")
 
     def test_failed_instance_answers_stale(self):
@@ -415,7 +446,7 @@ class StoreTest(lib.TempDirTest):
         truth2 = self.truth_now(fake)
         # the org's key is now wrong: that instance fails, Jira goes on
         bad = self.config(fake, org_token="wrong-key-wrong-key", name="bad.yaml",
-                          extra="store: %s" % lib.yaml_quote(self.path("connhost.db")))
+                          extra=self.store_line())
         self.sync(bad, rc=3)
         runs = self.read("runs")
         last = {x["instance"]: x for x in runs["runs"] if x["run"] == 2}
@@ -539,10 +570,8 @@ class StoreTest(lib.TempDirTest):
         r = self.read("access", gone, "--run", "1", rc=1, fmt=None)
         self.assertIn("no run 1", r.err)
         # the membership revoked before run 2 is needed by no kept run: gone
-        db = sqlite3.connect(self.path("connhost.db"))
-        closed = db.execute("SELECT count(*) FROM grants WHERE last_run IS NOT NULL"
-                            " AND last_run < 2").fetchone()[0]
-        db.close()
+        closed = self.scalar("SELECT count(*) FROM grants WHERE last_run IS NOT NULL"
+                             " AND last_run < 2")
         self.assertEqual(closed, 0)
         doc = self.read("access", gone, "--run", "2")
         self.assertNotIn(ekey("jira", "group", gid, "member"),
@@ -555,9 +584,9 @@ class StoreTest(lib.TempDirTest):
 
         # store: none records nothing
         none = self.config(fake, extra="store: none", name="none.yaml")
-        os.unlink(self.path("connhost.db"))
+        self.drop_store()
         self.sync(none)
-        self.assertFalse(os.path.exists(self.path("connhost.db")))
+        self.assertFalse(self.store_exists())
         r = lib.run(["-c", none, "runs"])
         self.assertEqual(r.rc, 1, r)
         self.assertIn("store: none", r.err)
@@ -566,7 +595,7 @@ class StoreTest(lib.TempDirTest):
         fake = self.start_fake()
         self.sync(self.config(fake))
         p = subprocess.run([lib.CONNHOST, "resources", "--type", "user", "--db",
-                            self.path("connhost.db"), "--format", "csv"],
+                            self.db, "--format", "csv"],
                            capture_output=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         out = p.stdout.decode("utf-8")
@@ -595,6 +624,292 @@ class MidSizeStoreTest(StoreTest):
     test_csv_is_rfc4180_with_formula_guard = None
     test_failed_instance_answers_stale = None
     test_keep_runs_and_store_none = None
+
+
+class PgBackend:
+    """The store in a PostgreSQL database: one cluster per class, a fresh
+    database per test. Mixed in before a StoreTest class."""
+    default_store = False
+    cluster = None
+    ndb = 0
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if os.environ.get("CONNHOST_TEST_NO_PG") == "1":
+            raise unittest.SkipTest("CONNHOST_TEST_NO_PG=1")
+        why = pgcluster.available()
+        if why:  # a failure, not a skip: install-deps.sh installs postgresql
+            raise RuntimeError("the PostgreSQL store tests cannot run: %s (set "
+                               "CONNHOST_TEST_NO_PG=1 to skip them)" % why)
+        cls.cluster = pgcluster.Cluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.cluster:
+            cls.cluster.stop()
+            cls.cluster = None
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        PgBackend.ndb += 1
+        self.dbname = "t%d" % PgBackend.ndb
+        self.db = self.cluster.create_db(self.dbname)
+
+    def psql(self, sql):
+        return self.cluster.psql(sql, self.dbname).strip()
+
+    def scalar(self, sql):
+        v = self.psql(sql).splitlines()[0]
+        return int(v) if v.lstrip("-").isdigit() else v
+
+    def store_exists(self):
+        return self.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") > 0
+
+    def drop_store(self):
+        self.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+    def psql_file(self, path):
+        p = subprocess.run([os.path.join(self.cluster.bindir, "psql"), "-X", "-q",
+                            "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                            str(self.cluster.port), "-U", self.cluster.user, "-d",
+                            self.dbname, "-f", path],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def closed_port(self):
+        import socket
+        with socket.socket() as so:
+            so.bind(("127.0.0.1", 0))
+            return so.getsockname()[1]
+
+
+class PgStoreTest(PgBackend, StoreTest):
+    """Every store test of StoreTest against PostgreSQL, and what is
+    PostgreSQL's own: the URL's password, an unreachable server, a sync
+    killed while it records."""
+
+    # A corrupt file and SQLite's write lock have no PostgreSQL
+    # counterpart; test_unreachable_and_foreign_store is this backend's.
+    test_corrupt_and_locked_store = None
+
+    def test_old_schema_migrates(self):
+        """The v1 fixture as the v1 schema is on PostgreSQL (db.h's types)
+        migrates on the first read, then a new run goes on top."""
+        out = []
+        with open(os.path.join(FIXTURES, "v1-tiny.sql"), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("CREATE TABLE"):
+                    line = (line.replace(" WITHOUT ROWID", "")
+                            .replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
+                            .replace("INTEGER", "BIGINT").replace(" TEXT", ' TEXT COLLATE "C"'))
+                elif not line.startswith(("INSERT", "CREATE INDEX")):
+                    continue
+                out.append(line)
+        for t in ("runs", "instances", "nodes", "identities", "entitlements"):
+            out.append("SELECT setval(pg_get_serial_sequence('%s', 'id'),"
+                       " (SELECT max(id) FROM %s));\n" % (t, t))
+        sql = self.path("v1-pg.sql")
+        with open(sql, "w", encoding="utf-8") as f:
+            f.writelines(out)
+        self.psql_file(sql)
+        self.assertEqual(self.scalar("SELECT value FROM meta WHERE key='schema_version'"), 1)
+        fake = lib.Fake(self.path(), profile="tiny")
+        self.addCleanup(fake.stop)
+        model = Model(fake.truth)
+        u = fake.truth["jira"]["users"][5]
+        doc = self.read("access", u["accountId"])
+        self.assertEqual(self.triples(doc["access"]),
+                         model.held_by(self.accounts_of(fake.truth, u["accountId"])))
+        self.assertEqual(self.scalar("SELECT value FROM meta WHERE key='schema_version'"), 2)
+        self.assertEqual(self.scalar("SELECT count(*) FROM run_instances WHERE data_at IS NULL"), 0)
+        # the stable views are there too
+        self.assertGreater(self.scalar("SELECT count(*) FROM access"), 0)
+        cfg = lib.write_config(self.path("c.yaml"), {TENANT: {
+            "jira": {"plugin": "jira_cloud", "options": {
+                "url": fake.base, "email": fake.creds["jira_email"],
+                "api_token": self.secret("jira", fake.creds["jira_api_token"]),
+                "gateway_url": fake.base}}}},
+            plugin_dir=lib.PLUGINS, extra=self.store_line())
+        self.sync(cfg)
+        doc = self.read("diff")
+        self.assertEqual((doc["from"], doc["run"]), (1, 2))
+        self.assertEqual(doc["direct_grants"], [])
+        self.assertEqual(doc["resources"], [])
+        self.assertEqual([(x["instance"], x["status"], x["data_run"]) for x in doc["stale"]],
+                         [("org", "not_synced", 1)])
+
+    def test_unreachable_and_foreign_store(self):
+        port = self.closed_port()
+        url = "postgresql://connhost:not-this-pw-9x@127.0.0.1:%d/x" % port
+        shown = "postgresql://connhost:***@127.0.0.1:%d/x" % port
+        r = self.read("runs", db=url, rc=1, fmt=None)
+        self.assertIn("store '%s': cannot reach the PostgreSQL server" % shown, r.err)
+        self.assertIn("check that it runs and accepts connections", r.err)
+        self.assertNotIn("not-this-pw-9x", r.out + r.err)
+        # a sync still writes its graph, and says why the store failed
+        fake = self.start_fake()
+        cfg = self.config(fake, extra="store: %s\n" % url)
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("graph.json")])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("cannot reach the PostgreSQL server", r.err)
+        self.assertIn("the graph is still written", r.err)
+        self.assertNotIn("not-this-pw-9x", r.out + r.err)
+        self.assertTrue(lib.load_json(self.path("graph.json"))["resources"])
+        # no such database
+        r = self.read("runs", db=self.cluster.url("nosuchdb"), rc=1, fmt=None)
+        self.assertIn('database "nosuchdb" does not exist', r.err)
+        # a database that holds other tables is not taken over
+        self.psql("CREATE TABLE theirs(x int)")
+        r = self.read("runs", rc=1, fmt=None)
+        self.assertIn("is a PostgreSQL database with tables but not a connhost store", r.err)
+        r = lib.run(["-c", self.config(fake), "sync", "-o", self.path("graph.json")])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("not a connhost store", r.err)
+        self.assertEqual(self.scalar("SELECT count(*) FROM pg_tables WHERE schemaname"
+                                     " = 'public'"), 1)
+
+    def test_same_answers_as_sqlite_and_explorer(self):
+        """The same sync into PostgreSQL and into an SQLite file: every read
+        command answers the same, row for row; and `connhost explore --db
+        URL` serves those answers."""
+        fake = self.start_fake()
+        self.sync(self.config(fake))
+        lite = self.path("lite.db")
+        self.sync(self.config(fake, name="lite.yaml",
+                              extra="store: %s\n" % lib.yaml_quote(lite)))
+        truth = fake.truth
+        user = truth["jira"]["users"][6]["accountId"]
+        model = Model(truth)
+        ent, who = next((e, p) for (e, p), d in sorted(model.grants.items())
+                        if not d and "/jira/user/" in p)
+        commands = [["runs"], ["resources"], ["grants"], ["stats"], ["report"], ["diff"],
+                    ["export", "access-review"], ["access", user], ["who-has", ent],
+                    ["explain", who, ent], ["resources", "--search", "a", "--type", "user"]]
+        for args in commands:
+            pg, sq = self.read(*args), self.read(*args, db=lite)
+            for doc in (pg, sq):
+                for x in doc.get("runs", ()):
+                    x.pop("started")
+                    x.pop("finished")
+            self.assertEqual(pg, sq, args)
+        # the explorer over the same URL
+        proc = subprocess.Popen([lib.CONNHOST, "explore", "--db", self.db, "--listen",
+                                 "127.0.0.1:0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            base = proc.stdout.readline().strip()
+            self.assertRegex(base, r"^http://127\.0\.0\.1:\d+/$")
+            for path, args in (("api/v1/stats", ["stats"]),
+                               ("api/v1/access?who=" + user, ["access", user]),
+                               ("api/v1/report", ["report"])):
+                with urllib.request.urlopen(base + path, timeout=60) as r:
+                    self.assertEqual(json.load(r), self.read(*args), path)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            proc.stdout.close()
+            proc.stderr.close()
+
+    def test_password_from_env_never_shown(self):
+        pw = "pg-Secret-7fQz2Lw9"
+        self.cluster.psql("ALTER ROLE connhost PASSWORD '%s'" % pw)
+        fake = self.start_fake()
+        store = "postgresql://connhost:${env:CONNHOST_TEST_PGPW}@127.0.0.1:%d/%s" % (
+            self.cluster.port, self.dbname)
+        cfg = self.config(fake, extra="store: %s\n" % store)
+        env = {"CONNHOST_TEST_PGPW": pw}
+        seen = []
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("graph.json"), "--log-level",
+                     "debug"], env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("recorded in postgresql://connhost:***@127.0.0.1", r.out)
+        seen += [r.out, r.err]
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("graph.json"), "--log-level",
+                     "debug", "--log-format", "json"], env=env)
+        self.assertEqual(r.rc, 0, r)
+        seen += [r.out, r.err]
+        for args in (["runs"], ["stats"], ["access", fake.truth["jira"]["users"][3]["accountId"]],
+                     ["diff"], ["report"]):
+            r = lib.run(["-c", cfg] + args + ["--format", "json"], env=env)
+            self.assertEqual(r.rc, 0, r)
+            seen += [r.out, r.err]
+        # the URL given on the command line, and an error naming it
+        full = "postgresql://connhost:%s@127.0.0.1:%d/%s" % (pw, self.cluster.port, self.dbname)
+        r = lib.run(["runs", "--db", full])
+        self.assertEqual(r.rc, 0, r)
+        seen += [r.out, r.err]
+        r = lib.run(["runs", "--db", full.replace(str(self.cluster.port),
+                                                  str(self.closed_port()))])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("postgresql://connhost:***@", r.err)
+        seen += [r.out, r.err]
+        # a password in the query string too
+        r = lib.run(["runs", "--db", self.cluster.url("nosuchdb") + "?password=" + pw])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("password=***", r.err)
+        seen += [r.out, r.err]
+        with open(self.path("graph.json"), encoding="utf-8") as f:
+            seen.append(f.read())
+        for text in seen:
+            self.assertNotIn(pw, text)
+
+    def test_kill_mid_record_leaves_last_run(self):
+        """SIGKILL while the run is being recorded (the store's write lock is
+        held): the previous run is intact, the killed one is nowhere, and
+        keep_runs still counts runs (not ids) afterwards."""
+        fake = self.start_fake()
+        cfg = self.config(fake, extra="keep_runs: 2\n")
+        self.sync(cfg)
+        lock = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname ="
+                " current_database())")
+        caught = False
+        for _ in range(20):
+            p = subprocess.Popen([lib.CONNHOST, "-c", cfg, "sync", "-o",
+                                  self.path("killed.json")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.time() + 120
+            try:
+                while p.poll() is None and time.time() < deadline:
+                    if self.scalar(lock) > 0:
+                        os.kill(p.pid, signal.SIGKILL)
+                        caught = True
+                        break
+            finally:
+                if p.poll() is None and not caught:
+                    p.kill()
+                p.wait(timeout=60)
+            if caught:
+                break
+            # it finished first: forget that run and try again
+            self.psql("DELETE FROM run_instances WHERE run_id > 1; DELETE FROM runs"
+                      " WHERE id > 1")
+        self.assertTrue(caught, "never saw the sync recording")
+        self.assertEqual(p.returncode, -signal.SIGKILL)
+        # the server drops the dead connection's transaction
+        for _ in range(100):
+            if self.scalar(lock) == 0:
+                break
+            time.sleep(0.1)
+        self.assertEqual(self.scalar("SELECT string_agg(id || ':' || status, ',')"
+                                     " FROM runs"), "1:ok")
+        self.assertEqual({x["run"] for x in self.read("runs")["runs"]}, {1})
+        model = Model(fake.truth)
+        u = fake.truth["jira"]["users"][4]["accountId"]
+        self.assertEqual(self.triples(self.read("access", u)["access"]),
+                         model.held_by(self.accounts_of(fake.truth, u)))
+        # the next run records normally on top; the lost id is a gap
+        self.sync(cfg)
+        runs = sorted({x["run"] for x in self.read("runs")["runs"]})
+        self.assertEqual(len(runs), 2, runs)
+        self.assertEqual(runs[0], 1)
+        self.assertEqual(self.read("diff", "--exit-code")["direct_grants"], [])
+
+
+class PgMidSizeStoreTest(PgBackend, MidSizeStoreTest):
+    """MidSizeStoreTest's checks against PostgreSQL."""
 
 
 if __name__ == "__main__":
