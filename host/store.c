@@ -62,7 +62,7 @@ static const char schema_v2[] =
     "CREATE INDEX grants_principal ON grants(principal_id);";
 
 /* Version 3: which `serve` replica recorded the run (docs/scale-out.md). */
-static const char schema_v3[] = "ALTER TABLE runs ADD COLUMN replica TEXT;";
+static const char schema_v3[] = "ALTER TABLE runs ADD COLUMN replica @text@;";
 
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
     schema_v1, schema_v2, schema_v3};

@@ -722,7 +722,9 @@ class PgStoreTest(PgBackend, StoreTest):
         doc = self.read("access", u["accountId"])
         self.assertEqual(self.triples(doc["access"]),
                          model.held_by(self.accounts_of(fake.truth, u["accountId"])))
-        self.assertEqual(self.scalar("SELECT value FROM meta WHERE key='schema_version'"), 2)
+        self.assertEqual(self.scalar("SELECT value FROM meta WHERE key='schema_version'"), 3)
+        # v3: runs name the serve replica that recorded them (none here)
+        self.assertEqual(self.scalar("SELECT count(*) FROM runs WHERE replica IS NOT NULL"), 0)
         self.assertEqual(self.scalar("SELECT count(*) FROM run_instances WHERE data_at IS NULL"), 0)
         # the stable views are there too
         self.assertGreater(self.scalar("SELECT count(*) FROM access"), 0)
