@@ -25,6 +25,9 @@
  *
  * A `struct db` is one connection, used by one thread at a time; every
  * error message names the target with a URL's password replaced by "***".
+ * On PostgreSQL an INSERT, UPDATE or DELETE without RETURNING inside a
+ * transaction is pipelined: db_step returns 0 at once, and its error (if
+ * any) is the error of the next statement, or of db_commit.
  */
 #ifndef CONNHOST_DB_H
 #define CONNHOST_DB_H
