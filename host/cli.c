@@ -99,6 +99,9 @@ static const char usage_text[] =
     "                         'action')\n"
     "      --listen ADDR      serve: listen on ADDR, HOST:PORT (default:\n"
     "                         config serve.listen, else 127.0.0.1:9464)\n"
+    "      --replica-id ID    serve: this replica's id in a shared PostgreSQL\n"
+    "                         store (default: serve.replica_id, else\n"
+    "                         HOSTNAME-PID; docs/scale-out.md)\n"
     "      --log-level LVL    error, warn, info (default), debug\n"
     "      --log-format FMT   text (default) or json\n"
     "  -q, --quiet            errors only; no progress line or summary\n"
@@ -135,7 +138,8 @@ enum {
   OPT_LISTEN,
   OPT_TICKET,
   OPT_REQUESTER,
-  OPT_OPEN
+  OPT_OPEN,
+  OPT_REPLICA_ID
 };
 
 /* Which commands an option applies to; any other use is a usage error. */
@@ -184,6 +188,7 @@ static const struct opt_def opt_defs[] = {
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, C_ALL},
     {{"log-format", required_argument, NULL, OPT_LOG_FORMAT}, C_ALL},
     {{"listen", required_argument, NULL, OPT_LISTEN}, C(CMD_SERVE)},
+    {{"replica-id", required_argument, NULL, OPT_REPLICA_ID}, C(CMD_SERVE)},
     {{"quiet", no_argument, NULL, 'q'}, C_ALL},
     {{"version", no_argument, NULL, 'V'}, C_ALL},
     {{"help", no_argument, NULL, 'h'}, C_ALL}};
@@ -402,6 +407,9 @@ int cli_parse(struct cli *cli, int argc, char **argv) {
       break;
     case OPT_LISTEN:
       cli->listen = optarg;
+      break;
+    case OPT_REPLICA_ID:
+      cli->replica_id = optarg;
       break;
     case 'q':
       cli->quiet = 1;

@@ -38,8 +38,9 @@ struct cli {
   int accept_shrink; /* skip the safety thresholds (safety.h) */
   int dry_run;
   int quiet;
-  const char *listen;   /* serve --listen */
-  const char **tenants; /* --tenant filters */
+  const char *listen;     /* serve --listen */
+  const char *replica_id; /* serve --replica-id */
+  const char **tenants;   /* --tenant filters */
   size_t ntenants;
   /* writes */
   const char *entitlement;

@@ -485,8 +485,8 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   graph_counts(g, &st->counts);
   /* The store records every run, failed instances included (they keep
      their last good data there); its failure never costs the graph. */
-  if (o->store && store_save(o->store, g, started_ms, o->keep_runs, &run_id,
-                             &err) != CH_OK) {
+  if (o->store && store_save_as(o->store, o->replica, g, started_ms,
+                                o->keep_runs, &run_id, &err) != CH_OK) {
     log_error("%s; the graph is still written", err.msg);
     run_degrade(&st->run, err.code ? err.code : CH_E_IO);
     memset(&err, 0, sizeof(err));

@@ -47,6 +47,7 @@ void config_free(struct config *c) {
   free(c->output);
   free(c->format);
   free(c->serve_listen);
+  free(c->serve_replica_id);
   if (c->serve_auth_token)
     buf_wipe_mem(c->serve_auth_token, strlen(c->serve_auth_token));
   free(c->serve_auth_token);
@@ -111,12 +112,17 @@ static const struct ch_config_key http_keys[] = {
     RANGED("max_body_mb", CH_OPT_INT, NULL, "1", "1024"),
     {CH_OPTION_END}};
 
-enum { SERVE_LISTEN, SERVE_AUTH_TOKEN, SERVE_GRACE };
+enum {
+  SERVE_LISTEN,
+  SERVE_AUTH_TOKEN,
+  SERVE_GRACE,
+  SERVE_REPLICA_ID,
+  SERVE_LEASE_EXPIRY
+};
 static const struct ch_config_key serve_keys[] = {
-    KEY("listen", CH_OPT_STRING),
-    KEY("auth_token", CH_OPT_STRING),
-    KEY("shutdown_grace", CH_OPT_STRING),
-    {CH_OPTION_END}};
+    KEY("listen", CH_OPT_STRING),         KEY("auth_token", CH_OPT_STRING),
+    KEY("shutdown_grace", CH_OPT_STRING), KEY("replica_id", CH_OPT_STRING),
+    KEY("lease_expiry", CH_OPT_STRING),   {CH_OPTION_END}};
 
 enum { SCHED_INTERVAL, SCHED_JITTER };
 static const struct ch_config_key schedule_keys[] = {
@@ -246,7 +252,7 @@ static int load_schedule(const struct config *c, const struct cfg_node *n,
   return rc;
 }
 
-/* `serve: {listen, auth_token, shutdown_grace}`. */
+/* `serve: {listen, auth_token, shutdown_grace, replica_id, lease_expiry}`. */
 static int load_serve(struct config *c, const struct cfg_node *n,
                       struct ch_err *err) {
   const struct cfg_node *k = node_of(n, serve_keys, SERVE_AUTH_TOKEN);
@@ -280,6 +286,11 @@ static int load_serve(struct config *c, const struct cfg_node *n,
   if (!rc && (v = given(&o, SERVE_GRACE)))
     rc = host_span(node_of(n, serve_keys, SERVE_GRACE), "serve.shutdown_grace",
                    v->str, &c->serve_grace_ms, err);
+  if (!rc && (v = given(&o, SERVE_REPLICA_ID)))
+    rc = keep_text(v, &c->serve_replica_id, err);
+  if (!rc && (v = given(&o, SERVE_LEASE_EXPIRY)))
+    rc = host_span(node_of(n, serve_keys, SERVE_LEASE_EXPIRY),
+                   "serve.lease_expiry", v->str, &c->serve_lease_ms, err);
   config_options_release(&o);
   return rc;
 }

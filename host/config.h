@@ -93,6 +93,8 @@ struct config {
   char *serve_listen;     /* "ADDR:PORT", or NULL */
   char *serve_auth_token; /* expanded secret, or NULL */
   long serve_grace_ms;    /* `shutdown_grace:`; 0 when not set */
+  char *serve_replica_id; /* `replica_id:`, or NULL */
+  long serve_lease_ms;    /* `lease_expiry:`; 0 when not set */
   char *store;    /* absolute path of the snapshot store; NULL = `store: none`
                      (default: connhost.db beside the config) */
   long keep_runs; /* runs the store keeps (default 30) */

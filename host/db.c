@@ -279,7 +279,7 @@ int db_open(const char *target, int create, struct db **out,
     log_add_secret(secret);
     db->secret = secret;
   }
-  rc = db->ops->open(db, target, create);
+  rc = db->ops->connect(db, target, create);
   if (rc) {
     rc = db_fail(db, err, "opening");
     db_close(db);
@@ -293,7 +293,7 @@ void db_close(struct db *db) {
   if (!db)
     return;
   if (db->conn)
-    db->ops->close(db);
+    db->ops->disconnect(db);
   free((char *)db->secret);
   free(db->name);
   free(db);

@@ -25,8 +25,8 @@ struct db_token {
 
 struct db_ops {
   const struct db_token *tokens; /* NULL-terminated */
-  int (*open)(struct db *db, const char *target, int create);
-  void (*close)(struct db *db);
+  int (*connect)(struct db *db, const char *target, int create);
+  void (*disconnect)(struct db *db);
   int (*exec)(struct db *db, const char *sql); /* expanded */
   int (*prepare)(struct db *db, const char *sql, struct db_stmt **out);
   int (*begin)(struct db *db, int write);

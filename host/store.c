@@ -61,8 +61,11 @@ static const char schema_v2[] =
     " WHERE runs.id = run_instances.data_run);"
     "CREATE INDEX grants_principal ON grants(principal_id);";
 
+/* Version 4: which `serve` replica recorded the run (docs/scale-out.md). */
+static const char schema_v4[] = "ALTER TABLE runs ADD COLUMN replica @text@;";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, store_schema_v3_tickets};
+    schema_v1, schema_v2, store_schema_v3_tickets, schema_v4};
 
 /* SQL reads better as written than re-wrapped. */
 /* clang-format off */

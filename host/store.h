@@ -15,7 +15,7 @@ struct graph;
 struct store;
 
 /* The schema version this connhost writes; older stores migrate on open. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /*
  * Open the store at `path` (a file, or a postgresql:// URL: one connection
@@ -45,6 +45,13 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
    processes); readers are not held up. */
 int store_save(const char *path, const struct graph *g, int64_t started_ms,
                long keep_runs, int64_t *run_id, struct ch_err *err);
+/* store_save, the run marked as done by `replica` (serve's replica id, in
+   runs.replica; NULL: none). */
+int store_save_as(const char *path, const char *replica, const struct graph *g,
+                  int64_t started_ms, long keep_runs, int64_t *run_id,
+                  struct ch_err *err);
+/* The replica store_record marks the runs it records with (borrowed). */
+void store_set_replica(struct store *s, const char *replica);
 
 /*
  * Each instance's resource and grant counts in its last good run (the

@@ -27,6 +27,7 @@ struct store {
   int64_t run, from; /* store_select */
   int64_t lo, hi;    /* diff: rows whose range starts or ends in (lo, hi] */
   const struct store_params *p; /* borrowed from store_select */
+  const char *replica;          /* store_set_replica (borrowed) */
 };
 
 /* Row visibility in a selection `s` (inst_id, data_run): see above. */

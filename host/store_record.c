@@ -91,8 +91,8 @@ static int rec_run(struct rec *r, int64_t started_ms, struct ch_err *err) {
   int rc;
 
   rc = store_prep(s,
-                  "INSERT INTO runs(started_at, finished_at, status)"
-                  " VALUES(?, ?, 'recording') RETURNING id",
+                  "INSERT INTO runs(started_at, finished_at, status, replica)"
+                  " VALUES(?, ?, 'recording', ?) RETURNING id",
                   &ins, err);
   if (!rc)
     rc = store_prep(
@@ -116,6 +116,7 @@ static int rec_run(struct rec *r, int64_t started_ms, struct ch_err *err) {
     goto out;
   db_bind_int64(ins, 1, started_ms / 1000);
   db_bind_int64(ins, 2, now_s());
+  db_bind_text(ins, 3, s->replica);
   if ((rc = step_id(r, ins, "recording the run", &r->run, err)))
     goto out;
 
@@ -698,13 +699,25 @@ void store_writer_unlock(void) { pthread_mutex_unlock(&save_lock); }
 
 int store_save(const char *path, const struct graph *g, int64_t started_ms,
                long keep_runs, int64_t *run_id, struct ch_err *err) {
+  return store_save_as(path, NULL, g, started_ms, keep_runs, run_id, err);
+}
+
+void store_set_replica(struct store *s, const char *replica) {
+  s->replica = replica;
+}
+
+int store_save_as(const char *path, const char *replica, const struct graph *g,
+                  int64_t started_ms, long keep_runs, int64_t *run_id,
+                  struct ch_err *err) {
   struct store *s = NULL;
   int rc;
 
   pthread_mutex_lock(&save_lock);
   rc = store_open(path, 1, &s, err);
-  if (!rc)
+  if (!rc) {
+    store_set_replica(s, replica);
     rc = store_record(s, g, started_ms, keep_runs, run_id, err);
+  }
   store_close(s);
   pthread_mutex_unlock(&save_lock);
   return rc;

@@ -30,8 +30,9 @@ struct sync_opts {
   int max_shrink;    /* the host's max_shrink share, -1 for the default */
   const struct config *config;     /* the host-wide isolation key */
   enum config_isolation isolation; /* where plugins run if nothing says */
-  const char *store; /* the snapshot store to record the run in, or NULL */
-  long keep_runs;    /* runs the store keeps */
+  const char *store;   /* the snapshot store to record the run in, or NULL */
+  long keep_runs;      /* runs the store keeps */
+  const char *replica; /* serve's replica id, recorded with the run */
   /* the config whose tickets are checked after the run (tickets.h), or
      NULL for none */
   const struct config *tickets;

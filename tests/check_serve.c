@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "httpd.h"
+#include "lease.h"
 #include "metrics.h"
 
 START_TEST(test_escape_label) {
@@ -231,6 +232,44 @@ START_TEST(test_config_errors) {
 }
 END_TEST
 
+/* A database that is not there (port 1 on loopback refuses): the replica
+   starts, takes no work, says why, and shows it in its metrics; the
+   password of the URL appears nowhere. */
+START_TEST(test_leases_without_a_database) {
+  struct leases *l = NULL;
+  struct ch_err err = {0};
+  char why[512];
+  const char *r;
+  char *body;
+  long retry = -1;
+
+  ck_assert_int_eq(leases_open("postgresql://u:pw-never-shown@127.0.0.1:1/x",
+                               "r1", 300, &l, &err),
+                   CH_OK);
+  ck_assert_int_eq(leases_acquire(l, "acme", 0, &retry), LEASE_DOWN);
+  ck_assert_int_gt(retry, 0);
+  ck_assert_int_eq(leases_acquire(l, "acme", 1, &retry), LEASE_DOWN);
+  leases_release(l, "acme", 1000); /* not held: nothing to do */
+  r = leases_not_ready(l, why, sizeof(why));
+  ck_assert_ptr_nonnull(r);
+  ck_assert_ptr_nonnull(strstr(r, "store database out of reach"));
+  ck_assert_ptr_null(strstr(r, "pw-never-shown"));
+  body = leases_render_metrics(l, strdup("# TYPE a gauge\na 1\n"));
+  ck_assert_ptr_nonnull(body);
+  ck_assert_ptr_nonnull(strstr(body, "# TYPE a gauge\na 1\n"));
+  ck_assert_ptr_nonnull(
+      strstr(body, "connhost_replica_info{replica=\"r1\"} 1\n"));
+  ck_assert_ptr_nonnull(strstr(body, "connhost_lease_database_up 0\n"));
+  ck_assert_ptr_nonnull(strstr(body, "connhost_leases_held 0\n"));
+  ck_assert_ptr_nonnull(strstr(body, "connhost_lease_acquired_total 0\n"));
+  ck_assert_ptr_null(strstr(body, "pw-never-shown"));
+  free(body);
+  usleep(250 * 1000); /* a heartbeat or two try again, and fail again */
+  ck_assert_ptr_nonnull(leases_not_ready(l, why, sizeof(why)));
+  leases_close(l);
+}
+END_TEST
+
 static Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("parts");
@@ -242,6 +281,7 @@ static Suite *serve_suite(void) {
   tcase_add_test(tc, test_duration);
   tcase_add_test(tc, test_config_keys);
   tcase_add_test(tc, test_config_errors);
+  tcase_add_test(tc, test_leases_without_a_database);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -74,9 +74,20 @@ class Cluster:
         opts = ("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=200" % (self.port, self.sock))
+        self._opts = opts
+        self._start_timeout = start_timeout
+        self.start()
+
+    def start(self):
+        """Start the server (again, after pause(): same port and data)."""
         self._run(["pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"),
-                   "-o", opts, "-w", "-t", str(start_timeout), "start"])
+                   "-o", self._opts, "-w", "-t", str(self._start_timeout), "start"])
         self.running = True
+
+    def pause(self):
+        """Stop the server (fast: clients are disconnected) and keep its data,
+        for tests of what clients do while the database is away."""
+        self._run(["pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
 
     def _run(self, argv):
         cmd = self._as + [os.path.join(self.bindir, argv[0])] + argv[1:]

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -182,6 +183,130 @@ class Kubernetes(lib.TempDirTest):
         for line in s.log().splitlines():
             json.loads(line)
         self.assertEqual(s.stop(), 0)
+
+
+class KubernetesReplicas(lib.TempDirTest):
+    """contrib/kubernetes/replicas/: three replicas sharing the tenants
+    through a PostgreSQL store whose URL comes from the Secret; then the
+    Deployment's args run three replicas on a real PostgreSQL (pgcluster),
+    each named as the manifest names it, and the runs name them."""
+
+    def setUp(self):
+        super().setUp()
+        if yaml is None:
+            self.skipTest("python3-yaml is not installed (tools/install-deps.sh)")
+        self.docs = {}
+        for path in sorted(glob.glob(os.path.join(CONTRIB, "kubernetes", "replicas", "*.yaml"))):
+            with open(path, encoding="utf-8") as f:
+                for doc in yaml.safe_load_all(f):
+                    self.assertNotIn(doc["kind"], self.docs, path)
+                    self.docs[doc["kind"]] = doc
+        self.assertEqual(set(self.docs), {"Secret", "ConfigMap", "Deployment", "Service",
+                                          "PodDisruptionBudget"})
+        dep = self.docs["Deployment"]
+        self.pod = dep["spec"]["template"]["spec"]
+        (self.c,) = self.pod["containers"]
+        cm = self.docs["ConfigMap"]
+        self.text = cm["data"][os.path.basename(opt_value(self.c["args"], "-c"))]
+        self.cfg = yaml.safe_load(self.text)
+
+    def test_manifests(self):
+        dep, c, secret = self.docs["Deployment"], self.c, self.docs["Secret"]
+        self.assertEqual(dep["spec"]["replicas"], 3)
+        self.assertEqual(check_argv(self, c["args"], help_text()), "serve")
+        # the store URL is a secret: ${env:X} with X a key of the Secret
+        m = re.fullmatch(r"\$\{env:(\w+)\}", self.cfg["store"])
+        self.assertTrue(m, "store must come from the Secret, not be written in the config")
+        self.assertIn(m.group(1), secret["stringData"])
+        self.assertRegex(secret["stringData"][m.group(1)], r"^postgres(ql)?://")
+        self.assertEqual([e["secretRef"]["name"] for e in c["envFrom"]],
+                         [secret["metadata"]["name"]])
+        used = set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", self.text))
+        self.assertEqual(used, set(secret["stringData"]))
+        # --replica-id is the pod's name, from the downward API
+        rid = opt_value(c["args"], "--replica-id")
+        var = re.fullmatch(r"\$\((\w+)\)", rid).group(1)
+        (env,) = [e for e in c["env"] if e["name"] == var]
+        self.assertEqual(env["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
+        # probes, Service, disruption budget, grace
+        self.assertEqual(c["readinessProbe"]["httpGet"]["path"], "/readyz")
+        self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/healthz")
+        labels = dep["spec"]["selector"]["matchLabels"]
+        self.assertEqual(self.docs["Service"]["spec"]["selector"], labels)
+        pdb = self.docs["PodDisruptionBudget"]["spec"]
+        self.assertEqual(pdb["selector"]["matchLabels"], labels)
+        self.assertLess(pdb["minAvailable"], dep["spec"]["replicas"])
+        grace = self.cfg["serve"]["shutdown_grace"]
+        self.assertGreater(self.pod["terminationGracePeriodSeconds"], int(grace[:-1]))
+        self.assertRegex(self.cfg["serve"]["lease_expiry"], r"^\d+s$")
+
+    def test_three_replicas_run(self):
+        import pgcluster
+        if os.environ.get("CONNHOST_TEST_NO_PG") == "1":
+            self.skipTest("CONNHOST_TEST_NO_PG=1")
+        why = pgcluster.available()
+        self.assertIsNone(why, "PostgreSQL is needed (or set CONNHOST_TEST_NO_PG=1)")
+        pg = pgcluster.Cluster()
+        self.addCleanup(pg.stop)
+        # a password in the URL (the cluster trusts loopback, so any will
+        # do): it must never reach a log
+        url = pg.create_db("k8s").replace("connhost@", "connhost:k8s-store-pass-0451@")
+        fake = lib.Fake(self.tmp)
+        self.addCleanup(fake.stop)
+        cfg = self.cfg
+        store_var = re.fullmatch(r"\$\{env:(\w+)\}", cfg["store"]).group(1)
+        opts = cfg["tenants"]["acme"]["jira"]["options"]
+        opts["url"] = opts["gateway_url"] = fake.base
+        env = dict(self.docs["Secret"]["stringData"])
+        env[store_var] = url
+        env[re.fullmatch(r"\$\{env:(\w+)\}", opts["email"]).group(1)] = fake.creds["jira_email"]
+        env[re.fullmatch(r"\$\{env:(\w+)\}", opts["api_token"]).group(1)] = \
+            fake.creds["jira_api_token"]
+        cfg["output"] = os.path.join(self.tmp, "{tenant}.json")
+        cfg["plugin_dir"] = lib.PLUGINS
+        cfg["schedule"] = {"interval": "2s", "jitter": "0%"}
+        path = self.path("connhost.yaml")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        servers = []
+        try:
+            for i in range(3):
+                pod = "connhost-replicas-7d9f-%d" % i
+                argv = [pod if a == opt_value(self.c["args"], "--replica-id") else a
+                        for a in self.c["args"]]
+                argv[argv.index(opt_value(argv, "-c"))] = path
+                argv[argv.index(opt_value(argv, "--listen"))] = "127.0.0.1:0"
+                s = Serve(self.tmp, path, name=pod, argv=argv)
+                servers.append(s)
+                self.addCleanup(lambda s=s: s.proc.poll() is None and s.proc.kill())
+                self.assertIsNotNone(s.port, s.log())
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    del os.environ[k]
+                else:
+                    os.environ[k] = v
+        pods = {"connhost-replicas-7d9f-%d" % i for i in range(3)}
+        for s in servers:
+            self.assertEqual(s.get("/readyz")[0], 200, s.log())
+        deadline = time.time() + 60
+        while time.time() < deadline:  # three runs of acme, 2 s apart
+            if pg.psql("SELECT to_regclass('runs') IS NOT NULL", "k8s").strip() == "t" and \
+                    int(pg.psql("SELECT count(*) FROM runs", "k8s")) >= 3:
+                break
+            time.sleep(0.2)
+        names = set(pg.psql("SELECT DISTINCT replica FROM runs", "k8s").split())
+        self.assertTrue(names and names <= pods, names)
+        token = env["CONNHOST_AUTH_TOKEN"]
+        for s, pod in zip(servers, sorted(pods)):
+            fam = parse_exposition(s.get("/metrics", token=token)[2])
+            self.assertEqual(sample(fam, "connhost_replica_info", replica=pod), 1)
+            self.assertEqual(s.stop(), 0, s.log()[-2000:])
+        logs = "".join(s.log() for s in servers)
+        self.assertIn("sync_finished", logs)
+        self.assertNotIn("k8s-store-pass-0451", logs)
 
 
 class Systemd(lib.TempDirTest):

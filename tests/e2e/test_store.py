@@ -513,6 +513,9 @@ class StoreTest(lib.TempDirTest):
                           "requested_at", "status", "status_category", "status_at",
                           "confirmation", "checked_run", "checked_at"])
         self.assertEqual(con.execute("SELECT count(*) FROM tickets").fetchone()[0], 0)
+        # v4: runs name the serve replica that recorded them (none here)
+        self.assertEqual(con.execute("SELECT count(*) FROM runs WHERE replica IS NOT NULL")
+                         .fetchone()[0], 0)
         self.assertEqual(con.execute("SELECT count(*) FROM run_instances WHERE data_at IS NULL")
                          .fetchone()[0], 0)
         con.close()
@@ -739,6 +742,8 @@ class PgStoreTest(PgBackend, StoreTest):
                          model.held_by(self.accounts_of(fake.truth, u["accountId"])))
         self.assertEqual(self.scalar("SELECT value FROM meta WHERE key='schema_version'"),
                          SCHEMA_VERSION)
+        # v4: runs name the serve replica that recorded them (none here)
+        self.assertEqual(self.scalar("SELECT count(*) FROM runs WHERE replica IS NOT NULL"), 0)
         self.assertEqual(self.scalar("SELECT count(*) FROM run_instances WHERE data_at IS NULL"), 0)
         # the stable views are there too
         self.assertGreater(self.scalar("SELECT count(*) FROM access"), 0)
@@ -887,28 +892,37 @@ class PgStoreTest(PgBackend, StoreTest):
                                   self.path("killed.json")],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.time() + 120
+            killed = False
             try:
                 while p.poll() is None and time.time() < deadline:
                     if self.scalar(lock) > 0:
                         os.kill(p.pid, signal.SIGKILL)
-                        caught = True
+                        killed = True
                         break
             finally:
-                if p.poll() is None and not caught:
+                if p.poll() is None and not killed:
                     p.kill()
                 p.wait(timeout=60)
-            if caught:
+            # the server drops the dead connection's transaction
+            for _ in range(100):
+                if self.scalar(lock) == 0:
+                    break
+                time.sleep(0.1)
+            runs = self.scalar("SELECT count(*) FROM runs WHERE id > 1")
+            if killed and runs == 0:
+                caught = True
                 break
-            # it finished first: forget that run and try again
+            # it finished first, or its COMMIT reached the server before the
+            # kill did: then the run is whole (all its instances recorded)
+            if runs:
+                self.assertEqual(self.scalar(
+                    "SELECT count(*) FROM run_instances WHERE run_id > 1"),
+                    self.scalar("SELECT count(*) FROM run_instances WHERE run_id = 1"))
+            # forget that run and try again
             self.psql("DELETE FROM run_instances WHERE run_id > 1; DELETE FROM runs"
                       " WHERE id > 1")
-        self.assertTrue(caught, "never saw the sync recording")
+        self.assertTrue(caught, "never killed the sync while it was recording")
         self.assertEqual(p.returncode, -signal.SIGKILL)
-        # the server drops the dead connection's transaction
-        for _ in range(100):
-            if self.scalar(lock) == 0:
-                break
-            time.sleep(0.1)
         self.assertEqual(self.scalar("SELECT string_agg(id || ':' || status, ',')"
                                      " FROM runs"), "1:ok")
         self.assertEqual({x["run"] for x in self.read("runs")["runs"]}, {1})
