@@ -83,11 +83,11 @@ int buf_printf(struct buf *b, const char *fmt, ...) {
   return 0;
 }
 
-int buf_json_str(struct buf *b, const char *s, size_t n) {
+void json_escape(const char *s, size_t n,
+                 void (*put)(void *ctx, const char *p, size_t n), void *ctx) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0;
 
-  buf_add(b, "\"", 1);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     char esc[6] = {'\\', 0};
@@ -95,7 +95,8 @@ int buf_json_str(struct buf *b, const char *s, size_t n) {
 
     if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
       continue; /* UTF-8 as the source wrote it, copied in runs */
-    buf_add(b, s + run, i - run);
+    if (i > run)
+      put(ctx, s + run, i - run);
     run = i + 1;
     switch (c) {
     case '"':
@@ -123,9 +124,17 @@ int buf_json_str(struct buf *b, const char *s, size_t n) {
       esc[5] = hex[c & 0xf];
       elen = 6;
     }
-    buf_add(b, esc, elen);
+    put(ctx, esc, elen);
   }
-  buf_add(b, s + run, n - run);
+  if (n > run)
+    put(ctx, s + run, n - run);
+}
+
+static void buf_put(void *ctx, const char *p, size_t n) { buf_add(ctx, p, n); }
+
+int buf_json_str(struct buf *b, const char *s, size_t n) {
+  buf_add(b, "\"", 1);
+  json_escape(s, n, buf_put, b);
   return buf_add(b, "\"", 1);
 }
 

@@ -28,6 +28,11 @@ int buf_printf(struct buf *b, const char *fmt, ...) CH_PRINTF(2, 3);
 /* `s[0..n)` as a quoted JSON string: '"', '\\' and control bytes (and
    0x7f) escaped, everything else (UTF-8) as written. */
 int buf_json_str(struct buf *b, const char *s, size_t n);
+/* The same escaping (without the quotes) for any writer: `put` gets the
+   text in pieces, runs of plain bytes and escapes (graph_json.c's writer
+   uses it too). */
+void json_escape(const char *s, size_t n,
+                 void (*put)(void *ctx, const char *p, size_t n), void *ctx);
 /* The text, handed over (malloc'd, "" for an empty buffer), the buffer
    reset; NULL when an append failed or out of memory (then freed). */
 char *buf_take(struct buf *b);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "graph_int.h"
 
 void jw_flush(struct jw *w) {
@@ -41,51 +42,11 @@ void jw_put_slow(struct jw *w, const char *s, size_t n) {
   w->len += n;
 }
 
-void jw_strn(struct jw *w, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  size_t i, run = 0;
+static void jw_put_piece(void *w, const char *s, size_t n) { jw_put(w, s, n); }
 
+void jw_strn(struct jw *w, const char *s, size_t n) {
   jw_lit(w, "\"");
-  for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    char esc[6];
-    size_t elen = 2;
-    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
-      continue;
-    jw_put(w, s + run, i - run);
-    run = i + 1;
-    esc[0] = '\\';
-    switch (c) {
-    case '"':
-      esc[1] = '"';
-      break;
-    case '\\':
-      esc[1] = '\\';
-      break;
-    case '\b':
-      esc[1] = 'b';
-      break;
-    case '\f':
-      esc[1] = 'f';
-      break;
-    case '\n':
-      esc[1] = 'n';
-      break;
-    case '\r':
-      esc[1] = 'r';
-      break;
-    case '\t':
-      esc[1] = 't';
-      break;
-    default:
-      memcpy(esc + 1, "u00", 3);
-      esc[4] = hex[c >> 4];
-      esc[5] = hex[c & 0xf];
-      elen = 6;
-    }
-    jw_put(w, esc, elen);
-  }
-  jw_put(w, s + run, n - run);
+  json_escape(s, n, jw_put_piece, w); /* the host's one JSON string rule */
   jw_lit(w, "\"");
 }
 

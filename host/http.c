@@ -451,11 +451,11 @@ static void debug_body(struct call *k, long status, const struct xfer *x) {
 
   if (log_level() < CH_LOG_DEBUG)
     return;
-  http_squash(x->body ? x->body : "", x->len, wide, sizeof(wide));
+  http_squash(x->body.p ? x->body.p : "", x->body.len, wide, sizeof(wide));
   log_redact(wide, clean, sizeof(clean));
   http_utf8_cut(clean, DEBUG_BODY_MAX);
   log_msg(k->c->label, CH_LOG_DEBUG, "%s %s: HTTP %ld, %zu bytes: %s",
-          k->req->method, k->url, status, x->len, clean);
+          k->req->method, k->url, status, x->body.len, clean);
 }
 
 /* Wait for a send token of the budget. Non-zero when stopping. */
@@ -481,11 +481,11 @@ static int call_response(struct call *k, CURL *h, long status, struct xfer *x,
       return call_fail(k, CH_E_NOMEM, "out of memory");
   }
   resp->status = status;
-  if (x->len) {
-    resp->body = x->body;
-    resp->body_len = x->len;
-    x->body = NULL;
-    x->cap = 0;
+  if (x->body.len) {
+    resp->body = x->body.p;
+    resp->body_len = x->body.len;
+    x->body.p = NULL; /* the response owns it now */
+    x->body.cap = x->body.len = 0;
   }
   return CH_OK;
 }
@@ -624,7 +624,7 @@ out:
   if (result != CH_OK)
     http_resp_free(resp);
   curl_slist_free_all(headers);
-  free(x.body);
+  buf_free(&x.body);
   /* The handle outlives this call; the header list, buffers and body it
      points to do not, and the credentials it copied should not linger. */
   if (h)

@@ -12,6 +12,7 @@
 
 #include <curl/curl.h>
 
+#include "buf.h"
 #include "http.h"
 #include "pace.h"
 
@@ -35,9 +36,7 @@ CURL *http_thread_easy(void);
 /* One attempt's response: the body (capped at `max`) and the headers the
    retry and pacing policy read. */
 struct xfer {
-  char *body;
-  size_t len;
-  size_t cap;
+  struct buf body; /* the host's growable buffer; the cap is checked here */
   size_t max;
   int over_cap;
   int nomem;

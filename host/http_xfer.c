@@ -15,26 +15,14 @@ size_t http_xfer_write(char *ptr, size_t size, size_t nmemb, void *userp) {
   struct xfer *x = userp;
   size_t n = size * nmemb;
 
-  if (n > x->max - x->len) {
+  if (n > x->max - x->body.len) {
     x->over_cap = 1;
     return 0; /* makes curl abort the transfer */
   }
-  if (x->len + n + 1 > x->cap) {
-    size_t cap = x->cap ? x->cap * 2 : 16384;
-    char *grown;
-    if (cap < x->len + n + 1)
-      cap = x->len + n + 1;
-    grown = realloc(x->body, cap);
-    if (!grown) {
-      x->nomem = 1;
-      return 0;
-    }
-    x->body = grown;
-    x->cap = cap;
+  if (buf_add(&x->body, ptr, n)) {
+    x->nomem = 1;
+    return 0;
   }
-  memcpy(x->body + x->len, ptr, n);
-  x->len += n;
-  x->body[x->len] = '\0';
   return n;
 }
 
@@ -87,9 +75,10 @@ int http_xfer_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
 }
 
 void http_xfer_reset(struct xfer *x) {
-  x->len = 0;
-  if (x->body)
-    x->body[0] = '\0';
+  x->body.len = 0;
+  x->body.failed = 0;
+  if (x->body.p)
+    x->body.p[0] = '\0';
   x->over_cap = 0;
   x->nomem = 0;
   x->retry_after[0] = x->rl_reset[0] = '\0';
