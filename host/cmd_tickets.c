@@ -152,7 +152,6 @@ int cmd_tickets(struct session *s) {
   struct store_ticket *t = NULL;
   struct store *st = NULL;
   struct ch_err err = {0};
-  struct stat sb;
   size_t n = 0, keep = 0;
   int refreshing = cli->action && strcmp(cli->action, "refresh") == 0;
   int rc = EXIT_FAIL;
@@ -164,7 +163,7 @@ int cmd_tickets(struct session *s) {
     return EXIT_USAGE;
   }
   /* No store yet: no ticket was ever recorded. */
-  if (stat(s->config->store, &sb) != 0 && errno == ENOENT) {
+  if (store_missing(s->config->store)) {
     if (!refreshing)
       print_list(cli, NULL, 0);
     return EXIT_OK;

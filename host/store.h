@@ -53,6 +53,10 @@ int store_save_as(const char *path, const char *replica, const struct graph *g,
 /* The replica store_record marks the runs it records with (borrowed). */
 void store_set_replica(struct store *s, const char *replica);
 
+/* No store file at `path` yet (a URL is never missing: its database is
+   asked). */
+int store_missing(const char *path);
+
 /*
  * Each instance's resource and grant counts in its last good run (the
  * newest run it succeeded in), for the safety thresholds: `fn` is called

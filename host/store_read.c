@@ -524,6 +524,12 @@ void store_cursor_free(struct store_cursor *c) {
   free(c);
 }
 
+int store_missing(const char *path) {
+  struct stat sb;
+  /* a URL's database is always asked: the server says what it holds */
+  return !db_is_url(path) && stat(path, &sb) != 0 && errno == ENOENT;
+}
+
 int store_last_good(const char *path,
                     int (*fn)(void *arg, const char *tenant,
                               const char *instance, int64_t resources,
@@ -531,11 +537,9 @@ int store_last_good(const char *path,
                     void *arg, struct ch_err *err) {
   struct store *s = NULL;
   struct db_stmt *q = NULL;
-  struct stat sb;
   int rc, step = 0;
 
-  /* no store file yet: no history (a URL's database is always asked) */
-  if (!db_is_url(path) && stat(path, &sb) != 0 && errno == ENOENT)
+  if (store_missing(path)) /* no store file yet: no history */
     return CH_OK;
   rc = store_open(path, 0, &s, err);
   if (!rc)

@@ -14,10 +14,12 @@ import os
 import sqlite3
 import sys
 import unittest
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+import pgcluster  # noqa: E402
 from test_jira_cloud import INST, TENANT, JiraHelpers, ekey, rkey, settled_count  # noqa: E402
 
 # The broken issue type answers 500: two attempts keep the retry short.
@@ -540,6 +542,69 @@ class ManualWorkTest(JiraHelpers, lib.TempDirTest):
         r = self.run_ok("tickets", "--format", "jsonl", rc=2)
         self.assertIn("--format must be text or json for 'tickets'", r.err)
         self.assertEqual(settled_count(self.fake), mark)
+
+
+class PgManualWorkTest(ManualWorkTest):
+    """The same flow with the store in PostgreSQL: the tickets table is the
+    store's, on either backend."""
+
+    cluster = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if os.environ.get("CONNHOST_TEST_NO_PG") == "1":
+            raise unittest.SkipTest("CONNHOST_TEST_NO_PG=1")
+        why = pgcluster.available()
+        if why:  # a failure, not a skip: install-deps.sh installs postgresql
+            raise RuntimeError("cannot start PostgreSQL: %s (set CONNHOST_TEST_NO_PG=1 "
+                               "to skip)" % why)
+        cls.cluster = pgcluster.Cluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.cluster:
+            cls.cluster.stop()
+            cls.cluster = None
+        super().tearDownClass()
+
+    def setUp(self):
+        self.__class__.ndb = getattr(self.__class__, "ndb", 0) + 1
+        self.dbname = "tk%d" % self.ndb
+        self.url = self.cluster.create_db(self.dbname)
+        super().setUp()
+
+    def cfg(self, *args, **kw):
+        path = super().cfg(*args, **kw)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("store: %s\n" % lib.yaml_quote(self.url))
+        return path
+
+    def test_deprovision_opens_a_ticket_that_the_sync_confirms(self):
+        aid = self.person()
+        who = rkey("user", aid)
+        self.sync_run()
+        key = self.key_of(self.run_ok("deprovision", "--principal", who,
+                                      env={"USER": "ada"}).out)
+        row = self.cluster.psql("SELECT change_kind, principal, requested_by, confirmation"
+                                " FROM tickets WHERE ticket_key = '%s'" % key, self.dbname)
+        self.assertEqual(row.strip(), "deprovision|%s|ada|unchecked" % who)
+        self.done(key)
+        self.rest("DELETE", "/rest/api/3/user?accountId=" + urllib.parse.quote(aid))
+        run = self.sync_run()
+        self.assertEqual(self.comments(key),
+                         ["connhost: the change is confirmed by sync run %d: deprovision %s"
+                          % (run, who)])
+        [t] = self.tickets()
+        self.assertEqual((t["status_category"], t["confirmation"], t["checked_run"]),
+                         ("done", "confirmed", run))
+        self.assertFalse(os.path.exists(self.path("connhost.db")))
+
+
+# Only the flow above runs against PostgreSQL; the rest is backend-neutral.
+for _name in [n for n in dir(ManualWorkTest) if n.startswith("test_")]:
+    if _name != "test_deprovision_opens_a_ticket_that_the_sync_confirms":
+        setattr(PgManualWorkTest, _name, None)
 
 
 if __name__ == "__main__":
