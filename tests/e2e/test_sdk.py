@@ -74,12 +74,14 @@ class InstalledSdk(lib.TempDirTest):
         self.assertIn("-lconnhost-sdk", flags)
         src = self.path("src")
         os.makedirs(src)
-        shutil.copy(os.path.join(lib.SRCDIR, "plugins", "flatfile", "flatfile.c"), src)
+        for name in ("flatfile.c", "ff_data.c", "ff_data.h"):
+            shutil.copy(os.path.join(lib.SRCDIR, "plugins", "flatfile", name), src)
         plugins = self.path("plugins")
         os.makedirs(plugins)
         p = subprocess.run([cc(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-shared",
                             "-fPIC", "-o", os.path.join(plugins, "flatfile.so"),
-                            os.path.join(src, "flatfile.c")] + flags
+                            os.path.join(src, "flatfile.c"),
+                            os.path.join(src, "ff_data.c")] + flags
                            + ["-Wl,-z,defs"], capture_output=True, text=True, cwd=src)
         self.assertEqual(p.returncode, 0, p.stderr)
         libdir = [a[2:] for a in flags if a.startswith("-L")][0]
