@@ -4,7 +4,6 @@
 #include "autoconfig.h"
 
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,25 +25,38 @@ static int cmp_ggrant(const void *a, const void *b) {
   return (x->principal > y->principal) - (x->principal < y->principal);
 }
 
-/* A grant's sources as the JSON array of their entitlement ids, or NULL
-   when it has none. malloc'd into *out. */
-static int via_text(const struct rec *r, const struct graph_grant_view *v,
-                    char **out) {
-  size_t cap = v->nsources * 24 + 3, used = 0;
-  char *t;
+/* Room for a via text written in place; longer ones are malloc'd. */
+#define VIA_INLINE 256
 
-  *out = NULL;
-  if (!v->nsources)
-    return CH_OK;
-  t = malloc(cap);
+/* A grant's sources as the JSON array of their entitlement ids ("" when it
+   has none), in `buf` (VIA_INLINE bytes) or, when longer, in malloc'd
+   memory. Returns the text, NULL when out of memory; the caller frees it
+   when it is not `buf`. Digits by hand: this runs twice for every grant. */
+static char *via_text(const struct rec *r, const struct graph_grant_view *v,
+                      char *buf) {
+  size_t cap = v->nsources * 21 + 3, used = 0;
+  char *t = cap <= VIA_INLINE ? buf : malloc(cap);
+
   if (!t)
-    return CH_E_NOMEM;
-  for (size_t k = 0; k < v->nsources; k++)
-    used += (size_t)snprintf(t + used, cap - used, "%s%" PRId64, k ? "," : "[",
-                             r->ent_id[v->sources[k]]);
-  snprintf(t + used, cap - used, "]");
-  *out = t;
-  return CH_OK;
+    return NULL;
+  if (!v->nsources) {
+    *t = 0;
+    return t;
+  }
+  for (size_t k = 0; k < v->nsources; k++) {
+    uint64_t id = (uint64_t)r->ent_id[v->sources[k]];
+    char d[20];
+    size_t nd = 0;
+    t[used++] = k ? ',' : '[';
+    do
+      d[nd++] = (char)('0' + id % 10);
+    while ((id /= 10) != 0);
+    while (nd)
+      t[used++] = d[--nd];
+  }
+  t[used++] = ']';
+  t[used] = 0;
+  return t;
 }
 
 static uint64_t via_hash(const char *via) {
@@ -55,21 +67,22 @@ static int grant_insert(struct rec *r, int64_t ent, int64_t inst,
                         const struct ggrant *gg, struct ch_err *err) {
   struct db_stmt *st = r->st[ST_GRANT_INS];
   struct graph_grant_view v;
-  char *via = NULL;
+  char buf[VIA_INLINE], *via;
   int rc;
 
   graph_grant_view(r->g, gg->index, &v);
-  if (via_text(r, &v, &via))
+  if (!(via = via_text(r, &v, buf)))
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
   db_bind_int64(st, 1, ent);
   db_bind_int64(st, 2, gg->principal);
   db_bind_int64(st, 3, r->run);
   db_bind_int64(st, 4, inst);
   db_bind_int64(st, 5, gg->direct);
-  db_bind_text(st, 6, via);
+  db_bind_text(st, 6, *via ? via : NULL);
   rec_bind_id(st, 7, gg->expandable);
   rc = rec_step(r, st, "recording a grant", err);
-  free(via);
+  if (via != buf)
+    free(via);
   return rc;
 }
 
@@ -86,17 +99,18 @@ static int grant_close(struct rec *r, int64_t ent, int64_t principal,
 
 static int ggrant_fill(struct rec *r, size_t index, struct ggrant *gg) {
   struct graph_grant_view v;
-  char *via = NULL;
+  char buf[VIA_INLINE], *via;
 
   graph_grant_view(r->g, index, &v);
-  if (via_text(r, &v, &via))
+  if (!(via = via_text(r, &v, buf)))
     return CH_E_NOMEM;
   gg->principal = r->node_id[v.principal];
   gg->direct = v.direct;
   gg->expandable = v.expandable != GRAPH_NONE ? r->ent_id[v.expandable] : 0;
   gg->via_h = via_hash(via);
   gg->index = index;
-  free(via);
+  if (via != buf)
+    free(via);
   return CH_OK;
 }
 
