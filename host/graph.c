@@ -37,6 +37,54 @@ int gr_grow(void *pp, size_t *cap, size_t need, size_t size) {
   return 0;
 }
 
+struct gr_chunk {
+  struct gr_chunk *next;
+  char data[];
+};
+
+#define GR_CHUNK (64 * 1024 - 64)
+
+void *gr_arena_alloc(struct gr_arena *a, size_t n) {
+  char *d;
+
+  if (n > a->left) {
+    size_t sz = n > GR_CHUNK / 4 ? n : GR_CHUNK;
+    struct gr_chunk *c = malloc(sizeof(*c) + sz);
+    if (!c)
+      return NULL;
+    c->next = a->head;
+    a->head = c;
+    if (sz != GR_CHUNK) /* a big one gets a chunk of its own */
+      return c->data;
+    a->p = c->data;
+    a->left = sz;
+  }
+  d = a->p;
+  a->p += n;
+  a->left -= n;
+  return d;
+}
+
+char *gr_arena_dup(struct gr_arena *a, const char *s, size_t n) {
+  char *d = gr_arena_alloc(a, n + 1);
+
+  if (d) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+void gr_arena_release(struct gr_arena *a) {
+  while (a->head) {
+    struct gr_chunk *c = a->head;
+    a->head = c->next;
+    free(c);
+  }
+  a->p = NULL;
+  a->left = 0;
+}
+
 /* qsort, but fine with an empty (NULL) array. */
 void gr_sort(void *base, size_t n, size_t size,
              int (*cmp)(const void *, const void *)) {
@@ -127,14 +175,8 @@ static void inst_free(struct inst *in) {
 }
 
 static void ident_release(struct ident *id) {
-  size_t i;
-
   free(id->key);
   free(id->members);
-  for (i = 0; i < id->nemails; i++)
-    free(id->emails[i]);
-  for (i = 0; i < id->nmks; i++)
-    free(id->mks[i]);
   free(id->emails);
   free(id->mks);
 }
@@ -153,6 +195,7 @@ void graph_free(struct graph *g) {
   for (i = 0; i < g->nidents; i++)
     ident_release(&g->idents[i]);
   free(g->idents);
+  gr_arena_release(&g->istrs);
   free(g->derived);
   free(g->srcpool);
   if (!g->karena) {

@@ -123,13 +123,32 @@ struct dgrant { /* a derived grant: direct false */
   uint32_t ent, principal, src;
 };
 
+/* Strings allocated back to back in big chunks and freed all at once:
+   graph_finish makes hundreds of thousands of small ones, which as
+   separate mallocs cost their headers and the allocator's time. */
+struct gr_chunk;
+struct gr_arena {
+  struct gr_chunk *head;
+  char *p;
+  size_t left;
+};
+#define GR_ARENA_INIT                                                          \
+  { NULL, NULL, 0 }
+/* n bytes (not aligned: for strings and byte keys), or NULL. */
+void *gr_arena_alloc(struct gr_arena *a, size_t n);
+/* A copy of s[0..n) plus a NUL, or NULL when out of memory. */
+char *gr_arena_dup(struct gr_arena *a, const char *s, size_t n);
+void gr_arena_release(struct gr_arena *a);
+
 struct ident {
   char *key;
   const char *tenant;
   const char *display_name; /* borrowed from a member, or NULL */
   uint32_t *members;        /* node ranks, ascending */
   size_t nmembers;
-  char **emails, **mks; /* owned, sorted, unique */
+  /* sorted, unique; borrowed from the members' records when already
+     normalized, else in g->istrs */
+  const char **emails, **mks;
   size_t nemails, nmks;
 };
 
@@ -156,6 +175,7 @@ struct graph {
   size_t nsrc, csrc;
   struct ident *idents;
   size_t nidents;
+  struct gr_arena istrs; /* identities' normalized emails and match keys */
   struct graph_counts counts;
 };
 
