@@ -186,9 +186,11 @@ void graph_free(struct graph *g) {
 
   if (!g)
     return;
-  for (i = 0; i < g->ngrants; i++)
-    free(g->grants[i].profile);
+  for (i = 0; i < g->ngprofiles; i++)
+    free(g->gprofiles[i]);
+  free(g->gprofiles);
   free(g->grants);
+  free(g->nodes);
   for (i = 0; i < g->nents; i++)
     free(g->ents[i].key);
   free(g->ents);

@@ -83,19 +83,22 @@ struct node {
   struct tinfo *type;
   struct res *res; /* NULL while never listed */
   char *key;       /* printed key, built by graph_finish */
-  uint32_t klen;   /* strlen(key) */
-  uint8_t kplain;  /* key needs no JSON escaping */
   uint32_t *ents;  /* finish: entitlement index per res->slugs entry */
+  uint32_t klen;   /* strlen(key) */
   uint32_t rank;   /* finish: index in g->order */
   uint32_t identity;
-  char id[];
+  uint32_t idx;   /* index in g->nodes */
+  uint8_t kplain; /* key needs no JSON escaping */
+  char id[];      /* allocated from offsetof(struct node, id) */
 };
 
+/* A direct grant: 28 bytes, and a big tenant has millions of them, so
+   nodes and profiles are referred to by 32-bit index. */
 struct rgrant {
-  struct node *res, *principal;
-  char *profile;    /* canonical JSON object text or NULL */
-  uint32_t ent;     /* finish: entitlement index (first the res rank) */
-  uint32_t prank;   /* finish: principal rank */
+  uint32_t ent;     /* fetch: resource's g->nodes index; finish: first its
+                       rank, then the entitlement index */
+  uint32_t prank;   /* fetch: principal's g->nodes index; finish: its rank */
+  uint32_t profile; /* index in g->gprofiles, or NONE */
   uint32_t src;     /* finish: extra sources (NONE, an ent, SRC_LIST|i) */
   uint32_t exp_ent; /* finish: entitlement its holders inherit through */
   uint16_t slug;    /* def index in the resource's type */
@@ -161,6 +164,12 @@ struct graph {
   size_t ntenants, ctenants;
   struct rgrant *grants;
   size_t ngrants, cgrants;
+  /* fetch: every node by creation order, what grants refer to until
+     graph_finish ranks them (then freed) */
+  struct node **nodes;
+  size_t nnodes, cnodes;
+  char **gprofiles; /* grants' canonical profiles; NULL once dropped */
+  size_t ngprofiles, cgprofiles;
   int finished;
   /* built by graph_finish */
   struct node **order; /* every node, by key */
@@ -211,6 +220,12 @@ static inline struct inst *graph_inst(const struct graph *g, int inst) {
 
 static inline const char *def_slug(const struct node *n, uint16_t d) {
   return n->type->t->entitlements[d].slug;
+}
+
+/* A direct grant's profile text, or NULL. */
+static inline const char *grant_profile(const struct graph *g,
+                                        const struct rgrant *r) {
+  return r->profile == NONE ? NULL : g->gprofiles[r->profile];
 }
 
 /* A resource that reaches the output: listed, and its instance is ok. */
