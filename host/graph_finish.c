@@ -125,6 +125,100 @@ static void grant_drop_profile(struct graph *g, struct rgrant *r) {
   }
 }
 
+/*
+ * Sort direct grants in place: qsort (a merge sort in glibc) allocates a
+ * copy of the whole array, 35 MB for a million grants, at graph_finish's
+ * peak. Introsort: median-of-three quicksort, heapsort past a depth limit,
+ * insertion sort for short runs. Not stable; every caller's order is total
+ * or folds equal grants in an order-independent way.
+ */
+typedef int (*grant_cmp)(const void *, const void *);
+
+static void grant_swap(struct rgrant *a, struct rgrant *b) {
+  struct rgrant t = *a;
+  *a = *b;
+  *b = t;
+}
+
+static void grant_sift(struct rgrant *a, size_t i, size_t n, grant_cmp cmp) {
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n)
+      return;
+    if (c + 1 < n && cmp(&a[c], &a[c + 1]) < 0)
+      c++;
+    if (cmp(&a[i], &a[c]) >= 0)
+      return;
+    grant_swap(&a[i], &a[c]);
+    i = c;
+  }
+}
+
+static void grants_sort(struct rgrant *a, size_t n, grant_cmp cmp,
+                        unsigned depth) {
+  while (n > 16) {
+    size_t m = n / 2, i, j;
+    struct rgrant pv;
+    if (!depth--) {
+      for (i = n / 2; i-- > 0;)
+        grant_sift(a, i, n, cmp);
+      for (i = n - 1; i > 0; i--) {
+        grant_swap(&a[0], &a[i]);
+        grant_sift(a, 0, i, cmp);
+      }
+      return;
+    }
+    /* a[0] <= a[m] <= a[n-1], then the median to the front as pivot */
+    if (cmp(&a[m], &a[0]) < 0)
+      grant_swap(&a[m], &a[0]);
+    if (cmp(&a[n - 1], &a[m]) < 0) {
+      grant_swap(&a[n - 1], &a[m]);
+      if (cmp(&a[m], &a[0]) < 0)
+        grant_swap(&a[m], &a[0]);
+    }
+    grant_swap(&a[0], &a[m]);
+    pv = a[0];
+    /* Hoare: a[0..j] <= pv <= a[j+1..n), both parts non-empty */
+    i = 0;
+    j = n;
+    for (;;) {
+      while (cmp(&a[i], &pv) < 0)
+        i++;
+      do
+        j--;
+      while (cmp(&a[j], &pv) > 0);
+      if (i >= j)
+        break;
+      grant_swap(&a[i], &a[j]);
+      i++;
+    }
+    /* recurse into the smaller part, loop on the larger */
+    if (j + 1 < n - j - 1) {
+      grants_sort(a, j + 1, cmp, depth);
+      a += j + 1;
+      n -= j + 1;
+    } else {
+      grants_sort(a + j + 1, n - j - 1, cmp, depth);
+      n = j + 1;
+    }
+  }
+  for (size_t i = 1; i < n; i++) {
+    struct rgrant t = a[i];
+    size_t k = i;
+    for (; k > 0 && cmp(&a[k - 1], &t) > 0; k--)
+      a[k] = a[k - 1];
+    a[k] = t;
+  }
+}
+
+static void grants_sort_all(struct graph *g, grant_cmp cmp) {
+  unsigned depth = 0;
+
+  for (size_t n = g->ngrants; n; n >>= 1)
+    depth += 2;
+  grants_sort(g->grants, g->ngrants, cmp, depth);
+}
+
 /* Fold duplicate `b` into `a`. Each choice is independent of which came
    first: flags are united, the lowest expand slug and the lowest profile
    (by bytes) are kept. */
@@ -193,7 +287,7 @@ static int finish_check_grants(struct graph *g) {
   free(g->nodes); /* from here on grants name nodes by rank */
   g->nodes = NULL;
   g->nnodes = g->cnodes = 0;
-  gr_sort(g->grants, g->ngrants, sizeof(*g->grants), cmp_grant_raw);
+  grants_sort_all(g, cmp_grant_raw);
   o = 0;
   for (i = 0; i < g->ngrants; i++) {
     if (o && !cmp_grant_raw(&g->grants[o - 1], &g->grants[i])) {
@@ -328,7 +422,7 @@ static int finish_grants(struct graph *g) {
     r->src = NONE;
     r->exp_ent = NONE;
   }
-  gr_sort(g->grants, g->ngrants, sizeof(*g->grants), cmp_grant);
+  grants_sort_all(g, cmp_grant);
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     struct ent *e = &g->ents[r->ent];
