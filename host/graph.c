@@ -155,9 +155,8 @@ static void inst_free(struct inst *in) {
     pos = 0;
     while (hmap_next(&ti->nodes, &pos, NULL, NULL, &v)) {
       struct node *n = v;
-      free(n->res); /* n->key is freed by graph_free */
-      free(n->ents);
-      free(n);
+      free(n->res);  /* n->key is freed by graph_free */
+      free(n->ents); /* n itself is in g->narena */
     }
     hmap_release(&ti->nodes);
     hmap_release(&ti->slugs);
@@ -175,10 +174,7 @@ static void inst_free(struct inst *in) {
 }
 
 static void ident_release(struct ident *id) {
-  free(id->key);
-  free(id->members);
-  free(id->emails);
-  free(id->mks);
+  free(id->emails); /* and the match keys' array with it */
 }
 
 void graph_free(struct graph *g) {
@@ -197,6 +193,7 @@ void graph_free(struct graph *g) {
   for (i = 0; i < g->nidents; i++)
     ident_release(&g->idents[i]);
   free(g->idents);
+  free(g->imembers);
   gr_arena_release(&g->istrs);
   free(g->derived);
   free(g->srcpool);
@@ -210,6 +207,7 @@ void graph_free(struct graph *g) {
   for (i = 0; i < g->ninsts; i++)
     inst_free(g->insts[i]);
   free(g->insts);
+  gr_arena_release(&g->narena); /* the nodes, once nothing reads them */
   for (i = 0; i < g->ntenants; i++)
     free(g->tenant_names[i]);
   free(g->tenant_names);

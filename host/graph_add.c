@@ -75,7 +75,9 @@ static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
   if (g->nnodes >= NONE ||
       gr_grow(&g->nodes, &g->cnodes, g->nnodes + 1, sizeof(*g->nodes)))
     return NULL;
-  n = malloc(offsetof(struct node, id) + len + 1);
+  /* sizes kept multiples of 8, so every node in the arena stays aligned */
+  n = gr_arena_alloc(&g->narena,
+                     (offsetof(struct node, id) + len + 1 + 7) & ~(size_t)7);
   if (!n)
     return NULL;
   memset(n, 0, offsetof(struct node, id));
@@ -85,10 +87,8 @@ static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
   n->identity = NONE;
   n->idx = (uint32_t)g->nnodes;
   memcpy(n->id, id, len + 1);
-  if (hmap_put(&ti->nodes, n->id, len, n)) {
-    free(n);
-    return NULL;
-  }
+  if (hmap_put(&ti->nodes, n->id, len, n))
+    return NULL; /* n stays in the arena, unused */
   g->nodes[g->nnodes++] = n;
   return n;
 }

@@ -47,6 +47,20 @@ static const char *lower_from(struct gr_arena *a, const char *s, size_t from) {
   return d;
 }
 
+/* a, b and c back to back in `ar`, or NULL when out of memory. */
+static char *arena_cat(struct gr_arena *ar, const char *a, const char *b,
+                       const char *c) {
+  size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+  char *d = gr_arena_alloc(ar, la + lb + lc + 1);
+
+  if (d) {
+    memcpy(d, a, la);
+    memcpy(d + la, b, lb);
+    memcpy(d + la + lb, c, lc + 1);
+  }
+  return d;
+}
+
 /* The match key as identity merge compares it: email values ignore ASCII
    case (mail systems do), everything else is compared exactly. */
 static const char *match_key_norm(struct gr_arena *a, const char *mk) {
@@ -87,10 +101,11 @@ static int ident_fill(struct graph *g, struct ident *id) {
     for (v = r->match_keys; *v; v++)
       nm++;
   }
-  id->emails = calloc(ne ? ne : 1, sizeof(char *));
-  id->mks = calloc(nm ? nm : 1, sizeof(char *));
-  if (!id->emails || !id->mks)
+  /* one block: the match keys' array follows the emails' */
+  id->emails = malloc((ne + nm + 1) * sizeof(char *));
+  if (!id->emails)
     goto out;
+  id->mks = id->emails + ne;
   for (i = 0; i < id->nmembers; i++) {
     const struct res *r = g->order[id->members[i]]->res;
     for (v = r->emails; *v; v++) {
@@ -116,7 +131,8 @@ static int ident_fill(struct graph *g, struct ident *id) {
   enc = key_encode(id->nmks ? id->mks[0] : first->key);
   if (!t || !enc)
     goto out;
-  id->key = gr_strf("%s/~identity/%s%s", t, id->nmks ? "" : "~", enc);
+  id->key =
+      arena_cat(&g->istrs, t, id->nmks ? "/~identity/" : "/~identity/~", enc);
   if (!id->key)
     goto out;
   result = CH_OK;
@@ -130,7 +146,7 @@ out:
 int gr_finish_identities(struct graph *g) {
   struct hmap seen = HMAP_INIT;
   struct gr_arena keys = GR_ARENA_INIT; /* the keys `seen` borrows */
-  size_t i, nid = 0;
+  size_t i, nid = 0, nusers = 0;
   uint32_t *uf = NULL, *idof = NULL;
   int result = CH_E_NOMEM;
 
@@ -190,14 +206,17 @@ int gr_finish_identities(struct graph *g) {
     goto out;
   g->nidents = nid;
   for (i = 0; i < g->norder; i++) {
-    if (is_user(g->order[i]))
+    if (is_user(g->order[i])) {
       g->idents[g->order[i]->identity].nmembers++;
+      nusers++;
+    }
   }
-  for (i = 0; i < nid; i++) {
-    g->idents[i].members =
-        malloc(g->idents[i].nmembers * sizeof(*g->idents[i].members));
-    if (!g->idents[i].members)
-      goto out;
+  g->imembers = malloc((nusers ? nusers : 1) * sizeof(*g->imembers));
+  if (!g->imembers)
+    goto out;
+  for (i = 0, nusers = 0; i < nid; i++) {
+    g->idents[i].members = g->imembers + nusers;
+    nusers += g->idents[i].nmembers;
     g->idents[i].nmembers = 0;
   }
   for (i = 0; i < g->norder; i++) {

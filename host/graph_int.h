@@ -89,7 +89,7 @@ struct node {
   uint32_t identity;
   uint32_t idx;   /* index in g->nodes */
   uint8_t kplain; /* key needs no JSON escaping */
-  char id[];      /* allocated from offsetof(struct node, id) */
+  char id[];      /* in g->narena, from offsetof(struct node, id) */
 };
 
 /* A direct grant: 28 bytes, and a big tenant has millions of them, so
@@ -137,17 +137,18 @@ struct gr_arena {
 };
 #define GR_ARENA_INIT                                                          \
   { NULL, NULL, 0 }
-/* n bytes (not aligned: for strings and byte keys), or NULL. */
+/* n bytes, or NULL: aligned as malloc's only as long as every size taken
+   from the arena is a multiple of that alignment. */
 void *gr_arena_alloc(struct gr_arena *a, size_t n);
 /* A copy of s[0..n) plus a NUL, or NULL when out of memory. */
 char *gr_arena_dup(struct gr_arena *a, const char *s, size_t n);
 void gr_arena_release(struct gr_arena *a);
 
 struct ident {
-  char *key;
+  char *key; /* in g->istrs */
   const char *tenant;
   const char *display_name; /* borrowed from a member, or NULL */
-  uint32_t *members;        /* node ranks, ascending */
+  uint32_t *members;        /* node ranks, ascending; in g->imembers */
   size_t nmembers;
   /* sorted, unique; borrowed from the members' records when already
      normalized, else in g->istrs */
@@ -168,7 +169,8 @@ struct graph {
      graph_finish ranks them (then freed) */
   struct node **nodes;
   size_t nnodes, cnodes;
-  char **gprofiles; /* grants' canonical profiles; NULL once dropped */
+  struct gr_arena narena; /* the nodes, never freed one by one */
+  char **gprofiles;       /* grants' canonical profiles; NULL once dropped */
   size_t ngprofiles, cgprofiles;
   int finished;
   /* built by graph_finish */
@@ -184,7 +186,9 @@ struct graph {
   size_t nsrc, csrc;
   struct ident *idents;
   size_t nidents;
-  struct gr_arena istrs; /* identities' normalized emails and match keys */
+  uint32_t *imembers;    /* every identity's members, back to back */
+  struct gr_arena istrs; /* identities' keys, normalized emails and match
+                            keys */
   struct graph_counts counts;
 };
 
