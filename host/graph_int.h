@@ -23,8 +23,11 @@
  *   type's hash map; the node is the interned copy of the id, and grants
  *   point at nodes instead of copying ids;
  * - a listed resource is one packed allocation (`struct res` + its strings);
- * - grants are flat arrays of fixed-size records that graph_finish sorts;
- *   after finish they refer to entitlements and principals by index.
+ * - nodes come from an arena (never freed one by one); grants are flat
+ *   arrays of 28-byte records naming nodes, and later entitlements and
+ *   ranks, by 32-bit index, sorted in place by graph_finish;
+ * - identities borrow their members' emails and match keys unless
+ *   normalizing changes them.
  * Hash maps only ever find things; every order that reaches the output comes
  * from sorting printed keys with strcmp.
  */
