@@ -37,6 +37,54 @@ int gr_grow(void *pp, size_t *cap, size_t need, size_t size) {
   return 0;
 }
 
+struct gr_chunk {
+  struct gr_chunk *next;
+  char data[];
+};
+
+#define GR_CHUNK (64 * 1024 - 64)
+
+void *gr_arena_alloc(struct gr_arena *a, size_t n) {
+  char *d;
+
+  if (n > a->left) {
+    size_t sz = n > GR_CHUNK / 4 ? n : GR_CHUNK;
+    struct gr_chunk *c = malloc(sizeof(*c) + sz);
+    if (!c)
+      return NULL;
+    c->next = a->head;
+    a->head = c;
+    if (sz != GR_CHUNK) /* a big one gets a chunk of its own */
+      return c->data;
+    a->p = c->data;
+    a->left = sz;
+  }
+  d = a->p;
+  a->p += n;
+  a->left -= n;
+  return d;
+}
+
+char *gr_arena_dup(struct gr_arena *a, const char *s, size_t n) {
+  char *d = gr_arena_alloc(a, n + 1);
+
+  if (d) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+void gr_arena_release(struct gr_arena *a) {
+  while (a->head) {
+    struct gr_chunk *c = a->head;
+    a->head = c->next;
+    free(c);
+  }
+  a->p = NULL;
+  a->left = 0;
+}
+
 /* qsort, but fine with an empty (NULL) array. */
 void gr_sort(void *base, size_t n, size_t size,
              int (*cmp)(const void *, const void *)) {
@@ -107,9 +155,8 @@ static void inst_free(struct inst *in) {
     pos = 0;
     while (hmap_next(&ti->nodes, &pos, NULL, NULL, &v)) {
       struct node *n = v;
-      free(n->res); /* n->key is freed by graph_free */
-      free(n->ents);
-      free(n);
+      free(n->res);  /* n->key is freed by graph_free */
+      free(n->ents); /* n itself is in g->narena */
     }
     hmap_release(&ti->nodes);
     hmap_release(&ti->slugs);
@@ -127,16 +174,7 @@ static void inst_free(struct inst *in) {
 }
 
 static void ident_release(struct ident *id) {
-  size_t i;
-
-  free(id->key);
-  free(id->members);
-  for (i = 0; i < id->nemails; i++)
-    free(id->emails[i]);
-  for (i = 0; i < id->nmks; i++)
-    free(id->mks[i]);
-  free(id->emails);
-  free(id->mks);
+  free(id->emails); /* and the match keys' array with it */
 }
 
 void graph_free(struct graph *g) {
@@ -144,15 +182,19 @@ void graph_free(struct graph *g) {
 
   if (!g)
     return;
-  for (i = 0; i < g->ngrants; i++)
-    free(g->grants[i].profile);
+  for (i = 0; i < g->ngprofiles; i++)
+    free(g->gprofiles[i]);
+  free(g->gprofiles);
   free(g->grants);
+  free(g->nodes);
   for (i = 0; i < g->nents; i++)
     free(g->ents[i].key);
   free(g->ents);
   for (i = 0; i < g->nidents; i++)
     ident_release(&g->idents[i]);
   free(g->idents);
+  free(g->imembers);
+  gr_arena_release(&g->istrs);
   free(g->derived);
   free(g->srcpool);
   if (!g->karena) {
@@ -165,6 +207,7 @@ void graph_free(struct graph *g) {
   for (i = 0; i < g->ninsts; i++)
     inst_free(g->insts[i]);
   free(g->insts);
+  gr_arena_release(&g->narena); /* the nodes, once nothing reads them */
   for (i = 0; i < g->ntenants; i++)
     free(g->tenant_names[i]);
   free(g->tenant_names);

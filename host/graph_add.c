@@ -4,6 +4,7 @@
 #include "autoconfig.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,26 +65,31 @@ static int rec_err(struct ch_err *err, const char *what, const char *type,
 
 /* The node for (type, id) of an instance, created on first sight. Under
    g->lock. */
-static struct node *node_get(struct inst *in, struct tinfo *ti,
+static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
                              const char *id) {
   size_t len = strlen(id);
   struct node *n = hmap_get(&ti->nodes, id, len);
 
   if (n)
     return n;
-  n = malloc(sizeof(*n) + len + 1);
+  if (g->nnodes >= NONE ||
+      gr_grow(&g->nodes, &g->cnodes, g->nnodes + 1, sizeof(*g->nodes)))
+    return NULL;
+  /* sizes kept multiples of 8, so every node in the arena stays aligned */
+  n = gr_arena_alloc(&g->narena,
+                     (offsetof(struct node, id) + len + 1 + 7) & ~(size_t)7);
   if (!n)
     return NULL;
-  memset(n, 0, sizeof(*n));
+  memset(n, 0, offsetof(struct node, id));
   n->inst = in;
   n->type = ti;
   n->rank = NONE;
   n->identity = NONE;
+  n->idx = (uint32_t)g->nnodes;
   memcpy(n->id, id, len + 1);
-  if (hmap_put(&ti->nodes, n->id, len, n)) {
-    free(n);
-    return NULL;
-  }
+  if (hmap_put(&ti->nodes, n->id, len, n))
+    return NULL; /* n stays in the arena, unused */
+  g->nodes[g->nnodes++] = n;
   return n;
 }
 
@@ -370,9 +376,9 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
     result = ch_err_set(err, CH_E_INVALID, "the graph is already finished");
     goto out;
   }
-  node = node_get(in, ti, r->id);
+  node = node_get(g, in, ti, r->id);
   if (node && ti->parent)
-    pnode = node_get(in, ti->parent, r->parent_id);
+    pnode = node_get(g, in, ti->parent, r->parent_id);
   if (!node || (ti->parent && !pnode)) {
     pthread_mutex_unlock(&g->lock);
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
@@ -507,10 +513,12 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
     result = ch_err_set(err, CH_E_INVALID, "the graph is already finished");
     goto out;
   }
-  rn = node_get(in, rti, gr->resource.id);
-  pn = rn ? node_get(in, pti, gr->principal.id) : NULL;
-  if (!pn ||
-      gr_grow(&g->grants, &g->cgrants, g->ngrants + 1, sizeof(*g->grants))) {
+  rn = node_get(g, in, rti, gr->resource.id);
+  pn = rn ? node_get(g, in, pti, gr->principal.id) : NULL;
+  if (!pn || g->ngrants >= NONE || g->ngprofiles >= NONE ||
+      gr_grow(&g->grants, &g->cgrants, g->ngrants + 1, sizeof(*g->grants)) ||
+      (profile && gr_grow(&g->gprofiles, &g->cgprofiles, g->ngprofiles + 1,
+                          sizeof(*g->gprofiles)))) {
     pthread_mutex_unlock(&g->lock);
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
     goto out;
@@ -520,10 +528,14 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
      duplicates do. */
   rg = &g->grants[g->ngrants++];
   memset(rg, 0, sizeof(*rg));
-  rg->res = rn;
-  rg->principal = pn;
-  rg->profile = profile;
-  profile = NULL;
+  rg->ent = rn->idx;
+  rg->prank = pn->idx;
+  rg->profile = NONE;
+  if (profile) {
+    rg->profile = (uint32_t)g->ngprofiles;
+    g->gprofiles[g->ngprofiles++] = profile;
+    profile = NULL;
+  }
   rg->slug = (uint16_t)(slug - 1);
   rg->flags = (gr->flags & CH_GRANT_EXPANDABLE) ? CH_GRANT_EXPANDABLE : 0;
   rg->expand = expand ? (uint16_t)(expand - 1) : 0;

@@ -117,24 +117,127 @@ static int cmp_grant(const void *a, const void *b) {
   return 0;
 }
 
+static void grant_drop_profile(struct graph *g, struct rgrant *r) {
+  if (r->profile != NONE) {
+    free(g->gprofiles[r->profile]);
+    g->gprofiles[r->profile] = NULL;
+    r->profile = NONE;
+  }
+}
+
+/*
+ * Sort direct grants in place: qsort (a merge sort in glibc) allocates a
+ * copy of the whole array, 35 MB for a million grants, at graph_finish's
+ * peak. Introsort: median-of-three quicksort, heapsort past a depth limit,
+ * insertion sort for short runs. Not stable; every caller's order is total
+ * or folds equal grants in an order-independent way.
+ */
+typedef int (*grant_cmp)(const void *, const void *);
+
+static void grant_swap(struct rgrant *a, struct rgrant *b) {
+  struct rgrant t = *a;
+  *a = *b;
+  *b = t;
+}
+
+static void grant_sift(struct rgrant *a, size_t i, size_t n, grant_cmp cmp) {
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n)
+      return;
+    if (c + 1 < n && cmp(&a[c], &a[c + 1]) < 0)
+      c++;
+    if (cmp(&a[i], &a[c]) >= 0)
+      return;
+    grant_swap(&a[i], &a[c]);
+    i = c;
+  }
+}
+
+static void grants_sort(struct rgrant *a, size_t n, grant_cmp cmp,
+                        unsigned depth) {
+  while (n > 16) {
+    size_t m = n / 2, i, j;
+    struct rgrant pv;
+    if (!depth--) {
+      for (i = n / 2; i-- > 0;)
+        grant_sift(a, i, n, cmp);
+      for (i = n - 1; i > 0; i--) {
+        grant_swap(&a[0], &a[i]);
+        grant_sift(a, 0, i, cmp);
+      }
+      return;
+    }
+    /* a[0] <= a[m] <= a[n-1], then the median to the front as pivot */
+    if (cmp(&a[m], &a[0]) < 0)
+      grant_swap(&a[m], &a[0]);
+    if (cmp(&a[n - 1], &a[m]) < 0) {
+      grant_swap(&a[n - 1], &a[m]);
+      if (cmp(&a[m], &a[0]) < 0)
+        grant_swap(&a[m], &a[0]);
+    }
+    grant_swap(&a[0], &a[m]);
+    pv = a[0];
+    /* Hoare: a[0..j] <= pv <= a[j+1..n), both parts non-empty */
+    i = 0;
+    j = n;
+    for (;;) {
+      while (cmp(&a[i], &pv) < 0)
+        i++;
+      do
+        j--;
+      while (cmp(&a[j], &pv) > 0);
+      if (i >= j)
+        break;
+      grant_swap(&a[i], &a[j]);
+      i++;
+    }
+    /* recurse into the smaller part, loop on the larger */
+    if (j + 1 < n - j - 1) {
+      grants_sort(a, j + 1, cmp, depth);
+      a += j + 1;
+      n -= j + 1;
+    } else {
+      grants_sort(a + j + 1, n - j - 1, cmp, depth);
+      n = j + 1;
+    }
+  }
+  for (size_t i = 1; i < n; i++) {
+    struct rgrant t = a[i];
+    size_t k = i;
+    for (; k > 0 && cmp(&a[k - 1], &t) > 0; k--)
+      a[k] = a[k - 1];
+    a[k] = t;
+  }
+}
+
+static void grants_sort_all(struct graph *g, grant_cmp cmp) {
+  unsigned depth = 0;
+
+  for (size_t n = g->ngrants; n; n >>= 1)
+    depth += 2;
+  grants_sort(g->grants, g->ngrants, cmp, depth);
+}
+
 /* Fold duplicate `b` into `a`. Each choice is independent of which came
    first: flags are united, the lowest expand slug and the lowest profile
    (by bytes) are kept. */
-static void grant_fold(struct rgrant *a, struct rgrant *b) {
+static void grant_fold(struct graph *g, struct rgrant *a, struct rgrant *b) {
+  const char *ap = grant_profile(g, a), *bp = grant_profile(g, b);
+
   if (b->flags & CH_GRANT_EXPANDABLE) {
+    const struct node *p = g->order[a->prank]; /* the same principal */
     if (!(a->flags & CH_GRANT_EXPANDABLE) ||
-        strcmp(def_slug(b->principal, b->expand),
-               def_slug(a->principal, a->expand)) < 0)
+        strcmp(def_slug(p, b->expand), def_slug(p, a->expand)) < 0)
       a->expand = b->expand;
     a->flags |= CH_GRANT_EXPANDABLE;
   }
-  if (b->profile && (!a->profile || strcmp(b->profile, a->profile) < 0)) {
-    char *t = a->profile;
+  if (bp && (!ap || strcmp(bp, ap) < 0)) {
+    uint32_t t = a->profile;
     a->profile = b->profile;
     b->profile = t;
   }
-  free(b->profile);
-  b->profile = NULL;
+  grant_drop_profile(g, b);
 }
 
 /* What an id looks like, to name the likely cause of a grant that does
@@ -178,14 +281,17 @@ static int finish_check_grants(struct graph *g) {
   size_t i, o = 0;
 
   for (i = 0; i < g->ngrants; i++) {
-    g->grants[i].ent = g->grants[i].res->rank;
-    g->grants[i].prank = g->grants[i].principal->rank;
+    g->grants[i].ent = g->nodes[g->grants[i].ent]->rank;
+    g->grants[i].prank = g->nodes[g->grants[i].prank]->rank;
   }
-  gr_sort(g->grants, g->ngrants, sizeof(*g->grants), cmp_grant_raw);
+  free(g->nodes); /* from here on grants name nodes by rank */
+  g->nodes = NULL;
+  g->nnodes = g->cnodes = 0;
+  grants_sort_all(g, cmp_grant_raw);
   o = 0;
   for (i = 0; i < g->ngrants; i++) {
     if (o && !cmp_grant_raw(&g->grants[o - 1], &g->grants[i])) {
-      grant_fold(&g->grants[o - 1], &g->grants[i]);
+      grant_fold(g, &g->grants[o - 1], &g->grants[i]);
       continue;
     }
     g->grants[o++] = g->grants[i];
@@ -194,13 +300,14 @@ static int finish_check_grants(struct graph *g) {
 
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
-    struct inst *in = r->res->inst;
+    struct node *rn = g->order[r->ent];
+    struct inst *in = rn->inst;
     char *key;
     in->ngrants++;
-    if (!in->ok || res_slug_pos(r->res->res, r->slug) >= 0)
+    if (!in->ok || res_slug_pos(rn->res, r->slug) >= 0)
       continue;
     in->nbad++;
-    key = key_entitlement(r->res->key, def_slug(r->res, r->slug));
+    key = key_entitlement(rn->key, def_slug(rn, r->slug));
     if (!key)
       return CH_E_NOMEM;
     /* Report the lowest key, not the first seen: the message must not
@@ -208,7 +315,7 @@ static int finish_check_grants(struct graph *g) {
     if (!in->bad_key || strcmp(key, in->bad_key) < 0) {
       free(in->bad_key);
       in->bad_key = key;
-      in->bad_node = r->res;
+      in->bad_node = rn;
     } else {
       free(key);
     }
@@ -227,20 +334,21 @@ static int finish_check_grants(struct graph *g) {
   o = 0;
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
-    struct inst *in = r->res->inst;
-    if (in->ok && !r->principal->res) {
+    const struct node *rn = g->order[r->ent], *pn = g->order[r->prank];
+    struct inst *in = rn->inst;
+    if (in->ok && !pn->res) {
       if (!in->dropped) {
-        char *key = key_entitlement(r->res->key, def_slug(r->res, r->slug));
+        char *key = key_entitlement(rn->key, def_slug(rn, r->slug));
         gr_inst_log(in, CH_LOG_WARN,
                     "grant of '%s' to '%s', which was never listed, dropped",
-                    key ? key : r->res->key, r->principal->key);
+                    key ? key : rn->key, pn->key);
         free(key);
       }
       in->dropped++;
       in->gwarnings++;
     }
-    if (!in->ok || !r->principal->res) {
-      free(r->profile);
+    if (!in->ok || !pn->res) {
+      grant_drop_profile(g, r);
       continue;
     }
     g->grants[o++] = *r;
@@ -309,34 +417,35 @@ static int finish_grants(struct graph *g) {
     return CH_E_LIMIT; /* entitlements index their grants with 32 bits */
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
-    r->ent = r->res->ents[res_slug_pos(r->res->res, r->slug)];
+    const struct node *rn = g->order[r->ent];
+    r->ent = rn->ents[res_slug_pos(rn->res, r->slug)];
     r->src = NONE;
     r->exp_ent = NONE;
   }
-  gr_sort(g->grants, g->ngrants, sizeof(*g->grants), cmp_grant);
+  grants_sort_all(g, cmp_grant);
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     struct ent *e = &g->ents[r->ent];
+    const struct node *pn = g->order[r->prank];
     long p;
     if (!e->gcount)
       e->gfirst = (uint32_t)i;
     e->gcount++;
     if (!(r->flags & CH_GRANT_EXPANDABLE))
       continue;
-    p = res_slug_pos(r->principal->res, r->expand);
+    p = res_slug_pos(pn->res, r->expand);
     if (p >= 0) {
-      r->exp_ent = r->principal->ents[p];
+      r->exp_ent = pn->ents[p];
       continue;
     }
     /* The principal's type declares the slug but this resource does not
        carry it: nobody can hold it, so nothing is inherited. */
-    if (!r->principal->inst->nexp++) {
-      r->principal->inst->exp_key =
-          key_entitlement(r->principal->key, def_slug(r->principal, r->expand));
-      if (!r->principal->inst->exp_key)
+    if (!pn->inst->nexp++) {
+      pn->inst->exp_key = key_entitlement(pn->key, def_slug(pn, r->expand));
+      if (!pn->inst->exp_key)
         return CH_E_NOMEM;
     }
-    r->principal->inst->gwarnings++;
+    pn->inst->gwarnings++;
   }
   for (i = 0; i < g->ninsts; i++) {
     struct inst *in = g->insts[i];

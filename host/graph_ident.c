@@ -9,40 +9,62 @@
 #include "graph_int.h"
 
 static int cmp_strp(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Sort and deduplicate an array of owned strings; returns the new count. */
-static size_t sort_unique(char **v, size_t n) {
+/* Sort and deduplicate an array of strings; returns the new count. */
+static size_t sort_unique(const char **v, size_t n) {
   size_t i, o = 0;
 
   if (!n)
     return 0;
   gr_sort(v, n, sizeof(*v), cmp_strp);
   for (i = 1; i < n; i++) {
-    if (!strcmp(v[i], v[o]))
-      free(v[i]);
-    else
+    if (strcmp(v[i], v[o]))
       v[++o] = v[i];
   }
   return o + 1;
 }
 
-static void lower_ascii(char *s) {
-  for (; *s; s++) {
-    if (*s >= 'A' && *s <= 'Z')
-      *s = (char)(*s - 'A' + 'a');
+/* `s` with ASCII lowercased from byte `from` on: `s` itself when that
+   changes nothing (the common case), else a copy in `a`; NULL when out
+   of memory. */
+static const char *lower_from(struct gr_arena *a, const char *s, size_t from) {
+  const char *p;
+  char *d, *q;
+
+  for (p = s + from; *p && !(*p >= 'A' && *p <= 'Z'); p++)
+    ;
+  if (!*p)
+    return s;
+  d = gr_arena_dup(a, s, strlen(s));
+  if (!d)
+    return NULL;
+  for (q = d + (p - s); *q; q++) {
+    if (*q >= 'A' && *q <= 'Z')
+      *q = (char)(*q - 'A' + 'a');
   }
+  return d;
+}
+
+/* a, b and c back to back in `ar`, or NULL when out of memory. */
+static char *arena_cat(struct gr_arena *ar, const char *a, const char *b,
+                       const char *c) {
+  size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+  char *d = gr_arena_alloc(ar, la + lb + lc + 1);
+
+  if (d) {
+    memcpy(d, a, la);
+    memcpy(d + la, b, lb);
+    memcpy(d + la + lb, c, lc + 1);
+  }
+  return d;
 }
 
 /* The match key as identity merge compares it: email values ignore ASCII
-   case (mail systems do), everything else is compared exactly. malloc'd. */
-static char *match_key_norm(const char *mk) {
-  char *s = strdup(mk);
-
-  if (s && !strncmp(s, "email=", 6))
-    lower_ascii(s + 6);
-  return s;
+   case (mail systems do), everything else is compared exactly. */
+static const char *match_key_norm(struct gr_arena *a, const char *mk) {
+  return strncmp(mk, "email=", 6) ? mk : lower_from(a, mk, 6);
 }
 
 static uint32_t uf_find(uint32_t *uf, uint32_t x) {
@@ -79,21 +101,21 @@ static int ident_fill(struct graph *g, struct ident *id) {
     for (v = r->match_keys; *v; v++)
       nm++;
   }
-  id->emails = calloc(ne ? ne : 1, sizeof(char *));
-  id->mks = calloc(nm ? nm : 1, sizeof(char *));
-  if (!id->emails || !id->mks)
+  /* one block: the match keys' array follows the emails' */
+  id->emails = malloc((ne + nm + 1) * sizeof(char *));
+  if (!id->emails)
     goto out;
+  id->mks = id->emails + ne;
   for (i = 0; i < id->nmembers; i++) {
     const struct res *r = g->order[id->members[i]]->res;
     for (v = r->emails; *v; v++) {
-      char *e = strdup(*v);
+      const char *e = lower_from(&g->istrs, *v, 0);
       if (!e)
         goto out;
-      lower_ascii(e);
       id->emails[id->nemails++] = e;
     }
     for (v = r->match_keys; *v; v++) {
-      char *m = match_key_norm(*v);
+      const char *m = match_key_norm(&g->istrs, *v);
       if (!m)
         goto out;
       id->mks[id->nmks++] = m;
@@ -109,7 +131,8 @@ static int ident_fill(struct graph *g, struct ident *id) {
   enc = key_encode(id->nmks ? id->mks[0] : first->key);
   if (!t || !enc)
     goto out;
-  id->key = gr_strf("%s/~identity/%s%s", t, id->nmks ? "" : "~", enc);
+  id->key =
+      arena_cat(&g->istrs, t, id->nmks ? "/~identity/" : "/~identity/~", enc);
   if (!id->key)
     goto out;
   result = CH_OK;
@@ -122,8 +145,8 @@ out:
 /* Union-find over the user resources of each tenant sharing a match key. */
 int gr_finish_identities(struct graph *g) {
   struct hmap seen = HMAP_INIT;
-  char **keys = NULL;
-  size_t nkeys = 0, ckeys = 0, i, nid = 0;
+  struct gr_arena keys = GR_ARENA_INIT; /* the keys `seen` borrows */
+  size_t i, nid = 0, nusers = 0;
   uint32_t *uf = NULL, *idof = NULL;
   int result = CH_E_NOMEM;
 
@@ -141,7 +164,8 @@ int gr_finish_identities(struct graph *g) {
     if (!is_user(n))
       continue;
     for (v = n->res->match_keys; *v; v++) {
-      char *m = match_key_norm(*v), *k;
+      const char *m = match_key_norm(&keys, *v);
+      char *k;
       size_t len;
       void *found;
       if (!m)
@@ -149,16 +173,11 @@ int gr_finish_identities(struct graph *g) {
       /* The tenant's index is part of the key: identities never span
          tenants even when their users share an account id. */
       len = sizeof(uint32_t) + strlen(m);
-      k = malloc(len);
-      if (!k || gr_grow(&keys, &ckeys, nkeys + 1, sizeof(*keys))) {
-        free(k);
-        free(m);
+      k = gr_arena_alloc(&keys, len);
+      if (!k)
         goto out;
-      }
       memcpy(k, &n->inst->tenant_idx, sizeof(uint32_t));
       memcpy(k + sizeof(uint32_t), m, len - sizeof(uint32_t));
-      free(m);
-      keys[nkeys++] = k;
       found = hmap_get(&seen, k, len);
       if (found) {
         uint32_t a = uf_find(uf, (uint32_t)i);
@@ -187,14 +206,17 @@ int gr_finish_identities(struct graph *g) {
     goto out;
   g->nidents = nid;
   for (i = 0; i < g->norder; i++) {
-    if (is_user(g->order[i]))
+    if (is_user(g->order[i])) {
       g->idents[g->order[i]->identity].nmembers++;
+      nusers++;
+    }
   }
-  for (i = 0; i < nid; i++) {
-    g->idents[i].members =
-        malloc(g->idents[i].nmembers * sizeof(*g->idents[i].members));
-    if (!g->idents[i].members)
-      goto out;
+  g->imembers = malloc((nusers ? nusers : 1) * sizeof(*g->imembers));
+  if (!g->imembers)
+    goto out;
+  for (i = 0, nusers = 0; i < nid; i++) {
+    g->idents[i].members = g->imembers + nusers;
+    nusers += g->idents[i].nmembers;
     g->idents[i].nmembers = 0;
   }
   for (i = 0; i < g->norder; i++) {
@@ -216,10 +238,8 @@ int gr_finish_identities(struct graph *g) {
   }
   result = CH_OK;
 out:
-  for (i = 0; i < nkeys; i++)
-    free(keys[i]);
-  free(keys);
   hmap_release(&seen);
+  gr_arena_release(&keys);
   free(uf);
   free(idof);
   return result;

@@ -23,8 +23,11 @@
  *   type's hash map; the node is the interned copy of the id, and grants
  *   point at nodes instead of copying ids;
  * - a listed resource is one packed allocation (`struct res` + its strings);
- * - grants are flat arrays of fixed-size records that graph_finish sorts;
- *   after finish they refer to entitlements and principals by index.
+ * - nodes come from an arena (never freed one by one); grants are flat
+ *   arrays of 28-byte records naming nodes, and later entitlements and
+ *   ranks, by 32-bit index, sorted in place by graph_finish;
+ * - identities borrow their members' emails and match keys unless
+ *   normalizing changes them.
  * Hash maps only ever find things; every order that reaches the output comes
  * from sorting printed keys with strcmp.
  */
@@ -83,19 +86,22 @@ struct node {
   struct tinfo *type;
   struct res *res; /* NULL while never listed */
   char *key;       /* printed key, built by graph_finish */
-  uint32_t klen;   /* strlen(key) */
-  uint8_t kplain;  /* key needs no JSON escaping */
   uint32_t *ents;  /* finish: entitlement index per res->slugs entry */
+  uint32_t klen;   /* strlen(key) */
   uint32_t rank;   /* finish: index in g->order */
   uint32_t identity;
-  char id[];
+  uint32_t idx;   /* index in g->nodes */
+  uint8_t kplain; /* key needs no JSON escaping */
+  char id[];      /* in g->narena, from offsetof(struct node, id) */
 };
 
+/* A direct grant: 28 bytes, and a big tenant has millions of them, so
+   nodes and profiles are referred to by 32-bit index. */
 struct rgrant {
-  struct node *res, *principal;
-  char *profile;    /* canonical JSON object text or NULL */
-  uint32_t ent;     /* finish: entitlement index (first the res rank) */
-  uint32_t prank;   /* finish: principal rank */
+  uint32_t ent;     /* fetch: resource's g->nodes index; finish: first its
+                       rank, then the entitlement index */
+  uint32_t prank;   /* fetch: principal's g->nodes index; finish: its rank */
+  uint32_t profile; /* index in g->gprofiles, or NONE */
   uint32_t src;     /* finish: extra sources (NONE, an ent, SRC_LIST|i) */
   uint32_t exp_ent; /* finish: entitlement its holders inherit through */
   uint16_t slug;    /* def index in the resource's type */
@@ -123,13 +129,33 @@ struct dgrant { /* a derived grant: direct false */
   uint32_t ent, principal, src;
 };
 
+/* Strings allocated back to back in big chunks and freed all at once:
+   graph_finish makes hundreds of thousands of small ones, which as
+   separate mallocs cost their headers and the allocator's time. */
+struct gr_chunk;
+struct gr_arena {
+  struct gr_chunk *head;
+  char *p;
+  size_t left;
+};
+#define GR_ARENA_INIT                                                          \
+  { NULL, NULL, 0 }
+/* n bytes, or NULL: aligned as malloc's only as long as every size taken
+   from the arena is a multiple of that alignment. */
+void *gr_arena_alloc(struct gr_arena *a, size_t n);
+/* A copy of s[0..n) plus a NUL, or NULL when out of memory. */
+char *gr_arena_dup(struct gr_arena *a, const char *s, size_t n);
+void gr_arena_release(struct gr_arena *a);
+
 struct ident {
-  char *key;
+  char *key; /* in g->istrs */
   const char *tenant;
   const char *display_name; /* borrowed from a member, or NULL */
-  uint32_t *members;        /* node ranks, ascending */
+  uint32_t *members;        /* node ranks, ascending; in g->imembers */
   size_t nmembers;
-  char **emails, **mks; /* owned, sorted, unique */
+  /* sorted, unique; borrowed from the members' records when already
+     normalized, else in g->istrs */
+  const char **emails, **mks;
   size_t nemails, nmks;
 };
 
@@ -142,6 +168,13 @@ struct graph {
   size_t ntenants, ctenants;
   struct rgrant *grants;
   size_t ngrants, cgrants;
+  /* fetch: every node by creation order, what grants refer to until
+     graph_finish ranks them (then freed) */
+  struct node **nodes;
+  size_t nnodes, cnodes;
+  struct gr_arena narena; /* the nodes, never freed one by one */
+  char **gprofiles;       /* grants' canonical profiles; NULL once dropped */
+  size_t ngprofiles, cgprofiles;
   int finished;
   /* built by graph_finish */
   struct node **order; /* every node, by key */
@@ -156,6 +189,9 @@ struct graph {
   size_t nsrc, csrc;
   struct ident *idents;
   size_t nidents;
+  uint32_t *imembers;    /* every identity's members, back to back */
+  struct gr_arena istrs; /* identities' keys, normalized emails and match
+                            keys */
   struct graph_counts counts;
 };
 
@@ -191,6 +227,12 @@ static inline struct inst *graph_inst(const struct graph *g, int inst) {
 
 static inline const char *def_slug(const struct node *n, uint16_t d) {
   return n->type->t->entitlements[d].slug;
+}
+
+/* A direct grant's profile text, or NULL. */
+static inline const char *grant_profile(const struct graph *g,
+                                        const struct rgrant *r) {
+  return r->profile == NONE ? NULL : g->gprofiles[r->profile];
 }
 
 /* A resource that reaches the output: listed, and its instance is ok. */

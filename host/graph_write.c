@@ -179,8 +179,8 @@ static void write_grant(const struct graph *g, struct jw *w,
       jw_lit(w, ",\"expandable\":");
       jw_ent(w, &g->ents[r->exp_ent]);
     } else {
-      char *k =
-          key_entitlement(r->principal->key, def_slug(r->principal, r->expand));
+      const struct node *pn = g->order[r->prank];
+      char *k = key_entitlement(pn->key, def_slug(pn, r->expand));
       if (!k)
         w->failed = -1;
       else
@@ -189,9 +189,10 @@ static void write_grant(const struct graph *g, struct jw *w,
     }
   }
   write_sources(g, w, r ? r->src : d->src);
-  if (r && r->profile) {
+  if (r && r->profile != NONE) {
+    const char *prof = grant_profile(g, r);
     jw_key(w, "profile", 0);
-    jw_put(w, r->profile, strlen(r->profile));
+    jw_put(w, prof, strlen(prof));
   }
   jw_lit(w, "}");
 }
