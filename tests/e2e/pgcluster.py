@@ -42,6 +42,20 @@ def available():
     return None
 
 
+def for_tests():
+    """A started Cluster for a test (class). The suite's one rule: without
+    PostgreSQL the test fails (tools/install-deps.sh installs it), unless
+    CONNHOST_TEST_NO_PG=1 asks to skip it."""
+    import unittest
+    if os.environ.get("CONNHOST_TEST_NO_PG") == "1":
+        raise unittest.SkipTest("CONNHOST_TEST_NO_PG=1")
+    why = available()
+    if why:  # a failure, not a skip: CI must run these tests
+        raise RuntimeError("PostgreSQL is needed (or set CONNHOST_TEST_NO_PG=1 to "
+                           "skip): " + why)
+    return Cluster()
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

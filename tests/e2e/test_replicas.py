@@ -23,7 +23,6 @@ import re
 import signal
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -37,22 +36,13 @@ SLACK_MS = 2500
 TENANTS = ["t%02d" % i for i in range(10)]
 
 
-def no_pg():
-    return os.environ.get("CONNHOST_TEST_NO_PG") == "1"
-
-
 class ReplicaTest(lib.TempDirTest):
     fake_profile = "demo"
     fake_extra = ()
 
     @classmethod
     def setUpClass(cls):
-        if no_pg():
-            raise unittest.SkipTest("CONNHOST_TEST_NO_PG=1")
-        why = pgcluster.available()
-        if why:  # not a skip: CI must run this test
-            raise AssertionError("PostgreSQL is needed (or set CONNHOST_TEST_NO_PG=1): " + why)
-        cls.pg = pgcluster.Cluster()
+        cls.pg = pgcluster.for_tests()
 
     @classmethod
     def tearDownClass(cls):

@@ -654,13 +654,7 @@ class PgBackend:
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if os.environ.get("CONNHOST_TEST_NO_PG") == "1":
-            raise unittest.SkipTest("CONNHOST_TEST_NO_PG=1")
-        why = pgcluster.available()
-        if why:  # a failure, not a skip: install-deps.sh installs postgresql
-            raise RuntimeError("the PostgreSQL store tests cannot run: %s (set "
-                               "CONNHOST_TEST_NO_PG=1 to skip them)" % why)
-        cls.cluster = pgcluster.Cluster()
+        cls.cluster = pgcluster.for_tests()
 
     @classmethod
     def tearDownClass(cls):
