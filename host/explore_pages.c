@@ -41,6 +41,7 @@ struct page {
   long offset, limit;
   int more;    /* a table has rows after this page */
   size_t most; /* the most rows a table of this page shows */
+  int status;  /* non-zero: a page that rendered but answers this status */
   FILE *f;
 };
 
@@ -665,6 +666,9 @@ static int page_diff(struct page *pg, struct ch_err *err) {
              ans ? (long)json_object_get_int64(field(ans, "run")) : 0);
   fputs("<button>Compare</button></form>\n", pg->f);
   if (!ans) {
+    /* Still a page (the pickers choose other runs), but not a 200: an
+       unknown run is a 404 to scripts and monitors as it is on the API. */
+    pg->status = explore_status(drc);
     fputs("<p class=\"error\">", pg->f);
     html_text(pg->f, derr.msg);
     fputs("</p>\n", pg->f);
@@ -830,7 +834,10 @@ int explore_page(const char *db, const struct httpd_request *rq,
     rp->status = 500;
     return 1;
   }
-  rp->status = rc == CH_OK ? 200 : rc == CH_E_CONFIG ? 503 : explore_status(rc);
+  if (rc != CH_OK)
+    rp->status = rc == CH_E_CONFIG ? 503 : explore_status(rc);
+  else
+    rp->status = pg.status ? pg.status : 200;
   rp->content_type = "text/html; charset=utf-8";
   rp->body = body;
   return 1;

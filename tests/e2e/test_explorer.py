@@ -392,6 +392,12 @@ class ExplorerTest(unittest.TestCase):
         for bad in ("/person", "/resource", "/review?limit=x", "/runs?offset=-1"):
             self.assertEqual(ex.get(bad)[0], 400, bad)
         self.assertEqual(ex.get("/nope")[0], 404)
+        # an unknown run: 404, with the run pickers still there to choose another
+        status, _, body = ex.get("/diff?from=999&to=1")
+        self.assertEqual(status, 404, body)
+        self.assertIn('<p class="error">', body)
+        self.assertIn('<select name="from"', body)
+        self.assertEqual(ex.get("/diff?from=1&to=1")[0], 200)
         self.assertEqual(ex.stop(), 0, ex.log)  # and, under ASan, no leak
 
     def test_concurrent_requests(self):
