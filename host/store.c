@@ -64,8 +64,16 @@ static const char schema_v2[] =
 /* Version 4: which `serve` replica recorded the run (docs/scale-out.md). */
 static const char schema_v4[] = "ALTER TABLE runs ADD COLUMN replica @text@;";
 
+/* Version 5: each identity's emails across its accounts, saved when a run
+   is recorded (store_record.c), so that a read does not gather them for
+   each holder. `emails` is right for every run from `emails_run` to the
+   latest; NULL (a migrated store, until its next run): none saved. */
+static const char schema_v5[] =
+    "ALTER TABLE identities ADD COLUMN emails @text@;"
+    "ALTER TABLE identities ADD COLUMN emails_run @int@;";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, store_schema_v3_tickets, schema_v4};
+    schema_v1, schema_v2, store_schema_v3_tickets, schema_v4, schema_v5};
 
 /* SQL reads better as written than re-wrapped. */
 /* clang-format off */

@@ -35,6 +35,19 @@ struct store {
   t ".first_run <= " s ".data_run AND (" t ".last_run IS NULL OR " t           \
     ".last_run >= " s ".data_run)"
 
+/*
+ * The emails of identity `id` over the selection table `sel`: every
+ * distinct email of its accounts there. The read (store_read.c) and the
+ * recording (store_record.c, which saves it in identities.emails) use
+ * this one text, so they agree byte for byte (the same plan: the same
+ * order of emails on SQLite).
+ */
+#define STORE_IDENTITY_EMAILS(sel, id)                                         \
+  "(SELECT @agg:DISTINCT je.value@ FROM resources ir JOIN " sel " s2 ON"       \
+  " s2.inst_id = ir.inst_id AND " VIS("ir",                                    \
+                                      "s2") ", @each:ir.emails@ je"            \
+                                            " WHERE ir.identity_id = " id ")"
+
 /* The view bodies over a selection table @S@ (inst_id, data_run, stale). */
 extern const char store_view_resources[], store_view_grants[];
 

@@ -48,10 +48,12 @@
 #define IDENTITY_NAME \
   "(SELECT ir.display_name FROM res_b ir WHERE ir.identity_id =" \
   " x.identity_id AND ir.display_name <> '' ORDER BY ir.key LIMIT 1)"
+/* Saved with the run when it holds for the selected run (identities.emails,
+   store.c's schema_v5), else gathered from the selection. Needs
+   "LEFT JOIN identities xi ON xi.id = x.identity_id". */
 #define IDENTITY_EMAILS \
-  "(SELECT @agg:DISTINCT je.value@ FROM resources ir" \
-  " JOIN sel s2 ON s2.inst_id = ir.inst_id AND " VIS("ir", "s2") "," \
-  " @each:ir.emails@ je WHERE ir.identity_id = x.identity_id)"
+  "CASE WHEN xi.emails_run <= :to THEN xi.emails ELSE " \
+  STORE_IDENTITY_EMAILS("sel", "x.identity_id") " END"
 
 static const struct query {
   const char *name, *sql;
@@ -104,7 +106,7 @@ static const struct query {
     " x.principal_status AS status,"
     " x.principal_account_type AS account_type, x.direct AS direct, x.via"
     " AS via, x.via_names AS via_names, x.stale AS stale FROM gn_b x"
-    " WHERE x.ent_id IN (SELECT ent_id FROM what_ents) ORDER BY"
+    " LEFT JOIN identities xi ON xi.id = x.identity_id WHERE x.ent_id IN (SELECT ent_id FROM what_ents) ORDER BY"
     " x.entitlement, x.principal"},
   {"explain",
     "SELECT x.principal AS principal, x.principal_name AS principal_name,"
@@ -189,7 +191,8 @@ static const struct query {
     " account_type, x.entitlement AS entitlement, x.resource AS resource,"
     " x.resource_name AS resource_name, x.resource_type AS resource_type,"
     " x.slug AS slug, x.direct AS direct, x.via_names AS via_names,"
-    " x.stale AS stale FROM gn_b x WHERE x.identity IS NOT NULL ORDER BY"
+    " x.stale AS stale FROM gn_b x LEFT JOIN identities xi ON xi.id ="
+    " x.identity_id WHERE x.identity IS NOT NULL ORDER BY"
     " x.identity, x.entitlement, x.principal"},
   {"report_inactive",
     "SELECT tenant, principal, principal_name, principal_emails,"
