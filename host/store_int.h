@@ -48,6 +48,20 @@ struct store {
                                       "s2") ", @each:ir.emails@ je"            \
                                             " WHERE ir.identity_id = " id ")"
 
+/* A grant g's via (the groups it comes through) as a JSON array of
+   entitlement keys, and of their display names as of selection s. Most
+   grants have no via: no subquery for them. */
+#define STORE_VIA                                                              \
+  "CASE WHEN g.via IS NULL THEN '[]' ELSE (SELECT @agg:ve.key@ FROM"           \
+  " @each:g.via@ j JOIN entitlements ve ON ve.id = CAST(j.value AS @int@))"    \
+  " END"
+#define STORE_VIA_NAMES                                                        \
+  "CASE WHEN g.via IS NULL THEN '[]' ELSE (SELECT"                             \
+  " @agg:COALESCE(vr.display_name, vn.key)@ FROM @each:g.via@ j JOIN"          \
+  " entitlements ve ON ve.id = CAST(j.value AS @int@) JOIN nodes vn ON"        \
+  " vn.id = ve.node_id LEFT JOIN resources vr ON vr.node_id = ve.node_id"      \
+  " AND " VIS("vr", "s") ") END"
+
 /* The view bodies over a selection table @S@ (inst_id, data_run, stale). */
 extern const char store_view_resources[], store_view_grants[];
 

@@ -48,12 +48,12 @@
 #define IDENTITY_NAME \
   "(SELECT ir.display_name FROM res_b ir WHERE ir.identity_id =" \
   " x.identity_id AND ir.display_name <> '' ORDER BY ir.key LIMIT 1)"
-/* Saved with the run when it holds for the selected run (identities.emails,
-   store.c's schema_v5), else gathered from the selection. Needs
-   "LEFT JOIN identities xi ON xi.id = x.identity_id". */
-#define IDENTITY_EMAILS \
-  "CASE WHEN xi.emails_run <= :to THEN xi.emails ELSE " \
-  STORE_IDENTITY_EMAILS("sel", "x.identity_id") " END"
+/* Of identity `id` (its identities row `d`): its emails, saved with the
+   run when they hold for the selected run (store.c's schema_v5), else
+   gathered from the selection. */
+#define IDENTITY_EMAILS(d, id) \
+  "CASE WHEN " d ".emails_run <= :to THEN " d ".emails ELSE " \
+  STORE_IDENTITY_EMAILS("sel", id) " END"
 
 static const struct query {
   const char *name, *sql;
@@ -98,16 +98,21 @@ static const struct query {
     " entitlement, resource, resource_name, resource_type, slug, direct, via,"
     " via_names, stale FROM gn_b WHERE principal_id IN (SELECT node_id"
     " FROM who_nodes) ORDER BY entitlement, principal"},
+  /* Not over gn_b: a holder list can be the whole tenant, and this
+     reads only what it shows (no instance, no resource names). */
   {"who_has",
-    "SELECT x.entitlement AS entitlement, x.principal AS principal,"
-    " x.principal_name AS principal_name, x.principal_type AS"
-    " principal_type, x.principal_emails AS principal_emails, x.identity"
-    " AS identity, " IDENTITY_EMAILS " AS identity_emails,"
-    " x.principal_status AS status,"
-    " x.principal_account_type AS account_type, x.direct AS direct, x.via"
-    " AS via, x.via_names AS via_names, x.stale AS stale FROM gn_b x"
-    " LEFT JOIN identities xi ON xi.id = x.identity_id WHERE x.ent_id IN (SELECT ent_id FROM what_ents) ORDER BY"
-    " x.entitlement, x.principal"},
+    "SELECT e.key AS entitlement, pn.key AS principal, pr.display_name AS"
+    " principal_name, pn.type AS principal_type, pr.emails AS"
+    " principal_emails, d.key AS identity, "
+    IDENTITY_EMAILS("d", "pr.identity_id") " AS identity_emails,"
+    " pr.status AS status, pr.account_type AS account_type, g.direct AS"
+    " direct, " STORE_VIA " AS via, " STORE_VIA_NAMES " AS via_names,"
+    " s.stale AS stale FROM sel s JOIN grants g ON g.inst_id = s.inst_id"
+    " AND " VIS("g", "s") " JOIN entitlements e ON e.id = g.ent_id JOIN"
+    " nodes pn ON pn.id = g.principal_id LEFT JOIN resources pr ON"
+    " pr.node_id = g.principal_id AND " VIS("pr", "s")
+    " LEFT JOIN identities d ON d.id = pr.identity_id WHERE g.ent_id IN"
+    " (SELECT ent_id FROM what_ents) ORDER BY e.key, pn.key"},
   {"explain",
     "SELECT x.principal AS principal, x.principal_name AS principal_name,"
     " x.entitlement AS entitlement, CASE WHEN x.direct <> 0 THEN 'direct'"
@@ -184,7 +189,7 @@ static const struct query {
     " entitlements e ON e.id = t.ent_id ORDER BY t.holders DESC, e.key"},
   {"access_review",
     "SELECT x.tenant AS tenant, x.identity AS identity, " IDENTITY_NAME
-    " AS identity_name, " IDENTITY_EMAILS
+    " AS identity_name, " IDENTITY_EMAILS("xi", "x.identity_id")
     " AS identity_emails, x.principal AS principal, x.principal_name AS"
     " principal_name, x.principal_emails AS principal_emails,"
     " x.principal_status AS status, x.principal_account_type AS"
