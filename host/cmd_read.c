@@ -292,10 +292,10 @@ static long print_query(struct store *st, const struct section *sec,
   struct ch_err err = {0};
   struct table t = {0};
   unsigned char show[32] = {0};
-  struct buf row = {0}; /* JSON: one row, written at once */
-  size_t head[33] = {
-      0}; /* JSON: column i's `"name": ` is in names[head[i]..] */
-  struct buf names = {0};
+  /* JSON: one row, written at once; column i's `"name": ` is
+     names.p[head[i] .. head[i + 1]) */
+  struct buf row = {0}, names = {0};
+  size_t head[33] = {0};
   size_t ncols;
   long rows = 0, seen = 0;
   int step;

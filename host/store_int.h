@@ -42,11 +42,12 @@ struct store {
  * this one text, so they agree byte for byte (the same plan: the same
  * order of emails on SQLite).
  */
+/* clang-format off */
 #define STORE_IDENTITY_EMAILS(sel, id)                                         \
   "(SELECT @agg:DISTINCT je.value@ FROM resources ir JOIN " sel " s2 ON"       \
-  " s2.inst_id = ir.inst_id AND " VIS("ir",                                    \
-                                      "s2") ", @each:ir.emails@ je"            \
-                                            " WHERE ir.identity_id = " id ")"
+  " s2.inst_id = ir.inst_id AND " VIS("ir", "s2") ", @each:ir.emails@ je"      \
+  " WHERE ir.identity_id = " id ")"
+/* clang-format on */
 
 /* A grant g's via (the groups it comes through) as a JSON array of
    entitlement keys, and of their display names as of selection s. Most

@@ -353,12 +353,24 @@ static const char *const sel_sql[] = {
 static const char *const who_sql[] = {
     "DROP TABLE IF EXISTS @temp@who_nodes",
     "CREATE TEMP TABLE who_nodes(node_id @int@)",
-    "WITH m AS (SELECT node_id, identity_id FROM res_b WHERE key = :who OR"
-    " id = :who OR identity = :who OR EXISTS (SELECT 1 FROM"
-    " @each:emails@ je WHERE lower(je.value) = lower(:who)))"
-    " INSERT INTO who_nodes SELECT node_id FROM m UNION SELECT r.node_id"
-    " FROM res_b r WHERE r.identity_id IN (SELECT identity_id FROM m WHERE"
-    " identity_id IS NOT NULL)",
+    /* WHO is a key, an id, an identity key or an email. The resources are
+       scanned without their keys (looked up once, not for each row), and
+       an email array is parsed only when its text can hold WHO: it has
+       it (case aside) or an escape. */
+    "WITH m AS (SELECT r.node_id, r.identity_id FROM sel s JOIN resources r"
+    " ON r.inst_id = s.inst_id AND " VIS(
+        "r",
+        "s") " WHERE r.node_id IN"
+             " (SELECT id FROM nodes WHERE key = :who OR rid = :who) OR"
+             " r.identity_id IN (SELECT id FROM identities WHERE key = :who) OR"
+             " ((@instr:lower(r.emails),lower(:who)@ > 0 OR"
+             " @instr:r.emails,'\\'@ > 0) AND EXISTS (SELECT 1 FROM"
+             " @each:r.emails@ je WHERE lower(je.value) = lower(:who))))"
+             " INSERT INTO who_nodes SELECT node_id FROM m UNION SELECT "
+             "r.node_id"
+             " FROM sel s JOIN resources r ON r.inst_id = s.inst_id AND " VIS(
+                 "r", "s") " WHERE r.identity_id IN (SELECT identity_id FROM m"
+                           " WHERE identity_id IS NOT NULL)",
     NULL};
 
 static const char *const what_sql[] = {

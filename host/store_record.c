@@ -554,22 +554,20 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
  * latest run and older runs gather theirs.
  */
 static int rec_identity_emails(struct rec *r, struct ch_err *err) {
+  /* clang-format off */
   static const char *const sql[] = {
       "DROP TABLE IF EXISTS @temp@rec_sel",
       "CREATE TEMP TABLE rec_sel(inst_id @int@, data_run @int@, stale @int@)",
       "INSERT INTO rec_sel SELECT inst_id, data_run, 0 FROM run_instances"
       " WHERE run_id = ?1 AND data_run IS NOT NULL",
       "UPDATE identities SET emails = n.e, emails_run = ?1 FROM (SELECT x.id"
-      " AS id, " STORE_IDENTITY_EMAILS(
-          "rec_sel", "x.id") " AS e FROM"
-                             " identities x WHERE x.tenant IN (SELECT i.tenant "
-                             "FROM run_instances ri"
-                             " JOIN instances i ON i.id = ri.inst_id WHERE "
-                             "ri.run_id = ?1 AND"
-                             " ri.status <> 'not_synced')) n WHERE "
-                             "identities.id = n.id AND"
-                             " identities.emails IS DISTINCT FROM n.e",
+      " AS id, " STORE_IDENTITY_EMAILS("rec_sel", "x.id") " AS e FROM"
+      " identities x WHERE x.tenant IN (SELECT i.tenant FROM run_instances ri"
+      " JOIN instances i ON i.id = ri.inst_id WHERE ri.run_id = ?1 AND"
+      " ri.status <> 'not_synced')) n WHERE identities.id = n.id AND"
+      " identities.emails IS DISTINCT FROM n.e",
       "DROP TABLE @temp@rec_sel"};
+  /* clang-format on */
   int rc = CH_OK;
 
   for (size_t i = 0; !rc && i < sizeof(sql) / sizeof(sql[0]); i++) {
