@@ -8,8 +8,8 @@ file (never against connhost's own graph): access and who-has for sampled
 users, groups, project roles, projects and workspace roles, direct and
 inherited; diff after a real grant and revoke through connhost is exactly
 the difference between the fake's state before and after; a failed
-instance answers from its last good data, marked stale; a version-1 store
-migrates; a corrupt or locked store gives a clear error and the graph is
+instance answers from its last good data, marked stale (identities' emails
+included); a version-1 and a version-4 store migrate; a corrupt or locked store gives a clear error and the graph is
 still written.
 
 The same tests run against both backends: StoreTest on an SQLite file,
