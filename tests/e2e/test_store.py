@@ -9,8 +9,8 @@ users, groups, project roles, projects and workspace roles, direct and
 inherited; diff after a real grant and revoke through connhost is exactly
 the difference between the fake's state before and after; a failed
 instance answers from its last good data, marked stale (identities' emails
-included); a version-1 and a version-4 store migrate; a corrupt or locked store gives a clear error and the graph is
-still written.
+included); a version-1 and a version-4 store migrate; a corrupt or locked
+store gives a clear error and the graph is still written.
 
 The same tests run against both backends: StoreTest on an SQLite file,
 PgStoreTest on a throwaway PostgreSQL cluster (tests/e2e/pgcluster.py; a
