@@ -292,6 +292,10 @@ static long print_query(struct store *st, const struct section *sec,
   struct ch_err err = {0};
   struct table t = {0};
   unsigned char show[32] = {0};
+  /* JSON: one row, written at once; column i's `"name": ` is
+     names.p[head[i] .. head[i + 1]) */
+  struct buf row = {0}, names = {0};
+  size_t head[33] = {0};
   size_t ncols;
   long rows = 0, seen = 0;
   int step;
@@ -309,6 +313,16 @@ static long print_query(struct store *st, const struct section *sec,
   if (fmt == FMT_JSON) {
     json_str(f, sec->field);
     fputs(": [", f);
+    /* the names once, not once a row (a who-has can be 20,000 rows) */
+    for (size_t i = 0; i < ncols && i < sizeof(show); i++) {
+      head[i] = names.len;
+      buf_puts(&names, i ? ", " : "");
+      buf_json_str(&names, store_col_name(c, i), strlen(store_col_name(c, i)));
+      buf_puts(&names, ": ");
+    }
+    head[ncols < sizeof(show) ? ncols : sizeof(show)] = names.len;
+    if (names.failed)
+      goto nomem;
   } else if (fmt == FMT_TABLE && many) {
     fprintf(f, "%s== %s ==\n", rows ? "\n" : "", sec->field);
   }
@@ -326,24 +340,25 @@ static long print_query(struct store *st, const struct section *sec,
     if (pg->limit >= 0 && rows >= pg->limit)
       break;
     if (fmt == FMT_JSON) {
-      fputs(rows ? ",\n  {" : "\n  {", f);
-      for (size_t i = 0; i < ncols; i++) {
+      row.len = 0;
+      buf_puts(&row, rows ? ",\n  {" : "\n  {");
+      for (size_t i = 0; i < ncols && i < sizeof(show); i++) {
         const char *v = store_col_text(c, i);
-        if (i)
-          fputs(", ", f);
-        json_str(f, store_col_name(c, i));
-        fputs(": ", f);
+        enum store_kind k = store_col_kind(c, i);
+        buf_add(&row, names.p + head[i], head[i + 1] - head[i]);
         if (!v)
-          fputs("null", f);
-        else if (store_col_kind(c, i) == STORE_JSON ||
-                 store_col_kind(c, i) == STORE_INT)
-          fputs(v, f);
-        else if (store_col_kind(c, i) == STORE_BOOL)
-          fputs(strcmp(v, "0") ? "true" : "false", f);
+          buf_puts(&row, "null");
+        else if (k == STORE_JSON || k == STORE_INT)
+          buf_puts(&row, v);
+        else if (k == STORE_BOOL)
+          buf_puts(&row, strcmp(v, "0") ? "true" : "false");
         else
-          json_str(f, v);
+          buf_json_str(&row, v, strlen(v));
       }
-      fputc('}', f);
+      buf_puts(&row, "}");
+      if (row.failed)
+        goto nomem;
+      fwrite(row.p, 1, row.len, f);
     } else {
       for (size_t i = 0; i < ncols; i++) {
         char *v;
@@ -376,11 +391,15 @@ static long print_query(struct store *st, const struct section *sec,
     table_print(f, &t);
   store_cursor_free(c);
   table_release(&t);
+  buf_free(&row);
+  buf_free(&names);
   return rows;
 nomem:
   log_error("out of memory");
   store_cursor_free(c);
   table_release(&t);
+  buf_free(&row);
+  buf_free(&names);
   return -1;
 }
 

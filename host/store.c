@@ -64,8 +64,16 @@ static const char schema_v2[] =
 /* Version 4: which `serve` replica recorded the run (docs/scale-out.md). */
 static const char schema_v4[] = "ALTER TABLE runs ADD COLUMN replica @text@;";
 
+/* Version 5: each identity's emails across its accounts, saved when a run
+   is recorded (store_record.c), so that a read does not gather them for
+   each holder. `emails` is right for every run from `emails_run` to the
+   latest; NULL (a migrated store, until its next run): none saved. */
+static const char schema_v5[] =
+    "ALTER TABLE identities ADD COLUMN emails @text@;"
+    "ALTER TABLE identities ADD COLUMN emails_run @int@;";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, store_schema_v3_tickets, schema_v4};
+    schema_v1, schema_v2, store_schema_v3_tickets, schema_v4, schema_v5};
 
 /* SQL reads better as written than re-wrapped. */
 /* clang-format off */
@@ -96,17 +104,8 @@ const char store_view_grants[] =
     " principal_name, pn.type AS principal_type, pr.emails AS"
     " principal_emails, pr.status AS principal_status, pr.account_type AS"
     " principal_account_type, d.key AS identity, pr.identity_id AS"
-    " identity_id, g.direct AS direct,"
-    /* most grants have no via: no subquery for them */
-    " CASE WHEN g.via IS NULL THEN '[]' ELSE"
-    " (SELECT @agg:ve.key@ FROM @each:g.via@ j"
-    " JOIN entitlements ve ON ve.id = CAST(j.value AS @int@)) END AS via,"
-    " CASE WHEN g.via IS NULL THEN '[]' ELSE"
-    " (SELECT @agg:COALESCE(vr.display_name, vn.key)@"
-    " FROM @each:g.via@ j JOIN entitlements ve ON ve.id ="
-    " CAST(j.value AS @int@)"
-    " JOIN nodes vn ON vn.id = ve.node_id LEFT JOIN resources vr ON"
-    " vr.node_id = ve.node_id AND " VIS("vr", "s") ") END AS via_names,"
+    " identity_id, g.direct AS direct, " STORE_VIA " AS via, "
+    STORE_VIA_NAMES " AS via_names,"
     " s.stale AS stale FROM @S@ s JOIN grants g ON"
     " g.inst_id = s.inst_id AND " VIS("g", "s")
     " JOIN instances i ON i.id = s.inst_id JOIN entitlements e ON e.id ="

@@ -35,6 +35,34 @@ struct store {
   t ".first_run <= " s ".data_run AND (" t ".last_run IS NULL OR " t           \
     ".last_run >= " s ".data_run)"
 
+/*
+ * The emails of identity `id` over the selection table `sel`: every
+ * distinct email of its accounts there. The read (store_read.c) and the
+ * recording (store_record.c, which saves it in identities.emails) use
+ * this one text, so they agree byte for byte (the same plan: the same
+ * order of emails on SQLite).
+ */
+/* clang-format off */
+#define STORE_IDENTITY_EMAILS(sel, id)                                         \
+  "(SELECT @agg:DISTINCT je.value@ FROM resources ir JOIN " sel " s2 ON"       \
+  " s2.inst_id = ir.inst_id AND " VIS("ir", "s2") ", @each:ir.emails@ je"      \
+  " WHERE ir.identity_id = " id ")"
+/* clang-format on */
+
+/* A grant g's via (the groups it comes through) as a JSON array of
+   entitlement keys, and of their display names as of selection s. Most
+   grants have no via: no subquery for them. */
+#define STORE_VIA                                                              \
+  "CASE WHEN g.via IS NULL THEN '[]' ELSE (SELECT @agg:ve.key@ FROM"           \
+  " @each:g.via@ j JOIN entitlements ve ON ve.id = CAST(j.value AS @int@))"    \
+  " END"
+#define STORE_VIA_NAMES                                                        \
+  "CASE WHEN g.via IS NULL THEN '[]' ELSE (SELECT"                             \
+  " @agg:COALESCE(vr.display_name, vn.key)@ FROM @each:g.via@ j JOIN"          \
+  " entitlements ve ON ve.id = CAST(j.value AS @int@) JOIN nodes vn ON"        \
+  " vn.id = ve.node_id LEFT JOIN resources vr ON vr.node_id = ve.node_id"      \
+  " AND " VIS("vr", "s") ") END"
+
 /* The view bodies over a selection table @S@ (inst_id, data_run, stale). */
 extern const char store_view_resources[], store_view_grants[];
 

@@ -48,10 +48,12 @@
 #define IDENTITY_NAME \
   "(SELECT ir.display_name FROM res_b ir WHERE ir.identity_id =" \
   " x.identity_id AND ir.display_name <> '' ORDER BY ir.key LIMIT 1)"
-#define IDENTITY_EMAILS \
-  "(SELECT @agg:DISTINCT je.value@ FROM resources ir" \
-  " JOIN sel s2 ON s2.inst_id = ir.inst_id AND " VIS("ir", "s2") "," \
-  " @each:ir.emails@ je WHERE ir.identity_id = x.identity_id)"
+/* Of identity `id` (its identities row `d`): its emails, saved with the
+   run when they hold for the selected run (store.c's schema_v5), else
+   gathered from the selection. */
+#define IDENTITY_EMAILS(d, id) \
+  "CASE WHEN " d ".emails_run <= :to THEN " d ".emails ELSE " \
+  STORE_IDENTITY_EMAILS("sel", id) " END"
 
 static const struct query {
   const char *name, *sql;
@@ -96,16 +98,21 @@ static const struct query {
     " entitlement, resource, resource_name, resource_type, slug, direct, via,"
     " via_names, stale FROM gn_b WHERE principal_id IN (SELECT node_id"
     " FROM who_nodes) ORDER BY entitlement, principal"},
+  /* Not over gn_b: a holder list can be the whole tenant, and this
+     reads only what it shows (no instance, no resource names). */
   {"who_has",
-    "SELECT x.entitlement AS entitlement, x.principal AS principal,"
-    " x.principal_name AS principal_name, x.principal_type AS"
-    " principal_type, x.principal_emails AS principal_emails, x.identity"
-    " AS identity, " IDENTITY_EMAILS " AS identity_emails,"
-    " x.principal_status AS status,"
-    " x.principal_account_type AS account_type, x.direct AS direct, x.via"
-    " AS via, x.via_names AS via_names, x.stale AS stale FROM gn_b x"
-    " WHERE x.ent_id IN (SELECT ent_id FROM what_ents) ORDER BY"
-    " x.entitlement, x.principal"},
+    "SELECT e.key AS entitlement, pn.key AS principal, pr.display_name AS"
+    " principal_name, pn.type AS principal_type, pr.emails AS"
+    " principal_emails, d.key AS identity, "
+    IDENTITY_EMAILS("d", "pr.identity_id") " AS identity_emails,"
+    " pr.status AS status, pr.account_type AS account_type, g.direct AS"
+    " direct, " STORE_VIA " AS via, " STORE_VIA_NAMES " AS via_names,"
+    " s.stale AS stale FROM sel s JOIN grants g ON g.inst_id = s.inst_id"
+    " AND " VIS("g", "s") " JOIN entitlements e ON e.id = g.ent_id JOIN"
+    " nodes pn ON pn.id = g.principal_id LEFT JOIN resources pr ON"
+    " pr.node_id = g.principal_id AND " VIS("pr", "s")
+    " LEFT JOIN identities d ON d.id = pr.identity_id WHERE g.ent_id IN"
+    " (SELECT ent_id FROM what_ents) ORDER BY e.key, pn.key"},
   {"explain",
     "SELECT x.principal AS principal, x.principal_name AS principal_name,"
     " x.entitlement AS entitlement, CASE WHEN x.direct <> 0 THEN 'direct'"
@@ -182,14 +189,15 @@ static const struct query {
     " entitlements e ON e.id = t.ent_id ORDER BY t.holders DESC, e.key"},
   {"access_review",
     "SELECT x.tenant AS tenant, x.identity AS identity, " IDENTITY_NAME
-    " AS identity_name, " IDENTITY_EMAILS
+    " AS identity_name, " IDENTITY_EMAILS("xi", "x.identity_id")
     " AS identity_emails, x.principal AS principal, x.principal_name AS"
     " principal_name, x.principal_emails AS principal_emails,"
     " x.principal_status AS status, x.principal_account_type AS"
     " account_type, x.entitlement AS entitlement, x.resource AS resource,"
     " x.resource_name AS resource_name, x.resource_type AS resource_type,"
     " x.slug AS slug, x.direct AS direct, x.via_names AS via_names,"
-    " x.stale AS stale FROM gn_b x WHERE x.identity IS NOT NULL ORDER BY"
+    " x.stale AS stale FROM gn_b x LEFT JOIN identities xi ON xi.id ="
+    " x.identity_id WHERE x.identity IS NOT NULL ORDER BY"
     " x.identity, x.entitlement, x.principal"},
   {"report_inactive",
     "SELECT tenant, principal, principal_name, principal_emails,"
@@ -345,12 +353,24 @@ static const char *const sel_sql[] = {
 static const char *const who_sql[] = {
     "DROP TABLE IF EXISTS @temp@who_nodes",
     "CREATE TEMP TABLE who_nodes(node_id @int@)",
-    "WITH m AS (SELECT node_id, identity_id FROM res_b WHERE key = :who OR"
-    " id = :who OR identity = :who OR EXISTS (SELECT 1 FROM"
-    " @each:emails@ je WHERE lower(je.value) = lower(:who)))"
-    " INSERT INTO who_nodes SELECT node_id FROM m UNION SELECT r.node_id"
-    " FROM res_b r WHERE r.identity_id IN (SELECT identity_id FROM m WHERE"
-    " identity_id IS NOT NULL)",
+    /* WHO is a key, an id, an identity key or an email. The resources are
+       scanned without their keys (looked up once, not for each row), and
+       an email array is parsed only when its text can hold WHO: it has
+       it (case aside) or an escape. */
+    "WITH m AS (SELECT r.node_id, r.identity_id FROM sel s JOIN resources r"
+    " ON r.inst_id = s.inst_id AND " VIS(
+        "r",
+        "s") " WHERE r.node_id IN"
+             " (SELECT id FROM nodes WHERE key = :who OR rid = :who) OR"
+             " r.identity_id IN (SELECT id FROM identities WHERE key = :who) OR"
+             " ((@instr:lower(r.emails),lower(:who)@ > 0 OR"
+             " @instr:r.emails,'\\'@ > 0) AND EXISTS (SELECT 1 FROM"
+             " @each:r.emails@ je WHERE lower(je.value) = lower(:who))))"
+             " INSERT INTO who_nodes SELECT node_id FROM m UNION SELECT "
+             "r.node_id"
+             " FROM sel s JOIN resources r ON r.inst_id = s.inst_id AND " VIS(
+                 "r", "s") " WHERE r.identity_id IN (SELECT identity_id FROM m"
+                           " WHERE identity_id IS NOT NULL)",
     NULL};
 
 static const char *const what_sql[] = {

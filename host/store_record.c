@@ -545,6 +545,44 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
   return rc;
 }
 
+/*
+ * Save each identity's emails as the read would gather them for this run
+ * (STORE_IDENTITY_EMAILS over this run's selection: a failed instance's
+ * last good data included). Only identities of the tenants this run
+ * synced can have changed; an identity keeps its emails_run while its
+ * emails stay the same, so a saved value holds from emails_run to the
+ * latest run and older runs gather theirs.
+ */
+static int rec_identity_emails(struct rec *r, struct ch_err *err) {
+  /* clang-format off */
+  static const char *const sql[] = {
+      "DROP TABLE IF EXISTS @temp@rec_sel",
+      "CREATE TEMP TABLE rec_sel(inst_id @int@, data_run @int@, stale @int@)",
+      "INSERT INTO rec_sel SELECT inst_id, data_run, 0 FROM run_instances"
+      " WHERE run_id = ?1 AND data_run IS NOT NULL",
+      "UPDATE identities SET emails = n.e, emails_run = ?1 FROM (SELECT x.id"
+      " AS id, " STORE_IDENTITY_EMAILS("rec_sel", "x.id") " AS e FROM"
+      " identities x WHERE x.tenant IN (SELECT i.tenant FROM run_instances ri"
+      " JOIN instances i ON i.id = ri.inst_id WHERE ri.run_id = ?1 AND"
+      " ri.status <> 'not_synced')) n WHERE identities.id = n.id AND"
+      " identities.emails IS DISTINCT FROM n.e",
+      "DROP TABLE @temp@rec_sel"};
+  /* clang-format on */
+  int rc = CH_OK;
+
+  for (size_t i = 0; !rc && i < sizeof(sql) / sizeof(sql[0]); i++) {
+    struct db_stmt *st = NULL;
+    if ((rc = store_prep(r->s, sql[i], &st, err)))
+      break;
+    db_bind_int64(st, 1, r->run);
+    rc = rec_step(r, st, "saving identities' emails", err);
+    db_finalize(st);
+    if (!rc && i == 2 && db_analyze(r->s->db, "rec_sel"))
+      rc = db_fail(r->s->db, err, "saving identities' emails");
+  }
+  return rc;
+}
+
 /* Keep the newest `keep` runs, and every row one of them still needs. */
 static int prune(struct rec *r, long keep, struct ch_err *err) {
   struct db_stmt *st = NULL;
@@ -668,6 +706,8 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
                 ent_key_at, r.ent_id, ent_insert, err);
   if (!rc)
     rc = rec_resources(&r, err);
+  if (!rc)
+    rc = rec_identity_emails(&r, err);
   if (!rc)
     rc = rec_grants(&r, err);
   if (!rc && bulk)

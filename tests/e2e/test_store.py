@@ -8,9 +8,9 @@ file (never against connhost's own graph): access and who-has for sampled
 users, groups, project roles, projects and workspace roles, direct and
 inherited; diff after a real grant and revoke through connhost is exactly
 the difference between the fake's state before and after; a failed
-instance answers from its last good data, marked stale; a version-1 store
-migrates; a corrupt or locked store gives a clear error and the graph is
-still written.
+instance answers from its last good data, marked stale (identities' emails
+included); a version-1 and a version-4 store migrate; a corrupt or locked
+store gives a clear error and the graph is still written.
 
 The same tests run against both backends: StoreTest on an SQLite file,
 PgStoreTest on a throwaway PostgreSQL cluster (tests/e2e/pgcluster.py; a
@@ -167,6 +167,13 @@ class StoreTest(lib.TempDirTest):
     def drop_store(self):
         os.unlink(self.db)
 
+    def load_fixture(self, name):
+        """The SQLite dump tests/fixtures/store/NAME as this test's store."""
+        con = sqlite3.connect(self.db)
+        with open(os.path.join(FIXTURES, name), encoding="utf-8") as f:
+            con.executescript(f.read())
+        con.close()
+
     # ---- helpers -------------------------------------------------------
     def start_fake(self):
         d = self.path("fake")
@@ -230,6 +237,35 @@ class StoreTest(lib.TempDirTest):
         if any(a["account_id"] == account_id for a in truth["org"]["accounts"]):
             keys.add(rkey("org", "user", account_id))
         return keys
+
+    def hidden_email_users(self, truth):
+        """Jira users whose email Jira hides and the org shows: account id -> email."""
+        emails = {a["account_id"]: a["email"] for a in truth["org"]["accounts"]}
+        return {u["accountId"]: emails[u["accountId"]] for u in truth["jira"]["users"]
+                if u["accountType"] == "atlassian" and not u["emailAddress"]
+                and u["accountId"] in emails}
+
+    def member_ent(self, truth, name):
+        return ekey("jira", "group", next(g["groupId"] for g in truth["jira"]["groups"]
+                                          if g["name"] == name), "member")
+
+    def identity_emails(self, ent, *run):
+        """who-has ENT [--run RUN]: principal -> identity_emails."""
+        doc = self.read("who-has", ent, *(("--run", str(run[0])) if run else ()))
+        got = {x["principal"]: x["identity_emails"] for x in doc["holders"]}
+        self.assertTrue(got)
+        return got
+
+    def check_hidden_emails(self, truth, ent, want_org, *run):
+        """Each holder of ENT whose email Jira hides has the org's email as
+        its identity's (want_org) or none (the org not synced then)."""
+        got = self.identity_emails(ent, *run)
+        hidden = {rkey("jira", "user", a): e for a, e in self.hidden_email_users(truth).items()
+                  if rkey("jira", "user", a) in got}
+        self.assertTrue(hidden, "the group has members whose email Jira hides")
+        for p, e in sorted(hidden.items()):
+            self.assertEqual(got[p], [e] if want_org else [], (p, run))
+        return got
 
     def triples(self, rows):
         return {(x["entitlement"], x["principal"], x["direct"]) for x in rows}
@@ -483,6 +519,14 @@ class StoreTest(lib.TempDirTest):
         r = self.read("access", rkey("jira", "user", who), fmt="table")
         self.assertIn("demo/org", r.err)
         self.assertIn("stale", r.err)
+        # identities' emails: the failed org's last good data still counts,
+        # in the values saved with the run and in those gathered for it
+        self.assertEqual(self.scalar("SELECT count(*) FROM identities"
+                                     " WHERE emails_run IS NULL"), 0)
+        ent = self.member_ent(truth1, "jira-software-users")
+        now = self.check_hidden_emails(truth1, ent, True)
+        self.assertEqual(self.identity_emails(ent, 1), now)
+        self.assertEqual(self.identity_emails(ent, 2), now)
 
     def test_old_schema_migrates(self):
         fixture = os.path.join(FIXTURES, "v1-tiny.sql")
@@ -534,6 +578,74 @@ class StoreTest(lib.TempDirTest):
         # the org instance, not in this config, answers from run 1, stale
         self.assertEqual([(x["instance"], x["status"], x["data_run"]) for x in doc["stale"]],
                          [("org", "not_synced", 1)])
+
+    def only_jira_config(self, fake, name):
+        return lib.write_config(self.path(name), {TENANT: {
+            "jira": {"plugin": "jira_cloud", "options": {
+                "url": fake.base, "email": fake.creds["jira_email"],
+                "api_token": self.secret("jira", fake.creds["jira_api_token"]),
+                "gateway_url": fake.base}}}},
+            plugin_dir=lib.PLUGINS, extra=self.store_line())
+
+    def test_identity_emails_per_run(self):
+        """An identity's emails are saved with each run that changes them;
+        an older run answers with its own (Jira alone: none for the users
+        whose email Jira hides), a newer one with the org's, also when the
+        org fails later and answers stale."""
+        fake = self.start_fake()
+        truth = fake.truth
+        self.sync(self.only_jira_config(fake, "jira.yaml"))
+        self.sync(self.config(fake, extra=self.store_line()))
+        ent = self.member_ent(truth, "jira-software-users")
+        self.check_hidden_emails(truth, ent, False, 1)
+        self.check_hidden_emails(truth, ent, True, 2)
+        # run 2 saved the joined identities' new emails; run 1 kept its own
+        self.assertGreaterEqual(self.scalar("SELECT count(*) FROM identities"
+                                            " WHERE emails_run = 2"),
+                                len(self.hidden_email_users(truth)))
+        bad = self.config(fake, org_token="wrong-key-wrong-key", name="bad.yaml",
+                          extra=self.store_line())
+        self.sync(bad, rc=3)
+        self.check_hidden_emails(truth, ent, True, 3)
+        self.check_hidden_emails(truth, ent, True)
+        self.check_hidden_emails(truth, ent, False, 1)
+        # export access-review answers the same as who-has
+        rows = self.read("export", "access-review", "--run", "1",
+                         fmt="json")["access_review"]
+        hidden = {rkey("jira", "user", a) for a in self.hidden_email_users(truth)}
+        self.assertTrue(any(x["principal"] in hidden for x in rows))
+        for x in rows:
+            if x["principal"] in hidden:
+                self.assertEqual(x["identity_emails"], [], x)
+
+    def test_schema4_store_migrates(self):
+        """A version-4 store (two runs, the org failed in the second)
+        migrates: its runs answer as they did (their emails gathered), and
+        the next run saves every identity's emails."""
+        self.load_fixture("v4-tiny.sql")
+        self.assertEqual(int(self.scalar("SELECT value FROM meta WHERE key='schema_version'")), 4)
+        fake = lib.Fake(self.path(), profile="tiny")
+        self.addCleanup(fake.stop)
+        truth = fake.truth
+        ent = self.member_ent(truth, "jira-software-users")
+        before = self.check_hidden_emails(truth, ent, True)
+        self.assertEqual(int(self.scalar("SELECT value FROM meta WHERE key='schema_version'")),
+                         SCHEMA_VERSION)
+        # v5: no emails saved by the migration itself
+        self.assertEqual(self.scalar("SELECT count(*) FROM identities"
+                                     " WHERE emails IS NOT NULL OR emails_run IS NOT NULL"), 0)
+        doc = self.read("runs")
+        self.assertEqual({(x["run"], x["instance"], x["status"]) for x in doc["runs"]},
+                         {(1, "jira", "ok"), (1, "org", "ok"), (2, "jira", "ok"),
+                          (2, "org", "failed")})
+        self.sync(self.config(fake, extra=self.store_line()))
+        self.assertEqual(self.scalar("SELECT count(*) FROM identities WHERE emails_run IS NULL"), 0)
+        self.assertEqual(self.check_hidden_emails(truth, ent, True), before)
+        self.assertEqual(self.check_hidden_emails(truth, ent, True, 2), before)
+        doc = self.read("diff")
+        self.assertEqual((doc["from"], doc["run"]), (2, 3))
+        self.assertEqual(doc["direct_grants"], [])
+        self.assertEqual(doc["stale"], [])
 
     def test_corrupt_and_locked_store(self):
         fake = self.start_fake()
@@ -642,6 +754,8 @@ class MidSizeStoreTest(StoreTest):
     test_csv_is_rfc4180_with_formula_guard = None
     test_failed_instance_answers_stale = None
     test_keep_runs_and_store_none = None
+    test_identity_emails_per_run = None
+    test_schema4_store_migrates = None
 
 
 class PgBackend:
@@ -690,6 +804,27 @@ class PgBackend:
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr)
 
+    def load_fixture(self, name):
+        """The SQLite dump tests/fixtures/store/NAME as its schema is on
+        PostgreSQL (db.h's types; the views come with the migration)."""
+        out = []
+        with open(os.path.join(FIXTURES, name), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("CREATE TABLE"):
+                    line = (line.replace(" WITHOUT ROWID", "")
+                            .replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
+                            .replace("INTEGER", "BIGINT").replace(" TEXT", ' TEXT COLLATE "C"'))
+                elif not line.startswith(("INSERT", "CREATE INDEX")):
+                    continue
+                out.append(line)
+        for t in ("runs", "instances", "nodes", "identities", "entitlements"):
+            out.append("SELECT setval(pg_get_serial_sequence('%s', 'id'),"
+                       " (SELECT max(id) FROM %s));\n" % (t, t))
+        sql = self.path(name + ".pg")
+        with open(sql, "w", encoding="utf-8") as f:
+            f.writelines(out)
+        self.psql_file(sql)
+
     def closed_port(self):
         import socket
         with socket.socket() as so:
@@ -709,23 +844,7 @@ class PgStoreTest(PgBackend, StoreTest):
     def test_old_schema_migrates(self):
         """The v1 fixture as the v1 schema is on PostgreSQL (db.h's types)
         migrates on the first read, then a new run goes on top."""
-        out = []
-        with open(os.path.join(FIXTURES, "v1-tiny.sql"), encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("CREATE TABLE"):
-                    line = (line.replace(" WITHOUT ROWID", "")
-                            .replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
-                            .replace("INTEGER", "BIGINT").replace(" TEXT", ' TEXT COLLATE "C"'))
-                elif not line.startswith(("INSERT", "CREATE INDEX")):
-                    continue
-                out.append(line)
-        for t in ("runs", "instances", "nodes", "identities", "entitlements"):
-            out.append("SELECT setval(pg_get_serial_sequence('%s', 'id'),"
-                       " (SELECT max(id) FROM %s));\n" % (t, t))
-        sql = self.path("v1-pg.sql")
-        with open(sql, "w", encoding="utf-8") as f:
-            f.writelines(out)
-        self.psql_file(sql)
+        self.load_fixture("v1-tiny.sql")
         self.assertEqual(self.scalar("SELECT value FROM meta WHERE key='schema_version'"), 1)
         fake = lib.Fake(self.path(), profile="tiny")
         self.addCleanup(fake.stop)
