@@ -139,6 +139,9 @@ long long pj_get_int(struct pj_val obj, const char *key, long long def);
    bytes of `s` as a JSON string. */
 int pj_buf_add_val(struct pj_buf *b, struct pj_val v);
 int pj_buf_add_jstr(struct pj_buf *b, const char *s, size_t n);
+/* Append an object member's `"key":`, after a comma unless `b` is empty or
+   ends with '{'; the value is the caller's to append. */
+int pj_buf_add_key(struct pj_buf *b, const char *key);
 
 /* Typed accessors: NULL / `def` when missing or of another type. */
 const char *pj_str(json_object *o, const char *key);

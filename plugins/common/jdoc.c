@@ -679,3 +679,11 @@ int pj_buf_add_val(struct pj_buf *b, struct pj_val v) {
   }
   return pj_buf_add(b, obj ? "}" : "]");
 }
+
+int pj_buf_add_key(struct pj_buf *b, const char *key) {
+  if (b->len && b->s[b->len - 1] != '{' && pj_buf_add(b, ","))
+    return CH_E_NOMEM;
+  if (pj_buf_add_jstr(b, key, strlen(key)) || pj_buf_add(b, ":"))
+    return CH_E_NOMEM;
+  return CH_OK;
+}
