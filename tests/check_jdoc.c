@@ -279,6 +279,17 @@ START_TEST(test_depth) {
   ck_assert_str_eq(parse_err(ok, strlen(ok)), "truncated document");
   /* brackets inside strings do not nest */
   pj_doc_free(parse_ok("[\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"\"]"));
+  /* a string that ends in an escaped backslash ends there: the brackets
+     after it nest */
+  {
+    struct pj_buf b = {0};
+    pj_buf_addf(&b, "[\"a\\\\\",%s]", deep);
+    ck_assert_str_eq(parse_err(b.s, b.len), "nesting too deep");
+    b.len = 0;
+    pj_buf_addf(&b, "[\"a\\\\\",\"\\\"%s\"]", deep);
+    pj_doc_free(parse_ok(b.s));
+    pj_buf_free(&b);
+  }
   free(ok);
   free(deep);
   free(huge);

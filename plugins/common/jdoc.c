@@ -295,24 +295,33 @@ static size_t skip_tail(const char *t, size_t p, size_t len) {
    container a bracket closes by walking up from the last token, which is
    quadratic in the depth, so it never reads past the limit. */
 static size_t depth_cut(const char *t, size_t len) {
-  int depth = 0, in_str = 0;
+  int depth = 0;
 
   for (size_t i = 0; i < len; i++) {
     char c = t[i];
-    if (in_str) {
-      if (c == '\\')
-        i++;
-      else if (c == '"')
-        in_str = 0;
-      continue;
-    }
-    if (c == '"')
-      in_str = 1;
-    else if (c == '[' || c == '{') {
+    if (c == '"') {
+      /* Most of a page is strings: jump to the quote that ends this one,
+         the first not escaped by an odd run of backslashes. */
+      size_t from = i + 1;
+      for (;;) {
+        const char *q = memchr(t + from, '"', len - from);
+        size_t k, bs = 0;
+        if (!q)
+          return len;
+        k = (size_t)(q - t);
+        while (t[k - bs - 1] == '\\') /* stops at the opening quote */
+          bs++;
+        from = k + 1;
+        if (bs % 2 == 0)
+          break;
+      }
+      i = from - 1;
+    } else if (c == '[' || c == '{') {
       if (++depth > PJ_MAX_DEPTH)
         return i;
-    } else if (c == ']' || c == '}')
+    } else if (c == ']' || c == '}') {
       depth--;
+    }
   }
   return len;
 }
