@@ -15,7 +15,8 @@ Usage: bench/pace-bench.py SRCDIR BUILDDIR [SCENARIO...]
 (a SCENARIO argument runs the scenarios whose name contains it;
 PACE_BENCH_KEEP=1 keeps the graphs; PACE_BENCH_BASELINE=PATH also runs the
 huge tenant with the connhost binary at PATH, for a before/after in one
-run). The syncs run with `store: none`: the huge tenant's goals are for the
+run; PACE_BENCH_BASELINE_PLUGINS=DIR gives that run its own plugin
+directory, for a before/after of the plugins). The syncs run with `store: none`: the huge tenant's goals are for the
 sync and the JSON write (bench/store-bench.sh measures the store).
 """
 
@@ -30,6 +31,7 @@ import time
 SRC, BUILD = sys.argv[1], sys.argv[2]
 ONLY = sys.argv[3:]
 BASELINE = os.environ.get("PACE_BENCH_BASELINE")
+BASELINE_PLUGINS = os.environ.get("PACE_BENCH_BASELINE_PLUGINS")
 # Issue 12's goals for the huge tenant.
 HUGE_CPU_GOAL, HUGE_RSS_GOAL = 15.0, 160.0
 LATENCY_MS = 100
@@ -132,8 +134,11 @@ def run(work, name, extra, workers):
     proc, port, creds, log = start_fake(work, extra)
     out = os.path.join(work, re.sub(r"\W+", "_", name) + ".json")
     binary = BASELINE if "baseline" in name else os.path.join(BUILD, "connhost")
+    plugins = os.path.join(BUILD, "plugins/.libs")
+    if "baseline" in name and BASELINE_PLUGINS:
+        plugins = BASELINE_PLUGINS
     cmd = [binary, "-c", config(work),
-           "--plugin-dir", os.path.join(BUILD, "plugins/.libs"), "-o", out, "--log-level", "error",
+           "--plugin-dir", plugins, "-o", out, "--log-level", "error",
            "--quiet"]
     if workers:
         cmd += ["--workers", str(workers)]

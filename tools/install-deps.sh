@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="build-essential autoconf automake libtool pkg-config make
-libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev
+libcurl4-openssl-dev libjson-c-dev libjsmn-dev libyaml-dev libmicrohttpd-dev
 libsqlite3-dev sqlite3 libpq-dev postgresql check
 libsubunit-dev
 python3 python3-yaml openssl ca-certificates valgrind

@@ -43,6 +43,8 @@ struct pj_buf {
   size_t len, cap;
 };
 int pj_buf_add(struct pj_buf *b, const char *s);
+/* Append the `n` bytes at `s`. */
+int pj_buf_addn(struct pj_buf *b, const char *s, size_t n);
 int pj_buf_addf(struct pj_buf *b, const char *fmt, ...) CH_PRINTF(2, 3);
 /* Append `s` percent-encoded with host->url_encode. */
 int pj_buf_add_enc(struct pj_buf *b, const struct ch_host *host, const char *s);
@@ -69,6 +71,77 @@ int pj_request_route(const struct pj_client *c, const char *route,
                      const char *method, const char *url, json_object *body,
                      unsigned flags, const char *what, long *status,
                      json_object **out, struct ch_err *err);
+
+/*
+ * Answers read without a tree. A struct pj_doc holds a body and one token
+ * per value (a single allocation besides the body, strings unescaped in
+ * place); a struct pj_val is a value inside it, valid until pj_doc_free().
+ * What it accepts is RFC 8259 JSON, one value per text, nested at most 32
+ * deep (json-c's limit); strings read as json-c gave them: \u0000 is a
+ * NUL byte (a C string ends there), a lone surrogate is U+FFFD. A missing
+ * value (v.i < 0) is PJ_NONE, and every accessor takes one.
+ */
+struct pj_doc;
+struct pj_val {
+  struct pj_doc *doc;
+  int i; /* token index; < 0: no value */
+};
+enum pj_type { PJ_NONE, PJ_NULL, PJ_BOOL, PJ_NUM, PJ_STR, PJ_ARR, PJ_OBJ };
+
+/* pj_request_route() reading the answer into *out (NULL for an empty
+   body, a dry run or a status that is not 2xx; pj_doc_free() it). The
+   same errors and the same retry of a malformed 2xx GET answer. */
+int pj_request_doc(const struct pj_client *c, const char *route,
+                   const char *method, const char *url, json_object *body,
+                   unsigned flags, const char *what, long *status,
+                   struct pj_doc **out, struct ch_err *err);
+/* Read `len` bytes of `text` (copied) into *out: CH_OK, or CH_E_PROTOCOL
+   (CH_E_NOMEM) with *why saying what is wrong ("truncated document",
+   "trailing data after the document", json-c's words for the rest). */
+int pj_doc_parse(const char *text, size_t len, struct pj_doc **out,
+                 const char **why);
+/* The same over a response body, without a copy: the doc takes `resp`
+   (host->http_free()s it when freed, or now on failure). */
+int pj_doc_take(const struct ch_host *host, struct ch_http_resp *resp,
+                struct pj_doc **out, const char **why);
+void pj_doc_free(struct pj_doc *d);
+
+/* The document's value (none for a NULL doc). */
+struct pj_val pj_doc_root(struct pj_doc *d);
+enum pj_type pj_val_type(struct pj_val v);
+/* Elements of an array, members of an object; 0 for anything else. */
+size_t pj_val_len(struct pj_val v);
+/* Walk an array's elements, or an object's keys (strings; the member's
+   value is pj_member_value(key)): pj_val_first, then pj_val_next until
+   the value is none (.i < 0). */
+struct pj_val pj_val_first(struct pj_val v);
+struct pj_val pj_val_next(struct pj_val v);
+struct pj_val pj_member_value(struct pj_val key);
+/* A string's unescaped bytes, NUL-terminated (*len, when not NULL, counts
+   any NUL inside); NULL for another type. */
+const char *pj_val_str(struct pj_val v, size_t *len);
+/* A boolean, or `def` for another type. */
+int pj_val_bool(struct pj_val v, int def);
+/* 1 and *out for a number without fraction or exponent (clamped to
+   long long), else 0. */
+int pj_val_int(struct pj_val v, long long *out);
+/* Member `key` of an object (the last one when repeated, as json-c);
+   none when missing or `obj` is no object. */
+struct pj_val pj_get(struct pj_val obj, const char *key);
+/* pj_str() and friends over a pj_val: NULL / none / `def` when missing or
+   of another type. */
+const char *pj_get_str(struct pj_val obj, const char *key);
+struct pj_val pj_get_arr(struct pj_val obj, const char *key);
+struct pj_val pj_get_obj(struct pj_val obj, const char *key);
+int pj_get_bool(struct pj_val obj, const char *key, int def);
+long long pj_get_int(struct pj_val obj, const char *key, long long def);
+/* Append `v` as compact JSON text (a missing value as null), or the `n`
+   bytes of `s` as a JSON string. */
+int pj_buf_add_val(struct pj_buf *b, struct pj_val v);
+int pj_buf_add_jstr(struct pj_buf *b, const char *s, size_t n);
+/* Append an object member's `"key":`, after a comma unless `b` is empty or
+   ends with '{'; the value is the caller's to append. */
+int pj_buf_add_key(struct pj_buf *b, const char *key);
 
 /* Typed accessors: NULL / `def` when missing or of another type. */
 const char *pj_str(json_object *o, const char *key);

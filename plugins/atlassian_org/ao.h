@@ -62,7 +62,7 @@ int ao_org_url(struct ao_inst *ai, struct pj_buf *b, const char *version);
    URL gives its `cursor` parameter, a v2 token is used as is. Copies it
    to *next (NULL when the list is done; caller frees). A cursor equal to
    `cur` is CH_E_PROTOCOL so a server that repeats itself cannot loop. */
-int ao_next_cursor(struct ao_inst *ai, json_object *page, const char *cur,
+int ao_next_cursor(struct ao_inst *ai, struct pj_val page, const char *cur,
                    const char *what, char **next, struct ch_err *err);
 
 /* Whether resource type `type` declares entitlement `slug`. */

@@ -105,9 +105,9 @@ int ao_org_url(struct ao_inst *ai, struct pj_buf *b, const char *version) {
   return CH_OK;
 }
 
-int ao_next_cursor(struct ao_inst *ai, json_object *page, const char *cur,
+int ao_next_cursor(struct ao_inst *ai, struct pj_val page, const char *cur,
                    const char *what, char **next, struct ch_err *err) {
-  const char *link = pj_str(pj_obj(page, "links"), "next");
+  const char *link = pj_get_str(pj_get_obj(page, "links"), "next");
   char *val;
 
   *next = NULL;

@@ -10,9 +10,9 @@
 
 /* One list or grants page: the decoded token and the parsed answer. */
 struct ao_page {
-  json_object *tok;  /* {"c": cursor} */
-  json_object *body; /* the server's answer */
-  const char *cur;   /* cursor sent, or NULL for the first page */
+  json_object *tok;    /* {"c": cursor} */
+  struct pj_doc *body; /* the server's answer */
+  const char *cur;     /* cursor sent, or NULL for the first page */
 };
 
 static int ao_page_start(struct ao_page *pg, const char *page_token,
@@ -28,7 +28,7 @@ static int ao_page_start(struct ao_page *pg, const char *page_token,
 }
 
 static void ao_page_end(struct ao_page *pg) {
-  json_object_put(pg->body);
+  pj_doc_free(pg->body);
   json_object_put(pg->tok);
 }
 
@@ -36,7 +36,7 @@ static void ao_page_end(struct ao_page *pg) {
 static int ao_page_next(struct ao_inst *ai, struct ao_page *pg,
                         struct ch_sink *sink, const char *what,
                         struct ch_err *err) {
-  json_object *data = pj_arr(pg->body, "data");
+  struct pj_val data = pj_get_arr(pj_doc_root(pg->body), "data");
   json_object *tok = NULL;
   char *next = NULL;
   int rc;
@@ -44,9 +44,9 @@ static int ao_page_next(struct ao_inst *ai, struct ao_page *pg,
   /* An empty page ends the list even when it links a next one: some
      servers page past the end with empty pages and fresh cursors, which
      no repeat check catches. */
-  if (!data || !json_object_array_length(data))
+  if (!pj_val_len(data))
     return CH_OK;
-  rc = ao_next_cursor(ai, pg->body, pg->cur, what, &next, err);
+  rc = ao_next_cursor(ai, pj_doc_root(pg->body), pg->cur, what, &next, err);
   if (rc || !next)
     return rc;
   tok = json_object_new_object();
@@ -63,13 +63,12 @@ out:
 }
 
 /* The `data` array of a page; a page without one is malformed. */
-static json_object *ao_data(json_object *body, const char *what,
-                            struct ch_err *err) {
-  json_object *data = pj_arr(body, "data");
-
-  if (!data)
-    ch_err_set(err, CH_E_PROTOCOL, "%s: answer has no data array", what);
-  return data;
+static int ao_data(struct pj_doc *body, const char *what, struct pj_val *data,
+                   struct ch_err *err) {
+  *data = pj_get_arr(pj_doc_root(body), "data");
+  if (pj_val_type(*data) == PJ_NONE)
+    return ch_err_set(err, CH_E_PROTOCOL, "%s: answer has no data array", what);
+  return CH_OK;
 }
 
 static int ao_add_str(json_object *o, const char *key, const char *val) {
@@ -85,26 +84,30 @@ static int ao_add_str(json_object *o, const char *key, const char *val) {
   return CH_OK;
 }
 
-/* Copy the listed members of `src` that are present into `dst`. */
-static int ao_copy_keys(json_object *dst, json_object *src,
+/* The profile `dst`: a JSON object of the listed members of `src` that
+   are present and not null. */
+static int ao_copy_keys(struct pj_buf *dst, struct pj_val src,
                         const char *const *keys) {
-  json_object *v;
-
+  dst->len = 0;
+  if (pj_buf_add(dst, "{"))
+    return CH_E_NOMEM;
   for (size_t i = 0; keys[i]; i++) {
-    if (!json_object_object_get_ex(src, keys[i], &v) || !v)
+    struct pj_val v = pj_get(src, keys[i]);
+    enum pj_type t = pj_val_type(v);
+    if (t == PJ_NONE || t == PJ_NULL)
       continue;
-    if (json_object_object_add(dst, keys[i], json_object_get(v)))
+    if (pj_buf_add_key(dst, keys[i]) || pj_buf_add_val(dst, v))
       return CH_E_NOMEM;
   }
-  return CH_OK;
+  return pj_buf_add(dst, "}");
 }
 
 /* ---- users --------------------------------------------------------------- */
 
-static enum ch_res_status ao_user_status(json_object *u) {
-  const char *st = pj_str(u, "status");
-  const char *acct = pj_str(u, "accountStatus");
-  const char *mem = pj_str(u, "membershipStatus");
+static enum ch_res_status ao_user_status(struct pj_val u) {
+  const char *st = pj_get_str(u, "status");
+  const char *acct = pj_get_str(u, "accountStatus");
+  const char *mem = pj_get_str(u, "membershipStatus");
 
   /* The composite status already folds account and membership state;
      only "active" lets the person in. */
@@ -123,13 +126,13 @@ static const char *const ao_user_profile_keys[] = {
     "organization",  "location",      "timeZone",         "managementSource",
     "emailVerified", "mfaEnabled",    "addedToOrg",       NULL};
 
-static int ao_emit_user(struct ao_inst *ai, json_object *u,
-                        struct ch_sink *sink, struct ch_err *err) {
-  const char *id = ao_canon_id(AO_ID_ACCOUNT, pj_str(u, "accountId"));
-  const char *email = pj_str(u, "email");
-  const char *name = pj_str(u, "name");
-  json_object *groups = pj_arr(u, "groups");
-  json_object *prof = NULL;
+static int ao_emit_user(struct ao_inst *ai, struct pj_val u,
+                        struct pj_buf *prof, struct ch_sink *sink,
+                        struct ch_err *err) {
+  const char *id = ao_canon_id(AO_ID_ACCOUNT, pj_get_str(u, "accountId"));
+  const char *email = pj_get_str(u, "email");
+  const char *name = pj_get_str(u, "name");
+  struct pj_val groups = pj_get_arr(u, "groups");
   struct ch_resource r = {0};
   const char *emails[2] = {NULL, NULL};
   const char *keys[3] = {NULL, NULL, NULL};
@@ -140,8 +143,7 @@ static int ao_emit_user(struct ao_inst *ai, json_object *u,
   (void)ai;
   if (!id || !*id) /* nothing to key it by: skip, the host cannot use it */
     return CH_OK;
-  prof = json_object_new_object();
-  if (!prof || ao_copy_keys(prof, u, ao_user_profile_keys))
+  if (ao_copy_keys(prof, u, ao_user_profile_keys))
     goto nomem;
   n = strlen(id) + sizeof("atlassian_account_id=");
   kid = malloc(n);
@@ -166,21 +168,20 @@ static int ao_emit_user(struct ao_inst *ai, json_object *u,
   r.id = id;
   r.display_name = name && *name ? name : email && *email ? email : id;
   r.status = ao_user_status(u);
-  r.account_type = pj_atlassian_account_type(pj_str(u, "accountType"));
+  r.account_type = pj_atlassian_account_type(pj_get_str(u, "accountType"));
   r.emails = emails[0] ? emails : NULL;
   r.match_keys = keys;
-  r.profile_json = pj_json_text(prof);
+  r.profile_json = prof->s;
   if (sink->resource(sink, &r)) {
     rc = ch_err_set(err, CH_E_STOPPED, "stopped");
     goto out;
   }
   /* Memberships come with the user (expand=groups): one request per
      100 users instead of one per group page. */
-  n = groups ? json_object_array_length(groups) : 0;
-  for (size_t i = 0; i < n; i++) {
+  for (struct pj_val gv = pj_val_first(groups); gv.i >= 0;
+       gv = pj_val_next(gv)) {
     /* The ARI form here, the bare id in the group listing. */
-    const char *gid = ao_canon_id(
-        AO_ID_GROUP, pj_str(json_object_array_get_idx(groups, i), "id"));
+    const char *gid = ao_canon_id(AO_ID_GROUP, pj_get_str(gv, "id"));
     struct ch_grant g = {{"group", gid}, "member", {"user", id}, 0, NULL, NULL};
     if (!gid || !*gid)
       continue;
@@ -195,7 +196,6 @@ nomem:
 out:
   free(kid);
   free(kmail);
-  json_object_put(prof);
   return rc;
 }
 
@@ -232,8 +232,8 @@ static int ao_post_page(struct ao_inst *ai, struct ao_page *pg, const char *url,
     goto out;
   }
   /* A search changes nothing, so the host may retry it like a GET. */
-  rc = pj_request(&ai->org, "POST", url, req, CH_HTTP_RETRY_SAFE, what, &status,
-                  &pg->body, err);
+  rc = pj_request_doc(&ai->org, NULL, "POST", url, req, CH_HTTP_RETRY_SAFE,
+                      what, &status, &pg->body, err);
 out:
   json_object_put(req);
   return rc;
@@ -282,8 +282,8 @@ out:
 
 static int ao_list_users(struct ao_inst *ai, struct ao_page *pg,
                          struct ch_sink *sink, struct ch_err *err) {
-  struct pj_buf url = {0};
-  json_object *data;
+  struct pj_buf url = {0}, prof = {0};
+  struct pj_val data;
   int rc;
 
   if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/directories/") ||
@@ -298,18 +298,17 @@ static int ao_list_users(struct ao_inst *ai, struct ao_page *pg,
                       err);
   if (rc)
     goto out;
-  data = ao_data(pg->body, "users search", err);
-  if (!data) {
-    rc = err->code;
+  rc = ao_data(pg->body, "users search", &data, err);
+  if (rc)
     goto out;
-  }
-  for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
-    rc = ao_emit_user(ai, json_object_array_get_idx(data, i), sink, err);
+  for (struct pj_val u = pj_val_first(data); u.i >= 0; u = pj_val_next(u)) {
+    rc = ao_emit_user(ai, u, &prof, sink, err);
     if (rc)
       goto out;
   }
   rc = ao_page_next(ai, pg, sink, "users search", err);
 out:
+  pj_buf_free(&prof);
   pj_buf_free(&url);
   return rc;
 }
@@ -321,8 +320,8 @@ static const char *const ao_group_profile_keys[] = {
 
 static int ao_list_groups(struct ao_inst *ai, struct ao_page *pg,
                           struct ch_sink *sink, struct ch_err *err) {
-  struct pj_buf url = {0};
-  json_object *data, *prof = NULL;
+  struct pj_buf url = {0}, prof = {0};
+  struct pj_val data;
   int rc;
 
   if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/directories/") ||
@@ -336,38 +335,32 @@ static int ao_list_groups(struct ao_inst *ai, struct ao_page *pg,
     rc = ao_post_page(ai, pg, url.s, ai->page_size, NULL, "groups search", err);
   if (rc)
     goto out;
-  data = ao_data(pg->body, "groups search", err);
-  if (!data) {
-    rc = err->code;
+  rc = ao_data(pg->body, "groups search", &data, err);
+  if (rc)
     goto out;
-  }
-  for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
-    json_object *g = json_object_array_get_idx(data, i);
+  for (struct pj_val g = pj_val_first(data); g.i >= 0; g = pj_val_next(g)) {
     struct ch_resource r = {0};
-    const char *id = ao_canon_id(AO_ID_GROUP, pj_str(g, "id"));
-    const char *name = pj_str(g, "name");
+    const char *id = ao_canon_id(AO_ID_GROUP, pj_get_str(g, "id"));
+    const char *name = pj_get_str(g, "name");
 
     if (!id || !*id)
       continue;
-    prof = json_object_new_object();
-    if (!prof || ao_copy_keys(prof, g, ao_group_profile_keys)) {
+    if (ao_copy_keys(&prof, g, ao_group_profile_keys)) {
       rc = pj_nomem(err);
       goto out;
     }
     r.type = "group";
     r.id = id;
     r.display_name = name && *name ? name : id;
-    r.profile_json = pj_json_text(prof);
+    r.profile_json = prof.s;
     if (sink->resource(sink, &r)) {
       rc = ch_err_set(err, CH_E_STOPPED, "stopped");
       goto out;
     }
-    json_object_put(prof);
-    prof = NULL;
   }
   rc = ao_page_next(ai, pg, sink, "groups search", err);
 out:
-  json_object_put(prof);
+  pj_buf_free(&prof);
   pj_buf_free(&url);
   return rc;
 }
@@ -379,8 +372,8 @@ static const char *const ao_ws_profile_keys[] = {
 
 static int ao_list_workspaces(struct ao_inst *ai, struct ao_page *pg,
                               struct ch_sink *sink, struct ch_err *err) {
-  struct pj_buf url = {0};
-  json_object *data, *prof = NULL;
+  struct pj_buf url = {0}, prof = {0};
+  struct pj_val data;
   int rc;
 
   if (ao_org_url(ai, &url, "v2") || pj_buf_add(&url, "/workspaces")) {
@@ -388,25 +381,18 @@ static int ao_list_workspaces(struct ao_inst *ai, struct ao_page *pg,
     goto out;
   }
   rc = ao_post_page(ai, pg, url.s, ai->ws_page_size, NULL, "workspaces", err);
-  if (rc)
+  if (rc || (rc = ao_data(pg->body, "workspaces", &data, err)))
     goto out;
-  data = ao_data(pg->body, "workspaces", err);
-  if (!data) {
-    rc = err->code;
-    goto out;
-  }
-  for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
-    json_object *w = json_object_array_get_idx(data, i);
-    json_object *attrs = pj_obj(w, "attributes");
+  for (struct pj_val w = pj_val_first(data); w.i >= 0; w = pj_val_next(w)) {
+    struct pj_val attrs = pj_get_obj(w, "attributes");
     struct ch_resource r = {0};
-    const char *id = ao_canon_id(AO_ID_WORKSPACE, pj_str(w, "id"));
-    const char *name = pj_str(attrs, "name");
-    const char *st = pj_str(attrs, "status");
+    const char *id = ao_canon_id(AO_ID_WORKSPACE, pj_get_str(w, "id"));
+    const char *name = pj_get_str(attrs, "name");
+    const char *st = pj_get_str(attrs, "status");
 
     if (!id || !*id)
       continue;
-    prof = json_object_new_object();
-    if (!prof || ao_copy_keys(prof, attrs, ao_ws_profile_keys)) {
+    if (ao_copy_keys(&prof, attrs, ao_ws_profile_keys)) {
       rc = pj_nomem(err);
       goto out;
     }
@@ -415,17 +401,15 @@ static int ao_list_workspaces(struct ao_inst *ai, struct ao_page *pg,
     r.display_name = name && *name ? name : id;
     if (st)
       r.status = strcmp(st, "online") == 0 ? CH_RES_ENABLED : CH_RES_DISABLED;
-    r.profile_json = pj_json_text(prof);
+    r.profile_json = prof.s;
     if (sink->resource(sink, &r)) {
       rc = ch_err_set(err, CH_E_STOPPED, "stopped");
       goto out;
     }
-    json_object_put(prof);
-    prof = NULL;
   }
   rc = ao_page_next(ai, pg, sink, "workspaces", err);
 out:
-  json_object_put(prof);
+  pj_buf_free(&prof);
   pj_buf_free(&url);
   return rc;
 }
@@ -513,11 +497,10 @@ out:
 
 /* ---- role assignments ---------------------------------------------------- */
 
-static int ao_has_direct(json_object *methods) {
-  for (size_t i = 0, n = json_object_array_length(methods); i < n; i++) {
-    const char *m =
-        json_object_get_string(json_object_array_get_idx(methods, i));
-    if (m && strcmp(m, "direct") == 0)
+static int ao_has_direct(struct pj_val methods) {
+  for (struct pj_val m = pj_val_first(methods); m.i >= 0; m = pj_val_next(m)) {
+    const char *s = pj_val_str(m, NULL);
+    if (s && strcmp(s, "direct") == 0)
       return 1;
   }
   return 0;
@@ -540,17 +523,13 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
     goto out;
   }
   for (;;) {
-    json_object *data;
+    struct pj_val data;
     rc =
         ao_post_page(ai, &pg, url.s, ai->ws_page_size, NULL, "workspaces", err);
-    data = rc ? NULL : ao_data(pg.body, "workspaces", err);
-    if (!data) {
-      rc = rc ? rc : err->code;
+    if (rc || (rc = ao_data(pg.body, "workspaces", &data, err)))
       break;
-    }
-    for (size_t i = 0, m = json_object_array_length(data); i < m; i++) {
-      const char *id = ao_canon_id(
-          AO_ID_WORKSPACE, pj_str(json_object_array_get_idx(data, i), "id"));
+    for (struct pj_val w = pj_val_first(data); w.i >= 0; w = pj_val_next(w)) {
+      const char *id = ao_canon_id(AO_ID_WORKSPACE, pj_get_str(w, "id"));
       char **grown;
       if (!id)
         continue;
@@ -569,9 +548,10 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
       }
       n++;
     }
-    if (!rc && json_object_array_length(data) > 0)
-      rc = ao_next_cursor(ai, pg.body, pg.cur, "workspaces", &next, err);
-    json_object_put(pg.body);
+    if (!rc && pj_val_len(data) > 0)
+      rc = ao_next_cursor(ai, pj_doc_root(pg.body), pg.cur, "workspaces", &next,
+                          err);
+    pj_doc_free(pg.body);
     pg.body = NULL;
     free(cur);
     pg.cur = cur = next;
@@ -582,7 +562,7 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
       break;
   }
   free(cur);
-  json_object_put(pg.body);
+  pj_doc_free(pg.body);
   if (rc)
     goto out;
   if (n)
@@ -643,13 +623,13 @@ static int ao_emit_role(struct ao_inst *ai, struct ch_sink *sink,
 
 /* Emit one grant per role name of a flat `roles` array (may be NULL). */
 static int ao_emit_role_list(struct ao_inst *ai, struct ch_sink *sink,
-                             const struct ch_ref *res, json_object *roles,
+                             const struct ch_ref *res, struct pj_val roles,
                              const struct ch_ref *who, int expandable,
                              struct ch_err *err) {
-  for (size_t i = 0, n = roles ? json_object_array_length(roles) : 0; i < n;
-       i++) {
-    const char *role =
-        json_object_get_string(json_object_array_get_idx(roles, i));
+  for (struct pj_val r = pj_val_first(roles); r.i >= 0; r = pj_val_next(r)) {
+    /* Only strings: json-c's text of anything else named no declared
+       role either. */
+    const char *role = pj_val_str(r, NULL);
     int rc;
     if (!role)
       continue;
@@ -660,24 +640,24 @@ static int ao_emit_role_list(struct ao_inst *ai, struct ch_sink *sink,
   return CH_OK;
 }
 
-static int ao_user_item(struct ao_inst *ai, json_object *item,
+static int ao_user_item(struct ao_inst *ai, struct pj_val item,
                         const struct ch_ref *who, struct ch_sink *sink,
                         struct ch_err *err) {
-  json_object *ras = pj_arr(item, "roleAssignments");
-  json_object *roles = pj_arr(item, "roles");
+  struct pj_val ras = pj_get_arr(item, "roleAssignments");
+  struct pj_val roles = pj_get_arr(item, "roles");
   struct ch_ref res;
   int rc;
 
-  ao_canon_resource(ai, pj_str(item, "resourceId"),
-                    pj_str(item, "resourceOwner"), &res);
+  ao_canon_resource(ai, pj_get_str(item, "resourceId"),
+                    pj_get_str(item, "resourceOwner"), &res);
   if (!res.id || !*res.id)
     return CH_OK;
-  if (ras) {
-    for (size_t i = 0, n = json_object_array_length(ras); i < n; i++) {
-      json_object *ra = json_object_array_get_idx(ras, i);
-      const char *role = pj_str(ra, "role");
-      json_object *m = pj_arr(ra, "roleAssignmentMethods");
-      if (!role || !m || !ao_has_direct(m))
+  if (pj_val_type(ras) != PJ_NONE) {
+    for (struct pj_val ra = pj_val_first(ras); ra.i >= 0;
+         ra = pj_val_next(ra)) {
+      const char *role = pj_get_str(ra, "role");
+      struct pj_val m = pj_get_arr(ra, "roleAssignmentMethods");
+      if (!role || !ao_has_direct(m))
         continue;
       rc = ao_emit_role(ai, sink, &res, role, who, 0, err);
       if (rc)
@@ -689,14 +669,14 @@ static int ao_user_item(struct ao_inst *ai, json_object *item,
   return ao_emit_role_list(ai, sink, &res, roles, who, 0, err);
 }
 
-static int ao_group_item(struct ao_inst *ai, json_object *item,
+static int ao_group_item(struct ao_inst *ai, struct pj_val item,
                          const struct ch_ref *who, struct ch_sink *sink,
                          struct ch_err *err) {
-  json_object *roles = pj_arr(item, "roles");
+  struct pj_val roles = pj_get_arr(item, "roles");
   struct ch_ref res;
 
-  ao_canon_resource(ai, pj_str(item, "resourceId"),
-                    pj_str(item, "resourceOwner"), &res);
+  ao_canon_resource(ai, pj_get_str(item, "resourceId"),
+                    pj_get_str(item, "resourceOwner"), &res);
   if (!res.id || !*res.id)
     return CH_OK;
   return ao_emit_role_list(ai, sink, &res, roles, who, 1, err);
@@ -707,7 +687,7 @@ int ao_grants(void *inst, const struct ch_ref *resource, const char *page_token,
   struct ao_inst *ai = inst;
   struct pj_buf url = {0};
   struct ao_page pg;
-  json_object *data;
+  struct pj_val data;
   int is_user = strcmp(resource->type, "user") == 0;
   long status;
   int rc;
@@ -733,7 +713,7 @@ int ao_grants(void *inst, const struct ch_ref *resource, const char *page_token,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = pj_request_route(
+  rc = pj_request_doc(
       &ai->org,
       is_user ? "/v2/orgs/{orgId}/directories/{directoryId}/users/{accountId}"
                 "/role-assignments"
@@ -742,20 +722,15 @@ int ao_grants(void *inst, const struct ch_ref *resource, const char *page_token,
       "GET", url.s, NULL, 0,
       is_user ? "user role assignments" : "group role assignments", &status,
       &pg.body, err);
-  if (rc)
+  if (rc || (rc = ao_data(pg.body, "role assignments", &data, err)))
     goto out;
-  data = ao_data(pg.body, "role assignments", err);
-  if (!data) {
-    rc = err->code;
-    goto out;
-  }
-  if (json_object_array_length(data) > 0) {
+  if (pj_val_len(data) > 0) {
     rc = ao_ws_build(ai, err);
     if (rc)
       goto out;
   }
-  for (size_t i = 0, n = json_object_array_length(data); i < n; i++) {
-    json_object *item = json_object_array_get_idx(data, i);
+  for (struct pj_val item = pj_val_first(data); item.i >= 0;
+       item = pj_val_next(item)) {
     rc = is_user ? ao_user_item(ai, item, resource, sink, err)
                  : ao_group_item(ai, item, resource, sink, err);
     if (rc)

@@ -46,13 +46,17 @@ static int buf_grow(struct pj_buf *b, size_t more) {
   return CH_OK;
 }
 
-int pj_buf_add(struct pj_buf *b, const char *s) {
-  size_t n = strlen(s);
+int pj_buf_addn(struct pj_buf *b, const char *s, size_t n) {
   if (buf_grow(b, n))
     return CH_E_NOMEM;
-  memcpy(b->s + b->len, s, n + 1);
+  memcpy(b->s + b->len, s, n);
   b->len += n;
+  b->s[b->len] = '\0';
   return CH_OK;
+}
+
+int pj_buf_add(struct pj_buf *b, const char *s) {
+  return pj_buf_addn(b, s, strlen(s));
 }
 
 int pj_buf_addf(struct pj_buf *b, const char *fmt, ...) {
@@ -115,18 +119,50 @@ static json_object *parse_json(const char *text, size_t len, const char **why) {
   return o;
 }
 
+/* Where an answer goes: a json-c tree, a pj_doc, or nowhere. */
+struct answer {
+  json_object **tree;
+  struct pj_doc **doc;
+};
+
+static int parse_answer(const struct pj_client *c, struct ch_http_resp *resp,
+                        const struct answer *a, const char **why) {
+  json_object *o;
+
+  if (a->doc)
+    return pj_doc_take(c->host, resp, a->doc, why);
+  o = parse_json(resp->body, resp->body_len, why);
+  if (a->tree)
+    *a->tree = o;
+  else
+    json_object_put(o);
+  return o ? CH_OK : CH_E_PROTOCOL;
+}
+
+static void drop_answer(const struct answer *a) {
+  if (a->tree) {
+    json_object_put(*a->tree);
+    *a->tree = NULL;
+  }
+  if (a->doc) {
+    pj_doc_free(*a->doc);
+    *a->doc = NULL;
+  }
+}
+
 static int request_once(const struct pj_client *c, const char *route,
                         const char *method, const char *url, json_object *body,
                         unsigned flags, const char *what, long *status,
-                        json_object **out, struct ch_err *err) {
+                        const struct answer *a, struct ch_err *err) {
   struct ch_http_req req = {0};
   struct ch_http_resp resp = {0};
-  json_object *parsed = NULL;
   const char *why = NULL;
-  int rc;
+  int rc, prc = CH_OK;
 
-  if (out)
-    *out = NULL;
+  if (a->tree)
+    *a->tree = NULL;
+  if (a->doc)
+    *a->doc = NULL;
   *status = 0;
   req.method = method;
   req.url = url;
@@ -146,19 +182,17 @@ static int request_once(const struct pj_client *c, const char *route,
   *status = resp.status;
   if (resp.dry_run)
     goto out;
-  if (resp.body_len)
-    parsed = parse_json(resp.body, resp.body_len, &why);
-  if (resp.status < 200 || resp.status > 299) {
+  /* The error first: a pj_doc unescapes the body in place. */
+  if (resp.status < 200 || resp.status > 299)
     rc = c->host->http_error(c->hc, &resp, what, err);
-  } else if (resp.body_len && !parsed) {
+  /* A tree keeps an error body for the caller to inspect. */
+  if (resp.body_len && (rc == CH_OK || a->tree))
+    prc = parse_answer(c, &resp, a, &why);
+  if (rc == CH_OK && prc == CH_E_NOMEM)
+    rc = pj_nomem(err);
+  else if (rc == CH_OK && prc)
     rc = ch_err_set(err, CH_E_PROTOCOL, "%s: malformed JSON: %s", what, why);
-  }
-  if (out) {
-    *out = parsed;
-    parsed = NULL;
-  }
 out:
-  json_object_put(parsed);
   c->host->http_free(&resp);
   return rc;
 }
@@ -167,6 +201,23 @@ out:
    body cut short by a proxy is a transient fault, and a GET is safe to
    repeat. A server that always answers garbage still fails the op. */
 #define BAD_BODY_RETRIES 2
+
+static int request_retry(const struct pj_client *c, const char *route,
+                         const char *method, const char *url, json_object *body,
+                         unsigned flags, const char *what, long *status,
+                         const struct answer *a, struct ch_err *err) {
+  int rc, tries = 0;
+
+  for (;;) {
+    rc = request_once(c, route, method, url, body, flags, what, status, a, err);
+    if (rc != CH_E_PROTOCOL || *status < 200 || *status > 299 ||
+        strcmp(method, "GET") || tries++ >= BAD_BODY_RETRIES ||
+        c->host->stopping(c->hc))
+      return rc;
+    c->host->log(c->hc, CH_LOG_WARN, "%s; sending the request again", err->msg);
+    drop_answer(a);
+  }
+}
 
 int pj_request(const struct pj_client *c, const char *method, const char *url,
                json_object *body, unsigned flags, const char *what,
@@ -179,21 +230,18 @@ int pj_request_route(const struct pj_client *c, const char *route,
                      const char *method, const char *url, json_object *body,
                      unsigned flags, const char *what, long *status,
                      json_object **out, struct ch_err *err) {
-  int rc, tries = 0;
+  struct answer a = {out, NULL};
+  return request_retry(c, route, method, url, body, flags, what, status, &a,
+                       err);
+}
 
-  for (;;) {
-    rc = request_once(c, route, method, url, body, flags, what, status, out,
-                      err);
-    if (rc != CH_E_PROTOCOL || *status < 200 || *status > 299 ||
-        strcmp(method, "GET") || tries++ >= BAD_BODY_RETRIES ||
-        c->host->stopping(c->hc))
-      return rc;
-    c->host->log(c->hc, CH_LOG_WARN, "%s; sending the request again", err->msg);
-    if (out) {
-      json_object_put(*out);
-      *out = NULL;
-    }
-  }
+int pj_request_doc(const struct pj_client *c, const char *route,
+                   const char *method, const char *url, json_object *body,
+                   unsigned flags, const char *what, long *status,
+                   struct pj_doc **out, struct ch_err *err) {
+  struct answer a = {NULL, out};
+  return request_retry(c, route, method, url, body, flags, what, status, &a,
+                       err);
 }
 
 const char *pj_str(json_object *o, const char *key) {

@@ -94,6 +94,11 @@ int jc_request_route(struct jc_inst *in, const char *route, const char *method,
                      const char *what, long *status, json_object **out,
                      struct ch_err *err);
 
+/* The same reading the answer into a pj_doc (pj_request_doc). */
+int jc_request_doc(struct jc_inst *in, const char *route, const char *method,
+                   const char *url, const char *what, long *status,
+                   struct pj_doc **out, struct ch_err *err);
+
 /* Whether a user of `account_type` and `active` is dropped by skip_*. */
 int jc_user_skipped(const struct jc_inst *in, const char *account_type,
                     int active);

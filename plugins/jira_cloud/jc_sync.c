@@ -24,25 +24,29 @@ static int jc_stopped(struct ch_err *err) {
   return ch_err_set(err, CH_E_STOPPED, "stopped");
 }
 
-static void jc_copy_str(json_object *dst, json_object *src, const char *key) {
-  const char *v = pj_str(src, key);
-  if (v && *v)
-    json_object_object_add(dst, key, json_object_new_string(v));
+/* Append member `key` of `src` to the profile `b` when it is a non-empty
+   string. */
+static int jc_copy_str(struct pj_buf *b, struct pj_val src, const char *key) {
+  const char *v = pj_get_str(src, key);
+  if (!v || !*v)
+    return CH_OK;
+  return pj_buf_add_key(b, key) || pj_buf_add_jstr(b, v, strlen(v)) ? CH_E_NOMEM
+                                                                    : CH_OK;
 }
 
 /* ---- users -------------------------------------------------------------- */
 
-static int jc_emit_user(struct jc_inst *in, json_object *u,
+static int jc_emit_user(struct jc_inst *in, struct pj_val u,
                         struct ch_sink *sink, struct ch_err *err) {
   struct ch_resource r = {0};
-  struct pj_buf mk = {0};
+  struct pj_buf mk = {0}, prof = {0};
   const char *emails[2] = {NULL, NULL};
   const char *keys[2] = {NULL, NULL};
-  const char *id = pj_str(u, "accountId");
-  const char *type = pj_str(u, "accountType");
-  const char *email = pj_str(u, "emailAddress");
-  int active = pj_bool(u, "active", 1);
-  json_object *prof = NULL;
+  const char *id = pj_get_str(u, "accountId");
+  const char *type = pj_get_str(u, "accountType");
+  const char *email = pj_get_str(u, "emailAddress");
+  const char *name = pj_get_str(u, "displayName");
+  int active = pj_get_bool(u, "active", 1);
   int rc = CH_OK;
 
   if (!id || !*id) {
@@ -53,13 +57,12 @@ static int jc_emit_user(struct jc_inst *in, json_object *u,
   if (jc_user_skipped(in, type, active))
     goto out;
   if (pj_buf_add(&mk, "atlassian_account_id=") || pj_buf_add(&mk, id) ||
-      !(prof = json_object_new_object())) {
+      pj_buf_add(&prof, "{") || jc_copy_str(&prof, u, "accountType") ||
+      jc_copy_str(&prof, u, "timeZone") || jc_copy_str(&prof, u, "locale") ||
+      pj_buf_add(&prof, "}")) {
     rc = pj_nomem(err);
     goto out;
   }
-  jc_copy_str(prof, u, "accountType");
-  jc_copy_str(prof, u, "timeZone");
-  jc_copy_str(prof, u, "locale");
   /* Jira hides the address when the profile's visibility says so; the
      atlassian_org plugin supplies it through the shared match key. */
   if (email && *email)
@@ -67,16 +70,16 @@ static int jc_emit_user(struct jc_inst *in, json_object *u,
   keys[0] = mk.s;
   r.type = "user";
   r.id = id;
-  r.display_name = pj_str(u, "displayName") ? pj_str(u, "displayName") : id;
+  r.display_name = name ? name : id;
   r.status = active ? CH_RES_ENABLED : CH_RES_DISABLED;
   r.account_type = pj_atlassian_account_type(type);
   r.emails = emails[0] ? emails : NULL;
   r.match_keys = keys;
-  r.profile_json = pj_json_text(prof);
+  r.profile_json = prof.s;
   if (sink->resource(sink, &r))
     rc = jc_stopped(err);
 out:
-  json_object_put(prof);
+  pj_buf_free(&prof);
   pj_buf_free(&mk);
   return rc;
 }
@@ -86,10 +89,11 @@ out:
 static int jc_list_users(struct jc_inst *in, json_object *tok,
                          struct ch_sink *sink, struct ch_err *err) {
   struct pj_buf b = {0};
-  json_object *page = NULL;
+  struct pj_doc *doc = NULL;
+  struct pj_val page;
   long long start = pj_int(tok, "s", 0);
   long status;
-  size_t n;
+  size_t n = 0;
   int rc;
 
   if (jc_url(in, &b, "/rest/api/3/users/search") ||
@@ -98,22 +102,23 @@ static int jc_list_users(struct jc_inst *in, json_object *tok,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = jc_request_route(in, "/rest/api/3/users/search", "GET", b.s, NULL, 0,
-                        "list users", &status, &page, err);
+  rc = jc_request_doc(in, "/rest/api/3/users/search", "GET", b.s, "list users",
+                      &status, &doc, err);
   if (rc)
     goto out;
-  if (!json_object_is_type(page, json_type_array)) {
+  page = pj_doc_root(doc);
+  if (pj_val_type(page) != PJ_ARR) {
     rc = ch_err_set(err, CH_E_PROTOCOL,
                     "list users: startAt=%lld: not a JSON array", start);
     goto out;
   }
-  n = json_object_array_length(page);
-  for (size_t i = 0; i < n && !rc; i++)
-    rc = jc_emit_user(in, json_object_array_get_idx(page, i), sink, err);
+  for (struct pj_val u = pj_val_first(page); u.i >= 0 && !rc;
+       u = pj_val_next(u), n++)
+    rc = jc_emit_user(in, u, sink, err);
   if (!rc && n)
     rc = jc_next(sink, tok, start + (long long)n, -1, err);
 out:
-  json_object_put(page);
+  pj_doc_free(doc);
   pj_buf_free(&b);
   return rc;
 }
@@ -126,28 +131,28 @@ out:
  * server fault, reported rather than looped on.
  */
 static int jc_pagebean(struct jc_inst *in, struct ch_sink *sink,
-                       json_object *page, const char *what, long long start,
-                       json_object **values, int *more, struct ch_err *err) {
-  json_object *last;
-  long long total = pj_int(page, "total", -1);
+                       struct pj_doc *doc, const char *what, long long start,
+                       struct pj_val *values, int *more, struct ch_err *err) {
+  struct pj_val page = pj_doc_root(doc);
+  struct pj_val last = pj_get(page, "isLast");
+  long long total = pj_get_int(page, "total", -1);
 
   /* The first page's total tells the host's progress what to expect. */
   if (start == 0 && total >= 0 && CH_SINK_HAS(in->host, expect) &&
       sink->expect && sink->expect(sink, (uint64_t)total))
     return jc_stopped(err);
 
-  *values = pj_arr(page, "values");
-  if (!*values)
+  *values = pj_get_arr(page, "values");
+  if (pj_val_type(*values) == PJ_NONE)
     return ch_err_set(err, CH_E_PROTOCOL,
                       "%s: startAt=%lld: no values array in the page", what,
                       start);
-  if (!json_object_object_get_ex(page, "isLast", &last) ||
-      !json_object_is_type(last, json_type_boolean))
+  if (pj_val_type(last) != PJ_BOOL)
     /* isLast is optional in the spec; without it, an empty page ends. */
-    *more = json_object_array_length(*values) > 0;
+    *more = pj_val_len(*values) > 0;
   else
-    *more = !json_object_get_boolean(last);
-  if (*more && json_object_array_length(*values) == 0)
+    *more = !pj_val_bool(last, 0);
+  if (*more && pj_val_len(*values) == 0)
     return ch_err_set(err, CH_E_PROTOCOL,
                       "%s: startAt=%lld: empty page not marked last", what,
                       start);
@@ -159,7 +164,8 @@ static int jc_pagebean(struct jc_inst *in, struct ch_sink *sink,
 static int jc_list_groups(struct jc_inst *in, json_object *tok,
                           struct ch_sink *sink, struct ch_err *err) {
   struct pj_buf b = {0};
-  json_object *page = NULL, *values;
+  struct pj_doc *page = NULL;
+  struct pj_val values;
   long long start = pj_int(tok, "s", 0);
   long status;
   size_t n;
@@ -171,17 +177,17 @@ static int jc_list_groups(struct jc_inst *in, json_object *tok,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = jc_request_route(in, "/rest/api/3/group/bulk", "GET", b.s, NULL, 0,
-                        "list groups", &status, &page, err);
+  rc = jc_request_doc(in, "/rest/api/3/group/bulk", "GET", b.s, "list groups",
+                      &status, &page, err);
   if (rc || (rc = jc_pagebean(in, sink, page, "list groups", start, &values,
                               &more, err)))
     goto out;
-  n = json_object_array_length(values);
-  for (size_t i = 0; i < n && !rc; i++) {
-    json_object *g = json_object_array_get_idx(values, i);
+  n = pj_val_len(values);
+  for (struct pj_val g = pj_val_first(values); g.i >= 0 && !rc;
+       g = pj_val_next(g)) {
     struct ch_resource r = {0};
-    const char *id = pj_str(g, "groupId");
-    const char *name = pj_str(g, "name");
+    const char *id = pj_get_str(g, "groupId");
+    const char *name = pj_get_str(g, "name");
     if (!id || !*id) {
       /* groupId is nullable; without it the group cannot be addressed
          (names change, ids do not). */
@@ -199,7 +205,7 @@ static int jc_list_groups(struct jc_inst *in, json_object *tok,
   if (!rc && more)
     rc = jc_next(sink, tok, start + (long long)n, -1, err);
 out:
-  json_object_put(page);
+  pj_doc_free(page);
   pj_buf_free(&b);
   return rc;
 }
@@ -208,7 +214,8 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
                             json_object *tok, struct ch_sink *sink,
                             struct ch_err *err) {
   struct pj_buf b = {0};
-  json_object *page = NULL, *values;
+  struct pj_doc *page = NULL;
+  struct pj_val values;
   long long start = pj_int(tok, "s", 0);
   long status;
   size_t n;
@@ -222,8 +229,8 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
     rc = pj_nomem(err);
     goto out;
   }
-  rc = jc_request_route(in, "/rest/api/3/group/member", "GET", b.s, NULL, 0,
-                        "group members", &status, &page, err);
+  rc = jc_request_doc(in, "/rest/api/3/group/member", "GET", b.s,
+                      "group members", &status, &page, err);
   if (rc == CH_E_NOTFOUND) {
     /* Deleted while we synced: the group's listing is stale, not wrong. */
     in->host->log(in->hc, CH_LOG_WARN,
@@ -234,13 +241,14 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
   if (rc || (rc = jc_pagebean(in, sink, page, "group members", start, &values,
                               &more, err)))
     goto out;
-  n = json_object_array_length(values);
-  for (size_t i = 0; i < n && !rc; i++) {
-    json_object *u = json_object_array_get_idx(values, i);
+  n = pj_val_len(values);
+  for (struct pj_val u = pj_val_first(values); u.i >= 0 && !rc;
+       u = pj_val_next(u)) {
     struct ch_grant g = {0};
-    const char *aid = pj_str(u, "accountId");
-    int active = pj_bool(u, "active", 1);
-    if (!aid || !*aid || jc_user_skipped(in, pj_str(u, "accountType"), active))
+    const char *aid = pj_get_str(u, "accountId");
+    int active = pj_get_bool(u, "active", 1);
+    if (!aid || !*aid ||
+        jc_user_skipped(in, pj_get_str(u, "accountType"), active))
       continue;
     g.resource.type = "group";
     g.resource.id = gid;
@@ -254,27 +262,25 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
   if (!rc && more)
     rc = jc_next(sink, tok, start + (long long)n, -1, err);
 out:
-  json_object_put(page);
+  pj_doc_free(page);
   pj_buf_free(&b);
   return rc;
 }
 
 /* ---- projects ----------------------------------------------------------- */
 
-static int jc_emit_lead(struct jc_inst *in, const char *pid, json_object *lead,
+static int jc_emit_lead(struct jc_inst *in, const char *pid, struct pj_val lead,
                         struct ch_sink *sink, struct ch_err *err) {
   struct ch_grant g = {0};
-  const char *aid = pj_str(lead, "accountId");
-  json_object *active;
+  const char *aid = pj_get_str(lead, "accountId");
+  const char *type = pj_get_str(lead, "accountType");
+  struct pj_val active = pj_get(lead, "active");
   int skipped = 0, rc;
 
   if (!aid || !*aid)
     return CH_OK;
-  if (json_object_object_get_ex(lead, "active", &active) &&
-      json_object_is_type(active, json_type_boolean) &&
-      pj_str(lead, "accountType"))
-    skipped = jc_user_skipped(in, pj_str(lead, "accountType"),
-                              json_object_get_boolean(active));
+  if (pj_val_type(active) == PJ_BOOL && type)
+    skipped = jc_user_skipped(in, type, pj_val_bool(active, 1));
   else if ((rc = jc_account_skipped(in, aid, &skipped, err)))
     return rc;
   if (skipped)
@@ -294,8 +300,9 @@ static const char *const jc_lead_only[] = {"lead", NULL};
    request (the endpoint's limit) and "k" in the token says which slice. */
 static int jc_list_projects(struct jc_inst *in, json_object *tok,
                             struct ch_sink *sink, struct ch_err *err) {
-  struct pj_buf b = {0};
-  json_object *page = NULL, *values;
+  struct pj_buf b = {0}, prof = {0};
+  struct pj_doc *page = NULL;
+  struct pj_val values;
   long long start = pj_int(tok, "s", 0);
   long long chunk = pj_int(tok, "k", 0);
   long status;
@@ -318,8 +325,8 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
       rc = pj_nomem(err);
       goto out;
     }
-  rc = jc_request_route(in, "/rest/api/3/project/search", "GET", b.s, NULL, 0,
-                        "list projects", &status, &page, err);
+  rc = jc_request_doc(in, "/rest/api/3/project/search", "GET", b.s,
+                      "list projects", &status, &page, err);
   if (rc == CH_E_NOTFOUND) {
     /* The documented answer for "no projects match": an empty result. */
     rc = CH_OK;
@@ -328,13 +335,13 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
   if (rc || (rc = jc_pagebean(in, sink, page, "list projects", start, &values,
                               &more, err)))
     goto out;
-  n = json_object_array_length(values);
-  for (size_t i = 0; i < n && !rc; i++) {
-    json_object *p = json_object_array_get_idx(values, i);
+  n = pj_val_len(values);
+  for (struct pj_val p = pj_val_first(values); p.i >= 0 && !rc;
+       p = pj_val_next(p)) {
     struct ch_resource r = {0};
-    json_object *prof;
-    const char *pid = pj_str(p, "id");
-    const char *key = pj_str(p, "key");
+    const char *pid = pj_get_str(p, "id");
+    const char *key = pj_get_str(p, "key");
+    const char *name = pj_get_str(p, "name");
     if (!pid || !*pid) {
       in->host->log(in->hc, CH_LOG_WARN,
                     "list projects: a project without an id was skipped");
@@ -344,22 +351,21 @@ static int jc_list_projects(struct jc_inst *in, json_object *tok,
        ignores the parameter. */
     if (key && !jc_key_allowed(in, key))
       continue;
-    if (!(prof = json_object_new_object())) {
+    prof.len = 0;
+    if (pj_buf_add(&prof, "{") || jc_copy_str(&prof, p, "key") ||
+        jc_copy_str(&prof, p, "projectTypeKey") || pj_buf_add(&prof, "}")) {
       rc = pj_nomem(err);
       break;
     }
-    jc_copy_str(prof, p, "key");
-    jc_copy_str(prof, p, "projectTypeKey");
     r.type = "project";
     r.id = pid;
-    r.display_name = pj_str(p, "name") ? pj_str(p, "name") : key ? key : pid;
-    r.profile_json = pj_json_text(prof);
+    r.display_name = name ? name : key ? key : pid;
+    r.profile_json = prof.s;
     r.entitlements = in->skip_participants ? jc_lead_only : NULL;
     if (sink->resource(sink, &r))
       rc = jc_stopped(err);
-    json_object_put(prof);
     if (!rc)
-      rc = jc_emit_lead(in, pid, pj_obj(p, "lead"), sink, err);
+      rc = jc_emit_lead(in, pid, pj_get_obj(p, "lead"), sink, err);
   }
 next:
   if (rc)
@@ -369,7 +375,8 @@ next:
   else if (in->nkeys && ((size_t)chunk + 1) * JC_MAX_KEYS_PER_REQ < in->nkeys)
     rc = jc_next(sink, tok, 0, chunk + 1, err);
 out:
-  json_object_put(page);
+  pj_doc_free(page);
+  pj_buf_free(&prof);
   pj_buf_free(&b);
   return rc;
 }
@@ -478,7 +485,8 @@ out:
 static int jc_role_actors(struct jc_inst *in, const char *res_id,
                           struct ch_sink *sink, struct ch_err *err) {
   struct pj_buf b = {0};
-  json_object *role = NULL, *actors;
+  struct pj_doc *role = NULL;
+  struct pj_val actors;
   const char *colon = strchr(res_id, ':');
   char pid[64];
   const char *rid;
@@ -499,9 +507,8 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
     rc = pj_nomem(err);
     goto out;
   }
-  rc =
-      jc_request_route(in, "/rest/api/3/project/{projectIdOrKey}/role/{id}",
-                       "GET", b.s, NULL, 0, "role actors", &status, &role, err);
+  rc = jc_request_doc(in, "/rest/api/3/project/{projectIdOrKey}/role/{id}",
+                      "GET", b.s, "role actors", &status, &role, err);
   if (rc == CH_E_NOTFOUND) {
     in->host->log(in->hc, CH_LOG_WARN,
                   "project role %s is gone (HTTP 404); its actors are skipped",
@@ -511,16 +518,16 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
   }
   if (rc)
     goto out;
-  actors = pj_arr(role, "actors");
-  if (!actors) {
+  actors = pj_get_arr(pj_doc_root(role), "actors");
+  if (pj_val_type(actors) == PJ_NONE) {
     rc = ch_err_set(err, CH_E_PROTOCOL, "role actors: %s: no actors array",
                     res_id);
     goto out;
   }
-  for (size_t i = 0; i < json_object_array_length(actors) && !rc; i++) {
-    json_object *a = json_object_array_get_idx(actors, i);
-    const char *uid = pj_str(pj_obj(a, "actorUser"), "accountId");
-    const char *gid = pj_str(pj_obj(a, "actorGroup"), "groupId");
+  for (struct pj_val a = pj_val_first(actors); a.i >= 0 && !rc;
+       a = pj_val_next(a)) {
+    const char *uid = pj_get_str(pj_get_obj(a, "actorUser"), "accountId");
+    const char *gid = pj_get_str(pj_get_obj(a, "actorGroup"), "groupId");
     struct ch_grant g = {0};
     int skipped = 0;
 
@@ -541,7 +548,8 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
                     "project role %s: actor \"%s\" is neither a user nor a "
                     "group with an id; skipped",
                     res_id,
-                    pj_str(a, "displayName") ? pj_str(a, "displayName") : "?");
+                    pj_get_str(a, "displayName") ? pj_get_str(a, "displayName")
+                                                 : "?");
       continue;
     }
     g.resource.type = "project_role";
@@ -560,7 +568,7 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
       rc = jc_stopped(err);
   }
 out:
-  json_object_put(role);
+  pj_doc_free(role);
   pj_buf_free(&b);
   return rc;
 }

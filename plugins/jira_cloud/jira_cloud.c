@@ -214,18 +214,31 @@ int jc_request(struct jc_inst *in, const char *method, const char *url,
                           err);
 }
 
+/* A 401 on a site URL: the error names the URL to configure. */
+static int jc_auth_hint(struct jc_inst *in, int rc, long status,
+                        const char *what, struct ch_err *err) {
+  if (rc == CH_E_AUTH && status == 401) {
+    jc_scoped_hint(in, what, err);
+    rc = err->code;
+  }
+  return rc;
+}
+
 int jc_request_route(struct jc_inst *in, const char *route, const char *method,
                      const char *url, json_object *body, unsigned flags,
                      const char *what, long *status, json_object **out,
                      struct ch_err *err) {
   int rc = pj_request_route(&in->cl, route, method, url, body, flags, what,
                             status, out, err);
+  return jc_auth_hint(in, rc, *status, what, err);
+}
 
-  if (rc == CH_E_AUTH && *status == 401) {
-    jc_scoped_hint(in, what, err);
-    rc = err->code;
-  }
-  return rc;
+int jc_request_doc(struct jc_inst *in, const char *route, const char *method,
+                   const char *url, const char *what, long *status,
+                   struct pj_doc **out, struct ch_err *err) {
+  int rc = pj_request_doc(&in->cl, route, method, url, NULL, 0, what, status,
+                          out, err);
+  return jc_auth_hint(in, rc, *status, what, err);
 }
 
 int jc_user_skipped(const struct jc_inst *in, const char *account_type,

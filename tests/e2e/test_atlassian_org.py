@@ -747,6 +747,20 @@ class Errors(OrgTest):
             self.assertEqual(r.rc, 1, r)
             self.assertIn("json", (r.err + r.out).lower(), spec)
 
+    def test_malformed_role_assignments_sent_again(self):
+        """The per-user role assignments are read without a json-c tree;
+        a malformed 2xx answer is still sent again (a GET), and one that
+        stays malformed still fails the instance with the same words."""
+        self.faulty("badjson,nth=1:/users/[^/]+/role-assignments$")
+        g, r = self.sync(self.config(), "--log-level", "warn")
+        self.assert_matches_truth(g, self.fake.truth)
+        self.assertIn("user role assignments: malformed JSON", r.err)
+        self.assertIn("sending the request again", r.err)
+        self.faulty("badjson:/users/[^/]+/role-assignments$")
+        g, r = self.sync(self.config(), ok=False)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("user role assignments: malformed JSON", r.err + r.out)
+
     def test_other_instance_survives_with_allow_partial(self):
         bad = self.org_inst(api_token="not-the-key")
         cfg = self.config({TENANT: {INST: self.org_inst()}, "other": {INST: bad}})
