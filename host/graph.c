@@ -136,11 +136,14 @@ struct graph *graph_new(void) {
 
   if (!g)
     return NULL;
-  if (pthread_mutex_init(&g->lock, NULL)) {
+  g->vbuf = calloc(1, sizeof(*g->vbuf));
+  if (!g->vbuf || pthread_mutex_init(&g->lock, NULL)) {
+    free(g->vbuf);
     free(g);
     return NULL;
   }
   hmap_init(&g->tenants);
+  gr_pdict_init(&g->pdict);
   return g;
 }
 
@@ -212,6 +215,9 @@ void graph_free(struct graph *g) {
     free(g->tenant_names[i]);
   free(g->tenant_names);
   hmap_release(&g->tenants);
+  gr_pdict_release(&g->pdict);
+  free(g->vbuf->buf);
+  free(g->vbuf);
   pthread_mutex_destroy(&g->lock);
   free(g);
 }
@@ -363,7 +369,15 @@ int graph_resource_view(const struct graph *g, size_t i,
   out->account_type = r->account_type;
   out->emails = r->emails;
   out->match_keys = r->match_keys;
-  out->profile = r->profile;
+  out->profile = NULL;
+  if (r->profile) { /* decoded into the graph's one view buffer */
+    g->vbuf->len = 0;
+    gr_pdict_write(&g->pdict, r->profile, g->vbuf);
+    jw_put(g->vbuf, "", 1);
+    if (!g->vbuf->failed)
+      out->profile = g->vbuf->buf;
+    g->vbuf->failed = 0;
+  }
   out->parent = r->parent ? r->parent->rank : GRAPH_NONE;
   out->identity = n->identity;
   return 1;

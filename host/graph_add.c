@@ -104,7 +104,8 @@ static char *pack_str(char **sp, const char *s) {
 
 /* One allocation holding the record and everything it points to: a big
    tenant has 100k of these, and one free() releases each. */
-static struct res *res_pack(const struct ch_resource *r, const char *profile,
+static struct res *res_pack(const struct ch_resource *r,
+                            const unsigned char *profile, size_t plen,
                             const uint16_t *slugs, size_t nslugs) {
   size_t nem = 0, nmk = 0, strbytes = 0, i;
   const char **em, **mk;
@@ -118,8 +119,7 @@ static struct res *res_pack(const struct ch_resource *r, const char *profile,
     strbytes += strlen(r->emails[nem]) + 1;
   for (; r->match_keys && r->match_keys[nmk]; nmk++)
     strbytes += strlen(r->match_keys[nmk]) + 1;
-  if (profile)
-    strbytes += strlen(profile) + 1;
+  strbytes += plen;
   res = malloc(sizeof(*res) + (nem + nmk + 2) * sizeof(char *) +
                nslugs * sizeof(uint16_t) + strbytes);
   if (!res)
@@ -142,7 +142,7 @@ static struct res *res_pack(const struct ch_resource *r, const char *profile,
   mk[nmk] = NULL;
   res->emails = em;
   res->match_keys = mk;
-  res->profile = profile ? pack_str(&sp, profile) : NULL;
+  res->profile = profile ? memcpy(sp, profile, plen) : NULL;
   res->status = r->status;
   res->account_type = r->account_type;
   return res;
@@ -159,11 +159,28 @@ static int cmp_strv(const char *const *a, const char *const *b) {
   }
 }
 
+/* Two profiles' codes, ordered by their texts. */
+static int cmp_profile(struct graph *g, const unsigned char *a,
+                       const unsigned char *b) {
+  char *ta, *tb;
+  int c;
+
+  if (!a || !b)
+    return (a != NULL) - (b != NULL);
+  ta = gr_pdict_text(&g->pdict, a);
+  tb = gr_pdict_text(&g->pdict, b);
+  /* out of memory: any fixed answer keeps the order total enough */
+  c = ta && tb ? strcmp(ta, tb) : 0;
+  free(ta);
+  free(tb);
+  return c;
+}
+
 /* A total order over everything a resource record carries: when a plugin
    emits one resource twice (two pages overlapping, two parents), the
    lowest record wins, so arrival order (and so the number of workers)
    cannot change the output. */
-static int res_cmp(const struct res *a, const struct res *b) {
+static int res_cmp(struct graph *g, const struct res *a, const struct res *b) {
   size_t i;
   int c;
 
@@ -177,7 +194,7 @@ static int res_cmp(const struct res *a, const struct res *b) {
     return c;
   if ((c = cmp_strv(a->match_keys, b->match_keys)))
     return c;
-  if ((c = cmp_str(a->profile, b->profile)))
+  if ((c = cmp_profile(g, a->profile, b->profile)))
     return c;
   if (a->parent != b->parent) {
     if (!a->parent || !b->parent)
@@ -351,8 +368,9 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
   struct res *nr = NULL, *old = NULL;
   struct node *node, *pnode = NULL;
   uint16_t *slugs = NULL;
-  size_t nslugs = 0;
+  size_t nslugs = 0, plen = 0;
   char *profile = NULL;
+  unsigned char *pcode = NULL;
   int result;
 
   if (!in || !r) {
@@ -364,7 +382,11 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
   result = res_check(in, r, &ti, &slugs, &nslugs, &profile, err);
   if (result)
     goto out;
-  nr = res_pack(r, profile, slugs, nslugs);
+  if (profile && gr_pdict_encode(&g->pdict, profile, &pcode, &plen)) {
+    result = ch_err_set(err, CH_E_NOMEM, "out of memory");
+    goto out;
+  }
+  nr = res_pack(r, pcode, plen, slugs, nslugs);
   if (!nr) {
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
     goto out;
@@ -389,7 +411,7 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
     node->res = nr;
     nr = NULL;
     in->nres++;
-  } else if (res_cmp(nr, node->res) < 0) {
+  } else if (res_cmp(g, nr, node->res) < 0) {
     old = node->res;
     node->res = nr;
     nr = NULL;
@@ -401,6 +423,7 @@ out:
   free(nr);
   free(slugs);
   free(profile);
+  free(pcode);
   return result;
 }
 

@@ -115,7 +115,7 @@ static void write_resource(const struct graph *g, struct jw *w,
   }
   if (r->profile) {
     jw_key(w, "profile", 0);
-    jw_put(w, r->profile, strlen(r->profile));
+    gr_pdict_write(&g->pdict, r->profile, w);
   }
   if (n->identity != NONE)
     jw_field_str(w, "identity", g->idents[n->identity].key);

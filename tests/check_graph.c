@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "graph.h"
+#include "graph_int.h"
 
 #define GEN_AT "2024-01-02T03:04:05Z"
 
@@ -896,7 +897,87 @@ START_TEST(test_profile_canonical) {
                              "\"x/y\",null]},\"b\":1.50}") != NULL,
                 "%s", text);
   free(text);
+  { /* the store's view decodes the same text */
+    struct graph_res_view v;
+    size_t i;
+    for (i = 0; i < graph_nnodes(g) && !graph_resource_view(g, i, &v); i++)
+      ;
+    ck_assert_uint_lt(i, graph_nnodes(g));
+    ck_assert_str_eq(v.profile, "{\"a\":{\"c\":\"é\\n\",\"d\":[1,\"x/y\","
+                                "null]},\"b\":1.50}");
+  }
   graph_free(g);
+}
+END_TEST
+
+/* Decode `c` back to text (what the writer and the store see). */
+static char *pdict_text(struct gr_pdict *d, const unsigned char *c) {
+  char *t = gr_pdict_text(d, c);
+  ck_assert_ptr_nonnull(t);
+  return t;
+}
+
+/* The profile dictionary gives back every canonical text byte for byte:
+   coded values, inlined ones once a position's 255 codes are used, long
+   values, profiles with too many values (kept as text), nested shapes. */
+START_TEST(test_profile_dictionary) {
+  static const char *const texts[] = {
+      "{}",
+      "{\"a\":\"x\",\"b\":true,\"c\":null,\"d\":-1.5e3}",
+      "{\"a\":\"x\",\"b\":false,\"c\":null,\"d\":7}",
+      "{\"a\":\"\",\"q\\\"k\":\"v\\\\\\\"w\",\"z\":[1,\"2\",[],{},{\"y\":0}]}",
+      "{\"n\":{\"m\":[\"é\",\"\\u0001\",\"a,b]}\"]}}",
+  };
+  struct gr_pdict d;
+  unsigned char *c[600];
+  char big[4096], *t;
+  size_t len, i, small = 0;
+
+  gr_pdict_init(&d);
+  for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+    ck_assert_int_eq(gr_pdict_encode(&d, texts[i], &c[0], &len), CH_OK);
+    t = pdict_text(&d, c[0]);
+    ck_assert_str_eq(t, texts[i]);
+    free(t);
+    free(c[0]);
+  }
+  /* 300 distinct values at one position, each twice: past 255 they are
+     inlined, and every one still decodes */
+  for (i = 0; i < 600; i++) {
+    char text[96];
+    snprintf(text, sizeof(text), "{\"id\":\"user-%zu\",\"tz\":\"UTC\"}",
+             i % 300);
+    ck_assert_int_eq(gr_pdict_encode(&d, text, &c[i], &len), CH_OK);
+    if (len <= 3)
+      small++; /* shape id and two codes */
+    t = pdict_text(&d, c[i]);
+    ck_assert_str_eq(t, text);
+    free(t);
+  }
+  ck_assert_uint_eq(small, 255 + 255);
+  for (i = 0; i < 600; i++)
+    free(c[i]);
+  /* a value longer than a code may hold, and one with 100 values */
+  memset(big, 'x', 200);
+  memcpy(big, "{\"k\":\"", 6);
+  memcpy(big + 200, "\"}", 3);
+  ck_assert_int_eq(gr_pdict_encode(&d, big, &c[0], &len), CH_OK);
+  ck_assert_uint_gt(len, 190);
+  t = pdict_text(&d, c[0]);
+  ck_assert_str_eq(t, big);
+  free(t);
+  free(c[0]);
+  len = (size_t)snprintf(big, sizeof(big), "{\"v\":[");
+  for (i = 0; i < 100; i++)
+    len += (size_t)snprintf(big + len, sizeof(big) - len, "%s%zu", i ? "," : "",
+                            i);
+  snprintf(big + len, sizeof(big) - len, "]}");
+  ck_assert_int_eq(gr_pdict_encode(&d, big, &c[0], &len), CH_OK);
+  t = pdict_text(&d, c[0]);
+  ck_assert_str_eq(t, big);
+  free(t);
+  free(c[0]);
+  gr_pdict_release(&d);
 }
 END_TEST
 
@@ -1299,6 +1380,7 @@ static Suite *graph_suite(void) {
   suite_add_tcase(s, core);
 
   tcase_add_test(out, test_profile_canonical);
+  tcase_add_test(out, test_profile_dictionary);
   tcase_add_test(out, test_jsonl_shape);
   tcase_add_test(out, test_deterministic_output);
   tcase_add_test(out, test_sorted_by_key);
