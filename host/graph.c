@@ -148,21 +148,15 @@ struct graph *graph_new(void) {
 }
 
 static void inst_free(struct inst *in) {
-  size_t i, pos;
-  void *v;
+  size_t i;
 
   if (!in)
     return;
+  /* the nodes and their records are in g->narena, their keys and
+     entitlement indices freed by graph_free */
   for (i = 0; in->tinfos && i < in->ntypes; i++) {
-    struct tinfo *ti = &in->tinfos[i];
-    pos = 0;
-    while (hmap_next(&ti->nodes, &pos, NULL, NULL, &v)) {
-      struct node *n = v;
-      free(n->res);  /* n->key is freed by graph_free */
-      free(n->ents); /* n itself is in g->narena */
-    }
-    hmap_release(&ti->nodes);
-    hmap_release(&ti->slugs);
+    hmap_release(&in->tinfos[i].nodes);
+    hmap_release(&in->tinfos[i].slugs);
   }
   free(in->tinfos);
   hmap_release(&in->type_map);
@@ -200,11 +194,9 @@ void graph_free(struct graph *g) {
   gr_arena_release(&g->istrs);
   free(g->derived);
   free(g->srcpool);
-  if (!g->karena) {
-    for (i = 0; i < g->norder; i++)
-      free(g->order[i]->key);
-  }
-  free(g->karena);
+  for (i = 0; i < g->norder; i++)
+    free(g->order[i]->ents);
+  gr_arena_release(&g->karena);
   free(g->krefs);
   free(g->order);
   for (i = 0; i < g->ninsts; i++)

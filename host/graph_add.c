@@ -102,28 +102,39 @@ static char *pack_str(char **sp, const char *s) {
   return d;
 }
 
-/* One allocation holding the record and everything it points to: a big
-   tenant has 100k of these, and one free() releases each. */
-static struct res *res_pack(const struct ch_resource *r,
+/* The size of one packed record: the record and everything it points to
+   back to back, a multiple of 8 so records in the arena stay aligned. */
+static size_t res_size(const struct ch_resource *r, size_t plen,
+                       size_t nslugs) {
+  size_t n = sizeof(struct res) + plen + nslugs * sizeof(uint16_t) +
+             2 * sizeof(char *);
+  const char *const *v;
+
+  if (r->display_name)
+    n += strlen(r->display_name) + 1;
+  for (v = r->emails; v && *v; v++)
+    n += sizeof(char *) + strlen(*v) + 1;
+  for (v = r->match_keys; v && *v; v++)
+    n += sizeof(char *) + strlen(*v) + 1;
+  return (n + 7) & ~(size_t)7;
+}
+
+/* Pack the record into `mem` (res_size bytes). A big tenant has 100k of
+   these: they live in the graph's arena, without a malloc header each or
+   the holes the workers' freed pages leave around them. */
+static struct res *res_pack(void *mem, const struct ch_resource *r,
                             const unsigned char *profile, size_t plen,
                             const uint16_t *slugs, size_t nslugs) {
-  size_t nem = 0, nmk = 0, strbytes = 0, i;
+  size_t nem = 0, nmk = 0, i;
+  struct res *res = mem;
   const char **em, **mk;
-  struct res *res;
   uint16_t *sl;
   char *sp;
 
-  if (r->display_name)
-    strbytes += strlen(r->display_name) + 1;
-  for (; r->emails && r->emails[nem]; nem++)
-    strbytes += strlen(r->emails[nem]) + 1;
-  for (; r->match_keys && r->match_keys[nmk]; nmk++)
-    strbytes += strlen(r->match_keys[nmk]) + 1;
-  strbytes += plen;
-  res = malloc(sizeof(*res) + (nem + nmk + 2) * sizeof(char *) +
-               nslugs * sizeof(uint16_t) + strbytes);
-  if (!res)
-    return NULL;
+  while (r->emails && r->emails[nem])
+    nem++;
+  while (r->match_keys && r->match_keys[nmk])
+    nmk++;
   memset(res, 0, sizeof(*res));
   em = (const char **)(res + 1);
   mk = em + nem + 1;
@@ -365,20 +376,21 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
                        struct ch_err *err) {
   struct inst *in = graph_inst(g, inst);
   struct tinfo *ti = NULL;
-  struct res *nr = NULL, *old = NULL;
+  struct res *tmp = NULL;
   struct node *node, *pnode = NULL;
   uint16_t *slugs = NULL;
-  size_t nslugs = 0, plen = 0;
+  size_t nslugs = 0, plen = 0, size;
   char *profile = NULL;
   unsigned char *pcode = NULL;
+  void *mem;
   int result;
 
   if (!in || !r) {
     result = ch_err_set(err, CH_E_INVALID, "no resource or no such instance");
     goto out;
   }
-  /* Validation, profile parsing and copying run outside the lock, so
-     workers only serialize on the hash map updates. */
+  /* Validation, profile parsing and coding run outside the lock, so
+     workers only serialize on the hash map updates and one copy. */
   result = res_check(in, r, &ti, &slugs, &nslugs, &profile, err);
   if (result)
     goto out;
@@ -386,12 +398,9 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
     goto out;
   }
-  nr = res_pack(r, pcode, plen, slugs, nslugs);
-  if (!nr) {
-    result = ch_err_set(err, CH_E_NOMEM, "out of memory");
-    goto out;
-  }
+  size = res_size(r, plen, nslugs);
 
+  result = CH_E_NOMEM;
   pthread_mutex_lock(&g->lock);
   if (g->finished) {
     pthread_mutex_unlock(&g->lock);
@@ -401,26 +410,34 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
   node = node_get(g, in, ti, r->id);
   if (node && ti->parent)
     pnode = node_get(g, in, ti->parent, r->parent_id);
-  if (!node || (ti->parent && !pnode)) {
-    pthread_mutex_unlock(&g->lock);
-    result = ch_err_set(err, CH_E_NOMEM, "out of memory");
-    goto out;
+  if (!node || (ti->parent && !pnode))
+    goto unlock;
+  if (node->res) {
+    /* listed twice: the lower record wins (the loser's copy, if it was
+       the first, stays in the arena unused; duplicates are rare) */
+    tmp = malloc(size);
+    if (!tmp)
+      goto unlock;
+    res_pack(tmp, r, pcode, plen, slugs, nslugs)->parent = pnode;
+    if (res_cmp(g, tmp, node->res) >= 0) {
+      result = CH_OK;
+      goto unlock;
+    }
   }
-  nr->parent = pnode;
-  if (!node->res) {
-    node->res = nr;
-    nr = NULL;
+  mem = gr_arena_alloc(&g->narena, size);
+  if (!mem)
+    goto unlock;
+  if (!node->res)
     in->nres++;
-  } else if (res_cmp(g, nr, node->res) < 0) {
-    old = node->res;
-    node->res = nr;
-    nr = NULL;
-  }
-  pthread_mutex_unlock(&g->lock);
+  node->res = res_pack(mem, r, pcode, plen, slugs, nslugs);
+  node->res->parent = pnode;
   result = CH_OK;
+unlock:
+  pthread_mutex_unlock(&g->lock);
+  if (result == CH_E_NOMEM)
+    ch_err_set(err, CH_E_NOMEM, "out of memory");
 out:
-  free(old);
-  free(nr);
+  free(tmp);
   free(slugs);
   free(profile);
   free(pcode);

@@ -142,55 +142,77 @@ out:
   return result;
 }
 
-/* Union-find over the user resources of each tenant sharing a match key. */
+struct mkref { /* one user's match key, as the join compares it */
+  const char *mk;
+  uint32_t tenant, node;
+};
+
+static int cmp_mkref(const void *a, const void *b) {
+  const struct mkref *x = a, *y = b;
+
+  if (x->tenant != y->tenant)
+    return x->tenant < y->tenant ? -1 : 1;
+  return strcmp(x->mk, y->mk);
+}
+
+/* Union-find over the user resources of each tenant sharing a match key:
+   the match keys are sorted (by tenant, then text) and each run of equal
+   ones joined. A hash map over them would need a copy of every key with
+   its tenant and 24-byte slots, at graph_finish's peak. */
 int gr_finish_identities(struct graph *g) {
-  struct hmap seen = HMAP_INIT;
-  struct gr_arena keys = GR_ARENA_INIT; /* the keys `seen` borrows */
-  size_t i, nid = 0, nusers = 0;
+  struct gr_arena keys = GR_ARENA_INIT; /* match keys lowercased */
+  struct mkref *refs = NULL;
+  size_t i, j, nid = 0, nusers = 0, nrefs = 0;
   uint32_t *uf = NULL, *idof = NULL;
   int result = CH_E_NOMEM;
 
+  for (i = 0; i < g->norder; i++) {
+    const char *const *v;
+    if (is_user(g->order[i])) {
+      for (v = g->order[i]->res->match_keys; *v; v++)
+        nrefs++;
+    }
+  }
   uf = malloc((g->norder ? g->norder : 1) * sizeof(*uf));
   idof = malloc((g->norder ? g->norder : 1) * sizeof(*idof));
-  if (!uf || !idof)
+  refs = malloc((nrefs ? nrefs : 1) * sizeof(*refs));
+  if (!uf || !idof || !refs)
     goto out;
   for (i = 0; i < g->norder; i++) {
     uf[i] = (uint32_t)i;
     idof[i] = NONE;
   }
-  for (i = 0; i < g->norder; i++) {
+  for (i = 0, nrefs = 0; i < g->norder; i++) {
     const struct node *n = g->order[i];
     const char *const *v;
     if (!is_user(n))
       continue;
     for (v = n->res->match_keys; *v; v++) {
       const char *m = match_key_norm(&keys, *v);
-      char *k;
-      size_t len;
-      void *found;
       if (!m)
         goto out;
-      /* The tenant's index is part of the key: identities never span
-         tenants even when their users share an account id. */
-      len = sizeof(uint32_t) + strlen(m);
-      k = gr_arena_alloc(&keys, len);
-      if (!k)
-        goto out;
-      memcpy(k, &n->inst->tenant_idx, sizeof(uint32_t));
-      memcpy(k + sizeof(uint32_t), m, len - sizeof(uint32_t));
-      found = hmap_get(&seen, k, len);
-      if (found) {
-        uint32_t a = uf_find(uf, (uint32_t)i);
-        uint32_t b = uf_find(uf, (uint32_t)((uintptr_t)found - 1));
-        if (a < b)
-          uf[b] = a;
-        else
-          uf[a] = b;
-      } else if (hmap_put(&seen, k, len, (void *)(uintptr_t)(i + 1))) {
-        goto out;
-      }
+      /* The tenant is part of the key: identities never span tenants
+         even when their users share an account id. */
+      refs[nrefs].mk = m;
+      refs[nrefs].tenant = n->inst->tenant_idx;
+      refs[nrefs].node = (uint32_t)i;
+      nrefs++;
     }
   }
+  gr_sort(refs, nrefs, sizeof(*refs), cmp_mkref);
+  for (i = 0; i < nrefs; i = j) {
+    for (j = i + 1; j < nrefs && !cmp_mkref(&refs[i], &refs[j]); j++) {
+      uint32_t a = uf_find(uf, refs[i].node);
+      uint32_t b = uf_find(uf, refs[j].node);
+      if (a < b)
+        uf[b] = a;
+      else
+        uf[a] = b;
+    }
+  }
+  free(refs);
+  refs = NULL;
+  gr_arena_release(&keys);
   /* Number identities by their lowest member, count members. */
   for (i = 0; i < g->norder; i++) {
     uint32_t root;
@@ -238,7 +260,7 @@ int gr_finish_identities(struct graph *g) {
   }
   result = CH_OK;
 out:
-  hmap_release(&seen);
+  free(refs);
   gr_arena_release(&keys);
   free(uf);
   free(idof);

@@ -22,8 +22,9 @@
  * - each (instance, type, id) is one `struct node`, found through its
  *   type's hash map; the node is the interned copy of the id, and grants
  *   point at nodes instead of copying ids;
- * - a listed resource is one packed allocation (`struct res` + its strings);
- * - nodes come from an arena (never freed one by one); grants are flat
+ * - a listed resource is one packed record (`struct res` + its strings);
+ * - nodes and records come from an arena (never freed one by one); grants
+ *   are flat
  *   arrays of 28-byte records naming nodes, and later entitlements and
  *   ranks, by 32-bit index, sorted in place by graph_finish;
  * - identities borrow their members' emails and match keys unless
@@ -88,7 +89,7 @@ struct node {
   struct inst *inst;
   struct tinfo *type;
   struct res *res; /* NULL while never listed */
-  char *key;       /* printed key, built by graph_finish */
+  char *key;       /* printed key, built by graph_finish (in g->karena) */
   uint32_t *ents;  /* finish: entitlement index per res->slugs entry */
   uint32_t klen;   /* strlen(key) */
   uint32_t rank;   /* finish: index in g->order */
@@ -203,15 +204,15 @@ struct graph {
      graph_finish ranks them (then freed) */
   struct node **nodes;
   size_t nnodes, cnodes;
-  struct gr_arena narena; /* the nodes, never freed one by one */
+  struct gr_arena narena; /* the nodes and records, never freed one by one */
   char **gprofiles;       /* grants' canonical profiles; NULL once dropped */
   size_t ngprofiles, cgprofiles;
   int finished;
   /* built by graph_finish */
   struct node **order; /* every node, by key */
   size_t norder;
-  char *karena;       /* their keys, back to back in rank order */
-  struct kref *krefs; /* by rank */
+  struct gr_arena karena; /* their keys */
+  struct kref *krefs;     /* by rank */
   struct ent *ents;
   size_t nents;
   struct dgrant *derived;
