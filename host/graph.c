@@ -194,6 +194,8 @@ void graph_free(struct graph *g) {
   gr_arena_release(&g->istrs);
   free(g->derived);
   free(g->srcpool);
+  free(g->gprof);
+  free(g->gsrc);
   for (i = 0; i < g->norder; i++)
     free(g->order[i]->ents);
   gr_arena_release(&g->karena);
@@ -398,12 +400,14 @@ void graph_grant_view(const struct graph *g, size_t i,
                       struct graph_grant_view *out) {
   const struct rgrant *r = i < g->ngrants ? &g->grants[i] : NULL;
   const struct dgrant *d = r ? NULL : &g->derived[i - g->ngrants];
-  uint32_t src = r ? r->src : d->src;
+  const struct gside *gs = r ? gside_find(g->gsrc, g->ngsrc, i) : NULL;
+  const uint32_t *srcp = r ? (gs ? &gs->v : NULL) : &d->src;
+  uint32_t src = srcp ? *srcp : NONE;
 
   out->ent = r ? r->ent : d->ent;
   out->principal = r ? r->prank : d->principal;
   out->direct = r != NULL;
-  out->expandable = r && (r->flags & CH_GRANT_EXPANDABLE) ? r->exp_ent : NONE;
+  out->expandable = r && r->expand ? r->aux : NONE;
   out->sources = NULL;
   out->nsources = 0;
   if (src == NONE)
@@ -412,7 +416,7 @@ void graph_grant_view(const struct graph *g, size_t i,
     out->sources = g->srcpool + (src & ~SRC_LIST) + 1;
     out->nsources = g->srcpool[src & ~SRC_LIST];
   } else {
-    out->sources = r ? &r->src : &d->src;
+    out->sources = srcp;
     out->nsources = 1;
   }
 }

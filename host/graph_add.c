@@ -570,15 +570,14 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
   memset(rg, 0, sizeof(*rg));
   rg->ent = rn->idx;
   rg->prank = pn->idx;
-  rg->profile = NONE;
+  rg->aux = NONE;
   if (profile) {
-    rg->profile = (uint32_t)g->ngprofiles;
+    rg->aux = (uint32_t)g->ngprofiles;
     g->gprofiles[g->ngprofiles++] = profile;
     profile = NULL;
   }
   rg->slug = (uint16_t)(slug - 1);
-  rg->flags = (gr->flags & CH_GRANT_EXPANDABLE) ? CH_GRANT_EXPANDABLE : 0;
-  rg->expand = expand ? (uint16_t)(expand - 1) : 0;
+  rg->expand = (gr->flags & CH_GRANT_EXPANDABLE) ? (uint16_t)expand : 0;
   pthread_mutex_unlock(&g->lock);
   result = CH_OK;
 out:

@@ -70,7 +70,7 @@ int gr_finish_expand(struct graph *g) {
 
     np = 0;
     for (i = E->gfirst; i < gend; i++) {
-      uint32_t s1 = g->grants[i].exp_ent;
+      uint32_t s1 = g->grants[i].expand ? g->grants[i].aux : NONE;
       size_t qhead = 0, qlen = 0, level_end;
       int depth = 1;
       if (s1 == NONE)
@@ -93,14 +93,14 @@ int gr_finish_expand(struct graph *g) {
             pairs[np].src = s1;
             np++;
           }
-          if (h->exp_ent == NONE || visit[h->exp_ent] == stamp)
+          if (!h->expand || h->aux == NONE || visit[h->aux] == stamp)
             continue;
           if (depth >= GRAPH_MAX_DEPTH) {
             cut = 1;
             continue;
           }
-          visit[h->exp_ent] = stamp;
-          queue[qlen++] = h->exp_ent;
+          visit[h->aux] = stamp;
+          queue[qlen++] = h->aux;
         }
         if (qhead == level_end) {
           depth++;
@@ -134,7 +134,12 @@ int gr_finish_expand(struct graph *g) {
       while (j < gend && g->grants[j].prank < pairs[i].principal)
         j++;
       if (j < gend && g->grants[j].prank == pairs[i].principal) {
-        g->grants[j].src = src; /* also held directly: stays direct */
+        /* also held directly: stays direct; j only grows, so the side
+           array stays ascending */
+        if (gr_grow(&g->gsrc, &g->cgsrc, g->ngsrc + 1, sizeof(*g->gsrc)))
+          goto out;
+        g->gsrc[g->ngsrc].grant = (uint32_t)j;
+        g->gsrc[g->ngsrc++].v = src;
       } else {
         struct dgrant *d;
         if (g->nderived >= NONE ||

@@ -117,10 +117,10 @@ static int cmp_grant(const void *a, const void *b) {
 }
 
 static void grant_drop_profile(struct graph *g, struct rgrant *r) {
-  if (r->profile != NONE) {
-    free(g->gprofiles[r->profile]);
-    g->gprofiles[r->profile] = NULL;
-    r->profile = NONE;
+  if (r->aux != NONE) {
+    free(g->gprofiles[r->aux]);
+    g->gprofiles[r->aux] = NULL;
+    r->aux = NONE;
   }
 }
 
@@ -224,17 +224,16 @@ static void grants_sort_all(struct graph *g, grant_cmp cmp) {
 static void grant_fold(struct graph *g, struct rgrant *a, struct rgrant *b) {
   const char *ap = grant_profile(g, a), *bp = grant_profile(g, b);
 
-  if (b->flags & CH_GRANT_EXPANDABLE) {
+  if (b->expand) {
     const struct node *p = g->order[a->prank]; /* the same principal */
-    if (!(a->flags & CH_GRANT_EXPANDABLE) ||
-        strcmp(def_slug(p, b->expand), def_slug(p, a->expand)) < 0)
+    if (!a->expand ||
+        strcmp(def_slug(p, b->expand - 1), def_slug(p, a->expand - 1)) < 0)
       a->expand = b->expand;
-    a->flags |= CH_GRANT_EXPANDABLE;
   }
   if (bp && (!ap || strcmp(bp, ap) < 0)) {
-    uint32_t t = a->profile;
-    a->profile = b->profile;
-    b->profile = t;
+    uint32_t t = a->aux;
+    a->aux = b->aux;
+    b->aux = t;
   }
   grant_drop_profile(g, b);
 }
@@ -410,7 +409,7 @@ static int finish_ents(struct graph *g) {
 /* Point grants at entitlements, sort them, resolve what expandable grants
    expand through. */
 static int finish_grants(struct graph *g) {
-  size_t i;
+  size_t i, np = 0;
 
   if (g->ngrants >= NONE)
     return CH_E_LIMIT; /* entitlements index their grants with 32 bits */
@@ -418,10 +417,22 @@ static int finish_grants(struct graph *g) {
     struct rgrant *r = &g->grants[i];
     const struct node *rn = g->order[r->ent];
     r->ent = rn->ents[res_slug_pos(rn->res, r->slug)];
-    r->src = NONE;
-    r->exp_ent = NONE;
+    np += r->aux != NONE;
   }
   grants_sort_all(g, cmp_grant);
+  /* The order is final: profiles move beside the grants, and `aux`
+     becomes what expandable ones inherit through. */
+  g->gprof = malloc((np ? np : 1) * sizeof(*g->gprof));
+  if (!g->gprof)
+    return CH_E_NOMEM;
+  for (i = 0; i < g->ngrants; i++) {
+    struct rgrant *r = &g->grants[i];
+    if (r->aux != NONE) {
+      g->gprof[g->ngprof].grant = (uint32_t)i;
+      g->gprof[g->ngprof++].v = r->aux;
+    }
+    r->aux = NONE;
+  }
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     struct ent *e = &g->ents[r->ent];
@@ -430,17 +441,17 @@ static int finish_grants(struct graph *g) {
     if (!e->gcount)
       e->gfirst = (uint32_t)i;
     e->gcount++;
-    if (!(r->flags & CH_GRANT_EXPANDABLE))
+    if (!r->expand)
       continue;
-    p = res_slug_pos(pn->res, r->expand);
+    p = res_slug_pos(pn->res, r->expand - 1);
     if (p >= 0) {
-      r->exp_ent = pn->ents[p];
+      r->aux = pn->ents[p];
       continue;
     }
     /* The principal's type declares the slug but this resource does not
        carry it: nobody can hold it, so nothing is inherited. */
     if (!pn->inst->nexp++) {
-      pn->inst->exp_key = key_entitlement(pn->key, def_slug(pn, r->expand));
+      pn->inst->exp_key = key_entitlement(pn->key, def_slug(pn, r->expand - 1));
       if (!pn->inst->exp_key)
         return CH_E_NOMEM;
     }

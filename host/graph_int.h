@@ -25,7 +25,7 @@
  * - a listed resource is one packed record (`struct res` + its strings);
  * - nodes and records come from an arena (never freed one by one); grants
  *   are flat
- *   arrays of 28-byte records naming nodes, and later entitlements and
+ *   arrays of 16-byte records naming nodes, and later entitlements and
  *   ranks, by 32-bit index, sorted in place by graph_finish;
  * - identities borrow their members' emails and match keys unless
  *   normalizing changes them;
@@ -99,19 +99,43 @@ struct node {
   char id[];      /* in g->narena, from offsetof(struct node, id) */
 };
 
-/* A direct grant: 28 bytes, and a big tenant has millions of them, so
-   nodes and profiles are referred to by 32-bit index. */
+/* A direct grant: 16 bytes, and a big tenant has millions of them, so
+   nodes and profiles are referred to by 32-bit index, and what few grants
+   carry (a profile, sources) is kept beside them (struct gside). */
 struct rgrant {
-  uint32_t ent;     /* fetch: resource's g->nodes index; finish: first its
-                       rank, then the entitlement index */
-  uint32_t prank;   /* fetch: principal's g->nodes index; finish: its rank */
-  uint32_t profile; /* index in g->gprofiles, or NONE */
-  uint32_t src;     /* finish: extra sources (NONE, an ent, SRC_LIST|i) */
-  uint32_t exp_ent; /* finish: entitlement its holders inherit through */
-  uint16_t slug;    /* def index in the resource's type */
-  uint16_t expand;  /* def index in the principal's type */
-  uint8_t flags;    /* CH_GRANT_EXPANDABLE */
+  uint32_t ent;    /* fetch: resource's g->nodes index; finish: first its
+                      rank, then the entitlement index */
+  uint32_t prank;  /* fetch: principal's g->nodes index; finish: its rank */
+  uint32_t aux;    /* until finish_grants' sort: index in g->gprofiles or
+                      NONE; then the entitlement its holders inherit
+                      through (expandable ones), or NONE */
+  uint16_t slug;   /* def index in the resource's type */
+  uint16_t expand; /* expandable: def index + 1 in the principal's type;
+                      0: not expandable */
 };
+
+/* Something a few direct grants carry, by grant index; arrays of these
+   are ascending by grant. */
+struct gside {
+  uint32_t grant, v;
+};
+
+/* The entry for direct grant `i` in side array `v`, or NULL. */
+static inline const struct gside *gside_find(const struct gside *v, size_t n,
+                                             size_t i) {
+  size_t lo = 0, hi = n;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (v[mid].grant == i)
+      return &v[mid];
+    if (v[mid].grant < i)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
 
 struct ent {
   char *key;
@@ -219,6 +243,10 @@ struct graph {
   size_t nderived, cderived;
   uint32_t *srcpool;
   size_t nsrc, csrc;
+  /* direct grants' profiles (index in g->gprofiles) from finish_grants
+     on, and extra sources (an ent, or SRC_LIST|i) */
+  struct gside *gprof, *gsrc;
+  size_t ngprof, ngsrc, cgsrc;
   struct ident *idents;
   size_t nidents;
   uint32_t *imembers;    /* every identity's members, back to back */
@@ -263,10 +291,10 @@ static inline const char *def_slug(const struct node *n, uint16_t d) {
   return n->type->t->entitlements[d].slug;
 }
 
-/* A direct grant's profile text, or NULL. */
+/* A direct grant's profile text while it is in `aux`, or NULL. */
 static inline const char *grant_profile(const struct graph *g,
                                         const struct rgrant *r) {
-  return r->profile == NONE ? NULL : g->gprofiles[r->profile];
+  return r->aux == NONE ? NULL : g->gprofiles[r->aux];
 }
 
 /* A resource that reaches the output: listed, and its instance is ok. */

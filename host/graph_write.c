@@ -158,11 +158,14 @@ static void write_sources(const struct graph *g, struct jw *w, uint32_t src) {
   jw_lit(w, "]");
 }
 
-static void write_grant(const struct graph *g, struct jw *w,
+/* Direct grant `i` (r) or a derived one (d). */
+static void write_grant(const struct graph *g, struct jw *w, size_t i,
                         const struct rgrant *r, const struct dgrant *d,
                         const char *kind) {
   uint32_t ent = r ? r->ent : d->ent;
   uint32_t principal = r ? r->prank : d->principal;
+  const struct gside *src = r ? gside_find(g->gsrc, g->ngsrc, i) : NULL;
+  const struct gside *prof = r ? gside_find(g->gprof, g->ngprof, i) : NULL;
 
   jw_open(w, kind);
   jw_lit(w, "\"entitlement\":");
@@ -174,13 +177,13 @@ static void write_grant(const struct graph *g, struct jw *w,
     jw_lit(w, ",\"direct\":true");
   else
     jw_lit(w, ",\"direct\":false");
-  if (r && (r->flags & CH_GRANT_EXPANDABLE)) {
-    if (r->exp_ent != NONE) {
+  if (r && r->expand) {
+    if (r->aux != NONE) {
       jw_lit(w, ",\"expandable\":");
-      jw_ent(w, &g->ents[r->exp_ent]);
+      jw_ent(w, &g->ents[r->aux]);
     } else {
       const struct node *pn = g->order[r->prank];
-      char *k = key_entitlement(pn->key, def_slug(pn, r->expand));
+      char *k = key_entitlement(pn->key, def_slug(pn, r->expand - 1));
       if (!k)
         w->failed = -1;
       else
@@ -188,11 +191,11 @@ static void write_grant(const struct graph *g, struct jw *w,
       free(k);
     }
   }
-  write_sources(g, w, r ? r->src : d->src);
-  if (r && r->profile != NONE) {
-    const char *prof = grant_profile(g, r);
+  write_sources(g, w, r ? (src ? src->v : NONE) : d->src);
+  if (prof) {
+    const char *text = g->gprofiles[prof->v];
     jw_key(w, "profile", 0);
-    jw_put(w, prof, strlen(prof));
+    jw_put(w, text, strlen(text));
   }
   jw_lit(w, "}");
 }
@@ -336,10 +339,10 @@ int graph_write(const struct graph *g, FILE *f, enum graph_format fmt,
       r = NULL;
     ws_elem(&s);
     if (r) {
-      write_grant(g, &w, r, NULL, k);
+      write_grant(g, &w, i, r, NULL, k);
       i++;
     } else {
-      write_grant(g, &w, NULL, d, k);
+      write_grant(g, &w, 0, NULL, d, k);
       j++;
     }
     ws_elem_end(&s);
