@@ -23,10 +23,10 @@
  *   type's hash map; the node is the interned copy of the id, and grants
  *   point at nodes instead of copying ids;
  * - a listed resource is one packed record (`struct res` + its strings);
- * - nodes and records come from an arena (never freed one by one); grants
- *   are flat
- *   arrays of 16-byte records naming nodes, and later entitlements and
- *   ranks, by 32-bit index, sorted in place by graph_finish;
+ * - nodes and records come from an arena (never freed one by one);
+ *   grants are flat arrays of 16-byte records naming nodes, and later
+ *   entitlements and ranks, by 32-bit index, sorted in place by
+ *   graph_finish;
  * - identities borrow their members' emails and match keys unless
  *   normalizing changes them;
  * - resources' profiles are coded against a dictionary of shapes and
