@@ -193,6 +193,7 @@ void graph_free(struct graph *g) {
   free(g->imembers);
   gr_arena_release(&g->istrs);
   free(g->derived);
+  free(g->druns);
   free(g->srcpool);
   free(g->gprof);
   free(g->gsrc);
@@ -396,16 +397,29 @@ size_t graph_ngrants(const struct graph *g, size_t *ndirect) {
   return g->ngrants + g->nderived;
 }
 
+static const struct drun *drun_of(const struct graph *g, size_t i) {
+  size_t lo = 0, hi = g->ndruns; /* the last run with first <= i */
+
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (g->druns[mid].first <= i)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return &g->druns[lo];
+}
+
 void graph_grant_view(const struct graph *g, size_t i,
                       struct graph_grant_view *out) {
   const struct rgrant *r = i < g->ngrants ? &g->grants[i] : NULL;
-  const struct dgrant *d = r ? NULL : &g->derived[i - g->ngrants];
+  const struct drun *run = r ? NULL : drun_of(g, i - g->ngrants);
   const struct gside *gs = r ? gside_find(g->gsrc, g->ngsrc, i) : NULL;
-  const uint32_t *srcp = r ? (gs ? &gs->v : NULL) : &d->src;
+  const uint32_t *srcp = r ? (gs ? &gs->v : NULL) : &run->src;
   uint32_t src = srcp ? *srcp : NONE;
 
-  out->ent = r ? r->ent : d->ent;
-  out->principal = r ? r->prank : d->principal;
+  out->ent = r ? r->ent : run->ent;
+  out->principal = r ? r->prank : g->derived[i - g->ngrants];
   out->direct = r != NULL;
   out->expandable = r && r->expand ? r->aux : NONE;
   out->sources = NULL;

@@ -141,15 +141,20 @@ int gr_finish_expand(struct graph *g) {
         g->gsrc[g->ngsrc].grant = (uint32_t)j;
         g->gsrc[g->ngsrc++].v = src;
       } else {
-        struct dgrant *d;
+        struct drun *run = g->ndruns ? &g->druns[g->ndruns - 1] : NULL;
         if (g->nderived >= NONE ||
             gr_grow(&g->derived, &g->cderived, g->nderived + 1,
                     sizeof(*g->derived)))
           goto out;
-        d = &g->derived[g->nderived++];
-        d->ent = (uint32_t)e;
-        d->principal = pairs[i].principal;
-        d->src = src;
+        if (!run || run->ent != e || run->src != src) {
+          if (gr_grow(&g->druns, &g->cdruns, g->ndruns + 1, sizeof(*g->druns)))
+            goto out;
+          run = &g->druns[g->ndruns++];
+          run->first = (uint32_t)g->nderived;
+          run->ent = (uint32_t)e;
+          run->src = src;
+        }
+        g->derived[g->nderived++] = pairs[i].principal;
       }
       i = k;
     }

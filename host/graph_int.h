@@ -153,8 +153,16 @@ struct kref { /* a node's key, by rank: written for every grant */
   uint32_t plain;
 };
 
-struct dgrant { /* a derived grant: direct false */
+struct dgrant { /* a derived grant (direct false), as read */
   uint32_t ent, principal, src;
+};
+
+/* Derived grants come in runs that share the entitlement and the sources
+   (every member of a group inherits the group's grants through it): each
+   is kept as its principal alone, and each run once. */
+struct drun {
+  uint32_t first; /* index of the run's first derived grant */
+  uint32_t ent, src;
 };
 
 /* Strings allocated back to back in big chunks and freed all at once:
@@ -239,8 +247,10 @@ struct graph {
   struct kref *krefs;     /* by rank */
   struct ent *ents;
   size_t nents;
-  struct dgrant *derived;
+  uint32_t *derived; /* principals (ranks), in output order */
   size_t nderived, cderived;
+  struct drun *druns; /* ascending by first */
+  size_t ndruns, cdruns;
   uint32_t *srcpool;
   size_t nsrc, csrc;
   /* direct grants' profiles (index in g->gprofiles) from finish_grants

@@ -268,7 +268,7 @@ int graph_write(const struct graph *g, FILE *f, enum graph_format fmt,
   struct jw w = {0};
   struct wstate s = {&w, fmt == GRAPH_JSONL, 0};
   const char *k;
-  size_t i, j;
+  size_t i, j, run;
   int result = CH_E_INVALID;
 
   if (!g || !f || !g->finished) {
@@ -331,9 +331,18 @@ int graph_write(const struct graph *g, FILE *f, enum graph_format fmt,
      and never share a pair: merge them. */
   k = s.jsonl ? "grant" : NULL;
   ws_array(&s, "grants");
-  for (i = 0, j = 0; i < g->ngrants || j < g->nderived;) {
+  for (i = 0, j = 0, run = 0; i < g->ngrants || j < g->nderived;) {
     const struct rgrant *r = i < g->ngrants ? &g->grants[i] : NULL;
-    const struct dgrant *d = j < g->nderived ? &g->derived[j] : NULL;
+    const struct dgrant *d = NULL;
+    struct dgrant dg;
+    if (j < g->nderived) { /* walking the runs, not searching them */
+      while (run + 1 < g->ndruns && g->druns[run + 1].first <= j)
+        run++;
+      dg.ent = g->druns[run].ent;
+      dg.src = g->druns[run].src;
+      dg.principal = g->derived[j];
+      d = &dg;
+    }
     if (r && d &&
         (d->ent < r->ent || (d->ent == r->ent && d->principal < r->prank)))
       r = NULL;

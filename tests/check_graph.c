@@ -590,6 +590,81 @@ START_TEST(test_expand_group) {
 }
 END_TEST
 
+static int cmp_cstr(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "entitlement principal direct expandable sources..." of one grant. */
+static char *grant_line(const char *ent, const char *principal, int direct,
+                        const char *expandable, const char *const *sources,
+                        size_t nsources) {
+  char *line = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&line, &len);
+
+  ck_assert_ptr_nonnull(f);
+  fprintf(f, "%s %s %d %s", ent, principal, direct,
+          expandable ? expandable : "-");
+  for (size_t k = 0; k < nsources; k++)
+    fprintf(f, " %s", sources[k]);
+  ck_assert_int_eq(fclose(f), 0);
+  return line;
+}
+
+/* The store's grant views (direct ones first, then derived ones) hold what
+   the output holds: the same grants, with the same entitlement,
+   principal, expandable and sources. */
+static void grant_views_match(struct graph *g, struct json_object *doc) {
+  struct json_object *arr = json_object_object_get(doc, "grants");
+  size_t n = graph_ngrants(g, NULL), i, k;
+  char **a = calloc(n + 1, sizeof(char *)), **b = calloc(n + 1, sizeof(char *));
+  const char *src[16];
+
+  ck_assert_uint_eq(n, json_object_array_length(arr));
+  for (i = 0; i < n; i++) {
+    struct json_object *o = json_object_array_get_idx(arr, i), *x, *y;
+    struct graph_grant_view v;
+    struct graph_ent_view ev, xv;
+    struct graph_res_view rv;
+    const char *ekey;
+
+    x = json_object_object_get(o, "sources");
+    y = json_object_object_get(o, "expandable");
+    for (k = 0; x && k < json_object_array_length(x) && k < 16; k++)
+      src[k] = json_object_get_string(json_object_array_get_idx(x, k));
+    a[i] = grant_line(
+        json_object_get_string(json_object_object_get(o, "entitlement")),
+        json_object_get_string(json_object_object_get(o, "principal")),
+        json_object_get_boolean(json_object_object_get(o, "direct")),
+        y ? json_object_get_string(y) : NULL, src, k);
+
+    graph_grant_view(g, i, &v);
+    graph_entitlement_view(g, v.ent, &ev);
+    ekey = ev.key;
+    ck_assert(graph_resource_view(g, v.principal, &rv));
+    if (v.expandable != GRAPH_NONE)
+      graph_entitlement_view(g, v.expandable, &xv);
+    ck_assert_uint_le(v.nsources, 16);
+    for (k = 0; k < v.nsources; k++) {
+      struct graph_ent_view sv;
+      graph_entitlement_view(g, v.sources[k], &sv);
+      src[k] = sv.key;
+    }
+    b[i] =
+        grant_line(ekey, rv.key, v.direct,
+                   v.expandable != GRAPH_NONE ? xv.key : NULL, src, v.nsources);
+  }
+  qsort(a, n, sizeof(*a), cmp_cstr);
+  qsort(b, n, sizeof(*b), cmp_cstr);
+  for (i = 0; i < n; i++) {
+    ck_assert_str_eq(a[i], b[i]);
+    free(a[i]);
+    free(b[i]);
+  }
+  free(a);
+  free(b);
+}
+
 START_TEST(test_expand_nested_cycle) {
   struct graph *g = graph_new();
   int j = add_inst(g, "acme", "jira", jira_types);
@@ -642,6 +717,7 @@ START_TEST(test_expand_nested_cycle) {
   ck_assert_str_eq(sources(find_grant(doc, GM("g2"), U("u1"))), GM("g1"));
   ck_assert_str_eq(sources(find_grant(doc, GM("g2"), U("u3"))), GM("g3"));
   ck_assert_ptr_null(find_grant(doc, GM("g2"), "acme/jira/group/g2"));
+  grant_views_match(g, doc);
   json_object_put(doc);
   graph_free(g);
 }
@@ -710,6 +786,7 @@ START_TEST(test_expand_coincides_with_direct) {
   ck_assert(!is_direct(gr));
   ck_assert_str_eq(sources(gr), GM("ops"));
   ck_assert_uint_eq(count_grants(doc, ROLE_ENT), 4);
+  grant_views_match(g, doc);
   json_object_put(doc);
   graph_free(g);
 }
