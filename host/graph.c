@@ -170,10 +170,6 @@ static void inst_free(struct inst *in) {
   free(in);
 }
 
-static void ident_release(struct ident *id) {
-  free(id->emails); /* and the match keys' array with it */
-}
-
 void graph_free(struct graph *g) {
   size_t i;
 
@@ -187,9 +183,8 @@ void graph_free(struct graph *g) {
   for (i = 0; i < g->nents; i++)
     free(g->ents[i].key);
   free(g->ents);
-  for (i = 0; i < g->nidents; i++)
-    ident_release(&g->idents[i]);
   free(g->idents);
+  gr_arena_release(&g->iarr);
   free(g->imembers);
   gr_arena_release(&g->istrs);
   free(g->derived);
@@ -200,7 +195,6 @@ void graph_free(struct graph *g) {
   for (i = 0; i < g->norder; i++)
     free(g->order[i]->ents);
   gr_arena_release(&g->karena);
-  free(g->krefs);
   free(g->order);
   for (i = 0; i < g->ninsts; i++)
     inst_free(g->insts[i]);

@@ -80,16 +80,8 @@ static int finish_keys(struct graph *g) {
   /* Keys are unique (the encoding is injective and (tenant, instance) is
      unique), so this order does not depend on the hash maps. */
   gr_sort(g->order, g->norder, sizeof(*g->order), cmp_node_key);
-  g->krefs = malloc((g->norder ? g->norder : 1) * sizeof(*g->krefs));
-  if (!g->krefs)
-    return CH_E_NOMEM;
-  for (i = 0; i < g->norder; i++) {
-    struct node *n = g->order[i];
-    n->rank = (uint32_t)i;
-    g->krefs[i].s = n->key;
-    g->krefs[i].len = n->klen;
-    g->krefs[i].plain = n->kplain;
-  }
+  for (i = 0; i < g->norder; i++)
+    g->order[i]->rank = (uint32_t)i;
   return CH_OK;
 }
 

@@ -83,11 +83,40 @@ static int cmp_ident(const void *a, const void *b) {
   return strcmp(((const struct ident *)a)->key, ((const struct ident *)b)->key);
 }
 
+struct strv { /* ident_fill's scratch, reused for every identity */
+  const char **v;
+  size_t cap;
+};
+
+/* The sorted, unique v[0..n) to keep: the emails (or match keys, `mks`) of
+   a member that holds just these, or else a copy in g->iarr. Most
+   identities are one account, or a Jira user and the organization's
+   account that carries its keys: no copy. */
+static const char *const *keep_strv(struct graph *g, const struct ident *id,
+                                    int mks, const char **v, size_t n) {
+  const char **c;
+  size_t i, k;
+
+  for (i = 0; i < id->nmembers; i++) {
+    const struct res *r = g->order[id->members[i]]->res;
+    const char *const *a = mks ? r->match_keys : r->emails;
+    for (k = 0; k < n && a[k] && !strcmp(a[k], v[k]); k++)
+      ;
+    if (k == n && !a[k])
+      return a;
+  }
+  c = gr_arena_alloc(&g->iarr, (n ? n : 1) * sizeof(*c));
+  if (c && n)
+    memcpy(c, v, n * sizeof(*c));
+  return c;
+}
+
 /* Emails, match keys, display name and key of one identity. */
-static int ident_fill(struct graph *g, struct ident *id) {
+static int ident_fill(struct graph *g, struct ident *id, struct strv *sc) {
   const struct node *first = g->order[id->members[0]];
   size_t i, ne = 0, nm = 0;
   const char *const *v;
+  const char **em, **mk;
   char *enc = NULL, *t = NULL;
   int result = CH_E_NOMEM;
 
@@ -101,28 +130,32 @@ static int ident_fill(struct graph *g, struct ident *id) {
     for (v = r->match_keys; *v; v++)
       nm++;
   }
-  /* one block: the match keys' array follows the emails' */
-  id->emails = malloc((ne + nm + 1) * sizeof(char *));
-  if (!id->emails)
+  /* one block: the match keys follow the emails */
+  if (gr_grow(&sc->v, &sc->cap, ne + nm + 1, sizeof(*sc->v)))
     goto out;
-  id->mks = id->emails + ne;
+  em = sc->v;
+  mk = sc->v + ne;
   for (i = 0; i < id->nmembers; i++) {
     const struct res *r = g->order[id->members[i]]->res;
     for (v = r->emails; *v; v++) {
       const char *e = lower_from(&g->istrs, *v, 0);
       if (!e)
         goto out;
-      id->emails[id->nemails++] = e;
+      em[id->nemails++] = e;
     }
     for (v = r->match_keys; *v; v++) {
       const char *m = match_key_norm(&g->istrs, *v);
       if (!m)
         goto out;
-      id->mks[id->nmks++] = m;
+      mk[id->nmks++] = m;
     }
   }
-  id->nemails = sort_unique(id->emails, id->nemails);
-  id->nmks = sort_unique(id->mks, id->nmks);
+  id->nemails = sort_unique(em, id->nemails);
+  id->nmks = sort_unique(mk, id->nmks);
+  id->emails = keep_strv(g, id, 0, em, id->nemails);
+  id->mks = keep_strv(g, id, 1, mk, id->nmks);
+  if (!id->emails || !id->mks)
+    goto out;
   t = key_encode(id->tenant);
   /* Keyed by its smallest match key: stable while that key lives,
      whichever accounts join or leave. An identity without match keys has
@@ -162,6 +195,7 @@ static int cmp_mkref(const void *a, const void *b) {
 int gr_finish_identities(struct graph *g) {
   struct gr_arena keys = GR_ARENA_INIT; /* match keys lowercased */
   struct mkref *refs = NULL;
+  struct strv sc = {NULL, 0};
   size_t i, j, nid = 0, nusers = 0, nrefs = 0;
   uint32_t *uf = NULL, *idof = NULL;
   int result = CH_E_NOMEM;
@@ -249,7 +283,7 @@ int gr_finish_identities(struct graph *g) {
     id->members[id->nmembers++] = (uint32_t)i;
   }
   for (i = 0; i < nid; i++) {
-    if (ident_fill(g, &g->idents[i]))
+    if (ident_fill(g, &g->idents[i], &sc))
       goto out;
   }
   gr_sort(g->idents, nid, sizeof(*g->idents), cmp_ident);
@@ -260,6 +294,7 @@ int gr_finish_identities(struct graph *g) {
   }
   result = CH_OK;
 out:
+  free(sc.v);
   free(refs);
   gr_arena_release(&keys);
   free(uf);

@@ -147,12 +147,6 @@ struct ent {
   uint32_t gfirst, gcount; /* direct grants, in g->grants */
 };
 
-struct kref { /* a node's key, by rank: written for every grant */
-  const char *s;
-  uint32_t len;
-  uint32_t plain;
-};
-
 struct dgrant { /* a derived grant (direct false), as read */
   uint32_t ent, principal, src;
 };
@@ -217,9 +211,11 @@ struct ident {
   const char *display_name; /* borrowed from a member, or NULL */
   uint32_t *members;        /* node ranks, ascending; in g->imembers */
   size_t nmembers;
-  /* sorted, unique; borrowed from the members' records when already
-     normalized, else in g->istrs */
-  const char **emails, **mks;
+  /* sorted, unique: a member's array when it holds just these (one
+     member, or one that carries all the others' too), else in g->iarr;
+     each string borrowed from a record when already normalized, else in
+     g->istrs */
+  const char *const *emails, *const *mks;
   size_t nemails, nmks;
 };
 
@@ -244,7 +240,6 @@ struct graph {
   struct node **order; /* every node, by key */
   size_t norder;
   struct gr_arena karena; /* their keys */
-  struct kref *krefs;     /* by rank */
   struct ent *ents;
   size_t nents;
   uint32_t *derived; /* principals (ranks), in output order */
@@ -262,6 +257,7 @@ struct graph {
   uint32_t *imembers;    /* every identity's members, back to back */
   struct gr_arena istrs; /* identities' keys, normalized emails and match
                             keys */
+  struct gr_arena iarr;  /* identities' email and match key arrays */
   struct gr_pdict pdict; /* resources' profiles */
   struct jw *vbuf;       /* graph_resource_view's decoded profile */
   struct graph_counts counts;

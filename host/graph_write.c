@@ -171,8 +171,7 @@ static void write_grant(const struct graph *g, struct jw *w, size_t i,
   jw_lit(w, "\"entitlement\":");
   jw_ent(w, &g->ents[ent]);
   jw_lit(w, ",\"principal\":");
-  jw_k(w, g->krefs[principal].s, g->krefs[principal].len,
-       (int)g->krefs[principal].plain);
+  jw_node(w, g->order[principal]);
   if (r)
     jw_lit(w, ",\"direct\":true");
   else
