@@ -249,6 +249,7 @@ int graph_add_instance(struct graph *g, const char *tenant,
     struct tinfo *ti = &in->tinfos[i];
     const struct ch_entitlement_def *d = types[i].entitlements;
     ti->t = &types[i];
+    ti->inst = in;
     result = CH_E_INVALID;
     if (!*types[i].id || hmap_gets(&in->type_map, types[i].id))
       goto out;
@@ -351,7 +352,7 @@ int graph_resource_view(const struct graph *g, size_t i,
   out->type = n->type->t->id;
   out->id = n->id;
   out->display_name = r->display_name;
-  for (out->inst = 0; g->insts[out->inst] != n->inst; out->inst++)
+  for (out->inst = 0; g->insts[out->inst] != n->type->inst; out->inst++)
     ;
   out->traits = n->type->t->traits;
   out->status = r->status;

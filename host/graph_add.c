@@ -81,11 +81,9 @@ static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
   if (!n)
     return NULL;
   memset(n, 0, offsetof(struct node, id));
-  n->inst = in;
   n->type = ti;
-  n->rank = NONE;
   n->identity = NONE;
-  n->idx = (uint32_t)g->nnodes;
+  n->rank = (uint32_t)g->nnodes; /* its index in g->nodes until ranked */
   memcpy(n->id, id, len + 1);
   if (hmap_put(&ti->nodes, n->id, len, n))
     return NULL; /* n stays in the arena, unused */
@@ -568,8 +566,8 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
      duplicates do. */
   rg = &g->grants[g->ngrants++];
   memset(rg, 0, sizeof(*rg));
-  rg->ent = rn->idx;
-  rg->prank = pn->idx;
+  rg->ent = rn->rank;
+  rg->prank = pn->rank;
   rg->aux = NONE;
   if (profile) {
     rg->aux = (uint32_t)g->ngprofiles;

@@ -109,7 +109,7 @@ int gr_finish_expand(struct graph *g) {
       }
     }
     if (cut) {
-      struct inst *in = E->node->inst;
+      struct inst *in = E->node->type->inst;
       if (!in->ncut++)
         in->cut_key = E->key;
       in->gwarnings++;

@@ -291,7 +291,7 @@ static int finish_check_grants(struct graph *g) {
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     struct node *rn = g->order[r->ent];
-    struct inst *in = rn->inst;
+    struct inst *in = rn->type->inst;
     char *key;
     in->ngrants++;
     if (!in->ok || res_slug_pos(rn->res, r->slug) >= 0)
@@ -325,7 +325,7 @@ static int finish_check_grants(struct graph *g) {
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     const struct node *rn = g->order[r->ent], *pn = g->order[r->prank];
-    struct inst *in = rn->inst;
+    struct inst *in = rn->type->inst;
     if (in->ok && !pn->res) {
       if (!in->dropped) {
         char *key = key_entitlement(rn->key, def_slug(rn, r->slug));
@@ -442,12 +442,13 @@ static int finish_grants(struct graph *g) {
     }
     /* The principal's type declares the slug but this resource does not
        carry it: nobody can hold it, so nothing is inherited. */
-    if (!pn->inst->nexp++) {
-      pn->inst->exp_key = key_entitlement(pn->key, def_slug(pn, r->expand - 1));
-      if (!pn->inst->exp_key)
+    if (!pn->type->inst->nexp++) {
+      pn->type->inst->exp_key =
+          key_entitlement(pn->key, def_slug(pn, r->expand - 1));
+      if (!pn->type->inst->exp_key)
         return CH_E_NOMEM;
     }
-    pn->inst->gwarnings++;
+    pn->type->inst->gwarnings++;
   }
   for (i = 0; i < g->ninsts; i++) {
     struct inst *in = g->insts[i];

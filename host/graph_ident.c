@@ -120,7 +120,7 @@ static int ident_fill(struct graph *g, struct ident *id, struct strv *sc) {
   char *enc = NULL, *t = NULL;
   int result = CH_E_NOMEM;
 
-  id->tenant = first->inst->tenant;
+  id->tenant = first->type->inst->tenant;
   for (i = 0; i < id->nmembers; i++) {
     const struct res *r = g->order[id->members[i]]->res;
     if (!id->display_name && r->display_name && *r->display_name)
@@ -228,7 +228,7 @@ int gr_finish_identities(struct graph *g) {
       /* The tenant is part of the key: identities never span tenants
          even when their users share an account id. */
       refs[nrefs].mk = m;
-      refs[nrefs].tenant = n->inst->tenant_idx;
+      refs[nrefs].tenant = n->type->inst->tenant_idx;
       refs[nrefs].node = (uint32_t)i;
       nrefs++;
     }

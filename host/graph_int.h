@@ -40,7 +40,9 @@
 #define MAX_SLUGS 65535
 #define PROFILE_MAX (1 << 20) /* "a small JSON object" (plugin.h) */
 
+struct inst;
 struct tinfo { /* one declared resource type of an instance */
+  struct inst *inst;
   const struct ch_resource_type *t;
   struct tinfo *parent;
   size_t ndefs;
@@ -85,16 +87,14 @@ struct res {
   enum ch_account_type account_type;
 };
 
-struct node {
-  struct inst *inst;
+struct node { /* its instance: type->inst */
   struct tinfo *type;
   struct res *res; /* NULL while never listed */
   char *key;       /* printed key, built by graph_finish (in g->karena) */
   uint32_t *ents;  /* finish: entitlement index per res->slugs entry */
   uint32_t klen;   /* strlen(key) */
-  uint32_t rank;   /* finish: index in g->order */
+  uint32_t rank;   /* fetch: index in g->nodes; finish: index in g->order */
   uint32_t identity;
-  uint32_t idx;   /* index in g->nodes */
   uint8_t kplain; /* key needs no JSON escaping */
   char id[];      /* in g->narena, from offsetof(struct node, id) */
 };
@@ -304,7 +304,9 @@ static inline const char *grant_profile(const struct graph *g,
 }
 
 /* A resource that reaches the output: listed, and its instance is ok. */
-static inline int kept(const struct node *n) { return n->inst->ok && n->res; }
+static inline int kept(const struct node *n) {
+  return n->type->inst->ok && n->res;
+}
 
 /* ---- JSON writer --------------------------------------------------------- */
 

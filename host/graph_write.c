@@ -83,8 +83,8 @@ static void write_resource(const struct graph *g, struct jw *w,
   jw_open(w, kind);
   jw_lit(w, "\"key\":");
   jw_node(w, n);
-  jw_field_str(w, "tenant", n->inst->tenant);
-  jw_field_str(w, "instance", n->inst->name);
+  jw_field_str(w, "tenant", n->type->inst->tenant);
+  jw_field_str(w, "instance", n->type->inst->name);
   jw_field_str(w, "type", n->type->t->id);
   jw_field_str(w, "id", n->id);
   jw_field_str(w, "display_name", r->display_name);
