@@ -100,6 +100,18 @@ static char *pack_str(char **sp, const char *s) {
   return d;
 }
 
+/* The index of the "email=" match key of `r` that spells email `e`, or
+   -1: the record keeps the text once (an organization's user carries
+   both). */
+static long email_mk(const struct ch_resource *r, const char *e) {
+  for (long i = 0; r->match_keys && r->match_keys[i]; i++) {
+    if (!strncmp(r->match_keys[i], "email=", 6) &&
+        !strcmp(r->match_keys[i] + 6, e))
+      return i;
+  }
+  return -1;
+}
+
 /* The size of one packed record: the record and everything it points to
    back to back, a multiple of 8 so records in the arena stay aligned. */
 static size_t res_size(const struct ch_resource *r, size_t plen,
@@ -111,7 +123,7 @@ static size_t res_size(const struct ch_resource *r, size_t plen,
   if (r->display_name)
     n += strlen(r->display_name) + 1;
   for (v = r->emails; v && *v; v++)
-    n += sizeof(char *) + strlen(*v) + 1;
+    n += sizeof(char *) + (email_mk(r, *v) >= 0 ? 0 : strlen(*v) + 1);
   for (v = r->match_keys; v && *v; v++)
     n += sizeof(char *) + strlen(*v) + 1;
   return (n + 7) & ~(size_t)7;
@@ -143,17 +155,19 @@ static struct res *res_pack(void *mem, const struct ch_resource *r,
   res->slugs = sl;
   res->nslugs = nslugs;
   res->display_name = r->display_name ? pack_str(&sp, r->display_name) : NULL;
-  for (i = 0; i < nem; i++)
-    em[i] = pack_str(&sp, r->emails[i]);
-  em[nem] = NULL;
   for (i = 0; i < nmk; i++)
     mk[i] = pack_str(&sp, r->match_keys[i]);
   mk[nmk] = NULL;
+  for (i = 0; i < nem; i++) {
+    long m = email_mk(r, r->emails[i]);
+    em[i] = m >= 0 ? mk[m] + 6 : pack_str(&sp, r->emails[i]);
+  }
+  em[nem] = NULL;
   res->emails = em;
   res->match_keys = mk;
   res->profile = profile ? memcpy(sp, profile, plen) : NULL;
-  res->status = r->status;
-  res->account_type = r->account_type;
+  res->status = (uint8_t)r->status;
+  res->account_type = (uint8_t)r->account_type;
   return res;
 }
 

@@ -150,8 +150,8 @@ static int ident_fill(struct graph *g, struct ident *id, struct strv *sc) {
       mk[id->nmks++] = m;
     }
   }
-  id->nemails = sort_unique(em, id->nemails);
-  id->nmks = sort_unique(mk, id->nmks);
+  id->nemails = (uint32_t)sort_unique(em, id->nemails);
+  id->nmks = (uint32_t)sort_unique(mk, id->nmks);
   id->emails = keep_strv(g, id, 0, em, id->nemails);
   id->mks = keep_strv(g, id, 1, mk, id->nmks);
   if (!id->emails || !id->mks)

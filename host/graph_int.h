@@ -76,15 +76,17 @@ struct inst {
 
 struct res {
   const char *display_name;      /* NULL when none */
-  const char *const *emails;     /* NULL-terminated */
+  const char *const *emails;     /* NULL-terminated; an email that is
+                                    also an "email=" match key points
+                                    into it */
   const char *const *match_keys; /* NULL-terminated */
   const unsigned char *profile;  /* its code in g->pdict (graph_prof.c), or
                                     NULL */
   struct node *parent;
   const uint16_t *slugs; /* carried entitlement def indices, ascending */
-  size_t nslugs;
-  enum ch_res_status status;
-  enum ch_account_type account_type;
+  uint16_t nslugs;
+  uint8_t status;       /* enum ch_res_status */
+  uint8_t account_type; /* enum ch_account_type */
 };
 
 struct node { /* its instance: type->inst */
@@ -210,13 +212,12 @@ struct ident {
   const char *tenant;
   const char *display_name; /* borrowed from a member, or NULL */
   uint32_t *members;        /* node ranks, ascending; in g->imembers */
-  size_t nmembers;
   /* sorted, unique: a member's array when it holds just these (one
      member, or one that carries all the others' too), else in g->iarr;
      each string borrowed from a record when already normalized, else in
      g->istrs */
   const char *const *emails, *const *mks;
-  size_t nemails, nmks;
+  uint32_t nmembers, nemails, nmks; /* 100k identities: 32 bits each */
 };
 
 struct graph {
