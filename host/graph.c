@@ -143,6 +143,7 @@ struct graph *graph_new(void) {
     return NULL;
   }
   hmap_init(&g->tenants);
+  hmap_init(&g->gpmap);
   gr_pdict_init(&g->pdict);
   return g;
 }
@@ -178,6 +179,7 @@ void graph_free(struct graph *g) {
   for (i = 0; i < g->ngprofiles; i++)
     free(g->gprofiles[i]);
   free(g->gprofiles);
+  hmap_release(&g->gpmap);
   free(g->grants);
   free(g->nodes);
   for (i = 0; i < g->nents; i++)

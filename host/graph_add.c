@@ -548,6 +548,7 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
   struct node *rn, *pn;
   struct rgrant *rg;
   size_t slug = 0, expand = 0;
+  uintptr_t pidx = 0;
   char *profile = NULL;
   int result;
 
@@ -567,10 +568,20 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
   }
   rn = node_get(g, in, rti, gr->resource.id);
   pn = rn ? node_get(g, in, pti, gr->principal.id) : NULL;
-  if (!pn || g->ngrants >= NONE || g->ngprofiles >= NONE ||
-      gr_grow(&g->grants, &g->cgrants, g->ngrants + 1, sizeof(*g->grants)) ||
-      (profile && gr_grow(&g->gprofiles, &g->cgprofiles, g->ngprofiles + 1,
-                          sizeof(*g->gprofiles)))) {
+  /* Grants' profiles repeat ({"active":false} on tens of thousands of
+     memberships): each text is kept once. */
+  if (profile)
+    pidx = (uintptr_t)hmap_gets(&g->gpmap, profile);
+  if (profile && !pidx && g->ngprofiles < NONE &&
+      !gr_grow(&g->gprofiles, &g->cgprofiles, g->ngprofiles + 1,
+               sizeof(*g->gprofiles)) &&
+      !hmap_puts(&g->gpmap, profile, (void *)(g->ngprofiles + 1))) {
+    g->gprofiles[g->ngprofiles++] = profile;
+    profile = NULL;
+    pidx = g->ngprofiles;
+  }
+  if (!pn || g->ngrants >= NONE || (gr->profile_json && !pidx) ||
+      gr_grow(&g->grants, &g->cgrants, g->ngrants + 1, sizeof(*g->grants))) {
     pthread_mutex_unlock(&g->lock);
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
     goto out;
@@ -582,12 +593,7 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
   memset(rg, 0, sizeof(*rg));
   rg->ent = rn->rank;
   rg->prank = pn->rank;
-  rg->aux = NONE;
-  if (profile) {
-    rg->aux = (uint32_t)g->ngprofiles;
-    g->gprofiles[g->ngprofiles++] = profile;
-    profile = NULL;
-  }
+  rg->aux = pidx ? (uint32_t)(pidx - 1) : NONE;
   rg->slug = (uint16_t)(slug - 1);
   rg->expand = (gr->flags & CH_GRANT_EXPANDABLE) ? (uint16_t)expand : 0;
   pthread_mutex_unlock(&g->lock);

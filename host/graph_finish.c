@@ -108,14 +108,6 @@ static int cmp_grant(const void *a, const void *b) {
   return 0;
 }
 
-static void grant_drop_profile(struct graph *g, struct rgrant *r) {
-  if (r->aux != NONE) {
-    free(g->gprofiles[r->aux]);
-    g->gprofiles[r->aux] = NULL;
-    r->aux = NONE;
-  }
-}
-
 /*
  * Sort direct grants in place: qsort (a merge sort in glibc) allocates a
  * copy of the whole array, 35 MB for a million grants, at graph_finish's
@@ -227,7 +219,7 @@ static void grant_fold(struct graph *g, struct rgrant *a, struct rgrant *b) {
     a->aux = b->aux;
     b->aux = t;
   }
-  grant_drop_profile(g, b);
+  b->aux = NONE; /* profiles are shared: nothing to free */
 }
 
 /* What an id looks like, to name the likely cause of a grant that does
@@ -338,7 +330,7 @@ static int finish_check_grants(struct graph *g) {
       in->gwarnings++;
     }
     if (!in->ok || !pn->res) {
-      grant_drop_profile(g, r);
+      r->aux = NONE;
       continue;
     }
     g->grants[o++] = *r;

@@ -234,8 +234,9 @@ struct graph {
   struct node **nodes;
   size_t nnodes, cnodes;
   struct gr_arena narena; /* the nodes and records, never freed one by one */
-  char **gprofiles;       /* grants' canonical profiles; NULL once dropped */
+  char **gprofiles;       /* grants' canonical profiles, each text once */
   size_t ngprofiles, cgprofiles;
+  struct hmap gpmap; /* their texts -> index + 1 */
   int finished;
   /* built by graph_finish */
   struct node **order; /* every node, by key */
