@@ -196,7 +196,8 @@ void graph_free(struct graph *g) {
   free(g->gsrc);
   for (i = 0; i < g->norder; i++)
     free(g->order[i]->ents);
-  gr_arena_release(&g->karena);
+  free(g->keys);
+  free(g->koff);
   free(g->order);
   for (i = 0; i < g->ninsts; i++)
     inst_free(g->insts[i]);

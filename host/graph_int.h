@@ -37,6 +37,7 @@
 
 #define NONE UINT32_MAX
 #define SRC_LIST 0x80000000u /* `src` indexes g->srcpool */
+#define KOFF_ESC 0x80000000u /* g->koff: the key needs JSON escaping */
 #define MAX_SLUGS 65535
 #define PROFILE_MAX (1 << 20) /* "a small JSON object" (plugin.h) */
 
@@ -92,7 +93,7 @@ struct res {
 struct node { /* its instance: type->inst */
   struct tinfo *type;
   struct res *res; /* NULL while never listed */
-  char *key;       /* printed key, built by graph_finish (in g->karena) */
+  char *key;       /* printed key, built by graph_finish (in g->keys) */
   uint32_t *ents;  /* finish: entitlement index per res->slugs entry */
   uint32_t klen;   /* strlen(key) */
   uint32_t rank;   /* fetch: index in g->nodes; finish: index in g->order */
@@ -241,7 +242,9 @@ struct graph {
   /* built by graph_finish */
   struct node **order; /* every node, by key */
   size_t norder;
-  struct gr_arena karena; /* their keys */
+  char *keys;     /* their keys, back to back in rank order */
+  uint32_t *koff; /* by rank (and one past the last): offset in `keys`,
+                     KOFF_ESC when the key needs escaping */
   struct ent *ents;
   size_t nents;
   uint32_t *derived; /* principals (ranks), in output order */

@@ -171,7 +171,11 @@ static void write_grant(const struct graph *g, struct jw *w, size_t i,
   jw_lit(w, "\"entitlement\":");
   jw_ent(w, &g->ents[ent]);
   jw_lit(w, ",\"principal\":");
-  jw_node(w, g->order[principal]);
+  {
+    uint32_t off = g->koff[principal] & ~KOFF_ESC;
+    jw_k(w, g->keys + off, (g->koff[principal + 1] & ~KOFF_ESC) - off - 1,
+         !(g->koff[principal] & KOFF_ESC));
+  }
   if (r)
     jw_lit(w, ",\"direct\":true");
   else
