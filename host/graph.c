@@ -136,30 +136,28 @@ struct graph *graph_new(void) {
 
   if (!g)
     return NULL;
-  if (pthread_mutex_init(&g->lock, NULL)) {
+  g->vbuf = calloc(1, sizeof(*g->vbuf));
+  if (!g->vbuf || pthread_mutex_init(&g->lock, NULL)) {
+    free(g->vbuf);
     free(g);
     return NULL;
   }
   hmap_init(&g->tenants);
+  hmap_init(&g->gpmap);
+  gr_pdict_init(&g->pdict);
   return g;
 }
 
 static void inst_free(struct inst *in) {
-  size_t i, pos;
-  void *v;
+  size_t i;
 
   if (!in)
     return;
+  /* the nodes and their records are in g->narena, their keys and
+     entitlement indices freed by graph_free */
   for (i = 0; in->tinfos && i < in->ntypes; i++) {
-    struct tinfo *ti = &in->tinfos[i];
-    pos = 0;
-    while (hmap_next(&ti->nodes, &pos, NULL, NULL, &v)) {
-      struct node *n = v;
-      free(n->res);  /* n->key is freed by graph_free */
-      free(n->ents); /* n itself is in g->narena */
-    }
-    hmap_release(&ti->nodes);
-    hmap_release(&ti->slugs);
+    hmap_release(&in->tinfos[i].nodes);
+    hmap_release(&in->tinfos[i].slugs);
   }
   free(in->tinfos);
   hmap_release(&in->type_map);
@@ -173,10 +171,6 @@ static void inst_free(struct inst *in) {
   free(in);
 }
 
-static void ident_release(struct ident *id) {
-  free(id->emails); /* and the match keys' array with it */
-}
-
 void graph_free(struct graph *g) {
   size_t i;
 
@@ -185,24 +179,25 @@ void graph_free(struct graph *g) {
   for (i = 0; i < g->ngprofiles; i++)
     free(g->gprofiles[i]);
   free(g->gprofiles);
+  hmap_release(&g->gpmap);
   free(g->grants);
   free(g->nodes);
   for (i = 0; i < g->nents; i++)
     free(g->ents[i].key);
   free(g->ents);
-  for (i = 0; i < g->nidents; i++)
-    ident_release(&g->idents[i]);
   free(g->idents);
+  gr_arena_release(&g->iarr);
   free(g->imembers);
   gr_arena_release(&g->istrs);
   free(g->derived);
+  free(g->druns);
   free(g->srcpool);
-  if (!g->karena) {
-    for (i = 0; i < g->norder; i++)
-      free(g->order[i]->key);
-  }
-  free(g->karena);
-  free(g->krefs);
+  free(g->gprof);
+  free(g->gsrc);
+  for (i = 0; i < g->norder; i++)
+    free(g->order[i]->ents);
+  free(g->keys);
+  free(g->koff);
   free(g->order);
   for (i = 0; i < g->ninsts; i++)
     inst_free(g->insts[i]);
@@ -212,6 +207,9 @@ void graph_free(struct graph *g) {
     free(g->tenant_names[i]);
   free(g->tenant_names);
   hmap_release(&g->tenants);
+  gr_pdict_release(&g->pdict);
+  free(g->vbuf->buf);
+  free(g->vbuf);
   pthread_mutex_destroy(&g->lock);
   free(g);
 }
@@ -254,6 +252,7 @@ int graph_add_instance(struct graph *g, const char *tenant,
     struct tinfo *ti = &in->tinfos[i];
     const struct ch_entitlement_def *d = types[i].entitlements;
     ti->t = &types[i];
+    ti->inst = in;
     result = CH_E_INVALID;
     if (!*types[i].id || hmap_gets(&in->type_map, types[i].id))
       goto out;
@@ -356,14 +355,22 @@ int graph_resource_view(const struct graph *g, size_t i,
   out->type = n->type->t->id;
   out->id = n->id;
   out->display_name = r->display_name;
-  for (out->inst = 0; g->insts[out->inst] != n->inst; out->inst++)
+  for (out->inst = 0; g->insts[out->inst] != n->type->inst; out->inst++)
     ;
   out->traits = n->type->t->traits;
   out->status = r->status;
   out->account_type = r->account_type;
   out->emails = r->emails;
   out->match_keys = r->match_keys;
-  out->profile = r->profile;
+  out->profile = NULL;
+  if (r->profile) { /* decoded into the graph's one view buffer */
+    g->vbuf->len = 0;
+    gr_pdict_write(&g->pdict, r->profile, g->vbuf);
+    jw_put(g->vbuf, "", 1);
+    if (!g->vbuf->failed)
+      out->profile = g->vbuf->buf;
+    g->vbuf->failed = 0;
+  }
   out->parent = r->parent ? r->parent->rank : GRAPH_NONE;
   out->identity = n->identity;
   return 1;
@@ -388,16 +395,31 @@ size_t graph_ngrants(const struct graph *g, size_t *ndirect) {
   return g->ngrants + g->nderived;
 }
 
+static const struct drun *drun_of(const struct graph *g, size_t i) {
+  size_t lo = 0, hi = g->ndruns; /* the last run with first <= i */
+
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (g->druns[mid].first <= i)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return &g->druns[lo];
+}
+
 void graph_grant_view(const struct graph *g, size_t i,
                       struct graph_grant_view *out) {
   const struct rgrant *r = i < g->ngrants ? &g->grants[i] : NULL;
-  const struct dgrant *d = r ? NULL : &g->derived[i - g->ngrants];
-  uint32_t src = r ? r->src : d->src;
+  const struct drun *run = r ? NULL : drun_of(g, i - g->ngrants);
+  const struct gside *gs = r ? gside_find(g->gsrc, g->ngsrc, i) : NULL;
+  const uint32_t *srcp = r ? (gs ? &gs->v : NULL) : &run->src;
+  uint32_t src = srcp ? *srcp : NONE;
 
-  out->ent = r ? r->ent : d->ent;
-  out->principal = r ? r->prank : d->principal;
+  out->ent = r ? r->ent : run->ent;
+  out->principal = r ? r->prank : g->derived[i - g->ngrants];
   out->direct = r != NULL;
-  out->expandable = r && (r->flags & CH_GRANT_EXPANDABLE) ? r->exp_ent : NONE;
+  out->expandable = r && r->expand ? r->aux : NONE;
   out->sources = NULL;
   out->nsources = 0;
   if (src == NONE)
@@ -406,7 +428,7 @@ void graph_grant_view(const struct graph *g, size_t i,
     out->sources = g->srcpool + (src & ~SRC_LIST) + 1;
     out->nsources = g->srcpool[src & ~SRC_LIST];
   } else {
-    out->sources = r ? &r->src : &d->src;
+    out->sources = srcp;
     out->nsources = 1;
   }
 }

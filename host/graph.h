@@ -143,7 +143,10 @@ struct graph_res_view {
   enum ch_res_status status;
   enum ch_account_type account_type;
   const char *const *emails, *const *match_keys; /* NULL-terminated */
-  const char *profile;                           /* JSON object or NULL */
+  /* JSON object or NULL. Decoded from the graph's dictionary into one
+     buffer the graph keeps: valid until the next graph_resource_view on
+     this graph (copy it to keep it; not for two threads at once). */
+  const char *profile;
   uint32_t parent, identity; /* node rank / identity index, or GRAPH_NONE */
 };
 size_t graph_nnodes(const struct graph *g);

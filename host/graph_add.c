@@ -81,11 +81,9 @@ static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
   if (!n)
     return NULL;
   memset(n, 0, offsetof(struct node, id));
-  n->inst = in;
   n->type = ti;
-  n->rank = NONE;
   n->identity = NONE;
-  n->idx = (uint32_t)g->nnodes;
+  n->rank = (uint32_t)g->nnodes; /* its index in g->nodes until ranked */
   memcpy(n->id, id, len + 1);
   if (hmap_put(&ti->nodes, n->id, len, n))
     return NULL; /* n stays in the arena, unused */
@@ -102,28 +100,51 @@ static char *pack_str(char **sp, const char *s) {
   return d;
 }
 
-/* One allocation holding the record and everything it points to: a big
-   tenant has 100k of these, and one free() releases each. */
-static struct res *res_pack(const struct ch_resource *r, const char *profile,
+/* The index of the "email=" match key of `r` that spells email `e`, or
+   -1: the record keeps the text once (an organization's user carries
+   both). */
+static long email_mk(const struct ch_resource *r, const char *e) {
+  for (long i = 0; r->match_keys && r->match_keys[i]; i++) {
+    if (!strncmp(r->match_keys[i], "email=", 6) &&
+        !strcmp(r->match_keys[i] + 6, e))
+      return i;
+  }
+  return -1;
+}
+
+/* The size of one packed record: the record and everything it points to
+   back to back, a multiple of 8 so records in the arena stay aligned. */
+static size_t res_size(const struct ch_resource *r, size_t plen,
+                       size_t nslugs) {
+  size_t n = sizeof(struct res) + plen + nslugs * sizeof(uint16_t) +
+             2 * sizeof(char *);
+  const char *const *v;
+
+  if (r->display_name)
+    n += strlen(r->display_name) + 1;
+  for (v = r->emails; v && *v; v++)
+    n += sizeof(char *) + (email_mk(r, *v) >= 0 ? 0 : strlen(*v) + 1);
+  for (v = r->match_keys; v && *v; v++)
+    n += sizeof(char *) + strlen(*v) + 1;
+  return (n + 7) & ~(size_t)7;
+}
+
+/* Pack the record into `mem` (res_size bytes). A big tenant has 100k of
+   these: they live in the graph's arena, without a malloc header each or
+   the holes the workers' freed pages leave around them. */
+static struct res *res_pack(void *mem, const struct ch_resource *r,
+                            const unsigned char *profile, size_t plen,
                             const uint16_t *slugs, size_t nslugs) {
-  size_t nem = 0, nmk = 0, strbytes = 0, i;
+  size_t nem = 0, nmk = 0, i;
+  struct res *res = mem;
   const char **em, **mk;
-  struct res *res;
   uint16_t *sl;
   char *sp;
 
-  if (r->display_name)
-    strbytes += strlen(r->display_name) + 1;
-  for (; r->emails && r->emails[nem]; nem++)
-    strbytes += strlen(r->emails[nem]) + 1;
-  for (; r->match_keys && r->match_keys[nmk]; nmk++)
-    strbytes += strlen(r->match_keys[nmk]) + 1;
-  if (profile)
-    strbytes += strlen(profile) + 1;
-  res = malloc(sizeof(*res) + (nem + nmk + 2) * sizeof(char *) +
-               nslugs * sizeof(uint16_t) + strbytes);
-  if (!res)
-    return NULL;
+  while (r->emails && r->emails[nem])
+    nem++;
+  while (r->match_keys && r->match_keys[nmk])
+    nmk++;
   memset(res, 0, sizeof(*res));
   em = (const char **)(res + 1);
   mk = em + nem + 1;
@@ -134,17 +155,19 @@ static struct res *res_pack(const struct ch_resource *r, const char *profile,
   res->slugs = sl;
   res->nslugs = nslugs;
   res->display_name = r->display_name ? pack_str(&sp, r->display_name) : NULL;
-  for (i = 0; i < nem; i++)
-    em[i] = pack_str(&sp, r->emails[i]);
-  em[nem] = NULL;
   for (i = 0; i < nmk; i++)
     mk[i] = pack_str(&sp, r->match_keys[i]);
   mk[nmk] = NULL;
+  for (i = 0; i < nem; i++) {
+    long m = email_mk(r, r->emails[i]);
+    em[i] = m >= 0 ? mk[m] + 6 : pack_str(&sp, r->emails[i]);
+  }
+  em[nem] = NULL;
   res->emails = em;
   res->match_keys = mk;
-  res->profile = profile ? pack_str(&sp, profile) : NULL;
-  res->status = r->status;
-  res->account_type = r->account_type;
+  res->profile = profile ? memcpy(sp, profile, plen) : NULL;
+  res->status = (uint8_t)r->status;
+  res->account_type = (uint8_t)r->account_type;
   return res;
 }
 
@@ -159,11 +182,28 @@ static int cmp_strv(const char *const *a, const char *const *b) {
   }
 }
 
+/* Two profiles' codes, ordered by their texts. */
+static int cmp_profile(struct graph *g, const unsigned char *a,
+                       const unsigned char *b) {
+  char *ta, *tb;
+  int c;
+
+  if (!a || !b)
+    return (a != NULL) - (b != NULL);
+  ta = gr_pdict_text(&g->pdict, a);
+  tb = gr_pdict_text(&g->pdict, b);
+  /* out of memory: any fixed answer keeps the order total enough */
+  c = ta && tb ? strcmp(ta, tb) : 0;
+  free(ta);
+  free(tb);
+  return c;
+}
+
 /* A total order over everything a resource record carries: when a plugin
    emits one resource twice (two pages overlapping, two parents), the
    lowest record wins, so arrival order (and so the number of workers)
    cannot change the output. */
-static int res_cmp(const struct res *a, const struct res *b) {
+static int res_cmp(struct graph *g, const struct res *a, const struct res *b) {
   size_t i;
   int c;
 
@@ -177,7 +217,7 @@ static int res_cmp(const struct res *a, const struct res *b) {
     return c;
   if ((c = cmp_strv(a->match_keys, b->match_keys)))
     return c;
-  if ((c = cmp_str(a->profile, b->profile)))
+  if ((c = cmp_profile(g, a->profile, b->profile)))
     return c;
   if (a->parent != b->parent) {
     if (!a->parent || !b->parent)
@@ -348,28 +388,31 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
                        struct ch_err *err) {
   struct inst *in = graph_inst(g, inst);
   struct tinfo *ti = NULL;
-  struct res *nr = NULL, *old = NULL;
+  struct res *tmp = NULL;
   struct node *node, *pnode = NULL;
   uint16_t *slugs = NULL;
-  size_t nslugs = 0;
+  size_t nslugs = 0, plen = 0, size;
   char *profile = NULL;
+  unsigned char *pcode = NULL;
+  void *mem;
   int result;
 
   if (!in || !r) {
     result = ch_err_set(err, CH_E_INVALID, "no resource or no such instance");
     goto out;
   }
-  /* Validation, profile parsing and copying run outside the lock, so
-     workers only serialize on the hash map updates. */
+  /* Validation, profile parsing and coding run outside the lock, so
+     workers only serialize on the hash map updates and one copy. */
   result = res_check(in, r, &ti, &slugs, &nslugs, &profile, err);
   if (result)
     goto out;
-  nr = res_pack(r, profile, slugs, nslugs);
-  if (!nr) {
+  if (profile && gr_pdict_encode(&g->pdict, profile, &pcode, &plen)) {
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
     goto out;
   }
+  size = res_size(r, plen, nslugs);
 
+  result = CH_E_NOMEM;
   pthread_mutex_lock(&g->lock);
   if (g->finished) {
     pthread_mutex_unlock(&g->lock);
@@ -379,28 +422,37 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
   node = node_get(g, in, ti, r->id);
   if (node && ti->parent)
     pnode = node_get(g, in, ti->parent, r->parent_id);
-  if (!node || (ti->parent && !pnode)) {
-    pthread_mutex_unlock(&g->lock);
-    result = ch_err_set(err, CH_E_NOMEM, "out of memory");
-    goto out;
+  if (!node || (ti->parent && !pnode))
+    goto unlock;
+  if (node->res) {
+    /* listed twice: the lower record wins (the loser's copy, if it was
+       the first, stays in the arena unused; duplicates are rare) */
+    tmp = malloc(size);
+    if (!tmp)
+      goto unlock;
+    res_pack(tmp, r, pcode, plen, slugs, nslugs)->parent = pnode;
+    if (res_cmp(g, tmp, node->res) >= 0) {
+      result = CH_OK;
+      goto unlock;
+    }
   }
-  nr->parent = pnode;
-  if (!node->res) {
-    node->res = nr;
-    nr = NULL;
+  mem = gr_arena_alloc(&g->narena, size);
+  if (!mem)
+    goto unlock;
+  if (!node->res)
     in->nres++;
-  } else if (res_cmp(nr, node->res) < 0) {
-    old = node->res;
-    node->res = nr;
-    nr = NULL;
-  }
-  pthread_mutex_unlock(&g->lock);
+  node->res = res_pack(mem, r, pcode, plen, slugs, nslugs);
+  node->res->parent = pnode;
   result = CH_OK;
+unlock:
+  pthread_mutex_unlock(&g->lock);
+  if (result == CH_E_NOMEM)
+    ch_err_set(err, CH_E_NOMEM, "out of memory");
 out:
-  free(old);
-  free(nr);
+  free(tmp);
   free(slugs);
   free(profile);
+  free(pcode);
   return result;
 }
 
@@ -496,6 +548,7 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
   struct node *rn, *pn;
   struct rgrant *rg;
   size_t slug = 0, expand = 0;
+  uintptr_t pidx = 0;
   char *profile = NULL;
   int result;
 
@@ -515,10 +568,20 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
   }
   rn = node_get(g, in, rti, gr->resource.id);
   pn = rn ? node_get(g, in, pti, gr->principal.id) : NULL;
-  if (!pn || g->ngrants >= NONE || g->ngprofiles >= NONE ||
-      gr_grow(&g->grants, &g->cgrants, g->ngrants + 1, sizeof(*g->grants)) ||
-      (profile && gr_grow(&g->gprofiles, &g->cgprofiles, g->ngprofiles + 1,
-                          sizeof(*g->gprofiles)))) {
+  /* Grants' profiles repeat ({"active":false} on tens of thousands of
+     memberships): each text is kept once. */
+  if (profile)
+    pidx = (uintptr_t)hmap_gets(&g->gpmap, profile);
+  if (profile && !pidx && g->ngprofiles < NONE &&
+      !gr_grow(&g->gprofiles, &g->cgprofiles, g->ngprofiles + 1,
+               sizeof(*g->gprofiles)) &&
+      !hmap_puts(&g->gpmap, profile, (void *)(g->ngprofiles + 1))) {
+    g->gprofiles[g->ngprofiles++] = profile;
+    profile = NULL;
+    pidx = g->ngprofiles;
+  }
+  if (!pn || g->ngrants >= NONE || (gr->profile_json && !pidx) ||
+      gr_grow(&g->grants, &g->cgrants, g->ngrants + 1, sizeof(*g->grants))) {
     pthread_mutex_unlock(&g->lock);
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
     goto out;
@@ -528,17 +591,11 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
      duplicates do. */
   rg = &g->grants[g->ngrants++];
   memset(rg, 0, sizeof(*rg));
-  rg->ent = rn->idx;
-  rg->prank = pn->idx;
-  rg->profile = NONE;
-  if (profile) {
-    rg->profile = (uint32_t)g->ngprofiles;
-    g->gprofiles[g->ngprofiles++] = profile;
-    profile = NULL;
-  }
+  rg->ent = rn->rank;
+  rg->prank = pn->rank;
+  rg->aux = pidx ? (uint32_t)(pidx - 1) : NONE;
   rg->slug = (uint16_t)(slug - 1);
-  rg->flags = (gr->flags & CH_GRANT_EXPANDABLE) ? CH_GRANT_EXPANDABLE : 0;
-  rg->expand = expand ? (uint16_t)(expand - 1) : 0;
+  rg->expand = (gr->flags & CH_GRANT_EXPANDABLE) ? (uint16_t)expand : 0;
   pthread_mutex_unlock(&g->lock);
   result = CH_OK;
 out:

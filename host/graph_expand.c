@@ -70,7 +70,7 @@ int gr_finish_expand(struct graph *g) {
 
     np = 0;
     for (i = E->gfirst; i < gend; i++) {
-      uint32_t s1 = g->grants[i].exp_ent;
+      uint32_t s1 = g->grants[i].expand ? g->grants[i].aux : NONE;
       size_t qhead = 0, qlen = 0, level_end;
       int depth = 1;
       if (s1 == NONE)
@@ -93,14 +93,14 @@ int gr_finish_expand(struct graph *g) {
             pairs[np].src = s1;
             np++;
           }
-          if (h->exp_ent == NONE || visit[h->exp_ent] == stamp)
+          if (!h->expand || h->aux == NONE || visit[h->aux] == stamp)
             continue;
           if (depth >= GRAPH_MAX_DEPTH) {
             cut = 1;
             continue;
           }
-          visit[h->exp_ent] = stamp;
-          queue[qlen++] = h->exp_ent;
+          visit[h->aux] = stamp;
+          queue[qlen++] = h->aux;
         }
         if (qhead == level_end) {
           depth++;
@@ -109,7 +109,7 @@ int gr_finish_expand(struct graph *g) {
       }
     }
     if (cut) {
-      struct inst *in = E->node->inst;
+      struct inst *in = E->node->type->inst;
       if (!in->ncut++)
         in->cut_key = E->key;
       in->gwarnings++;
@@ -134,17 +134,27 @@ int gr_finish_expand(struct graph *g) {
       while (j < gend && g->grants[j].prank < pairs[i].principal)
         j++;
       if (j < gend && g->grants[j].prank == pairs[i].principal) {
-        g->grants[j].src = src; /* also held directly: stays direct */
+        /* also held directly: stays direct; j only grows, so the side
+           array stays ascending */
+        if (gr_grow(&g->gsrc, &g->cgsrc, g->ngsrc + 1, sizeof(*g->gsrc)))
+          goto out;
+        g->gsrc[g->ngsrc].grant = (uint32_t)j;
+        g->gsrc[g->ngsrc++].v = src;
       } else {
-        struct dgrant *d;
+        struct drun *run = g->ndruns ? &g->druns[g->ndruns - 1] : NULL;
         if (g->nderived >= NONE ||
             gr_grow(&g->derived, &g->cderived, g->nderived + 1,
                     sizeof(*g->derived)))
           goto out;
-        d = &g->derived[g->nderived++];
-        d->ent = (uint32_t)e;
-        d->principal = pairs[i].principal;
-        d->src = src;
+        if (!run || run->ent != e || run->src != src) {
+          if (gr_grow(&g->druns, &g->cdruns, g->ndruns + 1, sizeof(*g->druns)))
+            goto out;
+          run = &g->druns[g->ndruns++];
+          run->first = (uint32_t)g->nderived;
+          run->ent = (uint32_t)e;
+          run->src = src;
+        }
+        g->derived[g->nderived++] = pairs[i].principal;
       }
       i = k;
     }

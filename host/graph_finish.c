@@ -36,7 +36,9 @@ static int cmp_node_key(const void *a, const void *b) {
    included so their stats count duplicates the same way; every writer
    skips them. */
 static int finish_keys(struct graph *g) {
+  struct gr_arena ka = GR_ARENA_INIT; /* the keys until they are ranked */
   size_t total = 0, i, j, pos;
+  int result = CH_E_NOMEM;
   void *v;
 
   for (i = 0; i < g->ninsts; i++) {
@@ -56,42 +58,56 @@ static int finish_keys(struct graph *g) {
       pos = 0;
       while (hmap_next(&ti->nodes, &pos, NULL, NULL, &v)) {
         struct node *n = v;
-        n->key = key_resource(in->tenant, in->name, ti->t->id, n->id);
+        /* into the arena at once: 200k keys as separate mallocs cost
+           their headers, and the holes they leave once freed */
+        char *k = key_resource(in->tenant, in->name, ti->t->id, n->id);
+        if (!k)
+          goto out;
+        n->kplain = (uint8_t)gr_key_plain(k, &n->klen);
+        n->key = gr_arena_dup(&ka, k, n->klen);
+        free(k);
         if (!n->key)
-          return CH_E_NOMEM;
-        n->kplain = (uint8_t)gr_key_plain(n->key, &n->klen);
+          goto out;
         g->order[g->norder++] = n;
       }
     }
   }
+  /* Every node is in g->order now, and nothing looks one up by id any
+     more: the maps go (10 MB for 200k nodes). */
+  for (i = 0; i < g->ninsts; i++) {
+    struct inst *in = g->insts[i];
+    for (j = 0; j < in->ntypes; j++)
+      hmap_release(&in->tinfos[j].nodes);
+  }
   /* Keys are unique (the encoding is injective and (tenant, instance) is
      unique), so this order does not depend on the hash maps. */
   gr_sort(g->order, g->norder, sizeof(*g->order), cmp_node_key);
-  /* Grants name their principal by rank. Output walks principals in rank
-     order, so keys packed in that order are read sequentially instead of
-     from 100k scattered allocations. */
+  /* Grants name their principal by rank, and the writer walks principals
+     in rank order: keys packed in that order, found through a table of
+     offsets, are read sequentially instead of through scattered nodes. */
   for (i = 0, total = 0; i < g->norder; i++)
     total += g->order[i]->klen + 1;
-  g->karena = malloc(total ? total : 1);
-  g->krefs = malloc((g->norder ? g->norder : 1) * sizeof(*g->krefs));
-  if (!g->karena || !g->krefs) {
-    free(g->karena);
-    g->karena = NULL;
-    return CH_E_NOMEM;
-  }
+  result = CH_E_LIMIT;
+  if (total >= KOFF_ESC)
+    goto out;
+  result = CH_E_NOMEM;
+  g->keys = malloc(total ? total : 1);
+  g->koff = malloc((g->norder + 1) * sizeof(*g->koff));
+  if (!g->keys || !g->koff)
+    goto out;
   for (i = 0, pos = 0; i < g->norder; i++) {
     struct node *n = g->order[i];
-    char *k = g->karena + pos;
-    memcpy(k, n->key, n->klen + 1);
-    free(n->key);
-    n->key = k;
+    memcpy(g->keys + pos, n->key, n->klen + 1);
+    n->key = g->keys + pos;
     n->rank = (uint32_t)i;
-    g->krefs[i].s = k;
-    g->krefs[i].len = n->klen;
-    g->krefs[i].plain = n->kplain;
+    g->koff[i] = (uint32_t)pos | (n->kplain ? 0 : KOFF_ESC);
     pos += n->klen + 1;
   }
-  return CH_OK;
+  g->koff[g->norder] = (uint32_t)pos;
+  result = CH_OK;
+out:
+  gr_arena_release(&ka);
+  return result;
 }
 
 /* Before entitlements exist: `ent` holds the resource's rank. */
@@ -115,14 +131,6 @@ static int cmp_grant(const void *a, const void *b) {
   if (x->prank != y->prank)
     return x->prank < y->prank ? -1 : 1;
   return 0;
-}
-
-static void grant_drop_profile(struct graph *g, struct rgrant *r) {
-  if (r->profile != NONE) {
-    free(g->gprofiles[r->profile]);
-    g->gprofiles[r->profile] = NULL;
-    r->profile = NONE;
-  }
 }
 
 /*
@@ -225,19 +233,18 @@ static void grants_sort_all(struct graph *g, grant_cmp cmp) {
 static void grant_fold(struct graph *g, struct rgrant *a, struct rgrant *b) {
   const char *ap = grant_profile(g, a), *bp = grant_profile(g, b);
 
-  if (b->flags & CH_GRANT_EXPANDABLE) {
+  if (b->expand) {
     const struct node *p = g->order[a->prank]; /* the same principal */
-    if (!(a->flags & CH_GRANT_EXPANDABLE) ||
-        strcmp(def_slug(p, b->expand), def_slug(p, a->expand)) < 0)
+    if (!a->expand ||
+        strcmp(def_slug(p, b->expand - 1), def_slug(p, a->expand - 1)) < 0)
       a->expand = b->expand;
-    a->flags |= CH_GRANT_EXPANDABLE;
   }
   if (bp && (!ap || strcmp(bp, ap) < 0)) {
-    uint32_t t = a->profile;
-    a->profile = b->profile;
-    b->profile = t;
+    uint32_t t = a->aux;
+    a->aux = b->aux;
+    b->aux = t;
   }
-  grant_drop_profile(g, b);
+  b->aux = NONE; /* profiles are shared: nothing to free */
 }
 
 /* What an id looks like, to name the likely cause of a grant that does
@@ -301,7 +308,7 @@ static int finish_check_grants(struct graph *g) {
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     struct node *rn = g->order[r->ent];
-    struct inst *in = rn->inst;
+    struct inst *in = rn->type->inst;
     char *key;
     in->ngrants++;
     if (!in->ok || res_slug_pos(rn->res, r->slug) >= 0)
@@ -335,7 +342,7 @@ static int finish_check_grants(struct graph *g) {
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     const struct node *rn = g->order[r->ent], *pn = g->order[r->prank];
-    struct inst *in = rn->inst;
+    struct inst *in = rn->type->inst;
     if (in->ok && !pn->res) {
       if (!in->dropped) {
         char *key = key_entitlement(rn->key, def_slug(rn, r->slug));
@@ -348,7 +355,7 @@ static int finish_check_grants(struct graph *g) {
       in->gwarnings++;
     }
     if (!in->ok || !pn->res) {
-      grant_drop_profile(g, r);
+      r->aux = NONE;
       continue;
     }
     g->grants[o++] = *r;
@@ -411,7 +418,7 @@ static int finish_ents(struct graph *g) {
 /* Point grants at entitlements, sort them, resolve what expandable grants
    expand through. */
 static int finish_grants(struct graph *g) {
-  size_t i;
+  size_t i, np = 0;
 
   if (g->ngrants >= NONE)
     return CH_E_LIMIT; /* entitlements index their grants with 32 bits */
@@ -419,10 +426,22 @@ static int finish_grants(struct graph *g) {
     struct rgrant *r = &g->grants[i];
     const struct node *rn = g->order[r->ent];
     r->ent = rn->ents[res_slug_pos(rn->res, r->slug)];
-    r->src = NONE;
-    r->exp_ent = NONE;
+    np += r->aux != NONE;
   }
   grants_sort_all(g, cmp_grant);
+  /* The order is final: profiles move beside the grants, and `aux`
+     becomes what expandable ones inherit through. */
+  g->gprof = malloc((np ? np : 1) * sizeof(*g->gprof));
+  if (!g->gprof)
+    return CH_E_NOMEM;
+  for (i = 0; i < g->ngrants; i++) {
+    struct rgrant *r = &g->grants[i];
+    if (r->aux != NONE) {
+      g->gprof[g->ngprof].grant = (uint32_t)i;
+      g->gprof[g->ngprof++].v = r->aux;
+    }
+    r->aux = NONE;
+  }
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     struct ent *e = &g->ents[r->ent];
@@ -431,21 +450,22 @@ static int finish_grants(struct graph *g) {
     if (!e->gcount)
       e->gfirst = (uint32_t)i;
     e->gcount++;
-    if (!(r->flags & CH_GRANT_EXPANDABLE))
+    if (!r->expand)
       continue;
-    p = res_slug_pos(pn->res, r->expand);
+    p = res_slug_pos(pn->res, r->expand - 1);
     if (p >= 0) {
-      r->exp_ent = pn->ents[p];
+      r->aux = pn->ents[p];
       continue;
     }
     /* The principal's type declares the slug but this resource does not
        carry it: nobody can hold it, so nothing is inherited. */
-    if (!pn->inst->nexp++) {
-      pn->inst->exp_key = key_entitlement(pn->key, def_slug(pn, r->expand));
-      if (!pn->inst->exp_key)
+    if (!pn->type->inst->nexp++) {
+      pn->type->inst->exp_key =
+          key_entitlement(pn->key, def_slug(pn, r->expand - 1));
+      if (!pn->type->inst->exp_key)
         return CH_E_NOMEM;
     }
-    pn->inst->gwarnings++;
+    pn->type->inst->gwarnings++;
   }
   for (i = 0; i < g->ninsts; i++) {
     struct inst *in = g->insts[i];
@@ -482,6 +502,7 @@ int graph_finish(struct graph *g) {
     result = finish_grants(g);
   if (!result)
     result = gr_finish_identities(g);
+  gr_trim(); /* the join's scratch, before the derived grants come */
   if (!result)
     result = gr_finish_expand(g);
   gr_trim(); /* the steps' scratch arrays */

@@ -83,15 +83,44 @@ static int cmp_ident(const void *a, const void *b) {
   return strcmp(((const struct ident *)a)->key, ((const struct ident *)b)->key);
 }
 
+struct strv { /* ident_fill's scratch, reused for every identity */
+  const char **v;
+  size_t cap;
+};
+
+/* The sorted, unique v[0..n) to keep: the emails (or match keys, `mks`) of
+   a member that holds just these, or else a copy in g->iarr. Most
+   identities are one account, or a Jira user and the organization's
+   account that carries its keys: no copy. */
+static const char *const *keep_strv(struct graph *g, const struct ident *id,
+                                    int mks, const char **v, size_t n) {
+  const char **c;
+  size_t i, k;
+
+  for (i = 0; i < id->nmembers; i++) {
+    const struct res *r = g->order[id->members[i]]->res;
+    const char *const *a = mks ? r->match_keys : r->emails;
+    for (k = 0; k < n && a[k] && !strcmp(a[k], v[k]); k++)
+      ;
+    if (k == n && !a[k])
+      return a;
+  }
+  c = gr_arena_alloc(&g->iarr, (n ? n : 1) * sizeof(*c));
+  if (c && n)
+    memcpy(c, v, n * sizeof(*c));
+  return c;
+}
+
 /* Emails, match keys, display name and key of one identity. */
-static int ident_fill(struct graph *g, struct ident *id) {
+static int ident_fill(struct graph *g, struct ident *id, struct strv *sc) {
   const struct node *first = g->order[id->members[0]];
   size_t i, ne = 0, nm = 0;
   const char *const *v;
+  const char **em, **mk;
   char *enc = NULL, *t = NULL;
   int result = CH_E_NOMEM;
 
-  id->tenant = first->inst->tenant;
+  id->tenant = first->type->inst->tenant;
   for (i = 0; i < id->nmembers; i++) {
     const struct res *r = g->order[id->members[i]]->res;
     if (!id->display_name && r->display_name && *r->display_name)
@@ -101,28 +130,32 @@ static int ident_fill(struct graph *g, struct ident *id) {
     for (v = r->match_keys; *v; v++)
       nm++;
   }
-  /* one block: the match keys' array follows the emails' */
-  id->emails = malloc((ne + nm + 1) * sizeof(char *));
-  if (!id->emails)
+  /* one block: the match keys follow the emails */
+  if (gr_grow(&sc->v, &sc->cap, ne + nm + 1, sizeof(*sc->v)))
     goto out;
-  id->mks = id->emails + ne;
+  em = sc->v;
+  mk = sc->v + ne;
   for (i = 0; i < id->nmembers; i++) {
     const struct res *r = g->order[id->members[i]]->res;
     for (v = r->emails; *v; v++) {
       const char *e = lower_from(&g->istrs, *v, 0);
       if (!e)
         goto out;
-      id->emails[id->nemails++] = e;
+      em[id->nemails++] = e;
     }
     for (v = r->match_keys; *v; v++) {
       const char *m = match_key_norm(&g->istrs, *v);
       if (!m)
         goto out;
-      id->mks[id->nmks++] = m;
+      mk[id->nmks++] = m;
     }
   }
-  id->nemails = sort_unique(id->emails, id->nemails);
-  id->nmks = sort_unique(id->mks, id->nmks);
+  id->nemails = (uint32_t)sort_unique(em, id->nemails);
+  id->nmks = (uint32_t)sort_unique(mk, id->nmks);
+  id->emails = keep_strv(g, id, 0, em, id->nemails);
+  id->mks = keep_strv(g, id, 1, mk, id->nmks);
+  if (!id->emails || !id->mks)
+    goto out;
   t = key_encode(id->tenant);
   /* Keyed by its smallest match key: stable while that key lives,
      whichever accounts join or leave. An identity without match keys has
@@ -142,55 +175,78 @@ out:
   return result;
 }
 
-/* Union-find over the user resources of each tenant sharing a match key. */
+struct mkref { /* one user's match key, as the join compares it */
+  const char *mk;
+  uint32_t tenant, node;
+};
+
+static int cmp_mkref(const void *a, const void *b) {
+  const struct mkref *x = a, *y = b;
+
+  if (x->tenant != y->tenant)
+    return x->tenant < y->tenant ? -1 : 1;
+  return strcmp(x->mk, y->mk);
+}
+
+/* Union-find over the user resources of each tenant sharing a match key:
+   the match keys are sorted (by tenant, then text) and each run of equal
+   ones joined. A hash map over them would need a copy of every key with
+   its tenant and 24-byte slots, at graph_finish's peak. */
 int gr_finish_identities(struct graph *g) {
-  struct hmap seen = HMAP_INIT;
-  struct gr_arena keys = GR_ARENA_INIT; /* the keys `seen` borrows */
-  size_t i, nid = 0, nusers = 0;
+  struct gr_arena keys = GR_ARENA_INIT; /* match keys lowercased */
+  struct mkref *refs = NULL;
+  struct strv sc = {NULL, 0};
+  size_t i, j, nid = 0, nusers = 0, nrefs = 0;
   uint32_t *uf = NULL, *idof = NULL;
   int result = CH_E_NOMEM;
 
+  for (i = 0; i < g->norder; i++) {
+    const char *const *v;
+    if (is_user(g->order[i])) {
+      for (v = g->order[i]->res->match_keys; *v; v++)
+        nrefs++;
+    }
+  }
   uf = malloc((g->norder ? g->norder : 1) * sizeof(*uf));
   idof = malloc((g->norder ? g->norder : 1) * sizeof(*idof));
-  if (!uf || !idof)
+  refs = malloc((nrefs ? nrefs : 1) * sizeof(*refs));
+  if (!uf || !idof || !refs)
     goto out;
   for (i = 0; i < g->norder; i++) {
     uf[i] = (uint32_t)i;
     idof[i] = NONE;
   }
-  for (i = 0; i < g->norder; i++) {
+  for (i = 0, nrefs = 0; i < g->norder; i++) {
     const struct node *n = g->order[i];
     const char *const *v;
     if (!is_user(n))
       continue;
     for (v = n->res->match_keys; *v; v++) {
       const char *m = match_key_norm(&keys, *v);
-      char *k;
-      size_t len;
-      void *found;
       if (!m)
         goto out;
-      /* The tenant's index is part of the key: identities never span
-         tenants even when their users share an account id. */
-      len = sizeof(uint32_t) + strlen(m);
-      k = gr_arena_alloc(&keys, len);
-      if (!k)
-        goto out;
-      memcpy(k, &n->inst->tenant_idx, sizeof(uint32_t));
-      memcpy(k + sizeof(uint32_t), m, len - sizeof(uint32_t));
-      found = hmap_get(&seen, k, len);
-      if (found) {
-        uint32_t a = uf_find(uf, (uint32_t)i);
-        uint32_t b = uf_find(uf, (uint32_t)((uintptr_t)found - 1));
-        if (a < b)
-          uf[b] = a;
-        else
-          uf[a] = b;
-      } else if (hmap_put(&seen, k, len, (void *)(uintptr_t)(i + 1))) {
-        goto out;
-      }
+      /* The tenant is part of the key: identities never span tenants
+         even when their users share an account id. */
+      refs[nrefs].mk = m;
+      refs[nrefs].tenant = n->type->inst->tenant_idx;
+      refs[nrefs].node = (uint32_t)i;
+      nrefs++;
     }
   }
+  gr_sort(refs, nrefs, sizeof(*refs), cmp_mkref);
+  for (i = 0; i < nrefs; i = j) {
+    for (j = i + 1; j < nrefs && !cmp_mkref(&refs[i], &refs[j]); j++) {
+      uint32_t a = uf_find(uf, refs[i].node);
+      uint32_t b = uf_find(uf, refs[j].node);
+      if (a < b)
+        uf[b] = a;
+      else
+        uf[a] = b;
+    }
+  }
+  free(refs);
+  refs = NULL;
+  gr_arena_release(&keys);
   /* Number identities by their lowest member, count members. */
   for (i = 0; i < g->norder; i++) {
     uint32_t root;
@@ -227,7 +283,7 @@ int gr_finish_identities(struct graph *g) {
     id->members[id->nmembers++] = (uint32_t)i;
   }
   for (i = 0; i < nid; i++) {
-    if (ident_fill(g, &g->idents[i]))
+    if (ident_fill(g, &g->idents[i], &sc))
       goto out;
   }
   gr_sort(g->idents, nid, sizeof(*g->idents), cmp_ident);
@@ -238,7 +294,8 @@ int gr_finish_identities(struct graph *g) {
   }
   result = CH_OK;
 out:
-  hmap_release(&seen);
+  free(sc.v);
+  free(refs);
   gr_arena_release(&keys);
   free(uf);
   free(idof);

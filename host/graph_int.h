@@ -22,22 +22,28 @@
  * - each (instance, type, id) is one `struct node`, found through its
  *   type's hash map; the node is the interned copy of the id, and grants
  *   point at nodes instead of copying ids;
- * - a listed resource is one packed allocation (`struct res` + its strings);
- * - nodes come from an arena (never freed one by one); grants are flat
- *   arrays of 28-byte records naming nodes, and later entitlements and
- *   ranks, by 32-bit index, sorted in place by graph_finish;
+ * - a listed resource is one packed record (`struct res` + its strings);
+ * - nodes and records come from an arena (never freed one by one);
+ *   grants are flat arrays of 16-byte records naming nodes, and later
+ *   entitlements and ranks, by 32-bit index, sorted in place by
+ *   graph_finish;
  * - identities borrow their members' emails and match keys unless
- *   normalizing changes them.
+ *   normalizing changes them;
+ * - resources' profiles are coded against a dictionary of shapes and
+ *   values (graph_prof.c): an org user's 400 bytes of JSON take about 50.
  * Hash maps only ever find things; every order that reaches the output comes
  * from sorting printed keys with strcmp.
  */
 
 #define NONE UINT32_MAX
 #define SRC_LIST 0x80000000u /* `src` indexes g->srcpool */
+#define KOFF_ESC 0x80000000u /* g->koff: the key needs JSON escaping */
 #define MAX_SLUGS 65535
 #define PROFILE_MAX (1 << 20) /* "a small JSON object" (plugin.h) */
 
+struct inst;
 struct tinfo { /* one declared resource type of an instance */
+  struct inst *inst;
   const struct ch_resource_type *t;
   struct tinfo *parent;
   size_t ndefs;
@@ -71,43 +77,68 @@ struct inst {
 
 struct res {
   const char *display_name;      /* NULL when none */
-  const char *const *emails;     /* NULL-terminated */
+  const char *const *emails;     /* NULL-terminated; an email that is
+                                    also an "email=" match key points
+                                    into it */
   const char *const *match_keys; /* NULL-terminated */
-  const char *profile;           /* canonical JSON object text or NULL */
+  const unsigned char *profile;  /* its code in g->pdict (graph_prof.c), or
+                                    NULL */
   struct node *parent;
   const uint16_t *slugs; /* carried entitlement def indices, ascending */
-  size_t nslugs;
-  enum ch_res_status status;
-  enum ch_account_type account_type;
+  uint16_t nslugs;
+  uint8_t status;       /* enum ch_res_status */
+  uint8_t account_type; /* enum ch_account_type */
 };
 
-struct node {
-  struct inst *inst;
+struct node { /* its instance: type->inst */
   struct tinfo *type;
   struct res *res; /* NULL while never listed */
-  char *key;       /* printed key, built by graph_finish */
+  char *key;       /* printed key, built by graph_finish (in g->keys) */
   uint32_t *ents;  /* finish: entitlement index per res->slugs entry */
   uint32_t klen;   /* strlen(key) */
-  uint32_t rank;   /* finish: index in g->order */
+  uint32_t rank;   /* fetch: index in g->nodes; finish: index in g->order */
   uint32_t identity;
-  uint32_t idx;   /* index in g->nodes */
   uint8_t kplain; /* key needs no JSON escaping */
   char id[];      /* in g->narena, from offsetof(struct node, id) */
 };
 
-/* A direct grant: 28 bytes, and a big tenant has millions of them, so
-   nodes and profiles are referred to by 32-bit index. */
+/* A direct grant: 16 bytes, and a big tenant has millions of them, so
+   nodes and profiles are referred to by 32-bit index, and what few grants
+   carry (a profile, sources) is kept beside them (struct gside). */
 struct rgrant {
-  uint32_t ent;     /* fetch: resource's g->nodes index; finish: first its
-                       rank, then the entitlement index */
-  uint32_t prank;   /* fetch: principal's g->nodes index; finish: its rank */
-  uint32_t profile; /* index in g->gprofiles, or NONE */
-  uint32_t src;     /* finish: extra sources (NONE, an ent, SRC_LIST|i) */
-  uint32_t exp_ent; /* finish: entitlement its holders inherit through */
-  uint16_t slug;    /* def index in the resource's type */
-  uint16_t expand;  /* def index in the principal's type */
-  uint8_t flags;    /* CH_GRANT_EXPANDABLE */
+  uint32_t ent;    /* fetch: resource's g->nodes index; finish: first its
+                      rank, then the entitlement index */
+  uint32_t prank;  /* fetch: principal's g->nodes index; finish: its rank */
+  uint32_t aux;    /* until finish_grants' sort: index in g->gprofiles or
+                      NONE; then the entitlement its holders inherit
+                      through (expandable ones), or NONE */
+  uint16_t slug;   /* def index in the resource's type */
+  uint16_t expand; /* expandable: def index + 1 in the principal's type;
+                      0: not expandable */
 };
+
+/* Something a few direct grants carry, by grant index; arrays of these
+   are ascending by grant. */
+struct gside {
+  uint32_t grant, v;
+};
+
+/* The entry for direct grant `i` in side array `v`, or NULL. */
+static inline const struct gside *gside_find(const struct gside *v, size_t n,
+                                             size_t i) {
+  size_t lo = 0, hi = n;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (v[mid].grant == i)
+      return &v[mid];
+    if (v[mid].grant < i)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
 
 struct ent {
   char *key;
@@ -119,14 +150,16 @@ struct ent {
   uint32_t gfirst, gcount; /* direct grants, in g->grants */
 };
 
-struct kref { /* a node's key, by rank: written for every grant */
-  const char *s;
-  uint32_t len;
-  uint32_t plain;
+struct dgrant { /* a derived grant (direct false), as read */
+  uint32_t ent, principal, src;
 };
 
-struct dgrant { /* a derived grant: direct false */
-  uint32_t ent, principal, src;
+/* Derived grants come in runs that share the entitlement and the sources
+   (every member of a group inherits the group's grants through it): each
+   is kept as its principal alone, and each run once. */
+struct drun {
+  uint32_t first; /* index of the run's first derived grant */
+  uint32_t ent, src;
 };
 
 /* Strings allocated back to back in big chunks and freed all at once:
@@ -147,16 +180,45 @@ void *gr_arena_alloc(struct gr_arena *a, size_t n);
 char *gr_arena_dup(struct gr_arena *a, const char *s, size_t n);
 void gr_arena_release(struct gr_arena *a);
 
+/* The profiles' dictionary (graph_prof.c): shapes (a canonical text with
+   its string and number values cut out) and, per value position of a
+   shape, up to 255 values. Thread-safe while the graph fills; lock-free
+   reads once it is finished. */
+struct pd_shape;
+struct gr_pdict {
+  pthread_mutex_t lock;
+  struct hmap shapes; /* shape text -> id (index + 1) */
+  struct hmap values; /* (shape id, position, value text) -> code */
+  struct pd_shape **v;
+  size_t nshapes, cshapes;
+  struct gr_arena strs; /* shapes' and values' texts */
+};
+void gr_pdict_init(struct gr_pdict *d);
+void gr_pdict_release(struct gr_pdict *d);
+/* The code of canonical profile `text` (malloc'd, *outlen bytes), or
+   CH_E_NOMEM. */
+int gr_pdict_encode(struct gr_pdict *d, const char *text, unsigned char **out,
+                    size_t *outlen);
+/* Append the canonical text of code `c` to `w`. Without the lock: only
+   once no more codes are made (graph_finish), or under d->lock. */
+struct jw;
+void gr_pdict_write(const struct gr_pdict *d, const unsigned char *c,
+                    struct jw *w);
+/* The text of code `c`, malloc'd (NULL when out of memory); takes the
+   lock, for use while the graph fills. */
+char *gr_pdict_text(struct gr_pdict *d, const unsigned char *c);
+
 struct ident {
   char *key; /* in g->istrs */
   const char *tenant;
   const char *display_name; /* borrowed from a member, or NULL */
   uint32_t *members;        /* node ranks, ascending; in g->imembers */
-  size_t nmembers;
-  /* sorted, unique; borrowed from the members' records when already
-     normalized, else in g->istrs */
-  const char **emails, **mks;
-  size_t nemails, nmks;
+  /* sorted, unique: a member's array when it holds just these (one
+     member, or one that carries all the others' too), else in g->iarr;
+     each string borrowed from a record when already normalized, else in
+     g->istrs */
+  const char *const *emails, *const *mks;
+  uint32_t nmembers, nemails, nmks; /* 100k identities: 32 bits each */
 };
 
 struct graph {
@@ -172,26 +234,37 @@ struct graph {
      graph_finish ranks them (then freed) */
   struct node **nodes;
   size_t nnodes, cnodes;
-  struct gr_arena narena; /* the nodes, never freed one by one */
-  char **gprofiles;       /* grants' canonical profiles; NULL once dropped */
+  struct gr_arena narena; /* the nodes and records, never freed one by one */
+  char **gprofiles;       /* grants' canonical profiles, each text once */
   size_t ngprofiles, cgprofiles;
+  struct hmap gpmap; /* their texts -> index + 1 */
   int finished;
   /* built by graph_finish */
   struct node **order; /* every node, by key */
   size_t norder;
-  char *karena;       /* their keys, back to back in rank order */
-  struct kref *krefs; /* by rank */
+  char *keys;     /* their keys, back to back in rank order */
+  uint32_t *koff; /* by rank (and one past the last): offset in `keys`,
+                     KOFF_ESC when the key needs escaping */
   struct ent *ents;
   size_t nents;
-  struct dgrant *derived;
+  uint32_t *derived; /* principals (ranks), in output order */
   size_t nderived, cderived;
+  struct drun *druns; /* ascending by first */
+  size_t ndruns, cdruns;
   uint32_t *srcpool;
   size_t nsrc, csrc;
+  /* direct grants' profiles (index in g->gprofiles) from finish_grants
+     on, and extra sources (an ent, or SRC_LIST|i) */
+  struct gside *gprof, *gsrc;
+  size_t ngprof, ngsrc, cgsrc;
   struct ident *idents;
   size_t nidents;
   uint32_t *imembers;    /* every identity's members, back to back */
   struct gr_arena istrs; /* identities' keys, normalized emails and match
                             keys */
+  struct gr_arena iarr;  /* identities' email and match key arrays */
+  struct gr_pdict pdict; /* resources' profiles */
+  struct jw *vbuf;       /* graph_resource_view's decoded profile */
   struct graph_counts counts;
 };
 
@@ -229,14 +302,16 @@ static inline const char *def_slug(const struct node *n, uint16_t d) {
   return n->type->t->entitlements[d].slug;
 }
 
-/* A direct grant's profile text, or NULL. */
+/* A direct grant's profile text while it is in `aux`, or NULL. */
 static inline const char *grant_profile(const struct graph *g,
                                         const struct rgrant *r) {
-  return r->profile == NONE ? NULL : g->gprofiles[r->profile];
+  return r->aux == NONE ? NULL : g->gprofiles[r->aux];
 }
 
 /* A resource that reaches the output: listed, and its instance is ok. */
-static inline int kept(const struct node *n) { return n->inst->ok && n->res; }
+static inline int kept(const struct node *n) {
+  return n->type->inst->ok && n->res;
+}
 
 /* ---- JSON writer --------------------------------------------------------- */
 

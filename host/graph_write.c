@@ -83,8 +83,8 @@ static void write_resource(const struct graph *g, struct jw *w,
   jw_open(w, kind);
   jw_lit(w, "\"key\":");
   jw_node(w, n);
-  jw_field_str(w, "tenant", n->inst->tenant);
-  jw_field_str(w, "instance", n->inst->name);
+  jw_field_str(w, "tenant", n->type->inst->tenant);
+  jw_field_str(w, "instance", n->type->inst->name);
   jw_field_str(w, "type", n->type->t->id);
   jw_field_str(w, "id", n->id);
   jw_field_str(w, "display_name", r->display_name);
@@ -115,7 +115,7 @@ static void write_resource(const struct graph *g, struct jw *w,
   }
   if (r->profile) {
     jw_key(w, "profile", 0);
-    jw_put(w, r->profile, strlen(r->profile));
+    gr_pdict_write(&g->pdict, r->profile, w);
   }
   if (n->identity != NONE)
     jw_field_str(w, "identity", g->idents[n->identity].key);
@@ -158,29 +158,35 @@ static void write_sources(const struct graph *g, struct jw *w, uint32_t src) {
   jw_lit(w, "]");
 }
 
-static void write_grant(const struct graph *g, struct jw *w,
+/* Direct grant `i` (r) or a derived one (d). */
+static void write_grant(const struct graph *g, struct jw *w, size_t i,
                         const struct rgrant *r, const struct dgrant *d,
                         const char *kind) {
   uint32_t ent = r ? r->ent : d->ent;
   uint32_t principal = r ? r->prank : d->principal;
+  const struct gside *src = r ? gside_find(g->gsrc, g->ngsrc, i) : NULL;
+  const struct gside *prof = r ? gside_find(g->gprof, g->ngprof, i) : NULL;
 
   jw_open(w, kind);
   jw_lit(w, "\"entitlement\":");
   jw_ent(w, &g->ents[ent]);
   jw_lit(w, ",\"principal\":");
-  jw_k(w, g->krefs[principal].s, g->krefs[principal].len,
-       (int)g->krefs[principal].plain);
+  {
+    uint32_t off = g->koff[principal] & ~KOFF_ESC;
+    jw_k(w, g->keys + off, (g->koff[principal + 1] & ~KOFF_ESC) - off - 1,
+         !(g->koff[principal] & KOFF_ESC));
+  }
   if (r)
     jw_lit(w, ",\"direct\":true");
   else
     jw_lit(w, ",\"direct\":false");
-  if (r && (r->flags & CH_GRANT_EXPANDABLE)) {
-    if (r->exp_ent != NONE) {
+  if (r && r->expand) {
+    if (r->aux != NONE) {
       jw_lit(w, ",\"expandable\":");
-      jw_ent(w, &g->ents[r->exp_ent]);
+      jw_ent(w, &g->ents[r->aux]);
     } else {
       const struct node *pn = g->order[r->prank];
-      char *k = key_entitlement(pn->key, def_slug(pn, r->expand));
+      char *k = key_entitlement(pn->key, def_slug(pn, r->expand - 1));
       if (!k)
         w->failed = -1;
       else
@@ -188,11 +194,11 @@ static void write_grant(const struct graph *g, struct jw *w,
       free(k);
     }
   }
-  write_sources(g, w, r ? r->src : d->src);
-  if (r && r->profile != NONE) {
-    const char *prof = grant_profile(g, r);
+  write_sources(g, w, r ? (src ? src->v : NONE) : d->src);
+  if (prof) {
+    const char *text = g->gprofiles[prof->v];
     jw_key(w, "profile", 0);
-    jw_put(w, prof, strlen(prof));
+    jw_put(w, text, strlen(text));
   }
   jw_lit(w, "}");
 }
@@ -265,7 +271,7 @@ int graph_write(const struct graph *g, FILE *f, enum graph_format fmt,
   struct jw w = {0};
   struct wstate s = {&w, fmt == GRAPH_JSONL, 0};
   const char *k;
-  size_t i, j;
+  size_t i, j, run;
   int result = CH_E_INVALID;
 
   if (!g || !f || !g->finished) {
@@ -328,18 +334,27 @@ int graph_write(const struct graph *g, FILE *f, enum graph_format fmt,
      and never share a pair: merge them. */
   k = s.jsonl ? "grant" : NULL;
   ws_array(&s, "grants");
-  for (i = 0, j = 0; i < g->ngrants || j < g->nderived;) {
+  for (i = 0, j = 0, run = 0; i < g->ngrants || j < g->nderived;) {
     const struct rgrant *r = i < g->ngrants ? &g->grants[i] : NULL;
-    const struct dgrant *d = j < g->nderived ? &g->derived[j] : NULL;
+    const struct dgrant *d = NULL;
+    struct dgrant dg;
+    if (j < g->nderived) { /* walking the runs, not searching them */
+      while (run + 1 < g->ndruns && g->druns[run + 1].first <= j)
+        run++;
+      dg.ent = g->druns[run].ent;
+      dg.src = g->druns[run].src;
+      dg.principal = g->derived[j];
+      d = &dg;
+    }
     if (r && d &&
         (d->ent < r->ent || (d->ent == r->ent && d->principal < r->prank)))
       r = NULL;
     ws_elem(&s);
     if (r) {
-      write_grant(g, &w, r, NULL, k);
+      write_grant(g, &w, i, r, NULL, k);
       i++;
     } else {
-      write_grant(g, &w, NULL, d, k);
+      write_grant(g, &w, 0, NULL, d, k);
       j++;
     }
     ws_elem_end(&s);

@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "graph.h"
+#include "graph_int.h"
 
 #define GEN_AT "2024-01-02T03:04:05Z"
 
@@ -589,6 +590,81 @@ START_TEST(test_expand_group) {
 }
 END_TEST
 
+static int cmp_cstr(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "entitlement principal direct expandable sources..." of one grant. */
+static char *grant_line(const char *ent, const char *principal, int direct,
+                        const char *expandable, const char *const *sources,
+                        size_t nsources) {
+  char *line = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&line, &len);
+
+  ck_assert_ptr_nonnull(f);
+  fprintf(f, "%s %s %d %s", ent, principal, direct,
+          expandable ? expandable : "-");
+  for (size_t k = 0; k < nsources; k++)
+    fprintf(f, " %s", sources[k]);
+  ck_assert_int_eq(fclose(f), 0);
+  return line;
+}
+
+/* The store's grant views (direct ones first, then derived ones) hold what
+   the output holds: the same grants, with the same entitlement,
+   principal, expandable and sources. */
+static void grant_views_match(struct graph *g, struct json_object *doc) {
+  struct json_object *arr = json_object_object_get(doc, "grants");
+  size_t n = graph_ngrants(g, NULL), i, k;
+  char **a = calloc(n + 1, sizeof(char *)), **b = calloc(n + 1, sizeof(char *));
+  const char *src[16];
+
+  ck_assert_uint_eq(n, json_object_array_length(arr));
+  for (i = 0; i < n; i++) {
+    struct json_object *o = json_object_array_get_idx(arr, i), *x, *y;
+    struct graph_grant_view v;
+    struct graph_ent_view ev, xv;
+    struct graph_res_view rv;
+    const char *ekey;
+
+    x = json_object_object_get(o, "sources");
+    y = json_object_object_get(o, "expandable");
+    for (k = 0; x && k < json_object_array_length(x) && k < 16; k++)
+      src[k] = json_object_get_string(json_object_array_get_idx(x, k));
+    a[i] = grant_line(
+        json_object_get_string(json_object_object_get(o, "entitlement")),
+        json_object_get_string(json_object_object_get(o, "principal")),
+        json_object_get_boolean(json_object_object_get(o, "direct")),
+        y ? json_object_get_string(y) : NULL, src, k);
+
+    graph_grant_view(g, i, &v);
+    graph_entitlement_view(g, v.ent, &ev);
+    ekey = ev.key;
+    ck_assert(graph_resource_view(g, v.principal, &rv));
+    if (v.expandable != GRAPH_NONE)
+      graph_entitlement_view(g, v.expandable, &xv);
+    ck_assert_uint_le(v.nsources, 16);
+    for (k = 0; k < v.nsources; k++) {
+      struct graph_ent_view sv;
+      graph_entitlement_view(g, v.sources[k], &sv);
+      src[k] = sv.key;
+    }
+    b[i] =
+        grant_line(ekey, rv.key, v.direct,
+                   v.expandable != GRAPH_NONE ? xv.key : NULL, src, v.nsources);
+  }
+  qsort(a, n, sizeof(*a), cmp_cstr);
+  qsort(b, n, sizeof(*b), cmp_cstr);
+  for (i = 0; i < n; i++) {
+    ck_assert_str_eq(a[i], b[i]);
+    free(a[i]);
+    free(b[i]);
+  }
+  free(a);
+  free(b);
+}
+
 START_TEST(test_expand_nested_cycle) {
   struct graph *g = graph_new();
   int j = add_inst(g, "acme", "jira", jira_types);
@@ -641,6 +717,7 @@ START_TEST(test_expand_nested_cycle) {
   ck_assert_str_eq(sources(find_grant(doc, GM("g2"), U("u1"))), GM("g1"));
   ck_assert_str_eq(sources(find_grant(doc, GM("g2"), U("u3"))), GM("g3"));
   ck_assert_ptr_null(find_grant(doc, GM("g2"), "acme/jira/group/g2"));
+  grant_views_match(g, doc);
   json_object_put(doc);
   graph_free(g);
 }
@@ -709,6 +786,7 @@ START_TEST(test_expand_coincides_with_direct) {
   ck_assert(!is_direct(gr));
   ck_assert_str_eq(sources(gr), GM("ops"));
   ck_assert_uint_eq(count_grants(doc, ROLE_ENT), 4);
+  grant_views_match(g, doc);
   json_object_put(doc);
   graph_free(g);
 }
@@ -896,7 +974,87 @@ START_TEST(test_profile_canonical) {
                              "\"x/y\",null]},\"b\":1.50}") != NULL,
                 "%s", text);
   free(text);
+  { /* the store's view decodes the same text */
+    struct graph_res_view v;
+    size_t i;
+    for (i = 0; i < graph_nnodes(g) && !graph_resource_view(g, i, &v); i++)
+      ;
+    ck_assert_uint_lt(i, graph_nnodes(g));
+    ck_assert_str_eq(v.profile, "{\"a\":{\"c\":\"é\\n\",\"d\":[1,\"x/y\","
+                                "null]},\"b\":1.50}");
+  }
   graph_free(g);
+}
+END_TEST
+
+/* Decode `c` back to text (what the writer and the store see). */
+static char *pdict_text(struct gr_pdict *d, const unsigned char *c) {
+  char *t = gr_pdict_text(d, c);
+  ck_assert_ptr_nonnull(t);
+  return t;
+}
+
+/* The profile dictionary gives back every canonical text byte for byte:
+   coded values, inlined ones once a position's 255 codes are used, long
+   values, profiles with too many values (kept as text), nested shapes. */
+START_TEST(test_profile_dictionary) {
+  static const char *const texts[] = {
+      "{}",
+      "{\"a\":\"x\",\"b\":true,\"c\":null,\"d\":-1.5e3}",
+      "{\"a\":\"x\",\"b\":false,\"c\":null,\"d\":7}",
+      "{\"a\":\"\",\"q\\\"k\":\"v\\\\\\\"w\",\"z\":[1,\"2\",[],{},{\"y\":0}]}",
+      "{\"n\":{\"m\":[\"é\",\"\\u0001\",\"a,b]}\"]}}",
+  };
+  struct gr_pdict d;
+  unsigned char *c[600];
+  char big[4096], *t;
+  size_t len, i, small = 0;
+
+  gr_pdict_init(&d);
+  for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+    ck_assert_int_eq(gr_pdict_encode(&d, texts[i], &c[0], &len), CH_OK);
+    t = pdict_text(&d, c[0]);
+    ck_assert_str_eq(t, texts[i]);
+    free(t);
+    free(c[0]);
+  }
+  /* 300 distinct values at one position, each twice: past 255 they are
+     inlined, and every one still decodes */
+  for (i = 0; i < 600; i++) {
+    char text[96];
+    snprintf(text, sizeof(text), "{\"id\":\"user-%zu\",\"tz\":\"UTC\"}",
+             i % 300);
+    ck_assert_int_eq(gr_pdict_encode(&d, text, &c[i], &len), CH_OK);
+    if (len <= 3)
+      small++; /* shape id and two codes */
+    t = pdict_text(&d, c[i]);
+    ck_assert_str_eq(t, text);
+    free(t);
+  }
+  ck_assert_uint_eq(small, 255 + 255);
+  for (i = 0; i < 600; i++)
+    free(c[i]);
+  /* a value longer than a code may hold, and one with 100 values */
+  memset(big, 'x', 200);
+  memcpy(big, "{\"k\":\"", 6);
+  memcpy(big + 200, "\"}", 3);
+  ck_assert_int_eq(gr_pdict_encode(&d, big, &c[0], &len), CH_OK);
+  ck_assert_uint_gt(len, 190);
+  t = pdict_text(&d, c[0]);
+  ck_assert_str_eq(t, big);
+  free(t);
+  free(c[0]);
+  len = (size_t)snprintf(big, sizeof(big), "{\"v\":[");
+  for (i = 0; i < 100; i++)
+    len += (size_t)snprintf(big + len, sizeof(big) - len, "%s%zu", i ? "," : "",
+                            i);
+  snprintf(big + len, sizeof(big) - len, "]}");
+  ck_assert_int_eq(gr_pdict_encode(&d, big, &c[0], &len), CH_OK);
+  t = pdict_text(&d, c[0]);
+  ck_assert_str_eq(t, big);
+  free(t);
+  free(c[0]);
+  gr_pdict_release(&d);
 }
 END_TEST
 
@@ -1299,6 +1457,7 @@ static Suite *graph_suite(void) {
   suite_add_tcase(s, core);
 
   tcase_add_test(out, test_profile_canonical);
+  tcase_add_test(out, test_profile_dictionary);
   tcase_add_test(out, test_jsonl_shape);
   tcase_add_test(out, test_deterministic_output);
   tcase_add_test(out, test_sorted_by_key);
