@@ -61,7 +61,8 @@ static const struct query {
   {"runs",
     "SELECT r.id AS run, " RFC3339("r.started_at") " AS started, "
     RFC3339("r.finished_at")
-    " AS finished, r.status AS run_status, i.tenant AS tenant, i.name AS"
+    " AS finished, r.status AS run_status, r.replica AS replica,"
+    " i.tenant AS tenant, i.name AS"
     " instance, ri.status AS status, ri.data_run AS data_run,"
     " ri.resources AS resources, ri.grants AS grants, ri.error AS error"
     " FROM runs r JOIN run_instances ri ON ri.run_id = r.id JOIN"

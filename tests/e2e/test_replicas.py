@@ -18,6 +18,7 @@ PostgreSQL is required (tools/install-deps.sh installs it): without it the
 test fails, unless CONNHOST_TEST_NO_PG=1 asks to skip it.
 """
 import datetime
+import json
 import os
 import re
 import signal
@@ -208,6 +209,12 @@ class Sharing(ReplicaTest):
         self.assertEqual(sorted(by), TENANTS)
         self.assertGreaterEqual(len({r[3] for r in runs}), 2, "one replica did every run")
         self.assertFalse([r for r in runs if r[3] == victim and r[1] > killed_ms // 1000 + 1])
+        # `connhost runs` names the replica of each run, as the table does
+        r = lib.run(["runs", "--db", self.url, "--format", "json"])
+        self.assertEqual(r.rc, 0, r)
+        shown = {(x["run"], x["tenant"]): x["replica"] for x in json.loads(r.out)["runs"]
+                 if x["status"] != "not_synced"}
+        self.assertEqual(shown, {(i, t): rep for t, _, _, rep, i in runs})
         for t, rs in by.items():
             self.assertGreaterEqual(len(rs), 2, t)
             for (a0, b0, r0), (a1, b1, r1) in zip(rs, rs[1:]):
