@@ -56,6 +56,24 @@ def for_tests():
     return Cluster()
 
 
+class ClusterPerClass:
+    """Mixed in before a unittest.TestCase: one started cluster per test
+    class (cls.cluster, from for_tests()), stopped after the class."""
+    cluster = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cluster = for_tests()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.cluster:
+            cls.cluster.stop()
+            cls.cluster = None
+        super().tearDownClass()
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -758,24 +758,11 @@ class MidSizeStoreTest(StoreTest):
     test_schema4_store_migrates = None
 
 
-class PgBackend:
+class PgBackend(pgcluster.ClusterPerClass):
     """The store in a PostgreSQL database: one cluster per class, a fresh
     database per test. Mixed in before a StoreTest class."""
     default_store = False
-    cluster = None
     ndb = 0
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.cluster = pgcluster.for_tests()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.cluster:
-            cls.cluster.stop()
-            cls.cluster = None
-        super().tearDownClass()
 
     def setUp(self):
         super().setUp()

@@ -550,23 +550,9 @@ class ManualWorkTest(JiraHelpers, lib.TempDirTest):
         self.assertEqual(settled_count(self.fake), mark)
 
 
-class PgManualWorkTest(ManualWorkTest):
+class PgManualWorkTest(pgcluster.ClusterPerClass, ManualWorkTest):
     """The same flow with the store in PostgreSQL: the tickets table is the
     store's, on either backend."""
-
-    cluster = None
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.cluster = pgcluster.for_tests()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.cluster:
-            cls.cluster.stop()
-            cls.cluster = None
-        super().tearDownClass()
 
     def setUp(self):
         self.__class__.ndb = getattr(self.__class__, "ndb", 0) + 1
