@@ -6,7 +6,9 @@ rate-limit and fault scenarios and prints one table: wall, the ideal, the
 ratio, requests, 429s, connhost's CPU and peak RSS.
 
 The last scenario is the huge tenant (100,000 users, no latency), for
-connhost's CPU and peak RSS. The ideal of a run is the larger of the latency bound (requests x latency
+connhost's CPU and peak RSS, read against the HTTP floor: bench/http_floor
+replays the same GETs with bare libcurl on one thread (the CPU any libcurl
+client pays for them here, the kernel's loopback work included). The ideal of a run is the larger of the latency bound (requests x latency
 / workers) and the rate bound (the busiest endpoint's calls / the burst
 limit). Endpoints are counted the way the fake's limiter counts them: by
 route template and method (ids replaced).
@@ -34,6 +36,7 @@ BASELINE = os.environ.get("PACE_BENCH_BASELINE")
 BASELINE_PLUGINS = os.environ.get("PACE_BENCH_BASELINE_PLUGINS")
 # Issue 12's goals for the huge tenant.
 HUGE_CPU_GOAL, HUGE_RSS_GOAL = 15.0, 160.0
+FLOOR = os.path.join(BUILD, "bench/http_floor")
 LATENCY_MS = 100
 USERS = 3000
 TENANT = ["--profile", "demo", "--users", str(USERS), "--latency-ms", str(LATENCY_MS)]
@@ -120,6 +123,17 @@ def graph_core(path):
     return json.dumps(g, sort_keys=True)
 
 
+def http_floor(log, env):
+    """The floor tool's figures for the GETs in the sync's request log,
+    replayed against the same fake; None when the tool is not built."""
+    if not os.path.exists(FLOOR):
+        print("pace-bench: %s is not built (make bench/http_floor): no HTTP floor" % FLOOR,
+              file=sys.stderr)
+        return None
+    out = subprocess.run([FLOOR, log], env=env, stdout=subprocess.PIPE, check=True)
+    return json.loads(out.stdout.decode())
+
+
 def config(work):
     """conf/demo.yaml without its store (see the docstring)."""
     path = os.path.join(work, "demo.yaml")
@@ -151,6 +165,10 @@ def run(work, name, extra, workers):
                              stderr=subprocess.PIPE)
         status, cpu, maxrss = json.loads(p.communicate()[1].decode().splitlines()[-1])
         wall = time.monotonic() - t0
+        # The sync's requests, before the floor replay adds its own.
+        subprocess.check_call(["cp", log, log + ".sync"])
+        log += ".sync"
+        floor = http_floor(log, env_for(port, creds)) if "huge" in name else None
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -176,7 +194,7 @@ def run(work, name, extra, workers):
         limit = int(extra[extra.index("--burst-limit") + 1])
         ideal = max(ideal, max(per.values()) / limit)
     return dict(name=name, wall=wall, ideal=ideal, requests=n, n429=n429,
-                cpu=cpu, rss=maxrss / 1024.0, graph=out,
+                cpu=cpu, rss=maxrss / 1024.0, graph=out, floor=floor,
                 busiest=max(per.items(), key=lambda kv: kv[1]))
 
 
@@ -196,6 +214,11 @@ def main():
             # Against the goals, as ratios (over 1.00 misses).
             r["goal"] = "CPU %.2fx, RSS %.2fx the goals (%.0f s, %.0f MB)" % (
                 r["cpu"] / HUGE_CPU_GOAL, r["rss"] / HUGE_RSS_GOAL, HUGE_CPU_GOAL, HUGE_RSS_GOAL)
+            f = r.get("floor")
+            if f:
+                r["goal"] += "; HTTP floor %.1f s (%.1f user + %.1f sys) for %d GETs%s: CPU %.2fx it" % (
+                    f["cpu_s"], f["user_s"], f["sys_s"], f["requests"],
+                    ", %d failed" % f["failed"] if f["failed"] else "", r["cpu"] / f["cpu_s"])
         rows[name] = r
         print("done: %s (%.1f s)" % (name, r["wall"]), file=sys.stderr)
     print("| scenario | wall | ideal | ratio | requests | 429s | CPU | peak RSS | notes |")
