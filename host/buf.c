@@ -61,6 +61,8 @@ int buf_add(struct buf *b, const void *s, size_t n) {
   return 0;
 }
 
+int buf_reserve(struct buf *b, size_t more) { return grow(b, more); }
+
 int buf_puts(struct buf *b, const char *s) { return buf_add(b, s, strlen(s)); }
 
 int buf_printf(struct buf *b, const char *fmt, ...) {

@@ -23,6 +23,9 @@ struct buf {
 };
 
 int buf_add(struct buf *b, const void *s, size_t n);
+/* Room for `more` bytes past `len` in one allocation (the same cap and
+   failure rules as an append of that size); nothing is appended. */
+int buf_reserve(struct buf *b, size_t more);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) CH_PRINTF(2, 3);
 /* `s[0..n)` as a quoted JSON string: '"', '\\' and control bytes (and

@@ -44,6 +44,7 @@ struct xfer {
   char rl_reset[HDR_VALUE_MAX];
   char rl_limit[HDR_VALUE_MAX];
   char rl_remaining[HDR_VALUE_MAX];
+  char content_length[HDR_VALUE_MAX]; /* sizes the body in one allocation */
 };
 
 /* The curl callbacks that fill it (WRITEDATA / HEADERDATA: the xfer), and

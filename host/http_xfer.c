@@ -11,6 +11,8 @@
 #include "http_int.h"
 #include "stop.h"
 
+#define RESERVE_MAX ((unsigned long long)1 << 20)
+
 size_t http_xfer_write(char *ptr, size_t size, size_t nmemb, void *userp) {
   struct xfer *x = userp;
   size_t n = size * nmemb;
@@ -18,6 +20,17 @@ size_t http_xfer_write(char *ptr, size_t size, size_t nmemb, void *userp) {
   if (n > x->max - x->body.len) {
     x->over_cap = 1;
     return 0; /* makes curl abort the transfer */
+  }
+  if (x->body.len == 0 && x->content_length[0]) {
+    /* The announced size in one allocation rather than a dozen doublings
+       (a compressed answer announces less, and grows from there). Up to
+       RESERVE_MAX only: a server's number is not trusted with more. */
+    unsigned long long want = strtoull(x->content_length, NULL, 10);
+    if (want > n && want <= RESERVE_MAX && want <= x->max &&
+        buf_reserve(&x->body, (size_t)want)) {
+      x->nomem = 1;
+      return 0;
+    }
   }
   if (buf_add(&x->body, ptr, n)) {
     x->nomem = 1;
@@ -53,8 +66,10 @@ size_t http_xfer_header(char *ptr, size_t size, size_t nitems, void *userp) {
   if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
     x->retry_after[0] = x->rl_reset[0] = '\0';
     x->rl_limit[0] = x->rl_remaining[0] = '\0';
+    x->content_length[0] = '\0';
     return n;
   }
+  capture_header(ptr, n, "Content-Length", x->content_length);
   capture_header(ptr, n, "Retry-After", x->retry_after);
   capture_header(ptr, n, "X-RateLimit-Reset", x->rl_reset);
   capture_header(ptr, n, "X-RateLimit-Limit", x->rl_limit);
@@ -83,4 +98,5 @@ void http_xfer_reset(struct xfer *x) {
   x->nomem = 0;
   x->retry_after[0] = x->rl_reset[0] = '\0';
   x->rl_limit[0] = x->rl_remaining[0] = '\0';
+  x->content_length[0] = '\0';
 }

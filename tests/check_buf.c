@@ -43,6 +43,30 @@ START_TEST(test_cap) {
 }
 END_TEST
 
+/* A reserve makes room in one allocation and appends nothing; it follows
+   the cap like an append of that size. */
+START_TEST(test_reserve) {
+  struct buf b = {0}, capped = {.max = 8};
+  char *before;
+
+  ck_assert_int_eq(buf_puts(&b, "ab"), 0);
+  ck_assert_int_eq(buf_reserve(&b, 5000), 0);
+  ck_assert_uint_eq(b.len, 2);
+  ck_assert_uint_ge(b.cap, 5003);
+  ck_assert_str_eq(b.p, "ab");
+  before = b.p;
+  for (int i = 0; i < 1000; i++)
+    ck_assert_int_eq(buf_puts(&b, "01234"), 0);
+  ck_assert_ptr_eq(b.p, before); /* no further allocation */
+  ck_assert_uint_eq(b.len, 5002);
+  buf_free(&b);
+
+  ck_assert_int_eq(buf_reserve(&capped, 9), -1);
+  ck_assert(capped.failed);
+  buf_free(&capped);
+}
+END_TEST
+
 START_TEST(test_wipe_keeps_text) {
   struct buf b = {.wipe = 1};
   char *s;
@@ -76,6 +100,7 @@ static Suite *buf_suite(void) {
 
   tcase_add_test(tc, test_grow_and_take);
   tcase_add_test(tc, test_cap);
+  tcase_add_test(tc, test_reserve);
   tcase_add_test(tc, test_wipe_keeps_text);
   tcase_add_test(tc, test_json_str);
   suite_add_tcase(s, tc);
