@@ -44,9 +44,23 @@ void jw_put_slow(struct jw *w, const char *s, size_t n) {
 
 static void jw_put_piece(void *w, const char *s, size_t n) { jw_put(w, s, n); }
 
+/* Whether byte c is written as is by json_escape. */
+static int jw_plain(unsigned char c) {
+  return c >= 0x20 && c != '"' && c != '\\' && c != 0x7f;
+}
+
 void jw_strn(struct jw *w, const char *s, size_t n) {
+  size_t i = 0;
+
+  /* Nearly every string is plain: one copy instead of the escaper's
+     pieces. */
+  while (i < n && jw_plain((unsigned char)s[i]))
+    i++;
   jw_lit(w, "\"");
-  json_escape(s, n, jw_put_piece, w); /* the host's one JSON string rule */
+  if (i == n)
+    jw_put(w, s, n);
+  else
+    json_escape(s, n, jw_put_piece, w); /* the host's one JSON string rule */
   jw_lit(w, "\"");
 }
 
@@ -369,7 +383,9 @@ int gr_profile_canon(const char *text, char **out, char *why, size_t whysz) {
   struct jw w = {0};
 
   *out = NULL;
+  /* the canonical text is seldom longer than the plugin's: one malloc */
   if (len <= PROFILE_MAX && key_utf8_valid(text, len) &&
+      !gr_grow(&w.buf, &w.cap, len + 1, 1) &&
       gr_profile_canon_fast(text, len, &w)) {
     jw_put(&w, "", 1);
     if (!w.failed) {

@@ -49,7 +49,17 @@ int key_utf8_valid(const char *s, size_t len) {
   size_t i = 0;
 
   while (i < len) {
-    size_t n = key_utf8_seq(p + i, len - i);
+    size_t n;
+    /* ASCII, most of every text, eight bytes at a time */
+    for (; i + 8 <= len; i += 8) {
+      uint64_t v;
+      memcpy(&v, p + i, 8);
+      if (v & 0x8080808080808080u)
+        break;
+    }
+    if (i >= len)
+      break;
+    n = key_utf8_seq(p + i, len - i);
     if (!n)
       return 0;
     i += n;

@@ -251,6 +251,39 @@ START_TEST(test_key_encoding) {
 }
 END_TEST
 
+/* UTF-8 checking reads ASCII eight bytes at a time: a bad or a good
+   sequence at every offset around those words is still judged alone. */
+START_TEST(test_utf8_valid) {
+  static const char *const bad[] = {"\xc3\x28",         "\x80",
+                                    "\xc0\xaf",         "\xed\xa0\x80",
+                                    "\xf4\x90\x80\x80", "\xe2\x82"};
+  static const char *const good[] = {"\xc3\xa9", "\xe2\x82\xac",
+                                     "\xf0\x9f\x98\x80", "\x7f"};
+  char s[40];
+  size_t at, i, n;
+
+  for (at = 0; at < 20; at++) {
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      n = strlen(bad[i]);
+      memset(s, 'a', sizeof(s));
+      memcpy(s + at, bad[i], n);
+      ck_assert_msg(!key_utf8_valid(s, at + n + (at % 3) * 5), "%zu %zu", at,
+                    i);
+      /* cut just before the bad bytes: valid */
+      ck_assert(key_utf8_valid(s, at));
+    }
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+      n = strlen(good[i]);
+      memset(s, 'a', sizeof(s));
+      memcpy(s + at, good[i], n);
+      ck_assert_msg(key_utf8_valid(s, at + n + (at % 3) * 5), "%zu %zu", at, i);
+      if (n > 1) /* a sequence cut short at the end */
+        ck_assert(!key_utf8_valid(s, at + n - 1));
+    }
+  }
+}
+END_TEST
+
 START_TEST(test_key_roundtrip) {
   static const char *const ids[] = {"a/b",
                                     "x#y",
@@ -1569,6 +1602,7 @@ static Suite *graph_suite(void) {
   TCase *out = tcase_create("output");
 
   tcase_add_test(keys, test_key_encoding);
+  tcase_add_test(keys, test_utf8_valid);
   tcase_add_test(keys, test_key_roundtrip);
   tcase_add_test(keys, test_key_parse_errors);
   tcase_add_test(keys, test_keys_in_output);
