@@ -64,14 +64,21 @@ static int rec_err(struct ch_err *err, const char *what, const char *type,
 /* ---- adding records ------------------------------------------------------ */
 
 /* The node for (type, id) of an instance, created on first sight. Under
-   g->lock. */
+   g->lock. `*hint` is the node this was the last time: grants come in
+   runs that share their resource (a group's members) or their principal
+   (a user's roles), and the last node is still in the cache where the
+   hash map's probe would miss it. */
 static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
-                             const char *id) {
-  size_t len = strlen(id);
-  struct node *n = hmap_get(&ti->nodes, id, len);
+                             const char *id, struct node **hint) {
+  struct node *n = *hint;
+  size_t len;
 
-  if (n)
+  if (n && n->type == ti && !strcmp(n->id, id))
     return n;
+  len = strlen(id);
+  n = hmap_get(&ti->nodes, id, len);
+  if (n)
+    return *hint = n;
   if (g->nnodes >= NONE ||
       gr_grow(&g->nodes, &g->cnodes, g->nnodes + 1, sizeof(*g->nodes)))
     return NULL;
@@ -88,7 +95,7 @@ static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
   if (hmap_put(&ti->nodes, n->id, len, n))
     return NULL; /* n stays in the arena, unused */
   g->nodes[g->nnodes++] = n;
-  return n;
+  return *hint = n;
 }
 
 static char *pack_str(char **sp, const char *s) {
@@ -419,9 +426,9 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
     result = ch_err_set(err, CH_E_INVALID, "the graph is already finished");
     goto out;
   }
-  node = node_get(g, in, ti, r->id);
+  node = node_get(g, in, ti, r->id, &in->hint[0]);
   if (node && ti->parent)
-    pnode = node_get(g, in, ti->parent, r->parent_id);
+    pnode = node_get(g, in, ti->parent, r->parent_id, &in->hint[2]);
   if (!node || (ti->parent && !pnode))
     goto unlock;
   if (node->res) {
@@ -566,8 +573,8 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
     result = ch_err_set(err, CH_E_INVALID, "the graph is already finished");
     goto out;
   }
-  rn = node_get(g, in, rti, gr->resource.id);
-  pn = rn ? node_get(g, in, pti, gr->principal.id) : NULL;
+  rn = node_get(g, in, rti, gr->resource.id, &in->hint[0]);
+  pn = rn ? node_get(g, in, pti, gr->principal.id, &in->hint[1]) : NULL;
   /* Grants' profiles repeat ({"active":false} on tens of thousands of
      memberships): each text is kept once. */
   if (profile)

@@ -637,7 +637,7 @@ int pj_buf_add_jstr(struct pj_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0;
 
-  if (pj_buf_add(b, "\""))
+  if (pj_buf_addn(b, "\"", 1))
     return CH_E_NOMEM;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -658,7 +658,7 @@ int pj_buf_add_jstr(struct pj_buf *b, const char *s, size_t n) {
     if (pj_buf_add(b, esc))
       return CH_E_NOMEM;
   }
-  if (pj_buf_addn(b, s + run, n - run) || pj_buf_add(b, "\""))
+  if (pj_buf_addn(b, s + run, n - run) || pj_buf_addn(b, "\"", 1))
     return CH_E_NOMEM;
   return CH_OK;
 }
@@ -690,9 +690,9 @@ int pj_buf_add_val(struct pj_buf *b, struct pj_val v) {
 }
 
 int pj_buf_add_key(struct pj_buf *b, const char *key) {
-  if (b->len && b->s[b->len - 1] != '{' && pj_buf_add(b, ","))
+  if (b->len && b->s[b->len - 1] != '{' && pj_buf_addn(b, ",", 1))
     return CH_E_NOMEM;
-  if (pj_buf_add_jstr(b, key, strlen(key)) || pj_buf_add(b, ":"))
+  if (pj_buf_add_jstr(b, key, strlen(key)) || pj_buf_addn(b, ":", 1))
     return CH_E_NOMEM;
   return CH_OK;
 }
