@@ -102,6 +102,10 @@ static size_t key_enc(const char *in, char *out) {
   return o;
 }
 
+size_t key_encode_to(const char *component, char *out) {
+  return key_enc(component, out);
+}
+
 char *key_encode(const char *component) {
   size_t n = key_enc(component, NULL);
   char *out = malloc(n + 1);

@@ -41,6 +41,7 @@ struct vstate {
   size_t len;
   jsmntok_t *tok;
   int n;
+  int escapes; /* the text has a backslash: strings need unescaping */
   const char *why;
 };
 
@@ -223,8 +224,11 @@ static int check_value(struct vstate *s, int i, size_t *pos, int depth) {
   }
   if (t->type == JSMN_STRING) {
     *pos = (size_t)t->end + 1;
-    t->end =
-        t->start + (int)unescape(s->t + t->start, (size_t)(t->end - t->start));
+    if (s->escapes)
+      t->end = t->start +
+               (int)unescape(s->t + t->start, (size_t)(t->end - t->start));
+    else
+      s->t[t->end] = '\0'; /* the closing quote */
     t->parent = -1;
     return i + 1;
   }
@@ -385,6 +389,8 @@ static int doc_parse(struct pj_doc **dp, const char **why) {
   s.len = d->len;
   s.tok = d->tok;
   s.n = d->ntok;
+  /* one scan of the page instead of one per string */
+  s.escapes = memchr(d->text, '\\', d->len) != NULL;
   /* An error past a complete first value is data after the document;
      check the value first, as json-c did. */
   if ((r < 0 || cut < d->len) && !(d->ntok > 0 && d->tok[0].end >= 0 &&
