@@ -59,9 +59,6 @@ struct inst {
   size_t ntypes;
   struct hmap type_map; /* type id -> tinfo; read-only after setup */
   int ok;               /* 0 once the report or graph_finish failed it */
-  /* the last nodes found for a resource or grant's resource, a grant's
-     principal and a resource's parent (node_get); under g->lock */
-  struct node *hint[3];
   char *error;
   /* from the report */
   uint64_t pages, requests, retries, warnings;
@@ -226,6 +223,7 @@ struct ident {
 
 struct graph {
   pthread_mutex_t lock;
+  uint64_t gen; /* unique to this graph in the process (node_get's hints) */
   struct inst **insts;
   size_t ninsts, cinsts;
   struct hmap tenants; /* name -> index + 1 */
