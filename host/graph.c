@@ -6,7 +6,6 @@
 #include "autoconfig.h"
 
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __GLIBC__ /* defined once a libc header is in */
@@ -133,12 +132,10 @@ void gr_inst_log(const struct inst *in, enum ch_log_level level,
 /* ---- lifecycle ----------------------------------------------------------- */
 
 struct graph *graph_new(void) {
-  static _Atomic uint64_t gens;
   struct graph *g = calloc(1, sizeof(*g));
 
   if (!g)
     return NULL;
-  g->gen = ++gens;
   g->vbuf = calloc(1, sizeof(*g->vbuf));
   if (!g->vbuf || pthread_mutex_init(&g->lock, NULL)) {
     free(g->vbuf);

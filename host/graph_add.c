@@ -63,36 +63,15 @@ static int rec_err(struct ch_err *err, const char *what, const char *type,
 
 /* ---- adding records ------------------------------------------------------ */
 
-/* The nodes this thread last found for a resource or a grant's resource,
-   a grant's principal and a resource's parent, in graph `gen`: grants
-   come in runs that share their resource (a group's members) or their
-   principal (a user's roles), and the last node is still in the cache
-   where the hash map's probe would miss it. Per thread, because the
-   workers of one instance interleave. */
-enum { HINT_RES, HINT_PRINCIPAL, HINT_PARENT };
-static _Thread_local struct {
-  uint64_t gen;
-  struct node *n[3];
-} hints;
-
 /* The node for (type, id) of an instance, created on first sight. Under
    g->lock. */
 static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
-                             const char *id, int which) {
-  struct node **hint = &hints.n[which], *n;
-  size_t len;
+                             const char *id) {
+  size_t len = strlen(id);
+  struct node *n = hmap_get(&ti->nodes, id, len);
 
-  if (hints.gen != g->gen) { /* another graph's nodes, maybe freed */
-    memset(&hints, 0, sizeof(hints));
-    hints.gen = g->gen;
-  }
-  n = *hint;
-  if (n && n->type == ti && !strcmp(n->id, id))
-    return n;
-  len = strlen(id);
-  n = hmap_get(&ti->nodes, id, len);
   if (n)
-    return *hint = n;
+    return n;
   if (g->nnodes >= NONE ||
       gr_grow(&g->nodes, &g->cnodes, g->nnodes + 1, sizeof(*g->nodes)))
     return NULL;
@@ -109,7 +88,7 @@ static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
   if (hmap_put(&ti->nodes, n->id, len, n))
     return NULL; /* n stays in the arena, unused */
   g->nodes[g->nnodes++] = n;
-  return *hint = n;
+  return n;
 }
 
 static char *pack_str(char **sp, const char *s) {
@@ -440,9 +419,9 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
     result = ch_err_set(err, CH_E_INVALID, "the graph is already finished");
     goto out;
   }
-  node = node_get(g, in, ti, r->id, HINT_RES);
+  node = node_get(g, in, ti, r->id);
   if (node && ti->parent)
-    pnode = node_get(g, in, ti->parent, r->parent_id, HINT_PARENT);
+    pnode = node_get(g, in, ti->parent, r->parent_id);
   if (!node || (ti->parent && !pnode))
     goto unlock;
   if (node->res) {
@@ -587,8 +566,8 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
     result = ch_err_set(err, CH_E_INVALID, "the graph is already finished");
     goto out;
   }
-  rn = node_get(g, in, rti, gr->resource.id, HINT_RES);
-  pn = rn ? node_get(g, in, pti, gr->principal.id, HINT_PRINCIPAL) : NULL;
+  rn = node_get(g, in, rti, gr->resource.id);
+  pn = rn ? node_get(g, in, pti, gr->principal.id) : NULL;
   /* Grants' profiles repeat ({"active":false} on tens of thousands of
      memberships): each text is kept once. */
   if (profile)

@@ -223,7 +223,6 @@ struct ident {
 
 struct graph {
   pthread_mutex_t lock;
-  uint64_t gen; /* unique to this graph in the process (node_get's hints) */
   struct inst **insts;
   size_t ninsts, cinsts;
   struct hmap tenants; /* name -> index + 1 */

@@ -1020,53 +1020,6 @@ START_TEST(test_profile_canonical) {
 }
 END_TEST
 
-/* Fill one graph: a group and its members, then a user's grants. */
-static void fill_one(struct graph *g, int j, int step) {
-  char id[16];
-
-  if (step == 0)
-    add_simple(g, j, "group", "devs");
-  snprintf(id, sizeof(id), "u%d", step);
-  add_simple(g, j, "user", id);
-  add_grant(g, j, "group", "devs", "member", "user", id, NULL);
-}
-
-/* Lookups remember this thread's last nodes: two graphs filled in turn by
-   one thread, after a graph was freed, still get each their own nodes and
-   come out as when filled alone (under valgrind, a hint left pointing
-   into the freed graph is an invalid read). */
-START_TEST(test_node_hints_per_graph) {
-  struct graph *alone = graph_new(), *a, *b;
-  int ja = add_inst(alone, "acme", "jira", jira_types), j1, j2, i;
-  char *want, *ta, *tb;
-
-  for (i = 0; i < 5; i++)
-    fill_one(alone, ja, i);
-  ck_assert_int_eq(graph_finish(alone), CH_OK);
-  want = render(alone, GRAPH_JSONL);
-  graph_free(alone);
-  a = graph_new();
-  b = graph_new();
-  j1 = add_inst(a, "acme", "jira", jira_types);
-  j2 = add_inst(b, "acme", "jira", jira_types);
-  for (i = 0; i < 5; i++) {
-    fill_one(a, j1, i);
-    fill_one(b, j2, i);
-  }
-  ck_assert_int_eq(graph_finish(a), CH_OK);
-  ck_assert_int_eq(graph_finish(b), CH_OK);
-  ta = render(a, GRAPH_JSONL);
-  tb = render(b, GRAPH_JSONL);
-  ck_assert_str_eq(strchr(ta, '\n'), strchr(want, '\n'));
-  ck_assert_str_eq(strchr(tb, '\n'), strchr(want, '\n'));
-  free(ta);
-  free(tb);
-  free(want);
-  graph_free(a);
-  graph_free(b);
-}
-END_TEST
-
 /* Canonicalize `text` both ways (gr_profile_canon, which tries the fast
    path first, and the json-c tree alone) and check they agree on the
    code, the text and the reason; and that the fast path takes nothing
@@ -1669,7 +1622,6 @@ static Suite *graph_suite(void) {
 
   tcase_add_test(out, test_profile_canonical);
   tcase_add_test(out, test_profile_canon_fast);
-  tcase_add_test(out, test_node_hints_per_graph);
   tcase_add_test(out, test_profile_dictionary);
   tcase_add_test(out, test_jsonl_shape);
   tcase_add_test(out, test_deterministic_output);
