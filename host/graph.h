@@ -87,6 +87,9 @@ const char *graph_trait_name(unsigned bit);
    0x7f; also any byte that is not part of well-formed UTF-8, so keys are
    always valid UTF-8). Uppercase hex. malloc'd. */
 char *key_encode(const char *component);
+/* The same into `out` (room for what a NULL `out` measured, no NUL
+   added); returns the encoded length. */
+size_t key_encode_to(const char *component, char *out);
 /* "tenant/instance/type/id", each encoded. malloc'd. */
 char *key_resource(const char *tenant, const char *instance, const char *type,
                    const char *id);

@@ -55,21 +55,31 @@ static int finish_keys(struct graph *g) {
     struct inst *in = g->insts[i];
     for (j = 0; j < in->ntypes; j++) {
       struct tinfo *ti = &in->tinfos[j];
+      /* "tenant/instance/type/", encoded once per type */
+      char *pre = key_resource(in->tenant, in->name, ti->t->id, "");
+      size_t plen;
+      if (!pre)
+        goto out;
+      plen = strlen(pre);
       pos = 0;
       while (hmap_next(&ti->nodes, &pos, NULL, NULL, &v)) {
         struct node *n = v;
+        size_t ilen = key_encode_to(n->id, NULL);
         /* into the arena at once: 200k keys as separate mallocs cost
            their headers, and the holes they leave once freed */
-        char *k = key_resource(in->tenant, in->name, ti->t->id, n->id);
-        if (!k)
+        char *k = gr_arena_alloc(&ka, plen + ilen + 1);
+        if (!k) {
+          free(pre);
           goto out;
+        }
+        memcpy(k, pre, plen);
+        key_encode_to(n->id, k + plen);
+        k[plen + ilen] = '\0';
         n->kplain = (uint8_t)gr_key_plain(k, &n->klen);
-        n->key = gr_arena_dup(&ka, k, n->klen);
-        free(k);
-        if (!n->key)
-          goto out;
+        n->key = k;
         g->order[g->norder++] = n;
       }
+      free(pre);
     }
   }
   /* Every node is in g->order now, and nothing looks one up by id any

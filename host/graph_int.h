@@ -364,6 +364,13 @@ void jw_strlist(struct jw *w, const char *name, const char *const *v, size_t n);
 /* Parse a plugin's profile text and return its canonical form (malloc'd)
    in *out, or CH_E_INVALID with the reason in `why` (graph_json.c). */
 int gr_profile_canon(const char *text, char **out, char *why, size_t whysz);
+/* Its two paths, for the tests: the fast one writes the canonical form of
+   the common profiles (NUL-terminated UTF-8 text of `len` bytes) to `w` and
+   returns 1, or returns 0 and leaves the text to the tree path (json-c), which
+   gives every error. */
+int gr_profile_canon_fast(const char *text, size_t len, struct jw *w);
+int gr_profile_canon_tree(const char *text, char **out, char *why,
+                          size_t whysz);
 
 /* graph_finish's steps kept in their own modules. */
 int gr_finish_identities(struct graph *g); /* graph_ident.c */

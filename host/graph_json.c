@@ -44,9 +44,23 @@ void jw_put_slow(struct jw *w, const char *s, size_t n) {
 
 static void jw_put_piece(void *w, const char *s, size_t n) { jw_put(w, s, n); }
 
+/* Whether byte c is written as is by json_escape. */
+static int jw_plain(unsigned char c) {
+  return c >= 0x20 && c != '"' && c != '\\' && c != 0x7f;
+}
+
 void jw_strn(struct jw *w, const char *s, size_t n) {
+  size_t i = 0;
+
+  /* Nearly every string is plain: one copy instead of the escaper's
+     pieces. */
+  while (i < n && jw_plain((unsigned char)s[i]))
+    i++;
   jw_lit(w, "\"");
-  json_escape(s, n, jw_put_piece, w); /* the host's one JSON string rule */
+  if (i == n)
+    jw_put(w, s, n);
+  else
+    json_escape(s, n, jw_put_piece, w); /* the host's one JSON string rule */
   jw_lit(w, "\"");
 }
 
@@ -192,9 +206,201 @@ static const char *jw_canon(struct jw *w, struct json_object *o) {
   return why;
 }
 
+/* ---- profiles: the fast path -------------------------------------------- */
+
+/*
+ * Most profiles are flat objects the SDK built (strings without escapes,
+ * booleans, small integers): canonicalizing those needs no tree. The fast
+ * path accepts only a subset of JSON where its output is sure to be the
+ * tree path's byte for byte, and declines everything else, valid or not,
+ * so the tree path (json-c) stays the one that decides what is wrong:
+ * - strings without a backslash or a control byte (their bytes are their
+ *   value; the caller checked the whole text is UTF-8);
+ * - integers of at most 18 digits in canonical spelling (no "-0"), which
+ *   json-c prints back as written;
+ * - true, false, null; whitespace of " \t\n\r";
+ * - objects of at most FAST_MEMBERS members with distinct keys, nesting
+ *   at most FAST_DEPTH deep.
+ */
+#define FAST_MEMBERS 64
+#define FAST_DEPTH 8
+
+struct fmember {
+  const char *k, *v; /* the key's bytes; where its value's text starts */
+  size_t klen;
+};
+
+static int cmp_fmember(const void *a, const void *b) {
+  const struct fmember *x = a, *y = b;
+  int c = memcmp(x->k, y->k, x->klen < y->klen ? x->klen : y->klen);
+  return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+static const char *fast_ws(const char *p) {
+  while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+    p++;
+  return p;
+}
+
+/* The end of the plain string whose quote is at p, or NULL. */
+static const char *fast_str(const char *p) {
+  for (p++; *p != '"'; p++) {
+    if ((unsigned char)*p < 0x20 || *p == '\\')
+      return NULL; /* escapes, control bytes and the text's end */
+  }
+  return p + 1;
+}
+
+/* Emit the value whose text starts at p (no whitespace before it) to `w`
+   (NULL: only check it); returns the end of its text, or NULL to decline. */
+static const char *fast_value(const char *p, int depth, struct jw *w) {
+  struct fmember m[FAST_MEMBERS];
+  const char *q;
+  size_t n = 0, i;
+
+  switch (*p) {
+  case '"':
+    if (!(q = fast_str(p)))
+      return NULL;
+    if (w)
+      jw_strn(w, p + 1, (size_t)(q - p - 2));
+    return q;
+  case 't':
+  case 'f':
+  case 'n':
+    n = *p == 'f' ? 5 : 4;
+    if (strncmp(p, *p == 't' ? "true" : *p == 'f' ? "false" : "null", n))
+      return NULL;
+    if (w)
+      jw_put(w, p, n);
+    return p + n;
+  case '[':
+    if (depth >= FAST_DEPTH)
+      return NULL;
+    if (w)
+      jw_lit(w, "[");
+    p = fast_ws(p + 1);
+    if (*p != ']') {
+      for (;;) {
+        if (!(p = fast_value(p, depth + 1, w)))
+          return NULL;
+        p = fast_ws(p);
+        if (*p == ']')
+          break;
+        if (*p != ',')
+          return NULL;
+        if (w)
+          jw_lit(w, ",");
+        p = fast_ws(p + 1);
+      }
+    }
+    if (w)
+      jw_lit(w, "]");
+    return p + 1;
+  case '{':
+    if (depth >= FAST_DEPTH)
+      return NULL;
+    p = fast_ws(p + 1);
+    if (*p != '}') {
+      for (;;) {
+        if (n == FAST_MEMBERS || *p != '"' || !(q = fast_str(p)))
+          return NULL;
+        m[n].k = p + 1;
+        m[n].klen = (size_t)(q - p - 2);
+        p = fast_ws(q);
+        if (*p != ':')
+          return NULL;
+        m[n].v = p = fast_ws(p + 1);
+        if (!(p = fast_value(p, depth + 1, NULL)))
+          return NULL;
+        n++;
+        p = fast_ws(p);
+        if (*p == '}')
+          break;
+        if (*p != ',')
+          return NULL;
+        p = fast_ws(p + 1);
+      }
+    }
+    q = p + 1;
+    if (!w)
+      return q;
+    gr_sort(m, n, sizeof(*m), cmp_fmember);
+    for (i = 1; i < n; i++) {
+      if (!cmp_fmember(&m[i - 1], &m[i]))
+        return NULL; /* a repeated key: json-c keeps the last */
+    }
+    jw_lit(w, "{");
+    for (i = 0; i < n; i++) {
+      if (i)
+        jw_lit(w, ",");
+      jw_strn(w, m[i].k, m[i].klen);
+      jw_lit(w, ":");
+      if (!fast_value(m[i].v, depth + 1, w))
+        return NULL; /* a repeated key deeper down */
+    }
+    jw_lit(w, "}");
+    return q;
+  default:
+    break;
+  }
+  /* a number */
+  q = p;
+  if (*q == '-')
+    q++;
+  if (*q == '0') {
+    q++;
+    if (q - p == 2)
+      return NULL; /* -0: json-c prints 0 */
+  } else if (*q >= '1' && *q <= '9') {
+    while (*q >= '0' && *q <= '9')
+      q++;
+  } else {
+    return NULL;
+  }
+  if (q - p > 18 || *q == '.' || *q == 'e' || *q == 'E' ||
+      (*q >= '0' && *q <= '9'))
+    return NULL;
+  if (w)
+    jw_put(w, p, (size_t)(q - p));
+  return q;
+}
+
+int gr_profile_canon_fast(const char *text, size_t len, struct jw *w) {
+  /* text[len] is its NUL: every scan below stops there */
+  const char *p = fast_ws(text);
+
+  if (*p != '{' || !(p = fast_value(p, 0, w)) ||
+      (size_t)(fast_ws(p) - text) != len)
+    return 0;
+  return !w->failed;
+}
+
 /* Parse a plugin's profile text and return its canonical form (malloc'd)
    in *out, or CH_E_INVALID with the reason in `why`. */
 int gr_profile_canon(const char *text, char **out, char *why, size_t whysz) {
+  size_t len = strlen(text);
+  struct jw w = {0};
+
+  *out = NULL;
+  /* the canonical text is seldom longer than the plugin's: one malloc */
+  if (len <= PROFILE_MAX && key_utf8_valid(text, len) &&
+      !gr_grow(&w.buf, &w.cap, len + 1, 1) &&
+      gr_profile_canon_fast(text, len, &w)) {
+    jw_put(&w, "", 1);
+    if (!w.failed) {
+      *out = w.buf;
+      return CH_OK;
+    }
+  }
+  free(w.buf);
+  return gr_profile_canon_tree(text, out, why, whysz);
+}
+
+/* The same through a json-c tree: every profile the fast path declines,
+   and so every error's words. */
+int gr_profile_canon_tree(const char *text, char **out, char *why,
+                          size_t whysz) {
   struct json_tokener *tok = NULL;
   struct json_object *o = NULL;
   struct jw w = {0};

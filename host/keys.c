@@ -49,7 +49,17 @@ int key_utf8_valid(const char *s, size_t len) {
   size_t i = 0;
 
   while (i < len) {
-    size_t n = key_utf8_seq(p + i, len - i);
+    size_t n;
+    /* ASCII, most of every text, eight bytes at a time */
+    for (; i + 8 <= len; i += 8) {
+      uint64_t v;
+      memcpy(&v, p + i, 8);
+      if (v & 0x8080808080808080u)
+        break;
+    }
+    if (i >= len)
+      break;
+    n = key_utf8_seq(p + i, len - i);
     if (!n)
       return 0;
     i += n;
@@ -90,6 +100,10 @@ static size_t key_enc(const char *in, char *out) {
     i += n;
   }
   return o;
+}
+
+size_t key_encode_to(const char *component, char *out) {
+  return key_enc(component, out);
 }
 
 char *key_encode(const char *component) {

@@ -251,6 +251,39 @@ START_TEST(test_key_encoding) {
 }
 END_TEST
 
+/* UTF-8 checking reads ASCII eight bytes at a time: a bad or a good
+   sequence at every offset around those words is still judged alone. */
+START_TEST(test_utf8_valid) {
+  static const char *const bad[] = {"\xc3\x28",         "\x80",
+                                    "\xc0\xaf",         "\xed\xa0\x80",
+                                    "\xf4\x90\x80\x80", "\xe2\x82"};
+  static const char *const good[] = {"\xc3\xa9", "\xe2\x82\xac",
+                                     "\xf0\x9f\x98\x80", "\x7f"};
+  char s[40];
+  size_t at, i, n;
+
+  for (at = 0; at < 20; at++) {
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      n = strlen(bad[i]);
+      memset(s, 'a', sizeof(s));
+      memcpy(s + at, bad[i], n);
+      ck_assert_msg(!key_utf8_valid(s, at + n + (at % 3) * 5), "%zu %zu", at,
+                    i);
+      /* cut just before the bad bytes: valid */
+      ck_assert(key_utf8_valid(s, at));
+    }
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+      n = strlen(good[i]);
+      memset(s, 'a', sizeof(s));
+      memcpy(s + at, good[i], n);
+      ck_assert_msg(key_utf8_valid(s, at + n + (at % 3) * 5), "%zu %zu", at, i);
+      if (n > 1) /* a sequence cut short at the end */
+        ck_assert(!key_utf8_valid(s, at + n - 1));
+    }
+  }
+}
+END_TEST
+
 START_TEST(test_key_roundtrip) {
   static const char *const ids[] = {"a/b",
                                     "x#y",
@@ -987,6 +1020,136 @@ START_TEST(test_profile_canonical) {
 }
 END_TEST
 
+/* Canonicalize `text` both ways (gr_profile_canon, which tries the fast
+   path first, and the json-c tree alone) and check they agree on the
+   code, the text and the reason; and that the fast path takes nothing
+   the tree path refuses. Returns whether the fast path took it. */
+static int canon_agree(const char *text) {
+  char *a = NULL, *b = NULL, wa[200] = "", wb[200] = "";
+  int ra = gr_profile_canon(text, &a, wa, sizeof(wa));
+  int rb = gr_profile_canon_tree(text, &b, wb, sizeof(wb));
+  struct jw w = {0};
+  int fast = key_utf8_valid(text, strlen(text)) &&
+             gr_profile_canon_fast(text, strlen(text), &w);
+
+  ck_assert_msg(ra == rb, "%s: %d vs %d", text, ra, rb);
+  if (rb == CH_OK) {
+    ck_assert_msg(a && b && !strcmp(a, b), "%s: '%s' vs '%s'", text,
+                  a ? a : "(null)", b ? b : "(null)");
+  } else {
+    ck_assert_msg(!a && !strcmp(wa, wb), "%s: '%s' vs '%s'", text, wa, wb);
+    ck_assert_msg(!fast, "the fast path took '%s' (%s)", text, wb);
+  }
+  if (fast) {
+    jw_put(&w, "", 1);
+    ck_assert_msg(rb == CH_OK && !strcmp(w.buf, b), "%s: fast '%s'", text,
+                  w.buf);
+  }
+  free(w.buf);
+  free(a);
+  free(b);
+  return fast;
+}
+
+/* The fast path gives the common profiles exactly the tree path's text,
+   declines what it does not handle (escapes, fractions, repeats) and
+   refuses, by declining, everything json-c refuses, whose errors stay
+   the ones plugins got before. */
+START_TEST(test_profile_canon_fast) {
+  static const char *const common[] = {
+      "{}",
+      "{\"active\":false}",
+      " {\"status\":\"active\",\"accountType\":\"atlassian\",\"mfaEnabled\":"
+      "true,\"emailVerified\":false,\"nickname\":null,\"n\":-12} ",
+      "{\"b\":1,\"a\":[1,2,{\"z\":null,\"y\":-3}],\"c\":[]}",
+      "{\r\n\t\"tz\" : \"Europe/Paris\" ,\"\":\"\xc3\xa9\x7f\",\"ab\":0,\"a\":"
+      "{}}",
+      "{\"k\":123456789012345678}",
+  };
+  static const char *const declined[] = {
+      "{\"a\":\"x\\\"y\"}",
+      "{\"a\":\"\\u00e9\"}",
+      "{\"a\":1.5}",
+      "{\"a\":-0}",
+      "{\"a\":1e3}",
+      "{\"a\":1234567890123456789}",
+      "{\"a\":1,\"a\":2}",
+      "{\"x\":[{\"a\":1,\"b\":2,\"a\":3}]}",
+      "{\"a\":[[[[[[[[[]]]]]]]]]}", /* json-c takes these too */
+      "{'a':1}",
+      "{\"a\":\"\x01\"}",
+      "{\"a\":1.}",
+      "{\"a\":-01}",
+  };
+  static const char *const refused[] = {
+      "",
+      " ",
+      "[1]",
+      "\"x\"",
+      "{\"a\":1,}",
+      "{\"a\":01}",
+      "{\"a\":tru}",
+      "{\"a\":truex}",
+      "{\"a\":nul}",
+      "{\"a\":NaN}",
+      "{\"a\":Infinity}",
+      "{\"a\" 1}",
+      "{a:1}",
+      "{\"a\":1} x",
+      "{\"a\":1}}",
+      "{\"a\":1",
+      "{\"a\":\"x",
+      "{\"a\":-}",
+      "{\"a\":+1}",
+      "{\"a\":.5}",
+      "{\"a\":[1,]}",
+      "{\"a\":[,1]}",
+      "{,}",
+      "{\"a\":1 \"b\":2}",
+      "{\"a\":[1}",
+      "{\"a\":\v1}",
+      "{\"a\":\"\xc3\x28\"}",
+      "{\"\xff\":1}",
+      "{\"a\":1}/* c */",
+  };
+  static const char *const seeds[] = {
+      "{\"s\":\"active\",\"t\":true,\"n\":[1,-20,null],\"o\":{\"f\":false}}",
+      "{\"active\":false}",
+  };
+  static const char subst[] = "\"\\,:{}[]0-e. x\x01\x7f";
+  char text[128];
+  size_t i, j, k, n;
+
+  for (i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+    ck_assert_msg(canon_agree(common[i]), "declined '%s'", common[i]);
+  for (i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+    ck_assert_msg(!canon_agree(declined[i]), "took '%s'", declined[i]);
+  for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    char *out = NULL, why[200];
+    ck_assert_msg(gr_profile_canon(refused[i], &out, why, sizeof(why)),
+                  "accepted '%s'", refused[i]);
+    canon_agree(refused[i]);
+  }
+  /* every one-byte change of the seeds: cut short, a byte dropped, one
+     replaced by a structural or odd byte */
+  for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+    n = strlen(seeds[i]);
+    for (j = 0; j < n; j++) {
+      memcpy(text, seeds[i], j);
+      text[j] = '\0';
+      canon_agree(text);
+      memcpy(text + j, seeds[i] + j + 1, n - j);
+      canon_agree(text);
+      for (k = 0; subst[k]; k++) {
+        memcpy(text, seeds[i], n + 1);
+        text[j] = subst[k];
+        canon_agree(text);
+      }
+    }
+  }
+}
+END_TEST
+
 /* Decode `c` back to text (what the writer and the store see). */
 static char *pdict_text(struct gr_pdict *d, const unsigned char *c) {
   char *t = gr_pdict_text(d, c);
@@ -1439,6 +1602,7 @@ static Suite *graph_suite(void) {
   TCase *out = tcase_create("output");
 
   tcase_add_test(keys, test_key_encoding);
+  tcase_add_test(keys, test_utf8_valid);
   tcase_add_test(keys, test_key_roundtrip);
   tcase_add_test(keys, test_key_parse_errors);
   tcase_add_test(keys, test_keys_in_output);
@@ -1457,6 +1621,7 @@ static Suite *graph_suite(void) {
   suite_add_tcase(s, core);
 
   tcase_add_test(out, test_profile_canonical);
+  tcase_add_test(out, test_profile_canon_fast);
   tcase_add_test(out, test_profile_dictionary);
   tcase_add_test(out, test_jsonl_shape);
   tcase_add_test(out, test_deterministic_output);

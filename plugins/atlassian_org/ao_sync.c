@@ -86,13 +86,39 @@ static int ao_add_str(json_object *o, const char *key, const char *val) {
 
 /* The profile `dst`: a JSON object of the listed members of `src` that
    are present and not null. */
+#define AO_MAX_PROFILE_KEYS 32 /* the lists below are shorter */
+
 static int ao_copy_keys(struct pj_buf *dst, struct pj_val src,
                         const char *const *keys) {
+  struct pj_val found[AO_MAX_PROFILE_KEYS];
+  size_t klen[AO_MAX_PROFILE_KEYS], nkeys = 0;
+
+  for (; keys[nkeys]; nkeys++) {
+    if (nkeys == AO_MAX_PROFILE_KEYS)
+      return CH_E_INVALID; /* a longer list wants a bigger limit */
+    found[nkeys].doc = NULL;
+    found[nkeys].i = -1;
+    klen[nkeys] = strlen(keys[nkeys]);
+  }
+  /* One walk over the members instead of a pj_get per key (the last of
+     repeated members wins, as there). */
+  if (pj_val_type(src) == PJ_OBJ) {
+    for (struct pj_val k = pj_val_first(src); k.i >= 0; k = pj_val_next(k)) {
+      size_t n;
+      const char *name = pj_val_str(k, &n);
+      for (size_t i = 0; i < nkeys; i++) {
+        if (klen[i] == n && !memcmp(keys[i], name, n)) {
+          found[i] = pj_member_value(k);
+          break;
+        }
+      }
+    }
+  }
   dst->len = 0;
   if (pj_buf_add(dst, "{"))
     return CH_E_NOMEM;
-  for (size_t i = 0; keys[i]; i++) {
-    struct pj_val v = pj_get(src, keys[i]);
+  for (size_t i = 0; i < nkeys; i++) {
+    struct pj_val v = found[i];
     enum pj_type t = pj_val_type(v);
     if (t == PJ_NONE || t == PJ_NULL)
       continue;

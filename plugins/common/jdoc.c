@@ -41,6 +41,7 @@ struct vstate {
   size_t len;
   jsmntok_t *tok;
   int n;
+  int escapes; /* the text has a backslash: strings need unescaping */
   const char *why;
 };
 
@@ -223,8 +224,11 @@ static int check_value(struct vstate *s, int i, size_t *pos, int depth) {
   }
   if (t->type == JSMN_STRING) {
     *pos = (size_t)t->end + 1;
-    t->end =
-        t->start + (int)unescape(s->t + t->start, (size_t)(t->end - t->start));
+    if (s->escapes)
+      t->end = t->start +
+               (int)unescape(s->t + t->start, (size_t)(t->end - t->start));
+    else
+      s->t[t->end] = '\0'; /* the closing quote */
     t->parent = -1;
     return i + 1;
   }
@@ -385,6 +389,8 @@ static int doc_parse(struct pj_doc **dp, const char **why) {
   s.len = d->len;
   s.tok = d->tok;
   s.n = d->ntok;
+  /* one scan of the page instead of one per string */
+  s.escapes = memchr(d->text, '\\', d->len) != NULL;
   /* An error past a complete first value is data after the document;
      check the value first, as json-c did. */
   if ((r < 0 || cut < d->len) && !(d->ntok > 0 && d->tok[0].end >= 0 &&
@@ -637,7 +643,7 @@ int pj_buf_add_jstr(struct pj_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0;
 
-  if (pj_buf_add(b, "\""))
+  if (pj_buf_addn(b, "\"", 1))
     return CH_E_NOMEM;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -658,7 +664,7 @@ int pj_buf_add_jstr(struct pj_buf *b, const char *s, size_t n) {
     if (pj_buf_add(b, esc))
       return CH_E_NOMEM;
   }
-  if (pj_buf_addn(b, s + run, n - run) || pj_buf_add(b, "\""))
+  if (pj_buf_addn(b, s + run, n - run) || pj_buf_addn(b, "\"", 1))
     return CH_E_NOMEM;
   return CH_OK;
 }
@@ -690,9 +696,9 @@ int pj_buf_add_val(struct pj_buf *b, struct pj_val v) {
 }
 
 int pj_buf_add_key(struct pj_buf *b, const char *key) {
-  if (b->len && b->s[b->len - 1] != '{' && pj_buf_add(b, ","))
+  if (b->len && b->s[b->len - 1] != '{' && pj_buf_addn(b, ",", 1))
     return CH_E_NOMEM;
-  if (pj_buf_add_jstr(b, key, strlen(key)) || pj_buf_add(b, ":"))
+  if (pj_buf_add_jstr(b, key, strlen(key)) || pj_buf_addn(b, ":", 1))
     return CH_E_NOMEM;
   return CH_OK;
 }
