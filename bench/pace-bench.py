@@ -59,14 +59,16 @@ if BASELINE:
 WORD = re.compile(r"^[a-z_-]+$")
 
 # Runs argv[1:], passes its stderr through, and prints [exit status, CPU
-# seconds, peak RSS KB] of it as the last line of its own stderr.
+# seconds, peak RSS KB, user seconds, system seconds] of it as the last
+# line of its own stderr.
 LAUNCH = """
 import json, os, sys
 pid = os.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 _, st, ru = os.wait4(pid, 0)
-print(json.dumps([os.waitstatus_to_exitcode(st), ru.ru_utime + ru.ru_stime, ru.ru_maxrss]),
+print(json.dumps([os.waitstatus_to_exitcode(st), ru.ru_utime + ru.ru_stime, ru.ru_maxrss,
+                  ru.ru_utime, ru.ru_stime]),
       file=sys.stderr)
 """
 
@@ -163,7 +165,8 @@ def run(work, name, extra, workers):
         # has read the truth file (800 MB for the huge tenant).
         p = subprocess.Popen([sys.executable, "-c", LAUNCH] + cmd, env=env_for(port, creds),
                              stderr=subprocess.PIPE)
-        status, cpu, maxrss = json.loads(p.communicate()[1].decode().splitlines()[-1])
+        status, cpu, maxrss, user, system = json.loads(
+            p.communicate()[1].decode().splitlines()[-1])
         wall = time.monotonic() - t0
         # The sync's requests, before the floor replay adds its own.
         subprocess.check_call(["cp", log, log + ".sync"])
@@ -194,7 +197,7 @@ def run(work, name, extra, workers):
         limit = int(extra[extra.index("--burst-limit") + 1])
         ideal = max(ideal, max(per.values()) / limit)
     return dict(name=name, wall=wall, ideal=ideal, requests=n, n429=n429,
-                cpu=cpu, rss=maxrss / 1024.0, graph=out, floor=floor,
+                cpu=cpu, user=user, sys=system, rss=maxrss / 1024.0, graph=out, floor=floor,
                 busiest=max(per.items(), key=lambda kv: kv[1]))
 
 
@@ -216,8 +219,9 @@ def main():
                 r["cpu"] / HUGE_CPU_GOAL, r["rss"] / HUGE_RSS_GOAL, HUGE_CPU_GOAL, HUGE_RSS_GOAL)
             f = r.get("floor")
             if f:
-                r["goal"] += "; HTTP floor %.1f s (%.1f user + %.1f sys) for %d GETs%s: CPU %.2fx it" % (
-                    f["cpu_s"], f["user_s"], f["sys_s"], f["requests"],
+                r["goal"] += ("; CPU %.1f user + %.1f sys; HTTP floor %.1f s (%.1f user + %.1f sys)"
+                              " for %d GETs%s: CPU %.2fx it") % (
+                    r["user"], r["sys"], f["cpu_s"], f["user_s"], f["sys_s"], f["requests"],
                     ", %d failed" % f["failed"] if f["failed"] else "", r["cpu"] / f["cpu_s"])
         rows[name] = r
         print("done: %s (%.1f s)" % (name, r["wall"]), file=sys.stderr)
