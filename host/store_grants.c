@@ -65,25 +65,23 @@ static uint64_t via_hash(const char *via) {
 
 static int grant_insert(struct rec *r, int64_t ent, int64_t inst,
                         const struct ggrant *gg, struct ch_err *err) {
-  struct db_stmt *st = r->st[ST_GRANT_INS];
+  struct rec_batch *b = &r->b[B_GRANT];
   struct graph_grant_view v;
   char buf[VIA_INLINE], *via;
-  int rc;
 
   graph_grant_view(r->g, gg->index, &v);
   if (!(via = via_text(r, &v, buf)))
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
-  db_bind_int64(st, 1, ent);
-  db_bind_int64(st, 2, gg->principal);
-  db_bind_int64(st, 3, r->run);
-  db_bind_int64(st, 4, inst);
-  db_bind_int64(st, 5, gg->direct);
-  db_bind_text(st, 6, *via ? via : NULL);
-  rec_bind_id(st, 7, gg->expandable);
-  rc = rec_step(r, st, "recording a grant", err);
+  batch_int(b, ent);
+  batch_int(b, gg->principal);
+  batch_int(b, r->run);
+  batch_int(b, inst);
+  batch_int(b, gg->direct);
+  batch_text(b, *via ? via : NULL);
+  batch_id(b, gg->expandable);
   if (via != buf)
     free(via);
-  return rc;
+  return batch_row_end(r, b, err);
 }
 
 static int grant_close(struct rec *r, int64_t ent, int64_t principal,
@@ -234,11 +232,11 @@ int rec_grants(struct rec *r, struct ch_err *err) {
     }
     c->seen = 1;
     if (!c->first_run) {
-      struct db_stmt *st = r->st[ST_RANGE_INS];
-      db_bind_int64(st, 1, ent);
-      db_bind_int64(st, 2, r->run);
-      db_bind_int64(st, 3, in->id);
-      if ((rc = rec_step(r, st, "recording an entitlement", err)))
+      struct rec_batch *b = &r->b[B_RANGE];
+      batch_int(b, ent);
+      batch_int(b, r->run);
+      batch_int(b, in->id);
+      if ((rc = batch_row_end(r, b, err)))
         break;
     }
     nrows = 0;
@@ -246,6 +244,10 @@ int rec_grants(struct rec *r, struct ch_err *err) {
       break;
     rc = merge_ent(r, ent, in, gs, n, rows, nrows, err);
   }
+  if (!rc)
+    rc = batch_flush(r, &r->b[B_GRANT], err);
+  if (!rc)
+    rc = batch_flush(r, &r->b[B_RANGE], err);
   if (!rc)
     rc = rec_close_unseen(r,
                           "SELECT ent_id, inst_id FROM ent_ranges"
