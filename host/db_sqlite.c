@@ -27,6 +27,7 @@ static const struct db_token sq_tokens[] = {
     {"now", "CAST(strftime('%s', 'now') AS INTEGER)"},
     {"instr", "instr(%1, %2)"},
     {"temp", "temp."},
+    {"orignore", "OR IGNORE"},
     {NULL, NULL}};
 
 static sqlite3 *conn(const struct db *db) { return db->conn; }

@@ -15,8 +15,7 @@
    hash and written out again from the graph when inserted. */
 struct ggrant {
   int64_t principal, expandable;
-  uint64_t via_h; /* hash of the via text, 0 = none */
-  size_t index;   /* in graph_grant_view */
+  size_t index; /* in graph_grant_view */
   int direct;
 };
 
@@ -95,18 +94,26 @@ static int grant_close(struct rec *r, int64_t ent, int64_t principal,
   return rec_step(r, st, "recording a grant", err);
 }
 
-static int ggrant_fill(struct rec *r, size_t index, struct ggrant *gg) {
+static void ggrant_fill(struct rec *r, size_t index, struct ggrant *gg) {
   struct graph_grant_view v;
-  char buf[VIA_INLINE], *via;
 
   graph_grant_view(r->g, index, &v);
-  if (!(via = via_text(r, &v, buf)))
-    return CH_E_NOMEM;
   gg->principal = r->node_id[v.principal];
   gg->direct = v.direct;
   gg->expandable = v.expandable != GRAPH_NONE ? r->ent_id[v.expandable] : 0;
-  gg->via_h = via_hash(via);
   gg->index = index;
+}
+
+/* The hash of a graph grant's via, as load_ent_rows hashes the store's:
+   only for grants the store has a current row of (none on a first run). */
+static int ggrant_via_h(struct rec *r, const struct ggrant *gg, uint64_t *h) {
+  struct graph_grant_view v;
+  char buf[VIA_INLINE], *via;
+
+  graph_grant_view(r->g, gg->index, &v);
+  if (!(via = via_text(r, &v, buf)))
+    return CH_E_NOMEM;
+  *h = via_hash(via);
   if (via != buf)
     free(via);
   return CH_OK;
@@ -162,6 +169,14 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
 
   if (n) /* gs may be NULL then, and qsort's base must not be */
     qsort(gs, n, sizeof(*gs), cmp_ggrant);
+  /* one row per principal: the inserts skip a duplicate on SQLite (see
+     rec_ins), so a graph that had one must fail here */
+  for (k = 1; k < n; k++)
+    if (gs[k].principal == gs[k - 1].principal)
+      return ch_err_set(err, CH_E_IO,
+                        "store '%s': two grants of one entitlement to one "
+                        "principal",
+                        r->s->path);
   for (k = 0; !rc && k < nrows; k++) {
     const struct srow *x = &rows[k];
     for (; !rc && i < n && gs[i].principal < x->principal; i++)
@@ -169,8 +184,13 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
     if (rc)
       break;
     if (i < n && gs[i].principal == x->principal) {
+      uint64_t via_h = 0;
+      if (ggrant_via_h(r, &gs[i], &via_h)) {
+        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+        break;
+      }
       if (gs[i].direct != x->direct || gs[i].expandable != x->expandable ||
-          gs[i].via_h != x->via_h) {
+          via_h != x->via_h) {
         rc = grant_close(r, ent, x->principal, x->first, in->last_good, err);
         if (!rc)
           rc = grant_insert(r, ent, in->id, &gs[i], err);
@@ -224,10 +244,7 @@ int rec_grants(struct rec *r, struct ch_err *err) {
           gs = ng;
           cap = nc;
         }
-        if (ggrant_fill(r, *k, &gs[n++])) {
-          rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
-          goto out;
-        }
+        ggrant_fill(r, *k, &gs[n++]);
       }
     }
     c->seen = 1;

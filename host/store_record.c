@@ -25,7 +25,10 @@ static const char *const rec_sql[ST_COUNT] = {
     " AND first_run = ?",
     "UPDATE grants SET last_run = ? WHERE ent_id = ? AND last_run IS NULL"};
 
-/* The batched inserts (B_*), head and columns. */
+/* The batched inserts (B_*), head and columns. The grants' skip a row
+   already there ("OR IGNORE" on SQLite) because a multi-row INSERT that
+   may abort halfway costs SQLite a statement journal: their rows are new
+   by construction (merge_ent checks for a duplicate principal). */
 static const struct {
   const char *head, *what;
   int ncols;
@@ -42,7 +45,8 @@ static const struct {
      "recording a resource", 12},
     {"INSERT INTO ent_ranges(ent_id, first_run, inst_id) VALUES",
      "recording an entitlement", 3},
-    {"INSERT INTO grants(ent_id, principal_id, first_run, inst_id, direct,"
+    {"INSERT @orignore@ INTO grants(ent_id, principal_id, first_run, inst_id, "
+     "direct,"
      " via, expandable) VALUES",
      "recording a grant", 7}};
 
