@@ -94,13 +94,11 @@ static int grant_close(struct rec *r, int64_t ent, int64_t principal,
   return rec_step(r, st, "recording a grant", err);
 }
 
-static void ggrant_fill(struct rec *r, size_t index, struct ggrant *gg) {
-  struct graph_grant_view v;
-
-  graph_grant_view(r->g, index, &v);
-  gg->principal = r->node_id[v.principal];
-  gg->direct = v.direct;
-  gg->expandable = v.expandable != GRAPH_NONE ? r->ent_id[v.expandable] : 0;
+static void ggrant_fill(struct rec *r, size_t index,
+                        const struct graph_grant_view *v, struct ggrant *gg) {
+  gg->principal = r->node_id[v->principal];
+  gg->direct = v->direct;
+  gg->expandable = v->expandable != GRAPH_NONE ? r->ent_id[v->expandable] : 0;
   gg->index = index;
 }
 
@@ -167,7 +165,9 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
   size_t i = 0, k;
   int rc = CH_OK;
 
-  if (n) /* gs may be NULL then, and qsort's base must not be */
+  for (k = 1; k < n && gs[k - 1].principal <= gs[k].principal; k++)
+    ;
+  if (k < n) /* often sorted already (ids follow the graph's key order) */
     qsort(gs, n, sizeof(*gs), cmp_ggrant);
   /* one row per principal: the inserts skip a duplicate on SQLite (see
      rec_ins), so a graph that had one must fail here */
@@ -244,7 +244,7 @@ int rec_grants(struct rec *r, struct ch_err *err) {
           gs = ng;
           cap = nc;
         }
-        ggrant_fill(r, *k, &gs[n++]);
+        ggrant_fill(r, *k, &v, &gs[n++]);
       }
     }
     c->seen = 1;

@@ -714,8 +714,9 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
     graph_resource_view(g, ev.resource, &rv);
     r.ent_inst[i] = rv.inst;
   }
-  /* The first run inserts everything: building the principal index once
-     afterwards is cheaper than keeping it up to date row by row. */
+  /* The first run inserts everything: building the indexes of grants by
+     principal and resources by identity once afterwards is cheaper than
+     keeping them up to date row by row. */
   bulk = rec_scalar(s, "SELECT count(*) FROM (SELECT 1 FROM grants LIMIT ?) x",
                     1) == 0;
   if (bulk && (rc = store_exec(s, "DROP INDEX IF EXISTS grants_principal",
@@ -729,8 +730,15 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
   if (!rc)
     rc = intern(&r, "SELECT id, key FROM entitlements ORDER BY key", nents,
                 ent_key_at, r.ent_id, &r.b[B_ENT], ent_insert, err);
+  if (!rc && bulk)
+    rc = store_exec(s, "DROP INDEX IF EXISTS resources_identity",
+                    "indexing resources", err);
   if (!rc)
     rc = rec_resources(&r, err);
+  if (!rc && bulk)
+    rc = store_exec(s,
+                    "CREATE INDEX resources_identity ON resources(identity_id)",
+                    "indexing resources", err);
   if (!rc)
     rc = rec_identity_emails(&r, err);
   if (!rc)
