@@ -56,6 +56,7 @@ struct db {
   unsigned nstmt;   /* statements prepared (PostgreSQL names) */
   unsigned pending; /* PostgreSQL: writes sent in the pipeline */
   int piped;        /* PostgreSQL: in pipeline mode */
+  int fresh;        /* SQLite: this connection created the file */
 };
 
 /* Every backend's statement starts with this. */

@@ -53,6 +53,7 @@ struct pg_stmt {
 static const struct db_token pg_tokens[] = {
     {"id", "BIGSERIAL PRIMARY KEY"},
     {"norowid", ""},
+    {"orignore", ""},
     {"text", "TEXT COLLATE \"C\""},
     {"int", "BIGINT"},
     {"each", "LATERAL (SELECT value, ordinality - 1 AS key FROM"

@@ -27,6 +27,7 @@ static const struct db_token sq_tokens[] = {
     {"now", "CAST(strftime('%s', 'now') AS INTEGER)"},
     {"instr", "instr(%1, %2)"},
     {"temp", "temp."},
+    {"orignore", "OR IGNORE"},
     {NULL, NULL}};
 
 static sqlite3 *conn(const struct db *db) { return db->conn; }
@@ -73,7 +74,15 @@ static int sq_open(struct db *db, const char *path, int create) {
      memory, so its page cache stays small: 2 MB instead of 8 cost no
      measurable CPU on the large tenant and kept 13 MB off the sync's peak
      RSS. Readers have the memory to themselves. */
-  if (sq_exec(db, "PRAGMA journal_mode = WAL") ||
+  /* A new file is filled once by its first recording: in the rollback
+     journal mode SQLite writes those new pages straight into the file,
+     where WAL would write them twice (the log, then the checkpoint);
+     sq_close turns WAL on, for readers beside later syncs. Pages of 16 KB
+     instead of 4 take a quarter of the writes and B-tree splits (the
+     large tenant's first recording: 0.2 s less CPU). */
+  db->fresh = (flags & SQLITE_OPEN_CREATE) != 0;
+  if ((db->fresh && sq_exec(db, "PRAGMA page_size = 16384")) ||
+      (!db->fresh && sq_exec(db, "PRAGMA journal_mode = WAL")) ||
       sq_exec(db, "PRAGMA synchronous = NORMAL") ||
       sq_exec(db, create ? "PRAGMA cache_size = -2048"
                          : "PRAGMA cache_size = -8192"))
@@ -81,7 +90,13 @@ static int sq_open(struct db *db, const char *path, int create) {
   return CH_OK;
 }
 
-static void sq_close(struct db *db) { sqlite3_close(conn(db)); }
+static void sq_close(struct db *db) {
+  if (db->fresh)
+    /* failing here (a reader holds the file) only delays WAL to the
+       next open */
+    sqlite3_exec(conn(db), "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+  sqlite3_close(conn(db));
+}
 
 static int sq_begin(struct db *db, int write) {
   return sq_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN");

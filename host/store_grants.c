@@ -15,8 +15,7 @@
    hash and written out again from the graph when inserted. */
 struct ggrant {
   int64_t principal, expandable;
-  uint64_t via_h; /* hash of the via text, 0 = none */
-  size_t index;   /* in graph_grant_view */
+  size_t index; /* in graph_grant_view */
   int direct;
 };
 
@@ -65,25 +64,23 @@ static uint64_t via_hash(const char *via) {
 
 static int grant_insert(struct rec *r, int64_t ent, int64_t inst,
                         const struct ggrant *gg, struct ch_err *err) {
-  struct db_stmt *st = r->st[ST_GRANT_INS];
+  struct rec_batch *b = &r->b[B_GRANT];
   struct graph_grant_view v;
   char buf[VIA_INLINE], *via;
-  int rc;
 
   graph_grant_view(r->g, gg->index, &v);
   if (!(via = via_text(r, &v, buf)))
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
-  db_bind_int64(st, 1, ent);
-  db_bind_int64(st, 2, gg->principal);
-  db_bind_int64(st, 3, r->run);
-  db_bind_int64(st, 4, inst);
-  db_bind_int64(st, 5, gg->direct);
-  db_bind_text(st, 6, *via ? via : NULL);
-  rec_bind_id(st, 7, gg->expandable);
-  rc = rec_step(r, st, "recording a grant", err);
+  batch_int(b, ent);
+  batch_int(b, gg->principal);
+  batch_int(b, r->run);
+  batch_int(b, inst);
+  batch_int(b, gg->direct);
+  batch_text(b, *via ? via : NULL);
+  batch_id(b, gg->expandable);
   if (via != buf)
     free(via);
-  return rc;
+  return batch_row_end(r, b, err);
 }
 
 static int grant_close(struct rec *r, int64_t ent, int64_t principal,
@@ -97,18 +94,24 @@ static int grant_close(struct rec *r, int64_t ent, int64_t principal,
   return rec_step(r, st, "recording a grant", err);
 }
 
-static int ggrant_fill(struct rec *r, size_t index, struct ggrant *gg) {
+static void ggrant_fill(struct rec *r, size_t index,
+                        const struct graph_grant_view *v, struct ggrant *gg) {
+  gg->principal = r->node_id[v->principal];
+  gg->direct = v->direct;
+  gg->expandable = v->expandable != GRAPH_NONE ? r->ent_id[v->expandable] : 0;
+  gg->index = index;
+}
+
+/* The hash of a graph grant's via, as load_ent_rows hashes the store's:
+   only for grants the store has a current row of (none on a first run). */
+static int ggrant_via_h(struct rec *r, const struct ggrant *gg, uint64_t *h) {
   struct graph_grant_view v;
   char buf[VIA_INLINE], *via;
 
-  graph_grant_view(r->g, index, &v);
+  graph_grant_view(r->g, gg->index, &v);
   if (!(via = via_text(r, &v, buf)))
     return CH_E_NOMEM;
-  gg->principal = r->node_id[v.principal];
-  gg->direct = v.direct;
-  gg->expandable = v.expandable != GRAPH_NONE ? r->ent_id[v.expandable] : 0;
-  gg->via_h = via_hash(via);
-  gg->index = index;
+  *h = via_hash(via);
   if (via != buf)
     free(via);
   return CH_OK;
@@ -162,8 +165,18 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
   size_t i = 0, k;
   int rc = CH_OK;
 
-  if (n) /* gs may be NULL then, and qsort's base must not be */
+  for (k = 1; k < n && gs[k - 1].principal <= gs[k].principal; k++)
+    ;
+  if (k < n) /* often sorted already (ids follow the graph's key order) */
     qsort(gs, n, sizeof(*gs), cmp_ggrant);
+  /* one row per principal: the inserts skip a duplicate on SQLite (see
+     rec_ins), so a graph that had one must fail here */
+  for (k = 1; k < n; k++)
+    if (gs[k].principal == gs[k - 1].principal)
+      return ch_err_set(err, CH_E_IO,
+                        "store '%s': two grants of one entitlement to one "
+                        "principal",
+                        r->s->path);
   for (k = 0; !rc && k < nrows; k++) {
     const struct srow *x = &rows[k];
     for (; !rc && i < n && gs[i].principal < x->principal; i++)
@@ -171,8 +184,13 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
     if (rc)
       break;
     if (i < n && gs[i].principal == x->principal) {
+      uint64_t via_h = 0;
+      if (ggrant_via_h(r, &gs[i], &via_h)) {
+        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+        break;
+      }
       if (gs[i].direct != x->direct || gs[i].expandable != x->expandable ||
-          gs[i].via_h != x->via_h) {
+          via_h != x->via_h) {
         rc = grant_close(r, ent, x->principal, x->first, in->last_good, err);
         if (!rc)
           rc = grant_insert(r, ent, in->id, &gs[i], err);
@@ -226,19 +244,16 @@ int rec_grants(struct rec *r, struct ch_err *err) {
           gs = ng;
           cap = nc;
         }
-        if (ggrant_fill(r, *k, &gs[n++])) {
-          rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
-          goto out;
-        }
+        ggrant_fill(r, *k, &v, &gs[n++]);
       }
     }
     c->seen = 1;
     if (!c->first_run) {
-      struct db_stmt *st = r->st[ST_RANGE_INS];
-      db_bind_int64(st, 1, ent);
-      db_bind_int64(st, 2, r->run);
-      db_bind_int64(st, 3, in->id);
-      if ((rc = rec_step(r, st, "recording an entitlement", err)))
+      struct rec_batch *b = &r->b[B_RANGE];
+      batch_int(b, ent);
+      batch_int(b, r->run);
+      batch_int(b, in->id);
+      if ((rc = batch_row_end(r, b, err)))
         break;
     }
     nrows = 0;
@@ -246,6 +261,10 @@ int rec_grants(struct rec *r, struct ch_err *err) {
       break;
     rc = merge_ent(r, ent, in, gs, n, rows, nrows, err);
   }
+  if (!rc)
+    rc = batch_flush(r, &r->b[B_GRANT], err);
+  if (!rc)
+    rc = batch_flush(r, &r->b[B_RANGE], err);
   if (!rc)
     rc = rec_close_unseen(r,
                           "SELECT ent_id, inst_id FROM ent_ranges"

@@ -13,18 +13,29 @@ struct graph;
 
 /* Statements used while recording, in one transaction. */
 enum {
-  ST_NODE_INS,
-  ST_IDENT_INS,
-  ST_ENT_INS,
-  ST_RES_INS,
   ST_RES_CLOSE,
-  ST_RANGE_INS,
   ST_RANGE_CLOSE,
   ST_GRANT_CUR,
-  ST_GRANT_INS,
   ST_GRANT_CLOSE,
   ST_GRANT_CLOSE_ENT,
   ST_COUNT
+};
+
+/* The tables rows are inserted into in batches (store_batch.c). */
+enum { B_NODE, B_IDENT, B_ENT, B_RES, B_RANGE, B_GRANT, B_COUNT };
+
+/* Rows held for one multi-row INSERT, BATCH_ROWS at a time. */
+enum { BATCH_ROWS = 64 };
+struct bcell;
+struct rec_batch {
+  const char *head; /* "INSERT INTO t(a, b) VALUES" */
+  const char *what; /* for errors */
+  int ncols, ncells;
+  int nomem;
+  struct bcell *cells; /* BATCH_ROWS * ncols */
+  char *text;          /* the text cells, copied */
+  size_t tlen, tcap;
+  struct db_stmt *full; /* prepared for BATCH_ROWS rows */
 };
 
 struct rinst { /* one graph instance in the store */
@@ -44,6 +55,7 @@ struct rec {
   struct store *s;
   const struct graph *g;
   struct db_stmt *st[ST_COUNT];
+  struct rec_batch b[B_COUNT];
   int64_t run;
   struct rinst *insts;
   size_t ninsts;
@@ -73,6 +85,19 @@ int rec_load_current(struct rec *r, const char *sql, int64_t max_id,
 /* Close the current rows of instances that succeeded and were not seen. */
 int rec_close_unseen(struct rec *r, const char *sql_inst, int close_st,
                      int grants_too, struct ch_err *err);
+void batch_init(struct rec_batch *b, const char *head, int ncols,
+                const char *what);
+/* The next cell of the current row: an integer, an id (0: null), a text
+   (copied; NULL: null). */
+void batch_int(struct rec_batch *b, int64_t v);
+void batch_id(struct rec_batch *b, int64_t v);
+void batch_text(struct rec_batch *b, const char *s);
+/* The row is complete: sent with the others once BATCH_ROWS are held. */
+int batch_row_end(struct rec *r, struct rec_batch *b, struct ch_err *err);
+/* Send the rows held (before anything reads the table). */
+int batch_flush(struct rec *r, struct rec_batch *b, struct ch_err *err);
+void batch_free(struct rec_batch *b);
+
 /* Merge every entitlement's grants into the store. */
 int rec_grants(struct rec *r, struct ch_err *err);
 

@@ -17,23 +17,38 @@
 #include "util.h"
 
 static const char *const rec_sql[ST_COUNT] = {
-    "INSERT INTO nodes(inst_id, key, type, rid, traits) VALUES(?,?,?,?,?)",
-    "INSERT INTO identities(key, tenant) VALUES(?,?)",
-    "INSERT INTO entitlements(node_id, inst_id, key, slug, display_name)"
-    " VALUES(?,?,?,?,?)",
-    "INSERT INTO resources(node_id, first_run, inst_id, h, display_name,"
-    " status, account_type, emails, match_keys, parent_id, identity_id,"
-    " profile) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
     "UPDATE resources SET last_run = ? WHERE node_id = ? AND first_run = ?",
-    "INSERT INTO ent_ranges(ent_id, first_run, inst_id) VALUES(?,?,?)",
     "UPDATE ent_ranges SET last_run = ? WHERE ent_id = ? AND first_run = ?",
     "SELECT principal_id, first_run, direct, via, expandable FROM grants"
     " WHERE ent_id = ? AND last_run IS NULL ORDER BY principal_id",
-    "INSERT INTO grants(ent_id, principal_id, first_run, inst_id, direct,"
-    " via, expandable) VALUES(?,?,?,?,?,?,?)",
     "UPDATE grants SET last_run = ? WHERE ent_id = ? AND principal_id = ?"
     " AND first_run = ?",
     "UPDATE grants SET last_run = ? WHERE ent_id = ? AND last_run IS NULL"};
+
+/* The batched inserts (B_*), head and columns. The grants' skip a row
+   already there ("OR IGNORE" on SQLite) because a multi-row INSERT that
+   may abort halfway costs SQLite a statement journal: their rows are new
+   by construction (merge_ent checks for a duplicate principal). */
+static const struct {
+  const char *head, *what;
+  int ncols;
+} rec_ins[B_COUNT] = {
+    {"INSERT INTO nodes(inst_id, key, type, rid, traits) VALUES",
+     "recording a resource", 5},
+    {"INSERT INTO identities(key, tenant) VALUES", "recording an identity", 2},
+    {"INSERT INTO entitlements(node_id, inst_id, key, slug, display_name)"
+     " VALUES",
+     "recording an entitlement", 5},
+    {"INSERT INTO resources(node_id, first_run, inst_id, h, display_name,"
+     " status, account_type, emails, match_keys, parent_id, identity_id,"
+     " profile) VALUES",
+     "recording a resource", 12},
+    {"INSERT INTO ent_ranges(ent_id, first_run, inst_id) VALUES",
+     "recording an entitlement", 3},
+    {"INSERT @orignore@ INTO grants(ent_id, principal_id, first_run, inst_id, "
+     "direct,"
+     " via, expandable) VALUES",
+     "recording a grant", 7}};
 
 int rec_step(struct rec *r, struct db_stmt *st, const char *what,
              struct ch_err *err) {
@@ -309,7 +324,7 @@ static int walk_keys(struct rec *r, const char *select_sql, size_t n,
    (PostgreSQL sends the inserts in a pipeline), then a second walk reads
    them back. */
 static int intern(struct rec *r, const char *select_sql, size_t n,
-                  key_at_fn key_at, int64_t *ids,
+                  key_at_fn key_at, int64_t *ids, struct rec_batch *b,
                   int (*insert)(struct rec *r, size_t i, struct ch_err *err),
                   struct ch_err *err) {
   int missing, rc = walk_keys(r, select_sql, n, key_at, ids, &missing, err);
@@ -317,9 +332,12 @@ static int intern(struct rec *r, const char *select_sql, size_t n,
   if (rc || !missing)
     return rc;
   for (size_t i = 0; i < n; i++) {
-    if (!ids[i] && key_at(r->g, i) && (rc = insert(r, i, err)))
+    if (!ids[i] && key_at(r->g, i) &&
+        ((rc = insert(r, i, err)) || (rc = batch_row_end(r, b, err))))
       return rc;
   }
+  if ((rc = batch_flush(r, b, err)))
+    return rc;
   rc = walk_keys(r, select_sql, n, key_at, ids, &missing, err);
   if (!rc && missing)
     rc = ch_err_set(err, CH_E_IO, "store '%s': a recorded key is missing",
@@ -332,24 +350,23 @@ static const char *node_key_at(const struct graph *g, size_t i) {
   return graph_resource_view(g, i, &v) ? v.key : NULL;
 }
 
+/* A row of `nodes` (intern sends it). */
 static int node_insert(struct rec *r, size_t i, struct ch_err *err) {
-  struct db_stmt *st = r->st[ST_NODE_INS];
+  struct rec_batch *b = &r->b[B_NODE];
   struct graph_res_view v;
   char *traits;
-  int rc;
 
   graph_resource_view(r->g, i, &v);
   traits = traits_json(v.traits);
   if (!traits)
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
-  db_bind_int64(st, 1, r->insts[v.inst].id);
-  db_bind_text(st, 2, v.key);
-  db_bind_text(st, 3, v.type);
-  db_bind_text(st, 4, v.id);
-  db_bind_text(st, 5, traits);
-  rc = rec_step(r, st, "recording a resource", err);
+  batch_int(b, r->insts[v.inst].id);
+  batch_text(b, v.key);
+  batch_text(b, v.type);
+  batch_text(b, v.id);
+  batch_text(b, traits);
   free(traits);
-  return rc;
+  return CH_OK;
 }
 
 static const char *ident_key_at(const struct graph *g, size_t i) {
@@ -359,15 +376,14 @@ static const char *ident_key_at(const struct graph *g, size_t i) {
 }
 
 static int ident_insert(struct rec *r, size_t i, struct ch_err *err) {
-  struct db_stmt *st = r->st[ST_IDENT_INS];
+  struct rec_batch *b = &r->b[B_IDENT];
   struct graph_ident_view v;
-  int rc;
 
+  (void)err;
   graph_identity_view(r->g, i, &v);
-  db_bind_text(st, 1, v.key);
-  db_bind_text(st, 2, v.tenant);
-  rc = rec_step(r, st, "recording an identity", err);
-  return rc;
+  batch_text(b, v.key);
+  batch_text(b, v.tenant);
+  return CH_OK;
 }
 
 static const char *ent_key_at(const struct graph *g, size_t i) {
@@ -377,18 +393,17 @@ static const char *ent_key_at(const struct graph *g, size_t i) {
 }
 
 static int ent_insert(struct rec *r, size_t i, struct ch_err *err) {
-  struct db_stmt *st = r->st[ST_ENT_INS];
+  struct rec_batch *b = &r->b[B_ENT];
   struct graph_ent_view v;
-  int rc;
 
+  (void)err;
   graph_entitlement_view(r->g, i, &v);
-  db_bind_int64(st, 1, r->node_id[v.resource]);
-  db_bind_int64(st, 2, r->insts[r->ent_inst[i]].id);
-  db_bind_text(st, 3, v.key);
-  db_bind_text(st, 4, v.slug);
-  db_bind_text(st, 5, v.display_name);
-  rc = rec_step(r, st, "recording an entitlement", err);
-  return rc;
+  batch_int(b, r->node_id[v.resource]);
+  batch_int(b, r->insts[r->ent_inst[i]].id);
+  batch_text(b, v.key);
+  batch_text(b, v.slug);
+  batch_text(b, v.display_name);
+  return CH_OK;
 }
 
 /* Load the current (last_run NULL) rows of `table` into r->cur by id. */
@@ -485,6 +500,7 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
     uint64_t h = 14695981039346656037ull;
     struct cur *c;
     struct db_stmt *st;
+    struct rec_batch *b;
 
     if (!graph_resource_view(r->g, i, &v) || !id)
       continue;
@@ -519,24 +535,26 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
       db_bind_int64(st, 3, c->first_run);
       rc = rec_step(r, st, "recording a resource", err);
     }
-    st = r->st[ST_RES_INS];
-    db_bind_int64(st, 1, id);
-    db_bind_int64(st, 2, r->run);
-    db_bind_int64(st, 3, r->insts[v.inst].id);
-    db_bind_int64(st, 4, (int64_t)h);
-    db_bind_text(st, 5, v.display_name);
-    db_bind_text(st, 6, status[v.status]);
-    db_bind_text(st, 7, acct[v.account_type]);
-    db_bind_text(st, 8, emails);
-    db_bind_text(st, 9, mks);
-    rec_bind_id(st, 10, parent);
-    rec_bind_id(st, 11, ident);
-    db_bind_text(st, 12, v.profile);
+    b = &r->b[B_RES];
+    batch_int(b, id);
+    batch_int(b, r->run);
+    batch_int(b, r->insts[v.inst].id);
+    batch_int(b, (int64_t)h);
+    batch_text(b, v.display_name);
+    batch_text(b, status[v.status]);
+    batch_text(b, acct[v.account_type]);
+    batch_text(b, emails);
+    batch_text(b, mks);
+    batch_id(b, parent);
+    batch_id(b, ident);
+    batch_text(b, v.profile);
     if (!rc)
-      rc = rec_step(r, st, "recording a resource", err);
+      rc = batch_row_end(r, b, err);
     free(emails);
     free(mks);
   }
+  if (!rc)
+    rc = batch_flush(r, &r->b[B_RES], err);
   if (!rc)
     rc = rec_close_unseen(r,
                           "SELECT node_id, inst_id FROM resources"
@@ -560,11 +578,14 @@ static int rec_identity_emails(struct rec *r, struct ch_err *err) {
       "CREATE TEMP TABLE rec_sel(inst_id @int@, data_run @int@, stale @int@)",
       "INSERT INTO rec_sel SELECT inst_id, data_run, 0 FROM run_instances"
       " WHERE run_id = ?1 AND data_run IS NOT NULL",
-      "UPDATE identities SET emails = n.e, emails_run = ?1 FROM (SELECT x.id"
-      " AS id, " STORE_IDENTITY_EMAILS("rec_sel", "x.id") " AS e FROM"
-      " identities x WHERE x.tenant IN (SELECT i.tenant FROM run_instances ri"
-      " JOIN instances i ON i.id = ri.inst_id WHERE ri.run_id = ?1 AND"
-      " ri.status <> 'not_synced')) n WHERE identities.id = n.id AND"
+      /* MATERIALIZED: gathered once, where SQLite would otherwise gather
+         them again for the comparison */
+      "WITH n AS MATERIALIZED (SELECT x.id AS id, "
+      STORE_IDENTITY_EMAILS("rec_sel", "x.id") " AS e FROM identities x"
+      " WHERE x.tenant IN (SELECT i.tenant FROM run_instances ri JOIN"
+      " instances i ON i.id = ri.inst_id WHERE ri.run_id = ?1 AND"
+      " ri.status <> 'not_synced')) UPDATE identities SET emails = n.e,"
+      " emails_run = ?1 FROM n WHERE identities.id = n.id AND"
       " identities.emails IS DISTINCT FROM n.e",
       "DROP TABLE @temp@rec_sel"};
   /* clang-format on */
@@ -632,6 +653,8 @@ static int prune(struct rec *r, long keep, struct ch_err *err) {
 static void rec_release(struct rec *r) {
   for (int i = 0; i < ST_COUNT; i++)
     db_finalize(r->st[i]);
+  for (int i = 0; i < B_COUNT; i++)
+    batch_free(&r->b[i]);
   free(r->insts);
   free(r->by_id);
   free(r->node_id);
@@ -665,6 +688,8 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
   }
   for (i = 0; i < ST_COUNT && !rc; i++)
     rc = store_prep(s, rec_sql[i], &r.st[i], err);
+  for (i = 0; i < B_COUNT; i++)
+    batch_init(&r.b[i], rec_ins[i].head, rec_ins[i].ncols, rec_ins[i].what);
   if (!rc)
     rc = rec_run(&r, started_ms, err);
   if (rc)
@@ -689,23 +714,31 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
     graph_resource_view(g, ev.resource, &rv);
     r.ent_inst[i] = rv.inst;
   }
-  /* The first run inserts everything: building the principal index once
-     afterwards is cheaper than keeping it up to date row by row. */
+  /* The first run inserts everything: building the indexes of grants by
+     principal and resources by identity once afterwards is cheaper than
+     keeping them up to date row by row. */
   bulk = rec_scalar(s, "SELECT count(*) FROM (SELECT 1 FROM grants LIMIT ?) x",
                     1) == 0;
   if (bulk && (rc = store_exec(s, "DROP INDEX IF EXISTS grants_principal",
                                "indexing grants", err)))
     goto out;
   rc = intern(&r, "SELECT id, key FROM nodes ORDER BY key", nnodes, node_key_at,
-              r.node_id, node_insert, err);
+              r.node_id, &r.b[B_NODE], node_insert, err);
   if (!rc)
     rc = intern(&r, "SELECT id, key FROM identities ORDER BY key", nid,
-                ident_key_at, r.ident_id, ident_insert, err);
+                ident_key_at, r.ident_id, &r.b[B_IDENT], ident_insert, err);
   if (!rc)
     rc = intern(&r, "SELECT id, key FROM entitlements ORDER BY key", nents,
-                ent_key_at, r.ent_id, ent_insert, err);
+                ent_key_at, r.ent_id, &r.b[B_ENT], ent_insert, err);
+  if (!rc && bulk)
+    rc = store_exec(s, "DROP INDEX IF EXISTS resources_identity",
+                    "indexing resources", err);
   if (!rc)
     rc = rec_resources(&r, err);
+  if (!rc && bulk)
+    rc = store_exec(s,
+                    "CREATE INDEX resources_identity ON resources(identity_id)",
+                    "indexing resources", err);
   if (!rc)
     rc = rec_identity_emails(&r, err);
   if (!rc)

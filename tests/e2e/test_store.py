@@ -682,6 +682,29 @@ class StoreTest(lib.TempDirTest):
         r = self.read("runs", db=self.path("missing.db"), rc=1, fmt=None)
         self.assertIn("does not exist", r.err)
 
+    def test_new_file_filled_once_then_wal(self):
+        """A new SQLite store gets 16 KB pages and its first recording in
+        the rollback journal mode (its pages written once), then WAL: a
+        reader in a transaction does not stop the next sync and keeps
+        seeing the run it started with."""
+        fake = self.start_fake()
+        cfg = self.config(fake)
+        self.sync(cfg)
+        self.assertFalse(os.path.exists(self.db + "-journal"))
+        con = sqlite3.connect(self.db, timeout=0)
+        try:
+            self.assertEqual(con.execute("PRAGMA page_size").fetchone()[0], 16384)
+            self.assertEqual(con.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+            con.execute("BEGIN")
+            self.assertEqual(con.execute("SELECT count(*) FROM runs").fetchone()[0], 1)
+            self.sync(cfg)
+            self.assertEqual(con.execute("SELECT count(*) FROM runs").fetchone()[0], 1)
+            con.rollback()
+            self.assertEqual(con.execute("SELECT count(*) FROM runs").fetchone()[0], 2)
+        finally:
+            con.close()
+        self.assertEqual({x["run"] for x in self.read("runs")["runs"]}, {1, 2})
+
     def test_keep_runs_and_store_none(self):
         fake = self.start_fake()
         cfg = self.config(fake, provisioning=True, extra="keep_runs: 2")
@@ -756,6 +779,7 @@ class MidSizeStoreTest(StoreTest):
     test_keep_runs_and_store_none = None
     test_identity_emails_per_run = None
     test_schema4_store_migrates = None
+    test_new_file_filled_once_then_wal = None
 
 
 class PgBackend(pgcluster.ClusterPerClass):
@@ -827,6 +851,7 @@ class PgStoreTest(PgBackend, StoreTest):
     # A corrupt file and SQLite's write lock have no PostgreSQL
     # counterpart; test_unreachable_and_foreign_store is this backend's.
     test_corrupt_and_locked_store = None
+    test_new_file_filled_once_then_wal = None  # SQLite's file
 
     def test_old_schema_migrates(self):
         """The v1 fixture as the v1 schema is on PostgreSQL (db.h's types)
