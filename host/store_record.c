@@ -45,9 +45,8 @@ static const struct {
      "recording a resource", 12},
     {"INSERT INTO ent_ranges(ent_id, first_run, inst_id) VALUES",
      "recording an entitlement", 3},
-    {"INSERT @orignore@ INTO grants(ent_id, principal_id, first_run, inst_id, "
-     "direct,"
-     " via, expandable) VALUES",
+    {"INSERT @orignore@ INTO grants(ent_id, principal_id, first_run,"
+     " inst_id, direct, via, expandable) VALUES",
      "recording a grant", 7}};
 
 int rec_step(struct rec *r, struct db_stmt *st, const char *what,
