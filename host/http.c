@@ -669,8 +669,8 @@ out:
   free_headers(headers);
   free_wiped(auth);
   buf_free(&x.body);
-  /* The handle outlives this call; the header list, buffers and body it
-     points to do not, and the credentials it copied should not linger. */
+  /* The handle outlives this call; the header list (with the credential
+     line, wiped above), buffers and body it points to do not. */
   if (h)
     curl_easy_reset(h);
   return result;

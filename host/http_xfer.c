@@ -58,15 +58,20 @@ static void capture_header(const char *line, size_t n, const char *name,
   out[len] = '\0';
 }
 
+/* Forget the captured headers: a new attempt, or a new header set. */
+static void headers_clear(struct xfer *x) {
+  x->retry_after[0] = x->rl_reset[0] = '\0';
+  x->rl_limit[0] = x->rl_remaining[0] = '\0';
+  x->content_length[0] = '\0';
+}
+
 size_t http_xfer_header(char *ptr, size_t size, size_t nitems, void *userp) {
   struct xfer *x = userp;
   size_t n = size * nitems;
 
   /* A new status line (after a 100 Continue) starts a new header set. */
   if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
-    x->retry_after[0] = x->rl_reset[0] = '\0';
-    x->rl_limit[0] = x->rl_remaining[0] = '\0';
-    x->content_length[0] = '\0';
+    headers_clear(x);
     return n;
   }
   capture_header(ptr, n, "Content-Length", x->content_length);
@@ -96,7 +101,5 @@ void http_xfer_reset(struct xfer *x) {
     x->body.p[0] = '\0';
   x->over_cap = 0;
   x->nomem = 0;
-  x->retry_after[0] = x->rl_reset[0] = '\0';
-  x->rl_limit[0] = x->rl_remaining[0] = '\0';
-  x->content_length[0] = '\0';
+  headers_clear(x);
 }
