@@ -62,6 +62,15 @@ static void generated_at(char *buf, size_t n) {
 
 static double now_s(void) { return (double)util_mono_us() / 1e6; }
 
+/* CPU seconds of the calling thread: what recording the run costs. */
+static double thread_cpu_s(void) {
+  struct timespec t;
+
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0)
+    return 0;
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 static void register_all(struct instance **insts, size_t n, struct graph *g) {
   for (size_t i = 0; i < n; i++) {
     struct instance *in = insts[i];
@@ -485,11 +494,17 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   graph_counts(g, &st->counts);
   /* The store records every run, failed instances included (they keep
      their last good data there); its failure never costs the graph. */
-  if (o->store && store_save_as(o->store, o->replica, g, started_ms,
-                                o->keep_runs, &run_id, &err) != CH_OK) {
-    log_error("%s; the graph is still written", err.msg);
-    run_degrade(&st->run, err.code ? err.code : CH_E_IO);
-    memset(&err, 0, sizeof(err));
+  if (o->store) {
+    double t = now_s(), cpu = thread_cpu_s();
+    if (store_save_as(o->store, o->replica, g, started_ms, o->keep_runs,
+                      &run_id, &err) != CH_OK) {
+      log_error("%s; the graph is still written", err.msg);
+      run_degrade(&st->run, err.code ? err.code : CH_E_IO);
+      memset(&err, 0, sizeof(err));
+    } else {
+      log_debug("run %lld recorded in %.2f s (%.2f s CPU)", (long long)run_id,
+                now_s() - t, thread_cpu_s() - cpu);
+    }
   }
   st->run_id = run_id;
   /* Tickets for manual work are checked against what this run saw. */

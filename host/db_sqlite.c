@@ -53,13 +53,13 @@ static int sq_exec(struct db *db, const char *sql) {
              : sq_error(db);
 }
 
-/* An index built by a first recording sorts in runs of at least PMASZ
-   pages (SQLite's default 250: 4 MB with 16 KB pages, twice the writer's
-   cache, on top of the sync's peak); 128 keeps them at the cache's 2 MB
-   (the huge tenant's peak with a new store: 1.5 to 2.5 MB less, CPU the
+/* An index built by a first recording sorts in runs of the larger of
+   PMASZ pages and the cache (SQLite's default 250: 4 MB with 16 KB
+   pages, on top of the sync's peak); 64 lets the first recording's 1 MB
+   cache bound them (the huge tenant's peak: 1.5 to 2.5 MB less, CPU the
    same within noise). Readers, with an 8 MB cache, sort in runs of that
    either way. */
-static void sq_config(void) { sqlite3_config(SQLITE_CONFIG_PMASZ, 128); }
+static void sq_config(void) { sqlite3_config(SQLITE_CONFIG_PMASZ, 64); }
 
 static int sq_open(struct db *db, const char *path, int create) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -87,7 +87,8 @@ static int sq_open(struct db *db, const char *path, int create) {
   /* The writer (a sync recording its run) works beside the whole graph in
      memory, so its page cache stays small: 2 MB instead of 8 cost no
      measurable CPU on the large tenant and kept 13 MB off the sync's peak
-     RSS. Readers have the memory to themselves. */
+     RSS; 1 MB for a new file, whose tables and indexes are filled in key
+     order and hardly read. Readers have the memory to themselves. */
   /* A new file is filled once by its first recording: in the rollback
      journal mode SQLite writes those new pages straight into the file,
      where WAL would write them twice (the log, then the checkpoint);
@@ -98,8 +99,9 @@ static int sq_open(struct db *db, const char *path, int create) {
   if ((db->fresh && sq_exec(db, "PRAGMA page_size = 16384")) ||
       (!db->fresh && sq_exec(db, "PRAGMA journal_mode = WAL")) ||
       sq_exec(db, "PRAGMA synchronous = NORMAL") ||
-      sq_exec(db, create ? "PRAGMA cache_size = -2048"
-                         : "PRAGMA cache_size = -8192"))
+      sq_exec(db, !create     ? "PRAGMA cache_size = -8192"
+                  : db->fresh ? "PRAGMA cache_size = -1024"
+                              : "PRAGMA cache_size = -2048"))
     return -1;
   return CH_OK;
 }

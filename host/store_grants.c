@@ -10,13 +10,13 @@
 #include "graph.h"
 #include "store_rec.h"
 
-/* One graph grant in store ids, for the per-entitlement merge. Kept small
-   (the largest entitlement's grants are held at once): `via` is compared by
-   hash and written out again from the graph when inserted. */
+/* One graph grant, for the per-entitlement merge: its principal's store
+   id and where the rest is in the graph. 16 bytes: the largest
+   entitlement's grants are held at once (100k of them on a huge tenant,
+   at the sync's peak), so everything else is read again from the graph. */
 struct ggrant {
-  int64_t principal, expandable;
-  size_t index; /* in graph_grant_view */
-  int direct;
+  int64_t principal;
+  uint32_t index; /* in graph_grant_view */
 };
 
 static int cmp_ggrant(const void *a, const void *b) {
@@ -58,8 +58,20 @@ static char *via_text(const struct rec *r, const struct graph_grant_view *v,
   return t;
 }
 
-static uint64_t via_hash(const char *via) {
-  return via && *via ? rec_fnv(14695981039346656037ull, via) : 0;
+/* What a grant row says besides its keys (direct, expandable, via), as one
+   FNV-1a hash: the merge compares a store row with a graph grant by it. */
+static uint64_t grant_hash(int direct, int64_t expandable, const char *via) {
+  uint64_t h = 14695981039346656037ull, e = (uint64_t)expandable;
+
+  h = (h ^ (unsigned char)(direct ? 1 : 0)) * 1099511628211ull;
+  for (int k = 0; k < 8; k++, e >>= 8)
+    h = (h ^ (e & 0xff)) * 1099511628211ull;
+  return rec_fnv(h, via && *via ? via : NULL);
+}
+
+static int64_t expandable_id(const struct rec *r,
+                             const struct graph_grant_view *v) {
+  return v->expandable != GRAPH_NONE ? r->ent_id[v->expandable] : 0;
 }
 
 static int grant_insert(struct rec *r, int64_t ent, int64_t inst,
@@ -75,9 +87,9 @@ static int grant_insert(struct rec *r, int64_t ent, int64_t inst,
   batch_int(b, gg->principal);
   batch_int(b, r->run);
   batch_int(b, inst);
-  batch_int(b, gg->direct);
+  batch_int(b, v.direct);
   batch_text(b, *via ? via : NULL);
-  batch_id(b, gg->expandable);
+  batch_id(b, expandable_id(r, &v));
   if (via != buf)
     free(via);
   return batch_row_end(r, b, err);
@@ -94,75 +106,98 @@ static int grant_close(struct rec *r, int64_t ent, int64_t principal,
   return rec_step(r, st, "recording a grant", err);
 }
 
-static void ggrant_fill(struct rec *r, size_t index,
-                        const struct graph_grant_view *v, struct ggrant *gg) {
-  gg->principal = r->node_id[v->principal];
-  gg->direct = v->direct;
-  gg->expandable = v->expandable != GRAPH_NONE ? r->ent_id[v->expandable] : 0;
-  gg->index = index;
-}
+/* A write the merge of one entitlement decides while it still reads the
+   store's rows (SQLite leaves a statement's results undefined once the
+   same connection changes the table under it): close the current row of
+   `principal` from run `first` (0: none), then insert graph grant
+   gs[`insert`] (NO_INSERT: none). Only changes take one: a run that
+   changes 1% of the grants holds 1% of an entitlement's, not all of them
+   (90k on a huge tenant's largest, at the sync's peak). */
+#define NO_INSERT UINT32_MAX
+struct gwrite {
+  int64_t principal, first;
+  uint32_t insert;
+};
 
-/* The hash of a graph grant's via, as load_ent_rows hashes the store's:
-   only for grants the store has a current row of (none on a first run). */
-static int ggrant_via_h(struct rec *r, const struct ggrant *gg, uint64_t *h) {
-  struct graph_grant_view v;
-  char buf[VIA_INLINE], *via;
+struct gwrites {
+  struct gwrite *v;
+  size_t n, cap;
+};
 
-  graph_grant_view(r->g, gg->index, &v);
-  if (!(via = via_text(r, &v, buf)))
-    return CH_E_NOMEM;
-  *h = via_hash(via);
-  if (via != buf)
-    free(via);
+static int gwrite_add(struct gwrites *w, int64_t principal, int64_t first,
+                      size_t insert) {
+  if (w->n == w->cap) {
+    size_t nc = w->cap ? w->cap * 2 : 64;
+    struct gwrite *g = realloc(w->v, nc * sizeof(*g));
+    if (!g)
+      return CH_E_NOMEM;
+    w->v = g;
+    w->cap = nc;
+  }
+  w->v[w->n++] = (struct gwrite){principal, first, (uint32_t)insert};
   return CH_OK;
 }
 
-/* The store's current rows of one entitlement, read before any write:
-   SQLite leaves a statement's results undefined once the same connection
-   changes the table under it. */
-struct srow {
-  int64_t principal, first, expandable;
-  uint64_t via_h;
-  int direct;
-};
+/* Whether graph grant `gg` says something else than the store's row of the
+   same principal, hashed as `h`: 1, 0, or -1 when out of memory. */
+static int ggrant_differs(struct rec *r, const struct ggrant *gg, uint64_t h) {
+  struct graph_grant_view v;
+  char buf[VIA_INLINE], *via;
+  int differs;
 
-static int load_ent_rows(struct rec *r, int64_t ent, struct srow **rows,
-                         size_t *n, size_t *cap, struct ch_err *err) {
+  graph_grant_view(r->g, gg->index, &v);
+  if (!(via = via_text(r, &v, buf)))
+    return -1;
+  differs = grant_hash(v.direct, expandable_id(r, &v), via) != h;
+  if (via != buf)
+    free(via);
+  return differs;
+}
+
+/* Walk the store's current rows of `ent` (by principal) beside its graph
+   grants gs[0..n) (sorted), noting in `w` the writes that differ. */
+static int diff_ent(struct rec *r, int64_t ent, const struct ggrant *gs,
+                    size_t n, struct gwrites *w, struct ch_err *err) {
   struct db_stmt *cur = r->st[ST_GRANT_CUR];
-  int step;
+  size_t i = 0;
+  int rc = CH_OK, step = 0;
 
-  *n = 0;
   db_bind_int64(cur, 1, ent);
-  while ((step = db_step(cur)) == 1) {
-    const char *via = db_column_text(cur, 3);
-    struct srow *x;
-    if (*n == *cap) {
-      size_t nc = *cap ? *cap * 2 : 256;
-      struct srow *g = realloc(*rows, nc * sizeof(**rows));
-      if (!g) {
-        db_reset(cur);
-        return ch_err_set(err, CH_E_NOMEM, "out of memory");
-      }
-      *rows = g;
-      *cap = nc;
+  while (!rc && (step = db_step(cur)) == 1) {
+    int64_t principal = db_column_int64(cur, 0);
+    int64_t first = db_column_int64(cur, 1);
+    for (; !rc && i < n && gs[i].principal < principal; i++)
+      rc = gwrite_add(w, 0, 0, i);
+    if (rc)
+      break;
+    if (i < n && gs[i].principal == principal) {
+      uint64_t h = grant_hash((int)db_column_int64(cur, 2),
+                              db_column_int64(cur, 4), db_column_text(cur, 3));
+      int differs = ggrant_differs(r, &gs[i], h);
+      if (differs < 0)
+        rc = CH_E_NOMEM;
+      else if (differs)
+        rc = gwrite_add(w, principal, first, i);
+      i++;
+    } else {
+      rc = gwrite_add(w, principal, first, NO_INSERT);
     }
-    x = &(*rows)[(*n)++];
-    x->principal = db_column_int64(cur, 0);
-    x->first = db_column_int64(cur, 1);
-    x->direct = db_column_int64(cur, 2);
-    x->expandable = db_column_int64(cur, 4);
-    x->via_h = via_hash(via);
   }
   db_reset(cur);
+  if (rc)
+    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  for (; !rc && i < n; i++)
+    if (gwrite_add(w, 0, 0, i))
+      return ch_err_set(err, CH_E_NOMEM, "out of memory");
   return step == 0 ? CH_OK : db_fail(r->s->db, err, "reading grants");
 }
 
 /* Merge one entitlement's graph grants (sorted here by principal id) with
-   the store's current rows for it (sorted by the query). */
+   the store's current rows for it, when it has any. */
 static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
-                     struct ggrant *gs, size_t n, const struct srow *rows,
-                     size_t nrows, struct ch_err *err) {
-  size_t i = 0, k;
+                     struct ggrant *gs, size_t n, int has_rows,
+                     struct gwrites *w, struct ch_err *err) {
+  size_t k;
   int rc = CH_OK;
 
   for (k = 1; k < n && gs[k - 1].principal <= gs[k].principal; k++)
@@ -177,31 +212,21 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
                         "store '%s': two grants of one entitlement to one "
                         "principal",
                         r->s->path);
-  for (k = 0; !rc && k < nrows; k++) {
-    const struct srow *x = &rows[k];
-    for (; !rc && i < n && gs[i].principal < x->principal; i++)
-      rc = grant_insert(r, ent, in->id, &gs[i], err);
-    if (rc)
-      break;
-    if (i < n && gs[i].principal == x->principal) {
-      uint64_t via_h = 0;
-      if (ggrant_via_h(r, &gs[i], &via_h)) {
-        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
-        break;
-      }
-      if (gs[i].direct != x->direct || gs[i].expandable != x->expandable ||
-          via_h != x->via_h) {
-        rc = grant_close(r, ent, x->principal, x->first, in->last_good, err);
-        if (!rc)
-          rc = grant_insert(r, ent, in->id, &gs[i], err);
-      }
-      i++;
-    } else {
-      rc = grant_close(r, ent, x->principal, x->first, in->last_good, err);
-    }
+  if (!has_rows) {
+    for (k = 0; !rc && k < n; k++)
+      rc = grant_insert(r, ent, in->id, &gs[k], err);
+    return rc;
   }
-  for (; !rc && i < n; i++)
-    rc = grant_insert(r, ent, in->id, &gs[i], err);
+  w->n = 0;
+  if ((rc = diff_ent(r, ent, gs, n, w, err)))
+    return rc;
+  for (k = 0; !rc && k < w->n; k++) {
+    const struct gwrite *x = &w->v[k];
+    if (x->first)
+      rc = grant_close(r, ent, x->principal, x->first, in->last_good, err);
+    if (!rc && x->insert != NO_INSERT)
+      rc = grant_insert(r, ent, in->id, &gs[x->insert], err);
+  }
   return rc;
 }
 
@@ -209,20 +234,22 @@ int rec_grants(struct rec *r, struct ch_err *err) {
   size_t nents = graph_nentitlements(r->g), ndirect, i, d, x;
   size_t ntotal = graph_ngrants(r->g, &ndirect);
   struct ggrant *gs = NULL;
-  struct srow *rows = NULL;
-  size_t cap = 0, nrows = 0, rcap = 0;
-  int64_t max =
-      rec_scalar(r->s, "SELECT COALESCE(MAX(id), 0) FROM entitlements", 0);
+  struct gwrites w = {0};
+  size_t cap = 0;
   int rc = rec_load_current(r,
                             "SELECT ent_id, first_run, 0 FROM ent_ranges"
-                            " WHERE last_run IS NULL",
-                            max, err);
+                            " WHERE last_run IS NULL ORDER BY ent_id DESC",
+                            err);
 
+  if (!rc && ntotal > UINT32_MAX) /* struct ggrant's index */
+    rc = ch_err_set(err, CH_E_LIMIT,
+                    "store '%s': more than %" PRIu32 " grants in one run",
+                    r->s->path, UINT32_MAX);
   /* Direct grants and derived ones are each sorted by entitlement. */
   for (i = 0, d = 0, x = ndirect; !rc && i < nents; i++) {
     const struct rinst *in = &r->insts[r->ent_inst[i]];
     int64_t ent = r->ent_id[i];
-    struct cur *c = &r->cur[ent];
+    struct cur *c = rec_cur(r, ent);
     size_t n = 0;
     struct graph_grant_view v;
 
@@ -244,10 +271,11 @@ int rec_grants(struct rec *r, struct ch_err *err) {
           gs = ng;
           cap = nc;
         }
-        ggrant_fill(r, *k, &v, &gs[n++]);
+        gs[n].principal = r->node_id[v.principal];
+        gs[n++].index = (uint32_t)*k;
       }
     }
-    c->seen = 1;
+    rec_mark_seen(r, ent);
     if (!c->first_run) {
       struct rec_batch *b = &r->b[B_RANGE];
       batch_int(b, ent);
@@ -256,10 +284,7 @@ int rec_grants(struct rec *r, struct ch_err *err) {
       if ((rc = batch_row_end(r, b, err)))
         break;
     }
-    nrows = 0;
-    if (c->first_run && (rc = load_ent_rows(r, ent, &rows, &nrows, &rcap, err)))
-      break;
-    rc = merge_ent(r, ent, in, gs, n, rows, nrows, err);
+    rc = merge_ent(r, ent, in, gs, n, c->first_run != 0, &w, err);
   }
   if (!rc)
     rc = batch_flush(r, &r->b[B_GRANT], err);
@@ -272,6 +297,6 @@ int rec_grants(struct rec *r, struct ch_err *err) {
                           ST_RANGE_CLOSE, 1, err);
 out:
   free(gs);
-  free(rows);
+  free(w.v);
   return rc;
 }

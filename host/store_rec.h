@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "store_int.h"
 
 struct graph;
@@ -48,7 +49,6 @@ struct rinst { /* one graph instance in the store */
 struct cur {
   int64_t first_run; /* 0 = no current row */
   int64_t h;
-  int seen;
 };
 
 struct rec {
@@ -64,9 +64,12 @@ struct rec {
   int64_t *node_id; /* by graph rank; 0 = not in the output */
   int64_t *ident_id;
   int64_t *ent_id;
-  size_t *ent_inst; /* graph instance index of each entitlement */
-  struct cur *cur;  /* by store id (nodes, then reused for entitlements) */
+  size_t *ent_inst;    /* graph instance index of each entitlement */
+  struct cur *cur;     /* by store id (nodes, then reused for entitlements) */
+  unsigned char *seen; /* by the same ids: in this run's graph */
   size_t ncur;
+  struct cur no_cur;  /* what rec_cur gives for ids without a current row */
+  struct buf text[2]; /* a resource's JSON arrays, reused row after row */
 };
 
 /* Step, then reset; `err` names `what` on failure. */
@@ -79,9 +82,14 @@ void rec_bind_id(struct db_stmt *st, int i, int64_t v);
 int64_t rec_scalar(struct store *s, const char *sql, int64_t arg);
 /* FNV-1a over `s` and a separator byte. */
 uint64_t rec_fnv(uint64_t h, const char *s);
-/* Load the current (last_run NULL) rows `sql` selects into r->cur by id. */
-int rec_load_current(struct rec *r, const char *sql, int64_t max_id,
-                     struct ch_err *err);
+/* Load the current (last_run NULL) rows `sql` selects (id, first_run, h;
+   largest id first) into r->cur by id. */
+int rec_load_current(struct rec *r, const char *sql, struct ch_err *err);
+/* The current row of `id`, or a zero record (no current row; only read)
+   for an id past them. */
+struct cur *rec_cur(struct rec *r, int64_t id);
+/* Mark the current row of `id` as still in the graph. */
+void rec_mark_seen(struct rec *r, int64_t id);
 /* Close the current rows of instances that succeeded and were not seen. */
 int rec_close_unseen(struct rec *r, const char *sql_inst, int close_st,
                      int grants_too, struct ch_err *err);

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "graph.h"
 #include "store_rec.h"
 #include "util.h"
@@ -244,21 +242,22 @@ static uint64_t fnv_i(uint64_t h, int64_t v) {
   return rec_fnv(h, b);
 }
 
-static char *json_strv(const char *const *v, size_t n) {
-  struct json_object *a = json_object_new_array();
-  char *out = NULL;
-
-  if (!a)
-    return NULL;
-  for (size_t i = 0; v && (n == (size_t)-1 ? v[i] != NULL : i < n); i++)
-    json_object_array_add(a, json_object_new_string(v[i]));
-  out = strdup(json_object_to_json_string_ext(
-      a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put(a);
-  return out;
+/* `v` (n strings, or up to a NULL when n is (size_t)-1) as a JSON array
+   in `b`, in the host's one JSON string rule; NULL when out of memory. By
+   hand into a reused buffer: this runs three times for each of a huge
+   tenant's 200k resources, where json-c made 40 allocations a row. */
+static const char *json_strv(struct buf *b, const char *const *v, size_t n) {
+  b->len = 0;
+  buf_add(b, "[", 1);
+  for (size_t i = 0; v && (n == (size_t)-1 ? v[i] != NULL : i < n); i++) {
+    if (i)
+      buf_add(b, ",", 1);
+    buf_json_str(b, v[i], strlen(v[i]));
+  }
+  return buf_add(b, "]", 1) ? NULL : b->p;
 }
 
-static char *traits_json(unsigned traits) {
+static const char *traits_json(struct buf *b, unsigned traits) {
   const char *names[8];
   size_t n = 0;
 
@@ -267,7 +266,7 @@ static char *traits_json(unsigned traits) {
     if (t)
       names[n++] = t;
   }
-  return json_strv(names, n);
+  return json_strv(b, names, n);
 }
 
 static struct rinst *rinst_of(struct rec *r, int64_t inst_id) {
@@ -353,10 +352,10 @@ static const char *node_key_at(const struct graph *g, size_t i) {
 static int node_insert(struct rec *r, size_t i, struct ch_err *err) {
   struct rec_batch *b = &r->b[B_NODE];
   struct graph_res_view v;
-  char *traits;
+  const char *traits;
 
   graph_resource_view(r->g, i, &v);
-  traits = traits_json(v.traits);
+  traits = traits_json(&r->text[0], v.traits);
   if (!traits)
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
   batch_int(b, r->insts[v.inst].id);
@@ -364,7 +363,6 @@ static int node_insert(struct rec *r, size_t i, struct ch_err *err) {
   batch_text(b, v.type);
   batch_text(b, v.id);
   batch_text(b, traits);
-  free(traits);
   return CH_OK;
 }
 
@@ -405,30 +403,62 @@ static int ent_insert(struct rec *r, size_t i, struct ch_err *err) {
   return CH_OK;
 }
 
-/* Load the current (last_run NULL) rows of `table` into r->cur by id. */
-int rec_load_current(struct rec *r, const char *sql, int64_t max_id,
-                     struct ch_err *err) {
+/* Load the current (last_run NULL) rows `sql` selects into r->cur by id,
+   up to the largest current id: a first recording has none, and does not
+   spend a record per new id (5 MB on a huge tenant, at the sync's peak).
+   The rows come largest id first, so the array is allocated once, to
+   size. */
+int rec_load_current(struct rec *r, const char *sql, struct ch_err *err) {
   struct db_stmt *st = NULL;
   int rc, step;
 
-  if (max_id < 0)
-    return db_fail(r->s->db, err, "reading the store");
   free(r->cur);
-  r->ncur = (size_t)max_id + 1;
-  r->cur = calloc(r->ncur, sizeof(*r->cur));
-  if (!r->cur)
-    return ch_err_set(err, CH_E_NOMEM, "out of memory");
+  free(r->seen);
+  r->cur = NULL;
+  r->seen = NULL;
+  r->ncur = 0;
   if ((rc = store_prep(r->s, sql, &st, err)))
     return rc;
   while ((step = db_step(st)) == 1) {
     int64_t id = db_column_int64(st, 0);
-    if (id > 0 && id <= max_id) {
-      r->cur[id].first_run = db_column_int64(st, 1);
-      r->cur[id].h = db_column_int64(st, 2);
+    if (id <= 0)
+      continue;
+    if ((uint64_t)id >= r->ncur) {
+      size_t nc = (size_t)id + 1;
+      struct cur *g;
+      unsigned char *sn;
+      if (r->ncur && nc < 2 * r->ncur) /* out of order: grow in steps */
+        nc = 2 * r->ncur;
+      g = realloc(r->cur, nc * sizeof(*g));
+      if (g)
+        r->cur = g;
+      sn = g ? realloc(r->seen, nc) : NULL;
+      if (!sn) {
+        db_finalize(st);
+        return ch_err_set(err, CH_E_NOMEM, "out of memory");
+      }
+      r->seen = sn;
+      memset(g + r->ncur, 0, (nc - r->ncur) * sizeof(*g));
+      memset(sn + r->ncur, 0, nc - r->ncur);
+      r->ncur = nc;
     }
+    r->cur[id].first_run = db_column_int64(st, 1);
+    r->cur[id].h = db_column_int64(st, 2);
   }
   db_finalize(st);
   return step == 0 ? CH_OK : db_fail(r->s->db, err, "reading the store");
+}
+
+struct cur *rec_cur(struct rec *r, int64_t id) {
+  if (id > 0 && (uint64_t)id < r->ncur)
+    return &r->cur[id];
+  memset(&r->no_cur, 0, sizeof(r->no_cur));
+  return &r->no_cur;
+}
+
+void rec_mark_seen(struct rec *r, int64_t id) {
+  if (id > 0 && (uint64_t)id < r->ncur)
+    r->seen[id] = 1;
 }
 
 /* Close the current rows of instances that succeeded and were not seen
@@ -445,7 +475,7 @@ int rec_close_unseen(struct rec *r, const char *sql_inst, int close_st,
   while ((step = db_step(st)) == 1) {
     int64_t id = db_column_int64(st, 0);
     struct rinst *in = rinst_of(r, db_column_int64(st, 1));
-    if (!in || !in->ok || id <= 0 || (size_t)id >= r->ncur || r->cur[id].seen ||
+    if (!in || !in->ok || id <= 0 || (uint64_t)id >= r->ncur || r->seen[id] ||
         !r->cur[id].first_run)
       continue;
     if (n == cap) {
@@ -484,15 +514,14 @@ int rec_close_unseen(struct rec *r, const char *sql_inst, int close_st,
 
 static int rec_resources(struct rec *r, struct ch_err *err) {
   size_t n = graph_nnodes(r->g), i;
-  int64_t max = rec_scalar(r->s, "SELECT COALESCE(MAX(id), 0) FROM nodes", 0);
   int rc = rec_load_current(r,
                             "SELECT node_id, first_run, h FROM resources"
-                            " WHERE last_run IS NULL",
-                            max, err);
+                            " WHERE last_run IS NULL ORDER BY node_id DESC",
+                            err);
 
   for (i = 0; !rc && i < n; i++) {
     struct graph_res_view v;
-    char *emails = NULL, *mks = NULL;
+    const char *emails, *mks;
     const char *status[] = {NULL, "enabled", "disabled", "deleted"};
     const char *acct[] = {NULL, "human", "service", "customer"};
     int64_t id = r->node_id[i], parent, ident;
@@ -503,16 +532,13 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
 
     if (!graph_resource_view(r->g, i, &v) || !id)
       continue;
-    c = &r->cur[id];
+    c = rec_cur(r, id);
     parent = v.parent != GRAPH_NONE ? r->node_id[v.parent] : 0;
     ident = v.identity != GRAPH_NONE ? r->ident_id[v.identity] : 0;
-    emails = json_strv(v.emails, (size_t)-1);
-    mks = json_strv(v.match_keys, (size_t)-1);
-    if (!emails || !mks) {
-      free(emails);
-      free(mks);
+    emails = json_strv(&r->text[0], v.emails, (size_t)-1);
+    mks = json_strv(&r->text[1], v.match_keys, (size_t)-1);
+    if (!emails || !mks)
       return ch_err_set(err, CH_E_NOMEM, "out of memory");
-    }
     h = rec_fnv(h, v.display_name);
     h = rec_fnv(h, status[v.status]);
     h = rec_fnv(h, acct[v.account_type]);
@@ -521,12 +547,9 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
     h = fnv_i(h, parent);
     h = fnv_i(h, ident);
     h = rec_fnv(h, v.profile);
-    c->seen = 1;
-    if (c->first_run && c->h == (int64_t)h) {
-      free(emails);
-      free(mks);
+    rec_mark_seen(r, id);
+    if (c->first_run && c->h == (int64_t)h)
       continue;
-    }
     if (c->first_run) {
       st = r->st[ST_RES_CLOSE];
       db_bind_int64(st, 1, r->insts[v.inst].last_good);
@@ -549,8 +572,6 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
     batch_text(b, v.profile);
     if (!rc)
       rc = batch_row_end(r, b, err);
-    free(emails);
-    free(mks);
   }
   if (!rc)
     rc = batch_flush(r, &r->b[B_RES], err);
@@ -562,6 +583,10 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
   return rc;
 }
 
+/* Identities whose emails one statement gathers: the huge tenant's 100k
+   at once took 4 MB of SQLite's memory at the sync's peak. */
+#define EMAILS_CHUNK 8192
+
 /*
  * Save each identity's emails as the read would gather them for this run
  * (STORE_IDENTITY_EMAILS over this run's selection: a failed instance's
@@ -572,33 +597,48 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
  */
 static int rec_identity_emails(struct rec *r, struct ch_err *err) {
   /* clang-format off */
-  static const char *const sql[] = {
+  static const char *const sel[] = {
       "DROP TABLE IF EXISTS @temp@rec_sel",
       "CREATE TEMP TABLE rec_sel(inst_id @int@, data_run @int@, stale @int@)",
       "INSERT INTO rec_sel SELECT inst_id, data_run, 0 FROM run_instances"
-      " WHERE run_id = ?1 AND data_run IS NOT NULL",
-      /* MATERIALIZED: gathered once, where SQLite would otherwise gather
-         them again for the comparison */
+      " WHERE run_id = ?1 AND data_run IS NOT NULL"};
+  /* MATERIALIZED: gathered once, where SQLite would otherwise gather them
+     again for the comparison; ids ?2 to ?3 */
+  static const char update[] =
       "WITH n AS MATERIALIZED (SELECT x.id AS id, "
       STORE_IDENTITY_EMAILS("rec_sel", "x.id") " AS e FROM identities x"
-      " WHERE x.tenant IN (SELECT i.tenant FROM run_instances ri JOIN"
-      " instances i ON i.id = ri.inst_id WHERE ri.run_id = ?1 AND"
-      " ri.status <> 'not_synced')) UPDATE identities SET emails = n.e,"
-      " emails_run = ?1 FROM n WHERE identities.id = n.id AND"
-      " identities.emails IS DISTINCT FROM n.e",
-      "DROP TABLE @temp@rec_sel"};
+      " WHERE x.id BETWEEN ?2 AND ?3 AND x.tenant IN (SELECT i.tenant FROM"
+      " run_instances ri JOIN instances i ON i.id = ri.inst_id WHERE"
+      " ri.run_id = ?1 AND ri.status <> 'not_synced')) UPDATE identities SET"
+      " emails = n.e, emails_run = ?1 FROM n WHERE identities.id = n.id AND"
+      " identities.emails IS DISTINCT FROM n.e";
   /* clang-format on */
-  int rc = CH_OK;
+  struct db_stmt *st = NULL;
+  int64_t max =
+      rec_scalar(r->s, "SELECT COALESCE(MAX(id), 0) FROM identities", 0);
+  int rc = max < 0 ? db_fail(r->s->db, err, "reading identities") : CH_OK;
 
-  for (size_t i = 0; !rc && i < sizeof(sql) / sizeof(sql[0]); i++) {
-    struct db_stmt *st = NULL;
-    if ((rc = store_prep(r->s, sql[i], &st, err)))
+  for (size_t i = 0; !rc && i < sizeof(sel) / sizeof(sel[0]); i++) {
+    if ((rc = store_prep(r->s, sel[i], &st, err)))
       break;
     db_bind_int64(st, 1, r->run);
     rc = rec_step(r, st, "saving identities' emails", err);
     db_finalize(st);
-    if (!rc && i == 2 && db_analyze(r->s->db, "rec_sel"))
-      rc = db_fail(r->s->db, err, "saving identities' emails");
+  }
+  if (!rc && db_analyze(r->s->db, "rec_sel"))
+    rc = db_fail(r->s->db, err, "saving identities' emails");
+  if (!rc && !(rc = store_prep(r->s, update, &st, err))) {
+    for (int64_t lo = 1; !rc && lo <= max; lo += EMAILS_CHUNK) {
+      db_bind_int64(st, 1, r->run);
+      db_bind_int64(st, 2, lo);
+      db_bind_int64(st, 3, lo + EMAILS_CHUNK - 1);
+      rc = rec_step(r, st, "saving identities' emails", err);
+    }
+    db_finalize(st);
+  }
+  if (!rc && !(rc = store_prep(r->s, "DROP TABLE @temp@rec_sel", &st, err))) {
+    rc = rec_step(r, st, "saving identities' emails", err);
+    db_finalize(st);
   }
   return rc;
 }
@@ -650,6 +690,8 @@ static int prune(struct rec *r, long keep, struct ch_err *err) {
 }
 
 static void rec_release(struct rec *r) {
+  buf_free(&r->text[0]);
+  buf_free(&r->text[1]);
   for (int i = 0; i < ST_COUNT; i++)
     db_finalize(r->st[i]);
   for (int i = 0; i < B_COUNT; i++)
@@ -661,6 +703,7 @@ static void rec_release(struct rec *r) {
   free(r->ent_id);
   free(r->ent_inst);
   free(r->cur);
+  free(r->seen);
 }
 
 int store_record(struct store *s, const struct graph *g, int64_t started_ms,
