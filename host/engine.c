@@ -78,7 +78,11 @@ struct engine {
   int nomem;
   atomic_ullong resources, grants;
   atomic_ullong expected, done; /* over chains with an API total */
-  int finished;                 /* progress thread exit flag */
+  /* Grants chains (one per resource that has grants): scheduled, ended.
+     No API counts these for us, and a tenant's per-user calls can be
+     most of its sync after every listing is done. */
+  atomic_ullong chains, chains_done;
+  int finished; /* progress thread exit flag */
 };
 
 /* The class of the action the calling worker runs (for the wait hooks). */
@@ -315,8 +319,10 @@ static void schedule_children(struct engine *e, struct instance *in,
   }
   /* Grants may come from any type (a user's role assignments live on the
      user), so every type is asked unless it opts out. */
-  if (rt && d->grants && !(rt->flags & CH_TYPE_NO_GRANTS_CALL))
+  if (rt && d->grants && !(rt->flags & CH_TYPE_NO_GRANTS_CALL)) {
+    e->chains++;
     push(e, action_new(ACT_GRANTS, in, NULL, r->type, r->id, NULL, 0));
+  }
 }
 
 static int add_resource(struct engine *e, struct instance *in,
@@ -420,22 +426,23 @@ static void describe(const struct action *a, char *buf, size_t n) {
 }
 
 /* The next page of a chain, after the guards: a token equal to the one
-   given would loop forever; a chain past max_pages is runaway. */
-static void schedule_next(struct engine *e, struct action *a,
-                          const struct sink_ctx *sc) {
+   given would loop forever; a chain past max_pages is runaway. Returns 1
+   when the chain goes on. */
+static int schedule_next(struct engine *e, struct action *a,
+                         const struct sink_ctx *sc) {
   const char *token = sc->next_token;
   struct action *next;
   char what[256];
 
   if (!token)
-    return;
+    return 0;
   describe(a, what, sizeof(what));
   if (a->token && strcmp(a->token, token) == 0) {
     instance_fail(a->inst,
                   "%s: the plugin returned the page token it was given "
                   "(page %ld): stopping an endless loop",
                   what, a->page + 1);
-    return;
+    return 0;
   }
   if (a->page > 0 && sc->n && sc->n == a->prev_n && sc->fp == a->prev_fp) {
     instance_fail(a->inst,
@@ -443,14 +450,14 @@ static void schedule_next(struct engine *e, struct action *a,
                   "server ignores the paging parameters?): stopping an "
                   "endless loop",
                   what, a->page + 1, sc->n, a->page);
-    return;
+    return 0;
   }
   if (a->page + 1 >= e->opts->max_pages) {
     instance_fail(a->inst,
                   "%s: more than %ld pages: stopping (raise max_pages in the "
                   "config if the data really is that large)",
                   what, e->opts->max_pages);
-    return;
+    return 0;
   }
   next = action_new(a->kind, a->inst, a->type, a->ref_type, a->ref_id, token,
                     a->page + 1);
@@ -461,6 +468,7 @@ static void schedule_next(struct engine *e, struct action *a,
     next->expected = a->expected;
   }
   push(e, next);
+  return 1;
 }
 
 static void run_action(struct engine *e, struct action *a) {
@@ -472,10 +480,13 @@ static void run_action(struct engine *e, struct action *a) {
   struct ch_err err = {0};
   struct ch_ref ref = {a->ref_type, a->ref_id};
   char what[256];
-  int rc;
+  int rc, more = 0;
 
-  if (instance_failed(in) || stop_requested())
+  if (instance_failed(in) || stop_requested()) {
+    if (a->kind == ACT_GRANTS)
+      e->chains_done++;
     return;
+  }
   if (a->kind == ACT_LIST)
     rc = instance_list(in, a->type, a->ref_type ? &ref : NULL, a->token,
                        &sc.sink, &err);
@@ -483,7 +494,7 @@ static void run_action(struct engine *e, struct action *a) {
     rc = instance_grants(in, &ref, a->token, &sc.sink, &err);
 
   if (rc == CH_OK && !sc.stop) {
-    schedule_next(e, a, &sc);
+    more = schedule_next(e, a, &sc);
   } else if (rc == CH_E_NOTFOUND && a->ref_type && a->page == 0) {
     /* The first page under a resource just listed: it was deleted while
        we synced, a warning, the chain just ends. A root listing or a later
@@ -498,6 +509,8 @@ static void run_action(struct engine *e, struct action *a) {
     instance_fail(in, "%s: %s", what,
                   err.msg[0] ? err.msg : "failed without a message");
   }
+  if (a->kind == ACT_GRANTS && !more)
+    e->chains_done++;
   free(sc.next_token);
 }
 
@@ -541,12 +554,14 @@ static void sum_totals(const struct progress_arg *pa, struct totals *t) {
   }
 }
 
-/* One progress line: rates over the last interval; percent and ETA only
-   over what the APIs counted (docs/pacing.md). */
+/* One progress line: rates over the last interval; the percentage over
+   what the APIs counted, the ETA over that and over the resources whose
+   grants are still to read (docs/pacing.md). */
 static void progress_text(struct engine *e, const struct totals *t,
                           const struct totals *last, double elapsed,
                           double interval, char *buf, size_t n) {
   uint64_t expected = e->expected, done = e->done;
+  uint64_t chains = e->chains, chains_done = e->chains_done;
   double rps =
       interval > 0 ? (double)(t->requests - last->requests) / interval : 0;
   int len;
@@ -562,10 +577,22 @@ static void progress_text(struct engine *e, const struct totals *t,
                  (unsigned long long)t->pages);
   if (expected && done && len > 0 && (size_t)len < n) {
     double p = (double)done / (double)expected;
-    snprintf(buf + len, n - (size_t)len, ", %.0f%% of %llu counted, ETA %.0f s",
-             p * 100, (unsigned long long)expected,
-             p >= 1 ? 0 : elapsed * (1 - p) / p);
+    double eta = p >= 1 ? 0 : elapsed * (1 - p) / p;
+    /* Every listing counted and done still leaves the grants of what they
+       listed (an org's one call per user): at the rate so far. */
+    if (chains_done && chains > chains_done) {
+      double rest = elapsed * (double)(chains - chains_done) / chains_done;
+      eta = rest > eta ? rest : eta;
+    }
+    if (eta > 0 && eta < 1) /* work left is never "0 s" away */
+      eta = 1;
+    len += snprintf(buf + len, n - (size_t)len,
+                    ", %.0f%% of %llu counted, ETA %.0f s", p * 100,
+                    (unsigned long long)expected, eta);
   }
+  if (chains && len > 0 && (size_t)len < n)
+    snprintf(buf + len, n - (size_t)len, ", grants of %llu of %llu resources",
+             (unsigned long long)chains_done, (unsigned long long)chains);
 }
 
 /* On a terminal a line rewritten in place 5 times a second; elsewhere an

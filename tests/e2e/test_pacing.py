@@ -5,6 +5,7 @@ completes with exactly the truth while drawing few 429s, and a sync off a
 terminal logs its progress (docs/pacing.md)."""
 
 import os
+import re
 import sys
 import unittest
 
@@ -47,6 +48,16 @@ class PacingTest(lib.TempDirTest):
                                 r"\d+ requests/s, \d+ 429s, \d+ pages")
         # PageBean totals give a percentage.
         self.assertRegex(r.err, r"% of \d+ counted, ETA \d+ s")
+        # The grants still to read are in the line, and in its ETA: a line
+        # with every counted record done but grants left never says 0 s.
+        lines = re.findall(r"progress: .*", r.err)
+        self.assertTrue(any(re.search(r"grants of \d+ of \d+ resources", x)
+                            for x in lines), lines)
+        for x in lines:
+            m = re.search(r"100% of \d+ counted, ETA (\d+) s, grants of (\d+) of (\d+) "
+                          r"resources", x)
+            if m and int(m.group(2)) < int(m.group(3)):
+                self.assertGreater(int(m.group(1)), 0, x)
 
     def test_connections_reused(self):
         # The workers share one connection cache; curl's default size of 5
