@@ -95,7 +95,7 @@ void json_escape(const char *s, size_t n,
     char esc[6] = {'\\', 0};
     size_t elen = 2;
 
-    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+    if (json_plain_byte(c))
       continue; /* UTF-8 as the source wrote it, copied in runs */
     if (i > run)
       put(ctx, s + run, i - run);

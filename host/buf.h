@@ -36,6 +36,10 @@ int buf_json_str(struct buf *b, const char *s, size_t n);
    uses it too). */
 void json_escape(const char *s, size_t n,
                  void (*put)(void *ctx, const char *p, size_t n), void *ctx);
+/* Whether json_escape writes byte `c` as is. */
+static inline int json_plain_byte(unsigned char c) {
+  return c >= 0x20 && c != '"' && c != '\\' && c != 0x7f;
+}
 /* The text, handed over (malloc'd, "" for an empty buffer), the buffer
    reset; NULL when an append failed or out of memory (then freed). */
 char *buf_take(struct buf *b);

@@ -44,17 +44,12 @@ void jw_put_slow(struct jw *w, const char *s, size_t n) {
 
 static void jw_put_piece(void *w, const char *s, size_t n) { jw_put(w, s, n); }
 
-/* Whether byte c is written as is by json_escape. */
-static int jw_plain(unsigned char c) {
-  return c >= 0x20 && c != '"' && c != '\\' && c != 0x7f;
-}
-
 void jw_strn(struct jw *w, const char *s, size_t n) {
   size_t i = 0;
 
   /* Nearly every string is plain: one copy instead of the escaper's
      pieces. */
-  while (i < n && jw_plain((unsigned char)s[i]))
+  while (i < n && json_plain_byte((unsigned char)s[i]))
     i++;
   jw_lit(w, "\"");
   if (i == n)

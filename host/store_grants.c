@@ -186,7 +186,7 @@ static int diff_ent(struct rec *r, int64_t ent, const struct ggrant *gs,
   db_reset(cur);
   if (rc)
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
-  for (; !rc && i < n; i++)
+  for (; i < n; i++)
     if (gwrite_add(w, 0, 0, i))
       return ch_err_set(err, CH_E_NOMEM, "out of memory");
   return step == 0 ? CH_OK : db_fail(r->s->db, err, "reading grants");
@@ -249,7 +249,7 @@ int rec_grants(struct rec *r, struct ch_err *err) {
   for (i = 0, d = 0, x = ndirect; !rc && i < nents; i++) {
     const struct rinst *in = &r->insts[r->ent_inst[i]];
     int64_t ent = r->ent_id[i];
-    struct cur *c = rec_cur(r, ent);
+    const struct cur *c = rec_cur(r, ent);
     size_t n = 0;
     struct graph_grant_view v;
 

@@ -68,7 +68,6 @@ struct rec {
   struct cur *cur;     /* by store id (nodes, then reused for entitlements) */
   unsigned char *seen; /* by the same ids: in this run's graph */
   size_t ncur;
-  struct cur no_cur;  /* what rec_cur gives for ids without a current row */
   struct buf text[2]; /* a resource's JSON arrays, reused row after row */
 };
 
@@ -85,9 +84,9 @@ uint64_t rec_fnv(uint64_t h, const char *s);
 /* Load the current (last_run NULL) rows `sql` selects (id, first_run, h;
    largest id first) into r->cur by id. */
 int rec_load_current(struct rec *r, const char *sql, struct ch_err *err);
-/* The current row of `id`, or a zero record (no current row; only read)
-   for an id past them. */
-struct cur *rec_cur(struct rec *r, int64_t id);
+/* The current row of `id`, or a zero record (no current row) for an id
+   past them. */
+const struct cur *rec_cur(const struct rec *r, int64_t id);
 /* Mark the current row of `id` as still in the graph. */
 void rec_mark_seen(struct rec *r, int64_t id);
 /* Close the current rows of instances that succeeded and were not seen. */

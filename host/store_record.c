@@ -449,11 +449,10 @@ int rec_load_current(struct rec *r, const char *sql, struct ch_err *err) {
   return step == 0 ? CH_OK : db_fail(r->s->db, err, "reading the store");
 }
 
-struct cur *rec_cur(struct rec *r, int64_t id) {
-  if (id > 0 && (uint64_t)id < r->ncur)
-    return &r->cur[id];
-  memset(&r->no_cur, 0, sizeof(r->no_cur));
-  return &r->no_cur;
+const struct cur *rec_cur(const struct rec *r, int64_t id) {
+  static const struct cur none;
+
+  return id > 0 && (uint64_t)id < r->ncur ? &r->cur[id] : &none;
 }
 
 void rec_mark_seen(struct rec *r, int64_t id) {
@@ -526,7 +525,7 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
     const char *acct[] = {NULL, "human", "service", "customer"};
     int64_t id = r->node_id[i], parent, ident;
     uint64_t h = 14695981039346656037ull;
-    struct cur *c;
+    const struct cur *c;
     struct db_stmt *st;
     struct rec_batch *b;
 
@@ -596,12 +595,11 @@ static int rec_resources(struct rec *r, struct ch_err *err) {
  * latest run and older runs gather theirs.
  */
 static int rec_identity_emails(struct rec *r, struct ch_err *err) {
+  static const char what[] = "saving identities' emails";
   /* clang-format off */
-  static const char *const sel[] = {
-      "DROP TABLE IF EXISTS @temp@rec_sel",
-      "CREATE TEMP TABLE rec_sel(inst_id @int@, data_run @int@, stale @int@)",
+  static const char fill[] =
       "INSERT INTO rec_sel SELECT inst_id, data_run, 0 FROM run_instances"
-      " WHERE run_id = ?1 AND data_run IS NOT NULL"};
+      " WHERE run_id = ?1 AND data_run IS NOT NULL";
   /* MATERIALIZED: gathered once, where SQLite would otherwise gather them
      again for the comparison; ids ?2 to ?3 */
   static const char update[] =
@@ -618,28 +616,31 @@ static int rec_identity_emails(struct rec *r, struct ch_err *err) {
       rec_scalar(r->s, "SELECT COALESCE(MAX(id), 0) FROM identities", 0);
   int rc = max < 0 ? db_fail(r->s->db, err, "reading identities") : CH_OK;
 
-  for (size_t i = 0; !rc && i < sizeof(sel) / sizeof(sel[0]); i++) {
-    if ((rc = store_prep(r->s, sel[i], &st, err)))
-      break;
+  if (!rc)
+    rc = store_exec(r->s, "DROP TABLE IF EXISTS @temp@rec_sel", what, err);
+  if (!rc)
+    rc = store_exec(r->s,
+                    "CREATE TEMP TABLE rec_sel(inst_id @int@,"
+                    " data_run @int@, stale @int@)",
+                    what, err);
+  if (!rc && !(rc = store_prep(r->s, fill, &st, err))) {
     db_bind_int64(st, 1, r->run);
-    rc = rec_step(r, st, "saving identities' emails", err);
+    rc = rec_step(r, st, what, err);
     db_finalize(st);
   }
   if (!rc && db_analyze(r->s->db, "rec_sel"))
-    rc = db_fail(r->s->db, err, "saving identities' emails");
+    rc = db_fail(r->s->db, err, what);
   if (!rc && !(rc = store_prep(r->s, update, &st, err))) {
     for (int64_t lo = 1; !rc && lo <= max; lo += EMAILS_CHUNK) {
       db_bind_int64(st, 1, r->run);
       db_bind_int64(st, 2, lo);
       db_bind_int64(st, 3, lo + EMAILS_CHUNK - 1);
-      rc = rec_step(r, st, "saving identities' emails", err);
+      rc = rec_step(r, st, what, err);
     }
     db_finalize(st);
   }
-  if (!rc && !(rc = store_prep(r->s, "DROP TABLE @temp@rec_sel", &st, err))) {
-    rc = rec_step(r, st, "saving identities' emails", err);
-    db_finalize(st);
-  }
+  if (!rc)
+    rc = store_exec(r->s, "DROP TABLE @temp@rec_sel", what, err);
   return rc;
 }
 
