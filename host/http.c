@@ -486,7 +486,7 @@ static void debug_body(struct call *k, long status, const struct xfer *x) {
      part, and only then cut, so the cut cannot split a secret. */
   char wide[DEBUG_BODY_MAX + SECRET_WINDOW], clean[sizeof(wide)];
 
-  if (log_level() < CH_LOG_DEBUG)
+  if (!log_enabled(CH_LOG_DEBUG)) /* --quiet drops it: not even built */
     return;
   http_squash(x->body.p ? x->body.p : "", x->body.len, wide, sizeof(wide));
   log_redact(wide, clean, sizeof(clean));

@@ -25,8 +25,17 @@ static int cur_quiet;
 static int cur_stamp; /* text lines start with a timestamp */
 
 static pthread_mutex_t secret_lock = PTHREAD_MUTEX_INITIALIZER;
-static char **secrets;
+struct secret {
+  char *value;
+  size_t len;
+};
+static struct secret *secrets;
 static size_t nsecrets;
+/* The bytes some secret starts with: the redaction looks for a match only
+   there (every debug line of a sync is redacted, each body a kilobyte or
+   more; comparing at every byte against every secret was a third of a
+   debug sync's CPU). */
+static unsigned char secret_first[256];
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -40,8 +49,6 @@ void log_setup(enum ch_log_level level, enum log_format format, int quiet) {
 }
 
 enum log_format log_format(void) { return cur_format; }
-
-enum ch_log_level log_level(void) { return cur_level; }
 
 int log_parse_level(const char *name, enum ch_log_level *out) {
   for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
@@ -59,13 +66,13 @@ int log_parse_level(const char *name, enum ch_log_level *out) {
 
 void log_add_secret(const char *value) {
   char *copy;
-  char **grown;
+  struct secret *grown;
 
   if (!value || strlen(value) < SECRET_MIN_LEN)
     return;
   pthread_mutex_lock(&secret_lock);
   for (size_t i = 0; i < nsecrets; i++) {
-    if (strcmp(secrets[i], value) == 0)
+    if (strcmp(secrets[i].value, value) == 0)
       goto out;
   }
   copy = strdup(value);
@@ -77,7 +84,8 @@ void log_add_secret(const char *value) {
     goto out;
   }
   secrets = grown;
-  secrets[nsecrets++] = copy;
+  secrets[nsecrets++] = (struct secret){copy, strlen(copy)};
+  secret_first[(unsigned char)copy[0]] = 1;
 out:
   pthread_mutex_unlock(&secret_lock);
 }
@@ -85,10 +93,11 @@ out:
 void log_cleanup(void) {
   pthread_mutex_lock(&secret_lock);
   for (size_t i = 0; i < nsecrets; i++)
-    free(secrets[i]);
+    free(secrets[i].value);
   free(secrets);
   secrets = NULL;
   nsecrets = 0;
+  memset(secret_first, 0, sizeof(secret_first));
   pthread_mutex_unlock(&secret_lock);
 }
 
@@ -105,25 +114,30 @@ void log_fork_parent(void) {
 /* The forking thread is the owner on both sides, so unlocking is valid. */
 void log_fork_child(void) { log_fork_parent(); }
 
-/* The registered secret that starts at `p`, longest first, or 0. */
-static size_t secret_at(const char *p) {
+/* The longest registered secret that starts at `p`, with `left` bytes
+   of text from there, or 0. */
+static size_t secret_at(const char *p, size_t left) {
   size_t best = 0;
+
+  if (!secret_first[(unsigned char)*p])
+    return 0;
   for (size_t i = 0; i < nsecrets; i++) {
-    size_t len = strlen(secrets[i]);
-    if (len > best && strncmp(p, secrets[i], len) == 0)
+    size_t len = secrets[i].len;
+    if (len > best && len <= left && memcmp(p, secrets[i].value, len) == 0)
       best = len;
   }
   return best;
 }
 
 void log_redact(const char *in, char *out, size_t outsz) {
+  const char *end = in + strlen(in);
   size_t o = 0;
 
   if (!outsz)
     return;
   pthread_mutex_lock(&secret_lock);
   for (const char *p = in; *p && o + 1 < outsz;) {
-    size_t len = nsecrets ? secret_at(p) : 0;
+    size_t len = nsecrets ? secret_at(p, (size_t)(end - p)) : 0;
     if (len) {
       for (const char *m = "***"; *m && o + 1 < outsz; m++)
         out[o++] = *m;

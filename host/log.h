@@ -14,7 +14,6 @@ struct json_object;
 
 /* Set once in main before threads start. */
 void log_setup(enum ch_log_level level, enum log_format format, int quiet);
-enum ch_log_level log_level(void);
 int log_parse_level(const char *name, enum ch_log_level *out);
 /* Whether a message at `level` would be printed. */
 int log_enabled(enum ch_log_level level);

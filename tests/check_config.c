@@ -1025,6 +1025,31 @@ START_TEST(test_inline_secret_warning) {
 END_TEST
 
 /* A secret from ${env:} does not trigger the warning but is redacted. */
+/* The redaction's matcher: the longest of secrets sharing a start wins,
+   one sharing only its first byte is left alone, a text that ends inside
+   a secret is not redacted (nor read past its end), and the secrets'
+   table is empty again after log_cleanup. */
+START_TEST(test_redact_matcher) {
+  char out[256];
+
+  log_add_secret("tok-short");
+  log_add_secret("tok-short-and-longer");
+  log_add_secret("tail-secret-value");
+  log_redact("a tok-short-and-longer b tok-short c tok-sh", out, sizeof(out));
+  ck_assert_str_eq(out, "a *** b *** c tok-sh");
+  log_redact("toktok-short tail-secret-valu", out, sizeof(out));
+  ck_assert_str_eq(out, "tok*** tail-secret-valu");
+  log_redact("tail-secret-value", out, sizeof(out));
+  ck_assert_str_eq(out, "***");
+  /* cut to the buffer, never past it */
+  log_redact("0123456789", out, 5);
+  ck_assert_str_eq(out, "0123");
+  log_cleanup();
+  log_redact("tok-short tail-secret-value", out, sizeof(out));
+  ck_assert_str_eq(out, "tok-short tail-secret-value");
+}
+END_TEST
+
 START_TEST(test_env_secret_not_logged) {
   char path[PATH_MAX];
   struct resolve_run r = {0};
@@ -1137,6 +1162,7 @@ static Suite *config_suite(void) {
   tcase_add_test(tc, test_secret_not_in_errors);
   tcase_add_test(tc, test_inline_secret_warning);
   tcase_add_test(tc, test_env_secret_not_logged);
+  tcase_add_test(tc, test_redact_matcher);
   suite_add_tcase(s, tc);
   return s;
 }
