@@ -637,7 +637,7 @@ class Listen(ServeTest):
         # buffered: the answer comes at the cap, before the rest is sent.
         # The server then closes, so the rest may meet a closed pipe:
         # whenever the send takes two writes, as on a loaded machine (one
-        # CI run failed here; sending in two parts reproduces it).
+        # CI run failed in this file; sending in two parts reproduces it).
         head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n"
         with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
             try:
