@@ -16,27 +16,6 @@
 
 /* ---- small helpers ------------------------------------------------------- */
 
-/* Make room for `need` elements of `size` bytes in *p (capacity *cap). */
-int gr_grow(void *pp, size_t *cap, size_t need, size_t size) {
-  void **p = pp;
-  size_t ncap = *cap ? *cap : 16;
-  void *np;
-
-  if (need <= *cap)
-    return 0;
-  while (ncap < need) {
-    if (ncap > SIZE_MAX / 2 / size)
-      return -1;
-    ncap *= 2;
-  }
-  np = realloc(*p, ncap * size);
-  if (!np)
-    return -1;
-  *p = np;
-  *cap = ncap;
-  return 0;
-}
-
 struct gr_chunk {
   struct gr_chunk *next;
   char data[];
@@ -281,8 +260,8 @@ int graph_add_instance(struct graph *g, const char *tenant,
   tidx = (uintptr_t)hmap_gets(&g->tenants, tenant);
   if (!tidx) {
     char *name = strdup(tenant);
-    if (!name || gr_grow(&g->tenant_names, &g->ctenants, g->ntenants + 1,
-                         sizeof(char *))) {
+    if (!name || util_grow(&g->tenant_names, &g->ctenants, g->ntenants + 1,
+                           sizeof(char *))) {
       free(name);
       goto out;
     }
@@ -294,7 +273,7 @@ int graph_add_instance(struct graph *g, const char *tenant,
     tidx = ++g->ntenants;
   }
   in->tenant_idx = (uint32_t)(tidx - 1);
-  if (gr_grow(&g->insts, &g->cinsts, g->ninsts + 1, sizeof(*g->insts)))
+  if (util_grow(&g->insts, &g->cinsts, g->ninsts + 1, sizeof(*g->insts)))
     goto out;
   g->insts[g->ninsts] = in;
   in = NULL;

@@ -73,7 +73,7 @@ static struct node *node_get(struct graph *g, struct inst *in, struct tinfo *ti,
   if (n)
     return n;
   if (g->nnodes >= NONE ||
-      gr_grow(&g->nodes, &g->cnodes, g->nnodes + 1, sizeof(*g->nodes)))
+      util_grow(&g->nodes, &g->cnodes, g->nnodes + 1, sizeof(*g->nodes)))
     return NULL;
   /* sizes kept multiples of 8, so every node in the arena stays aligned */
   n = gr_arena_alloc(&g->narena,
@@ -573,15 +573,15 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
   if (profile)
     pidx = (uintptr_t)hmap_gets(&g->gpmap, profile);
   if (profile && !pidx && g->ngprofiles < NONE &&
-      !gr_grow(&g->gprofiles, &g->cgprofiles, g->ngprofiles + 1,
-               sizeof(*g->gprofiles)) &&
+      !util_grow(&g->gprofiles, &g->cgprofiles, g->ngprofiles + 1,
+                 sizeof(*g->gprofiles)) &&
       !hmap_puts(&g->gpmap, profile, (void *)(g->ngprofiles + 1))) {
     g->gprofiles[g->ngprofiles++] = profile;
     profile = NULL;
     pidx = g->ngprofiles;
   }
   if (!pn || g->ngrants >= NONE || (gr->profile_json && !pidx) ||
-      gr_grow(&g->grants, &g->cgrants, g->ngrants + 1, sizeof(*g->grants))) {
+      util_grow(&g->grants, &g->cgrants, g->ngrants + 1, sizeof(*g->grants))) {
     pthread_mutex_unlock(&g->lock);
     result = ch_err_set(err, CH_E_NOMEM, "out of memory");
     goto out;

@@ -31,7 +31,7 @@ static int src_store(struct graph *g, const struct pair *p, size_t n,
   }
   if (g->nsrc + n + 1 >= SRC_LIST)
     return CH_E_LIMIT;
-  if (gr_grow(&g->srcpool, &g->csrc, g->nsrc + n + 1, sizeof(*g->srcpool)))
+  if (util_grow(&g->srcpool, &g->csrc, g->nsrc + n + 1, sizeof(*g->srcpool)))
     return CH_E_NOMEM;
   *out = SRC_LIST | (uint32_t)g->nsrc;
   g->srcpool[g->nsrc++] = (uint32_t)n;
@@ -87,7 +87,7 @@ int gr_finish_expand(struct graph *g) {
           const struct rgrant *h = &g->grants[j];
           const struct node *x = g->order[h->prank];
           if (x != E->node && x != g->ents[s1].node) {
-            if (gr_grow(&pairs, &cp, np + 1, sizeof(*pairs)))
+            if (util_grow(&pairs, &cp, np + 1, sizeof(*pairs)))
               goto out;
             pairs[np].principal = h->prank;
             pairs[np].src = s1;
@@ -136,18 +136,19 @@ int gr_finish_expand(struct graph *g) {
       if (j < gend && g->grants[j].prank == pairs[i].principal) {
         /* also held directly: stays direct; j only grows, so the side
            array stays ascending */
-        if (gr_grow(&g->gsrc, &g->cgsrc, g->ngsrc + 1, sizeof(*g->gsrc)))
+        if (util_grow(&g->gsrc, &g->cgsrc, g->ngsrc + 1, sizeof(*g->gsrc)))
           goto out;
         g->gsrc[g->ngsrc].grant = (uint32_t)j;
         g->gsrc[g->ngsrc++].v = src;
       } else {
         struct drun *run = g->ndruns ? &g->druns[g->ndruns - 1] : NULL;
         if (g->nderived >= NONE ||
-            gr_grow(&g->derived, &g->cderived, g->nderived + 1,
-                    sizeof(*g->derived)))
+            util_grow(&g->derived, &g->cderived, g->nderived + 1,
+                      sizeof(*g->derived)))
           goto out;
         if (!run || run->ent != e || run->src != src) {
-          if (gr_grow(&g->druns, &g->cdruns, g->ndruns + 1, sizeof(*g->druns)))
+          if (util_grow(&g->druns, &g->cdruns, g->ndruns + 1,
+                        sizeof(*g->druns)))
             goto out;
           run = &g->druns[g->ndruns++];
           run->first = (uint32_t)g->nderived;

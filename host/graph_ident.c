@@ -131,7 +131,7 @@ static int ident_fill(struct graph *g, struct ident *id, struct strv *sc) {
       nm++;
   }
   /* one block: the match keys follow the emails */
-  if (gr_grow(&sc->v, &sc->cap, ne + nm + 1, sizeof(*sc->v)))
+  if (util_grow(&sc->v, &sc->cap, ne + nm + 1, sizeof(*sc->v)))
     goto out;
   em = sc->v;
   mk = sc->v + ne;

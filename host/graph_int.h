@@ -15,6 +15,7 @@
 #include "graph.h"
 #include "hmap.h"
 #include "log.h"
+#include "util.h"
 
 /*
  * Memory layout, chosen so a tenant with 100k users, a million grants and
@@ -270,8 +271,6 @@ struct graph {
 
 /* ---- shared helpers (graph.c) -------------------------------------------- */
 
-/* Make room for `need` elements of `size` bytes in *p (capacity *cap). */
-int gr_grow(void *pp, size_t *cap, size_t need, size_t size);
 /* qsort, but fine with an empty (NULL) array. */
 void gr_sort(void *base, size_t n, size_t size,
              int (*cmp)(const void *, const void *));

@@ -33,7 +33,7 @@ void jw_put_slow(struct jw *w, const char *s, size_t n) {
           w->failed = errno ? errno : EIO;
         return;
       }
-    } else if (gr_grow(&w->buf, &w->cap, w->len + n, 1)) {
+    } else if (util_grow(&w->buf, &w->cap, w->len + n, 1)) {
       w->failed = -1;
       return;
     }
@@ -380,7 +380,7 @@ int gr_profile_canon(const char *text, char **out, char *why, size_t whysz) {
   *out = NULL;
   /* the canonical text is seldom longer than the plugin's: one malloc */
   if (len <= PROFILE_MAX && key_utf8_valid(text, len) &&
-      !gr_grow(&w.buf, &w.cap, len + 1, 1) &&
+      !util_grow(&w.buf, &w.cap, len + 1, 1) &&
       gr_profile_canon_fast(text, len, &w)) {
     jw_put(&w, "", 1);
     if (!w.failed) {

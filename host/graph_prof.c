@@ -146,7 +146,7 @@ static struct pd_shape *pd_shape_get(struct gr_pdict *d, const char *text,
     return d->v[i - 1];
   }
   if (d->nshapes >= PD_MAX_SHAPES ||
-      gr_grow(&d->v, &d->cshapes, d->nshapes + 1, sizeof(*d->v)))
+      util_grow(&d->v, &d->cshapes, d->nshapes + 1, sizeof(*d->v)))
     return NULL;
   s = calloc(1, sizeof(*s));
   if (!s)
@@ -187,7 +187,7 @@ static unsigned pd_code(struct gr_pdict *d, struct pd_shape *s, size_t id,
   c = (uintptr_t)hmap_get(&d->values, key, klen);
   if (c || ho->n >= PD_CODES)
     return (unsigned)c;
-  if (gr_grow(&ho->vals, &ho->cap, ho->n + 1, sizeof(*ho->vals)))
+  if (util_grow(&ho->vals, &ho->cap, ho->n + 1, sizeof(*ho->vals)))
     return 0;
   k = gr_arena_dup(&d->strs, key, klen);
   if (!k || hmap_put(&d->values, k, klen, (void *)(uintptr_t)(ho->n + 1)))

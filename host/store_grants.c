@@ -9,6 +9,7 @@
 
 #include "graph.h"
 #include "store_rec.h"
+#include "util.h"
 
 /* One graph grant, for the per-entitlement merge: its principal's store
    id and where the rest is in the graph. 16 bytes: the largest
@@ -126,14 +127,8 @@ struct gwrites {
 
 static int gwrite_add(struct gwrites *w, int64_t principal, int64_t first,
                       size_t insert) {
-  if (w->n == w->cap) {
-    size_t nc = w->cap ? w->cap * 2 : 64;
-    struct gwrite *g = realloc(w->v, nc * sizeof(*g));
-    if (!g)
-      return CH_E_NOMEM;
-    w->v = g;
-    w->cap = nc;
-  }
+  if (util_grow(&w->v, &w->cap, w->n + 1, sizeof(*w->v)))
+    return CH_E_NOMEM;
   w->v[w->n++] = (struct gwrite){principal, first, (uint32_t)insert};
   return CH_OK;
 }
@@ -261,15 +256,9 @@ int rec_grants(struct rec *r, struct ch_err *err) {
           break;
         if (!r->node_id[v.principal])
           continue;
-        if (n == cap) {
-          size_t nc = cap ? cap * 2 : 256;
-          struct ggrant *ng = realloc(gs, nc * sizeof(*gs));
-          if (!ng) {
-            rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
-            goto out;
-          }
-          gs = ng;
-          cap = nc;
+        if (util_grow(&gs, &cap, n + 1, sizeof(*gs))) {
+          rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+          goto out;
         }
         gs[n].principal = r->node_id[v.principal];
         gs[n++].index = (uint32_t)*k;

@@ -477,15 +477,9 @@ int rec_close_unseen(struct rec *r, const char *sql_inst, int close_st,
     if (!in || !in->ok || id <= 0 || (uint64_t)id >= r->ncur || r->seen[id] ||
         !r->cur[id].first_run)
       continue;
-    if (n == cap) {
-      size_t nc = cap ? cap * 2 : 64;
-      int64_t *g = realloc(ids, nc * 2 * sizeof(*ids));
-      if (!g) {
-        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
-        break;
-      }
-      ids = g;
-      cap = nc;
+    if (util_grow(&ids, &cap, 2 * (n + 1), sizeof(*ids))) {
+      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      break;
     }
     ids[2 * n] = id;
     ids[2 * n + 1] = in->last_good;

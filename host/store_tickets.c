@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "store_int.h"
+#include "util.h"
 
 /* Schema step 3: run once by store.c's migration, in its transaction. A
    ticket is named by the instance that opened it and its key there. */
@@ -129,15 +130,9 @@ int store_tickets(struct store *s, enum store_ticket_filter f,
   if (tenant)
     bind(st, 1, tenant);
   while ((step = db_step(st)) == 1) {
-    if (len == cap) {
-      size_t ncap = cap ? cap * 2 : 8;
-      struct store_ticket *grown = realloc(list, ncap * sizeof(*list));
-      if (!grown) {
-        rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
-        goto out;
-      }
-      list = grown;
-      cap = ncap;
+    if (util_grow(&list, &cap, len + 1, sizeof(*list))) {
+      rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
+      goto out;
     }
     memset(&list[len], 0, sizeof(list[len]));
     rc = ticket_read(st, &list[len++]);

@@ -110,3 +110,24 @@ const char *util_closest(const char *word, const void *table, size_t n,
   }
   return best;
 }
+
+/* Make room for `need` elements of `size` bytes in *p (capacity *cap). */
+int util_grow(void *pp, size_t *cap, size_t need, size_t size) {
+  void **p = pp;
+  size_t ncap = *cap ? *cap : 16;
+  void *np;
+
+  if (need <= *cap)
+    return 0;
+  while (ncap < need) {
+    if (ncap > SIZE_MAX / 2 / size)
+      return -1;
+    ncap *= 2;
+  }
+  np = realloc(*p, ncap * size);
+  if (!np)
+    return -1;
+  *p = np;
+  *cap = ncap;
+  return 0;
+}

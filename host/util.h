@@ -11,6 +11,11 @@
    written (not resolved). malloc'd; NULL when out of memory. */
 char *util_dirname(const char *path);
 
+/* Make room for `need` elements of `size` bytes in *pp, an array whose
+   capacity is *cap (doubling from 16). 0, or -1 when out of memory (the
+   array is left as it was). */
+int util_grow(void *pp, size_t *cap, size_t need, size_t size);
+
 /* The value of one hex digit, or -1. */
 int util_hexval(char c);
 
