@@ -1033,6 +1033,20 @@ class Faults(unittest.TestCase):
         time.sleep(1.1)
         self.assertEqual(f.jira("/myself").status, 200)
 
+    def test_burst_headers_only_on_refusals(self):
+        f = self.start("--burst-limit", "2", "--burst-headers", "refusals")
+        while time.time() % 1 > 0.5:      # keep the burst inside one window
+            time.sleep(0.05)
+        codes = [f.jira("/myself") for _ in range(3)]
+        self.assertEqual([r.status for r in codes], [200, 200, 429])
+        self.assertIsNone(codes[0].header("x-ratelimit-limit"))
+        self.assertIsNone(codes[1].header("x-ratelimit-remaining"))
+        self.assertEqual(codes[2].header("x-ratelimit-limit"), "2")
+        self.assertEqual(codes[2].header("x-ratelimit-remaining"), "0")
+        proc = subprocess.run([sys.executable, FAKE, "--burst-headers", "sometimes"],
+                              capture_output=True, timeout=20)
+        self.assertEqual(proc.returncode, 2)
+
 
 # ======================================================================
 class Process(unittest.TestCase):

@@ -33,6 +33,9 @@ def parse_args(argv):
     p.add_argument("--latency-ms", type=int, default=0, help="sleep this long before every answer")
     p.add_argument("--burst-limit", type=int, default=0,
                    help="429 past N requests per second per endpoint+method (0 = off)")
+    p.add_argument("--burst-headers", choices=("always", "refusals"), default="always",
+                   help="where the limiter's X-RateLimit-Limit/-Remaining go: every answer"
+                        " (default) or only its 429s, like Jira's 200s that lack them")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="KIND[,opt=val...]:PATH_REGEX (repeatable; see README)")
     p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
@@ -168,6 +171,7 @@ def main(argv=None):
                              request_log=args.request_log, verbose=args.verbose)
     if args.burst_limit:
         config.burst = faults.BurstLimiter(args.burst_limit)
+        config.burst_headers_on_200 = args.burst_headers == "always"
     tls = None
     if args.tls_cert:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

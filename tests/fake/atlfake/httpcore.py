@@ -157,6 +157,7 @@ class Config:
     def __init__(self, latency_ms=0, burst_limit=0, faults=None, request_log=None, verbose=False):
         self.latency_ms = latency_ms
         self.burst = None
+        self.burst_headers_on_200 = True
         self.faults = faults
         self.request_log = request_log
         self.verbose = verbose
@@ -247,8 +248,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if srv.config.burst is not None:
             key = route.route_id if route else "unmatched " + req.raw_path
             allowed, remaining, reset_in = srv.config.burst.check(key)
-            limit_headers = {"X-RateLimit-Limit": str(srv.config.burst.limit),
-                             "X-RateLimit-Remaining": str(remaining)}
+            if srv.config.burst_headers_on_200:
+                limit_headers = {"X-RateLimit-Limit": str(srv.config.burst.limit),
+                                 "X-RateLimit-Remaining": str(remaining)}
             if not allowed:
                 return rate_limited(api, req, reset_in), None
         terminal = decision.terminal if decision else None
