@@ -100,6 +100,8 @@ int explore_params(const struct httpd_request *rq, long dflt_limit,
   p->from = query_run(rq, "from");
   p->to = query_run(rq, "to");
   p->tenant = httpd_query(rq, "tenant");
+  if (p->tenant && !*p->tenant)
+    p->tenant = NULL; /* an empty form field: every tenant, as links mean */
   p->who = httpd_query(rq, "who");
   p->what = httpd_query(rq, "what");
   p->type = httpd_query(rq, "type");

@@ -382,6 +382,34 @@ static const char *const what_sql[] = {
     " e.node_id WHERE n.key = :what",
     NULL};
 
+/* A --tenant the store never synced is a typo, not an empty answer (a
+   `diff --exit-code` on it would report "no change" for ever): say so,
+   with the tenants it does hold. */
+static int unknown_tenant(struct store *s, const char *tenant,
+                          struct ch_err *err) {
+  struct db_stmt *st = NULL;
+  struct ch_err ignored = {0};
+  char list[256] = "";
+  size_t used = 0;
+
+  if (!prep_named(s, "SELECT DISTINCT tenant FROM instances ORDER BY tenant",
+                  &st, &ignored)) {
+    while (db_step(st) == 1) {
+      const char *t = db_column_text(st, 0);
+      size_t n = strlen(t ? t : "") + (used ? 2 : 0);
+      if (used + n + sizeof(", ...") > sizeof(list)) {
+        snprintf(list + used, sizeof(list) - used, "%s...", used ? ", " : "");
+        break;
+      }
+      used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+                               used ? ", " : "", t ? t : "");
+    }
+    db_finalize(st);
+  }
+  return ch_err_set(err, CH_E_NOTFOUND, "no tenant '%s' in '%s' (%s%s)", tenant,
+                    s->path, *list ? "its tenants: " : "it has none", list);
+}
+
 int store_select(struct store *s, const struct store_params *p,
                  struct ch_err *err) {
   int64_t latest, run;
@@ -410,6 +438,9 @@ int store_select(struct store *s, const struct store_params *p,
   if (p->from && count_of(s, "SELECT count(*) FROM runs WHERE id = :from") != 1)
     return ch_err_set(err, CH_E_NOTFOUND, "no run %" PRId64 " in '%s'", p->from,
                       s->path);
+  if (p->tenant &&
+      count_of(s, "SELECT count(*) FROM instances WHERE tenant = :tenant") == 0)
+    return unknown_tenant(s, p->tenant, err);
   rc = run_sql(s, sel_sql, err);
   if (!rc && (db_analyze(s->db, "sel") || db_analyze(s->db, "sel_a")))
     rc = db_fail(s->db, err, "selecting the run");

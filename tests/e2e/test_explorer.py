@@ -220,6 +220,12 @@ class ExplorerTest(unittest.TestCase):
         status, _, body = ex.get("/api/v1/access?who=nobody-at-all")
         self.assertEqual(status, 404, body)
         self.assertIn("nobody-at-all", json.loads(body)["error"])
+        # a tenant never synced is a 404 naming the known ones; an empty
+        # tenant= (a form left blank) means every tenant
+        status, _, body = ex.get("/api/v1/resources?tenant=nope")
+        self.assertEqual(status, 404, body)
+        self.assertIn("no tenant 'nope'", json.loads(body)["error"])
+        self.assertEqual(ex.json("/api/v1/resources?tenant=&limit=100000")["resources"], full)
         for bad in ("/api/v1/resources?limit=-1", "/api/v1/resources?limit=x",
                     "/api/v1/resources?run=0", "/api/v1/access", "/api/v1/stats?format=xml"):
             status, _, body = ex.get(bad)

@@ -729,11 +729,20 @@ class StoreTest(lib.TempDirTest):
         doc = self.read("access", gone, "--run", "2")
         self.assertNotIn(ekey("jira", "group", gid, "member"),
                          {x["entitlement"] for x in doc["access"]})
-        # --tenant and --search narrow the answer; an unknown tenant is empty
+        # --tenant and --search narrow the answer
         doc = self.read("resources", "--search", j["users"][5]["displayName"][:6])
         self.assertIn(rkey("jira", "user", j["users"][5]["accountId"]),
                       {x["key"] for x in doc["resources"]})
-        self.assertEqual(self.read("resources", "--tenant", "nope")["resources"], [])
+        self.assertEqual(self.read("resources", "--tenant", TENANT)["resources"],
+                         self.read("resources")["resources"])
+        # a tenant never synced is a typo, not an empty answer: above all
+        # not "no change" to an alert on diff --exit-code
+        for cmd in (["resources"], ["stats"], ["diff", "--exit-code"], ["runs"],
+                    ["access", gone]):
+            r = self.read(*cmd, "--tenant", "nope", rc=1, fmt=None)
+            self.assertIn("no tenant 'nope'", r.err, cmd)
+            self.assertIn("its tenants: " + TENANT, r.err, cmd)
+            self.assertEqual(r.out, "", cmd)
 
         # store: none records nothing
         none = self.config(fake, extra="store: none", name="none.yaml")
