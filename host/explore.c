@@ -91,6 +91,14 @@ static int64_t query_run(const struct httpd_request *rq, const char *name) {
   return v == -2 || (v == 0 && httpd_query(rq, name)) ? -1 : v;
 }
 
+/* A filter argument; an empty one (a form field left blank) filters
+   nothing, as the pages' own links mean by leaving it out. */
+static const char *query_filter(const struct httpd_request *rq,
+                                const char *name) {
+  const char *v = httpd_query(rq, name);
+  return v && *v ? v : NULL;
+}
+
 int explore_params(const struct httpd_request *rq, long dflt_limit,
                    struct store_params *p, long *offset, long *limit) {
   memset(p, 0, sizeof(*p));
@@ -99,15 +107,13 @@ int explore_params(const struct httpd_request *rq, long dflt_limit,
   p->run = query_run(rq, "run");
   p->from = query_run(rq, "from");
   p->to = query_run(rq, "to");
-  p->tenant = httpd_query(rq, "tenant");
-  if (p->tenant && !*p->tenant)
-    p->tenant = NULL; /* an empty form field: every tenant, as links mean */
+  p->tenant = query_filter(rq, "tenant");
   p->who = httpd_query(rq, "who");
   p->what = httpd_query(rq, "what");
-  p->type = httpd_query(rq, "type");
+  p->type = query_filter(rq, "type");
   p->search = httpd_query(rq, "search");
-  p->entitlement = httpd_query(rq, "entitlement");
-  p->principal = httpd_query(rq, "principal");
+  p->entitlement = query_filter(rq, "entitlement");
+  p->principal = query_filter(rq, "principal");
   return *limit == -2 || *offset == -2 || p->run < 0 || p->from < 0 || p->to < 0
              ? -1
              : 0;

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -382,32 +384,70 @@ static const char *const what_sql[] = {
     " e.node_id WHERE n.key = :what",
     NULL};
 
-/* A --tenant the store never synced is a typo, not an empty answer (a
-   `diff --exit-code` on it would report "no change" for ever): say so,
-   with the tenants it does hold. */
-static int unknown_tenant(struct store *s, const char *tenant,
-                          struct ch_err *err) {
+/* A filter naming what the store never held is a typo, not an empty
+   answer (a `diff --exit-code --tenant` on it would report "no change"
+   for ever). Each is checked against every run the store keeps. */
+static const struct filter {
+  size_t field; /* the value, in struct store_params */
+  const char *what;
+  const char *count; /* how many rows the store has with it */
+  const char *known; /* the values it does have, to list; NULL: too many */
+} filters[] = {
+    {offsetof(struct store_params, tenant), "tenant",
+     "SELECT count(*) FROM (SELECT 1 FROM instances WHERE tenant = :tenant "
+     "LIMIT 1) x",
+     "SELECT DISTINCT tenant FROM instances ORDER BY tenant"},
+    {offsetof(struct store_params, type), "resource type",
+     "SELECT count(*) FROM (SELECT 1 FROM nodes WHERE type = :type LIMIT 1) x",
+     "SELECT DISTINCT type FROM nodes ORDER BY type"},
+    {offsetof(struct store_params, entitlement), "entitlement",
+     "SELECT count(*) FROM (SELECT 1 FROM entitlements WHERE key = :ent LIMIT "
+     "1) x",
+     NULL},
+    {offsetof(struct store_params, principal), "principal",
+     "SELECT count(*) FROM (SELECT 1 FROM nodes WHERE key = :principal LIMIT "
+     "1) x",
+     NULL},
+};
+
+/* "a, b, c" (cut with "..." to fit) of the first column of `sql`. */
+static void known_values(struct store *s, const char *sql, char *list,
+                         size_t size) {
   struct db_stmt *st = NULL;
   struct ch_err ignored = {0};
-  char list[256] = "";
   size_t used = 0;
 
-  if (!prep_named(s, "SELECT DISTINCT tenant FROM instances ORDER BY tenant",
-                  &st, &ignored)) {
-    while (db_step(st) == 1) {
-      const char *t = db_column_text(st, 0);
-      size_t n = strlen(t ? t : "") + (used ? 2 : 0);
-      if (used + n + sizeof(", ...") > sizeof(list)) {
-        snprintf(list + used, sizeof(list) - used, "%s...", used ? ", " : "");
-        break;
-      }
-      used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
-                               used ? ", " : "", t ? t : "");
+  *list = 0;
+  if (prep_named(s, sql, &st, &ignored))
+    return;
+  while (db_step(st) == 1) {
+    const char *t = db_column_text(st, 0);
+    size_t n = strlen(t ? t : "") + (used ? 2 : 0);
+    if (used + n + sizeof(", ...") > size) {
+      snprintf(list + used, size - used, "%s...", used ? ", " : "");
+      break;
     }
-    db_finalize(st);
+    used += (size_t)snprintf(list + used, size - used, "%s%s", used ? ", " : "",
+                             t ? t : "");
   }
-  return ch_err_set(err, CH_E_NOTFOUND, "no tenant '%s' in '%s' (%s%s)", tenant,
-                    s->path, *list ? "its tenants: " : "it has none", list);
+  db_finalize(st);
+}
+
+static int check_filters(struct store *s, const struct store_params *p,
+                         struct ch_err *err) {
+  for (size_t i = 0; i < sizeof(filters) / sizeof(filters[0]); i++) {
+    const struct filter *f = &filters[i];
+    const char *v = *(const char *const *)((const char *)p + f->field);
+    char list[256] = "";
+    if (!v || count_of(s, f->count) != 0)
+      continue;
+    if (f->known)
+      known_values(s, f->known, list, sizeof(list));
+    return ch_err_set(err, CH_E_NOTFOUND, "no %s '%s' in '%s'%s%s%s", f->what,
+                      v, s->path, *list ? " (it has: " : "", list,
+                      *list ? ")" : "");
+  }
+  return CH_OK;
 }
 
 int store_select(struct store *s, const struct store_params *p,
@@ -438,9 +478,8 @@ int store_select(struct store *s, const struct store_params *p,
   if (p->from && count_of(s, "SELECT count(*) FROM runs WHERE id = :from") != 1)
     return ch_err_set(err, CH_E_NOTFOUND, "no run %" PRId64 " in '%s'", p->from,
                       s->path);
-  if (p->tenant &&
-      count_of(s, "SELECT count(*) FROM instances WHERE tenant = :tenant") == 0)
-    return unknown_tenant(s, p->tenant, err);
+  if ((rc = check_filters(s, p, err)))
+    return rc;
   rc = run_sql(s, sel_sql, err);
   if (!rc && (db_analyze(s->db, "sel") || db_analyze(s->db, "sel_a")))
     rc = db_fail(s->db, err, "selecting the run");

@@ -225,7 +225,9 @@ class ExplorerTest(unittest.TestCase):
         status, _, body = ex.get("/api/v1/resources?tenant=nope")
         self.assertEqual(status, 404, body)
         self.assertIn("no tenant 'nope'", json.loads(body)["error"])
-        self.assertEqual(ex.json("/api/v1/resources?tenant=&limit=100000")["resources"], full)
+        self.assertEqual(ex.json("/api/v1/resources?tenant=&type=&limit=100000")["resources"],
+                         full)
+        self.assertEqual(ex.get("/api/v1/resources?type=users")[0], 404)
         for bad in ("/api/v1/resources?limit=-1", "/api/v1/resources?limit=x",
                     "/api/v1/resources?run=0", "/api/v1/access", "/api/v1/stats?format=xml"):
             status, _, body = ex.get(bad)

@@ -741,8 +741,21 @@ class StoreTest(lib.TempDirTest):
                     ["access", gone]):
             r = self.read(*cmd, "--tenant", "nope", rc=1, fmt=None)
             self.assertIn("no tenant 'nope'", r.err, cmd)
-            self.assertIn("its tenants: " + TENANT, r.err, cmd)
+            self.assertIn("(it has: %s)" % TENANT, r.err, cmd)
             self.assertEqual(r.out, "", cmd)
+        # so is a resource type, an entitlement or a principal it never held
+        r = self.read("resources", "--type", "users", rc=1, fmt=None)
+        self.assertIn("no resource type 'users'", r.err)
+        self.assertIn("user, workspace)", r.err)
+        for flag, bad in (("--entitlement", ekey("jira", "group", "nope", "member")),
+                          ("--principal", rkey("jira", "user", "nope"))):
+            r = self.read("grants", flag, bad, rc=1, fmt=None)
+            self.assertIn("'%s'" % bad, r.err, flag)
+            self.assertEqual(r.out, "", flag)
+        # one the store holds that holds nothing (a project) is an empty answer
+        self.assertEqual(self.read("grants", "--principal",
+                                   rkey("jira", "project", j["projects"][0]["id"]))["grants"],
+                         [])
 
         # store: none records nothing
         none = self.config(fake, extra="store: none", name="none.yaml")
