@@ -645,7 +645,11 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
       /* A write answered 429 was refused before it ran; any other failure
          of a write may have been applied, so it is only repeated when the
          plugin says so. */
-      if (final || !http_status_retryable(status) || (!safe && status != 429)) {
+      if (final ||
+          !http_status_retryable(status,
+                                 strcmp(req->method, "GET") == 0 ||
+                                     strcmp(req->method, "HEAD") == 0) ||
+          (!safe && status != 429)) {
         result = call_response(&k, h, status, &x, resp);
         goto out;
       }

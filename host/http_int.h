@@ -66,7 +66,7 @@ int http_curl_transient(CURLcode rc);
 /* The CH_E_* code of a transport failure. */
 int http_curl_status(CURLcode rc);
 /* An HTTP status worth another attempt. */
-int http_status_retryable(long status);
+int http_status_retryable(long status, int read);
 /* The server's own wait after a 429 or 503, capped; -1 when it gave none. */
 long http_server_wait_ms(long status, const struct xfer *x);
 /* How long to wait before the next attempt after `status`. */

@@ -95,9 +95,11 @@ int http_curl_status(CURLcode rc) {
   }
 }
 
-/* 429/503 may say when to come back; other retryable answers use backoff. */
-int http_status_retryable(long status) {
-  if (status == 429 || status == 408)
+/* 429/503 may say when to come back; other retryable answers use backoff.
+   A read answered 409 is Jira's "the request took longer than 10 seconds
+   or was interrupted" (users/search); a write's 409 is a real conflict. */
+int http_status_retryable(long status, int read) {
+  if (status == 429 || status == 408 || (status == 409 && read))
     return 1;
   /* 501 and 505 will not change on a second try. */
   return status >= 500 && status <= 599 && status != 501 && status != 505;

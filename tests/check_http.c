@@ -641,6 +641,22 @@ START_TEST(test_503_then_200) {
 }
 END_TEST
 
+START_TEST(test_409_retried_on_reads_only) {
+  /* Jira's users/search: 409 when the request took over 10 s */
+  static const struct reply r[] = {{.status = 409, .body = "{}"},
+                                   {.status = 200, .body = "[]"}};
+  script(r, 2);
+  ck_assert_int_eq(req("GET", "/users/search", NULL, 0), CH_OK);
+  ck_assert_int_eq(resp.status, 200);
+  ck_assert_uint_eq(nseen(), 2);
+  /* a write's 409 is a conflict, even one marked safe to repeat */
+  script(r, 2);
+  ck_assert_int_eq(req("PUT", "/role/1", "{}", CH_HTTP_RETRY_SAFE), CH_OK);
+  ck_assert_int_eq(resp.status, 409);
+  ck_assert_uint_eq(nseen(), 3); /* counted across both scripts */
+}
+END_TEST
+
 START_TEST(test_get_500_then_200) {
   static const struct reply r[] = {{.status = 500, .body = "oops"},
                                    {.status = 200, .body = "{}"}};
@@ -1401,6 +1417,7 @@ static Suite *http_suite(void) {
   tcase_add_test(tc, test_429_retry_after_then_200);
   tcase_add_test(tc, test_429_iso_ratelimit_reset);
   tcase_add_test(tc, test_503_then_200);
+  tcase_add_test(tc, test_409_retried_on_reads_only);
   tcase_add_test(tc, test_get_500_then_200);
   tcase_add_test(tc, test_write_answered_5xx_is_not_retried);
   tcase_add_test(tc, test_write_answered_429_is_retried);
