@@ -2,6 +2,7 @@
 /* jira_cloud plugin: issue metadata (createmeta, field names, values). */
 #include "autoconfig.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,7 +74,9 @@ static int jf_get_pages(struct jc_inst *in, const char *url, const char *member,
       json_object_array_add(all,
                             json_object_get(json_object_array_get_idx(arr, i)));
     start += (long long)n;
-    if (n == 0 || start >= pj_int(page, "total", start))
+    /* `total` is optional (PageOfCreateMetaIssueTypes): without it only an
+       empty page ends the listing */
+    if (n == 0 || start >= pj_int(page, "total", LLONG_MAX))
       break;
   }
 out:

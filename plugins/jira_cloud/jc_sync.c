@@ -36,22 +36,33 @@ static int jc_copy_str(struct pj_buf *b, struct pj_val src, const char *key) {
 
 /* ---- users -------------------------------------------------------------- */
 
+/* `u`'s accountId, NULL when it names nobody: absent, empty, or "unknown",
+   what Jira returns for a deleted user whose record is corrupted
+   (UserDetails, ProjectRoleUser): every such user shares it, so as a key it
+   would merge them into one phantom principal. */
+static const char *jc_account_id(struct pj_val u) {
+  const char *id = pj_get_str(u, "accountId");
+  return id && *id && strcmp(id, "unknown") != 0 ? id : NULL;
+}
+
 static int jc_emit_user(struct jc_inst *in, struct pj_val u,
                         struct ch_sink *sink, struct ch_err *err) {
   struct ch_resource r = {0};
   struct pj_buf mk = {0}, prof = {0};
   const char *emails[2] = {NULL, NULL};
   const char *keys[2] = {NULL, NULL};
-  const char *id = pj_get_str(u, "accountId");
+  const char *id = jc_account_id(u);
   const char *type = pj_get_str(u, "accountType");
   const char *email = pj_get_str(u, "emailAddress");
   const char *name = pj_get_str(u, "displayName");
-  int active = pj_get_bool(u, "active", 1);
+  struct pj_val known = pj_get(u, "active");
+  int active = pj_val_bool(known, 1);
   int rc = CH_OK;
 
-  if (!id || !*id) {
+  if (!id) {
     in->host->log(in->hc, CH_LOG_WARN,
-                  "list users: a user without an accountId was skipped");
+                  "list users: a user without an accountId (or with Jira's "
+                  "'unknown' of a corrupted record) was skipped");
     goto out;
   }
   if (jc_user_skipped(in, type, active))
@@ -71,7 +82,10 @@ static int jc_emit_user(struct jc_inst *in, struct pj_val u,
   r.type = "user";
   r.id = id;
   r.display_name = name ? name : id;
-  r.status = active ? CH_RES_ENABLED : CH_RES_DISABLED;
+  /* `active` is optional: without it the status is not known */
+  r.status = pj_val_type(known) != PJ_BOOL ? CH_RES_UNSPECIFIED
+             : active                      ? CH_RES_ENABLED
+                                           : CH_RES_DISABLED;
   r.account_type = pj_atlassian_account_type(type);
   r.emails = emails[0] ? emails : NULL;
   r.match_keys = keys;
@@ -245,10 +259,9 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
   for (struct pj_val u = pj_val_first(values); u.i >= 0 && !rc;
        u = pj_val_next(u)) {
     struct ch_grant g = {0};
-    const char *aid = pj_get_str(u, "accountId");
+    const char *aid = jc_account_id(u);
     int active = pj_get_bool(u, "active", 1);
-    if (!aid || !*aid ||
-        jc_user_skipped(in, pj_get_str(u, "accountType"), active))
+    if (!aid || jc_user_skipped(in, pj_get_str(u, "accountType"), active))
       continue;
     g.resource.type = "group";
     g.resource.id = gid;
@@ -272,12 +285,12 @@ out:
 static int jc_emit_lead(struct jc_inst *in, const char *pid, struct pj_val lead,
                         struct ch_sink *sink, struct ch_err *err) {
   struct ch_grant g = {0};
-  const char *aid = pj_get_str(lead, "accountId");
+  const char *aid = jc_account_id(lead);
   const char *type = pj_get_str(lead, "accountType");
   struct pj_val active = pj_get(lead, "active");
   int skipped = 0, rc;
 
-  if (!aid || !*aid)
+  if (!aid)
     return CH_OK;
   if (pj_val_type(active) == PJ_BOOL && type)
     skipped = jc_user_skipped(in, type, pj_val_bool(active, 1));
@@ -526,12 +539,15 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
   }
   for (struct pj_val a = pj_val_first(actors); a.i >= 0 && !rc;
        a = pj_val_next(a)) {
-    const char *uid = pj_get_str(pj_get_obj(a, "actorUser"), "accountId");
+    struct pj_val user = pj_get_obj(a, "actorUser");
+    const char *uid = jc_account_id(user);
     const char *gid = pj_get_str(pj_get_obj(a, "actorGroup"), "groupId");
     struct ch_grant g = {0};
     int skipped = 0;
 
-    if (uid && *uid) {
+    if (!uid && pj_get_str(user, "accountId") && !(gid && *gid))
+      continue; /* a deleted, corrupted user: nobody to grant */
+    if (uid) {
       if ((rc = jc_account_skipped(in, uid, &skipped, err)))
         break;
       if (skipped)

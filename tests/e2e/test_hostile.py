@@ -530,6 +530,81 @@ class HostileServers(HostileTest):
         self.assertLess(time.monotonic() - t0, 60)
 
 
+    def test_corrupted_deleted_users_are_nobody(self):
+        """Jira answers accountId "unknown" for a deleted user whose record
+        is corrupted (UserDetails, ProjectRoleUser), and `active` is
+        optional: such users must not become one shared principal, and a
+        user without `active` has no status rather than "enabled"."""
+        fake = self.start_fake()
+        corrupt = {"accountId": "unknown", "accountType": "atlassian",
+                   "displayName": "Former user", "active": False}
+        seen = {"search": 0, "members": 0, "actors": 0}
+
+        def corrupted(req):
+            path = req.path.split("?")[0]
+            if not any(x in path for x in ("/users/search", "/group/member", "/role/")):
+                return None
+            status, headers, body = proxy_to(fake.base)(req, b"")
+            doc = json.loads(body)
+            if path.endswith("/users/search") and doc:
+                seen["search"] += 1
+                del doc[0]["active"]
+                doc.append(dict(corrupt))
+            elif path.endswith("/group/member") and doc.get("values"):
+                seen["members"] += 1
+                doc["values"].append(dict(corrupt))
+            elif "/role/" in path and isinstance(doc, dict) and doc.get("actors"):
+                seen["actors"] += 1
+                doc["actors"].append({"id": 99, "displayName": "Former user",
+                                      "type": "atlassian-user-role-actor",
+                                      "actorUser": {"accountId": "unknown"}})
+            return status, headers, json.dumps(doc).encode()
+        h = self.hostile(proxy_to(fake.base, corrupted))
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
+        out = self.path("g.json")
+        r = lib.run(["-c", cfg, "sync", "-o", out], timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(all(seen.values()), seen)
+        self.assertIn("'unknown' of a corrupted record", r.err)
+        with open(out) as f:
+            g = json.load(f)
+        nobody = rkey("jira", "user", "unknown")
+        self.assertNotIn(nobody, {x["key"] for x in g["resources"]})
+        self.assertNotIn(nobody, {x["principal"] for x in g["grants"]})
+        first = next(u for u in fake.truth["jira"]["users"])
+        user = next(x for x in g["resources"] if x["key"] == rkey("jira", "user", first["accountId"]))
+        self.assertNotIn("status", user)
+
+    def test_createmeta_pages_without_total(self):
+        """`total` is optional on createmeta's pages: without it only an
+        empty page ends them (one page was read and the rest lost)."""
+        fake = self.start_fake()
+
+        def no_total(req):
+            if "/issue/createmeta/" not in req.path:
+                return None
+            status, headers, body = proxy_to(fake.base)(req, b"")
+            doc = json.loads(body)
+            doc.pop("total", None)
+            return status, headers, json.dumps(doc).encode()
+
+        def schema(base, name):
+            inst = self.jira_inst(base, email=fake.creds["jira_email"],
+                                  token=fake.creds["jira_api_token"], project_keys=["OPS"],
+                                  ticket_project_key="OPS", page_size=2)
+            inst["provisioning"] = True  # actions are writes to the host
+            cfg = self.config({"jira": inst}, name=name)
+            r = lib.run(["-c", cfg, "action", "--tenant", TENANT, "--instance", "jira",
+                         "ticket_schema", "--arg", "project_key=OPS"], timeout=120)
+            self.assertEqual(r.rc, 0, r)
+            return json.loads(r.out.partition("\n")[2])
+        h = self.hostile(proxy_to(fake.base, no_total))
+        whole = schema(fake.base, "direct.yaml")
+        self.assertGreater(sum(len(p["issue_types"]) + len(p["skipped"])
+                               for p in whole["projects"]), 2, whole)  # pages of 2
+        self.assertEqual(schema(h.base, "proxied.yaml"), whole)
+
 
 class Signals(HostileTest):
     """Item 8: in-process mode under a plugin that hangs or crashes."""
