@@ -89,6 +89,48 @@ static int ao_dir_url(struct ao_inst *ai, struct pj_buf *b) {
   return CH_OK;
 }
 
+/* Start `b` with ".../directories/<dir>/groups/<group>" for a write. The
+   writes, unlike the reads, take no "-" for "every directory" (the spec's
+   write paths: "Use the Get directories endpoint to find the directory
+   ID"), so with the default directory_id "-" the group's own directory is
+   read first (GET .../directories/-/groups/<id>, data.directoryId). In a
+   dry run that read is printed, not sent, and the write shows
+   {directoryId}. */
+static int ao_group_write_url(struct ao_inst *ai, const char *group,
+                              struct pj_buf *b, struct ch_err *err) {
+  const char *id = ao_canon_id(AO_ID_GROUP, group), *dir = ai->dir_id;
+  json_object *resp = NULL;
+  long status = 0;
+  int rc = CH_OK;
+
+  if (strcmp(dir, "-") == 0) {
+    if (ao_dir_url(ai, b) || pj_buf_add(b, "groups/") ||
+        pj_buf_add_enc(b, ai->host, id))
+      return pj_nomem(err);
+    rc = pj_request(&ai->org, "GET", b->s, NULL, 0,
+                    "find the group's directory", &status, &resp, err);
+    if (rc)
+      goto out;
+    dir =
+        status ? pj_str(pj_obj(resp, "data"), "directoryId") : "{directoryId}";
+    if (!dir || !*dir) {
+      rc = ch_err_set(err, CH_E_PROTOCOL,
+                      "find the group's directory: no data.directoryId for "
+                      "group '%s'",
+                      id);
+      goto out;
+    }
+  }
+  b->len = 0;
+  if (ao_org_url(ai, b, "v2") || pj_buf_add(b, "/directories/") ||
+      (status ? pj_buf_add_enc(b, ai->host, dir) : pj_buf_add(b, dir)) ||
+      pj_buf_add(b, "/groups/") || pj_buf_add_enc(b, ai->host, id))
+    rc = pj_nomem(err);
+out:
+  json_object_put(resp);
+  return rc;
+}
+
 /* ---- group membership ---------------------------------------------------- */
 
 static int ao_membership(struct ao_inst *ai, const struct ch_change *ch,
@@ -106,11 +148,10 @@ static int ao_membership(struct ao_inst *ai, const struct ch_change *ch,
     return ch_err_set(err, CH_E_UNSUPPORTED,
                       "only users can be members of an organization group");
   /* A group key copied from a users/search answer is the ARI: the path
-     wants the bare id. */
-  if (ao_dir_url(ai, &url) || pj_buf_add(&url, "groups/") ||
-      pj_buf_add_enc(&url, ai->host,
-                     ao_canon_id(AO_ID_GROUP, ch->resource.id)) ||
-      pj_buf_add(&url, "/memberships")) {
+     wants the bare id (ao_group_write_url). */
+  if ((rc = ao_group_write_url(ai, ch->resource.id, &url, err)))
+    goto out;
+  if (pj_buf_add(&url, "/memberships")) {
     rc = pj_nomem(err);
     goto out;
   }
@@ -182,10 +223,9 @@ static int ao_role_change(struct ao_inst *ai, const struct ch_change *ch,
                       "the role API cannot change %s on a workspace", role);
   }
   if (is_group) {
-    if (ao_dir_url(ai, &url) || pj_buf_add(&url, "groups/") ||
-        pj_buf_add_enc(&url, ai->host,
-                       ao_canon_id(AO_ID_GROUP, ch->principal.id)) ||
-        pj_buf_add(&url, add ? "/role-assignments/assign"
+    if ((rc = ao_group_write_url(ai, ch->principal.id, &url, err)))
+      goto out;
+    if (pj_buf_add(&url, add ? "/role-assignments/assign"
                              : "/role-assignments/revoke")) {
       rc = pj_nomem(err);
       goto out;

@@ -443,9 +443,17 @@ class Writes(OrgTest):
         r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who, "--dry-run")
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(len(self.fake.requests()), n, "dry run sent a request")
-        self.assertIn("memberships", r.out + r.err)
+        # a write takes no "-" directory: the group's own is read first
+        # (printed, not sent, in a dry run)
+        self.assertIn("DRY RUN: GET ", r.out)
+        self.assertIn("/directories/-/groups/%s\n" % gid, r.out)
+        self.assertIn("/directories/{directoryId}/groups/%s/memberships" % gid, r.out)
         r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who)
         self.assertEqual(r.rc, 0, r)
+        posted = [q["path"] for q in self.posted(n, "POST")]
+        self.assertEqual(posted, ["/admin/v2/orgs/%s/directories/%s/groups/%s/memberships"
+                                  % (self.fake.truth["org"]["org_id"],
+                                     self.fake.truth["org"]["directory_id"], gid)])
         r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", who)
         self.assertEqual(r.rc, 0, r)
         self.assertIn("already", (r.out + r.err).lower())

@@ -593,7 +593,13 @@ class OrgApi(FakeCase):
         acct = next(a for a in self.truth["org"]["accounts"] if a["status"] == "active")
         group = next(g for g in self.truth["org"]["groups"]
                      if not g["external_synced"] and acct["account_id"] not in g["members"])
-        path = self.d("/groups/%s/memberships" % group["id"])
+        # a write names the group's directory: "-" is a read-only scope
+        for write in (self.d("/groups/%s/memberships" % group["id"]),
+                      self.d("/groups/%s/role-assignments/assign" % group["id"])):
+            self.assertOrgError(self.fake.request("POST", write, body={"accountId": acct["account_id"]},
+                                                  auth="org"), 404, "ADMIN-404-10")
+        directory = self.fake.get(self.d("/groups/" + group["id"]), auth="org").json["data"]["directoryId"]
+        path = self.d("/groups/%s/memberships" % group["id"], directory=directory)
         r = self.fake.request("POST", path, body={"accountId": acct["account_id"]}, auth="org")
         self.assertEqual((r.status, r.raw), (204, b""))
         self.assertIsNone(r.header("content-length"))
@@ -606,7 +612,8 @@ class OrgApi(FakeCase):
         self.assertEqual(self.fake.request("DELETE", path + "/" + acct["account_id"], auth="org").status, 204)
         self.assertOrgError(self.fake.request("DELETE", path + "/" + acct["account_id"], auth="org"), 404)
         synced = next(g for g in self.truth["org"]["groups"] if g["external_synced"])
-        self.assertOrgError(self.fake.request("POST", self.d("/groups/%s/memberships" % synced["id"]),
+        self.assertOrgError(self.fake.request("POST", self.d("/groups/%s/memberships" % synced["id"],
+                                                             directory=directory),
                                               body={"accountId": acct["account_id"]}, auth="org"), 400)
 
     def test_group_create_and_delete(self):

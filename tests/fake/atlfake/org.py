@@ -88,10 +88,13 @@ def check_org(req, st):
         raise HTTPError(errors(404, "ADMIN-404-2", "Not Found", "Organization not found"))
 
 
-def check_directory(req, st):
+def check_directory(req, st, write=False):
+    """Reads take "-" for every directory (directoryIdParam); the write
+    paths declare a directoryId of their own, "Use the Get directories
+    endpoint to find the directory ID", with no "-"."""
     check_org(req, st)
     d = req.params.get("directoryId")
-    if d not in ("-", st.directory_id):
+    if d not in (("-", st.directory_id) if not write else (st.directory_id,)):
         raise HTTPError(errors(404, "ADMIN-404-10", "Not Found", "Directory not found"))
 
 
@@ -754,7 +757,7 @@ def v2_group_delete(req, st):
 
 
 def add_membership(req, st):
-    check_directory(req, st)
+    check_directory(req, st, write=True)
     g = find_org_group(st, req.params["groupId"])
     body = body_object(req)
     aid = body.get("accountId")
@@ -769,7 +772,7 @@ def add_membership(req, st):
 
 
 def remove_membership(req, st):
-    check_directory(req, st)
+    check_directory(req, st, write=True)
     g = find_org_group(st, req.params["groupId"])
     aid = req.params["accountId"]
     find_account(st, aid)
@@ -796,7 +799,7 @@ def group_role_assignments(req, st):
 
 
 def _group_role_body(req, st):
-    check_directory(req, st)
+    check_directory(req, st, write=True)
     g = find_org_group(st, req.params["groupId"])
     body = body_object(req)
     resource, role = body.get("resourceId"), body.get("roleId")
