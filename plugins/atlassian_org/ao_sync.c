@@ -236,21 +236,23 @@ static int ao_post_page(struct ao_inst *ai, struct ao_page *pg, const char *url,
 
   if (!req)
     return pj_nomem(err);
-  /* "If cursor is present, all other parameters are discarded": the
-     server keeps the first page's limit and expand in the cursor. */
-  if (pg->cur) {
+  /* "If cursor is present, all other parameters are discarded" is said of
+     the query's cursor; the body's only "sets the starting point". So a
+     later page sends its expand again: discarded, it costs nothing, and a
+     server that does not keep it in the cursor would otherwise drop every
+     later user's groups without a word. The limit is the cursor's. */
+  if (pg->cur)
     rc = ao_add_str(req, "cursor", pg->cur);
-  } else {
+  else
     rc = json_object_object_add(req, "limit", json_object_new_int64(limit))
              ? CH_E_NOMEM
              : CH_OK;
-    if (!rc && expand) {
-      arr = json_object_new_array();
-      if (!arr || json_object_array_add(arr, json_object_new_string(expand)) ||
-          json_object_object_add(req, "expand", arr)) {
-        json_object_put(arr);
-        rc = CH_E_NOMEM;
-      }
+  if (!rc && expand) {
+    arr = json_object_new_array();
+    if (!arr || json_object_array_add(arr, json_object_new_string(expand)) ||
+        json_object_object_add(req, "expand", arr)) {
+      json_object_put(arr);
+      rc = CH_E_NOMEM;
     }
   }
   if (rc) {

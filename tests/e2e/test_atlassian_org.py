@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 import unittest
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -679,6 +680,59 @@ class Errors(OrgTest):
         for s in specs:
             extra += ["--fault", s]
         self.fake = self.start_fake("tiny", extra, sub="f%d" % len(os.listdir(self.tmp)))
+
+    def test_later_search_pages_ask_for_groups_again(self):
+        """users/search's body cursor only "sets the starting point": a
+        server that does not keep the first page's expand in its cursor
+        must still be asked for the groups on every page, or every later
+        user's memberships vanish without a word."""
+        import http.server
+        import threading
+        base = self.fake.truth["urls"]["org_api_base"]
+        bodies = []
+
+        class Forgetful(http.server.BaseHTTPRequestHandler):
+            def do_any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                fwd = urllib.request.Request(base + self.path[len("/admin"):],
+                                             data=body or None, method=self.command)
+                for k in ("Authorization", "Accept", "Content-Type"):
+                    if self.headers.get(k):
+                        fwd.add_header(k, self.headers[k])
+                try:
+                    with urllib.request.urlopen(fwd, timeout=30) as r:
+                        status, out = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, out = e.code, e.read()
+                if self.path.endswith("/users/search") and status == 200:
+                    ask = json.loads(body)
+                    bodies.append(ask)
+                    if "expand" not in ask:  # forgotten with the cursor
+                        doc = json.loads(out)
+                        for u in doc.get("data", []):
+                            u.pop("groups", None)
+                        out = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+            do_GET = do_POST = do_any
+
+            def log_message(self, *a):
+                pass
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forgetful)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        cfg = self.config(scim=False, page_size=3,
+                          api_base="http://127.0.0.1:%d/admin" % srv.server_address[1])
+        g, _ = self.sync(cfg)
+        self.assertGreater(len([b for b in bodies if "cursor" in b]), 1, bodies)
+        self.assertTrue(all(b.get("expand") == ["groups"] for b in bodies), bodies)
+        self.assert_matches_truth(g, self.fake.truth)
 
     def test_401_is_a_clear_instance_error(self):
         cfg = self.config(api_token="not-the-key")
