@@ -58,6 +58,9 @@ struct jc_inst {
   size_t nticket_keys;
   long page_size; /* 0: the endpoint's cap */
   int provisioning;
+  /* Set (atomically: every worker answers) once the site took these
+     credentials: a later 401 is a permission, not a scoped token. */
+  int creds_worked;
 
   /* Accounts the skip_* options drop, sorted; built once on demand
      because role actors carry only an account id. */

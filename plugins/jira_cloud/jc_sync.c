@@ -34,6 +34,19 @@ static int jc_copy_str(struct pj_buf *b, struct pj_val src, const char *key) {
                                                                     : CH_OK;
 }
 
+/* A 401 on a project's roles, after the same credentials read the
+   listings, is the permission the spec names there ("or if the user lacks
+   administrative permissions for the project"), not a wrong token. */
+static int jc_role_auth(int rc, const char *project, struct ch_err *err) {
+  if (rc == CH_E_AUTH)
+    rc = ch_err_set(err, CH_E_PERM,
+                    "project roles of %s: HTTP 401 with credentials that "
+                    "read the listings: the account lacks the Administer "
+                    "Projects permission on it (Jira answers 401 or 404)",
+                    project);
+  return rc;
+}
+
 /* ---- users -------------------------------------------------------------- */
 
 /* `u`'s accountId, NULL when it names nobody: absent, empty, or "unknown",
@@ -437,11 +450,14 @@ static int jc_list_roles(struct jc_inst *in, const struct ch_ref *parent,
                         b.s, NULL, 0, "project roles", &status, &map, err);
   if (rc == CH_E_NOTFOUND) {
     in->host->log(in->hc, CH_LOG_WARN,
-                  "project %s is gone (HTTP 404); its roles are skipped",
+                  "project %s is gone (HTTP 404), or the account lacks the "
+                  "Administer Projects permission there (Jira answers 404 "
+                  "for both); its roles are skipped",
                   parent->id);
     rc = CH_OK;
     goto out;
   }
+  rc = jc_role_auth(rc, parent->id, err);
   if (rc)
     goto out;
   if (!json_object_is_type(map, json_type_object)) {
@@ -524,11 +540,14 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
                       "GET", b.s, "role actors", &status, &role, err);
   if (rc == CH_E_NOTFOUND) {
     in->host->log(in->hc, CH_LOG_WARN,
-                  "project role %s is gone (HTTP 404); its actors are skipped",
+                  "project role %s is gone (HTTP 404), or the account lacks "
+                  "the Administer Projects permission on its project; its "
+                  "actors are skipped",
                   res_id);
     rc = CH_OK;
     goto out;
   }
+  rc = jc_role_auth(rc, pid, err);
   if (rc)
     goto out;
   actors = pj_get_arr(pj_doc_root(role), "actors");

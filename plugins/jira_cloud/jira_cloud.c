@@ -214,10 +214,15 @@ int jc_request(struct jc_inst *in, const char *method, const char *url,
                           err);
 }
 
-/* A 401 on a site URL: the error names the URL to configure. */
+/* A 401 on a site URL, before any answer took the credentials: the error
+   names the URL to configure. After one did, the 401 stays as the API
+   said it (Jira uses it for missing project permissions too). */
 static int jc_auth_hint(struct jc_inst *in, int rc, long status,
                         const char *what, struct ch_err *err) {
-  if (rc == CH_E_AUTH && status == 401) {
+  if (rc == CH_OK && status >= 200 && status < 300)
+    __atomic_store_n(&in->creds_worked, 1, __ATOMIC_RELAXED);
+  if (rc == CH_E_AUTH && status == 401 &&
+      !__atomic_load_n(&in->creds_worked, __ATOMIC_RELAXED)) {
     jc_scoped_hint(in, what, err);
     rc = err->code;
   }

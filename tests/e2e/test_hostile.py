@@ -605,6 +605,26 @@ class HostileServers(HostileTest):
                                for p in whole["projects"]), 2, whole)  # pages of 2
         self.assertEqual(schema(h.base, "proxied.yaml"), whole)
 
+    def test_project_roles_refused_name_the_permission(self):
+        """Jira answers a project's roles with 401 or 404 "if the user lacks
+        administrative permissions for the project": after the listings
+        worked, that is the permission, not the token."""
+        fake = self.start_fake()
+        for status in (401, 404):
+            def refuse(req, status=status):
+                if "/role" not in req.path.split("?")[0]:
+                    return None
+                body = {"errorMessages": ["You do not have permission"], "errors": {}}
+                return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+            h = self.hostile(proxy_to(fake.base, refuse))
+            cfg = self.config({"jira": self.jira_inst(
+                h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])},
+                name="c%d.yaml" % status)
+            r = lib.run(["-c", cfg, "sync", "-o", self.path("g%d.json" % status)], timeout=120)
+            self.assertIn("Administer Projects permission", r.err, r)
+            self.assertNotIn("check email and api_token", r.err, r)
+            self.assertEqual(r.rc, 1 if status == 401 else 0, r)
+
 
 class Signals(HostileTest):
     """Item 8: in-process mode under a plugin that hangs or crashes."""
