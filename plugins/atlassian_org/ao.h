@@ -53,6 +53,7 @@ struct ao_inst {
   int ws_built;
   char **ws_ids;
   size_t nws;
+  int ws_unknown_told; /* a role on an unlisted workspace was warned of */
 };
 
 /* Start `b` with "<api_base>/<vN>/orgs/<org_id>" (org id encoded). */

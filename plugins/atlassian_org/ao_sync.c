@@ -629,8 +629,16 @@ static int ao_emit_role(struct ao_inst *ai, struct ch_sink *sink,
      the type does not declare would fail the whole instance: skip them. */
   if ((strcmp(res->type, "workspace") == 0 && !ao_ws_known(ai, res->id)) ||
       !ao_slug_declared(res->type, slug)) {
-    ai->host->log(ai->hc, CH_LOG_DEBUG, "skipping %s on %s for %s %s", slug,
-                  res->id, who->type, who->id);
+    /* A workspace the listing did not return may be an id form the sync
+       does not know (a product ARI): say so once, not per grant. */
+    int first = strcmp(res->type, "workspace") == 0 &&
+                !__atomic_exchange_n(&ai->ws_unknown_told, 1, __ATOMIC_RELAXED);
+    ai->host->log(ai->hc, first ? CH_LOG_WARN : CH_LOG_DEBUG,
+                  "skipping %s on %s for %s %s%s", slug, res->id, who->type,
+                  who->id,
+                  first ? ": the workspace listing did not return it (further "
+                          "such roles are skipped at debug level)"
+                        : "");
     return CH_OK;
   }
   g.resource = *res;

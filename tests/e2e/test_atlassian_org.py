@@ -681,17 +681,14 @@ class Errors(OrgTest):
             extra += ["--fault", s]
         self.fake = self.start_fake("tiny", extra, sub="f%d" % len(os.listdir(self.tmp)))
 
-    def test_later_search_pages_ask_for_groups_again(self):
-        """users/search's body cursor only "sets the starting point": a
-        server that does not keep the first page's expand in its cursor
-        must still be asked for the groups on every page, or every later
-        user's memberships vanish without a word."""
+    def proxy(self, rewrite):
+        """A loopback proxy to the fake's org API, where rewrite(path, body,
+        status, answer) may change each answer; returns its api_base."""
         import http.server
         import threading
         base = self.fake.truth["urls"]["org_api_base"]
-        bodies = []
 
-        class Forgetful(http.server.BaseHTTPRequestHandler):
+        class Proxy(http.server.BaseHTTPRequestHandler):
             def do_any(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
@@ -705,14 +702,7 @@ class Errors(OrgTest):
                         status, out = r.status, r.read()
                 except urllib.error.HTTPError as e:
                     status, out = e.code, e.read()
-                if self.path.endswith("/users/search") and status == 200:
-                    ask = json.loads(body)
-                    bodies.append(ask)
-                    if "expand" not in ask:  # forgotten with the cursor
-                        doc = json.loads(out)
-                        for u in doc.get("data", []):
-                            u.pop("groups", None)
-                        out = json.dumps(doc).encode()
+                out = rewrite(self.path, body, status, out)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -722,17 +712,52 @@ class Errors(OrgTest):
 
             def log_message(self, *a):
                 pass
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forgetful)
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
         srv.daemon_threads = True
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         self.addCleanup(srv.server_close)
         self.addCleanup(srv.shutdown)
-        cfg = self.config(scim=False, page_size=3,
-                          api_base="http://127.0.0.1:%d/admin" % srv.server_address[1])
-        g, _ = self.sync(cfg)
+        return "http://127.0.0.1:%d/admin" % srv.server_address[1]
+
+    def test_later_search_pages_ask_for_groups_again(self):
+        """users/search's body cursor only "sets the starting point": a
+        server that does not keep the first page's expand in its cursor
+        must still be asked for the groups on every page, or every later
+        user's memberships vanish without a word."""
+        bodies = []
+
+        def forgetful(path, body, status, out):
+            if not path.endswith("/users/search") or status != 200:
+                return out
+            ask = json.loads(body)
+            bodies.append(ask)
+            if "expand" in ask:
+                return out
+            doc = json.loads(out)  # the expand forgotten with the cursor
+            for u in doc.get("data", []):
+                u.pop("groups", None)
+            return json.dumps(doc).encode()
+        g, _ = self.sync(self.config(scim=False, page_size=3, api_base=self.proxy(forgetful)))
         self.assertGreater(len([b for b in bodies if "cursor" in b]), 1, bodies)
         self.assertTrue(all(b.get("expand") == ["groups"] for b in bodies), bodies)
         self.assert_matches_truth(g, self.fake.truth)
+
+    def test_roles_on_unlisted_workspaces_are_told(self):
+        """A role on a workspace the listing did not return (a product ARI
+        the sync does not know) is skipped with one warning, not silently."""
+        odd = "ari:cloud:jira-core::site/00000000-0000-0000-0000-000000000001"
+
+        def extra_role(path, body, status, out):
+            if "/role-assignments" not in path or status != 200:
+                return out
+            doc = json.loads(out)
+            doc.setdefault("data", []).append({"resourceId": odd, "resourceOwner": "jira-core",
+                                               "roles": ["atlassian/user"]})
+            return json.dumps(doc).encode()
+        g, r = self.sync(self.config(scim=False, api_base=self.proxy(extra_role)))
+        self.assert_matches_truth(g, self.fake.truth)
+        self.assertEqual(r.err.count("the workspace listing did not return it"), 1, r.err)
+        self.assertIn(odd, r.err)
 
     def test_401_is_a_clear_instance_error(self):
         cfg = self.config(api_token="not-the-key")
