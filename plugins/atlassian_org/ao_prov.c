@@ -509,7 +509,15 @@ int ao_provision(void *inst, const struct ch_account *account,
   rc = pj_request(&ai->scim, "POST", url.s, body, 0, "scim create user",
                   &status, &resp, err);
   if (rc == CH_E_CONFLICT) {
+    /* The spec's 409 is "User already exists"; one whose user neither
+       SCIM nor the org can find is another conflict (a licence limit):
+       the server's own error, not "already". */
+    struct ch_err conflict = *err;
     rc = ao_scim_find(ai, account->email, result, err);
+    if (rc == CH_OK && !result->key[0]) {
+      *err = conflict;
+      rc = CH_E_CONFLICT;
+    }
     goto out;
   }
   if (rc)

@@ -498,6 +498,19 @@ class Writes(OrgTest):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("licence limit", (r.out + r.err).lower())
 
+    def test_provision_licence_409_is_not_already(self):
+        """SCIM's 409 means "User already exists"; a 409 for a user that
+        cannot then be found (a licence limit) is the server's error, not a
+        done provision with no account."""
+        self.fake.stop()
+        self.fake = self.start_fake("tiny", ["--fault", "licence,method=POST:/Users$"], sub="f3")
+        cfg = self.config(provisioning=True)
+        email = "licensed.out@" + self.fake.truth["org"]["accounts"][0]["email"].split("@")[1]
+        r = self.cli(cfg, "provision", "--tenant", TENANT, "--instance", INST, "--email", email)
+        self.assertEqual(r.rc, 1, r)
+        self.assertNotIn("already", (r.out + r.err).lower())
+        self.assertIn("409", r.out + r.err)
+
     def test_workspace_roles(self):
         cfg = self.config(provisioning=True)
         uid = self.pick_user()
