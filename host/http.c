@@ -535,7 +535,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
   char errbuf[CURL_ERROR_SIZE], *auth = NULL;
   CURL *h = NULL;
   int result = CH_E_IO;
-  int may_repeat, safe, attempt;
+  int may_repeat, reading, safe, attempt;
   struct pace_budget *budget;
 
   if (resp)
@@ -590,8 +590,8 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
 
   budget = http_budget_of(req);
   may_repeat = !(req->flags & CH_HTTP_NO_RETRY);
-  safe =
-      http_method_idempotent(req->method) || (req->flags & CH_HTTP_RETRY_SAFE);
+  reading = http_method_idempotent(req->method);
+  safe = reading || (req->flags & CH_HTTP_RETRY_SAFE);
   for (attempt = 1;; attempt++) {
     int final = attempt >= http_conf()->max_attempts || !may_repeat;
     long status = 0, wait;
@@ -645,10 +645,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
       /* A write answered 429 was refused before it ran; any other failure
          of a write may have been applied, so it is only repeated when the
          plugin says so. */
-      if (final ||
-          !http_status_retryable(status,
-                                 strcmp(req->method, "GET") == 0 ||
-                                     strcmp(req->method, "HEAD") == 0) ||
+      if (final || !http_status_retryable(status, reading) ||
           (!safe && status != 429)) {
         result = call_response(&k, h, status, &x, resp);
         goto out;
