@@ -106,6 +106,23 @@ class Fake:
             self._err.close()
 
 
+def forward(url, method, headers, body):
+    """Send a request a test proxy received on to `url`, with the client's
+    Authorization, Accept and Content-Type; (status, content type, body),
+    error answers included."""
+    import urllib.error
+    import urllib.request
+    fwd = urllib.request.Request(url, data=body or None, method=method)
+    for k in ("Authorization", "Accept", "Content-Type"):
+        if headers.get(k):
+            fwd.add_header(k, headers[k])
+    try:
+        with urllib.request.urlopen(fwd, timeout=30) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
+
+
 def key_encode(component):
     """A key component as the host prints it: '%', '/', '#' and control
     bytes percent-encoded (docs/graph-format.md)."""

@@ -12,7 +12,6 @@ import os
 import shutil
 import time
 import unittest
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -705,16 +704,8 @@ class Errors(OrgTest):
             def do_any(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
-                fwd = urllib.request.Request(base + self.path[len("/admin"):],
-                                             data=body or None, method=self.command)
-                for k in ("Authorization", "Accept", "Content-Type"):
-                    if self.headers.get(k):
-                        fwd.add_header(k, self.headers[k])
-                try:
-                    with urllib.request.urlopen(fwd, timeout=30) as r:
-                        status, out = r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    status, out = e.code, e.read()
+                status, _, out = lib.forward(base + self.path[len("/admin"):],
+                                             self.command, self.headers, body)
                 out = rewrite(self.path, body, status, out)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -465,23 +465,13 @@ class InsecurePluginDir(HostileTest):
 def proxy_to(base, rewrite=None):
     """A Hostile handler forwarding to `base`, except where `rewrite(req)`
     returns a (status, headers, body) answer of its own."""
-    import urllib.error
-    import urllib.request
-
     def handler(req, body):
         if rewrite:
             got = rewrite(req)
             if got:
                 return got
-        fwd = urllib.request.Request(base + req.path, data=body or None, method=req.command)
-        for k in ("Authorization", "Accept", "Content-Type"):
-            if req.headers.get(k):
-                fwd.add_header(k, req.headers[k])
-        try:
-            with urllib.request.urlopen(fwd, timeout=30) as r:
-                return r.status, {"Content-Type": r.headers.get("Content-Type", "")}, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, {"Content-Type": e.headers.get("Content-Type", "")}, e.read()
+        status, ctype, out = lib.forward(base + req.path, req.command, req.headers, body)
+        return status, {"Content-Type": ctype}, out
     return handler
 
 
