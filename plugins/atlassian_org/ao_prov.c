@@ -547,27 +547,108 @@ static const char *ao_arg(const struct ch_kv *args, size_t n, const char *key) {
   return NULL;
 }
 
-/* Suspend or restore one account's access to the directory. The v2 call
+/* The one directoryId in a directories page (`resp`) for account `aid`,
+   or NULL with *rc and err set: none, or more than one. */
+static const char *ao_only_directory(json_object *resp, const char *aid,
+                                     int *rc, struct ch_err *err) {
+  json_object *data = pj_arr(resp, "data");
+  size_t n = data ? json_object_array_length(data) : 0;
+  const char *first =
+      n ? pj_str(json_object_array_get_idx(data, 0), "directoryId") : NULL;
+
+  if (!data) {
+    *rc = ch_err_set(err, CH_E_PROTOCOL,
+                     "find the user's directory: the answer has no data");
+  } else if (n == 0) {
+    *rc = ch_err_set(err, CH_E_NOTFOUND,
+                     "user '%s' is in no directory this API key administers",
+                     aid);
+  } else if (n > 1 || pj_str(pj_obj(resp, "links"), "next")) {
+    const char *second =
+        n > 1 ? pj_str(json_object_array_get_idx(data, 1), "directoryId")
+              : NULL;
+    int more = n > 2 || pj_str(pj_obj(resp, "links"), "next");
+    *rc = ch_err_set(err, CH_E_INVALID,
+                     "user '%s' is in more than one directory (%s, %s%s): "
+                     "set the instance's directory_id to the one to change",
+                     aid, first ? first : "?", second ? second : "...",
+                     more && second ? ", ..." : "");
+  } else if (!first || !*first) {
+    *rc = ch_err_set(err, CH_E_PROTOCOL,
+                     "find the user's directory: no directoryId for user '%s'",
+                     aid);
+  } else {
+    return first;
+  }
+  return NULL;
+}
+
+/* Start `b` with ".../directories/<dir>/users/<account>" for a write.
+   As with the group writes (ao_group_write_url) the path takes no "-": with
+   the default directory_id the directories holding the account are read
+   (GET .../v2/orgs/<org>/directories?accountId=<id>). One is the one to
+   change; an account in several needs directory_id set, since which
+   directory loses the user is the operator's choice. *v2_absent is set
+   when that route itself is missing (a 404 without an Admin error code):
+   an org still on the v1 surface. In a dry run the read is printed, not
+   sent, and the write shows {directoryId}. */
+static int ao_user_write_url(struct ao_inst *ai, const char *aid,
+                             struct pj_buf *b, int *v2_absent,
+                             struct ch_err *err) {
+  const char *dir = ai->dir_id;
+  json_object *resp = NULL;
+  long status = 0;
+  int rc = CH_OK;
+
+  *v2_absent = 0;
+  if (strcmp(dir, "-") == 0) {
+    if (ao_org_url(ai, b, "v2") || pj_buf_add(b, "/directories?accountId=") ||
+        pj_buf_add_enc(b, ai->host, aid))
+      return pj_nomem(err);
+    rc = pj_request(&ai->org, "GET", b->s, NULL, 0, "find the user's directory",
+                    &status, &resp, err);
+    *v2_absent = rc == CH_E_NOTFOUND && !ao_err_code(resp);
+    if (rc)
+      goto out;
+    dir = status ? ao_only_directory(resp, aid, &rc, err) : "{directoryId}";
+    if (rc)
+      goto out;
+  }
+  b->len = 0;
+  if (ao_org_url(ai, b, "v2") || pj_buf_add(b, "/directories/") ||
+      (status || dir == ai->dir_id ? pj_buf_add_enc(b, ai->host, dir)
+                                   : pj_buf_add(b, dir)) ||
+      pj_buf_add(b, "/users/") || pj_buf_add_enc(b, ai->host, aid))
+    rc = pj_nomem(err);
+out:
+  json_object_put(resp);
+  return rc;
+}
+
+/* Suspend or restore one account's access to its directory. The v2 call
    is current; the legacy v1 suspend-access/restore-access is tried only
-   when v2 answers 404 (an org still on the old API surface). */
+   when v2 answers 404 without an Admin error code (an org still on the
+   old API surface). */
 static int ao_suspend(struct ao_inst *ai, const char *aid, int suspend,
                       struct ch_result *result, struct ch_err *err) {
   struct pj_buf url = {0};
   json_object *resp = NULL;
   struct ch_err first;
-  long status;
-  int rc;
+  long status = 0;
+  int rc, v2_absent;
 
-  if (ao_dir_url(ai, &url) || pj_buf_add(&url, "users/") ||
-      pj_buf_add_enc(&url, ai->host, aid) ||
-      pj_buf_add(&url, suspend ? "/suspend" : "/restore")) {
-    rc = pj_nomem(err);
-    goto out;
+  rc = ao_user_write_url(ai, aid, &url, &v2_absent, err);
+  if (rc == CH_OK) {
+    if (pj_buf_add(&url, suspend ? "/suspend" : "/restore")) {
+      rc = pj_nomem(err);
+      goto out;
+    }
+    rc = pj_request(&ai->org, "POST", url.s, NULL, CH_HTTP_RETRY_SAFE,
+                    suspend ? "suspend user" : "restore user", &status, &resp,
+                    err);
+    v2_absent = rc == CH_E_NOTFOUND && !ao_err_code(resp);
   }
-  rc = pj_request(&ai->org, "POST", url.s, NULL, CH_HTTP_RETRY_SAFE,
-                  suspend ? "suspend user" : "restore user", &status, &resp,
-                  err);
-  if (rc == CH_E_NOTFOUND && !ao_err_code(resp)) {
+  if (v2_absent) {
     first = *err;
     json_object_put(resp);
     resp = NULL;
@@ -612,6 +693,11 @@ int ao_action(void *inst, const char *name, const struct ch_kv *args,
     return ch_err_set(err, CH_E_UNSUPPORTED, "unknown action '%s'", name);
   if (!uid || !*uid)
     return ch_err_set(err, CH_E_INVALID, "%s needs user_id", name);
+  /* A "." or ".." would be a path segment in the write, and is no account
+     id; refuse it before the directory lookup, where it is only a query. */
+  if (!uid[strspn(uid, ".")])
+    return ch_err_set(err, CH_E_INVALID,
+                      "invalid user_id '%s': no account id is only dots", uid);
   snprintf(result->key, sizeof(result->key), "%s", uid);
   return ao_suspend(ai, uid, suspend, result, err);
 }

@@ -118,6 +118,36 @@ class OrgTest(lib.TempDirTest):
             inst["provisioning"] = provisioning
         return inst
 
+    def proxy(self, rewrite):
+        """A loopback proxy to the fake's org API, where rewrite(path, body,
+        status, answer) may change each answer; returns its api_base."""
+        import http.server
+        import threading
+        base = self.fake.truth["urls"]["org_api_base"]
+
+        class Proxy(http.server.BaseHTTPRequestHandler):
+            def do_any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                status, _, out = lib.forward(base + self.path[len("/admin"):],
+                                             self.command, self.headers, body)
+                out = rewrite(self.path, body, status, out)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+            do_GET = do_POST = do_any
+
+            def log_message(self, *a):
+                pass
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        return "http://127.0.0.1:%d/admin" % srv.server_address[1]
+
     def config(self, tenants=None, name="c.yaml", **inst_kw):
         if tenants is None:
             tenants = {TENANT: {INST: self.org_inst(**inst_kw)}}
@@ -593,8 +623,19 @@ class Writes(OrgTest):
         r = self.cli(cfg, *(base + ["--name", "disable_user", "--dry-run"]))
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(len(self.fake.requests()), n)
+        # the write takes no "-" directory: the user's own is read first
+        # (printed, not sent, in a dry run)
+        quoted = urllib.parse.quote(uid, safe="")
+        self.assertIn("DRY RUN: GET ", r.out)
+        self.assertIn("/directories?accountId=%s\n" % quoted, r.out)
+        self.assertIn("/directories/{directoryId}/users/%s/suspend" % quoted, r.out)
         r = self.cli(cfg, *(base + ["--name", "disable_user"]))
         self.assertEqual(r.rc, 0, r)
+        org = self.fake.truth["org"]
+        self.assertEqual([(q["method"], q["path"]) for q in self.fake.requests()[n:]],
+                         [("GET", "/admin/v2/orgs/%s/directories" % org["org_id"]),
+                          ("POST", "/admin/v2/orgs/%s/directories/%s/users/%s/suspend"
+                           % (org["org_id"], org["directory_id"], quoted))])
         r = self.cli(cfg, *(base + ["--name", "disable_user"]))
         self.assertEqual(r.rc, 0, r)
         g, _ = self.sync(cfg)
@@ -608,6 +649,41 @@ class Writes(OrgTest):
         r = self.cli(cfg, "action", "--tenant", TENANT, "--instance", INST,
                      "--name", "disable_user", "--arg", "user_id=nobody-here")
         self.assertEqual(r.rc, 1, r)
+
+    def test_user_actions_in_no_or_several_directories_send_nothing(self):
+        """The user writes name one directory. An account in several
+        (MultiDirectoryUserDirectoryPage lists each) is the operator's
+        choice to make with directory_id; one in none is an error."""
+        uid = self.pick_user(exclude=(self.fake.truth["jira"]["myself"],))
+        dirs = {}
+
+        def listed(path, body, status, out):
+            if "/directories?" not in path or "directories" not in dirs:
+                return out
+            return json.dumps({"data": dirs["directories"], "links": {}}).encode()
+        cfg = self.config(provisioning=True, api_base=self.proxy(listed))
+        act = ["action", "--tenant", TENANT, "--instance", INST, "--arg", "user_id=" + uid,
+               "--name", "disable_user"]
+        two = [{"directoryId": "11111111-1111-4111-8111-111111111111", "name": "A"},
+               {"directoryId": "22222222-2222-4222-8222-222222222222", "name": "B"}]
+        for listing, words, rc in ((two, ["more than one directory", two[0]["directoryId"],
+                                          two[1]["directoryId"] + "):", "directory_id"], 1),
+                                   ([], ["in no directory"], 1)):
+            dirs["directories"] = listing
+            n = len(self.fake.requests())
+            r = self.cli(cfg, *act)
+            self.assertEqual(r.rc, rc, r)
+            for w in words:
+                self.assertIn(w, r.err, r)
+            self.assertEqual([q["method"] for q in self.fake.requests()[n:]], ["GET"])
+        # with directory_id set, nothing is looked up
+        cfg = self.config(provisioning=True, directory_id=self.fake.truth["org"]["directory_id"])
+        n = len(self.fake.requests())
+        r = self.cli(cfg, *act)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([q["method"] for q in self.fake.requests()[n:]], ["POST"])
+        r = self.cli(cfg, *(act[:-1] + ["enable_user"]))
+        self.assertEqual(r.rc, 0, r)
 
     def test_scim_provision_create_and_link(self):
         cfg = self.config(provisioning=True)
@@ -692,36 +768,6 @@ class Errors(OrgTest):
         for s in specs:
             extra += ["--fault", s]
         self.fake = self.start_fake("tiny", extra, sub="f%d" % len(os.listdir(self.tmp)))
-
-    def proxy(self, rewrite):
-        """A loopback proxy to the fake's org API, where rewrite(path, body,
-        status, answer) may change each answer; returns its api_base."""
-        import http.server
-        import threading
-        base = self.fake.truth["urls"]["org_api_base"]
-
-        class Proxy(http.server.BaseHTTPRequestHandler):
-            def do_any(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                status, _, out = lib.forward(base + self.path[len("/admin"):],
-                                             self.command, self.headers, body)
-                out = rewrite(self.path, body, status, out)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-            do_GET = do_POST = do_any
-
-            def log_message(self, *a):
-                pass
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        self.addCleanup(srv.server_close)
-        self.addCleanup(srv.shutdown)
-        return "http://127.0.0.1:%d/admin" % srv.server_address[1]
 
     def test_later_search_pages_ask_for_groups_again(self):
         """users/search's body cursor only "sets the starting point": a

@@ -617,14 +617,18 @@ class OrgApi(FakeCase):
                                               body={"accountId": acct["account_id"]}, auth="org"), 400)
 
     def test_group_create_and_delete(self):
-        r = self.fake.request("POST", self.d("/groups"), body={"name": "Brand new / groupé"}, auth="org")
+        d = lambda suffix: self.d(suffix, directory=self.truth["org"]["directory_id"])
+        self.assertOrgError(self.fake.request("POST", self.d("/groups"), body={"name": "Brand new / groupé"},
+                                              auth="org"), 404, "ADMIN-404-10")  # writes take no "-"
+        r = self.fake.request("POST", d("/groups"), body={"name": "Brand new / groupé"}, auth="org")
         self.assertEqual(r.status, 201, r.raw)
         gid = r.json["id"]
-        self.assertOrgError(self.fake.request("POST", self.d("/groups"), body={"name": "brand NEW / groupé"},
+        self.assertOrgError(self.fake.request("POST", d("/groups"), body={"name": "brand NEW / groupé"},
                                               auth="org"), 409)
         names = [g["name"] for g in self.walk_pagebean("/group/bulk", 50)]
         self.assertIn("Brand new / groupé", names)
-        self.assertEqual(self.fake.request("DELETE", self.d("/groups/" + gid), auth="org").status, 204)
+        self.assertOrgError(self.fake.request("DELETE", self.d("/groups/" + gid), auth="org"), 404, "ADMIN-404-10")
+        self.assertEqual(self.fake.request("DELETE", d("/groups/" + gid), auth="org").status, 204)
         self.assertOrgError(self.fake.get(self.d("/groups/" + gid), auth="org"), 404)
 
     def test_role_assign_revoke_and_role_assignment_reads(self):
@@ -655,10 +659,22 @@ class OrgApi(FakeCase):
     def test_suspend_restore_and_legacy_v1(self):
         acct = [a for a in self.truth["org"]["accounts"] if a["status"] == "active"][5]["account_id"]
         status = lambda: self.fake.get(self.d("/users/" + acct), auth="org").json["data"]["status"]
-        self.assertEqual(self.fake.request("POST", self.d("/users/%s/suspend" % acct), auth="org").status, 204)
-        self.assertEqual(status(), "suspended")
-        self.assertEqual(self.fake.request("POST", self.d("/users/%s/restore" % acct), auth="org").status, 204)
+        # the user writes name the user's directory, found through
+        # GET /v2/orgs/{orgId}/directories?accountId=: "-" is only for reads
+        dirs = self.fake.get("/admin/v2/orgs/%s/directories" % self.org, {"accountId": acct}, auth="org")
+        directory = dirs.json["data"][0]["directoryId"]
+        self.assertEqual(len(dirs.json["data"]), 1)
+        for verb in ("suspend", "restore"):
+            self.assertOrgError(self.fake.request("POST", self.d("/users/%s/%s" % (acct, verb)), auth="org"),
+                                404, "ADMIN-404-10")
         self.assertEqual(status(), "active")
+        d = lambda suffix: self.d(suffix, directory=directory)
+        self.assertEqual(self.fake.request("POST", d("/users/%s/suspend" % acct), auth="org").status, 204)
+        self.assertEqual(status(), "suspended")
+        self.assertEqual(self.fake.request("POST", d("/users/%s/restore" % acct), auth="org").status, 204)
+        self.assertEqual(status(), "active")
+        nobody = self.fake.get("/admin/v2/orgs/%s/directories" % self.org, {"accountId": "nobody"}, auth="org")
+        self.assertEqual(nobody.json["data"], [])
         legacy = "/admin/v1/orgs/%s/directory/users/%s/" % (self.org, acct)
         r = self.fake.request("POST", legacy + "suspend-access", auth="org")
         self.assertEqual(r.status, 200)

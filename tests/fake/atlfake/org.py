@@ -586,7 +586,7 @@ def user_role_assignments(req, st):
 
 
 def _lifecycle_check(req, st):
-    check_directory(req, st)
+    check_directory(req, st, write=True)
     return find_account(st, req.params["accountId"])
 
 
@@ -730,7 +730,7 @@ def v2_group_get(req, st):
 
 
 def v2_group_create(req, st):
-    check_directory(req, st)
+    check_directory(req, st, write=True)
     body = body_object(req)
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -749,7 +749,7 @@ def _refuse_synced(g):
 
 
 def v2_group_delete(req, st):
-    check_directory(req, st)
+    check_directory(req, st, write=True)
     g = find_org_group(st, req.params["groupId"])
     _refuse_synced(g)
     st.delete_group(g)
