@@ -20,7 +20,9 @@
 #define RFC3339(col) "@ts:" col "@"
 
 /* Grants that differ between the two selections (sel_a = from, sel = to),
-   scanning only rows whose run range starts or ends between them. */
+   scanning only rows whose run range starts or ends between them. A grant
+   taken away and given back is a new row with the same content: the same
+   on both sides, not "changed". */
 #define DIFF_GRANTS \
   "WITH cb AS MATERIALIZED (SELECT g.ent_id, g.principal_id, g.direct," \
   " g.via, s.data_run AS dr FROM sel s JOIN grants g ON g.inst_id =" \
@@ -34,7 +36,10 @@
   " OR g.last_run < :hi) AND (s.inst_id IS NULL OR NOT (" VIS("g", "s") \
   "))), ch AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM ca WHERE" \
   " ca.ent_id = cb.ent_id AND ca.principal_id = cb.principal_id) THEN" \
-  " 'changed' ELSE 'added' END AS change, cb.* FROM cb UNION ALL SELECT" \
+  " 'changed' ELSE 'added' END AS change, cb.* FROM cb WHERE NOT EXISTS" \
+  " (SELECT 1 FROM ca WHERE ca.ent_id = cb.ent_id AND ca.principal_id =" \
+  " cb.principal_id AND ca.direct = cb.direct AND ca.via IS NOT DISTINCT" \
+  " FROM cb.via) UNION ALL SELECT" \
   " 'removed', ca.* FROM ca WHERE NOT EXISTS (SELECT 1 FROM cb WHERE" \
   " cb.ent_id = ca.ent_id AND cb.principal_id = ca.principal_id))" \
   " SELECT ch.change AS change, e.key AS entitlement, pn.key AS" \
