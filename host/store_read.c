@@ -455,6 +455,23 @@ static int check_filters(struct store *s, const struct store_params *p,
   return CH_OK;
 }
 
+/* Every key begins with its tenant: a key of another tenant under
+   --tenant would only ever answer "nothing", which reads as "nobody holds
+   it" (who-has, explain, grants --entitlement/--principal). */
+static int check_tenant_keys(const struct store *s,
+                             const struct store_params *p, struct ch_err *err) {
+  const char *keys[] = {p->what, p->entitlement, p->principal};
+  size_t n = p->tenant ? strlen(p->tenant) : 0;
+
+  for (size_t i = 0; n && i < sizeof(keys) / sizeof(keys[0]); i++)
+    if (keys[i] && (strncmp(keys[i], p->tenant, n) != 0 || keys[i][n] != '/'))
+      return ch_err_set(err, CH_E_NOTFOUND,
+                        "'%s' is not in tenant '%s' of '%s' (a key begins "
+                        "with its tenant)",
+                        keys[i], p->tenant, s->path);
+  return CH_OK;
+}
+
 int store_select(struct store *s, const struct store_params *p,
                  struct ch_err *err) {
   int64_t latest, run;
@@ -483,7 +500,7 @@ int store_select(struct store *s, const struct store_params *p,
   if (p->from && count_of(s, "SELECT count(*) FROM runs WHERE id = :from") != 1)
     return ch_err_set(err, CH_E_NOTFOUND, "no run %" PRId64 " in '%s'", p->from,
                       s->path);
-  if ((rc = check_filters(s, p, err)))
+  if ((rc = check_filters(s, p, err)) || (rc = check_tenant_keys(s, p, err)))
     return rc;
   rc = run_sql(s, sel_sql, err);
   if (!rc && (db_analyze(s->db, "sel") || db_analyze(s->db, "sel_a")))

@@ -781,6 +781,31 @@ class StoreTest(lib.TempDirTest):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("store: none", r.err)
 
+    def test_a_key_of_another_tenant_is_an_error(self):
+        """Under --tenant, a key of another tenant would only ever answer
+        "nobody holds it": an error, as for a tenant never synced."""
+        tenants = {}
+        for t, role in (("a", True), ("b", False)):
+            path = self.path("%s.json" % t)
+            doc = {"flatfile": 1, "users": [{"id": "u1", "name": "User %s" % t,
+                                             "email": "u1@%s.example" % t}]}
+            if role:
+                doc["roles"] = [{"id": "admin", "name": "Admin", "assigned_users": ["u1"]}]
+            with open(path, "w") as f:
+                json.dump(doc, f)
+            tenants[t] = {"hr": {"plugin": "flatfile", "options": {"path": path}}}
+        cfg = lib.write_config(self.path("two.yaml"), tenants, plugin_dir=lib.PLUGINS,
+                               extra=self.store_line())
+        self.sync(cfg)
+        held = self.read("who-has", "a/hr/role/admin", "--tenant", "a")["holders"]
+        self.assertEqual([h["principal"] for h in held], ["a/hr/user/u1"])
+        for cmd in (["who-has", "a/hr/role/admin"], ["explain", "a/hr/user/u1", "a/hr/role/admin"],
+                    ["grants", "--entitlement", "a/hr/role/admin#assigned"],
+                    ["grants", "--principal", "a/hr/user/u1"]):
+            r = self.read(*cmd, "--tenant", "b", rc=1, fmt=None)
+            self.assertIn("is not in tenant 'b'", r.err, cmd)
+            self.assertEqual(r.out, "", cmd)
+
     def test_csv_is_rfc4180_with_formula_guard(self):
         fake = self.start_fake()
         self.sync(self.config(fake))
