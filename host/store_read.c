@@ -176,15 +176,18 @@ static const struct query {
   {"stats_types",
     "SELECT tenant, instance, type, count(*) AS resources FROM res_b"
     " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"},
+  /* Every entitlement of the run, held or not: an auditor listing what
+     can be granted must see the slugs nobody holds (with 0 grants). */
   {"stats_entitlements",
     "SELECT i.tenant AS tenant, i.name AS instance, n.type AS"
-    " resource_type, e.slug AS slug, count(DISTINCT g.ent_id) AS"
-    " entitlements, sum(g.direct) AS direct_grants, sum(1 - g.direct) AS"
-    " derived_grants FROM sel s JOIN grants g ON g.inst_id = s.inst_id"
-    " AND " VIS("g", "s")
-    " JOIN entitlements e ON e.id = g.ent_id JOIN nodes n ON n.id ="
-    " e.node_id JOIN instances i ON i.id = s.inst_id GROUP BY 1, 2, 3, 4"
-    " ORDER BY 1, 2, 3, 4"},
+    " resource_type, e.slug AS slug, count(DISTINCT er.ent_id) AS"
+    " entitlements, COALESCE(sum(g.direct), 0) AS direct_grants,"
+    " COALESCE(sum(1 - g.direct), 0) AS derived_grants FROM sel s JOIN"
+    " ent_ranges er ON er.inst_id = s.inst_id AND " VIS("er", "s")
+    " JOIN entitlements e ON e.id = er.ent_id JOIN nodes n ON n.id ="
+    " e.node_id JOIN instances i ON i.id = s.inst_id LEFT JOIN grants g ON"
+    " g.ent_id = er.ent_id AND g.inst_id = s.inst_id AND " VIS("g", "s")
+    " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"},
   {"stats_top",
     "SELECT e.key AS entitlement, (SELECT r.display_name FROM resources r"
     " JOIN sel s ON s.inst_id = r.inst_id WHERE r.node_id = e.node_id AND" " "

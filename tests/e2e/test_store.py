@@ -360,6 +360,13 @@ class StoreTest(lib.TempDirTest):
             d = sum(1 for (e, _), v in model.grants.items() if e.split("/")[1] == inst and v)
             n = sum(1 for (e, _), v in model.grants.items() if e.split("/")[1] == inst and not v)
             self.assertEqual(tot[inst], (d, n), inst)
+        # the per-slug section covers every entitlement, held or not
+        for inst in st["instances"]:
+            rows = [x for x in st["entitlements"] if x["instance"] == inst["instance"]]
+            self.assertEqual(sum(x["entitlements"] for x in rows), inst["entitlements"], inst)
+            self.assertEqual((sum(x["direct_grants"] for x in rows),
+                              sum(x["derived_grants"] for x in rows)),
+                             tot[inst["instance"]], inst)
         top = st["top_entitlements"][0]
         self.assertEqual(top["holders"], max(len(model.holders(e)) for e in ents))
 
