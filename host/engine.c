@@ -26,6 +26,7 @@
 #endif
 
 #include "engine.h"
+#include "hmap.h"
 #include "log.h"
 #include "stop.h"
 #include "util.h"
@@ -83,6 +84,9 @@ struct engine {
      most of its sync after every listing is done. */
   atomic_ullong chains, chains_done;
   int finished; /* progress thread exit flag */
+  /* (instance, type, id) of every resource met, under `lock` (keys are
+     malloc'd here): see first_sight(). */
+  struct hmap seen;
 };
 
 /* The class of the action the calling worker runs (for the wait hooks). */
@@ -362,6 +366,43 @@ static int sink_expect(struct ch_sink *s, uint64_t total) {
   return 0;
 }
 
+/* Whether the run meets this instance's resource for the first time. One
+   listed again (a page that shifted, a server paging in circles) is
+   merged by the graph, but neither counts again nor schedules its child
+   listings and grants again: a listing that cycles would otherwise fetch
+   every grants chain once per lap. Out of memory, it counts as new (a
+   second fetch costs requests, not data). */
+static int first_sight(struct engine *e, const struct instance *in,
+                       const struct ch_resource *r) {
+  size_t nt = strlen(r->type) + 1, ni = strlen(r->id);
+  size_t len = sizeof(in) + nt + ni;
+  char *key = malloc(len);
+  int first = 1;
+
+  if (!key)
+    return 1;
+  memcpy(key, &in, sizeof(in));
+  memcpy(key + sizeof(in), r->type, nt);
+  memcpy(key + sizeof(in) + nt, r->id, ni);
+  pthread_mutex_lock(&e->lock);
+  if (hmap_get(&e->seen, key, len))
+    first = 0;
+  else if (hmap_put(&e->seen, key, len, key) == 0)
+    key = NULL; /* the map owns it */
+  pthread_mutex_unlock(&e->lock);
+  free(key);
+  return first;
+}
+
+static void seen_free(struct engine *e) {
+  size_t pos = 0;
+  void *key;
+
+  while (hmap_next(&e->seen, &pos, NULL, NULL, &key))
+    free(key);
+  hmap_release(&e->seen);
+}
+
 static int sink_resource(struct ch_sink *s, const struct ch_resource *r) {
   struct sink_ctx *sc = (struct sink_ctx *)s;
   struct instance *in = sc->act->inst;
@@ -374,11 +415,13 @@ static int sink_resource(struct ch_sink *s, const struct ch_resource *r) {
     sc->stop = 1;
     return 1;
   }
-  in->resources++;
-  sc->eng->resources++;
   page_fp(sc, r->type, r->id, NULL);
   count_emitted(sc);
-  schedule_children(sc->eng, in, r);
+  if (first_sight(sc->eng, in, r)) {
+    in->resources++;
+    sc->eng->resources++;
+    schedule_children(sc->eng, in, r);
+  }
   return 0;
 }
 
@@ -731,6 +774,7 @@ out:
     rc = CH_E_NOMEM;
   if (rc == CH_OK && stop_requested())
     rc = CH_E_STOPPED;
+  seen_free(&e);
   free(threads);
   pthread_cond_destroy(&e.cond);
   pthread_mutex_destroy(&e.lock);

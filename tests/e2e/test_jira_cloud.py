@@ -440,6 +440,20 @@ class JiraTest(JiraHelpers, lib.TempDirTest):
         self.assertEqual(g.ids("user", "good"), {u["accountId"] for u in good.truth["jira"]["users"]})
         self.assertEqual(g.ids("user", INST), set())
 
+    def test_cycling_listing_fetches_each_group_once(self):
+        """A group listing that pages in circles (never isLast, wrapping
+        around) meets the same groups again on every lap: their members
+        are fetched once, not once per lap, and each counts once."""
+        fake = self.start_fake("tiny", ["--fault", "endless:/group/bulk$"])
+        groups = len(fake.truth["jira"]["groups"])
+        r, _ = self.sync(self.config(fake), fake, args=["--max-pages", "60"], timeout=120)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("more than 60 pages", r.err)
+        firsts = [q for q in fake.requests() if q["path"].endswith("/group/member")
+                  and "startAt=0&" in q.get("query", "") + "&"]
+        self.assertEqual(len({q["query"] for q in firsts}), groups)
+        self.assertEqual(len(firsts), groups, "a group's members fetched again per lap")
+
     def test_429_bursts_recovered(self):
         # The limiter announces itself only when it refuses, so the first
         # wave (8 group/member and 9 role requests, sent unpaced) must meet
