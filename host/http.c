@@ -592,6 +592,14 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
   may_repeat = !(req->flags & CH_HTTP_NO_RETRY);
   reading = http_method_idempotent(req->method);
   safe = reading || (req->flags & CH_HTTP_RETRY_SAFE);
+  /* libcurl sends a request again, unasked, when a reused connection dies
+     before any answer: the server may have acted on the first (a second
+     create, a second issue). A write that must not be repeated gets a
+     connection of its own. */
+  if (!safe && curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK) {
+    result = call_fail(&k, CH_E_NOMEM, "cannot set up the request");
+    goto out;
+  }
   for (attempt = 1;; attempt++) {
     int final = attempt >= http_conf()->max_attempts || !may_repeat;
     long status = 0, wait;

@@ -173,6 +173,18 @@ class TicketTest(JiraHelpers, lib.TempDirTest):
         self.assertEqual(self.writes_since(mark), [])
 
     # ---- get -------------------------------------------------------------
+    def test_a_lost_create_is_not_sent_again(self):
+        """The server reads the create and closes without answering (it may
+        have made the issue): connhost must not POST it again, not even
+        through libcurl's silent resend on a reused connection."""
+        self.fake = self.start_fake("tiny", ["--fault", "drop,count=1,method=POST:/rest/api/3/issue$"],
+                                    name="dropping")
+        r = self.action("create_ticket", "summary=hello", rc=1)
+        self.assertNotIn("done:", r.out, r)
+        posts = [q for q in self.fake.requests()
+                 if q["method"] == "POST" and q["path"] == "/rest/api/3/issue"]
+        self.assertEqual(len(posts), 1, posts)
+
     def test_get_after_create(self):
         key = self.create("summary=Remove Bob's admin access")
         r = self.action("get_ticket", "ticket=" + key)
