@@ -609,6 +609,12 @@ class RoughEdges(HostTest):
         self.assertEqual(r.rc, 2, r)
         self.assertIn(self.path("no", "such", "dir"), r.err)
         self.assertEqual(fake.requests(), [], "requests were sent first")
+        # so is an output that is a directory
+        os.makedirs(self.path("adir"))
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("adir")], env=jira_env(fake))
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("is a directory", r.err)
+        self.assertEqual(fake.requests(), [], "requests were sent first")
 
     def test_json_logs_of_a_failed_write_are_json(self):
         fake = self.fake()
