@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,39 +96,46 @@ static void on_signal(int sig) {
   alarm(STOP_GRACE_S);
 }
 
+/* "connhost: plugin jira_cloud <what> in list(user) for acme/jira", for
+   the operation this thread runs (async-signal-safe). */
+static void say_in_plugin(const char *what1, const char *what2,
+                          const char *what3) {
+  const char *colon = strchr(cur_label, ':');
+  char plugin[64];
+  size_t n = 0;
+  char line[512];
+  ssize_t w;
+
+  while (cur_label[n] && cur_label + n != colon && n + 1 < sizeof(plugin)) {
+    plugin[n] = cur_label[n];
+    n++;
+  }
+  plugin[n] = '\0';
+  n = 0;
+  put(line, &n, sizeof(line), "connhost: plugin ");
+  put(line, &n, sizeof(line), plugin);
+  put(line, &n, sizeof(line), what1);
+  put(line, &n, sizeof(line), what2);
+  put(line, &n, sizeof(line), what3);
+  put(line, &n, sizeof(line), " in ");
+  put(line, &n, sizeof(line), cur_op);
+  put(line, &n, sizeof(line), "(");
+  put(line, &n, sizeof(line), cur_arg);
+  put(line, &n, sizeof(line), ")");
+  if (colon) {
+    put(line, &n, sizeof(line), " for ");
+    put(line, &n, sizeof(line), colon + 1);
+  }
+  line[n++] = '\n';
+  w = write(STDERR_FILENO, line, n);
+  (void)w;
+}
+
 /* "connhost: plugin jira_cloud crashed (SIGSEGV) in list(user) for
    acme/jira", then die of the same signal (the default action). */
 static void on_fatal(int sig) {
-  if (cur_label) {
-    const char *colon = strchr(cur_label, ':');
-    char plugin[64];
-    size_t n = 0;
-    char line[512];
-    ssize_t w;
-
-    while (cur_label[n] && cur_label + n != colon && n + 1 < sizeof(plugin)) {
-      plugin[n] = cur_label[n];
-      n++;
-    }
-    plugin[n] = '\0';
-    n = 0;
-    put(line, &n, sizeof(line), "connhost: plugin ");
-    put(line, &n, sizeof(line), plugin);
-    put(line, &n, sizeof(line), " crashed (");
-    put(line, &n, sizeof(line), sig_name(sig));
-    put(line, &n, sizeof(line), ") in ");
-    put(line, &n, sizeof(line), cur_op);
-    put(line, &n, sizeof(line), "(");
-    put(line, &n, sizeof(line), cur_arg);
-    put(line, &n, sizeof(line), ")");
-    if (colon) {
-      put(line, &n, sizeof(line), " for ");
-      put(line, &n, sizeof(line), colon + 1);
-    }
-    line[n++] = '\n';
-    w = write(STDERR_FILENO, line, n);
-    (void)w;
-  }
+  if (cur_label)
+    say_in_plugin(" crashed (", sig_name(sig), ")");
   signal(sig, SIG_DFL);
   raise(sig);
 }
@@ -150,11 +158,25 @@ static void wide_guards(void) {
   pthread_attr_destroy(&a);
 }
 
+/* A plugin that calls exit() in-process would end connhost with the
+   plugin's status (0: cron and systemd would see a good run) and no word.
+   Nothing is written then, so say so and fail. */
+static void on_exit_in_plugin(void) {
+  if (!cur_label)
+    return;
+  say_in_plugin(" called exit()", "", "");
+  say("connhost: stopping: no graph written; the previous output is left as "
+      "it was",
+      "", "");
+  _exit(1);
+}
+
 void stop_install_handlers(void) {
   wide_guards();
   static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
   struct sigaction sa = {0};
 
+  atexit(on_exit_in_plugin);
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);

@@ -111,6 +111,26 @@ class Hostile(lib.TempDirTest):
                 self.assertEqual(report[("acme", "good")]["status"], "ok")
                 self.assertEqual(report[("globex", "good")]["status"], "ok")
 
+    def test_a_plugin_calling_exit_is_no_success(self):
+        """In-process, a plugin's exit(0) would end connhost with status 0
+        and no word: cron and systemd would see a good run that wrote
+        nothing. It is a failure that names the plugin; in a child process
+        it fails that instance only."""
+        out = self.path("graph.json")
+        with open(out, "w") as f:
+            f.write('{"previous": true}\n')
+        cfg = hostile_config(self.path("n.yaml"), "exit", default="none")
+        r = self.sync(cfg)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("plugin t_crash called exit() in list(user) for acme/jira", r.err)
+        self.assertIn("no graph written", r.err)
+        with open(out) as f:
+            self.assertEqual(f.read(), '{"previous": true}\n')
+        r = self.sync(hostile_config(self.path("p.yaml"), "exit"))
+        self.assertEqual(r.rc, 3, r)
+        self.assertIn("acme/jira (t_crash): FAILED", r.out)
+        self.assert_others_synced(lib.load_json(out))
+
     def test_plugin_threads_have_a_wide_stack_guard(self):
         # the overflow mode's 16 KiB frames would jump glibc's one-page
         # guard into the next thread's stack; every thread that runs plugin

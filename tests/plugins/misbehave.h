@@ -12,6 +12,7 @@ enum tm_how {
   TM_OVERFLOW, /* recurse until the stack runs out (SIGSEGV) */
   TM_HANG,     /* sleep for ever, ignoring the host's stop flag */
   TM_SCRIBBLE, /* write junk into every pipe past stderr, then return */
+  TM_EXIT,     /* exit(0), as if the run were over */
   TM_GUARD     /* not a misbehaviour: t_crash reports its stack guard */
 };
 

@@ -25,13 +25,14 @@
 #include "misbehave.h"
 
 static const struct tm_mode tk_modes[] = {
-    {"segv", TM_SEGV},  {"abort", TM_ABORT},       {"overflow", TM_OVERFLOW},
-    {"block", TM_HANG}, {"scribble", TM_SCRIBBLE}, {"guard", TM_GUARD},
-    {NULL, TM_HANG}};
+    {"segv", TM_SEGV},         {"abort", TM_ABORT},
+    {"overflow", TM_OVERFLOW}, {"block", TM_HANG},
+    {"scribble", TM_SCRIBBLE}, {"guard", TM_GUARD},
+    {"exit", TM_EXIT},         {NULL, TM_HANG}};
 
 static const struct ch_option tk_options[] = {
     {"mode", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
-     "segv, abort, overflow or block (see t_crash.c)"},
+     "segv, abort, overflow, block, scribble, guard or exit (see t_crash.c)"},
     {NULL, 0, 0, NULL, NULL}};
 
 static int tk_open(const struct ch_host *host, struct ch_hctx *hc,
