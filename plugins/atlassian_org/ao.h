@@ -53,7 +53,8 @@ struct ao_inst {
   int ws_built;
   char **ws_ids;
   size_t nws;
-  int ws_unknown_told; /* a role on an unlisted workspace was warned of */
+  int ws_unknown_told;     /* a role on an unlisted workspace was warned of */
+  int groups_missing_told; /* a searched user without groups was warned of */
 };
 
 /* Start `b` with "<api_base>/<vN>/orgs/<org_id>" (org id encoded). */

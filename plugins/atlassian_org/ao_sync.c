@@ -32,25 +32,40 @@ static void ao_page_end(struct ao_page *pg) {
   json_object_put(pg->tok);
 }
 
+/* Empty pages in a row that end a list although they link a next one. */
+#define AO_EMPTY_PAGES_END 2
+
 /* Hand the host the token for the page after `pg`, if there is one. */
 static int ao_page_next(struct ao_inst *ai, struct ao_page *pg,
                         struct ch_sink *sink, const char *what,
                         struct ch_err *err) {
   struct pj_val data = pj_get_arr(pj_doc_root(pg->body), "data");
+  long long empties = pj_int(pg->tok, "e", 0);
   json_object *tok = NULL;
   char *next = NULL;
   int rc;
 
-  /* An empty page ends the list even when it links a next one: some
-     servers page past the end with empty pages and fresh cursors, which
-     no repeat check catches. */
-  if (!pj_val_len(data))
+  /* Some servers page past the end with empty pages and fresh cursors,
+     which no repeat check catches, so empty pages in a row end the list.
+     One alone does not: a list that goes on after it would lose the rest
+     without a word. */
+  if (pj_val_len(data)) {
+    if (empties)
+      ai->host->log(ai->hc, CH_LOG_WARN,
+                    "%s: an empty page was followed by one with data: read "
+                    "on past it",
+                    what);
+    empties = 0;
+  } else if (++empties >= AO_EMPTY_PAGES_END) {
     return CH_OK;
+  }
   rc = ao_next_cursor(ai, pj_doc_root(pg->body), pg->cur, what, &next, err);
   if (rc || !next)
     return rc;
   tok = json_object_new_object();
-  if (!tok || json_object_object_add(tok, "c", json_object_new_string(next))) {
+  if (!tok || json_object_object_add(tok, "c", json_object_new_string(next)) ||
+      (empties &&
+       json_object_object_add(tok, "e", json_object_new_int64(empties)))) {
     rc = pj_nomem(err);
     goto out;
   }
@@ -166,7 +181,6 @@ static int ao_emit_user(struct ao_inst *ai, struct pj_val u,
   size_t n;
   int rc = CH_OK;
 
-  (void)ai;
   if (!id || !*id) /* nothing to key it by: skip, the host cannot use it */
     return CH_OK;
   if (ao_copy_keys(prof, u, ao_user_profile_keys))
@@ -203,7 +217,18 @@ static int ao_emit_user(struct ao_inst *ai, struct pj_val u,
     goto out;
   }
   /* Memberships come with the user (expand=groups): one request per
-     100 users instead of one per group page. */
+     100 users instead of one per group page. A user without the array
+     the expand asked for would lose them all unseen: say so once. */
+  if (pj_val_type(groups) != PJ_ARR &&
+      !__atomic_exchange_n(&ai->groups_missing_told, 1, __ATOMIC_RELAXED))
+    ai->host->log(ai->hc, CH_LOG_WARN,
+                  "users search: user %s has no groups array although "
+                  "expand [\"groups\"] asked for it: its memberships are "
+                  "unknown (further such users at debug level)",
+                  id);
+  else if (pj_val_type(groups) != PJ_ARR)
+    ai->host->log(ai->hc, CH_LOG_DEBUG, "users search: user %s has no groups",
+                  id);
   for (struct pj_val gv = pj_val_first(groups); gv.i >= 0;
        gv = pj_val_next(gv)) {
     /* The ARI form here, the bare id in the group listing. */

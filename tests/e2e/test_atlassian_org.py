@@ -769,6 +769,45 @@ class Errors(OrgTest):
             extra += ["--fault", s]
         self.fake = self.start_fake("tiny", extra, sub="f%d" % len(os.listdir(self.tmp)))
 
+    def test_one_empty_page_in_the_middle_loses_nothing(self):
+        """A users/search page that comes back empty but links the next
+        one, in the middle of the list: the rest is read, not dropped
+        without a word (two empty pages in a row still end a list)."""
+        seen = {"pages": 0}
+
+        def hiccup(path, body, status, out):
+            if not path.endswith("/users/search") or status != 200:
+                return out
+            seen["pages"] += 1
+            doc = json.loads(out)
+            if seen["pages"] != 2 or not doc["links"].get("next"):
+                return out
+            seen["emptied"] = {u["accountId"] for u in doc["data"]}
+            doc["data"] = []
+            return json.dumps(doc).encode()
+        g, r = self.sync(self.config(scim=False, page_size=2, api_base=self.proxy(hiccup)))
+        self.assertEqual(len(seen.get("emptied", ())), 2, seen)
+        # every user but the two the proxy blanked, those after them too
+        want = set(Expected(self.fake.truth).accounts) - seen["emptied"]
+        self.assertEqual(set(self.by_type(g, "user")), want)
+        self.assertIn("an empty page was followed by one with data", r.err)
+
+    def test_a_user_without_its_groups_is_told(self):
+        """expand ["groups"] asked for every user's groups: one answer
+        without the array loses that user's memberships, which is said."""
+        def forgetful(path, body, status, out):
+            if not path.endswith("/users/search") or status != 200:
+                return out
+            doc = json.loads(out)
+            for u in doc["data"]:
+                if u.get("groups"):
+                    u.pop("groups")
+                    break
+            return json.dumps(doc).encode()
+        _, r = self.sync(self.config(scim=False, api_base=self.proxy(forgetful)))
+        self.assertIn("has no groups array", r.err)
+        self.assertEqual(r.err.count("has no groups array"), 1, r.err)
+
     def test_later_search_pages_ask_for_groups_again(self):
         """users/search's body cursor only "sets the starting point": a
         server that does not keep the first page's expand in its cursor
