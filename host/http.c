@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,8 @@ struct http_client {
   FILE *dry_out;        /* non-NULL: dry run */
   pthread_mutex_t lock; /* guards stats and next_us */
   struct http_stats stats;
-  int64_t next_us; /* monotonic time the next request may start */
+  int64_t next_us;      /* monotonic time the next request may start */
+  atomic_int cancelled; /* http_client_cancel(): send nothing more */
 };
 
 struct http_client *http_client_new(const char *label) {
@@ -96,6 +98,11 @@ int http_client_setup(struct http_client *c, const struct ch_http_conf *conf,
   return CH_OK;
 }
 
+void http_client_cancel(struct http_client *c) {
+  if (c)
+    atomic_store(&c->cancelled, 1);
+}
+
 void http_client_set_dry_run(struct http_client *c, FILE *out) {
   c->dry_out = out;
 }
@@ -130,7 +137,13 @@ static int client_wait(struct http_client *c, long ms, int paced) {
 
   if (wait_begin)
     wait_begin(wait_arg, paced);
-  stopped = stop_sleep_ms(ms);
+  /* In slices, so that a cancel (the instance failed) ends a long
+     Retry-After wait as a stop does. */
+  do {
+    long slice = ms < 200 ? ms : 200;
+    stopped = stop_sleep_ms(slice) || atomic_load(&c->cancelled);
+    ms -= slice;
+  } while (ms > 0 && !stopped);
   if (wait_end)
     wait_end(wait_arg);
   spent = util_mono_us() - t0;
@@ -607,6 +620,10 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
 
     if (stop_requested() || client_pace(c) || call_pace(c, budget)) {
       result = call_fail(&k, CH_E_STOPPED, "stopped");
+      goto out;
+    }
+    if (atomic_load(&c->cancelled)) {
+      result = call_fail(&k, CH_E_STOPPED, "not sent: the instance failed");
       goto out;
     }
     http_xfer_reset(&x);

@@ -50,6 +50,9 @@ void http_client_free(struct http_client *c);
 int http_client_setup(struct http_client *c, const struct ch_http_conf *conf,
                       struct ch_err *err);
 /* Dry run: print requests to `out` (redacted) instead of sending them. */
+/* Send nothing more through `c`: requests waiting for a retry or a send
+   slot end with CH_E_STOPPED (the instance failed; its work is void). */
+void http_client_cancel(struct http_client *c);
 void http_client_set_dry_run(struct http_client *c, FILE *out);
 int http_client_dry_run(const struct http_client *c);
 void http_client_stats(struct http_client *c, struct http_stats *out);

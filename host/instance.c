@@ -450,6 +450,8 @@ static void record_error(struct instance *in, const char *clean) {
     in->failed = 1;
   }
   pthread_mutex_unlock(&in->lock);
+  /* Its other requests would only be thrown away: stop their retries. */
+  http_client_cancel(in->hctx.http);
 }
 
 void instance_fail(struct instance *in, const char *fmt, ...) {

@@ -440,6 +440,21 @@ class JiraTest(JiraHelpers, lib.TempDirTest):
         self.assertEqual(g.ids("user", "good"), {u["accountId"] for u in good.truth["jira"]["users"]})
         self.assertEqual(g.ids("user", INST), set())
 
+    def test_a_failed_instance_retries_nothing(self):
+        """Once an instance has failed, its requests still waiting for a
+        retry (a Retry-After of 30 s) are dropped, not sent again for
+        minutes against a server that throttles."""
+        fake = self.start_fake("tiny", ["--fault", "403,nth=1:/group/member$",
+                                        "--fault", "429,after=1,retry_after=30:/group/member$"])
+        t0 = time.monotonic()
+        r, _ = self.sync(self.config(fake), fake, timeout=120)
+        took = time.monotonic() - t0
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("403", r.err)
+        asked = [q["query"] for q in fake.requests() if q["path"].endswith("/group/member")]
+        self.assertEqual(len(asked), len(set(asked)), "a request was retried after the failure")
+        self.assertLess(took, 30, "the run waited out a Retry-After of a failed instance")
+
     def test_cycling_listing_fetches_each_group_once(self):
         """A group listing that pages in circles (never isLast, wrapping
         around) meets the same groups again on every lap: their members
