@@ -641,7 +641,7 @@ static int rec_identity_emails(struct rec *r, struct ch_err *err) {
 /* Keep the newest `keep` runs, and every row one of them still needs. */
 static int prune(struct rec *r, long keep, struct ch_err *err) {
   struct db_stmt *st = NULL;
-  int64_t oldest, need;
+  int64_t oldest;
   int rc;
 
   /* Run ids can have gaps (a PostgreSQL sequence does not roll back with
@@ -666,18 +666,20 @@ static int prune(struct rec *r, long keep, struct ch_err *err) {
     rc = rec_step(r, st, "pruning old runs", err);
     db_finalize(st);
   }
-  need = rec_scalar(r->s,
-                    "SELECT COALESCE(MIN(data_run), ?) FROM run_instances"
-                    " WHERE data_run IS NOT NULL",
-                    r->run);
+  /* Each instance's rows are needed back to the oldest data run a kept
+     run reads for it (a failed one answers from older data than the
+     others); an instance no kept run reads needs none of its closed rows. */
   for (int t = 0; !rc && t < 3; t++) {
-    static const char *const del[] = {
-        "DELETE FROM grants WHERE last_run < ?",
-        "DELETE FROM ent_ranges WHERE last_run < ?",
-        "DELETE FROM resources WHERE last_run < ?"};
+#define PRUNE(table)                                                           \
+  "DELETE FROM " table " WHERE last_run IS NOT NULL AND last_run < COALESCE("  \
+  "(SELECT MIN(ri.data_run) FROM run_instances ri WHERE ri.inst_id = " table   \
+  ".inst_id AND ri.data_run IS NOT NULL), ?)"
+    static const char *const del[] = {PRUNE("grants"), PRUNE("ent_ranges"),
+                                      PRUNE("resources")};
+#undef PRUNE
     if ((rc = store_prep(r->s, del[t], &st, err)))
       break;
-    db_bind_int64(st, 1, need);
+    db_bind_int64(st, 1, r->run + 1);
     rc = rec_step(r, st, "pruning old rows", err);
     db_finalize(st);
   }

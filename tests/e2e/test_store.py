@@ -788,6 +788,33 @@ class StoreTest(lib.TempDirTest):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("store: none", r.err)
 
+    def test_keep_runs_prunes_per_instance(self):
+        """keep_runs drops each instance's rows that no kept run reads for
+        that instance, even while another instance answers from older data
+        (a failed one's last good run)."""
+        def write(path, users):
+            with open(path, "w") as f:
+                json.dump({"flatfile": 1, "users": [{"id": u, "name": u} for u in users]}, f)
+        a, b = self.path("a.json"), self.path("b.json")
+        write(a, ["u1", "u2"])
+        write(b, ["v1"])
+        insts = {"a": {"plugin": "flatfile", "options": {"path": a}},
+                 "b": {"plugin": "flatfile", "options": {"path": b}}}
+        cfg = lib.write_config(self.path("k.yaml"), {"t": insts}, plugin_dir=lib.PLUGINS,
+                               extra=self.store_line() + "keep_runs: 2\n")
+        self.sync(cfg)
+        self.sync(cfg)
+        write(a, ["u1"])             # u2 is gone from run 3 on
+        os.unlink(b)                 # and b fails: it answers from run 2
+        for _ in range(2):
+            self.sync(cfg, rc=3)
+        self.assertEqual(sorted({x["run"] for x in self.read("runs")["runs"]}), [3, 4])
+        closed = self.scalar("SELECT count(*) FROM resources r JOIN nodes n ON n.id = r.node_id"
+                             " WHERE n.key = 't/a/user/u2'")
+        self.assertEqual(closed, 0, "a row only pruned runs read is kept")
+        keys = {x["key"] for x in self.read("resources", "--run", "4")["resources"]}
+        self.assertEqual(keys, {"t/a/user/u1", "t/b/user/v1"})
+
     def test_a_key_of_another_tenant_is_an_error(self):
         """Under --tenant, a key of another tenant would only ever answer
         "nobody holds it": an error, as for a tenant never synced."""
