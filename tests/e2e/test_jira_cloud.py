@@ -348,8 +348,8 @@ class JiraTest(JiraHelpers, lib.TempDirTest):
             while not any(q["path"].endswith("/group/bulk") for q in fake.requests()):
                 self.assertLess(time.monotonic(), deadline, "no group listing")
                 time.sleep(0.05)
-            url = "%s/admin/v2/orgs/%s/directories/-/groups/%s" % (
-                fake.base, fake.creds["org_id"], victim["id"])
+            url = "%s/admin/v2/orgs/%s/directories/%s/groups/%s" % (
+                fake.base, fake.creds["org_id"], fake.truth["org"]["directory_id"], victim["id"])
             req = urllib.request.Request(url, method="DELETE", headers={
                 "Authorization": "Bearer " + fake.creds["org_api_key"]})
             with urllib.request.urlopen(req, timeout=10) as resp:
