@@ -65,6 +65,36 @@ static char *description(const struct ticket_change *ch, const char *at) {
   return n < 0 ? NULL : text;
 }
 
+static int same_text(const char *a, const char *b) {
+  return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* The key of an open ticket of the store for the same change, malloc'd, or
+   NULL: asking twice (a retried script) must not open a second one. A
+   store that cannot be read has none to tell of. */
+static char *open_ticket_for(const char *store, const struct ticket_change *ch,
+                             const char *instance) {
+  struct store *s = NULL;
+  struct store_ticket *t = NULL;
+  struct ch_err err = {0};
+  size_t n = 0;
+  char *key = NULL;
+
+  if (!store || store_open(store, 0, &s, &err) != CH_OK ||
+      store_tickets(s, TICKETS_OPEN, ch->tenant, &t, &n, &err) != CH_OK)
+    n = 0;
+  for (size_t i = 0; i < n && !key; i++)
+    if (strcmp(t[i].ticket_instance, instance) == 0 &&
+        strcmp(t[i].change_kind, ch->kind) == 0 &&
+        strcmp(t[i].change_instance, ch->instance) == 0 &&
+        same_text(t[i].entitlement, ch->entitlement) &&
+        strcmp(t[i].principal, ch->principal) == 0)
+      key = strdup(t[i].ticket_key);
+  store_tickets_free(t, n);
+  store_close(s);
+  return key;
+}
+
 int tickets_open(struct instance *tin, const struct config_tickets *tc,
                  const char *store, const struct ticket_change *ch) {
   struct ch_result res = {0};
@@ -77,6 +107,17 @@ int tickets_open(struct instance *tin, const struct config_tickets *tc,
 
   iso_now(at, sizeof(at));
   change_text(ch->kind, ch->entitlement, ch->principal, what, sizeof(what));
+  {
+    char *open = open_ticket_for(store, ch, tc->instance);
+    if (open) {
+      printf("already: ticket for %s [%s] is open in %s/%s; no second one "
+             "%s\n",
+             what, open, ch->tenant, tc->instance,
+             dry ? "would be opened (dry run)" : "was opened");
+      free(open);
+      return EXIT_OK;
+    }
+  }
   /* Jira caps a summary at 255 characters; the description has it all. */
   snprintf(summary, sizeof(summary), "connhost: %.240s", what);
   if (!(desc = description(ch, at))) {

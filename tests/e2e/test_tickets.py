@@ -413,6 +413,25 @@ class ManualWorkTest(JiraHelpers, lib.TempDirTest):
         self.assertNotIn("/rest/api/3/issue/" + key,
                          {r["path"] for r in self.fake.requests()[mark:]})
 
+    def test_asking_twice_opens_one_ticket(self):
+        """A retried script asks for the same deprovisioning again: the open
+        ticket is named, not a second one opened; once it is done, a new
+        request opens a new one."""
+        who = rkey("user", self.person())
+        self.sync_run()
+        key = self.key_of(self.run_ok("deprovision", "--principal", who).out)
+        mark = settled_count(self.fake)
+        for dry in ([], ["--dry-run"]):
+            r = self.run_ok("deprovision", "--principal", who, *dry)
+            self.assertIn("\nalready: ticket for deprovision %s [%s] is open" % (who, key), r.out)
+        self.assertFalse([q for q in self.fake.requests()[mark:]
+                          if q["method"] == "POST" and q["path"] == "/rest/api/3/issue"])
+        self.assertEqual([t["ticket"] for t in self.tickets()], [key])
+        self.done(key)
+        self.run_ok("tickets", "refresh")
+        again = self.key_of(self.run_ok("deprovision", "--principal", who).out)
+        self.assertNotEqual(again, key)
+
     def test_serve_runs_confirm_too(self):
         """serve's runs go through the same sync_run: its first scheduled
         run confirms the ticket."""
