@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +35,30 @@ struct section {
   const char *brief; /* the columns a table shows (NULL: all) */
 };
 
+/* The long options' getopt values. --db, --tenant and --format (and -c,
+   -q, -h) apply to every command; the others only to the commands whose
+   `opts` name them: any other use is a usage error. */
+enum {
+  RO_DB = 300,
+  RO_RUN,
+  RO_TENANT,
+  RO_FORMAT,
+  RO_TYPE,
+  RO_SEARCH,
+  RO_ENT,
+  RO_PRINCIPAL,
+  RO_FROM,
+  RO_TO,
+  RO_EXIT_CODE
+};
+#define O(x) (1u << ((x)-RO_DB))
+
 struct read_cmd {
   const char *name;
   int nargs; /* positional arguments after the name */
   const char *args_help;
   int csv_default; /* CSV unless --format says otherwise */
+  unsigned opts;   /* O(RO_...) of the options it takes beyond the common */
   struct section sections[6];
 };
 
@@ -48,14 +68,17 @@ struct read_cmd {
 static const struct read_cmd commands[] = {
     {.name = "runs", .sections = {S("runs", "runs", NULL)}},
     {.name = "resources",
+     .opts = O(RO_RUN) | O(RO_TYPE) | O(RO_SEARCH),
      .args_help = "[--type T] [--search TEXT]",
      .sections = {S("resources", "resources",
                     "key display_name status account_type emails")}},
     {.name = "grants",
+     .opts = O(RO_RUN) | O(RO_ENT) | O(RO_PRINCIPAL),
      .args_help = "[--entitlement KEY] [--principal KEY]",
      .sections = {S("grants", "grants",
                     "entitlement principal principal_name direct via")}},
     {.name = "access",
+     .opts = O(RO_RUN),
      .nargs = 1,
      .args_help = "WHO",
      .sections = {S("accounts", "identity",
@@ -64,16 +87,19 @@ static const struct read_cmd commands[] = {
                     "instance principal_name resource_type resource_name slug "
                     "direct via_names stale")}},
     {.name = "who-has",
+     .opts = O(RO_RUN),
      .nargs = 1,
      .args_help = "WHAT",
      .sections = {S("holders", "who_has",
                     "principal principal_name identity_emails status "
                     "account_type direct via_names stale")}},
     {.name = "explain",
+     .opts = O(RO_RUN),
      .nargs = 2,
      .args_help = "WHO WHAT",
      .sections = {S("paths", "explain", "kind path stale")}},
-    {.name = "diff",
+    {.name = "diff", /* --run is --to here (not both) */
+     .opts = O(RO_RUN) | O(RO_FROM) | O(RO_TO) | O(RO_EXIT_CODE),
      .args_help = "[--from RUN] [--to RUN] [--exit-code]",
      .sections = {S("resources", "diff_resources", NULL),
                   S("direct_grants", "diff_direct",
@@ -83,17 +109,20 @@ static const struct read_cmd commands[] = {
                   S("status_changes", "diff_status", NULL),
                   S("identity_changes", "diff_identities", NULL)}},
     {.name = "stats",
+     .opts = O(RO_RUN),
      .sections = {S("tenants", "stats_tenants", NULL),
                   S("instances", "stats_instances", NULL),
                   S("types", "stats_types", NULL),
                   S("entitlements", "stats_entitlements", NULL),
                   S("top_entitlements", "stats_top", NULL)}},
     {.name = "export",
+     .opts = O(RO_RUN),
      .nargs = 1,
      .args_help = "access-review",
      .csv_default = 1,
      .sections = {S("access_review", "access_review", NULL)}},
     {.name = "report",
+     .opts = O(RO_RUN),
      .sections = {S("inactive_with_grants", "report_inactive", NULL),
                   S("jira_without_org_account", "report_unmanaged", NULL),
                   S("nonhuman_with_grants", "report_nonhuman", NULL)}},
@@ -559,22 +588,11 @@ static const char read_usage[] =
     "\n"
     "--db PATH reads that store; without it the store of the config (-c, "
     "else\n"
-    "./connhost.yaml). --run picks a run (default: the latest). The format\n"
-    "is table on a terminal, else json.\n";
-
-enum {
-  RO_DB = 300,
-  RO_RUN,
-  RO_TENANT,
-  RO_FORMAT,
-  RO_TYPE,
-  RO_SEARCH,
-  RO_ENT,
-  RO_PRINCIPAL,
-  RO_FROM,
-  RO_TO,
-  RO_EXIT_CODE
-};
+    "./connhost.yaml). --run picks a run (default: the latest; every "
+    "command\n"
+    "but runs; for diff it is --to). The format is table on a terminal, "
+    "else\n"
+    "json. An option that does not apply to the command is a usage error.\n";
 
 static const struct option read_opts[] = {
     {"db", required_argument, NULL, RO_DB},
@@ -593,10 +611,42 @@ static const struct option read_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
-static int read_usage_error(const char *msg, const char *arg) {
-  fprintf(stderr, "connhost: %s%s%s%s\nTry 'connhost runs --help'.\n", msg,
-          arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+static int read_usage_error(const char *fmt, ...) CH_PRINTF(1, 2);
+static int read_usage_error(const char *fmt, ...) {
+  va_list ap;
+
+  fputs("connhost: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs("\nTry 'connhost runs --help'.\n", stderr);
   return EXIT_USAGE;
+}
+
+/* Every option given (`seen`, O(RO_...) bits) must apply to `cmd`, as in
+   cli.c: none is silently ignored. Returns -1 to go on, or EXIT_USAGE. */
+static int check_applies(const struct read_cmd *cmd, unsigned seen) {
+  const unsigned common = O(RO_DB) | O(RO_TENANT) | O(RO_FORMAT);
+
+  for (const struct option *o = read_opts; o->name; o++) {
+    char list[160];
+    size_t used = 0;
+    if (o->val < RO_DB || !(seen & O(o->val)) ||
+        ((cmd->opts | common) & O(o->val)))
+      continue;
+    list[0] = '\0';
+    for (size_t i = 0; i < NCOMMANDS && used < sizeof(list); i++) {
+      if (commands[i].opts & O(o->val))
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+                                 used ? ", " : "", commands[i].name);
+    }
+    return read_usage_error("--%s does not apply to '%s': it applies to %s",
+                            o->name, cmd->name, list);
+  }
+  if ((seen & O(RO_RUN)) && (seen & O(RO_TO)))
+    return read_usage_error("give --to RUN or --run RUN, not both: for "
+                            "'diff' they are the same");
+  return -1;
 }
 
 static int parse_run(const char *s, int64_t *out) {
@@ -648,6 +698,7 @@ int cmd_read_main(int argc, char **argv) {
   struct ch_err err = {0};
   char *path = NULL;
   int fmt = -1, exit_code = 0, quiet = 0, npos = 0, c, rc = EXIT_FAIL;
+  unsigned seen = 0; /* O(RO_...) of the options given */
   long changed = 0;
   FILE *f = stdout;
   const struct read_page all = {0, -1};
@@ -655,6 +706,8 @@ int cmd_read_main(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":c:qh", read_opts, NULL)) != -1) {
+    if (c >= RO_DB)
+      seen |= O(c);
     switch (c) {
     case RO_DB:
       db = optarg;
@@ -668,7 +721,7 @@ int cmd_read_main(int argc, char **argv) {
       if (parse_run(optarg, c == RO_RUN    ? &p.run
                             : c == RO_FROM ? &p.from
                                            : &p.to))
-        return read_usage_error("a run is a positive number, not", optarg);
+        return read_usage_error("a run is a positive number, not '%s'", optarg);
       break;
     case RO_TENANT:
       p.tenant = optarg;
@@ -681,7 +734,7 @@ int cmd_read_main(int argc, char **argv) {
       else if (strcmp(optarg, "csv") == 0)
         fmt = FMT_CSV;
       else
-        return read_usage_error("--format must be table, json or csv, not",
+        return read_usage_error("--format must be table, json or csv, not '%s'",
                                 optarg);
       break;
     case RO_TYPE:
@@ -706,9 +759,9 @@ int cmd_read_main(int argc, char **argv) {
       fputs(read_usage, stdout);
       return EXIT_OK;
     case ':':
-      return read_usage_error("option needs a value:", argv[optind - 1]);
+      return read_usage_error("option needs a value: '%s'", argv[optind - 1]);
     default:
-      return read_usage_error("unknown option", argv[optind - 1]);
+      return read_usage_error("unknown option '%s'", argv[optind - 1]);
     }
   }
   for (; optind < argc; optind++) {
@@ -717,18 +770,21 @@ int cmd_read_main(int argc, char **argv) {
       continue;
     }
     if (npos == (int)(sizeof(pos) / sizeof(pos[0])) || npos >= cmd->nargs)
-      return read_usage_error("unexpected argument", argv[optind]);
+      return read_usage_error("unexpected argument '%s'", argv[optind]);
     pos[npos++] = argv[optind];
   }
   if (!cmd)
-    return read_usage_error("no command", NULL);
+    return read_usage_error("no command");
+  if ((rc = check_applies(cmd, seen)) >= 0)
+    return rc;
+  rc = EXIT_FAIL;
   if (npos < cmd->nargs) {
     fprintf(stderr, "connhost: usage: connhost %s %s\n", cmd->name,
             cmd->args_help);
     return EXIT_USAGE;
   }
   if (strcmp(cmd->name, "export") == 0 && strcmp(pos[0], "access-review"))
-    return read_usage_error("export knows 'access-review', not", pos[0]);
+    return read_usage_error("export knows 'access-review', not '%s'", pos[0]);
   if (strcmp(cmd->name, "access") == 0)
     p.who = pos[0];
   else if (strcmp(cmd->name, "who-has") == 0)

@@ -840,6 +840,38 @@ class StoreTest(lib.TempDirTest):
             self.assertIn("is not in tenant 'b'", r.err, cmd)
             self.assertEqual(r.out, "", cmd)
 
+    def test_options_must_apply(self):
+        """Each read command takes only its own options: any other is a
+        usage error (exit 2) naming the commands it applies to, never an
+        answer that ignored it."""
+        self.load_fixture("v4-tiny.sql")
+        every = "resources, grants, access, who-has, explain, diff, stats, export, report"
+        for args, applies in ((["stats", "--type", "user"], "resources"),
+                              (["access", "x", "--entitlement", "e"], "grants"),
+                              (["who-has", "w", "--search", "zzz"], "resources"),
+                              (["grants", "--search", "zzz"], "resources"),
+                              (["resources", "--principal", "p"], "grants"),
+                              (["runs", "--run", "1"], every),
+                              (["stats", "--to", "1"], "diff"),
+                              (["access", "x", "--from", "1"], "diff"),
+                              (["report", "--exit-code"], "diff"),
+                              (["export", "access-review", "--type", "user"], "resources")):
+            opt = next(a for a in args if a.startswith("--"))
+            r = self.read(*args, rc=2, fmt=None)
+            self.assertIn("connhost: %s does not apply to '%s': it applies to %s\n"
+                          % (opt, args[0], applies), r.err)
+            self.assertEqual(r.out, "", args)
+        # diff's --run is its --to: one of them, not both
+        r = self.read("diff", "--run", "2", "--to", "1", rc=2, fmt=None)
+        self.assertIn("give --to RUN or --run RUN, not both", r.err)
+        for flag in ("--run", "--to"):
+            doc = self.read("diff", flag, "2")
+            self.assertEqual((doc["from"], doc["run"]), (1, 2), flag)
+        # what applies still answers
+        self.assertEqual({x["run"] for x in self.read("runs", "--tenant", TENANT)["runs"]},
+                         {1, 2})
+        self.assertEqual(self.read("stats", "--run", "1")["run"], 1)
+
     def test_csv_is_rfc4180_with_formula_guard(self):
         fake = self.start_fake()
         self.sync(self.config(fake))
@@ -876,6 +908,7 @@ class MidSizeStoreTest(StoreTest):
     test_identity_emails_per_run = None
     test_schema4_store_migrates = None
     test_new_file_filled_once_then_wal = None
+    test_options_must_apply = None
 
 
 class PgBackend(pgcluster.ClusterPerClass):
