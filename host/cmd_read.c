@@ -661,33 +661,42 @@ static int parse_run(const char *s, int64_t *out) {
   return 0;
 }
 
-/* The store path: --db, else the config's `store:`. malloc'd or NULL. */
-static char *db_path(const char *db, const char *config_path) {
+/* The store path: --db, else the config's `store:`, in *out (malloc'd).
+   Returns -1 to go on, else an exit code (logged): a config that does not
+   load is a config error, as for every command; `store: none` is no
+   store. */
+static int db_path(const char *db, const char *config_path, char **out) {
   struct config *cfg = NULL;
   struct ch_err err = {0};
-  char *path = NULL;
+  int rc = -1;
 
-  if (db)
-    return strdup(db);
-  if (!config_path)
-    config_path = "connhost.yaml";
-  if (access(config_path, F_OK) != 0 &&
-      strcmp(config_path, "connhost.yaml") == 0) {
-    log_error("no --db PATH and no ./connhost.yaml: give the store with --db "
-              "or the config with -c");
-    return NULL;
+  *out = NULL;
+  if (!db) {
+    if (!config_path)
+      config_path = "connhost.yaml";
+    if (access(config_path, F_OK) != 0 &&
+        strcmp(config_path, "connhost.yaml") == 0) {
+      log_error("no --db PATH and no ./connhost.yaml: give the store with "
+                "--db or the config with -c");
+      return EXIT_USAGE;
+    }
+    if (config_load(config_path, &cfg, &err) != CH_OK) {
+      log_error("%s", err.msg);
+      return EXIT_USAGE;
+    }
+    db = cfg->store;
+    if (!db) {
+      log_error("%s: 'store: none': this config keeps no store (give --db)",
+                cfg->path);
+      rc = EXIT_FAIL;
+    }
   }
-  if (config_load(config_path, &cfg, &err) != CH_OK) {
-    log_error("%s", err.msg);
-    return NULL;
+  if (db && !(*out = strdup(db))) {
+    log_error("out of memory");
+    rc = EXIT_FAIL;
   }
-  if (!cfg->store)
-    log_error("%s: 'store: none': this config keeps no store (give --db)",
-              cfg->path);
-  else
-    path = strdup(cfg->store);
   config_free(cfg);
-  return path;
+  return rc;
 }
 
 int cmd_read_main(int argc, char **argv) {
@@ -799,9 +808,9 @@ int cmd_read_main(int argc, char **argv) {
                                   : FMT_JSON;
   log_setup(CH_LOG_INFO, LOG_TEXT, quiet);
 
-  path = db_path(db, config_path);
-  if (!path)
+  if ((rc = db_path(db, config_path, &path)) >= 0)
     goto out;
+  rc = EXIT_FAIL;
   if (store_open(path, 0, &st, &err) != CH_OK ||
       store_select(st, &p, &err) != CH_OK) {
     log_error("%s", err.msg);

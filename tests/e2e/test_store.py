@@ -872,6 +872,24 @@ class StoreTest(lib.TempDirTest):
                          {1, 2})
         self.assertEqual(self.read("stats", "--run", "1")["run"], 1)
 
+    def test_config_error_is_exit_2(self):
+        """A config that does not load is a config error (exit 2) for a
+        read command too, as for sync and check; `store: none` is no store
+        (exit 1)."""
+        bad = self.path("bad.yaml")
+        with open(bad, "w") as f:
+            f.write("bogus: [\n")
+        for args in (["-c", bad, "runs"], ["runs", "-c", bad],
+                     ["-c", self.path("missing.yaml"), "stats"]):
+            r = lib.run(args)
+            self.assertEqual(r.rc, 2, (args, r))
+            self.assertEqual(r.out, "", args)
+        self.assertIn("bad.yaml:2:1: invalid YAML", lib.run(["-c", bad, "runs"]).err)
+        self.assertEqual(lib.run(["-c", bad, "sync"]).rc, 2)
+        r = lib.run(["runs"], cwd=self.path())  # no --db, no ./connhost.yaml
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("give the store with --db or the config with -c", r.err)
+
     def test_csv_is_rfc4180_with_formula_guard(self):
         fake = self.start_fake()
         self.sync(self.config(fake))
@@ -909,6 +927,7 @@ class MidSizeStoreTest(StoreTest):
     test_schema4_store_migrates = None
     test_new_file_filled_once_then_wal = None
     test_options_must_apply = None
+    test_config_error_is_exit_2 = None
 
 
 class PgBackend(pgcluster.ClusterPerClass):
