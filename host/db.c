@@ -148,6 +148,12 @@ int db_fail(struct db *db, struct ch_err *err, const char *what) {
                       "store '%s' does not exist: run 'connhost sync' first, "
                       "or give --db PATH",
                       n);
+  case DB_EK_EMPTY:
+    return ch_err_set(err, CH_E_CONFIG,
+                      "store '%s' is an empty file, not a connhost store: "
+                      "run 'connhost sync' to record into it, or give --db "
+                      "PATH",
+                      n);
   default:
     return ch_err_set(err, CH_E_IO, "store '%s': %s: %s", n, what, m);
   }

@@ -50,9 +50,10 @@ char *db_redact_target(const char *target);
 
 /*
  * Connect to `target`. With `create` a missing SQLite file is created;
- * without it, it is an error (a PostgreSQL database must exist either
- * way). A URL's password is registered with log_add_secret(). On error
- * `err` says which target (redacted) and what to do.
+ * without it, a missing or empty (0-byte) file is an error, and an empty
+ * one is left untouched (a PostgreSQL database must exist either way).
+ * A URL's password is registered with log_add_secret(). On error `err`
+ * says which target (redacted) and what to do.
  */
 int db_open(const char *target, int create, struct db **out,
             struct ch_err *err);

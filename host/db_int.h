@@ -14,7 +14,8 @@ enum db_errkind {
   DB_EK_CORRUPT, /* not a database */
   DB_EK_NOMEM,
   DB_EK_CONNECT, /* cannot reach or lost the server */
-  DB_EK_MISSING  /* the SQLite file does not exist */
+  DB_EK_MISSING, /* the SQLite file does not exist */
+  DB_EK_EMPTY    /* the SQLite file is empty (0 bytes) and not to be made */
 };
 
 /* One dialect token: `@name@` or `@name:args@` becomes `pattern`, with

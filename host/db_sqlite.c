@@ -75,6 +75,9 @@ static int sq_open(struct db *db, const char *path, int create) {
     if (!create)
       return db_set_error(db, DB_EK_MISSING, "no such file");
     flags |= SQLITE_OPEN_CREATE;
+  } else if (!create && S_ISREG(sb.st_mode) && sb.st_size == 0) {
+    /* before SQLite touches it: setting WAL below would write a header */
+    return db_set_error(db, DB_EK_EMPTY, "empty file");
   }
   if (sqlite3_open_v2(path, &h, flags, NULL) != SQLITE_OK) {
     db->conn = h;

@@ -56,7 +56,7 @@ static const char *not_ready(const struct serve *sv, char *why, size_t n) {
     return NULL;
   if (sv->leases) /* a PostgreSQL store: no file to look at */
     return leases_not_ready(sv->leases, why, n);
-  if (access(path, F_OK) == 0) {
+  if (!store_missing(path)) {
     if (store_open(path, 0, &st, &err) != CH_OK) {
       snprintf(why, n, "store: %s", err.msg);
       return why;

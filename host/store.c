@@ -247,7 +247,10 @@ static int schema_version(struct store *s, long *v, struct ch_err *err) {
   return CH_OK;
 }
 
-static int migrate(struct store *s, struct ch_err *err) {
+/* Bring the store to STORE_SCHEMA_VERSION. Without `create` a file with
+   no schema yet is refused: the read commands never create a store (an
+   empty PostgreSQL database is given its schema, docs/store.md). */
+static int migrate(struct store *s, int create, struct ch_err *err) {
   long v;
   char sql[160];
   int rc = schema_version(s, &v, err);
@@ -256,6 +259,12 @@ static int migrate(struct store *s, struct ch_err *err) {
      sync records); a migration takes it and checks again. */
   if (rc || v == STORE_SCHEMA_VERSION)
     return rc;
+  if (v == 0 && !create && db_backend(s->db) == DB_SQLITE)
+    return ch_err_set(err, CH_E_CONFIG,
+                      "store '%s' is an empty SQLite database (no tables), "
+                      "not a connhost store: run 'connhost sync' to record "
+                      "into it, or give --db PATH",
+                      s->path);
   if (db_begin(s->db, 1))
     return db_fail(s->db, err, "starting a migration");
   rc = schema_version(s, &v, err);
@@ -302,7 +311,7 @@ int store_open(const char *path, int create, struct store **out,
   rc = db_open(path, create, &s->db, err);
   if (!rc) {
     s->path = db_name(s->db);
-    rc = migrate(s, err);
+    rc = migrate(s, create, err);
   }
   if (rc) {
     store_close(s);

@@ -21,7 +21,8 @@ struct store;
  * Open the store at `path` (a file, or a postgresql:// URL: one connection
  * per store, for one thread at a time) and migrate it to
  * STORE_SCHEMA_VERSION. With `create` a missing file is created; without it
- * a missing file is an error (the read commands never create one). A
+ * a missing file, or one with no schema yet (empty), is an error and left
+ * as it was (the read commands never create a store). A
  * locked, corrupt, foreign, unreachable or newer store is an error that
  * names it (a URL's password as "***") and what to do.
  */
@@ -53,8 +54,8 @@ int store_save_as(const char *path, const char *replica, const struct graph *g,
 /* The replica store_record marks the runs it records with (borrowed). */
 void store_set_replica(struct store *s, const char *replica);
 
-/* No store file at `path` yet (a URL is never missing: its database is
-   asked). */
+/* No store at `path` yet: no file, or an empty (0-byte) one, which a sync
+   fills (a URL is never missing: its database is asked). */
 int store_missing(const char *path);
 
 /*

@@ -643,7 +643,11 @@ void store_cursor_free(struct store_cursor *c) {
 int store_missing(const char *path) {
   struct stat sb;
   /* a URL's database is always asked: the server says what it holds */
-  return !db_is_url(path) && stat(path, &sb) != 0 && errno == ENOENT;
+  if (db_is_url(path))
+    return 0;
+  if (stat(path, &sb) != 0)
+    return errno == ENOENT;
+  return S_ISREG(sb.st_mode) && sb.st_size == 0;
 }
 
 int store_last_good(const char *path,

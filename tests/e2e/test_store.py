@@ -890,6 +890,41 @@ class StoreTest(lib.TempDirTest):
         self.assertEqual(r.rc, 2, r)
         self.assertIn("give the store with --db or the config with -c", r.err)
 
+    def test_read_never_creates_a_store(self):
+        """A read never writes a schema into a file: an empty (0-byte)
+        file, or an SQLite file with no tables, is refused and left as it
+        was (no journal either); a sync records into either."""
+        empty, bare = self.path("e0.db"), self.path("bare.db")
+        open(empty, "w").close()
+        con = sqlite3.connect(bare)
+        con.execute("CREATE TABLE x(a)")
+        con.execute("DROP TABLE x")
+        con.close()
+        bare_size = os.path.getsize(bare)
+        for db, says in ((empty, "is an empty file, not a connhost store"),
+                         (bare, "is an empty SQLite database (no tables), "
+                                "not a connhost store")):
+            for cmd in (["stats"], ["runs"], ["access", "x"],
+                        ["export", "access-review"]):
+                r = self.read(*cmd, db=db, rc=1, fmt=None)
+                self.assertIn("store '%s' %s" % (db, says), r.err)
+                self.assertEqual(r.out, "", cmd)
+            r = lib.run(["explore", "--db", db, "--listen", "127.0.0.1:0"], timeout=30)
+            self.assertEqual(r.rc, 1, r)
+            self.assertIn(says, r.err)
+        self.assertEqual(os.path.getsize(empty), 0)
+        self.assertEqual(os.path.getsize(bare), bare_size)
+        con = sqlite3.connect(bare)
+        self.assertEqual(con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0], 0)
+        con.close()
+        self.assertEqual(sorted(f for f in os.listdir(self.path()) if ".db" in f),
+                         ["bare.db", "e0.db"])
+        # a sync fills the empty file: it has no history yet, nothing to warn of
+        fake = self.start_fake()
+        r = self.sync(self.config(fake, extra="store: %s" % lib.yaml_quote(empty)))
+        self.assertNotIn("no last good counts", r.err)
+        self.assertEqual({x["run"] for x in self.read("runs", db=empty)["runs"]}, {1})
+
     def test_csv_is_rfc4180_with_formula_guard(self):
         fake = self.start_fake()
         self.sync(self.config(fake))
@@ -928,6 +963,7 @@ class MidSizeStoreTest(StoreTest):
     test_new_file_filled_once_then_wal = None
     test_options_must_apply = None
     test_config_error_is_exit_2 = None
+    test_read_never_creates_a_store = None
 
 
 class PgBackend(pgcluster.ClusterPerClass):
@@ -1000,6 +1036,7 @@ class PgStoreTest(PgBackend, StoreTest):
     # counterpart; test_unreachable_and_foreign_store is this backend's.
     test_corrupt_and_locked_store = None
     test_new_file_filled_once_then_wal = None  # SQLite's file
+    test_read_never_creates_a_store = None  # SQLite's file
 
     def test_old_schema_migrates(self):
         """The v1 fixture as the v1 schema is on PostgreSQL (db.h's types)
