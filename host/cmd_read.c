@@ -8,11 +8,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <locale.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <json-c/json.h>
 
@@ -21,6 +24,7 @@
 #include "config.h"
 #include "log.h"
 #include "store.h"
+#include "util.h"
 
 enum fmt { FMT_TABLE = 0, FMT_JSON, FMT_CSV };
 
@@ -252,11 +256,54 @@ static void csv_cell(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-/* Display width of UTF-8 text, counted in code points. */
+/* A UTF-8 locale for wcwidth, whatever the process's own (NULL: none is
+   installed). */
+static locale_t utf8_locale;
+
+static void utf8_locale_init(void) {
+  utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+  if (!utf8_locale)
+    utf8_locale = newlocale(LC_CTYPE_MASK, "en_US.UTF-8", (locale_t)0);
+}
+
+/*
+ * The columns UTF-8 text takes on a terminal: wcwidth(3) of each code
+ * point (2 for CJK and other wide characters, 0 for combining marks) in a
+ * UTF-8 locale, so that such names line up. Without a UTF-8 locale, and
+ * for a byte that is not UTF-8 or a code point wcwidth does not know,
+ * one column each. (Table cells hold no control characters: table_add.)
+ */
 static size_t text_width(const char *s) {
-  size_t w = 0;
-  for (; *s; s++)
-    w += ((unsigned char)*s & 0xC0) != 0x80;
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  size_t w = 0, n = strlen(s);
+  mbstate_t st;
+  locale_t old;
+
+  pthread_once(&once, utf8_locale_init);
+  if (!utf8_locale) {
+    for (; *s; s++)
+      w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+  }
+  old = uselocale(utf8_locale);
+  memset(&st, 0, sizeof(st));
+  while (n) {
+    wchar_t wc;
+    size_t len = mbrtowc(&wc, s, n, &st);
+    int cw;
+    if (len == (size_t)-1 || len == (size_t)-2) {
+      memset(&st, 0, sizeof(st));
+      len = 1;
+      cw = 1;
+    } else {
+      cw = wcwidth(wc);
+      cw = cw < 0 ? 1 : cw;
+    }
+    w += (size_t)cw;
+    s += len;
+    n -= len;
+  }
+  uselocale(old);
   return w;
 }
 
@@ -265,7 +312,14 @@ struct table {
   size_t ncols, n, cap;
 };
 
+/* Add `cell` (handed over), its control characters made visible: a
+   terminal must not run a name's escape sequences, nor a name break its
+   row. */
 static int table_add(struct table *t, char *cell) {
+  char *shown = cell ? util_visible(cell) : NULL;
+
+  free(cell);
+  cell = shown;
   if (!cell)
     return -1;
   if (t->n == t->cap) {

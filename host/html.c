@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "html.h"
+#include "util.h"
 
 /* Escape the `n` bytes at `s`. */
 static void text_n(FILE *f, const char *s, size_t n) {
@@ -31,9 +32,11 @@ static void text_n(FILE *f, const char *s, size_t n) {
       ref = "&#39;";
       break;
     default:
-      if (c >= 0x20 || c == '\t' || c == '\n' || c == '\r')
+      /* tab, LF, CR and DEL are text in HTML, the other controls not */
+      if (!util_is_control(c) || c == '\t' || c == '\n' || c == '\r' ||
+          c == 0x7f)
         continue;
-      ref = "\xef\xbf\xbd"; /* U+FFFD for a control character */
+      ref = UTIL_CONTROL_SHOWN;
     }
     fwrite(run, 1, (size_t)(p - run), f);
     fputs(ref, f);

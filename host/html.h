@@ -9,10 +9,10 @@
 
 /*
  * Write `s` as text (element content or a quoted attribute value): & < >
- * " ' become references, and control characters other than tab, LF and
- * CR (which HTML forbids) become U+FFFD. Everything else, RTL marks,
- * emoji and zero-width characters included, is written as the UTF-8 it
- * is. NULL writes nothing.
+ * " ' become references, and control characters (util_is_control) other
+ * than tab, LF, CR and DEL (which HTML forbids) become U+FFFD.
+ * Everything else, RTL marks, emoji and zero-width characters included,
+ * is written as the UTF-8 it is. NULL writes nothing.
  */
 void html_text(FILE *f, const char *s);
 

@@ -45,6 +45,27 @@ void util_cond_wait_us(pthread_cond_t *cond, pthread_mutex_t *lock,
   pthread_cond_timedwait(cond, lock, &ts);
 }
 
+char *util_visible(const char *s) {
+  size_t n = 0, len = strlen(s);
+  char *out, *o;
+
+  for (const char *p = s; *p; p++)
+    n += util_is_control((unsigned char)*p);
+  out = malloc(len + n * (sizeof(UTIL_CONTROL_SHOWN) - 2) + 1);
+  if (!out)
+    return NULL;
+  for (o = out; *s; s++) {
+    if (!util_is_control((unsigned char)*s)) {
+      *o++ = *s;
+      continue;
+    }
+    memcpy(o, UTIL_CONTROL_SHOWN, sizeof(UTIL_CONTROL_SHOWN) - 1);
+    o += sizeof(UTIL_CONTROL_SHOWN) - 1;
+  }
+  *o = 0;
+  return out;
+}
+
 int util_hexval(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';

@@ -16,6 +16,17 @@ char *util_dirname(const char *path);
    array is left as it was). */
 int util_grow(void *pp, size_t *cap, size_t need, size_t size);
 
+/* What data from a source shows in place of a control character (C0 or
+   DEL) on a terminal or a page: U+FFFD, so a name can neither send an
+   escape sequence nor break a line or a row. */
+#define UTIL_CONTROL_SHOWN "\xef\xbf\xbd"
+static inline int util_is_control(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
+/* `s` with each control character as UTIL_CONTROL_SHOWN. malloc'd; NULL
+   when out of memory. */
+char *util_visible(const char *s);
+
 /* The value of one hex digit, or -1. */
 int util_hexval(char c);
 

@@ -925,6 +925,60 @@ class StoreTest(lib.TempDirTest):
         self.assertNotIn("no last good counts", r.err)
         self.assertEqual({x["run"] for x in self.read("runs", db=empty)["runs"]}, {1})
 
+    def test_table_shows_control_characters_and_aligns_wide_names(self):
+        """--format table writes each control character of a name (C0,
+        DEL) as U+FFFD: no escape sequence reaches the terminal and no
+        name forges a row. Columns line up by display width (CJK names
+        take two columns a character). JSON and CSV keep the name as is."""
+        import unicodedata
+        self.load_fixture("v4-tiny.sql")
+        self.read("runs")  # migrated to the current schema
+        hostile = "Evil\x1b[31mRED\x07\rX\nforged row\x7f!\x01"
+        wide = "山田太郎"
+        con = sqlite3.connect(self.db)
+        users = [r[0] for r in con.execute(
+            "SELECT n.key FROM nodes n WHERE n.type = 'user' ORDER BY n.key LIMIT 2")]
+        for key, name in zip(users, (hostile, wide)):
+            con.execute("UPDATE resources SET display_name = ? WHERE node_id ="
+                        " (SELECT id FROM nodes WHERE key = ?)", (name, key))
+        con.commit()
+        con.close()
+        def answer(fmt):  # bytes as written (no newline translation)
+            p = subprocess.run([lib.CONNHOST, "resources", "--type", "user", "--db",
+                                self.db, "--format", fmt], capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return p.stdout.decode("utf-8")
+        names = {x["key"]: x["display_name"] or ""
+                 for x in json.loads(answer("json"))["resources"]}
+        self.assertEqual(names[users[0]], hostile)
+        rows = list(csv.reader(io.StringIO(answer("csv"), newline="")))
+        self.assertIn(hostile, {r[rows[0].index("display_name")] for r in rows})
+
+        out = answer("table")
+        lines = out.split("\n")
+        self.assertEqual(lines[-1], "")
+        lines = lines[:-1]
+        self.assertEqual(len(lines), len(names) + 1, "one line a row, and the header")
+        self.assertFalse([c for c in out if unicodedata.category(c) == "Cc" and c != "\n"])
+        shown = "".join("\ufffd" if ord(c) < 0x20 or c == "\x7f" else c for c in hostile)
+        self.assertIn(shown, out)
+
+        def width(text):
+            return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+        # where the column after display_name starts, in terminal columns,
+        # on the rows whose names are plain ASCII or wide
+        starts = set()
+        for line in lines[1:]:
+            key = line.split(" ", 1)[0]
+            name = names[key].replace("\x7f", "\ufffd")
+            name = "".join("\ufffd" if ord(c) < 0x20 else c for c in name)
+            if not name or not (name.isascii() or name == wide):
+                continue
+            end = line.index(name, len(key)) + len(name)
+            end += len(line[end:]) - len(line[end:].lstrip(" "))
+            starts.add(width(line[:end]))
+        self.assertEqual(len(starts), 1, starts)
+
     def test_csv_is_rfc4180_with_formula_guard(self):
         fake = self.start_fake()
         self.sync(self.config(fake))
@@ -964,6 +1018,7 @@ class MidSizeStoreTest(StoreTest):
     test_options_must_apply = None
     test_config_error_is_exit_2 = None
     test_read_never_creates_a_store = None
+    test_table_shows_control_characters_and_aligns_wide_names = None
 
 
 class PgBackend(pgcluster.ClusterPerClass):
@@ -1037,6 +1092,8 @@ class PgStoreTest(PgBackend, StoreTest):
     test_corrupt_and_locked_store = None
     test_new_file_filled_once_then_wal = None  # SQLite's file
     test_read_never_creates_a_store = None  # SQLite's file
+    # the table's text does not depend on the backend
+    test_table_shows_control_characters_and_aligns_wide_names = None
 
     def test_old_schema_migrates(self):
         """The v1 fixture as the v1 schema is on PostgreSQL (db.h's types)
