@@ -148,6 +148,11 @@ int db_fail(struct db *db, struct ch_err *err, const char *what) {
                       "store '%s' does not exist: run 'connhost sync' first, "
                       "or give --db PATH",
                       n);
+  case DB_EK_DIR:
+    return ch_err_set(err, CH_E_CONFIG,
+                      "store '%s' is a directory, not a store file: give "
+                      "--db (or 'store:') the path of a file in it",
+                      n);
   case DB_EK_EMPTY:
     return ch_err_set(err, CH_E_CONFIG,
                       "store '%s' is an empty file, not a connhost store: "

@@ -15,7 +15,8 @@ enum db_errkind {
   DB_EK_NOMEM,
   DB_EK_CONNECT, /* cannot reach or lost the server */
   DB_EK_MISSING, /* the SQLite file does not exist */
-  DB_EK_EMPTY    /* the SQLite file is empty (0 bytes) and not to be made */
+  DB_EK_EMPTY,   /* the SQLite file is empty (0 bytes) and not to be made */
+  DB_EK_DIR      /* the SQLite path is a directory */
 };
 
 /* One dialect token: `@name@` or `@name:args@` becomes `pattern`, with

@@ -84,6 +84,10 @@ static int pg_error(struct db *db, const PGresult *res) {
   else if (state &&
            (strcmp(state, "55P03") == 0 || strcmp(state, "40P01") == 0))
     kind = DB_EK_LOCKED;
+  /* undefined_table, undefined_column: as SQLite's "no such table" */
+  else if (state &&
+           (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0))
+    kind = DB_EK_CORRUPT;
   return db_set_error(db, kind, msg);
 }
 

@@ -42,6 +42,12 @@ static int sq_error(struct db *db) {
     kind = DB_EK_LOCKED;
   else if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
     kind = DB_EK_CORRUPT;
+  /* the store's own SQL names only what its schema has: a table or
+     column missing is a store that is not (or no longer) connhost's */
+  else if (code == SQLITE_ERROR &&
+           (strncmp(sqlite3_errmsg(conn(db)), "no such table", 13) == 0 ||
+            strncmp(sqlite3_errmsg(conn(db)), "no such column", 14) == 0))
+    kind = DB_EK_CORRUPT;
   else if (code == SQLITE_NOMEM)
     kind = DB_EK_NOMEM;
   return db_set_error(db, kind, sqlite3_errmsg(conn(db)));
@@ -75,6 +81,8 @@ static int sq_open(struct db *db, const char *path, int create) {
     if (!create)
       return db_set_error(db, DB_EK_MISSING, "no such file");
     flags |= SQLITE_OPEN_CREATE;
+  } else if (S_ISDIR(sb.st_mode)) {
+    return db_set_error(db, DB_EK_DIR, "is a directory");
   } else if (!create && S_ISREG(sb.st_mode) && sb.st_size == 0) {
     /* before SQLite touches it: setting WAL below would write a header */
     return db_set_error(db, DB_EK_EMPTY, "empty file");

@@ -4,6 +4,7 @@
    PostgreSQL (db.h's dialect tokens). */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,18 +234,43 @@ static int schema_version(struct store *s, long *v, struct ch_err *err) {
   if (rc)
     return rc;
   rc = db_step(st);
-  if (rc == 1)
-    *v = strtol(db_column_text(st, 0) ? db_column_text(st, 0) : "0", NULL, 10);
-  else if (rc < 0)
+  if (rc == 1) {
+    const char *text = db_column_text(st, 0);
+    char *end = NULL;
+    errno = 0;
+    *v = text ? strtol(text, &end, 10) : 0;
+    rc = CH_OK;
+    if (!text || end == text || *end || errno || *v <= 0)
+      rc = ch_err_set(err, CH_E_CONFIG,
+                      "'%s' is not a connhost store (invalid schema version "
+                      "'%.32s')",
+                      s->path, text ? text : "");
+  } else if (rc == 0) {
+    rc =
+        ch_err_set(err, CH_E_CONFIG,
+                   "'%s' is not a connhost store (no schema version)", s->path);
+  } else {
     rc = db_fail(s->db, err, "reading the schema version");
+  }
   db_finalize(st);
-  if (rc < 0)
-    return rc;
-  if (*v <= 0)
-    return ch_err_set(err, CH_E_CONFIG,
-                      "'%s' is not a connhost store (no schema version)",
-                      s->path);
-  return CH_OK;
+  return rc;
+}
+
+/* Every table of STORE_SCHEMA_VERSION, named once: a store missing one
+   (dropped by hand, or half a foreign schema) fails here as corrupt, when
+   opened, rather than in the middle of an answer. LIMIT 0 reads no row. */
+static const char tables_probe[] =
+    "SELECT 1 FROM meta, runs, instances, run_instances, nodes, identities,"
+    " resources, entitlements, ent_ranges, grants, tickets LIMIT 0";
+
+static int check_tables(struct store *s, struct ch_err *err) {
+  struct db_stmt *st = NULL;
+  int rc = CH_OK;
+
+  if (db_prepare(s->db, tables_probe, &st) || db_step(st) < 0)
+    rc = db_fail(s->db, err, "checking its tables");
+  db_finalize(st);
+  return rc;
 }
 
 /* Bring the store to STORE_SCHEMA_VERSION. Without `create` a file with
@@ -312,6 +338,8 @@ int store_open(const char *path, int create, struct store **out,
   if (!rc) {
     s->path = db_name(s->db);
     rc = migrate(s, create, err);
+    if (!rc)
+      rc = check_tables(s, err);
   }
   if (rc) {
     store_close(s);

@@ -161,6 +161,17 @@ class StoreTest(lib.TempDirTest):
         finally:
             con.close()
 
+    def execute(self, sql):
+        """Run `sql` (no result) on the store."""
+        con = sqlite3.connect(self.db)
+        try:
+            con.executescript(sql)
+        finally:
+            con.close()
+
+    def drop_table(self, name):
+        self.execute("DROP TABLE %s" % name)
+
     def store_exists(self):
         return os.path.exists(self.db)
 
@@ -979,6 +990,34 @@ class StoreTest(lib.TempDirTest):
             starts.add(width(line[:end]))
         self.assertEqual(len(starts), 1, starts)
 
+    def test_broken_store_says_what_is_wrong(self):
+        """A store missing a table is corrupt (the message garbage gets),
+        when opened, before any answer; a schema version that is not a
+        number is an invalid one, not a missing one; a directory is a
+        directory."""
+        self.load_fixture("v4-tiny.sql")
+        self.read("runs")  # migrated to the current schema
+        for bad in ("abc", "5x", "0"):
+            self.execute("UPDATE meta SET value = '%s' WHERE key = 'schema_version'" % bad)
+            r = self.read("runs", rc=1, fmt=None)
+            self.assertIn("is not a connhost store (invalid schema version '%s')" % bad, r.err)
+        self.execute("DELETE FROM meta WHERE key = 'schema_version'")
+        r = self.read("runs", rc=1, fmt=None)
+        self.assertIn("is not a connhost store (no schema version)", r.err)
+        self.execute("INSERT INTO meta VALUES('schema_version', '%d')" % SCHEMA_VERSION)
+        self.assertEqual(len(self.read("runs")["runs"]), 4)
+        self.drop_table("grants")
+        for cmd in (["stats"], ["runs"], ["resources"]):
+            r = self.read(*cmd, rc=1, fmt=None)
+            self.assertIn("is corrupt or not a connhost store (checking its tables: ", r.err)
+            self.assertIn("grants", r.err)
+            self.assertIn("move it away and sync again to start a new one", r.err)
+            self.assertEqual(r.out, "", cmd)
+
+    def test_store_path_is_a_directory(self):
+        r = self.read("runs", db=self.path(), rc=1, fmt=None)
+        self.assertIn("store '%s' is a directory, not a store file" % self.path(), r.err)
+
     def test_csv_is_rfc4180_with_formula_guard(self):
         fake = self.start_fake()
         self.sync(self.config(fake))
@@ -1019,6 +1058,8 @@ class MidSizeStoreTest(StoreTest):
     test_config_error_is_exit_2 = None
     test_read_never_creates_a_store = None
     test_table_shows_control_characters_and_aligns_wide_names = None
+    test_broken_store_says_what_is_wrong = None
+    test_store_path_is_a_directory = None
 
 
 class PgBackend(pgcluster.ClusterPerClass):
@@ -1039,6 +1080,12 @@ class PgBackend(pgcluster.ClusterPerClass):
     def scalar(self, sql):
         v = self.psql(sql).splitlines()[0]
         return int(v) if v.lstrip("-").isdigit() else v
+
+    def execute(self, sql):
+        self.psql(sql)
+
+    def drop_table(self, name):
+        self.psql("DROP TABLE %s CASCADE" % name)  # the views that use it too
 
     def store_exists(self):
         return self.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") > 0
@@ -1092,6 +1139,7 @@ class PgStoreTest(PgBackend, StoreTest):
     test_corrupt_and_locked_store = None
     test_new_file_filled_once_then_wal = None  # SQLite's file
     test_read_never_creates_a_store = None  # SQLite's file
+    test_store_path_is_a_directory = None  # SQLite's file
     # the table's text does not depend on the backend
     test_table_shows_control_characters_and_aligns_wide_names = None
 
