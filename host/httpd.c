@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -27,6 +28,7 @@
 #define HTTPD_TIMEOUT_S 10       /* idle connection */
 #define HTTPD_MEMORY (32 * 1024) /* per connection: request line + headers */
 #define HTTPD_MAX_BODY 4096      /* only the sign-in form has one; cap it */
+#define HTTPD_HOST_MAX 128       /* the host part of the listen address */
 #define HTTPD_SESSIONS 64        /* browser sign-ins kept (oldest replaced) */
 #define HTTPD_SESSION_S (12 * 3600) /* how long one lasts */
 #define SESSION_COOKIE "connhost_session"
@@ -46,6 +48,10 @@ struct httpd {
   httpd_handler handler;
   void *arg;
   unsigned port;
+  /* The listen address's host part as given ("127.0.0.1", "[::1]",
+     "localhost"): without a token, a Host naming anything else is a page
+     whose name was rebound to this address. */
+  char listen_host[HTTPD_HOST_MAX + 3];
   pthread_mutex_t lock; /* sessions: connections run on their own threads */
   struct session sessions[HTTPD_SESSIONS];
   size_t next_session;
@@ -297,6 +303,74 @@ static int wants_page(const struct httpd *h, struct MHD_Connection *conn,
          strstr(accept, "text/html");
 }
 
+/* Whether `host` (a Host header: NAME or NAME:PORT, NAME maybe "[v6]")
+   names this listener: the listen address as given, or localhost,
+   127.0.0.1 or [::1]. Any port: a local proxy may forward another. */
+static int host_is_ours(const struct httpd *h, const char *host) {
+  static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
+  const char *end = host[0] == '[' ? strchr(host, ']') : strchr(host, ':');
+  size_t n;
+
+  if (host[0] == '[' && end)
+    end++;
+  n = end ? (size_t)(end - host) : strlen(host);
+  if (end && *end) {
+    if (end[0] != ':' || !end[1] || strlen(end + 1) > 5 ||
+        strspn(end + 1, "0123456789") != strlen(end + 1))
+      return 0;
+  }
+  if (n == strlen(h->listen_host) && strncasecmp(host, h->listen_host, n) == 0)
+    return 1;
+  for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+    if (n == strlen(loopback[i]) && strncasecmp(host, loopback[i], n) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* A POST's Origin, when sent, must be this listener's own: the scheme and
+   the Host the request was sent to. A page elsewhere (another site, or
+   another port on this host) gets no CORS preflight for a bodyless POST,
+   so this is what keeps it from triggering a sync or a sign-in. */
+static int origin_is_ours(const char *origin, const char *host) {
+  const char *rest = NULL;
+
+  if (strncasecmp(origin, "http://", 7) == 0)
+    rest = origin + 7;
+  else if (strncasecmp(origin, "https://", 8) == 0)
+    rest = origin + 8;
+  return rest && host && strcasecmp(rest, host) == 0;
+}
+
+/* The checks made once the headers are in, before any body is read: the
+   Host of a token-less listener and a POST's Origin. 1 with `rp` filled
+   when the request is refused. */
+static int refused(const struct httpd *h, struct MHD_Connection *conn,
+                   const char *method, const char *version,
+                   struct httpd_reply *rp) {
+  const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+  const char *origin =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+
+  if (!h->token && !host && strcmp(version, "HTTP/1.0") != 0) {
+    reply_text(rp, MHD_HTTP_BAD_REQUEST, "bad request: no Host header\n");
+    return 1;
+  }
+  if (!h->token && host && !host_is_ours(h, host)) {
+    reply_text(rp, MHD_HTTP_MISDIRECTED_REQUEST,
+               "misdirected request: this listener has no token and "
+               "answers only Host localhost, 127.0.0.1, [::1] or its "
+               "listen address\n");
+    return 1;
+  }
+  if (strcmp(method, "POST") == 0 && origin && !origin_is_ours(origin, host)) {
+    reply_text(rp, MHD_HTTP_FORBIDDEN,
+               "forbidden: a POST from a page of another origin\n");
+    return 1;
+  }
+  return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *data,
@@ -307,7 +381,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   struct httpd_request rq = {conn, method, url};
 
   if (!up) {
-    /* First call: headers only. Keep a counter for the body. */
+    /* First call: headers only. Refuse now (MHD then reads no body), or
+       keep a counter for the body. */
+    if (refused(h, conn, method, version, &rp))
+      return send_reply(conn, &rp);
     up = calloc(1, sizeof(*up));
     if (!up)
       return MHD_NO;
@@ -390,6 +467,13 @@ int httpd_start(const struct httpd_conf *conf, struct httpd **out,
   }
   h->open_paths = conf->open_paths;
   h->login_path = conf->login_path;
+  {
+    /* "[v6]" with its brackets, as a Host header spells it */
+    const char *end = conf->listen[0] == '[' ? strchr(conf->listen, ']') + 1
+                                             : strrchr(conf->listen, ':');
+    snprintf(h->listen_host, sizeof(h->listen_host), "%.*s",
+             (int)(end - conf->listen), conf->listen);
+  }
   pthread_mutex_init(&h->lock, NULL);
   h->handler = conf->handler;
   h->arg = conf->arg;

@@ -29,7 +29,10 @@ typedef void (*httpd_handler)(void *arg, const struct httpd_request *rq,
 
 struct httpd_conf {
   const char *listen; /* "ADDR:PORT", "[V6]:PORT" or "localhost:PORT" */
-  const char *token;  /* Bearer token every request needs, or NULL */
+  /* Bearer token every request needs, or NULL: then only a Host naming
+     loopback or the listen address is answered (no DNS rebinding). With
+     or without, a POST whose Origin is not the listener's gets 403. */
+  const char *token;
   const char *const *open_paths; /* paths served without the token */
   /* With a token: where a browser signs in. A POST there with the form
      field token=... sets a session cookie (HttpOnly, SameSite=Strict,

@@ -92,8 +92,9 @@ class Explore:
         self.err.seek(0)
         return self.err.read()
 
-    def get(self, path, method="GET"):
-        req = urllib.request.Request(self.url + path.lstrip("/"), method=method)
+    def get(self, path, method="GET", headers=()):
+        req = urllib.request.Request(self.url + path.lstrip("/"), method=method,
+                                     headers=dict(headers))
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, dict(r.headers), r.read().decode("utf-8")
@@ -247,6 +248,23 @@ class ExplorerTest(unittest.TestCase):
         self.assertEqual(rows(ex.get("/api/v1/export?format=csv&limit=100000")[2]),
                          rows(self.cli("export", "access-review", fmt="csv")))
         self.assertEqual(ex.stop(), 0, ex.log)  # and, under ASan, no leak
+
+    def test_explore_answers_only_its_own_names(self):
+        """No token: a page whose name was rebound to 127.0.0.1 reads
+        nothing (DNS rebinding), and a POST of another origin is refused
+        before anything else."""
+        ex = self.explore()
+        port = int(ex.url.rsplit(":", 1)[1].strip("/"))
+        rebound = {"Host": "rebind.attacker.test:%d" % port}
+        status, _, body = ex.get("/api/v1/export?format=csv&limit=100000", headers=rebound)
+        self.assertEqual(status, 421, body)
+        self.assertNotIn("@", body)
+        self.assertEqual(ex.get("/review", headers=rebound)[0], 421)
+        self.assertEqual(ex.get("/review", headers={"Host": "localhost:%d" % port})[0], 200)
+        self.assertEqual(test_serve.raw_status(port, b"GET / HTTP/1.1\r\n\r\n"), 400)
+        self.assertEqual(ex.get("/api/v1/sync", method="POST",
+                                headers={"Origin": "http://evil.test"})[0], 403)
+        self.assertEqual(ex.stop(), 0)
 
     def test_explore_usage(self):
         r = lib.run(["explore"])

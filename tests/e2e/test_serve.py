@@ -16,6 +16,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -154,6 +155,22 @@ def slurp(path, mode="rb"):
         return f.read()
 
 
+def raw_status(port, request):
+    """Send `request` (bytes) to 127.0.0.1:`port` as it is, read the whole
+    answer; its status code."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(request)
+        answer = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", answer)
+    assert m, answer[:200]
+    return int(m.group(1))
+
+
 def sample(families, name, **labels):
     """The value of one series, or None."""
     for n, ls, v in families.get(name, {}).get("samples", []):
@@ -223,16 +240,22 @@ class Serve:
         raise AssertionError("no %r (x%d) in %ss:\n%s" % (pattern, count, timeout,
                                                           self.log()[-4000:]))
 
-    def get(self, path, method="GET", token=None):
+    def get(self, path, method="GET", token=None, headers=()):
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path),
                                      method=method, data=b"" if method == "POST" else None)
         if token:
             req.add_header("Authorization", "Bearer " + token)
+        for name, value in dict(headers).items():
+            req.add_header(name, value)  # a Host given here is the one sent
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, r.headers, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read()
+
+    def raw(self, request):
+        """Send `request` (bytes) as it is; the answer's status code."""
+        return raw_status(self.port, request)
 
     def metrics(self, token=None):
         status, headers, body = self.get("/metrics", token=token)
@@ -602,6 +625,12 @@ class Shutdown(ServeTest):
 class Listen(ServeTest):
     TOKEN = "a-long-serve-token-0123456789"
 
+    def token_config(self):
+        tok = self.path("serve-token")
+        with open(tok, "w") as f:
+            f.write(self.TOKEN)
+        return self.config(tenants=("alpha",), extra="serve:\n  auth_token: ${file:%s}\n" % tok)
+
     def test_non_loopback_needs_a_token(self):
         cfg = self.config(tenants=("alpha",))
         r = lib.run(["-c", cfg, "serve", "--listen", "0.0.0.0:0"], timeout=30)
@@ -612,10 +641,7 @@ class Listen(ServeTest):
         self.assertIn("is not ADDR:PORT", r.err)
 
     def test_wrong_token_gets_401(self):
-        tok = self.path("serve-token")
-        with open(tok, "w") as f:
-            f.write(self.TOKEN)
-        cfg = self.config(tenants=("alpha",), extra="serve:\n  auth_token: ${file:%s}\n" % tok)
+        cfg = self.token_config()
         s = self.serve(cfg)
         status, headers, _ = s.get("/metrics", token="a-long-serve-token-0123456780")
         self.assertEqual(status, 401)
@@ -630,9 +656,54 @@ class Listen(ServeTest):
         self.assertNotIn(self.TOKEN, s.log())
         self.assertEqual(s.stop(), 0)
 
+    def test_loopback_answers_only_its_own_names(self):
+        """Without a token, a page whose name was rebound to 127.0.0.1
+        reads nothing, and no page of another origin starts a sync."""
+        s = self.serve(self.config(tenants=("alpha",)))
+        rebound = {"Host": "rebind.attacker.test:%d" % s.port}
+        status, _, body = s.get("/api/v1/export?format=csv", headers=rebound)
+        self.assertEqual(status, 421, body)
+        self.assertIn(b"misdirected request", body)
+        for path in ("/metrics", "/", "/healthz"):
+            self.assertEqual(s.get(path, headers={"Host": "rebind.attacker.test"})[0], 421, path)
+        self.assertEqual(s.get("/api/v1/sync?tenant=alpha", method="POST", headers=rebound)[0],
+                         421)
+        for host in ("127.0.0.1:%d" % s.port, "localhost", "LocalHost:%d" % s.port,
+                     "[::1]:%d" % s.port, "127.0.0.1"):
+            self.assertEqual(s.get("/healthz", headers={"Host": host})[0], 200, host)
+        for host in ("localhost:x", "localhost:", "127.0.0.1.attacker.test", "localhostx"):
+            self.assertEqual(s.get("/healthz", headers={"Host": host})[0], 421, host)
+        # HTTP/1.1 needs a Host; HTTP/1.0 has none to check
+        self.assertEqual(s.raw(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"), 400)
+        self.assertEqual(s.raw(b"GET /healthz HTTP/1.0\r\n\r\n"), 200)
+        # a bodyless POST is a CORS simple request: the Origin decides
+        sync = "/api/v1/sync?tenant=alpha"
+        own = "http://127.0.0.1:%d" % s.port
+        for origin in ("http://evil.test", "null", "http://127.0.0.1:1", own + ".evil.test",
+                       "http://localhost:%d" % s.port):
+            status, _, body = s.get(sync, method="POST", headers={"Origin": origin})
+            self.assertEqual(status, 403, (origin, body))
+        self.assertEqual(s.get(sync, method="POST", headers={"Origin": own})[0], 202)
+        self.assertEqual(s.get(sync, method="POST")[0], 202)  # curl sends none
+        self.assertEqual(s.stop(), 0)
+
+    def test_token_listener_checks_the_origin_of_a_post(self):
+        cfg = self.token_config()
+        s = self.serve(cfg)
+        # the token protects: any Host that reaches it may read with it
+        other = {"Host": "connhost.internal.example:9464"}
+        self.assertEqual(s.get("/metrics", token=self.TOKEN, headers=other)[0], 200)
+        self.assertEqual(s.get("/metrics", headers=other)[0], 401)
+        sync = "/api/v1/sync?tenant=alpha"
+        self.assertEqual(s.get(sync, method="POST", token=self.TOKEN,
+                               headers={"Origin": "http://evil.test"})[0], 403)
+        self.assertEqual(s.get(sync, method="POST", token=self.TOKEN,
+                               headers=dict(other, Origin="https://" + other["Host"]))[0], 202)
+        self.assertEqual(s.get(sync, method="POST", token=self.TOKEN)[0], 202)
+        self.assertEqual(s.stop(), 0)
+
     def test_bounded_requests(self):
         s = self.serve(self.config(tenants=("alpha",)))
-        import socket
         # headers past the per-connection memory cap are refused, not
         # buffered: the answer comes at the cap, before the rest is sent.
         # The server then closes, so the rest may meet a closed pipe:
