@@ -145,7 +145,8 @@ void metrics_retain(struct metrics *m,
 void metrics_config_loaded(struct metrics *m, int ok, double when) {
   pthread_mutex_lock(&m->lock);
   m->config_ok = ok;
-  m->config_when = when;
+  if (ok) /* a failed reload leaves the running config, loaded back then */
+    m->config_when = when;
   pthread_mutex_unlock(&m->lock);
 }
 

@@ -33,7 +33,8 @@ void metrics_retain(struct metrics *m,
                     int (*keep)(void *arg, const char *tenant,
                                 const char *instance),
                     void *arg);
-/* The outcome of the last config (re)load. */
+/* The outcome of the last config (re)load; `when` is kept only when `ok`
+   (the success timestamp is that of the config running). */
 void metrics_config_loaded(struct metrics *m, int ok, double when);
 
 /* The whole exposition, malloc'd ("text/plain; version=0.0.4"). NULL when

@@ -499,6 +499,10 @@ class Signals(ServeTest):
         s = self.serve(cfg)
         s.wait_log(r"sync_finished: tenant=beta instance=jira status=ok")
         good = slurp(cfg, "r")
+        loaded = "connhost_config_last_reload_success_timestamp_seconds"
+        started = sample(s.metrics(), loaded)
+        self.assertLessEqual(started, time.time())
+        time.sleep(0.1)  # a reload now would show in the timestamp
         with open(cfg, "w") as f:
             f.write(good.replace("interval: 1s", "interval: [1s"))
         s.proc.send_signal(signal.SIGHUP)
@@ -507,6 +511,8 @@ class Signals(ServeTest):
         s.wait_log(r"reload failed; the running config stays in effect")
         fam = s.metrics()
         self.assertEqual(sample(fam, "connhost_config_last_reload_successful"), 0)
+        # the running config is still the one loaded at the start
+        self.assertEqual(sample(fam, loaded), started)
         # the old config keeps running: more successful syncs after the failed reload
         n = len(re.findall(r"sync_finished: tenant=alpha instance=jira status=ok", s.log()))
         s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok", count=n + 2)
@@ -524,6 +530,7 @@ class Signals(ServeTest):
         s.wait_log(r"reloaded: 1 tenants")
         fam = s.metrics()
         self.assertEqual(sample(fam, "connhost_config_last_reload_successful"), 1)
+        self.assertGreater(sample(fam, loaded), started)
         # the removed tenant's series go with it
         self.assertIsNone(sample(fam, "connhost_sync_runs_total", tenant="beta"))
         self.assertIsNotNone(sample(fam, "connhost_sync_runs_total", tenant="alpha"))
