@@ -28,8 +28,13 @@
 #define HTTPD_TIMEOUT_S 10       /* idle connection */
 #define HTTPD_MEMORY (32 * 1024) /* per connection: request line + headers */
 #define HTTPD_MAX_BODY 4096      /* only the sign-in form has one; cap it */
-#define HTTPD_HOST_MAX 128       /* the host part of the listen address */
-#define HTTPD_SESSIONS 64        /* browser sign-ins kept (oldest replaced) */
+/* A body in chunks (no Content-Length to refuse up front) past the cap is
+   read to its end for the 413, up to this much; past it, the connection
+   is closed. */
+#define HTTPD_MAX_DISCARD (1024 * 1024)
+#define TOO_LARGE "request body too large: at most 4096 bytes\n"
+#define HTTPD_HOST_MAX 128 /* the host part of the listen address */
+#define HTTPD_SESSIONS 64  /* browser sign-ins kept (oldest replaced) */
 #define HTTPD_SESSION_S (12 * 3600) /* how long one lasts */
 #define SESSION_COOKIE "connhost_session"
 #define SESSION_ID_LEN 32 /* hex digits of 16 random bytes */
@@ -343,7 +348,8 @@ static int origin_is_ours(const char *origin, const char *host) {
 }
 
 /* The checks made once the headers are in, before any body is read: the
-   Host of a token-less listener and a POST's Origin. 1 with `rp` filled
+   Host of a token-less listener, a POST's Origin, the announced body
+   size. 1 with `rp` filled
    when the request is refused. */
 static int refused(const struct httpd *h, struct MHD_Connection *conn,
                    const char *method, const char *version,
@@ -351,6 +357,8 @@ static int refused(const struct httpd *h, struct MHD_Connection *conn,
   const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
   const char *origin =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+  const char *length =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 
   if (!h->token && !host && strcmp(version, "HTTP/1.0") != 0) {
     reply_text(rp, MHD_HTTP_BAD_REQUEST, "bad request: no Host header\n");
@@ -366,6 +374,10 @@ static int refused(const struct httpd *h, struct MHD_Connection *conn,
   if (strcmp(method, "POST") == 0 && origin && !origin_is_ours(origin, host)) {
     reply_text(rp, MHD_HTTP_FORBIDDEN,
                "forbidden: a POST from a page of another origin\n");
+    return 1;
+  }
+  if (length && strtoull(length, NULL, 10) > HTTPD_MAX_BODY) {
+    reply_text(rp, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
     return 1;
   }
   return 0;
@@ -392,18 +404,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     return MHD_YES;
   }
   if (*data_size) {
+    /* No answer can be queued while a body arrives (libmicrohttpd takes
+       none with upload data): keep what fits, count the rest, and answer
+       once the body has ended. */
     if (up->bytes + *data_size <= HTTPD_MAX_BODY)
       memcpy(up->body + up->bytes, data, *data_size);
     up->bytes += *data_size;
     *data_size = 0;
-    if (up->bytes > HTTPD_MAX_BODY) {
-      reply_text(&rp, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
-      return send_reply(conn, &rp);
-    }
-    return MHD_YES;
+    return up->bytes > HTTPD_MAX_DISCARD ? MHD_NO : MHD_YES;
   }
-  if (up->bytes > HTTPD_MAX_BODY)
-    return MHD_YES; /* already answered */
+  if (up->bytes > HTTPD_MAX_BODY) {
+    reply_text(&rp, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
+    return send_reply(conn, &rp);
+  }
   if (h->login_path && strcmp(method, "POST") == 0 &&
       strcmp(url, h->login_path) == 0)
     return sign_in(h, conn, up);

@@ -709,6 +709,25 @@ class Listen(ServeTest):
         self.assertEqual(s.get(sync, method="POST", token=self.TOKEN)[0], 202)
         self.assertEqual(s.stop(), 0)
 
+    def test_a_body_past_4_kib_gets_413(self):
+        s = self.serve(self.config(tenants=("alpha",)))
+
+        def post(body, chunked=False):
+            head = "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            if chunked:  # no Content-Length: found too long while it arrives
+                return s.raw(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" +
+                             b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]),
+                                                         body[i:i + 1000])
+                                      for i in range(0, len(body), 1000)) + b"0\r\n\r\n")
+            return s.raw(head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+        for chunked in (False, True):
+            self.assertEqual(post(b"token=" + b"a" * 4090, chunked), 303, chunked)  # 4096
+            self.assertEqual(post(b"token=" + b"a" * 4091, chunked), 413, chunked)
+            self.assertEqual(post(b"a" * 100000, chunked), 413, chunked)
+        self.assertEqual(s.get("/healthz")[0], 200)
+        self.assertEqual(s.stop(), 0)
+
     def test_bounded_requests(self):
         s = self.serve(self.config(tenants=("alpha",)))
         # headers past the per-connection memory cap are refused, not
