@@ -50,8 +50,9 @@ static const char usage_text[] =
     "  tickets     list the tickets opened for manual work: [--open]\n"
     "              [--format text|json]; 'tickets refresh' reads each open\n"
     "              one back\n"
-    "  explore     serve the access explorer over a store: --db PATH\n"
-    "              [--listen ADDR:PORT] (default " EXPLORE_DEFAULT_LISTEN ")\n"
+    "  explore     serve the access explorer over a store: --db PATH (or\n"
+    "              the config's store:) [--listen ADDR:PORT] (default\n"
+    "              " EXPLORE_DEFAULT_LISTEN ", loopback only)\n"
     "  runs, resources, grants, access, who-has, explain, diff, stats,\n"
     "  export, report\n"
     "              read the snapshot store ('connhost runs --help')\n"
@@ -636,8 +637,8 @@ int cli_main(int argc, char **argv) {
   int rc;
   int http_ready = 0;
 
-  if (argc > 1 && strcmp(argv[1], "explore") == 0)
-    return cmd_explore_main(argc - 1, argv + 1);
+  if (cmd_word(argc, argv) && strcmp(cmd_word(argc, argv), "explore") == 0)
+    return cmd_explore_main(argc, argv);
   if (cmd_read_wanted(argc, argv))
     return cmd_read_main(argc, argv);
   rc = cli_parse(&cli, argc, argv);

@@ -106,6 +106,13 @@ int cmd_tickets(struct session *s);
    own options and need no config or plugins. */
 int cmd_read_wanted(int argc, char **argv);
 int cmd_read_main(int argc, char **argv);
+/* The command word of argv (options and their values skipped, so it may
+   follow `-c FILE`), or NULL. Borrowed from argv. */
+const char *cmd_word(int argc, char **argv);
+/* The store a read command (or `explore`) opens: `db` (--db), else the
+   `store:` of the config at `config_path` (NULL: ./connhost.yaml). A
+   malloc'd path, or NULL with the reason logged. */
+char *cmd_read_db_path(const char *db, const char *config_path);
 /*
  * One read command's answer (`name`: "runs", "access", ...) from the store
  * at `db`, as the CLI's `--format json` (or "csv") writes it, with each

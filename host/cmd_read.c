@@ -161,17 +161,22 @@ static const char value_opts[] =
     "--display-name --given-name --family-name --attr --arg --name "
     "--log-level --log-format --db --run --type --search --from --to";
 
-int cmd_read_wanted(int argc, char **argv) {
+const char *cmd_word(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0)
-      return i + 1 < argc && find_cmd(argv[i + 1]);
+      return i + 1 < argc ? argv[i + 1] : NULL;
     if (argv[i][0] == '-') {
       i += word_in(value_opts, argv[i]);
       continue;
     }
-    return find_cmd(argv[i]) != NULL;
+    return argv[i];
   }
-  return 0;
+  return NULL;
+}
+
+int cmd_read_wanted(int argc, char **argv) {
+  const char *word = cmd_word(argc, argv);
+  return word && find_cmd(word);
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -719,7 +724,7 @@ static int parse_run(const char *s, int64_t *out) {
    Returns -1 to go on, else an exit code (logged): a config that does not
    load is a config error, as for every command; `store: none` is no
    store. */
-static int db_path(const char *db, const char *config_path, char **out) {
+int cmd_read_db_path(const char *db, const char *config_path, char **out) {
   struct config *cfg = NULL;
   struct ch_err err = {0};
   int rc = -1;
@@ -862,7 +867,7 @@ int cmd_read_main(int argc, char **argv) {
                                   : FMT_JSON;
   log_setup(CH_LOG_INFO, LOG_TEXT, quiet);
 
-  if ((rc = db_path(db, config_path, &path)) >= 0)
+  if ((rc = cmd_read_db_path(db, config_path, &path)) >= 0)
     goto out;
   rc = EXIT_FAIL;
   if (store_open(path, 0, &st, &err) != CH_OK ||

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -201,12 +202,13 @@ int explore_handle(const char *db, const struct httpd_request *rq,
 /* ---- connhost explore ---------------------------------------------------- */
 
 static const char explore_usage[] =
-    "usage: connhost explore --db PATH [--listen ADDR:PORT]\n"
+    "usage: connhost [-c FILE] explore [--db PATH] [--listen ADDR:PORT]\n"
     "\n"
     "Serve the access explorer over the store at PATH (read-only) until\n"
     "SIGINT or SIGTERM: the pages at /, the JSON API at /api/v1/\n"
-    "(docs/explorer.md). Listens on " EXPLORE_DEFAULT_LISTEN
-    " (a loopback address; port 0 picks one) and prints its URL.\n";
+    "(docs/explorer.md). Without --db, the store of the config (-c FILE,\n"
+    "else ./connhost.yaml). Listens on " EXPLORE_DEFAULT_LISTEN
+    " (a loopback address\nonly; port 0 picks one) and prints its URL.\n";
 
 static void on_http(void *arg, const struct httpd_request *rq,
                     struct httpd_reply *rp) {
@@ -229,23 +231,29 @@ static int explore_usage_error(const char *msg, const char *arg) {
 
 int cmd_explore_main(int argc, char **argv) {
   static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
+                                       {"config", required_argument, NULL, 'c'},
                                        {"listen", required_argument, NULL, 'l'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *db = NULL, *listen = EXPLORE_DEFAULT_LISTEN;
+  const char *db_arg = NULL, *config_path = NULL;
+  const char *listen = EXPLORE_DEFAULT_LISTEN;
+  char *db = NULL;
   struct httpd_conf hc = {0};
   struct httpd *h = NULL;
   struct store *st = NULL;
   struct ch_err err = {0};
   sigset_t sigs;
-  int c, sig, rc = EXIT_FAIL;
+  int c, sig, loopback = 0, rc = EXIT_FAIL;
 
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
     switch (c) {
     case 'd':
-      db = optarg;
+      db_arg = optarg;
+      break;
+    case 'c':
+      config_path = optarg;
       break;
     case 'l':
       listen = optarg;
@@ -259,11 +267,28 @@ int cmd_explore_main(int argc, char **argv) {
       return explore_usage_error("unknown option", argv[optind - 1]);
     }
   }
+  optind++; /* the word "explore" (getopt put the other words after it) */
   if (optind < argc)
     return explore_usage_error("unexpected argument", argv[optind]);
-  if (!db)
-    return explore_usage_error("explore needs --db PATH (the store)", NULL);
+  if (!db_arg && !config_path && access("connhost.yaml", F_OK) != 0)
+    return explore_usage_error("explore needs --db PATH (the store) or -c "
+                               "FILE (the config naming it)",
+                               NULL);
+  if (httpd_listen_is_loopback(listen, &loopback, &err) != CH_OK)
+    return explore_usage_error(err.msg, NULL);
+  if (!loopback) {
+    fprintf(stderr,
+            "connhost: explore: '%s' is not a loopback address: explore has "
+            "no token, so it listens on loopback only (127.0.0.1, [::1], "
+            "localhost); for an explorer others can reach, run 'connhost "
+            "serve' with 'serve.auth_token' (docs/explorer.md)\n",
+            listen);
+    return EXIT_FAIL;
+  }
   log_setup(CH_LOG_INFO, LOG_TEXT, 0);
+  db = cmd_read_db_path(db_arg, config_path);
+  if (!db)
+    goto out;
   /* A missing or foreign store is said now, not on the first request. */
   if (store_open(db, 0, &st, &err) != CH_OK) {
     log_error("%s", err.msg);
@@ -294,6 +319,7 @@ int cmd_explore_main(int argc, char **argv) {
   rc = EXIT_OK;
 out:
   httpd_stop(h);
+  free(db);
   log_cleanup();
   return rc;
 }

@@ -16,7 +16,8 @@
 int explore_handle(const char *db, const struct httpd_request *rq,
                    struct httpd_reply *rp);
 
-/* `connhost explore --db PATH [--listen ADDR:PORT]`. */
+/* `connhost [-c FILE] explore [--db PATH] [--listen ADDR:PORT]`: the
+   whole argv (the word "explore" among the options). */
 int cmd_explore_main(int argc, char **argv);
 
 /* ---- shared by the API (explore.c) and the pages (explore_pages.c) ---- */

@@ -76,13 +76,14 @@ def rows(text):
 class Explore:
     """`connhost explore --db PATH --listen 127.0.0.1:0`, stopped at the end."""
 
-    def __init__(self, test, db):
+    def __init__(self, test, db, argv=None):
+        """`argv`: the arguments instead of `explore --db DB`."""
         # the log to a file: every answer warns of the stale instance, and a
         # pipe nobody reads would fill up
         self.err = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
-        self.proc = subprocess.Popen([lib.CONNHOST, "explore", "--db", db, "--listen",
-                                      "127.0.0.1:0"], stdout=subprocess.PIPE,
-                                     stderr=self.err, text=True)
+        argv = argv or ["explore", "--db", db]
+        self.proc = subprocess.Popen([lib.CONNHOST] + argv + ["--listen", "127.0.0.1:0"],
+                                     stdout=subprocess.PIPE, stderr=self.err, text=True)
         test.addCleanup(self.stop)
         self.url = self.proc.stdout.readline().strip()
         test.assertRegex(self.url, r"^http://127\.0\.0\.1:\d+/$", self.read_log()
@@ -275,7 +276,28 @@ class ExplorerTest(unittest.TestCase):
         self.assertIn("missing.db", r.err)
         r = lib.run(["explore", "--db", self.db, "--listen", "0.0.0.0:0"])
         self.assertEqual(r.rc, 1, r)
-        self.assertIn("auth_token", r.err)
+        # explore never syncs and takes no token: it says what does
+        self.assertIn("listens on loopback only", r.err)
+        self.assertIn("run 'connhost serve' with 'serve.auth_token'", r.err)
+        self.assertNotIn("sync", r.err.replace("connhost serve", ""))
+        # -c FILE, before or after the command, names the store; --db wins
+        r = lib.run(["-c", self.cfg, "explore", "--db", os.path.join(self.tmp, "missing.db")])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("missing.db", r.err)
+        r = lib.run(["-c", os.path.join(self.tmp, "missing.yaml"), "explore"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("missing.yaml", r.err)
+
+    def test_explore_takes_the_config(self):
+        want = self.cli("stats")
+        for argv in (["-c", self.cfg, "explore"], ["explore", "--config", self.cfg],
+                     ["explore", "-c", os.path.join(self.tmp, "missing.yaml"), "--db", self.db]):
+            ex = Explore(self, None, argv)
+            self.assertEqual(ex.json("/api/v1/stats"), want, argv)
+            self.assertEqual(ex.stop(), 0)
+        r = lib.run(["--help"])
+        self.assertIn("connhost [-c FILE] [COMMAND]", r.out)
+        self.assertIn("connhost [-c FILE] explore", lib.run(["explore", "--help"]).out)
 
     def test_serve_answers_the_api(self):
         s = test_serve.Serve(self.tmp, self.cfg, name="serve-explorer")
