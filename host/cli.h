@@ -110,9 +110,10 @@ int cmd_read_main(int argc, char **argv);
    follow `-c FILE`), or NULL. Borrowed from argv. */
 const char *cmd_word(int argc, char **argv);
 /* The store a read command (or `explore`) opens: `db` (--db), else the
-   `store:` of the config at `config_path` (NULL: ./connhost.yaml). A
-   malloc'd path, or NULL with the reason logged. */
-char *cmd_read_db_path(const char *db, const char *config_path);
+   `store:` of the config at `config_path` (NULL: ./connhost.yaml), in
+   *out (malloc'd). -1 to go on, else the exit code, with the reason logged
+   (a config that does not load: EXIT_USAGE; `store: none`: EXIT_FAIL). */
+int cmd_read_db_path(const char *db, const char *config_path, char **out);
 /*
  * One read command's answer (`name`: "runs", "access", ...) from the store
  * at `db`, as the CLI's `--format json` (or "csv") writes it, with each

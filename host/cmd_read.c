@@ -720,7 +720,7 @@ static int parse_run(const char *s, int64_t *out) {
   return 0;
 }
 
-/* The store path: --db, else the config's `store:`, in *out (malloc'd).
+/* The store path (cli.h): --db, else the config's `store:`, in *out.
    Returns -1 to go on, else an exit code (logged): a config that does not
    load is a config error, as for every command; `store: none` is no
    store. */

@@ -286,9 +286,9 @@ int cmd_explore_main(int argc, char **argv) {
     return EXIT_FAIL;
   }
   log_setup(CH_LOG_INFO, LOG_TEXT, 0);
-  db = cmd_read_db_path(db_arg, config_path);
-  if (!db)
+  if ((rc = cmd_read_db_path(db_arg, config_path, &db)) >= 0)
     goto out;
+  rc = EXIT_FAIL;
   /* A missing or foreign store is said now, not on the first request. */
   if (store_open(db, 0, &st, &err) != CH_OK) {
     log_error("%s", err.msg);
