@@ -129,7 +129,8 @@ static void reload(struct serve *sv) {
   pthread_mutex_unlock(&sv->lock);
   serve_gen_put(sv, old); /* `path` was the old config's: use the new one's */
   metrics_config_loaded(sv->metrics, 1, serve_wall_s());
-  log_info("%s reloaded: %zu tenants", c->path, c->ntenants);
+  log_info("%s reloaded: %zu tenant%s", c->path, c->ntenants,
+           c->ntenants == 1 ? "" : "s");
   return;
 bad:
   config_free(c);
@@ -286,8 +287,9 @@ int cmd_serve(struct session *s) {
     log_error("%s: %s", sv.cur->config->path, err.msg);
     goto out;
   }
-  log_info("serve: listening on %s (port %u), %zu tenants", listen,
-           httpd_port(h), sv.cur->config->ntenants);
+  log_info("serve: listening on %s (port %u), %zu tenant%s", listen,
+           httpd_port(h), sv.cur->config->ntenants,
+           sv.cur->config->ntenants == 1 ? "" : "s");
   pthread_mutex_lock(&sv.lock);
   serve_sync_tenants(&sv);
   pthread_mutex_unlock(&sv.lock);

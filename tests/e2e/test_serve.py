@@ -224,11 +224,11 @@ class Serve:
         with open(self.err_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
-    def wait_log(self, pattern, timeout=60, count=1, allow_exit=False):
+    def wait_log(self, pattern, timeout=60, count=1, allow_exit=False, flags=0):
         """Wait until `pattern` matches `count` times; return the last match."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            found = list(re.finditer(pattern, self.log()))
+            found = list(re.finditer(pattern, self.log(), flags))
             if len(found) >= count:
                 return found[count - 1]
             if self.proc.poll() is not None:
@@ -497,6 +497,9 @@ class Signals(ServeTest):
     def test_sighup_broken_config_keeps_the_old_one(self):
         cfg = self.config(extra=SHORT)
         s = self.serve(cfg)
+        # port 0: the port bound is in the start line
+        self.assertRegex(s.log(), r"(?m)serve: listening on 127\.0\.0\.1:0 \(port %d\), "
+                                  r"2 tenants$" % s.port)
         s.wait_log(r"sync_finished: tenant=beta instance=jira status=ok")
         good = slurp(cfg, "r")
         loaded = "connhost_config_last_reload_success_timestamp_seconds"
@@ -527,7 +530,7 @@ class Signals(ServeTest):
         with open(cfg, "w") as f:
             f.write(slurp(self.config(tenants=("alpha",), extra=SHORT, name="one.yaml"), "r"))
         s.proc.send_signal(signal.SIGHUP)
-        s.wait_log(r"reloaded: 1 tenants")
+        s.wait_log(r"reloaded: 1 tenant$", flags=re.M)
         fam = s.metrics()
         self.assertEqual(sample(fam, "connhost_config_last_reload_successful"), 1)
         self.assertGreater(sample(fam, loaded), started)
