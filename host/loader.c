@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "loader.h"
+#include "loader_int.h"
 #include "options.h"
 
 #define NAME_MAX_LEN 64
@@ -35,6 +37,7 @@ int registry_init(struct registry *r, const char *dir, struct ch_err *err) {
   struct stat st;
 
   memset(r, 0, sizeof(*r));
+  r->dirfd = -1;
   if (stat(dir, &st) != 0)
     return ch_err_set(err, CH_E_CONFIG, "plugin directory '%s': %s", dir,
                       strerror(errno));
@@ -67,7 +70,18 @@ void registry_release(struct registry *r) {
     plugin_free(r->items[i]);
   free(r->items);
   free(r->dir);
+  if (r->dirfd >= 0)
+    close(r->dirfd);
   memset(r, 0, sizeof(*r));
+  r->dirfd = -1;
+}
+
+/* The plugin directory, opened and checked at the first load (after
+   allow_insecure is known) and kept: every plugin comes from it. */
+static int registry_open_dir(struct registry *r, struct ch_err *err) {
+  if (r->dirfd >= 0)
+    return CH_OK;
+  return trust_open_dir(r->dir, !r->allow_insecure, &r->dirfd, err);
 }
 
 const struct ch_resource_type *plugin_type(const struct ch_plugin *p,
@@ -359,38 +373,13 @@ static int check_descriptor(const struct ch_plugin *d, const char *name,
   return CH_OK;
 }
 
-/*
- * sshd StrictModes for plugins: whoever can write the directory or the .so
- * runs code as connhost (often root). Refuse anything writable by everyone
- * and anything owned by a user other than root or ourselves.
- */
-static int check_trusted(const char *path, const struct stat *st,
-                         const char *what, struct ch_err *err) {
-  uid_t me = geteuid();
-
-  if (st->st_mode & S_IWOTH)
-    return ch_err_set(err, CH_E_CONFIG,
-                      "%s '%s' is writable by everyone, so anyone could make "
-                      "connhost run their code: run 'chmod o-w %s' (or set "
-                      "allow_insecure_plugin_dir: true on a test rig)",
-                      what, path, path);
-  if (st->st_uid != 0 && st->st_uid != me)
-    return ch_err_set(err, CH_E_CONFIG,
-                      "%s '%s' is owned by uid %u, neither root nor the user "
-                      "running connhost (uid %u): run 'chown %u %s' (or set "
-                      "allow_insecure_plugin_dir: true on a test rig)",
-                      what, path, (unsigned)st->st_uid, (unsigned)me,
-                      (unsigned)me, path);
-  return CH_OK;
-}
-
-static int load_file(const char *dir, const char *name, int allow_insecure,
-                     struct plugin **out, struct ch_err *err) {
+static int load_file(struct registry *r, const char *name, struct plugin **out,
+                     struct ch_err *err) {
   struct plugin *p = NULL;
   struct stat st;
   ch_plugin_entry_fn entry;
   const struct ch_plugin *raw;
-  int rc = CH_E_NOMEM;
+  int rc = CH_E_NOMEM, fd = -1;
   size_t len;
 
   *out = NULL;
@@ -402,45 +391,25 @@ static int load_file(const char *dir, const char *name, int allow_insecure,
   p = calloc(1, sizeof(*p));
   if (!p)
     goto out;
-  len = strlen(dir) + strlen(name) + 5;
+  len = strlen(r->dir) + strlen(name) + 5;
   p->path = malloc(len);
   p->name = strdup(name);
   if (!p->path || !p->name)
     goto out;
-  snprintf(p->path, len, "%s/%s.so", dir, name);
+  snprintf(p->path, len, "%s/%s.so", r->dir, name);
 
-  /* lstat: a symlink could point anywhere; only plain files load. */
-  if (lstat(p->path, &st) != 0) {
-    rc = ch_err_set(err, CH_E_CONFIG, "plugin '%s': %s: %s", name, p->path,
-                    strerror(errno));
+  /* Checked and loaded by descriptor: what dlopen maps is the file that
+     was checked, whatever is renamed in the directory meanwhile. */
+  rc = registry_open_dir(r, err);
+  if (rc == CH_OK)
+    rc = trust_open_file(r->dirfd, p->path + strlen(r->dir) + 1, p->path, name,
+                         !r->allow_insecure, &fd, &st, err);
+  if (rc != CH_OK)
     goto out;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    rc = ch_err_set(err, CH_E_CONFIG, "plugin '%s': %s is not a regular file",
-                    name, p->path);
-    goto out;
-  }
-  if (!allow_insecure) {
-    struct stat dst;
-    if (stat(dir, &dst) != 0) {
-      rc = ch_err_set(err, CH_E_CONFIG, "plugin directory '%s': %s", dir,
-                      strerror(errno));
-      goto out;
-    }
-    rc = check_trusted(dir, &dst, "plugin directory", err);
-    if (rc == CH_OK)
-      rc = check_trusted(p->path, &st, "plugin file", err);
-    if (rc != CH_OK)
-      goto out;
-    rc = CH_E_NOMEM;
-  }
-  dlerror();
-  p->dl = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
+  p->dl = trust_dlopen(fd, &st, p->path, err);
+  close(fd);
   if (!p->dl) {
-    rc = ch_err_set(err, CH_E_CONFIG,
-                    "cannot load %s: %s (a missing library is the usual "
-                    "cause: run 'ldd %s')",
-                    p->path, dlerror(), p->path);
+    rc = err->code;
     goto out;
   }
   *(void **)&entry = dlsym(p->dl, CH_PLUGIN_SYMBOL);
@@ -483,7 +452,7 @@ int registry_load(struct registry *r, const char *name,
       return CH_OK;
     }
   }
-  rc = load_file(r->dir, name, r->allow_insecure, &p, err);
+  rc = load_file(r, name, &p, err);
   if (rc != CH_OK)
     return rc;
   grown = realloc(r->items, (r->n + 1) * sizeof(*r->items));
@@ -503,18 +472,29 @@ static int cmp_str(const void *a, const void *b) {
 
 int registry_scan(struct registry *r, struct scan_entry **out, size_t *n,
                   struct ch_err *err) {
-  DIR *d = opendir(r->dir);
+  DIR *d = NULL;
   struct dirent *de;
   char **names = NULL;
   size_t count = 0;
   struct scan_entry *e = NULL;
-  int rc = CH_E_NOMEM;
+  int rc = CH_E_NOMEM, fd;
 
   *out = NULL;
   *n = 0;
-  if (!d)
+  rc = registry_open_dir(r, err);
+  if (rc != CH_OK)
+    return rc;
+  /* Its own descriptor: readdir moves the offset, openat does not care. */
+  fd = openat(r->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    int saved = errno;
+    if (fd >= 0)
+      close(fd);
     return ch_err_set(err, CH_E_CONFIG, "plugin directory '%s': %s", r->dir,
-                      strerror(errno));
+                      strerror(saved));
+  }
+  rc = CH_E_NOMEM;
   while ((de = readdir(d))) {
     size_t len = strlen(de->d_name);
     char **grown;

@@ -46,6 +46,7 @@ struct plugin {
 /* Plugins loaded from one directory; a name is loaded at most once. */
 struct registry {
   char *dir;
+  int dirfd;          /* `dir`, opened and checked at the first load; -1 */
   int allow_insecure; /* allow_insecure_plugin_dir: skip the mode checks */
   struct plugin **items;
   size_t n;
@@ -58,7 +59,11 @@ int registry_init(struct registry *r, const char *dir, struct ch_err *err);
 void registry_release(struct registry *r);
 
 /*
- * Load `<dir>/<name>.so` (or return the copy loaded before). Errors name
+ * Load `<dir>/<name>.so` (or return the copy loaded before). The directory
+ * is opened and checked at the first load (unless allow_insecure: its
+ * parents, owner and mode, docs/config.md "Plugin directory rules"), the
+ * file opened in it and checked by descriptor, and that descriptor's
+ * /proc/self/fd path given to dlopen. Errors name
  * the file: invalid name, not a regular file, dlopen failure (dlerror and
  * an ldd hint), no connhost_plugin symbol, wrong ABI, short descriptor,
  * name mismatch, missing mandatory op, layout sizes below ABI 1's,

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Loader tests: the real test-only plugins built in tests/plugins/, each
-   broken in one way, must be refused with a message naming the file. */
+   broken in one way, must be refused with a message naming the file; the
+   plugin directory rules; the object loaded is the one checked. */
 #include "autoconfig.h"
 
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -156,7 +158,218 @@ START_TEST(dlopen_failure_has_hint) {
   ck_assert_int_eq(registry_load(&r2, "t_garbage", &p, &err), CH_E_CONFIG);
   ck_assert_msg(strstr(err.msg, "t_garbage.so"), "%s", err.msg);
   ck_assert_msg(strstr(err.msg, "ldd"), "%s", err.msg);
+  /* dlerror named the descriptor it was given: the message names the file */
+  ck_assert_msg(!strstr(err.msg, "/proc/self/fd"), "%s", err.msg);
   registry_release(&r2);
+}
+END_TEST
+
+/* Copy test plugin `name`.so into directory `dir`. */
+static void copy_plugin(const char *name, const char *dir) {
+  char src[PATH_MAX + 32], dst[PATH_MAX + 32], buf[8192];
+  ssize_t n;
+  int in, out;
+
+  snprintf(src, sizeof(src), "%s/%s.so", test_dir, name);
+  snprintf(dst, sizeof(dst), "%s/%s.so", dir, name);
+  in = open(src, O_RDONLY);
+  out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+  ck_assert_int_ge(in, 0);
+  ck_assert_int_ge(out, 0);
+  while ((n = read(in, buf, sizeof(buf))) > 0)
+    ck_assert_int_eq(write(out, buf, (size_t)n), n);
+  ck_assert_int_eq(n, 0);
+  close(in);
+  close(out);
+}
+
+/* tmp_dir/<sub> with mode `mode` (umask aside), and its path in `out`. */
+static void make_dir(const char *sub, mode_t mode, char *out, size_t n) {
+  ck_assert_int_lt(snprintf(out, n, "%s/%s", tmp_dir, sub), (int)n);
+  ck_assert_int_eq(mkdir(out, 0700), 0);
+  ck_assert_int_eq(chmod(out, mode), 0);
+}
+
+/* Load t_chaos from `dir`; expect `rc`, the message holding each of the
+   NULL-terminated fragments. */
+static void load_from(const char *dir, int allow_insecure, int rc, ...) {
+  struct registry r2;
+  struct ch_err err = {0};
+  const struct plugin *p = NULL;
+  const char *frag;
+  va_list ap;
+
+  ck_assert_int_eq(registry_init(&r2, dir, &err), CH_OK);
+  r2.allow_insecure = allow_insecure;
+  ck_assert_msg(registry_load(&r2, "t_chaos", &p, &err) == rc, "%s: %s", dir,
+                err.msg);
+  if (rc == CH_OK)
+    ck_assert_str_eq(p->desc->name, "t_chaos");
+  va_start(ap, rc);
+  while ((frag = va_arg(ap, const char *)))
+    ck_assert_msg(strstr(err.msg, frag), "'%s' not in: %s", frag, err.msg);
+  va_end(ap);
+  registry_release(&r2);
+}
+
+/* A directory above the plugin directory that others can write lets them
+   rename the plugin directory away: refused, unless sticky (like /tmp). */
+START_TEST(parent_writable_by_others_is_refused) {
+  char mid[PATH_MAX], plugins[PATH_MAX + 16];
+
+  make_dir("mid", 0777, mid, sizeof(mid));
+  snprintf(plugins, sizeof(plugins), "%s/plugins", mid);
+  ck_assert_int_eq(mkdir(plugins, 0755), 0);
+  copy_plugin("t_chaos", plugins);
+  load_from(plugins, 0, CH_E_CONFIG, "parent directory", mid,
+            "writable by everyone", "chmod go-w", NULL);
+  load_from(plugins, 1, CH_OK, NULL); /* allow_insecure_plugin_dir */
+  ck_assert_int_eq(chmod(mid, 0775), 0);
+  load_from(plugins, 0, CH_E_CONFIG, mid, "writable by group", "chmod g-w",
+            NULL);
+  ck_assert_int_eq(chmod(mid, 01777), 0);
+  load_from(plugins, 0, CH_OK, NULL);
+  ck_assert_int_eq(chmod(mid, 0755), 0);
+  load_from(plugins, 0, CH_OK, NULL);
+}
+END_TEST
+
+/* The plugin directory itself: not writable by group or others, even
+   with the sticky bit; neither is the .so. */
+START_TEST(plugin_dir_and_file_modes) {
+  char plugins[PATH_MAX], so[PATH_MAX + 16];
+
+  make_dir("plugins", 0755, plugins, sizeof(plugins));
+  copy_plugin("t_chaos", plugins);
+  snprintf(so, sizeof(so), "%s/t_chaos.so", plugins);
+  load_from(plugins, 0, CH_OK, NULL);
+  ck_assert_int_eq(chmod(plugins, 0775), 0);
+  load_from(plugins, 0, CH_E_CONFIG, "plugin directory", plugins,
+            "writable by group", "chmod g-w", NULL);
+  ck_assert_int_eq(chmod(plugins, 03775), 0); /* setgid + sticky */
+  load_from(plugins, 0, CH_E_CONFIG, "writable by group", NULL);
+  ck_assert_int_eq(chmod(plugins, 01777), 0);
+  load_from(plugins, 0, CH_E_CONFIG, "writable by everyone", "chmod go-w",
+            NULL);
+  load_from(plugins, 1, CH_OK, NULL);
+  ck_assert_int_eq(chmod(plugins, 0755), 0);
+  ck_assert_int_eq(chmod(so, 0775), 0);
+  load_from(plugins, 0, CH_E_CONFIG, "plugin file", so, "writable by group",
+            NULL);
+  ck_assert_int_eq(chmod(so, 0757), 0);
+  load_from(plugins, 0, CH_E_CONFIG, so, "writable by everyone", "chmod o-w",
+            NULL);
+  load_from(plugins, 1, CH_OK, NULL);
+}
+END_TEST
+
+/* A symlink on the way is followed, but the directory holding it must be
+   safe too: whoever can write it can point the link elsewhere. */
+START_TEST(symlinked_plugin_dir) {
+  char plugins[PATH_MAX], open_dir[PATH_MAX], link[PATH_MAX + 16];
+  char rel[PATH_MAX + 32];
+
+  make_dir("plugins", 0755, plugins, sizeof(plugins));
+  copy_plugin("t_chaos", plugins);
+  make_dir("open", 0755, open_dir, sizeof(open_dir));
+  snprintf(link, sizeof(link), "%s/link", open_dir);
+  ck_assert_int_eq(symlink("../plugins", link), 0);
+  load_from(link, 0, CH_OK, NULL);
+  snprintf(rel, sizeof(rel), "%s/./link/../open/link/", open_dir);
+  load_from(rel, 0, CH_OK, NULL);
+  ck_assert_int_eq(chmod(open_dir, 0777), 0);
+  load_from(link, 0, CH_E_CONFIG, open_dir, "writable by everyone", NULL);
+  if (geteuid() == 0) {
+    ck_assert_int_eq(chmod(open_dir, 0755), 0);
+    ck_assert_int_eq(lchown(link, 65534, 65534), 0);
+    load_from(link, 0, CH_E_CONFIG, "symbolic link", link, "uid 65534", NULL);
+  }
+}
+END_TEST
+
+START_TEST(plugin_owned_by_another_user) {
+  char plugins[PATH_MAX], so[PATH_MAX + 16];
+
+  if (geteuid() != 0)
+    return; /* needs root to give the file away */
+  make_dir("plugins", 0755, plugins, sizeof(plugins));
+  copy_plugin("t_chaos", plugins);
+  snprintf(so, sizeof(so), "%s/t_chaos.so", plugins);
+  ck_assert_int_eq(chown(so, 65534, 65534), 0);
+  load_from(plugins, 0, CH_E_CONFIG, "plugin file", so, "uid 65534", "chown 0",
+            NULL);
+  ck_assert_int_eq(chown(so, 0, 0), 0);
+  ck_assert_int_eq(chown(plugins, 65534, 65534), 0);
+  load_from(plugins, 0, CH_E_CONFIG, "plugin directory", "uid 65534", NULL);
+}
+END_TEST
+
+/*
+ * The audit's race, made deterministic: tests/check_loader links with
+ * -Wl,--wrap=dlopen, so this runs between the checks and the load (the
+ * connhost binary has no such hook). When armed it swaps the checked
+ * t_chaos.so with t_misname.so, as renameat2(RENAME_EXCHANGE) did in the
+ * exploit; the object loaded must still be the checked one.
+ */
+static char swap_dir[PATH_MAX];
+static int swaps;
+
+void *__real_dlopen(const char *file, int mode);
+void *__wrap_dlopen(const char *file, int mode);
+void *__wrap_dlopen(const char *file, int mode) {
+  if (swap_dir[0]) {
+    char a[PATH_MAX + 32], b[PATH_MAX + 32];
+    snprintf(a, sizeof(a), "%s/t_chaos.so", swap_dir);
+    snprintf(b, sizeof(b), "%s/t_misname.so", swap_dir);
+    if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) == 0)
+      swaps++;
+  }
+  return __real_dlopen(file, mode);
+}
+
+START_TEST(swap_between_check_and_load) {
+  char plugins[PATH_MAX], after[PATH_MAX + 16];
+  struct registry r2;
+  struct ch_err err = {0};
+  const struct plugin *p = NULL;
+
+  make_dir("plugins", 0755, plugins, sizeof(plugins));
+  copy_plugin("t_chaos", plugins);
+  copy_plugin("t_misname", plugins);
+  ck_assert_int_eq(registry_init(&r2, plugins, &err), CH_OK);
+  snprintf(swap_dir, sizeof(swap_dir), "%s", plugins);
+  ck_assert_int_eq(registry_load(&r2, "t_chaos", &p, &err), CH_OK);
+  swap_dir[0] = '\0';
+  ck_assert_int_eq(swaps, 1);
+  ck_assert_str_eq(p->desc->name, "t_chaos");
+  /* The swap did happen: the path now holds the other plugin. */
+  snprintf(after, sizeof(after), "%s/t_chaos.so", plugins);
+  {
+    void *h = __real_dlopen(after, RTLD_NOW | RTLD_LOCAL);
+    const struct ch_plugin *(*entry)(uint32_t);
+    ck_assert_ptr_nonnull(h);
+    *(void **)&entry = dlsym(h, CH_PLUGIN_SYMBOL);
+    ck_assert_str_eq(entry(CH_PLUGIN_ABI)->name, "someone_else");
+    dlclose(h);
+  }
+  registry_release(&r2);
+}
+END_TEST
+
+/* Plugins loaded one after another get the same descriptor number: each
+   load is still its own file (glibc would hand back the first plugin for
+   a /proc/self/fd/N name it has seen). */
+START_TEST(one_descriptor_number_many_plugins) {
+  const struct plugin *a = NULL, *b = NULL, *c = NULL;
+  struct ch_err err = {0};
+
+  ck_assert_int_eq(registry_load(&reg, "t_chaos", &a, &err), CH_OK);
+  expect_refused("t_badabi", "t_badabi.so", "ABI 99", NULL);
+  ck_assert_int_eq(registry_load(&reg, "t_old", &b, &err), CH_OK);
+  ck_assert_int_eq(registry_load(&reg, "t_future", &c, &err), CH_OK);
+  ck_assert_str_eq(a->desc->name, "t_chaos");
+  ck_assert_str_eq(b->desc->name, "t_old");
+  ck_assert_str_eq(c->desc->name, "t_future");
 }
 END_TEST
 
@@ -389,6 +602,12 @@ static Suite *loader_suite(void) {
   tcase_add_test(tc, only_regular_files);
   tcase_add_test(tc, dlopen_failure_has_hint);
   tcase_add_test(tc, missing_directory);
+  tcase_add_test(tc, parent_writable_by_others_is_refused);
+  tcase_add_test(tc, plugin_dir_and_file_modes);
+  tcase_add_test(tc, symlinked_plugin_dir);
+  tcase_add_test(tc, plugin_owned_by_another_user);
+  tcase_add_test(tc, swap_between_check_and_load);
+  tcase_add_test(tc, one_descriptor_number_many_plugins);
   tcase_add_test(tc, scan_reports_each_file);
   tcase_add_test(tc, old_header_plugin_has_the_1_0_layout);
   tcase_add_test(tc, later_layout_is_walked_by_its_strides);

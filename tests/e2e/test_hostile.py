@@ -440,20 +440,53 @@ class InsecurePluginDir(HostileTest):
         os.unlink(self.path("graph.json"))
 
     def test_world_writable_dir(self):
-        os.chmod(self.plugins, 0o777)
+        os.chmod(self.plugins, 0o757)
         self.assert_refused(self.plugins, "chmod o-w " + self.plugins)
+        os.chmod(self.plugins, 0o777)
+        self.assert_refused(self.plugins, "chmod go-w " + self.plugins)
         os.chmod(self.plugins, 0o1777)  # sticky does not make it safe
-        self.assert_refused(self.plugins, "chmod o-w")
+        self.assert_refused(self.plugins, "chmod go-w")
+
+    def test_group_writable_dir(self):
+        # a member of the group could replace a .so before it is checked
+        os.chmod(self.plugins, 0o775)
+        self.assert_refused(self.plugins, "chmod g-w " + self.plugins)
+
+    def test_writable_parent_dir(self):
+        # whoever can write a parent can rename the plugin directory away
+        os.chmod(self.tmp, 0o777)
+        self.assert_refused(self.tmp, "chmod go-w " + self.tmp)
+        os.chmod(self.tmp, 0o1777)  # sticky (like /tmp) is enough above it
+        self.assertEqual(self.sync().rc, 0)
+        os.chmod(self.tmp, 0o700)
 
     def test_world_writable_so(self):
-        os.chmod(self.so, 0o777)
+        os.chmod(self.so, 0o757)
         self.assert_refused(self.so, "chmod o-w " + self.so)
+        os.chmod(self.so, 0o775)
+        self.assert_refused(self.so, "chmod g-w " + self.so)
 
     def test_so_owned_by_another_user(self):
         if os.geteuid() != 0:
             self.skipTest("needs root to give the file away")
         os.chown(self.so, 65534, 65534)
         self.assert_refused(self.so, "chown 0 " + self.so)
+
+    def test_no_proc_fails_closed(self):
+        # plugins load through /proc/self/fd/N: without /proc, none loads
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            self.skipTest("needs root and unshare(1) to hide /proc")
+        p = subprocess.run(
+            ["unshare", "-m", "sh", "-c",
+             'mount -t tmpfs none /proc && exec "$0" "$@"', lib.CONNHOST,
+             "plugins", "--plugin-dir", self.plugins],
+            capture_output=True, text=True, timeout=60)
+        if "mount:" in p.stderr or "unshare:" in p.stderr:
+            self.skipTest("cannot hide /proc here: " + p.stderr.strip())
+        out = p.stdout + p.stderr
+        self.assertIn("cannot load " + self.so, out)
+        self.assertIn("is /proc mounted?", out)
+        self.assertNotIn("flatfile 1.", out)
 
     def test_safe_modes_load(self):
         os.chmod(self.plugins, 0o755)
