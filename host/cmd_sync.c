@@ -22,6 +22,7 @@
 #include "engine.h"
 #include "graph.h"
 #include "isolate.h"
+#include "loader.h"
 #include "log.h"
 #include "safety.h"
 #include "stop.h"
@@ -296,6 +297,65 @@ static int output_dir_ok(const char *output) {
   return ok;
 }
 
+/* The most match keys one account has (a plugin gives a handful). */
+#define JOIN_KEYS_MAX 32
+
+struct join_arg {
+  struct graph *g;
+  const struct instance *in;
+};
+
+static int join_one(void *arg, const char *type, const char *match_keys) {
+  const struct join_arg *j = arg;
+  const struct ch_resource_type *t = plugin_type(j->in->plugin->desc, type);
+  json_object *a;
+  const char *keys[JOIN_KEYS_MAX + 1];
+  size_t n = 0;
+  int rc;
+
+  if (!t || !(t->traits & CH_TRAIT_USER))
+    return 0;
+  if (!(a = json_tokener_parse(match_keys)) ||
+      !json_object_is_type(a, json_type_array)) {
+    json_object_put(a);
+    return 0; /* a row the store wrote: never so; skip it, not the run */
+  }
+  for (size_t i = 0; i < json_object_array_length(a) && n < JOIN_KEYS_MAX;
+       i++) {
+    const char *k = json_object_get_string(json_object_array_get_idx(a, i));
+    if (k && *k)
+      keys[n++] = k;
+  }
+  keys[n] = NULL;
+  rc = graph_add_join_keys(j->g, j->in->graph_index, keys);
+  json_object_put(a);
+  return rc == CH_E_NOMEM ? rc : 0;
+}
+
+/* A failed instance answers from its last good data in the store; its
+   accounts there still join identities, or a healthy account would split
+   from its person (and lose, in `access`, all it holds through them)
+   until the instance is back. */
+static int join_stale_accounts(struct instance **insts, size_t n,
+                               struct graph *g, const char *store) {
+  for (size_t i = 0; i < n; i++) {
+    struct join_arg j = {g, insts[i]};
+    struct ch_err err = {0};
+    int rc;
+    if (!instance_failed(insts[i]))
+      continue;
+    rc = store_last_match_keys(store, insts[i]->ci->tenant, insts[i]->ci->name,
+                               join_one, &j, &err);
+    if (rc == CH_E_NOMEM)
+      return rc;
+    if (rc)
+      log_warn("%s/%s: its last good accounts are not joined to "
+               "identities: %s",
+               insts[i]->ci->tenant, insts[i]->ci->name, err.msg);
+  }
+  return CH_OK;
+}
+
 /* Fail each instance that shrank past its threshold since the last good
    run, before graph_finish drops failed instances' records. */
 static int check_shrink(struct instance **insts, size_t n,
@@ -478,6 +538,11 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
     goto out;
   }
   if (check_shrink(insts, n, o, to_stdout ? NULL : o->output)) {
+    log_error("out of memory");
+    run_abort(&st->run, CH_E_NOMEM);
+    goto out;
+  }
+  if (o->store && join_stale_accounts(insts, n, g, o->store)) {
     log_error("out of memory");
     run_abort(&st->run, CH_E_NOMEM);
     goto out;

@@ -168,6 +168,8 @@ void graph_free(struct graph *g) {
   gr_arena_release(&g->iarr);
   free(g->imembers);
   gr_arena_release(&g->istrs);
+  free(g->hints);
+  gr_arena_release(&g->harena);
   free(g->derived);
   free(g->druns);
   free(g->srcpool);

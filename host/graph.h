@@ -36,6 +36,16 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
 int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
                     struct ch_err *err);
 
+/*
+ * The match keys of one account the graph does not hold: an account of a
+ * failed instance's last good data, which the store still answers from.
+ * It joins the identities of `inst`'s tenant as that account did, so an
+ * identity keeps its key (and the store its members) while one of its
+ * instances is down; nothing else of the graph shows it. Before
+ * graph_finish; thread-safe.
+ */
+int graph_add_join_keys(struct graph *g, int inst, const char *const *keys);
+
 /* How one instance's run went; written into the output. */
 struct graph_report {
   int ok;            /* 1 = complete */

@@ -161,7 +161,11 @@ static int ident_fill(struct graph *g, struct ident *id, struct strv *sc) {
      whichever accounts join or leave. An identity without match keys has
      one member; '~' cannot start a match key, so the two forms never
      collide. */
-  enc = key_encode(id->nmks ? id->mks[0] : first->key);
+  enc = key_encode(id->hint_key &&
+                           (!id->nmks || strcmp(id->hint_key, id->mks[0]) < 0)
+                       ? id->hint_key
+                   : id->nmks ? id->mks[0]
+                              : first->key);
   if (!t || !enc)
     goto out;
   id->key =
@@ -192,6 +196,38 @@ static int cmp_mkref(const void *a, const void *b) {
    the match keys are sorted (by tenant, then text) and each run of equal
    ones joined. A hash map over them would need a copy of every key with
    its tenant and 24-byte slots, at graph_finish's peak. */
+int graph_add_join_keys(struct graph *g, int inst, const char *const *keys) {
+  const struct inst *in = graph_inst(g, inst);
+  struct jhint h = {0, NULL};
+  size_t n = 0;
+  int rc = CH_E_NOMEM;
+
+  while (keys && keys[n])
+    n++;
+  if (!in || !n)
+    return CH_OK;
+  pthread_mutex_lock(&g->lock);
+  if (g->finished) {
+    rc = CH_E_INVALID;
+    goto out;
+  }
+  h.tenant = in->tenant_idx;
+  h.keys = gr_arena_alloc(&g->harena, (n + 1) * sizeof(*h.keys));
+  if (!h.keys)
+    goto out;
+  for (size_t i = 0; i < n; i++)
+    if (!(h.keys[i] = gr_arena_dup(&g->harena, keys[i], strlen(keys[i]))))
+      goto out;
+  h.keys[n] = NULL;
+  if (util_grow(&g->hints, &g->chints, g->nhints + 1, sizeof(*g->hints)))
+    goto out;
+  g->hints[g->nhints++] = h;
+  rc = CH_OK;
+out:
+  pthread_mutex_unlock(&g->lock);
+  return rc;
+}
+
 int gr_finish_identities(struct graph *g) {
   struct gr_arena keys = GR_ARENA_INIT; /* match keys lowercased */
   struct mkref *refs = NULL;
@@ -207,12 +243,16 @@ int gr_finish_identities(struct graph *g) {
         nrefs++;
     }
   }
-  uf = malloc((g->norder ? g->norder : 1) * sizeof(*uf));
-  idof = malloc((g->norder ? g->norder : 1) * sizeof(*idof));
+  for (i = 0; i < g->nhints; i++)
+    for (const char **v = g->hints[i].keys; *v; v++)
+      nrefs++;
+  /* the join hints are nodes norder.. of the union-find */
+  uf = malloc((g->norder + g->nhints + 1) * sizeof(*uf));
+  idof = malloc((g->norder + g->nhints + 1) * sizeof(*idof));
   refs = malloc((nrefs ? nrefs : 1) * sizeof(*refs));
   if (!uf || !idof || !refs)
     goto out;
-  for (i = 0; i < g->norder; i++) {
+  for (i = 0; i < g->norder + g->nhints; i++) {
     uf[i] = (uint32_t)i;
     idof[i] = NONE;
   }
@@ -230,6 +270,17 @@ int gr_finish_identities(struct graph *g) {
       refs[nrefs].mk = m;
       refs[nrefs].tenant = n->type->inst->tenant_idx;
       refs[nrefs].node = (uint32_t)i;
+      nrefs++;
+    }
+  }
+  for (i = 0; i < g->nhints; i++) {
+    for (const char **v = g->hints[i].keys; *v; v++) {
+      const char *m = match_key_norm(&keys, *v);
+      if (!m)
+        goto out;
+      refs[nrefs].mk = m;
+      refs[nrefs].tenant = g->hints[i].tenant;
+      refs[nrefs].node = (uint32_t)(g->norder + i);
       nrefs++;
     }
   }
@@ -261,6 +312,20 @@ int gr_finish_identities(struct graph *g) {
   if (!g->idents)
     goto out;
   g->nidents = nid;
+  /* A hint joined to accounts of the graph offers its smallest key for
+     the identity's (the key the identity had while its account was
+     there); one joined to none is nobody's. */
+  for (i = 0; i < g->nhints; i++) {
+    uint32_t root = uf_find(uf, (uint32_t)(g->norder + i));
+    struct ident *id = idof[root] == NONE ? NULL : &g->idents[idof[root]];
+    for (const char **v = g->hints[i].keys; id && *v; v++) {
+      const char *m = match_key_norm(&g->istrs, *v);
+      if (!m)
+        goto out;
+      if (!id->hint_key || strcmp(m, id->hint_key) < 0)
+        id->hint_key = m;
+    }
+  }
   for (i = 0; i < g->norder; i++) {
     if (is_user(g->order[i])) {
       g->idents[g->order[i]->identity].nmembers++;

@@ -219,6 +219,9 @@ struct ident {
      each string borrowed from a record when already normalized, else in
      g->istrs */
   const char *const *emails, *const *mks;
+  /* the smallest match key of join hints in it (graph_add_join_keys), or
+     NULL: a candidate for the identity's key, not one of its mks */
+  const char *hint_key;
   uint32_t nmembers, nemails, nmks; /* 100k identities: 32 bits each */
 };
 
@@ -264,6 +267,14 @@ struct graph {
   struct gr_arena istrs; /* identities' keys, normalized emails and match
                             keys */
   struct gr_arena iarr;  /* identities' email and match key arrays */
+  /* graph_add_join_keys: accounts known only by their match keys (each a
+     NULL-terminated array in `harena`), with their tenant */
+  struct jhint {
+    uint32_t tenant;
+    const char **keys;
+  } * hints;
+  size_t nhints, chints;
+  struct gr_arena harena;
   struct gr_pdict pdict; /* resources' profiles */
   struct jw *vbuf;       /* graph_resource_view's decoded profile */
   struct graph_counts counts;

@@ -70,6 +70,19 @@ int store_last_good(const char *path,
                               int64_t grants),
                     void *arg, struct ch_err *err);
 
+/*
+ * The type and match keys (a JSON array's text) of each resource of
+ * instance `tenant`/`instance` in its last recorded data (the data a run
+ * that fails it answers from), for the identity join (graph_add_join_keys):
+ * `fn` once per resource that has match keys. No store yet, or no data
+ * for the instance: CH_OK, no call. Stops at a non-zero result of `fn`.
+ */
+int store_last_match_keys(const char *path, const char *tenant,
+                          const char *instance,
+                          int (*fn)(void *arg, const char *type,
+                                    const char *match_keys),
+                          void *arg, struct ch_err *err);
+
 /* ---- reading ----------------------------------------------------------- */
 
 /* What a read answers from: `run` 0 = the latest; `tenant` NULL = all. */

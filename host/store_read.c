@@ -650,6 +650,42 @@ int store_missing(const char *path) {
   return S_ISREG(sb.st_mode) && sb.st_size == 0;
 }
 
+int store_last_match_keys(const char *path, const char *tenant,
+                          const char *instance,
+                          int (*fn)(void *arg, const char *type,
+                                    const char *match_keys),
+                          void *arg, struct ch_err *err) {
+  struct store *s = NULL;
+  struct db_stmt *q = NULL;
+  int rc, step = 0;
+
+  if (store_missing(path))
+    return CH_OK;
+  rc = store_open(path, 0, &s, err);
+  if (!rc)
+    rc = store_prep(
+        s,
+        "WITH d AS (SELECT ri.inst_id, ri.data_run FROM run_instances ri"
+        " JOIN instances i ON i.id = ri.inst_id WHERE i.tenant = ?1 AND"
+        " i.name = ?2 AND ri.data_run IS NOT NULL ORDER BY ri.run_id DESC"
+        " LIMIT 1) SELECT n.type, r.match_keys FROM d JOIN resources r ON"
+        " r.inst_id = d.inst_id AND r.first_run <= d.data_run AND"
+        " (r.last_run IS NULL OR r.last_run >= d.data_run) JOIN nodes n ON"
+        " n.id = r.node_id WHERE r.match_keys <> '[]'",
+        &q, err);
+  if (!rc) {
+    db_bind_text(q, 1, tenant);
+    db_bind_text(q, 2, instance);
+  }
+  while (!rc && (step = db_step(q)) == 1)
+    rc = fn(arg, db_column_text(q, 0), db_column_text(q, 1));
+  if (!rc && step < 0)
+    rc = db_fail(s->db, err, "reading an instance's last data");
+  db_finalize(q);
+  store_close(s);
+  return rc;
+}
+
 int store_last_good(const char *path,
                     int (*fn)(void *arg, const char *tenant,
                               const char *instance, int64_t resources,

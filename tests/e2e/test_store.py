@@ -200,18 +200,19 @@ class StoreTest(lib.TempDirTest):
         return "${file:%s}" % path
 
     def config(self, fake, provisioning=False, org_token=None, extra="",
-               name="connhost.yaml"):
+               name="connhost.yaml", jira_token=None, more_insts=None):
         c = fake.creds
         insts = {
             "jira": {"plugin": "jira_cloud", "provisioning": provisioning,
                      "options": {"url": fake.base, "email": c["jira_email"],
-                                 "api_token": self.secret("jira", c["jira_api_token"]),
+                                 "api_token": self.secret("jira", jira_token or c["jira_api_token"]),
                                  "gateway_url": fake.base}},
             "org": {"plugin": "atlassian_org", "provisioning": provisioning,
                     "options": {"org_id": c["org_id"],
                                 "api_token": self.secret("org", org_token or c["org_api_key"]),
                                 "api_base": fake.base + "/admin"}},
         }
+        insts.update(more_insts or {})
         if "store:" not in extra and not self.default_store:
             extra = self.store_line() + extra
         return lib.write_config(self.path(name), {TENANT: insts},
@@ -798,6 +799,34 @@ class StoreTest(lib.TempDirTest):
         r = lib.run(["-c", none, "runs"])
         self.assertEqual(r.rc, 1, r)
         self.assertIn("store: none", r.err)
+
+    def test_failed_instances_still_join_identities(self):
+        """While Jira and the org fail, an HR account joined to a person by
+        email stays that person's: the identity keeps its key, `access`
+        of the HR account still reaches the person's (stale) Jira and org
+        access, and diff reports no split."""
+        fake = self.start_fake()
+        acct = next(a for a in fake.truth["org"]["accounts"]
+                    if a["status"] == "active" and a["email"])
+        hr = self.path("hr.json")
+        with open(hr, "w") as f:
+            json.dump({"flatfile": 1, "users": [{"id": "u2", "name": "HR copy",
+                                                 "email": acct["email"]}]}, f)
+        more = {"hr": {"plugin": "flatfile", "options": {"path": hr}}}
+        self.sync(self.config(fake, more_insts=more))
+        before = self.read("access", rkey("hr", "user", "u2"), "--run", "1")
+        self.assertIn(rkey("org", "user", acct["account_id"]),
+                      {a["resource"] for a in before["accounts"]})
+        bad = self.config(fake, org_token="wrong-key-wrong-key", jira_token="wrong-token",
+                          name="bad.yaml", more_insts=more)
+        self.sync(bad, rc=3)
+        after = self.read("access", rkey("hr", "user", "u2"))
+        self.assertEqual(after["run"], 2)
+        self.assertEqual({(a["identity"], a["resource"]) for a in after["accounts"]},
+                         {(a["identity"], a["resource"]) for a in before["accounts"]})
+        self.assertEqual(self.triples(after["access"]), self.triples(before["access"]))
+        doc = self.read("diff", "--exit-code")
+        self.assertEqual(doc["identity_changes"], [])
 
     def test_keep_runs_prunes_per_instance(self):
         """keep_runs drops each instance's rows that no kept run reads for
