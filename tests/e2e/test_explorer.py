@@ -284,8 +284,9 @@ class ExplorerTest(unittest.TestCase):
         r = lib.run(["-c", self.cfg, "explore", "--db", os.path.join(self.tmp, "missing.db")])
         self.assertEqual(r.rc, 1, r)
         self.assertIn("missing.db", r.err)
+        # a config that does not load is a config error, as for every command
         r = lib.run(["-c", os.path.join(self.tmp, "missing.yaml"), "explore"])
-        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.rc, 2, r)
         self.assertIn("missing.yaml", r.err)
 
     def test_explore_takes_the_config(self):
