@@ -356,6 +356,33 @@ static int join_stale_accounts(struct instance **insts, size_t n,
   return CH_OK;
 }
 
+/* The output must not be a file an instance reads (a path option, such as
+   flatfile's `path`): the first run would replace the input with the
+   graph, and the next would fail on it. Logged; 0 when it is one. */
+static int output_not_an_input(struct instance **insts, size_t n,
+                               const char *output) {
+  struct stat out, in;
+
+  if (stat(output, &out) != 0)
+    return 1; /* a new file is nobody's input */
+  for (size_t i = 0; i < n; i++) {
+    const struct plugin *p = insts[i]->plugin;
+    for (size_t k = 0; k < p->nkeys && k < insts[i]->opts.n; k++) {
+      const char *v = insts[i]->opts.values[k].str;
+      if (p->keys[k].type != CH_OPT_PATH || !v || stat(v, &in) != 0 ||
+          in.st_dev != out.st_dev || in.st_ino != out.st_ino)
+        continue;
+      log_error("output '%s' is what instance %s/%s reads (option '%s'): "
+                "writing the graph there would replace it; choose another "
+                "output with -o or 'output:'",
+                output, insts[i]->ci->tenant, insts[i]->ci->name,
+                p->keys[k].name);
+      return 0;
+    }
+  }
+  return 1;
+}
+
 /* Fail each instance that shrank past its threshold since the last good
    run, before graph_finish drops failed instances' records. */
 static int check_shrink(struct instance **insts, size_t n,
@@ -489,7 +516,8 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
     run_abort(&st->run, CH_E_NOMEM);
     goto out;
   }
-  if (!to_stdout && !output_dir_ok(o->output)) {
+  if (!to_stdout && (!output_dir_ok(o->output) ||
+                     !output_not_an_input(insts, n, o->output))) {
     run_abort(&st->run, CH_E_CONFIG);
     goto out;
   }

@@ -616,6 +616,22 @@ class RoughEdges(HostTest):
         self.assertIn("is a directory", r.err)
         self.assertEqual(fake.requests(), [], "requests were sent first")
 
+    def test_an_output_that_is_an_input_is_refused(self):
+        """-o naming the flatfile an instance reads would replace the HR
+        export with the graph (and the next sync fail on it)."""
+        src = self.path("hr.json")
+        shutil.copy(FLAT_FIXTURE, src)
+        with open(src, "rb") as f:
+            before = f.read()
+        cfg = lib.write_config(self.path("f.yaml"), {"legacy": {"hr": flat(path=src)}},
+                               plugin_dir=lib.PLUGINS)
+        for out in (src, os.path.join(os.path.dirname(src), ".", "hr.json")):
+            r = lib.run(["-c", cfg, "sync", "-o", out])
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("is what instance legacy/hr reads (option 'path')", r.err)
+            with open(src, "rb") as f:
+                self.assertEqual(f.read(), before)
+
     def test_json_logs_of_a_failed_write_are_json(self):
         fake = self.fake()
         cfg = lib.write_config(self.path("j.yaml"), {"acme": {"jira": jira(
