@@ -33,6 +33,10 @@ int graph_add_instance(struct graph *g, const char *tenant,
  */
 int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
                        struct ch_err *err);
+/* graph_add_resource's first check, for a process that has no graph (an
+   isolated plugin's child): CH_E_INVALID with its message when `r` has no
+   type or no id. */
+int graph_resource_named(const struct ch_resource *r, struct ch_err *err);
 int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
                     struct ch_err *err);
 

@@ -61,6 +61,27 @@ static int rec_err(struct ch_err *err, const char *what, const char *type,
   return CH_E_INVALID;
 }
 
+int graph_resource_named(const struct ch_resource *r, struct ch_err *err) {
+  char *e;
+
+  if (!r->type || !*r->type) {
+    e = key_encode(r->id ? r->id : "");
+    ch_err_set(err, CH_E_INVALID, "resource%s%.100s%s has no type",
+               e && *e ? " with id '" : "", e && *e ? e : "",
+               e && *e ? "'" : "");
+    free(e);
+    return CH_E_INVALID;
+  }
+  if (!r->id || !*r->id) {
+    e = key_encode(r->type);
+    ch_err_set(err, CH_E_INVALID, "resource of type '%.100s' has no id",
+               e ? e : "?");
+    free(e);
+    return CH_E_INVALID;
+  }
+  return CH_OK;
+}
+
 /* ---- adding records ------------------------------------------------------ */
 
 /* The node for (type, id) of an instance, created on first sight. Under
@@ -251,21 +272,8 @@ static int res_check(const struct inst *in, const struct ch_resource *r,
   char why[200];
   int result = CH_E_INVALID;
 
-  if (!r->type || !*r->type) {
-    char *e = key_encode(r->id ? r->id : "");
-    ch_err_set(err, CH_E_INVALID, "resource%s%.100s%s has no type",
-               e && *e ? " with id '" : "", e && *e ? e : "",
-               e && *e ? "'" : "");
-    free(e);
+  if (graph_resource_named(r, err))
     goto out;
-  }
-  if (!r->id || !*r->id) {
-    char *e = key_encode(r->type);
-    ch_err_set(err, CH_E_INVALID, "resource of type '%.100s' has no id",
-               e ? e : "?");
-    free(e);
-    goto out;
-  }
   ti = inst_type(in, r->type);
   if (!ti) {
     rec_err(err, "resource", r->type, r->id, NULL,

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "graph.h"
 #include "http.h"
 #include "isolate.h"
 #include "isowire.h"
@@ -131,12 +132,15 @@ static void install_fatal_handlers(void) {
 }
 
 /* The host validates every record; the child checks only what its own
-   engine relies on to schedule a resource's children. */
+   engine relies on to schedule a resource's children (a type and an id),
+   in the host's words. A type the plugin does not declare schedules
+   nothing and goes on to the host, which fails the instance as it would
+   in-process. */
 static int emit_resource(void *ctx, struct instance *in,
                          const struct ch_resource *r, struct ch_err *err) {
-  if (!r->type || !r->id || !*r->id || !plugin_type(in->plugin->desc, r->type))
-    return ch_err_set(err, CH_E_INVALID,
-                      "resource with no id, no type or an undeclared type");
+  (void)in;
+  if (graph_resource_named(r, err))
+    return err->code;
   return isowire_put_resource(ctx, r, err);
 }
 

@@ -281,6 +281,22 @@ class Sync(HostTest):
             failed = [i for i in g["instances"] if i["status"] == "failed"]
             self.assertEqual(len(failed), 1, mode)
 
+    def test_malformed_records_say_the_same_in_a_child(self):
+        """Under isolation: process the host validates the child's records
+        and fails the instance in the same words as in-process."""
+        for mode in ("no_id", "bad_type"):
+            errors = {}
+            for iso in ("none", "process"):
+                cfg = self.config({"t": {"x": chaos(mode)}}, name="%s-%s.yaml" % (mode, iso),
+                                  extra="isolation: %s\n" % iso)
+                out = self.path("%s-%s.json" % (mode, iso))
+                r = self.sync(cfg, "-o", out, "--allow-partial")
+                self.assertEqual(r.rc, 1, (mode, iso, r))
+                [inst] = lib.load_json(out)["instances"]
+                errors[iso] = inst["error"]
+            self.assertEqual(errors["none"], errors["process"], mode)
+            self.assertIn("no id" if mode == "no_id" else "is not declared by plugin", errors["none"])
+
     def test_tenant_filter(self):
         cfg = self.config({"a": {"hr": flat()}, "b": {"x": chaos("open_fail")}})
         out = self.path("g.json")

@@ -44,6 +44,7 @@ enum tc_mode {
   TC_CHECK_FAIL,
   TC_LIST_FAIL,
   TC_NO_ID,
+  TC_BAD_TYPE,
   TC_BAD_GRANT,
   TC_BAD_SLUG,
   TC_SAME_TOKEN,
@@ -52,10 +53,10 @@ enum tc_mode {
   TC_LEAK_SECRET
 };
 
-static const char *const tc_modes[] = {"ok",        "open_fail",   "check_fail",
-                                       "list_fail", "no_id",       "bad_grant",
-                                       "bad_slug",  "same_token",  "endless",
-                                       "slow",      "leak_secret", NULL};
+static const char *const tc_modes[] = {
+    "ok",       "open_fail",   "check_fail", "list_fail",  "no_id",
+    "bad_type", "bad_grant",   "bad_slug",   "same_token", "endless",
+    "slow",     "leak_secret", NULL};
 
 static const struct ch_option tc_options[] = {
     {"mode", CH_OPT_STRING, 0, "ok", "which behaviour (see t_chaos.c)"},
@@ -232,7 +233,7 @@ static void tc_user_id(const struct tc_inst *ti, long long n, char *buf,
 
 /* User number `n` (1-based); with `no_id` the id is left out. */
 static int tc_emit_user(const struct tc_inst *ti, struct ch_sink *sink,
-                        long long n, int no_id) {
+                        long long n, int no_id /* 2: undeclared type */) {
   char id[TC_PREFIX_MAX + 32];
   char name[64];
   char email[sizeof(id) + 16];
@@ -245,8 +246,8 @@ static int tc_emit_user(const struct tc_inst *ti, struct ch_sink *sink,
   snprintf(name, sizeof(name), "User %lld", n);
   snprintf(email, sizeof(email), "%s@example.test", id);
   snprintf(mk, sizeof(mk), "email=%s", email);
-  r.type = "user";
-  r.id = no_id ? NULL : id;
+  r.type = no_id == 2 ? "nosuch" : "user";
+  r.id = no_id == 1 ? NULL : id;
   r.display_name = name;
   r.status = CH_RES_ENABLED;
   r.account_type = CH_ACCOUNT_HUMAN;
@@ -303,7 +304,9 @@ static int tc_list_users(const struct tc_inst *ti, const char *token,
     if (tc_emit_user(ti, sink, n + 1, 0))
       return ch_err_set(err, CH_E_STOPPED, "stopped by the host");
   }
-  if (ti->mode == TC_NO_ID && page == 0 && tc_emit_user(ti, sink, 0, 1))
+  /* no_id: a user without an id; bad_type: one of a type not declared */
+  if ((ti->mode == TC_NO_ID || ti->mode == TC_BAD_TYPE) && page == 0 &&
+      tc_emit_user(ti, sink, 0, ti->mode == TC_NO_ID ? 1 : 2))
     return ch_err_set(err, CH_E_STOPPED, "stopped by the host");
   /* Both faults need a page 2, whatever `users` is. The infinite-loop
      case: page 2 hands back the token it was given. */
