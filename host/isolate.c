@@ -115,6 +115,20 @@ void isolate_op_leave(void) {
     atomic_store(&child_shared->slots[my_slot].busy, 0);
 }
 
+/* The host that forked this child: the one whose stop orders count. */
+static pid_t host_pid;
+
+/* A SIGTERM from anyone but the host is a stop of the whole process group
+   (systemd's stop, `kill -TERM -PGID`): the host got it too and decides,
+   giving running syncs their grace, so the child goes on. The host's own
+   order (after the grace) stops it. */
+static void on_stop_order(int sig, siginfo_t *si, void *uc) {
+  (void)uc;
+  if (si && si->si_code == SI_USER && si->si_pid != host_pid)
+    return;
+  stop_request(sig);
+}
+
 static void install_fatal_handlers(void) {
   static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
   struct sigaction sa = {0};
@@ -129,6 +143,9 @@ static void install_fatal_handlers(void) {
   /* stop orders come from the host (SIGTERM), not from the terminal's
      Ctrl-C, which reaches the whole process group */
   signal(SIGINT, SIG_IGN);
+  sa.sa_sigaction = on_stop_order;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigaction(SIGTERM, &sa, NULL);
 }
 
 /* The host validates every record; the child checks only what its own
@@ -202,6 +219,7 @@ static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != host)
     _exit(1);
+  host_pid = host;
   child_shared = ch->shared;
   install_fatal_handlers();
   if (child_reinit(ch->fd) != 0 || isowire_writer_init(&w, ch->fd) != CH_OK)
@@ -487,6 +505,14 @@ static void conclude(struct child *ch, int wstatus) {
   if (ch->status.failed)
     /* the child logged it */
     instance_fail_logged(in, ch->status.error[0] ? ch->status.error : "failed");
+  else if (ch->status.stopped)
+    /* Stopped before its end (a SIGTERM to the whole process group, as
+       systemd's stop sends, reaches the child too): what it sent is a
+       part, never a complete run to write or record as good. */
+    instance_fail(in,
+                  "plugin %s's process for %s/%s was stopped before the end "
+                  "of its sync: its records are incomplete",
+                  plugin, in->ci->tenant, in->ci->name);
 }
 
 static int all_done(const struct isolate *iso) {

@@ -204,9 +204,9 @@ class ParserSelfTest(lib.TempDirTest):
 class Serve:
     """`connhost serve` in the background, stderr into a file."""
 
-    def __init__(self, workdir, cfg, args=(), name="serve", argv=None):
+    def __init__(self, workdir, cfg, args=(), name="serve", argv=None, new_session=False):
         """Run `-c cfg serve --listen 127.0.0.1:0 args...`, or `argv` as
-        given."""
+        given (in a process group of its own with `new_session`)."""
         self.err_path = os.path.join(workdir, name + ".stderr")
         self._err = open(self.err_path, "w")
         env = dict(os.environ)
@@ -214,7 +214,7 @@ class Serve:
         if argv is None:
             argv = ["-c", cfg, "serve", "--listen", "127.0.0.1:0"] + list(args)
         self.proc = subprocess.Popen([lib.CONNHOST] + list(argv), stdout=subprocess.DEVNULL,
-                                     stderr=self._err, env=env)
+                                     stderr=self._err, env=env, start_new_session=new_session)
         self.port = None
         m = self.wait_log(r"listening on \S+ \(port (\d+)\)", timeout=30, allow_exit=True)
         if m:
@@ -548,6 +548,27 @@ class Signals(ServeTest):
 class Shutdown(ServeTest):
     # 27 requests of a tiny tenant at 0.5 s each on one worker: ~14 s a run
     fake_extra = ("--latency-ms", "500")
+
+    def test_sigterm_to_the_process_group_finishes_the_run(self):
+        """systemd's stop (KillMode=control-group) and `kill -TERM -PGID`
+        reach the plugins' child processes too: they must not end their
+        syncs early and hand the host a part that it writes as good; the
+        run finishes in the grace period, complete."""
+        cfg = self.config(tenants=("alpha",), extra=(
+            "workers: 4\nschedule:\n  interval: 1h\n  jitter: 0%\n"))
+        s = Serve(self.tmp, cfg, new_session=True)
+        self.addCleanup(s.stop)
+        done = r"sync_finished: tenant=alpha instance=jira status=(\w+) .*resources=(\d+) grants=(\d+)"
+        first = s.wait_log(done, timeout=120)
+        self.assertEqual(first.group(1), "ok", s.log())
+        self.assertEqual(s.get("/api/v1/sync?tenant=alpha", method="POST")[0], 202)
+        s.wait_log(r"sync_started: tenant=alpha", count=2)
+        time.sleep(1.5)  # a few of its requests (0.5 s each) are done
+        os.killpg(s.proc.pid, signal.SIGTERM)
+        self.assertEqual(s.proc.wait(timeout=60), 0, s.log()[-3000:])
+        second = s.wait_log(done, count=2, allow_exit=True)
+        self.assertIsNotNone(second, s.log()[-3000:])
+        self.assertEqual(second.groups(), first.groups(), s.log()[-3000:])
 
     def test_sigterm_during_a_sync_keeps_the_last_output(self):
         cfg = self.config(tenants=("alpha",), extra=(
