@@ -455,7 +455,8 @@ static void watch_tick(struct watch *w, double now, double *next_progress) {
   *next_progress = now + (double)w->progress_ms / 1000.0;
   for (size_t i = 0; i < w->n; i++) {
     struct sync_figures f;
-    /* isolated: records counted as they arrive, requests at the end */
+    /* isolated: records counted as they arrive, requests as the child
+       publishes them */
     if ((!w->insts[i]->pinst && !w->insts[i]->isolated) ||
         instance_failed(w->insts[i]))
       continue;

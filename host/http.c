@@ -37,6 +37,9 @@ struct http_client {
   FILE *dry_out;        /* non-NULL: dry run */
   pthread_mutex_t lock; /* guards stats and next_us */
   struct http_stats stats;
+  /* http_client_watch_stats(): told of every change to `stats` */
+  void (*watch)(void *arg, const struct http_stats *st);
+  void *watch_arg;
   int64_t next_us;      /* monotonic time the next request may start */
   atomic_int cancelled; /* http_client_cancel(): send nothing more */
 };
@@ -117,6 +120,21 @@ void http_client_stats(struct http_client *c, struct http_stats *out) {
   pthread_mutex_unlock(&c->lock);
 }
 
+void http_client_watch_stats(struct http_client *c,
+                             void (*fn)(void *arg, const struct http_stats *st),
+                             void *arg) {
+  pthread_mutex_lock(&c->lock);
+  c->watch = fn;
+  c->watch_arg = arg;
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* After each change to c->stats, with c->lock held. */
+static void stats_changed(struct http_client *c) {
+  if (c->watch)
+    c->watch(c->watch_arg, &c->stats);
+}
+
 /* The calling thread's hooks (an engine's worker sets its own). */
 static _Thread_local void (*wait_begin)(void *, int);
 static _Thread_local void (*wait_end)(void *);
@@ -150,6 +168,7 @@ static int client_wait(struct http_client *c, long ms, int paced) {
 
   pthread_mutex_lock(&c->lock);
   c->stats.wait_s += (double)spent / 1e6;
+  stats_changed(c);
   pthread_mutex_unlock(&c->lock);
   return stopped;
 }
@@ -337,6 +356,7 @@ static int call_fail(struct call *k, int code, const char *fmt, ...) {
   }
   pthread_mutex_lock(&k->c->lock);
   k->c->stats.errors++;
+  stats_changed(k->c);
   pthread_mutex_unlock(&k->c->lock);
   return code;
 }
@@ -477,6 +497,15 @@ static int call_prepare(struct call *k, CURL *h, struct xfer *x,
   return rc == CURLE_OK ? 0 : -1;
 }
 
+/* A request is counted as it is sent, so a process killed while it waits
+   for the answer (an isolated plugin past its `timeout:`) has counted it. */
+static void count_sent(struct http_client *c) {
+  pthread_mutex_lock(&c->lock);
+  c->stats.requests++;
+  stats_changed(c);
+  pthread_mutex_unlock(&c->lock);
+}
+
 static void count_attempt(struct http_client *c, CURL *h, long status) {
   curl_off_t down = 0, up = 0;
   long hdr_in = 0, hdr_out = 0;
@@ -486,11 +515,11 @@ static void count_attempt(struct http_client *c, CURL *h, long status) {
   curl_easy_getinfo(h, CURLINFO_HEADER_SIZE, &hdr_in);
   curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &hdr_out);
   pthread_mutex_lock(&c->lock);
-  c->stats.requests++;
   if (status == 429)
     c->stats.throttled++;
   c->stats.bytes_in += (uint64_t)down + (uint64_t)hdr_in;
   c->stats.bytes_out += (uint64_t)up + (uint64_t)hdr_out;
+  stats_changed(c);
   pthread_mutex_unlock(&c->lock);
 }
 
@@ -628,6 +657,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
     }
     http_xfer_reset(&x);
     errbuf[0] = '\0';
+    count_sent(c);
     rc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     count_attempt(c, h, status);
@@ -683,6 +713,7 @@ int http_request(struct http_client *c, const struct ch_http_req *req,
     }
     pthread_mutex_lock(&c->lock);
     c->stats.retries++;
+    stats_changed(c);
     pthread_mutex_unlock(&c->lock);
     if (client_wait(c, wait, 0)) {
       result = call_fail(&k, CH_E_STOPPED, "stopped");

@@ -32,7 +32,7 @@ void http_global_defaults(struct http_global_conf *conf);
 
 /* Per-instance counters, read after a run. */
 struct http_stats {
-  uint64_t requests; /* attempts sent, retries included */
+  uint64_t requests; /* attempts sent (counted as sent), retries included */
   uint64_t retries;
   uint64_t throttled; /* answers that were 429 */
   uint64_t bytes_in;
@@ -56,6 +56,13 @@ void http_client_cancel(struct http_client *c);
 void http_client_set_dry_run(struct http_client *c, FILE *out);
 int http_client_dry_run(const struct http_client *c);
 void http_client_stats(struct http_client *c, struct http_stats *out);
+/* Have `fn` called with the counters after every change to them, on the
+   thread that made it and under the client's lock (so: short, and no
+   call back into `c`). An isolated plugin's process publishes them so,
+   where its host still reads them after killing it (isolate.c). */
+void http_client_watch_stats(struct http_client *c,
+                             void (*fn)(void *arg, const struct http_stats *st),
+                             void *arg);
 
 /* Called around every sleep of a request on the sleeping thread, so a
    worker pool can lend the thread's slot meanwhile (engine.c). `paced` is

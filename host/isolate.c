@@ -35,8 +35,17 @@ struct op_slot {
   char op[120];
 };
 
+/* The child's HTTP counters, written as they change: a child killed
+   before its final STATUS frame (its `timeout:`, a crash, the stop grace)
+   still leaves what it had sent where the host can read it. */
+struct shared_http {
+  _Atomic uint64_t requests, retries, throttled, bytes_in, bytes_out, errors;
+  _Atomic uint64_t wait_us;
+};
+
 struct shared {
   atomic_int crashed; /* slot of the thread that took a fatal signal, or -1 */
+  struct shared_http http;
   atomic_int next_slot;
   int nslots;
   struct op_slot slots[]; /* one per worker, plus the main thread */
@@ -203,6 +212,20 @@ static int child_reinit(int keep) {
   return http_fork_child();
 }
 
+/* The http_client_watch_stats() callback of a child: one writer (under
+   the client's lock), the host reads. */
+static void publish_http(void *arg, const struct http_stats *st) {
+  struct shared_http *sh = arg;
+
+  atomic_store(&sh->requests, st->requests);
+  atomic_store(&sh->retries, st->retries);
+  atomic_store(&sh->throttled, st->throttled);
+  atomic_store(&sh->bytes_in, st->bytes_in);
+  atomic_store(&sh->bytes_out, st->bytes_out);
+  atomic_store(&sh->errors, st->errors);
+  atomic_store(&sh->wait_us, (uint64_t)(st->wait_s * 1e6));
+}
+
 /* Open the plugin, sync the instance into the stream, report, exit. */
 static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
                                  pid_t host) {
@@ -224,6 +247,7 @@ static _Noreturn void child_main(struct child *ch, const struct engine_opts *o,
   install_fatal_handlers();
   if (child_reinit(ch->fd) != 0 || isowire_writer_init(&w, ch->fd) != CH_OK)
     _exit(1);
+  http_client_watch_stats(in->hctx.http, publish_http, &ch->shared->http);
   isowire_put_hello(&w, &err);
   if (instance_open(in, &err) != CH_OK) {
     instance_fail(in, "open: %s", err.msg);
@@ -445,13 +469,32 @@ static void ops_in_flight(const struct shared *sh, char *buf, size_t n) {
   }
 }
 
-/* Turn how the child ended into the instance's result. */
+/* What the child has published of its counters so far, as the instance's
+   (for the progress line while it runs, and as its figures if it never
+   reports them itself). */
+static void read_child_http(struct child *ch) {
+  const struct shared_http *sh = &ch->shared->http;
+  struct http_stats hs = {0};
+
+  hs.requests = atomic_load(&sh->requests);
+  hs.retries = atomic_load(&sh->retries);
+  hs.throttled = atomic_load(&sh->throttled);
+  hs.bytes_in = atomic_load(&sh->bytes_in);
+  hs.bytes_out = atomic_load(&sh->bytes_out);
+  hs.errors = atomic_load(&sh->errors);
+  hs.wait_s = (double)atomic_load(&sh->wait_us) / 1e6;
+  instance_set_child_http(ch->in, &hs);
+}
+
+/* Turn how the child ended into the instance's result. Its counters are
+   what it published, unless its final report came (the same, whole). */
 static void conclude(struct child *ch, int wstatus) {
   struct instance *in = ch->in;
   const char *plugin = in->plugin->name;
   struct http_stats hs = {0};
   char ops[256];
 
+  read_child_http(ch);
   ops_in_flight(ch->shared, ops, sizeof(ops));
   if (ch->grace_killed) {
     instance_fail(in,
@@ -533,6 +576,8 @@ void isolate_finish(struct isolate *iso) {
        longer wanted, and a plugin blocked in an op would never stop */
     for (size_t i = 0; i < iso->n; i++) {
       struct child *ch = &iso->kids[i];
+      if (ch->shared)
+        read_child_http(ch); /* the counters so far, for sync_progress */
       if (!atomic_load(&ch->done) && !atomic_load(&ch->killed) &&
           instance_failed(ch->in))
         kill_child(ch);

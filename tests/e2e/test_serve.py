@@ -653,6 +653,68 @@ class Shutdown(ServeTest):
         self.assertEqual(s.stop(), 0)
 
 
+
+def with_timeout(cfg, timeout="1s"):
+    """Give each jira_cloud instance of `cfg` a `timeout:`."""
+    text = slurp(cfg, "r")
+    with open(cfg, "w") as f:
+        f.write(text.replace("      plugin: jira_cloud\n",
+                             "      plugin: jira_cloud\n      timeout: %s\n" % timeout))
+    return cfg
+
+
+class Counting(ServeTest):
+    """A run that is cut short counts what it sent: a timed-out instance's
+    requests reached the fake, so /metrics, the logs and the summary say
+    so, whether the plugin ran in a child (killed at the timeout) or not."""
+    # 27 requests of a tiny tenant at 0.1 s each on two workers: ~1.4 s,
+    # past a 1 s timeout
+    fake_extra = ("--latency-ms", "100")
+    WORKERS = 2
+
+    def assert_counted(self, counted, before, what):
+        time.sleep(0.5)  # requests in flight at the kill reach the log
+        seen = len(self.fake.requests()) - before
+        self.assertGreater(seen, 0, what)
+        # each one the fake saw was counted as it was sent; a request the
+        # child counted but had not written yet at the kill is in flight
+        self.assertGreaterEqual(counted, seen, what)
+        self.assertLessEqual(counted, seen + self.WORKERS, what)
+
+    def test_a_timed_out_instance_counts_what_it_sent(self):
+        for isolation in ("process", "none"):
+            with self.subTest(isolation=isolation):
+                cfg = with_timeout(self.config(tenants=("alpha",), name=isolation + ".yaml", extra=(
+                    "workers: %d\nisolation: %s\nschedule:\n  interval: 1h\n  jitter: 0%%\n"
+                    % (self.WORKERS, isolation))))
+                before = len(self.fake.requests())
+                s = self.serve(cfg)
+                m = s.wait_log(r"sync_finished: tenant=alpha instance=jira status=failed "
+                               r".* requests=(\d+) .* bytes=(\d+) error=\"timed out after")
+                self.assert_counted(int(m.group(1)), before, "log, " + isolation)
+                self.assertGreater(int(m.group(2)), 0)
+                fam = s.metrics()
+                self.assertEqual(sample(fam, "connhost_http_requests_total", tenant="alpha",
+                                        instance="jira"), int(m.group(1)))
+                self.assertGreater(sample(fam, "connhost_http_bytes_total", tenant="alpha",
+                                          instance="jira"), 0)
+                self.assertEqual(s.stop(), 0)
+
+    def test_a_timed_out_sync_counts_what_it_sent(self):
+        for isolation in ("process", "none"):
+            with self.subTest(isolation=isolation):
+                cfg = with_timeout(self.config(tenants=("alpha",), name=isolation + ".yaml", extra=(
+                    "workers: %d\nisolation: %s\n" % (self.WORKERS, isolation))))
+                before = len(self.fake.requests())
+                r = lib.run(["-c", cfg, "sync"])
+                self.assertEqual(r.rc, 1, r)
+                m = re.search(r"alpha/jira \(jira_cloud\): FAILED, .* (\d+) requests, .*"
+                              r"timed out after", r.out + r.err)
+                self.assertTrue(m, r)
+                self.assert_counted(int(m.group(1)), before, "summary, " + isolation)
+
+
+
 class Listen(ServeTest):
     TOKEN = "a-long-serve-token-0123456789"
 
