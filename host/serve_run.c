@@ -67,10 +67,12 @@ void serve_release_all(struct instance **insts, size_t n) {
 }
 
 /* One sync_finished per instance run: a JSON event in JSON logs, else a
-   text line with the same fields. `f` NULL: the instance did not start. */
+   text line with the same fields. `f` NULL: the instance did not start.
+   `unwritten`: it succeeded, but its tenant's graph was not written
+   (another instance failed), said as graph=not_written. */
 static void log_finished(const struct config_instance *ci,
                          const struct sync_figures *f, const char *why,
-                         double seconds) {
+                         double seconds, int unwritten) {
   int ok = f && f->ok;
   const char *error = ok ? NULL : f ? (f->error ? f->error : "") : why;
   struct sync_figures none = {0};
@@ -96,6 +98,8 @@ static void log_finished(const struct config_instance *ci,
                            json_object_new_int64((int64_t)f->throttled));
     json_object_object_add(o, "bytes",
                            json_object_new_int64((int64_t)f->bytes));
+    if (ok && unwritten)
+      json_object_object_add(o, "graph", json_object_new_string("not_written"));
     if (error)
       json_object_object_add(o, "error", json_object_new_string(error));
     log_event(ok ? CH_LOG_INFO : CH_LOG_ERROR, "sync_finished", o);
@@ -104,12 +108,13 @@ static void log_finished(const struct config_instance *ci,
   log_msg(NULL, ok ? CH_LOG_INFO : CH_LOG_ERROR,
           "sync_finished: tenant=%s instance=%s status=%s duration=%.3fs "
           "resources=%llu grants=%llu requests=%llu retries=%llu "
-          "throttled=%llu bytes=%llu%s%s%s",
+          "throttled=%llu bytes=%llu%s%s%s%s",
           ci->tenant, ci->name, ok ? "ok" : "failed", seconds,
           (unsigned long long)f->resources, (unsigned long long)f->grants,
           (unsigned long long)f->requests, (unsigned long long)f->retries,
           (unsigned long long)f->throttled, (unsigned long long)f->bytes,
-          error ? " error=\"" : "", error ? error : "", error ? "\"" : "");
+          ok && unwritten ? " graph=not_written" : "", error ? " error=\"" : "",
+          error ? error : "", error ? "\"" : "");
 }
 
 static void log_started(const struct config_instance *ci) {
@@ -130,7 +135,7 @@ static void record_unbound(struct serve *sv, const struct config_instance *ci,
                            const char *why, double started) {
   struct metrics_run mr = {.tenant = ci->tenant, .instance = ci->name};
 
-  log_finished(ci, NULL, why, 0.0);
+  log_finished(ci, NULL, why, 0.0, 0);
   mr.started = started;
   mr.finished = serve_wall_s();
   metrics_record(sv->metrics, &mr);
@@ -144,6 +149,14 @@ static void record_not_run(struct serve *sv, struct instance **insts, size_t n,
     record_unbound(sv, insts[i]->ci,
                    "not run: another instance of the tenant did not start",
                    started);
+}
+
+/* Whether an instance that succeeded in a run whose graph was not written
+   still succeeded: the graph was held back because another failed (as
+   `sync` without --allow-partial), not because the run stopped or failed
+   on its own. */
+static int unwritten_ok(const struct run_state *r) {
+  return r->nfail > 0 && !r->signal && r->aborted == CH_OK;
 }
 
 /* One run of tenant `t` under config `g`: every enabled instance, since
@@ -218,13 +231,16 @@ int serve_run_tenant(struct serve *sv, struct tenant_rt *t, struct gen *g,
     struct sync_figures f;
     struct metrics_run mr;
     sync_figures(insts[i], &f);
-    /* an instance that is fine but whose tenant's graph was not written
-       (another instance failed) did not land either */
-    if (f.ok && !st.written) {
+    /* The tenant's graph not written: when another instance failed, that
+       is its failure, and this one's sync (in the store) stands; when
+       the run itself was stopped or failed, no instance's did. */
+    if (f.ok && !st.written && !unwritten_ok(&st.run)) {
       f.ok = 0;
-      f.error = "not written: another instance of the tenant failed";
+      f.error = st.run.signal
+                    ? "not written: the run was stopped"
+                    : "not written: the tenant's graph could not be written";
     }
-    log_finished(insts[i]->ci, &f, NULL, st.duration);
+    log_finished(insts[i]->ci, &f, NULL, st.duration, !st.written);
     mr = (struct metrics_run){.tenant = insts[i]->ci->tenant,
                               .instance = insts[i]->ci->name,
                               .ok = f.ok,

@@ -715,6 +715,65 @@ class Counting(ServeTest):
 
 
 
+class Siblings(ServeTest):
+    """One instance of a tenant failing does not fail the others: their
+    own sync succeeded and is recorded in the store; only the tenant's
+    graph file is not written, and that is the failing one's failure."""
+    fake_extra = ("--fault", "403,method=POST:/users/search$")
+
+    def test_a_failing_instance_does_not_fail_its_sibling(self):
+        key = self.path("org-key")
+        with open(key, "w") as f:
+            f.write(self.fake.creds["org_api_key"])
+        org = {"plugin": "atlassian_org",
+               "options": {"org_id": self.fake.creds["org_id"], "api_token": "${file:%s}" % key,
+                           "api_base": self.fake.truth["urls"]["org_api_base"]}}
+        cfg = lib.write_config(
+            self.path("siblings.yaml"), {"alpha": {"jira": self.jira("alpha"), "org": org}},
+            output=os.path.join(self.out_dir, "{tenant}.json"), plugin_dir=lib.PLUGINS,
+            extra="store: %s\nschedule:\n  interval: 1h\n  jitter: 0%%\n"
+            % lib.yaml_quote(self.path("connhost.db")))
+        for fmt in ("text", "json"):
+            with self.subTest(log_format=fmt):
+                s = self.serve(cfg, args=["--log-format", fmt])
+                if fmt == "text":
+                    s.wait_log(r"sync_finished: tenant=alpha instance=org status=failed .*403")
+                    m = s.wait_log(r"sync_finished: tenant=alpha instance=jira (.*)$",
+                                   flags=re.M)
+                    self.assertRegex(m.group(1), r"^status=ok .* graph=not_written$")
+                    self.assertNotIn("error=", m.group(1))
+                else:
+                    s.wait_log(r'"instance":\s*"org",\s*"status":\s*"failed"')
+                    s.wait_log(r'"instance":\s*"jira",\s*"status":\s*"ok"')
+                    ev = [json.loads(line) for line in s.log().splitlines() if line.strip()]
+                    jira = [e for e in ev if e.get("event") == "sync_finished"
+                            and e["instance"] == "jira"][0]
+                    self.assertEqual((jira["status"], jira["graph"]), ("ok", "not_written"))
+                    self.assertNotIn("error", jira)
+                s.wait_log(r"tenant 'alpha': run failed \(1 in a row\)")
+                fam = s.metrics()
+                self.assertEqual(sample(fam, "connhost_sync_last_success", tenant="alpha",
+                                        instance="jira"), 1)
+                self.assertEqual(sample(fam, "connhost_sync_last_success", tenant="alpha",
+                                        instance="org"), 0)
+                self.assertGreaterEqual(sample(fam, "connhost_sync_runs_total", tenant="alpha",
+                                               instance="jira", status="ok"), 1)
+                self.assertIn(sample(fam, "connhost_sync_runs_total", tenant="alpha",
+                                     instance="jira", status="failed"), (None, 0))
+                self.assertGreater(sample(fam, "connhost_sync_resources", tenant="alpha",
+                                          instance="jira"), 0)
+                self.assertEqual(s.stop(), 0)
+                # the store says the same; no graph file was written
+                r = lib.run(["-c", cfg, "runs"])
+                self.assertEqual(r.rc, 0, r)
+                runs = json.loads(r.out)["runs"]
+                self.assertEqual({x["status"] for x in runs if x["instance"] == "jira"},
+                                 {"ok"}, r.out)
+                self.assertEqual({x["status"] for x in runs if x["instance"] == "org"},
+                                 {"failed"}, r.out)
+                self.assertFalse(os.path.exists(self.out("alpha")))
+
+
 class Listen(ServeTest):
     TOKEN = "a-long-serve-token-0123456789"
 
