@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The `serve` and `explore` listener on libmicrohttpd: a thread per
    connection (so a slow answer, a store read, never holds up another
-   request), capped connections, request memory and idle time, so a slow
-   or malformed client costs a bounded slot and never reaches the
-   scheduler. */
+   request), capped connections, request memory, idle time and time to
+   receive a request, so a slow or malformed client costs a bounded slot
+   for a bounded time and never reaches the scheduler. */
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
@@ -22,10 +22,16 @@
 
 #include "httpd.h"
 #include "log.h"
+#include "util.h"
 
-#define HTTPD_MAX_CONNS 64       /* at once, all clients (threads) */
-#define HTTPD_MAX_PER_IP 16      /* at once, one client address */
-#define HTTPD_TIMEOUT_S 10       /* idle connection */
+#define HTTPD_MAX_CONNS 64  /* at once, all clients (threads) */
+#define HTTPD_MAX_PER_IP 16 /* at once, one client address */
+#define HTTPD_TIMEOUT_S 10  /* idle connection */
+/* From accept (or the previous answer) to a whole request: line, headers
+   and body. libmicrohttpd's idle time restarts with every byte, so a
+   client that drips its headers would keep its slot for ever. */
+#define HTTPD_REQUEST_S 10
+#define HTTPD_REAP_MS 250        /* how often connections are held to it */
 #define HTTPD_MEMORY (32 * 1024) /* per connection: request line + headers */
 #define HTTPD_MAX_BODY 4096      /* only the sign-in form has one; cap it */
 /* A body in chunks (no Content-Length to refuse up front) past the cap is
@@ -45,6 +51,16 @@ struct session {
   time_t until; /* CLOCK_MONOTONIC seconds */
 };
 
+/* One TCP connection (libmicrohttpd's socket context), on the list the
+   reaper holds to HTTPD_REQUEST_S. */
+struct conn {
+  struct conn *prev, *next;
+  MHD_socket fd;
+  int64_t since_us; /* accepted, or its previous answer sent */
+  int answering;    /* its request is in: the handler and the answer go on */
+  int cut;          /* shut down at the deadline */
+};
+
 struct httpd {
   struct MHD_Daemon *d;
   char *token;
@@ -60,6 +76,13 @@ struct httpd {
   pthread_mutex_t lock; /* sessions: connections run on their own threads */
   struct session sessions[HTTPD_SESSIONS];
   size_t next_session;
+  /* Guards `conns` and `stopping`: connections start and end on
+     libmicrohttpd's threads, the reaper reads them on its own. */
+  pthread_mutex_t conns_lock;
+  pthread_cond_t reaper_wake;
+  struct conn *conns;
+  pthread_t reaper;
+  int stopping;
 };
 
 struct httpd_request {
@@ -383,6 +406,92 @@ static int refused(const struct httpd *h, struct MHD_Connection *conn,
   return 0;
 }
 
+/* The connection's request is in (`answering`), or its next one starts
+   arriving now. */
+static void conn_phase(struct httpd *h, struct MHD_Connection *conn,
+                       int answering) {
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  struct conn *c = info ? info->socket_context : NULL;
+
+  if (!c)
+    return;
+  pthread_mutex_lock(&h->conns_lock);
+  c->answering = answering;
+  c->since_us = util_mono_us();
+  pthread_mutex_unlock(&h->conns_lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  struct httpd *h = cls;
+  struct conn *c = *socket_context;
+  const union MHD_ConnectionInfo *info;
+
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!info)
+      return;
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+      /* no deadline to hold it to: not served */
+      shutdown(info->connect_fd, SHUT_RDWR);
+      return;
+    }
+    c->fd = info->connect_fd;
+    c->since_us = util_mono_us();
+    pthread_mutex_lock(&h->conns_lock);
+    c->next = h->conns;
+    if (h->conns)
+      h->conns->prev = c;
+    h->conns = c;
+    pthread_mutex_unlock(&h->conns_lock);
+    *socket_context = c;
+    return;
+  }
+  if (!c)
+    return;
+  /* before libmicrohttpd closes the socket: the reaper never shuts down
+     a descriptor that may have been reused */
+  pthread_mutex_lock(&h->conns_lock);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    h->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  pthread_mutex_unlock(&h->conns_lock);
+  free(c);
+  *socket_context = NULL;
+}
+
+/* Shut down each connection whose request has not all arrived within
+   HTTPD_REQUEST_S; its libmicrohttpd thread then reads the end of the
+   stream and closes it, without an answer (none can be queued before
+   the headers are in). */
+static void *reaper_main(void *arg) {
+  struct httpd *h = arg;
+
+  pthread_mutex_lock(&h->conns_lock);
+  while (!h->stopping) {
+    int64_t now = util_mono_us();
+    for (struct conn *c = h->conns; c; c = c->next) {
+      if (c->answering || c->cut ||
+          now - c->since_us < HTTPD_REQUEST_S * 1000000LL)
+        continue;
+      shutdown(c->fd, SHUT_RDWR);
+      c->cut = 1;
+      log_msg("httpd", CH_LOG_DEBUG,
+              "closed a connection whose request did not arrive within %d s",
+              HTTPD_REQUEST_S);
+    }
+    util_cond_wait_us(&h->reaper_wake, &h->conns_lock, HTTPD_REAP_MS * 1000LL);
+  }
+  pthread_mutex_unlock(&h->conns_lock);
+  return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *data,
@@ -395,8 +504,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   if (!up) {
     /* First call: headers only. Refuse now (MHD then reads no body), or
        keep a counter for the body. */
-    if (refused(h, conn, method, version, &rp))
+    if (refused(h, conn, method, version, &rp)) {
+      conn_phase(h, conn, 1);
       return send_reply(conn, &rp);
+    }
     up = calloc(1, sizeof(*up));
     if (!up)
       return MHD_NO;
@@ -413,6 +524,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     *data_size = 0;
     return up->bytes > HTTPD_MAX_DISCARD ? MHD_NO : MHD_YES;
   }
+  conn_phase(h, conn, 1); /* the whole request is in: it is answered now */
   if (up->bytes > HTTPD_MAX_BODY) {
     reply_text(&rp, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
     return send_reply(conn, &rp);
@@ -447,11 +559,27 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode why) {
   free(*con_cls);
   *con_cls = NULL;
+  conn_phase(cls, conn, 0); /* a kept-alive connection's next request */
 }
 
 /* libmicrohttpd's own complaints (bad requests, limits) at debug. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   log_vmsg("httpd", CH_LOG_DEBUG, fmt, ap);
+}
+
+/* What httpd_start() set up besides the daemon and its reaper. */
+static void httpd_free(struct httpd *h) {
+  pthread_cond_destroy(&h->reaper_wake);
+  pthread_mutex_destroy(&h->conns_lock);
+  pthread_mutex_destroy(&h->lock);
+  memset(h->sessions, 0, sizeof(h->sessions));
+  if (h->token) {
+    volatile char *v = h->token;
+    while (*v)
+      *v++ = 0;
+  }
+  free(h->token);
+  free(h);
 }
 
 int httpd_start(const struct httpd_conf *conf, struct httpd **out,
@@ -488,6 +616,8 @@ int httpd_start(const struct httpd_conf *conf, struct httpd **out,
              (int)(end - conf->listen), conf->listen);
   }
   pthread_mutex_init(&h->lock, NULL);
+  pthread_mutex_init(&h->conns_lock, NULL);
+  pthread_cond_init(&h->reaper_wake, NULL);
   h->handler = conf->handler;
   h->arg = conf->arg;
   if (ss.ss_family == AF_INET6)
@@ -499,15 +629,19 @@ int httpd_start(const struct httpd_conf *conf, struct httpd **out,
       (unsigned)HTTPD_MAX_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)HTTPD_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
   if (!h->d) {
-    pthread_mutex_destroy(&h->lock);
-    free(h->token);
-    free(h);
+    httpd_free(h);
     return ch_err_set(err, CH_E_CONFIG,
                       "cannot listen on '%s' (in use, or not an address of "
                       "this host)",
                       conf->listen);
+  }
+  if (pthread_create(&h->reaper, NULL, reaper_main, h) != 0) {
+    MHD_stop_daemon(h->d);
+    httpd_free(h);
+    return ch_err_set(err, CH_E_NOMEM, "cannot start the listener's reaper");
   }
   info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
   h->port = info ? info->port : 0;
@@ -520,14 +654,11 @@ unsigned httpd_port(const struct httpd *h) { return h->port; }
 void httpd_stop(struct httpd *h) {
   if (!h)
     return;
-  MHD_stop_daemon(h->d);
-  pthread_mutex_destroy(&h->lock);
-  memset(h->sessions, 0, sizeof(h->sessions));
-  if (h->token) {
-    volatile char *v = h->token;
-    while (*v)
-      *v++ = 0;
-  }
-  free(h->token);
-  free(h);
+  pthread_mutex_lock(&h->conns_lock);
+  h->stopping = 1;
+  pthread_cond_signal(&h->reaper_wake);
+  pthread_mutex_unlock(&h->conns_lock);
+  pthread_join(h->reaper, NULL);
+  MHD_stop_daemon(h->d); /* each connection's NOTIFY_CLOSED comes first */
+  httpd_free(h);
 }

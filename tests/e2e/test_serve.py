@@ -873,6 +873,56 @@ class Listen(ServeTest):
         self.assertEqual(s.get("/healthz")[0], 200)
         self.assertEqual(s.stop(), 0)
 
+    def test_slow_headers_are_cut_at_the_deadline(self):
+        """Clients that drip a header line a second (each one resets the
+        idle time) from four addresses fill all 64 slots; each is closed
+        10 s after it was accepted, so a probe from a fifth gets its 200."""
+        s = self.serve(self.config(tenants=("alpha",)))
+
+        def probe():
+            try:
+                with socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                              source_address=("127.0.0.6", 0)) as c:
+                    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              b"Connection: close\r\n\r\n")
+                    return c.recv(100)
+            except OSError:
+                return b""
+
+        drips = []
+        self.addCleanup(lambda: [c.close() for c in drips])
+        for a in range(2, 6):
+            for _ in range(16):
+                c = socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                             source_address=("127.0.0.%d" % a, 0))
+                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                drips.append(c)
+        t0 = time.time()
+        time.sleep(0.5)
+        self.assertEqual(probe(), b"", "the drips did not take every slot")
+        answered = None
+        while answered is None and time.time() - t0 < 20:
+            time.sleep(1)
+            for c in drips:
+                try:
+                    c.sendall(b"X-Drip: 1\r\n")
+                except OSError:
+                    pass
+            if probe().startswith(b"HTTP/1.1 200 "):
+                answered = time.time() - t0
+        self.assertIsNotNone(answered, "no answer while the drips went on")
+        self.assertGreater(answered, 8)
+        self.assertLess(answered, 15)
+        # the drips were closed without an answer
+        for c in drips:
+            try:
+                c.settimeout(2)
+                self.assertEqual(c.recv(100), b"")
+            except ConnectionResetError:
+                pass
+        self.assertEqual(s.get("/healthz")[0], 200)
+        self.assertEqual(s.stop(), 0)
+
     def test_bounded_requests(self):
         s = self.serve(self.config(tenants=("alpha",)))
         # headers past the per-connection memory cap are refused, not
