@@ -494,6 +494,45 @@ static int watch_needed(struct instance **insts, size_t n, long progress_ms) {
   return 0;
 }
 
+/* With `-o -` the graph owns stdout: what a plugin prints there (its
+   children inherit the descriptor) would land inside the graph. Until the
+   graph is written, descriptor 1 is stderr; the graph goes to `*graph`
+   (the real stdout). 0, or -1 when that cannot be arranged (then as
+   before). */
+static int stdout_for_the_graph(FILE **graph, int *saved) {
+  int fd;
+
+  *graph = NULL;
+  *saved = -1;
+  fflush(stdout);
+  if ((*saved = dup(STDOUT_FILENO)) < 0)
+    return -1;
+  fd = dup(*saved);
+  if (fd < 0 || !(*graph = fdopen(fd, "w")) ||
+      dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    if (*graph)
+      fclose(*graph);
+    else if (fd >= 0)
+      close(fd);
+    close(*saved);
+    *graph = NULL;
+    *saved = -1;
+    return -1;
+  }
+  return 0;
+}
+
+/* Descriptor 1 back to the real stdout. */
+static void stdout_restore(FILE *graph, int saved) {
+  if (saved < 0)
+    return;
+  fflush(stdout);
+  if (graph)
+    fclose(graph);
+  dup2(saved, STDOUT_FILENO);
+  close(saved);
+}
+
 int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
              struct sync_status *st) {
   struct graph *g = graph_new();
@@ -506,12 +545,16 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   char stamp[32];
   struct write_arg wa;
   int to_stdout = strcmp(o->output, "-") == 0;
+  FILE *graph_out = NULL;
+  int saved_stdout = -1;
   const char *status;
   int erc;
   int64_t started_ms = util_wall_ms(), run_id = 0;
 
   memset(st, 0, sizeof(*st));
   w.t0 = now_s();
+  if (to_stdout)
+    stdout_for_the_graph(&graph_out, &saved_stdout);
   if (!g) {
     log_error("out of memory");
     run_abort(&st->run, CH_E_NOMEM);
@@ -630,8 +673,9 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
   wa.format = strcmp(o->format, "jsonl") == 0 ? GRAPH_JSONL : GRAPH_JSON;
   wa.generated_at = stamp;
   if (to_stdout) {
-    if (output_write_stream(stdout, "stdout", write_graph, &wa, &err) !=
-        CH_OK) {
+    FILE *f = graph_out ? graph_out : stdout;
+    graph_out = NULL; /* output_write_stream closes it */
+    if (output_write_stream(f, "stdout", write_graph, &wa, &err) != CH_OK) {
       log_error("writing the graph to stdout: %s",
                 err.msg[0] ? err.msg : "write error");
       run_abort(&st->run, CH_E_IO);
@@ -653,6 +697,7 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
     free(where);
   }
 out:
+  stdout_restore(graph_out, saved_stdout);
   st->rc = run_exit_code(&st->run);
   st->duration = now_s() - w.t0;
   graph_free(g);

@@ -297,6 +297,18 @@ class Sync(HostTest):
             self.assertEqual(errors["none"], errors["process"], mode)
             self.assertIn("no id" if mode == "no_id" else "is not declared by plugin", errors["none"])
 
+    def test_a_plugin_printing_on_stdout_stays_out_of_the_graph(self):
+        """With -o - the graph owns stdout: what a plugin prints there goes
+        to stderr, in-process and from a child process alike."""
+        for iso in ("none", "process"):
+            cfg = self.config({"t": {"x": chaos("chatty")}}, name="chatty-%s.yaml" % iso,
+                              extra="isolation: %s\n" % iso)
+            r = self.sync(cfg, "-o", "-")
+            self.assertEqual(r.rc, 0, (iso, r))
+            g = json.loads(r.out)
+            self.assertTrue(any(x["type"] == "user" for x in g["resources"]), iso)
+            self.assertIn("chatty: listing page 0", r.err, iso)
+
     def test_tenant_filter(self):
         cfg = self.config({"a": {"hr": flat()}, "b": {"x": chaos("open_fail")}})
         out = self.path("g.json")

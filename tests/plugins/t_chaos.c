@@ -50,13 +50,14 @@ enum tc_mode {
   TC_SAME_TOKEN,
   TC_ENDLESS,
   TC_SLOW,
-  TC_LEAK_SECRET
+  TC_LEAK_SECRET,
+  TC_CHATTY
 };
 
 static const char *const tc_modes[] = {
     "ok",       "open_fail",   "check_fail", "list_fail",  "no_id",
     "bad_type", "bad_grant",   "bad_slug",   "same_token", "endless",
-    "slow",     "leak_secret", NULL};
+    "slow",     "leak_secret", "chatty",     NULL};
 
 static const struct ch_option tc_options[] = {
     {"mode", CH_OPT_STRING, 0, "ok", "which behaviour (see t_chaos.c)"},
@@ -294,6 +295,10 @@ static int tc_list_users(const struct tc_inst *ti, const char *token,
   case TC_SLOW:
     if (tc_sleep(ti, ti->delay_ms))
       return ch_err_set(err, CH_E_STOPPED, "stopping");
+    break;
+  case TC_CHATTY: /* a plugin that prints its progress on stdout */
+    printf("chatty: listing page %lld\n", page);
+    fflush(stdout);
     break;
   default:
     break;
