@@ -545,9 +545,8 @@ registry:
   s->registry_ready = 1;
   s->registry.allow_insecure =
       s->config && s->config->allow_insecure_plugin_dir;
-  if (!select)
-    return -1;
-
+  /* A --tenant the config does not have is a typo for every command that
+     takes one (`tickets --tenant nope` would list nothing, exit 0). */
   for (size_t i = 0; i < cli->ntenants; i++) {
     size_t t;
     for (t = 0; t < s->config->ntenants; t++) {
@@ -560,6 +559,9 @@ registry:
       return EXIT_USAGE;
     }
   }
+  if (!select)
+    return -1;
+
   for (size_t t = 0; t < s->config->ntenants; t++) {
     const struct config_tenant *ct = &s->config->tenants[t];
     if (!cli_tenant_selected(cli, ct->name))

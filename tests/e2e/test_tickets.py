@@ -542,6 +542,9 @@ class ManualWorkTest(JiraHelpers, lib.TempDirTest):
         self.run_ok("tickets", "refresh")
         self.assertEqual({q["path"] for q in self.fake.requests()[mark:]},
                          {"/rest/api/3/issue/" + k2})
+        # a tenant the config does not have is a typo, not an empty list
+        r = self.run_ok("tickets", "--tenant", "nope", rc=2)
+        self.assertIn("no such tenant", r.err)
 
     def test_store_table_is_the_documented_one(self):
         """docs/store.md shows the SQL the store runs (a ticket creates it)."""
