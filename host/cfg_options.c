@@ -356,7 +356,7 @@ static int opt_from_node(struct opt_ctx *x, const struct cfg_node *n,
     register_secret(v);
   else if (*expanded && x->opt->type == CH_OPT_URL)
     register_url_password(v->str);
-  else if (*expanded)
+  else if (*expanded && !(x->opt->flags & CH_OPT_PUBLIC))
     register_secret(v);
   rc = CH_OK;
 out:

@@ -137,6 +137,11 @@ enum ch_opt_type {
 
 #define CH_OPT_REQUIRED 0x1u
 #define CH_OPT_SECRET 0x2u /* never printed; redacted in logs and errors */
+/* Since ABI 1.3: the value names something (an id, an email) and is shown
+   even when it comes from ${env:} or ${file:}, which otherwise makes the
+   host treat it as a secret the plugin did not mark. A host that does not
+   know the flag ignores it. */
+#define CH_OPT_PUBLIC 0x4u
 
 /* One declared option. The table ends with an entry whose name is NULL.
    Elements are `option_size` bytes apart (CH_PLUGIN_INIT). Frozen at

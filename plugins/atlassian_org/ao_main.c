@@ -15,7 +15,7 @@
 
 /* Everything declared here is checked and filled in by the host. */
 static const struct ch_config_key ao_options[] = {
-    {CH_OPTION("org_id", CH_OPT_STRING, CH_OPT_REQUIRED, NULL,
+    {CH_OPTION("org_id", CH_OPT_STRING, CH_OPT_REQUIRED | CH_OPT_PUBLIC, NULL,
                "organization id (admin.atlassian.com/o/<org_id>/...)"),
      AO_AT(org_id)},
     {CH_OPTION("api_token", CH_OPT_STRING, CH_OPT_REQUIRED | CH_OPT_SECRET,
@@ -25,7 +25,7 @@ static const struct ch_config_key ao_options[] = {
     {CH_OPTION("api_base", CH_OPT_URL, 0, AO_DEFAULT_BASE,
                "Organizations API base URL"),
      AO_AT(api_base)},
-    {CH_OPTION("directory_id", CH_OPT_STRING, 0, "-",
+    {CH_OPTION("directory_id", CH_OPT_STRING, CH_OPT_PUBLIC, "-",
                "directory to read and change; '-' means every directory"),
      AO_AT(directory_id)},
     {CH_OPTION("scim_base_url", CH_OPT_URL, 0, NULL,

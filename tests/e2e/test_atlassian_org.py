@@ -650,6 +650,20 @@ class Writes(OrgTest):
                      "--name", "disable_user", "--arg", "user_id=nobody-here")
         self.assertEqual(r.rc, 1, r)
 
+    def test_an_org_id_from_the_environment_is_shown(self):
+        """org_id names the organization (and is the id in its keys): from
+        ${env:} it is shown in dry runs and errors, not masked as a
+        secret; the API key next to it still is."""
+        org = self.fake.truth["org"]["org_id"]
+        cfg = self.config(provisioning=True, org_id="${env:TEST_ORG_ID}")
+        uid = self.pick_user(exclude=(self.fake.truth["jira"]["myself"],))
+        r = self.run_ch(["-c", cfg, "action", "--tenant", TENANT, "--instance", INST,
+                         "--arg", "user_id=" + uid, "--name", "disable_user", "--dry-run"],
+                        env={"TEST_ORG_ID": org})
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("/v2/orgs/%s/directories?accountId=" % org, r.out)
+        self.assertNotIn("orgs/***", r.out + r.err)
+
     def test_user_actions_in_no_or_several_directories_send_nothing(self):
         """The user writes name one directory. An account in several
         (MultiDirectoryUserDirectoryPage lists each) is the operator's
