@@ -51,6 +51,59 @@
   " entitlements e ON e.id = ch.ent_id JOIN nodes pn ON pn.id =" \
   " ch.principal_id WHERE ch.direct = "
 
+/* The grant of the chain row c's principal on entitlement id `ent`, as
+   of the selection (g, or no row). */
+#define CHAIN_GRANT(ent) \
+  " LEFT JOIN grants g ON g.ent_id = " ent " AND g.principal_id =" \
+  " c.principal_id AND EXISTS (SELECT 1 FROM sel s WHERE s.inst_id =" \
+  " g.inst_id AND " VIS("g", "s") ")"
+/* The display name (else the key) of the resource of entitlement id v. */
+#define ENT_NAME(v) \
+  "(SELECT COALESCE((SELECT vr.display_name FROM sel s JOIN resources vr" \
+  " ON vr.inst_id = s.inst_id AND " VIS("vr", "s") " WHERE vr.node_id =" \
+  " ve.node_id), vn.key) FROM entitlements ve JOIN nodes vn ON vn.id =" \
+  " ve.node_id WHERE ve.id = " v ")"
+/*
+ * explain: a derived grant's via names only the first group it comes
+ * through (the one holding WHAT). How the principal holds that group's
+ * entitlement is its own grant: direct, or derived with a via of its
+ * own. The chain follows those back to a direct one (as deep as the
+ * expansion goes, GRAPH_MAX_DEPTH; an entitlement never twice in one
+ * chain), one row per chain. A row is a chain's end when its grant is
+ * direct, missing, or leads only where the chain has been.
+ */
+#define EXPLAIN_DEPTH "20" /* graph.h's GRAPH_MAX_DEPTH */
+#define EXPLAIN \
+  "WITH RECURSIVE x AS MATERIALIZED (SELECT x.principal_id AS" \
+  " principal_id, x.principal AS principal, x.principal_name AS" \
+  " principal_name, x.entitlement AS entitlement, x.direct AS direct," \
+  " j.value AS through, @at:x.via_names,j.key@ AS through_name, x.stale" \
+  " AS stale FROM gn_b x LEFT JOIN @each:x.via@ j ON 1 = 1 WHERE" \
+  " x.principal_id IN (SELECT node_id FROM who_nodes) AND x.ent_id IN" \
+  " (SELECT ent_id FROM what_ents)), c AS (SELECT c.*, 1 AS depth," \
+  " ',' || e.id || ',' AS seen, COALESCE(" ENT_NAME("e.id") "," \
+  " c.through_name, c.through) AS chain, g.direct AS gdirect, g.via AS" \
+  " gvia FROM x c LEFT JOIN entitlements e ON e.key = c.through" \
+  CHAIN_GRANT("e.id") \
+  " UNION ALL SELECT c.principal_id, c.principal, c.principal_name," \
+  " c.entitlement, c.direct, c.through, c.through_name, c.stale," \
+  " c.depth + 1, c.seen || v.value || ',', COALESCE(" \
+  ENT_NAME("CAST(v.value AS @int@)") ", v.value) || ' -> ' || c.chain," \
+  " g.direct, g.via FROM c JOIN @each:c.gvia@ v ON 1 = 1" \
+  CHAIN_GRANT("CAST(v.value AS @int@)") \
+  " WHERE c.gdirect = 0 AND c.depth < " EXPLAIN_DEPTH " AND" \
+  " @instr:c.seen,',' || v.value || ','@ = 0) SELECT c.principal AS" \
+  " principal, c.principal_name AS principal_name, c.entitlement AS" \
+  " entitlement, CASE WHEN c.direct <> 0 THEN 'direct' ELSE 'inherited'" \
+  " END AS kind, c.through AS through, c.through_name AS through_name," \
+  " COALESCE(c.principal_name, c.principal) || ' -> ' || CASE WHEN" \
+  " c.through IS NULL THEN '' ELSE c.chain || ' -> ' END ||" \
+  " c.entitlement AS path, c.stale AS stale FROM c WHERE c.gdirect IS" \
+  " NULL OR c.gdirect <> 0 OR c.gvia IS NULL OR c.depth >= " EXPLAIN_DEPTH \
+  " OR NOT EXISTS (SELECT 1 FROM @each:c.gvia@ v WHERE" \
+  " @instr:c.seen,',' || v.value || ','@ = 0) ORDER BY c.principal," \
+  " c.entitlement, c.through, c.depth, c.chain"
+
 /* Of the identity of row x: its first non-empty name, all its emails. */
 #define IDENTITY_NAME \
   "(SELECT ir.display_name FROM res_b ir WHERE ir.identity_id =" \
@@ -121,18 +174,7 @@ static const struct query {
     " pr.node_id = g.principal_id AND " VIS("pr", "s")
     " LEFT JOIN identities d ON d.id = pr.identity_id WHERE g.ent_id IN"
     " (SELECT ent_id FROM what_ents) ORDER BY e.key, pn.key"},
-  {"explain",
-    "SELECT x.principal AS principal, x.principal_name AS principal_name,"
-    " x.entitlement AS entitlement, CASE WHEN x.direct <> 0 THEN 'direct'"
-    " ELSE 'inherited' END AS kind, j.value AS through,"
-    " @at:x.via_names,j.key@ AS through_name,"
-    " COALESCE(x.principal_name, x.principal) || ' -> ' || CASE WHEN"
-    " j.value IS NULL THEN '' ELSE COALESCE(@at:x.via_names,j.key@,"
-    " j.value) || ' -> ' END || x.entitlement AS"
-    " path, x.stale AS stale FROM gn_b x LEFT JOIN @each:x.via@ j ON 1 = 1"
-    " WHERE x.principal_id IN (SELECT node_id FROM who_nodes) AND"
-    " x.ent_id IN (SELECT ent_id FROM what_ents) ORDER BY x.principal,"
-    " x.entitlement, j.value"},
+  {"explain", EXPLAIN},
   {"diff_resources",
     "SELECT 'added' AS change, b.key AS key, b.type AS type,"
     " b.display_name AS display_name, b.status AS status FROM res_b b"

@@ -880,6 +880,62 @@ class StoreTest(lib.TempDirTest):
             self.assertIn("is not in tenant 'b'", r.err, cmd)
             self.assertEqual(r.out, "", cmd)
 
+    def test_explain_follows_nested_groups(self):
+        """A grant inherited through groups nested in groups: explain's path
+        names every group between the account and WHAT (a reviewer opening
+        the last group alone does not find the account in it), one row per
+        chain, shortest first; `through` stays the group holding WHAT."""
+        path = self.path("nested.json")
+        with open(path, "w") as f:
+            json.dump({"flatfile": 1,
+                       "users": [{"id": u, "name": n} for u, n in (
+                           ("svc", "svc bot"), ("d", "Dee"), ("m", "Em"), ("c", "Cy"))],
+                       "groups": [
+                           {"id": "innermost", "name": "Innermost", "members": ["svc", "m"]},
+                           {"id": "inner", "name": "Inner", "members": ["m"],
+                            "member_groups": ["innermost"]},
+                           {"id": "outer", "name": "Outer",
+                            "member_groups": ["inner", "ga", "gb"]},
+                           {"id": "ga", "name": "A", "members": ["d"]},
+                           {"id": "gb", "name": "B", "members": ["d"]},
+                           {"id": "c1", "name": "C1", "member_groups": ["c2"]},
+                           {"id": "c2", "name": "C2", "members": ["c"],
+                            "member_groups": ["c1"]}],
+                       "roles": [{"id": "admin", "name": "Admin", "assigned_groups": ["outer"]},
+                                 {"id": "r", "name": "R", "assigned_groups": ["c1"]}]}, f)
+        cfg = lib.write_config(self.path("nested.yaml"),
+                               {"a": {"hr": {"plugin": "flatfile", "options": {"path": path}}}},
+                               plugin_dir=lib.PLUGINS, extra=self.store_line())
+        self.sync(cfg)
+        admin = "a/hr/role/admin#assigned"
+        outer = "a/hr/group/outer#member"
+        r = self.read("explain", "a/hr/user/svc", "a/hr/role/admin", fmt="csv")
+        got = list(csv.DictReader(io.StringIO(r.out, newline="")))
+        self.assertEqual([(x["kind"], x["through"], x["through_name"], x["path"]) for x in got],
+                         [("inherited", outer, "Outer",
+                           "svc bot -> Innermost -> Inner -> Outer -> " + admin)])
+        for who, what, paths in (
+                # in two groups of Outer: a row per chain
+                ("a/hr/user/d", admin, ["Dee -> A -> Outer -> " + admin,
+                                        "Dee -> B -> Outer -> " + admin]),
+                # in Inner itself and through Innermost: the shortest way
+                ("a/hr/user/m", admin, ["Em -> Inner -> Outer -> " + admin]),
+                # a group as WHO, and a group's entitlement as WHAT
+                ("a/hr/group/innermost", admin, ["Innermost -> Inner -> Outer -> " + admin]),
+                ("a/hr/user/svc", outer, ["svc bot -> Innermost -> Inner -> " + outer]),
+                ("a/hr/user/svc", "a/hr/group/innermost#member",
+                 ["svc bot -> a/hr/group/innermost#member"]),
+                # groups in a cycle: the chain ends
+                ("a/hr/user/c", "a/hr/role/r#assigned",
+                 ["Cy -> C2 -> C1 -> a/hr/role/r#assigned"])):
+            doc = self.read("explain", who, what)["paths"]
+            self.assertEqual([x["path"] for x in doc], paths, (who, what))
+            for x in doc:
+                self.assertEqual(x["kind"], "inherited" if "#member" not in what
+                                 or what == outer else "direct", x)
+                if x["kind"] == "inherited":
+                    self.assertEqual(x["through"], outer if what == admin else x["through"])
+
     def test_options_must_apply(self):
         """Each read command takes only its own options: any other is a
         usage error (exit 2) naming the commands it applies to, never an
@@ -1084,6 +1140,7 @@ class MidSizeStoreTest(StoreTest):
     test_schema4_store_migrates = None
     test_new_file_filled_once_then_wal = None
     test_options_must_apply = None
+    test_explain_follows_nested_groups = None
     test_config_error_is_exit_2 = None
     test_read_never_creates_a_store = None
     test_table_shows_control_characters_and_aligns_wide_names = None
