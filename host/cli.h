@@ -118,13 +118,17 @@ int cmd_read_db_path(const char *db, const char *config_path, char **out);
  * One read command's answer (`name`: "runs", "access", ...) from the store
  * at `db`, as the CLI's `--format json` (or "csv") writes it, with each
  * section's rows paged (skip `offset`, at most `limit`; -1: all). What the
- * explorer's API serves. CH_OK, or an error in `err` (CH_E_NOTFOUND: no
- * such command, run, WHO or WHAT).
+ * explorer's API serves. A paged JSON answer ends with "next_offset", per
+ * section the offset of its first row left out (null: none was); `*next`
+ * (NULL: not wanted) gets that offset when any section was cut, else -1.
+ * CH_OK, or an error in `err` (CH_E_NOTFOUND: no such command, run, WHO or
+ * WHAT).
  */
 struct store_params;
 int cmd_read_render(const char *db, const char *name,
                     const struct store_params *p, const char *format,
-                    long offset, long limit, FILE *f, struct ch_err *err);
+                    long offset, long limit, long *next, FILE *f,
+                    struct ch_err *err);
 
 /* main() in one call: parse, set up logging and HTTP, dispatch. */
 int cli_main(int argc, char **argv);

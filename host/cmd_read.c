@@ -375,7 +375,7 @@ static void table_release(struct table *t) {
    (reported). */
 static long print_query(struct store *st, const struct section *sec,
                         enum fmt fmt, int many, const struct read_page *pg,
-                        FILE *f) {
+                        int *more, FILE *f) {
   struct store_cursor *c = NULL;
   struct ch_err err = {0};
   struct table t = {0};
@@ -425,8 +425,10 @@ static long print_query(struct store *st, const struct section *sec,
   while ((step = store_next(c, &err)) == 1) {
     if (seen++ < pg->offset)
       continue;
-    if (pg->limit >= 0 && rows >= pg->limit)
+    if (pg->limit >= 0 && rows >= pg->limit) {
+      *more = 1; /* a row past the page: no need to count the rest */
       break;
+    }
     if (fmt == FMT_JSON) {
       row.len = 0;
       buf_puts(&row, rows ? ",\n  {" : "\n  {");
@@ -556,9 +558,13 @@ static int print_stale(struct store *st, enum fmt fmt, FILE *f) {
 /* ---- the answer ---------------------------------------------------------- */
 
 /* One command's answer from a selected store, in `fmt`. Returns the rows
-   printed (for diff: the changes), or -1 (logged). */
+   printed (for diff: the changes), or -1 (logged). A paged answer (limit
+   not -1) sets `*next` to the offset of the first row left out of a
+   section, -1 when none was; in JSON it says so per section. */
 static long answer(struct store *st, const struct read_cmd *cmd, enum fmt fmt,
-                   const struct read_page *pg, FILE *f) {
+                   const struct read_page *pg, long *next, FILE *f) {
+  const size_t nsec = sizeof(cmd->sections) / sizeof(cmd->sections[0]);
+  int more[sizeof(cmd->sections) / sizeof(cmd->sections[0])] = {0};
   long changed = 0;
 
   if (fmt == FMT_JSON) {
@@ -572,9 +578,8 @@ static long answer(struct store *st, const struct read_cmd *cmd, enum fmt fmt,
   }
   if (strcmp(cmd->name, "runs") != 0 && print_stale(st, fmt, f) < 0)
     return -1;
-  for (size_t i = 0; i < sizeof(cmd->sections) / sizeof(cmd->sections[0]) &&
-                     cmd->sections[i].field;
-       i++) {
+  *next = -1;
+  for (size_t i = 0; i < nsec && cmd->sections[i].field; i++) {
     long n;
     int many = cmd->sections[1].field != NULL;
     if (fmt == FMT_JSON && (i || strcmp(cmd->name, "runs") != 0))
@@ -583,10 +588,24 @@ static long answer(struct store *st, const struct read_cmd *cmd, enum fmt fmt,
       fputc('\n', f);
     if (fmt == FMT_CSV && many)
       fprintf(f, "%s# %s\r\n", i ? "\r\n" : "", cmd->sections[i].field);
-    n = print_query(st, &cmd->sections[i], fmt, many, pg, f);
+    n = print_query(st, &cmd->sections[i], fmt, many, pg, &more[i], f);
     if (n < 0)
       return -1;
     changed += n;
+    if (more[i])
+      *next = pg->offset + pg->limit;
+  }
+  if (fmt == FMT_JSON && pg->limit >= 0) {
+    fputs(",\n\"next_offset\": {", f);
+    for (size_t i = 0; i < nsec && cmd->sections[i].field; i++) {
+      fputs(i ? ", " : "", f);
+      json_str(f, cmd->sections[i].field);
+      if (more[i])
+        fprintf(f, ": %ld", pg->offset + pg->limit);
+      else
+        fputs(": null", f);
+    }
+    fputc('}', f);
   }
   if (fmt == FMT_JSON)
     fputs("}\n", f);
@@ -595,13 +614,17 @@ static long answer(struct store *st, const struct read_cmd *cmd, enum fmt fmt,
 
 int cmd_read_render(const char *db, const char *name,
                     const struct store_params *p, const char *format,
-                    long offset, long limit, FILE *f, struct ch_err *err) {
+                    long offset, long limit, long *next, FILE *f,
+                    struct ch_err *err) {
   const struct read_cmd *cmd = find_cmd(name);
   const struct read_page pg = {offset < 0 ? 0 : offset, limit};
   struct store *st = NULL;
   enum fmt fmt = FMT_JSON;
+  long ignored;
   int rc;
 
+  if (next)
+    *next = -1;
   if (!cmd)
     return ch_err_set(err, CH_E_NOTFOUND, "no read command '%s'", name);
   if (format && strcmp(format, "csv") == 0)
@@ -612,7 +635,7 @@ int cmd_read_render(const char *db, const char *name,
   rc = store_open(db, 0, &st, err);
   if (rc == CH_OK)
     rc = store_select(st, p, err);
-  if (rc == CH_OK && answer(st, cmd, fmt, &pg, f) < 0)
+  if (rc == CH_OK && answer(st, cmd, fmt, &pg, next ? next : &ignored, f) < 0)
     rc = ch_err_set(err, CH_E_IO, "reading the store failed (see the log)");
   store_close(st);
   return rc;
@@ -767,7 +790,7 @@ int cmd_read_main(int argc, char **argv) {
   char *path = NULL;
   int fmt = -1, exit_code = 0, quiet = 0, npos = 0, c, rc = EXIT_FAIL;
   unsigned seen = 0; /* O(RO_...) of the options given */
-  long changed = 0;
+  long changed = 0, next;
   FILE *f = stdout;
   const struct read_page all = {0, -1};
 
@@ -875,7 +898,7 @@ int cmd_read_main(int argc, char **argv) {
     log_error("%s", err.msg);
     goto out;
   }
-  changed = answer(st, cmd, (enum fmt)fmt, &all, f);
+  changed = answer(st, cmd, (enum fmt)fmt, &all, &next, f);
   if (changed < 0)
     goto out;
   if (fflush(f) != 0 || ferror(f)) {

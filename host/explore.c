@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "explore.h"
 #include "explore_assets.h"
+#include "html.h"
 #include "log.h"
 #include "store.h"
 
@@ -124,12 +125,46 @@ int explore_status(int rc) {
   return rc == CH_E_NOTFOUND ? 404 : rc == CH_E_INVALID ? 400 : 500;
 }
 
+/* Writes a query argument again, but offset (next_link adds its own). */
+static void link_arg(void *arg, const char *name, const char *value) {
+  FILE *f = arg;
+
+  if (strcmp(name, "offset") == 0)
+    return;
+  html_url_arg(f, name);
+  if (value) {
+    fputc('=', f);
+    html_url_arg(f, value);
+  }
+  fputc('&', f);
+}
+
+/* The Link header of an answer cut before `next`: the same request from
+   offset `next` (malloc'd; NULL when out of memory). */
+static char *next_link(const char *name, const struct httpd_request *rq,
+                       long next) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+
+  if (!f)
+    return NULL;
+  fprintf(f, "<" API_PREFIX "%s?", name);
+  httpd_query_each(rq, link_arg, f);
+  fprintf(f, "offset=%ld>; rel=\"next\"", next);
+  if (fclose(f) != 0) {
+    free(text);
+    return NULL;
+  }
+  return text;
+}
+
 static void api(const char *db, const char *name,
                 const struct httpd_request *rq, struct httpd_reply *rp) {
   struct store_params p;
   struct ch_err err = {0};
   const char *format = httpd_query(rq, "format");
-  long limit, offset;
+  long limit, offset, next = -1;
   char *body = NULL;
   size_t len = 0;
   FILE *f;
@@ -157,12 +192,19 @@ static void api(const char *db, const char *name,
     reply_json_error(rp, 500, "out of memory");
     return;
   }
-  rc = cmd_read_render(db, name, &p, format, offset, limit, f, &err);
+  rc = cmd_read_render(db, name, &p, format, offset, limit, &next, f, &err);
   if (fclose(f) != 0 && rc == CH_OK)
     rc = ch_err_set(&err, CH_E_NOMEM, "out of memory");
   if (rc != CH_OK) {
     free(body);
     reply_json_error(rp, explore_status(rc), err.msg);
+    return;
+  }
+  /* The page is cut: say so, in CSV too (the JSON says it in next_offset);
+     a client that cannot have the header has no answer. */
+  if (next >= 0 && !(rp->link = next_link(name, rq, next))) {
+    free(body);
+    reply_json_error(rp, 500, "out of memory");
     return;
   }
   rp->status = 200;

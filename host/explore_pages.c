@@ -98,7 +98,7 @@ static struct json_object *fetch(struct page *pg, const char *cmd,
     *rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
     return NULL;
   }
-  *rc = cmd_read_render(pg->db, cmd, p, "json", offset, limit, f, err);
+  *rc = cmd_read_render(pg->db, cmd, p, "json", offset, limit, NULL, f, err);
   if (fclose(f) != 0 && *rc == CH_OK)
     *rc = ch_err_set(err, CH_E_NOMEM, "out of memory");
   if (*rc == CH_OK && !(o = json_tokener_parse(text)))

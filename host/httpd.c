@@ -180,6 +180,30 @@ const char *httpd_query(const struct httpd_request *rq, const char *name) {
   return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+struct query_each {
+  void (*fn)(void *arg, const char *name, const char *value);
+  void *arg;
+};
+
+static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind,
+                                      const char *name, const char *value) {
+  const struct query_each *qe = cls;
+
+  (void)kind;
+  qe->fn(qe->arg, name, value);
+  return MHD_YES;
+}
+
+void httpd_query_each(const struct httpd_request *rq,
+                      void (*fn)(void *arg, const char *name,
+                                 const char *value),
+                      void *arg) {
+  struct query_each qe = {fn, arg};
+
+  MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, query_each_one,
+                            &qe);
+}
+
 static enum MHD_Result send_reply(struct MHD_Connection *conn,
                                   struct httpd_reply *rp) {
   const char *body = rp->body ? rp->body : "";
@@ -189,8 +213,11 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn,
 
   free(rp->body);
   rp->body = NULL;
-  if (!r)
+  if (!r) {
+    free(rp->link);
+    rp->link = NULL;
     return MHD_NO;
+  }
   MHD_add_response_header(r, "Content-Type",
                           rp->content_type ? rp->content_type
                                            : "text/plain; charset=utf-8");
@@ -204,6 +231,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn,
   MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
   if (rp->allow)
     MHD_add_response_header(r, "Allow", rp->allow);
+  if (rp->link)
+    MHD_add_response_header(r, "Link", rp->link);
+  free(rp->link);
+  rp->link = NULL;
   if (rp->status == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"connhost\"");
   ret = MHD_queue_response(conn, (unsigned)rp->status, r);

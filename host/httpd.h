@@ -20,6 +20,7 @@ struct httpd_reply {
   const char *content_type; /* default "text/plain; charset=utf-8" */
   const char *allow;        /* the Allow header of a 405 */
   char *body;
+  char *link; /* the Link header (RFC 8288), or NULL; freed with body */
 };
 
 /* Called on the request's connection thread, several at once: must be
@@ -63,6 +64,12 @@ const char *httpd_method(const struct httpd_request *rq);
 const char *httpd_path(const struct httpd_request *rq);
 /* A query argument, or NULL. */
 const char *httpd_query(const struct httpd_request *rq, const char *name);
+/* Call `fn` with each query argument, in the order of the URL, decoded
+   (`value` NULL for an argument without '='). */
+void httpd_query_each(const struct httpd_request *rq,
+                      void (*fn)(void *arg, const char *name,
+                                 const char *value),
+                      void *arg);
 
 /* Compare two secrets in time that depends only on their lengths' maximum,
    not on where they differ. 1 when equal. */

@@ -63,10 +63,15 @@ def hostile_export(path, broken=False):
 
 def steady(answer):
     """An answer without the stale data's age (it grows between two
-    reads)."""
+    reads), nor the API's next_offset (the CLI pages nothing:
+    test_api_says_when_it_cuts checks it)."""
     for s in answer.get("stale", ()):
         s.pop("age_seconds", None)
+    answer.pop("next_offset", None)
     return answer
+
+
+NEXT = re.compile(r'^<(/api/v1/[a-z-]+\?[^<>\s]*)>; rel="next"$')
 
 
 def rows(text):
@@ -249,6 +254,80 @@ class ExplorerTest(unittest.TestCase):
         self.assertEqual(rows(ex.get("/api/v1/export?format=csv&limit=100000")[2]),
                          rows(self.cli("export", "access-review", fmt="csv")))
         self.assertEqual(ex.stop(), 0, ex.log)  # and, under ASan, no leak
+
+    def next_link(self, headers):
+        """The Link header's next page (path?query), checked for form;
+        None without one."""
+        if "Link" not in headers:
+            return None
+        m = NEXT.match(headers["Link"])
+        self.assertTrue(m, headers["Link"])
+        return m.group(1)
+
+    def test_api_says_when_it_cuts(self):
+        """A page that leaves rows out says so: in JSON next_offset per
+        section (null when the section is complete), in every format a Link
+        header to the same request from there; the default limit (1000)
+        included, in CSV too."""
+        ex = self.explore()
+        full = self.cli("resources")["resources"]
+        n = len(full)
+        status, headers, body = ex.get("/api/v1/resources?limit=3&offset=2")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["next_offset"], {"resources": 5})
+        link = self.next_link(headers)
+        self.assertEqual(urllib.parse.parse_qs(urllib.parse.urlsplit(link).query),
+                         {"limit": ["3"], "offset": ["5"]})
+        self.assertEqual(ex.json(link)["resources"], full[5:8])
+        # the end: exactly the rest, or less than a page
+        for q in ("limit=%d" % n, "offset=%d" % (n - 1), "limit=100000"):
+            status, headers, body = ex.get("/api/v1/resources?" + q)
+            self.assertEqual(json.loads(body)["next_offset"], {"resources": None}, q)
+            self.assertIsNone(self.next_link(headers), q)
+        # several sections: each says for itself, one offset for all
+        cli = self.cli("stats")
+        status, headers, body = ex.get("/api/v1/stats?limit=1")
+        nxt = json.loads(body)["next_offset"]
+        sections = ["tenants", "instances", "types", "entitlements", "top_entitlements"]
+        self.assertEqual(list(nxt), sections)
+        self.assertEqual(nxt, {k: 1 if len(cli[k]) > 1 else None for k in sections})
+        self.assertIn("offset=1", self.next_link(headers))
+        # the arguments come back as given (encoded), only offset changes
+        who = self.jira_key(self.sample_users()[0]["accountId"])
+        want = self.cli("access", who)
+        self.assertGreater(len(want["access"]), 1)
+        status, headers, body = ex.get("/api/v1/access?who=%s&limit=1&tenant=%s" % (
+            urllib.parse.quote(who, safe=""), TENANT))
+        self.assertEqual(json.loads(body)["next_offset"],
+                         {"accounts": 1 if len(want["accounts"]) > 1 else None, "access": 1})
+        link = self.next_link(headers)
+        self.assertEqual(urllib.parse.parse_qs(urllib.parse.urlsplit(link).query),
+                         {"who": [who], "limit": ["1"], "tenant": [TENANT], "offset": ["1"]})
+        self.assertEqual(ex.json(link)["access"], want["access"][1:2])
+        # CSV: the body is the CLI's, the header says it is cut
+        cli_rows = rows(self.cli("export", "access-review", fmt="csv"))
+        status, headers, body = ex.get("/api/v1/export?format=csv&limit=10")
+        self.assertEqual(rows(body), cli_rows[:11])
+        link = self.next_link(headers)
+        self.assertEqual(urllib.parse.parse_qs(urllib.parse.urlsplit(link).query),
+                         {"format": ["csv"], "limit": ["10"], "offset": ["10"]})
+        self.assertEqual(rows(ex.get(link)[2]), cli_rows[:1] + cli_rows[11:21])
+        # no limit: the documented 1000 rows, and the header
+        grants = self.cli("grants")["grants"]
+        self.assertGreater(len(grants), 1000, "a section longer than the default page")
+        status, headers, body = ex.get("/api/v1/grants?format=csv")
+        self.assertEqual(len(rows(body)), 1001)
+        self.assertEqual(urllib.parse.parse_qs(urllib.parse.urlsplit(
+            self.next_link(headers)).query), {"format": ["csv"], "offset": ["1000"]})
+        status, headers, body = ex.get("/api/v1/grants")
+        self.assertEqual(json.loads(body)["next_offset"], {"grants": 1000})
+        status, headers, body = ex.get("/api/v1/grants?format=csv&offset=%d" % (len(grants) - 5))
+        self.assertEqual(len(rows(body)), 6)
+        self.assertIsNone(self.next_link(headers))
+        # HEAD: the same headers
+        status, headers, _ = ex.get("/api/v1/grants", method="HEAD")
+        self.assertEqual(self.next_link(headers), "/api/v1/grants?offset=1000")
+        self.assertEqual(ex.stop(), 0, ex.log)
 
     def test_explore_answers_only_its_own_names(self):
         """No token: a page whose name was rebound to 127.0.0.1 reads
