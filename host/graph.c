@@ -168,8 +168,9 @@ void graph_free(struct graph *g) {
   gr_arena_release(&g->iarr);
   free(g->imembers);
   gr_arena_release(&g->istrs);
+  for (i = 0; i < g->nhints; i++)
+    free(g->hints[i].keys);
   free(g->hints);
-  gr_arena_release(&g->harena);
   free(g->derived);
   free(g->druns);
   free(g->srcpool);

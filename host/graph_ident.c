@@ -199,32 +199,38 @@ static int cmp_mkref(const void *a, const void *b) {
 int graph_add_join_keys(struct graph *g, int inst, const char *const *keys) {
   const struct inst *in = graph_inst(g, inst);
   struct jhint h = {0, NULL};
-  size_t n = 0;
+  size_t n = 0, size;
+  char *text;
   int rc = CH_E_NOMEM;
 
   while (keys && keys[n])
     n++;
   if (!in || !n)
     return CH_OK;
-  pthread_mutex_lock(&g->lock);
-  if (g->finished) {
-    rc = CH_E_INVALID;
-    goto out;
-  }
-  h.tenant = in->tenant_idx;
-  h.keys = gr_arena_alloc(&g->harena, (n + 1) * sizeof(*h.keys));
-  if (!h.keys)
-    goto out;
+  /* one block: the pointer array (malloc's alignment), then the texts */
+  size = (n + 1) * sizeof(*h.keys);
   for (size_t i = 0; i < n; i++)
-    if (!(h.keys[i] = gr_arena_dup(&g->harena, keys[i], strlen(keys[i]))))
-      goto out;
+    size += strlen(keys[i]) + 1;
+  if (!(h.keys = malloc(size)))
+    return CH_E_NOMEM;
+  text = (char *)(h.keys + n + 1);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(keys[i]) + 1;
+    h.keys[i] = memcpy(text, keys[i], len);
+    text += len;
+  }
   h.keys[n] = NULL;
-  if (util_grow(&g->hints, &g->chints, g->nhints + 1, sizeof(*g->hints)))
-    goto out;
-  g->hints[g->nhints++] = h;
-  rc = CH_OK;
-out:
+  h.tenant = in->tenant_idx;
+  pthread_mutex_lock(&g->lock);
+  if (g->finished)
+    rc = CH_E_INVALID;
+  else if (!util_grow(&g->hints, &g->chints, g->nhints + 1, sizeof(*g->hints)))
+    rc = CH_OK;
+  if (rc == CH_OK)
+    g->hints[g->nhints++] = h;
   pthread_mutex_unlock(&g->lock);
+  if (rc)
+    free(h.keys);
   return rc;
 }
 

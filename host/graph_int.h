@@ -268,13 +268,12 @@ struct graph {
                             keys */
   struct gr_arena iarr;  /* identities' email and match key arrays */
   /* graph_add_join_keys: accounts known only by their match keys (each a
-     NULL-terminated array in `harena`), with their tenant */
+     NULL-terminated array, malloc'd with its texts), with their tenant */
   struct jhint {
     uint32_t tenant;
     const char **keys;
   } * hints;
   size_t nhints, chints;
-  struct gr_arena harena;
   struct gr_pdict pdict; /* resources' profiles */
   struct jw *vbuf;       /* graph_resource_view's decoded profile */
   struct graph_counts counts;
