@@ -588,7 +588,10 @@ int store_select(struct store *s, const struct store_params *p,
       return rc;
     if (db_analyze(s->db, "what_ents"))
       return db_fail(s->db, err, "selecting the run");
-    if (count_of(s, "SELECT count(*) FROM what_ents") <= 0)
+    /* A resource that carries no entitlement (a user) is held by
+       nobody: an empty answer, not "no such resource". */
+    if (count_of(s, "SELECT count(*) FROM what_ents") <= 0 &&
+        count_of(s, "SELECT count(*) FROM nodes WHERE key = :what") <= 0)
       return ch_err_set(err, CH_E_NOTFOUND,
                         "no entitlement or resource '%s' in '%s' (give an "
                         "entitlement key tenant/instance/type/id#slug or a "

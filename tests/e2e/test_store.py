@@ -342,6 +342,12 @@ class StoreTest(lib.TempDirTest):
         self.assertEqual({(x["entitlement"], x["principal"], x["direct"]) for x in doc["holders"]},
                          {(e, p, d) for (e, p), d in model.grants.items()
                           if e.startswith(rkey("jira", "group", g0) + "#")})
+        # a resource with no entitlements (a user) is held by nobody; a key
+        # the store never had is an error
+        u0 = truth["jira"]["users"][0]["accountId"]
+        self.assertEqual(self.read("who-has", rkey("jira", "user", u0))["holders"], [])
+        r = self.read("who-has", rkey("jira", "user", "nobody-at-all"), rc=1, fmt=None)
+        self.assertIn("no entitlement or resource", r.err)
         # joined identities carry the org's email even where Jira hides it
         hidden = [u for u in truth["jira"]["users"]
                   if u["accountType"] == "atlassian" and not u["emailAddress"]
