@@ -210,12 +210,13 @@ static void print_summary(struct instance **insts, size_t n, struct graph *g,
     figures(in, g, &f);
     fprintf(out,
             "  %s/%s (%s): %s, %llu resources, %llu grants, %llu requests, "
-            "%llu retries, %.1f s waiting%s%s\n",
+            "%llu retries, %.1f s waiting%s",
             in->ci->tenant, in->ci->name, in->plugin->name,
             f.ok ? "ok" : "FAILED", (unsigned long long)in->resources,
             (unsigned long long)in->grants, (unsigned long long)f.st.requests,
-            (unsigned long long)f.st.retries, f.st.wait_s, f.ok ? "" : ": ",
-            f.ok ? "" : f.error);
+            (unsigned long long)f.st.retries, f.st.wait_s, f.ok ? "" : ": ");
+    util_fput_text(f.ok ? "" : f.error, out); /* the error quotes data */
+    putc('\n', out);
   }
 }
 

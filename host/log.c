@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "log.h"
+#include "util.h"
 
 #define LOG_LINE_MAX 4096
 #define SECRET_MIN_LEN 4
@@ -273,7 +274,8 @@ void log_vmsg(const char *prefix, enum ch_log_level level, const char *fmt,
     fprintf(stderr, "connhost: %s: ", level_names[level]);
     if (prefix)
       fprintf(stderr, "[%s] ", prefix);
-    fprintf(stderr, "%s\n", clean);
+    util_fput_text(clean, stderr);
+    putc('\n', stderr);
   }
   funlockfile(stderr);
 }

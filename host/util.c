@@ -152,3 +152,23 @@ int util_grow(void *pp, size_t *cap, size_t need, size_t size) {
   *cap = ncap;
   return 0;
 }
+
+void util_fput_text(const char *s, FILE *f) {
+  static const char hex[] = "0123456789abcdef";
+
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (!util_is_control(c)) {
+      putc(c, f);
+      continue;
+    }
+    putc('\\', f);
+    if (c == '\n' || c == '\r' || c == '\t') {
+      putc(c == '\n' ? 'n' : c == '\r' ? 'r' : 't', f);
+    } else {
+      putc('x', f);
+      putc(hex[c >> 4], f);
+      putc(hex[c & 15], f);
+    }
+  }
+}

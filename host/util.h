@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* The directory part of `path` ("." when it has none, "/" for "/x"), as
    written (not resolved). malloc'd; NULL when out of memory. */
@@ -26,6 +27,11 @@ static inline int util_is_control(unsigned char c) {
 /* `s` with each control character as UTIL_CONTROL_SHOWN. malloc'd; NULL
    when out of memory. */
 char *util_visible(const char *s);
+/* Write `s` as one line of text: each control character as an escape
+   (\n, \r, \t, \xHH), so data in a log line or a summary (a name or an
+   id from a source, a server's error text) can neither forge a line of
+   its own nor send the terminal an escape sequence. */
+void util_fput_text(const char *s, FILE *f);
 
 /* The value of one hex digit, or -1. */
 int util_hexval(char c);

@@ -309,6 +309,23 @@ class Sync(HostTest):
             self.assertTrue(any(x["type"] == "user" for x in g["resources"]), iso)
             self.assertIn("chatty: listing page 0", r.err, iso)
 
+    def test_data_cannot_forge_a_log_line(self):
+        """An id from a source with a newline and a terminal escape in it:
+        the error quoting it stays one line, in the log and the summary."""
+        forged = "2026-12-02T00:00:00.000Z connhost: info: FORGED"
+        bad = "u1\n" + forged + "\x1b[31m"
+        src = self.path("forged.json")
+        with open(src, "w") as f:
+            json.dump({"flatfile": 1, "users": [{"id": bad, "name": "x"}, {"id": bad, "name": "y"}]}, f)
+        cfg = self.config({"t": {"hr": flat(path=src)}}, name="forged.yaml")
+        r = self.sync(cfg, "-o", self.path("forged-out.json"))
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("duplicate id", r.err)
+        self.assertIn("u1\\n" + forged + "\\x1b[31m", r.err)
+        for line in (r.out + r.err).splitlines():
+            self.assertFalse(line.startswith(forged), line)
+        self.assertNotIn("\x1b", r.out + r.err)
+
     def test_tenant_filter(self):
         cfg = self.config({"a": {"hr": flat()}, "b": {"x": chaos("open_fail")}})
         out = self.path("g.json")
