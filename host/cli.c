@@ -201,16 +201,17 @@ static const char *const command_names[] = {
     "provision", "action", "serve",   "deprovision", "tickets"};
 #define NCOMMANDS (sizeof(command_names) / sizeof(command_names[0]))
 
-static int usage_error(const char *fmt, ...) CH_PRINTF(1, 2);
-static int usage_error(const char *fmt, ...) {
+int cli_usage_error(const char *help, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "connhost: ");
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "\nTry 'connhost --help'.\n");
+  fprintf(stderr, "\nTry '%s'.\n", help);
   return EXIT_USAGE;
 }
+
+#define usage_error(...) cli_usage_error("connhost --help", __VA_ARGS__)
 
 static int push_str(const char ***list, size_t *n, const char *s) {
   const char **grown = realloc(*list, (*n + 1) * sizeof(**list));

@@ -109,6 +109,9 @@ int cmd_read_main(int argc, char **argv);
 /* The command word of argv (options and their values skipped, so it may
    follow `-c FILE`), or NULL. Borrowed from argv. */
 const char *cmd_word(int argc, char **argv);
+/* A usage error: "connhost: MESSAGE" and "Try 'HELP'." on stderr;
+   returns EXIT_USAGE. */
+int cli_usage_error(const char *help, const char *fmt, ...) CH_PRINTF(2, 3);
 /* The store a read command (or `explore`) opens: `db` (--db), else the
    `store:` of the config at `config_path` (NULL: ./connhost.yaml), in
    *out (malloc'd). -1 to go on, else the exit code, with the reason logged

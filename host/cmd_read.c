@@ -693,17 +693,8 @@ static const struct option read_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
-static int read_usage_error(const char *fmt, ...) CH_PRINTF(1, 2);
-static int read_usage_error(const char *fmt, ...) {
-  va_list ap;
-
-  fputs("connhost: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputs("\nTry 'connhost runs --help'.\n", stderr);
-  return EXIT_USAGE;
-}
+#define read_usage_error(...)                                                  \
+  cli_usage_error("connhost runs --help", __VA_ARGS__)
 
 /* Every option given (`seen`, O(RO_...) bits) must apply to `cmd`, as in
    cli.c: none is silently ignored. Returns -1 to go on, or EXIT_USAGE. */
