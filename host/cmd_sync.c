@@ -270,14 +270,16 @@ static int output_dir_ok(const char *output) {
 
   /* A device, FIFO or descriptor link is written straight into (output.c):
      its directory needs no write access. A directory is no file to write. */
-  if (stat(output, &st) == 0 && S_ISDIR(st.st_mode)) {
-    log_error("output '%s' is a directory: name the graph file in it (for "
-              "example %s/graph.json)",
-              output, output);
-    return 0;
+  if (stat(output, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      log_error("output '%s' is a directory: name the graph file in it (for "
+                "example %s/graph.json)",
+                output, output);
+      return 0;
+    }
+    if (!S_ISREG(st.st_mode))
+      return 1;
   }
-  if (stat(output, &st) == 0 && !S_ISREG(st.st_mode))
-    return 1;
   dir = util_dirname(output);
   if (!dir) {
     log_error("out of memory");
