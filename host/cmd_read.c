@@ -85,11 +85,12 @@ static const struct read_cmd commands[] = {
      .opts = O(RO_RUN),
      .nargs = 1,
      .args_help = "WHO",
-     .sections = {S("accounts", "identity",
-                    "resource display_name emails status account_type stale"),
-                  S("access", "access",
-                    "instance principal_name resource_type resource_name slug "
-                    "direct via_names stale")}},
+     .sections =
+         {S("accounts", "identity",
+            "resource display_name emails status account_type stale"),
+          S("access", "access",
+            "instance principal_name resource_type resource_parent_name "
+            "resource_name slug direct via_names stale")}},
     {.name = "who-has",
      .opts = O(RO_RUN),
      .nargs = 1,
@@ -132,15 +133,34 @@ static const struct read_cmd commands[] = {
                   S("nonhuman_with_grants", "report_nonhuman", NULL)}},
 };
 
-/* 1 when `word` is one of the space-separated words of `list`. */
-static int word_in(const char *list, const char *word) {
+/* Where `word` is one of the space-separated words of `list`, or NULL. */
+static const char *word_at(const char *list, const char *word) {
   size_t n = strlen(word);
 
   for (const char *p = list; (p = strstr(p, word)); p += n) {
     if ((p == list || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
-      return 1;
+      return p;
   }
-  return 0;
+  return NULL;
+}
+
+static int word_in(const char *list, const char *word) {
+  return word_at(list, word) != NULL;
+}
+
+/* Sort col[0..n) (column indices of `c`, all named in `brief`) into the
+   order `brief` names them. */
+static void brief_order(const char *brief, struct store_cursor *c, size_t *col,
+                        size_t n) {
+  for (size_t k = 1; k < n; k++) {
+    size_t x = col[k], j = k;
+    const char *px = word_at(brief, store_col_name(c, x));
+    while (j > 0 && word_at(brief, store_col_name(c, col[j - 1])) > px) {
+      col[j] = col[j - 1];
+      j--;
+    }
+    col[j] = x;
+  }
 }
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -379,7 +399,7 @@ static long print_query(struct store *st, const struct section *sec,
   struct store_cursor *c = NULL;
   struct ch_err err = {0};
   struct table t = {0};
-  unsigned char show[32] = {0};
+  size_t col[32]; /* the columns printed, in order */
   /* JSON: one row, written at once; column i's `"name": ` is
      names.p[head[i] .. head[i + 1]) */
   struct buf row = {0}, names = {0};
@@ -393,31 +413,35 @@ static long print_query(struct store *st, const struct section *sec,
     return -1;
   }
   ncols = store_ncols(c);
-  for (size_t i = 0; i < ncols && i < sizeof(show); i++) {
-    show[i] = fmt != FMT_TABLE || !sec->brief ||
-              word_in(sec->brief, store_col_name(c, i));
-    t.ncols += show[i];
-  }
+  if (ncols > sizeof(col) / sizeof(col[0]))
+    ncols = sizeof(col) / sizeof(col[0]);
+  /* a table shows the brief's columns in the brief's order */
+  for (size_t i = 0; i < ncols; i++)
+    if (fmt != FMT_TABLE || !sec->brief ||
+        word_in(sec->brief, store_col_name(c, i)))
+      col[t.ncols++] = i;
+  if (fmt == FMT_TABLE && sec->brief)
+    brief_order(sec->brief, c, col, t.ncols);
   if (fmt == FMT_JSON) {
     json_str(f, sec->field);
     fputs(": [", f);
     /* the names once, not once a row (a who-has can be 20,000 rows) */
-    for (size_t i = 0; i < ncols && i < sizeof(show); i++) {
+    for (size_t i = 0; i < ncols; i++) {
       head[i] = names.len;
       buf_puts(&names, i ? ", " : "");
       buf_json_str(&names, store_col_name(c, i), strlen(store_col_name(c, i)));
       buf_puts(&names, ": ");
     }
-    head[ncols < sizeof(show) ? ncols : sizeof(show)] = names.len;
+    head[ncols] = names.len;
     if (names.failed)
       goto nomem;
   } else if (fmt == FMT_TABLE && many) {
     fprintf(f, "%s== %s ==\n", rows ? "\n" : "", sec->field);
   }
-  for (size_t i = 0; fmt != FMT_JSON && i < ncols; i++) {
+  for (size_t k = 0; fmt != FMT_JSON && k < t.ncols; k++) {
     if (fmt == FMT_CSV)
-      fprintf(f, "%s%s", i ? "," : "", store_col_name(c, i));
-    else if (show[i] && table_add(&t, strdup(store_col_name(c, i))))
+      fprintf(f, "%s%s", k ? "," : "", store_col_name(c, col[k]));
+    else if (table_add(&t, strdup(store_col_name(c, col[k]))))
       goto nomem;
   }
   if (fmt == FMT_CSV)
@@ -432,7 +456,7 @@ static long print_query(struct store *st, const struct section *sec,
     if (fmt == FMT_JSON) {
       row.len = 0;
       buf_puts(&row, rows ? ",\n  {" : "\n  {");
-      for (size_t i = 0; i < ncols && i < sizeof(show); i++) {
+      for (size_t i = 0; i < ncols; i++) {
         const char *v = store_col_text(c, i);
         enum store_kind k = store_col_kind(c, i);
         buf_add(&row, names.p + head[i], head[i + 1] - head[i]);
@@ -450,15 +474,12 @@ static long print_query(struct store *st, const struct section *sec,
         goto nomem;
       fwrite(row.p, 1, row.len, f);
     } else {
-      for (size_t i = 0; i < ncols; i++) {
-        char *v;
-        if (!show[i])
-          continue;
-        v = cell_text(c, i);
+      for (size_t k = 0; k < t.ncols; k++) {
+        char *v = cell_text(c, col[k]);
         if (fmt == FMT_CSV) {
           if (!v)
             goto nomem;
-          if (i)
+          if (k)
             fputc(',', f);
           csv_cell(f, v);
           free(v);

@@ -73,8 +73,14 @@ static const char schema_v5[] =
     "ALTER TABLE identities ADD COLUMN emails @text@;"
     "ALTER TABLE identities ADD COLUMN emails_run @int@;";
 
+/* Version 6: the stable views name each grant's resource's parent (the
+   project of a project role). The views are rebuilt after every
+   migration, so this step only moves the version. */
+static const char schema_v6[] = "SELECT 1;";
+
 static const char *const migrations[STORE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, store_schema_v3_tickets, schema_v4, schema_v5};
+    schema_v1, schema_v2, store_schema_v3_tickets,
+    schema_v4, schema_v5, schema_v6};
 
 /* SQL reads better as written than re-wrapped. */
 /* clang-format off */
@@ -107,7 +113,10 @@ const char store_view_grants[] =
     " principal_account_type, d.key AS identity, pr.identity_id AS"
     " identity_id, g.direct AS direct, " STORE_VIA " AS via, "
     STORE_VIA_NAMES " AS via_names,"
-    " s.stale AS stale FROM @S@ s JOIN grants g ON"
+    " s.stale AS stale, (SELECT ep.key FROM nodes ep WHERE ep.id ="
+    " er.parent_id) AS resource_parent, (SELECT epr.display_name FROM"
+    " resources epr WHERE epr.node_id = er.parent_id AND " VIS("epr", "s")
+    ") AS resource_parent_name FROM @S@ s JOIN grants g ON"
     " g.inst_id = s.inst_id AND " VIS("g", "s")
     " JOIN instances i ON i.id = s.inst_id JOIN entitlements e ON e.id ="
     " g.ent_id JOIN nodes en ON en.id = e.node_id LEFT JOIN resources er"
@@ -205,8 +214,8 @@ static int make_views(struct store *s, struct ch_err *err) {
                     " principal_name, principal_emails, principal_status,"
                     " principal_account_type, entitlement, resource,"
                     " resource_name, resource_type, slug, direct, via,"
-                    " via_names, stale FROM grants_named WHERE identity IS NOT"
-                    " NULL;",
+                    " via_names, stale, resource_parent, resource_parent_name"
+                    " FROM grants_named WHERE identity IS NOT NULL;",
                     "creating a view", err);
   return rc;
 }

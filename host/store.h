@@ -15,7 +15,7 @@ struct graph;
 struct store;
 
 /* The schema version this connhost writes; older stores migrate on open. */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 /*
  * Open the store at `path` (a file, or a postgresql:// URL: one connection

@@ -157,7 +157,8 @@ static const struct query {
   {"access",
     "SELECT tenant, instance, identity, principal, principal_name,"
     " entitlement, resource, resource_name, resource_type, slug, direct, via,"
-    " via_names, stale FROM gn_b WHERE principal_id IN (SELECT node_id"
+    " via_names, stale, resource_parent, resource_parent_name FROM gn_b"
+    " WHERE principal_id IN (SELECT node_id"
     " FROM who_nodes) ORDER BY entitlement, principal"},
   /* Not over gn_b: a holder list can be the whole tenant, and this
      reads only what it shows (no instance, no resource names). */
@@ -249,7 +250,8 @@ static const struct query {
     " account_type, x.entitlement AS entitlement, x.resource AS resource,"
     " x.resource_name AS resource_name, x.resource_type AS resource_type,"
     " x.slug AS slug, x.direct AS direct, x.via_names AS via_names,"
-    " x.stale AS stale FROM gn_b x LEFT JOIN identities xi ON xi.id ="
+    " x.stale AS stale, x.resource_parent AS resource_parent,"
+    " x.resource_parent_name AS resource_parent_name FROM gn_b x LEFT JOIN identities xi ON xi.id ="
     " x.identity_id WHERE x.identity IS NOT NULL ORDER BY"
     " x.identity, x.entitlement, x.principal"},
   {"report_inactive",

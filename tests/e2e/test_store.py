@@ -292,6 +292,19 @@ class StoreTest(lib.TempDirTest):
             self.assertEqual(set(x["via"]), want, x)
 
     # ---- tests -----------------------------------------------------------
+    def check_parent(self, truth, x):
+        """A project role names its project (key and name, as the fake's
+        truth has them); a resource without a parent names none."""
+        if x["resource_type"] == "project_role":
+            pid = x["resource"].rsplit("/", 1)[1].split(":")[0]
+            project = [p for p in truth["jira"]["projects"] if p["id"] == pid]
+            self.assertEqual(len(project), 1, x)
+            self.assertEqual((x["resource_parent"], x["resource_parent_name"]),
+                             (rkey("jira", "project", pid), project[0]["name"]), x)
+        elif x["resource_type"] in ("group", "project"):
+            self.assertEqual((x["resource_parent"], x["resource_parent_name"]),
+                             (None, None), x)
+
     def test_answers_match_truth(self):
         fake = self.start_fake()
         cfg = self.config(fake)
@@ -320,6 +333,7 @@ class StoreTest(lib.TempDirTest):
                 self.assertFalse(x["stale"])
                 if x["principal"].startswith(TENANT + "/jira/"):
                     self.assertEqual(x["principal_name"], u["displayName"])
+                self.check_parent(truth, x)
 
         # who-has: groups, project roles, projects, workspace and org roles
         ents = sorted({e for e, _ in model.grants})
@@ -412,6 +426,10 @@ class StoreTest(lib.TempDirTest):
         self.assertEqual({(x["entitlement"], x["principal"]) for x in rows},
                          {(e, p) for (e, p) in model.grants if p in users})
         names = {x["principal"]: x["principal_name"] for x in rows}
+        roles = [x for x in rows if x["resource_type"] == "project_role"]
+        self.assertTrue(roles)
+        for x in roles + [x for x in rows if x["resource_type"] == "group"][:50]:
+            self.check_parent(truth, {k: v or None for k, v in x.items()})
         for u in truth["jira"]["users"]:
             k = rkey("jira", "user", u["accountId"])
             if k in names:
@@ -671,6 +689,12 @@ class StoreTest(lib.TempDirTest):
         before = self.check_hidden_emails(truth, ent, True)
         self.assertEqual(int(self.scalar("SELECT value FROM meta WHERE key='schema_version'")),
                          SCHEMA_VERSION)
+        # v6: the stable views, rebuilt, name a project role's project
+        self.assertEqual(self.scalar("SELECT count(*) FROM access WHERE resource_type ="
+                                     " 'project_role' AND (resource_parent_name IS NULL"
+                                     " OR resource_parent NOT LIKE '%/jira/project/%')"), 0)
+        self.assertGreater(self.scalar("SELECT count(*) FROM access WHERE"
+                                       " resource_parent_name IS NOT NULL"), 0)
         # v5: no emails saved by the migration itself
         self.assertEqual(self.scalar("SELECT count(*) FROM identities"
                                      " WHERE emails IS NOT NULL OR emails_run IS NOT NULL"), 0)
