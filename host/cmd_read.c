@@ -96,7 +96,7 @@ static const struct read_cmd commands[] = {
      .nargs = 1,
      .args_help = "WHAT",
      .sections = {S("holders", "who_has",
-                    "principal principal_name identity_emails status "
+                    "slug principal principal_name identity_emails status "
                     "account_type direct via_names stale")}},
     {.name = "explain",
      .opts = O(RO_RUN),

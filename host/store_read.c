@@ -169,8 +169,9 @@ static const struct query {
     IDENTITY_EMAILS("d", "pr.identity_id") " AS identity_emails,"
     " pr.status AS status, pr.account_type AS account_type, g.direct AS"
     " direct, " STORE_VIA " AS via, " STORE_VIA_NAMES " AS via_names,"
-    " s.stale AS stale FROM sel s JOIN grants g ON g.inst_id = s.inst_id"
-    " AND " VIS("g", "s") " JOIN entitlements e ON e.id = g.ent_id JOIN"
+    " s.stale AS stale, e.slug AS slug FROM sel s JOIN grants g ON"
+    " g.inst_id = s.inst_id AND " VIS("g", "s")
+    " JOIN entitlements e ON e.id = g.ent_id JOIN"
     " nodes pn ON pn.id = g.principal_id LEFT JOIN resources pr ON"
     " pr.node_id = g.principal_id AND " VIS("pr", "s")
     " LEFT JOIN identities d ON d.id = pr.identity_id WHERE g.ent_id IN"

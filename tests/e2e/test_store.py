@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -356,6 +357,19 @@ class StoreTest(lib.TempDirTest):
         self.assertEqual({(x["entitlement"], x["principal"], x["direct"]) for x in doc["holders"]},
                          {(e, p, d) for (e, p), d in model.grants.items()
                           if e.startswith(rkey("jira", "group", g0) + "#")})
+        # a resource whose entitlements differ (a workspace's roles): each
+        # holder says which, in JSON and first in a table
+        ws = sorted({e.split("#")[0] for e, _ in model.grants if "/workspace/" in e},
+                    key=lambda w: -len({e for e, _ in model.grants
+                                        if e.startswith(w + "#")}))[0]
+        doc = self.read("who-has", ws)
+        slugs = {urllib.parse.unquote(x["entitlement"].split("#")[1]) for x in doc["holders"]}
+        self.assertGreater(len(slugs), 1, ws)
+        for x in doc["holders"]:
+            self.assertEqual(x["slug"], urllib.parse.unquote(x["entitlement"].split("#")[1]))
+        lines = self.read("who-has", ws, fmt="table").out.splitlines()
+        self.assertEqual(lines[0].split()[0], "slug")
+        self.assertEqual({ln.split()[0] for ln in lines[1:] if ln.strip()}, slugs)
         # a resource with no entitlements (a user) is held by nobody; a key
         # the store never had is an error
         u0 = truth["jira"]["users"][0]["accountId"]
