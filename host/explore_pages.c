@@ -484,6 +484,7 @@ static int page_person(struct page *pg, struct ch_err *err) {
       {"stale", "stale", L_NONE, NULL},
       {NULL, NULL, 0, NULL}};
   static const struct col access_cols[] = {
+      {"resource_parent_name", "in", L_NONE, NULL},
       {"resource_name", "resource", L_RESOURCE, "entitlement"},
       {"slug", "entitlement", L_NONE, NULL},
       {"resource_type", "type", L_NONE, NULL},
@@ -733,6 +734,7 @@ static int page_review(struct page *pg, struct ch_err *err) {
       {"identity_emails", "emails", L_NONE, NULL},
       {"status", "status", L_NONE, NULL},
       {"account_type", "account type", L_NONE, NULL},
+      {"resource_parent_name", "in", L_NONE, NULL},
       {"resource_name", "resource", L_RESOURCE, "entitlement"},
       {"slug", "entitlement", L_NONE, NULL},
       {"direct", "direct", L_NONE, NULL},

@@ -504,6 +504,17 @@ class ExplorerTest(unittest.TestCase):
         self.assertIn('rel="prev" href="/review?offset=0&amp;limit=7"', body)
         self.assertIn('rel="next" href="/review?offset=14&amp;limit=7"', body)
         self.assertIn("rows 8–14", body)
+        # a project role's row names its project ("in"), as the export does
+        self.assertIn("<th>in</th>", body)
+        roles = [r for r in self.cli("export", "access-review")["access_review"]
+                 if r["resource_type"] == "project_role"][:3]
+        self.assertTrue(roles)
+        for r in roles:
+            _, _, page = ex.get("/person?limit=1000&who=" + urllib.parse.quote(r["principal"], safe=""))
+            row = re.search(r'<tr[^>]* data-entitlement="%s"[^>]*>(.*?)</tr>'
+                            % re.escape(html.escape(r["entitlement"])), page, re.S)
+            self.assertIsNotNone(row, r["entitlement"])
+            self.assertIn(html.escape(r["resource_parent_name"]), row.group(1))
         self.assertIn('<a href="/api/v1/export?format=csv&amp;limit=100000" '
                       'download="access_review.csv">', body)
         # the last page: the rows it has, and no next
