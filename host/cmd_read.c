@@ -714,8 +714,11 @@ static const struct option read_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
-#define read_usage_error(...)                                                  \
-  cli_usage_error("connhost runs --help", __VA_ARGS__)
+/* "connhost CMD --help" for the read command being parsed: a usage error
+   points to the help of the command the user typed. */
+static char read_help[48] = "connhost runs --help";
+
+#define read_usage_error(...) cli_usage_error(read_help, __VA_ARGS__)
 
 /* Every option given (`seen`, O(RO_...) bits) must apply to `cmd`, as in
    cli.c: none is silently ignored. Returns -1 to go on, or EXIT_USAGE. */
@@ -806,6 +809,9 @@ int cmd_read_main(int argc, char **argv) {
   FILE *f = stdout;
   const struct read_page all = {0, -1};
 
+  if (cmd_word(argc, argv) && (cmd = find_cmd(cmd_word(argc, argv))))
+    snprintf(read_help, sizeof(read_help), "connhost %s --help", cmd->name);
+  cmd = NULL; /* found again below, with the arguments */
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":c:qh", read_opts, NULL)) != -1) {

@@ -1000,6 +1000,8 @@ class StoreTest(lib.TempDirTest):
             r = self.read(*args, rc=2, fmt=None)
             self.assertIn("connhost: %s does not apply to '%s': it applies to %s\n"
                           % (opt, args[0], applies), r.err)
+            # and points to the help of the command typed
+            self.assertIn("Try 'connhost %s --help'." % args[0], r.err)
             self.assertEqual(r.out, "", args)
         # diff's --run is its --to: one of them, not both
         r = self.read("diff", "--run", "2", "--to", "1", rc=2, fmt=None)
