@@ -630,8 +630,16 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
     int ok = graph_instance_ok(g, in->graph_index, &error);
 
     run_count(&st->run, ok);
-    if (ok)
+    if (ok) {
+      /* From here on an instance counts what the graph kept: a record
+         the plugin sent twice counts once, in the summary, the events
+         and serve's metrics as in the graph's stats and the store. */
+      struct graph_inst_view v;
+      graph_instance_view(g, (size_t)in->graph_index, &v);
+      atomic_store(&in->resources, v.resources);
+      atomic_store(&in->grants, v.grants);
       continue;
+    }
     /* Failed while the graph was checked (e.g. a grant on an unknown
        entitlement): record it like any other instance failure. */
     if (!instance_failed(in))

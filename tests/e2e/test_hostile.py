@@ -603,6 +603,44 @@ class HostileServers(HostileTest):
         user = next(x for x in g["resources"] if x["key"] == rkey("jira", "user", first["accountId"]))
         self.assertNotIn("status", user)
 
+    def test_records_sent_twice_count_once(self):
+        """A server repeating a user and a member across its pages: the
+        summary and the JSON events count what the graph kept, as its
+        stats and the store do (graph-format.md: distinct grants)."""
+        fake = self.start_fake()
+        seen = {"search": 0, "members": 0}
+
+        def repeated(req):
+            path = req.path.split("?")[0]
+            if not (path.endswith("/users/search") or path.endswith("/group/member")):
+                return None
+            status, headers, body = proxy_to(fake.base)(req, b"")
+            doc = json.loads(body)
+            if path.endswith("/users/search") and doc:
+                seen["search"] += 1
+                doc.append(dict(doc[0]))
+            elif path.endswith("/group/member") and doc.get("values"):
+                seen["members"] += 1
+                doc["values"].append(dict(doc["values"][0]))
+            return status, headers, json.dumps(doc).encode()
+        h = self.hostile(proxy_to(fake.base, repeated))
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
+        out = self.path("g.json")
+        r = lib.run(["-c", cfg, "sync", "-o", out], timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(all(seen.values()), seen)
+        with open(out) as f:
+            stats = json.load(f)["instances"][0]["stats"]
+        self.assertIn("(jira_cloud): ok, %d resources, %d grants,"
+                      % (stats["resources"], stats["grants"]), r.out + r.err)
+        r = lib.run(["--log-format", "json", "-c", cfg, "sync", "-o", out], timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        events = [json.loads(x) for x in r.err.splitlines() if x.startswith("{")]
+        done = [e for e in events if e.get("event") == "instance_finished"]
+        self.assertEqual([(e["resources"], e["grants"]) for e in done],
+                         [(stats["resources"], stats["grants"])])
+
     def test_createmeta_pages_without_total(self):
         """`total` is optional on createmeta's pages: without it only an
         empty page ends them (one page was read and the rest lost)."""
