@@ -141,8 +141,9 @@ static const struct query {
     " status, account_type, emails, parent, identity, stale FROM res_b"
     " WHERE (:type IS NULL OR type = :type) AND (:search IS NULL OR"
     " @instr:lower(COALESCE(display_name, '')),lower(:search)@ > 0 OR"
-    " @instr:lower(key),lower(:search)@ > 0 OR @instr:lower(emails),"
-    "lower(:search)@ > 0) ORDER BY key"},
+    " @instr:lower(key),lower(:search)@ > 0 OR EXISTS (SELECT 1 FROM"
+    " @each:emails@ je WHERE @instr:lower(je.value),lower(:search)@ > 0))"
+    " ORDER BY key"},
   {"grants",
     "SELECT entitlement, principal, principal_name, principal_type,"
     " direct, via, stale FROM gn_b WHERE (:ent IS NULL OR entitlement ="

@@ -813,6 +813,17 @@ class StoreTest(lib.TempDirTest):
                       {x["key"] for x in doc["resources"]})
         self.assertEqual(self.read("resources", "--tenant", TENANT)["resources"],
                          self.read("resources")["resources"])
+        # --search looks in each email, not in the JSON text of the list:
+        # a quote finds the names and keys with one, and nothing else
+        every = self.read("resources")["resources"]
+        for text in ('"', '["', '.com"'):
+            self.assertEqual({x["key"] for x in self.read("resources", "--search", text)["resources"]},
+                             {x["key"] for x in every
+                              if text in (x["display_name"] or "").lower() or text in x["key"]
+                              or any(text in e.lower() for e in x["emails"])}, text)
+        mail = next(e for x in every for e in x["emails"])
+        self.assertIn(mail, {e for x in self.read("resources", "--search", mail.upper())["resources"]
+                             for e in x["emails"]})
         # a tenant never synced is a typo, not an empty answer: above all
         # not "no change" to an alert on diff --exit-code
         for cmd in (["resources"], ["stats"], ["diff", "--exit-code"], ["runs"],
