@@ -241,7 +241,11 @@ static int load_schedule(const struct config *c, const struct cfg_node *n,
   if (!rc && (v = given(&o, SCHED_JITTER))) {
     char *end = NULL;
     long pct = strtol(v->str, &end, 10);
-    if (end == v->str || strcmp(end, "%") != 0 || pct < 0 || pct > 100)
+    /* a bare 0 is no jitter whatever the unit; other bare numbers could
+       mean percent or seconds, so they need the '%' */
+    if (strcmp(v->str, "0") == 0)
+      out->jitter_pct = 0;
+    else if (end == v->str || strcmp(end, "%") != 0 || pct < 0 || pct > 100)
       rc = cfg_fail(err, node_of(n, schedule_keys, SCHED_JITTER),
                     "'schedule.jitter' must be a percentage of the interval "
                     "from 0%% to 100%%, such as 10%%");

@@ -279,6 +279,36 @@ START_TEST(test_store_keys) {
 }
 END_TEST
 
+/* `schedule.jitter`: a percentage, or a bare 0 (no jitter, unambiguous);
+   any other bare number is refused, since it could mean percent or time. */
+START_TEST(test_schedule_jitter) {
+  char path[PATH_MAX];
+  struct config *c;
+
+  c = load_ok(write_tmp("j1.yaml",
+                        "schedule: {interval: 1h, jitter: 0}\n"
+                        "tenants: {t: {i: }}\n",
+                        path, sizeof(path)));
+  ck_assert_int_eq(c->schedule.jitter_pct, 0);
+  config_free(c);
+  c = load_ok(write_tmp("j2.yaml",
+                        "schedule: {jitter: 25%}\n"
+                        "tenants:\n  t:\n    i:\n    schedule: {jitter: 0}\n",
+                        path, sizeof(path)));
+  ck_assert_int_eq(c->schedule.jitter_pct, 25);
+  ck_assert_int_eq(c->tenants[0].schedule.jitter_pct, 0);
+  config_free(c);
+  write_tmp("j3.yaml", "schedule: {jitter: 5}\ntenants: {t: {i: }}\n", path,
+            sizeof(path));
+  expect_load_error(path, "1:20",
+                    "'schedule.jitter' must be a percentage of the interval "
+                    "from 0% to 100%, such as 10%");
+  write_tmp("j4.yaml", "schedule: {jitter: 0.5}\ntenants: {t: {i: }}\n", path,
+            sizeof(path));
+  expect_load_error(path, "1:20", "'schedule.jitter' must be a percentage");
+}
+END_TEST
+
 /* The commented example shipped in conf/ must stay a valid config. */
 START_TEST(test_shipped_example_loads) {
   const char *top = getenv("top_srcdir");
@@ -1130,6 +1160,7 @@ static Suite *config_suite(void) {
   tcase_add_test(tc, test_shipped_example_loads);
   tcase_add_test(tc, test_isolation_key);
   tcase_add_test(tc, test_store_keys);
+  tcase_add_test(tc, test_schedule_jitter);
   tcase_add_test(tc, test_relative_paths);
   tcase_add_test(tc, test_options_good);
   tcase_add_test(tc, test_expand_and_path);
