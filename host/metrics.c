@@ -264,37 +264,43 @@ static double v_bytes(const struct series *s, int *skip) {
   return (double)s->bytes;
 }
 
+/* `decimals`: 3 for seconds (to the millisecond: a difference of two
+   wall-clock doubles is 1.2300000190734863, not 1.23), 0 for counts and
+   0/1 gauges. */
 static const struct {
   const char *name, *type, *help;
   series_value value;
+  int decimals;
 } per_series[] = {
     {"connhost_sync_last_attempt_timestamp_seconds", "gauge",
-     "When the last run of the instance started (Unix time).", v_attempt},
+     "When the last run of the instance started (Unix time).", v_attempt, 3},
     {"connhost_sync_last_success_timestamp_seconds", "gauge",
      "When the last successful run of the instance finished (Unix time).",
-     v_success},
+     v_success, 3},
     {"connhost_sync_last_duration_seconds", "gauge",
-     "How long the last finished run of the instance took.", v_duration},
+     "How long the last finished run of the instance took.", v_duration, 3},
     {"connhost_sync_last_success", "gauge",
      "1 when the last finished run of the instance succeeded, 0 when it "
      "failed.",
-     v_ok},
+     v_ok, 0},
     {"connhost_sync_running", "gauge",
-     "1 while a run of the instance is in progress.", v_running},
+     "1 while a run of the instance is in progress.", v_running, 0},
     {"connhost_sync_resources", "gauge",
-     "Resources the last successful run of the instance synced.", v_resources},
+     "Resources the last successful run of the instance synced.", v_resources,
+     0},
     {"connhost_sync_grants", "gauge",
-     "Grants the last successful run of the instance synced.", v_grants},
+     "Grants the last successful run of the instance synced.", v_grants, 0},
     {"connhost_http_requests_total", "counter",
-     "HTTP requests the instance sent, retries included.", v_requests},
+     "HTTP requests the instance sent, retries included.", v_requests, 0},
     {"connhost_http_retries_total", "counter",
-     "HTTP requests the instance repeated after a retryable answer.",
-     v_retries},
+     "HTTP requests the instance repeated after a retryable answer.", v_retries,
+     0},
     {"connhost_http_throttled_total", "counter",
      "HTTP answers with status 429 (rate limited) the instance got.",
-     v_throttled},
+     v_throttled, 0},
     {"connhost_http_bytes_total", "counter",
-     "HTTP bytes the instance sent and received, headers included.", v_bytes},
+     "HTTP bytes the instance sent and received, headers included.", v_bytes,
+     0},
 };
 
 /* `{tenant="..",instance=".."}`, escaped. */
@@ -354,7 +360,7 @@ char *metrics_render(struct metrics *m) {
         continue;
       buf_printf(&t, "%s", per_series[f].name);
       labels(&t, &m->s[i], NULL);
-      buf_printf(&t, " %.15g\n", v);
+      buf_printf(&t, " %.*f\n", per_series[f].decimals, v);
     }
   }
   family(&t, "connhost_sync_runs_total", "counter",

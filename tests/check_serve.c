@@ -45,11 +45,14 @@ START_TEST(test_render) {
   struct metrics_run bad = {.tenant = "acme",
                             .instance = "jira",
                             .ok = 0,
-                            .started = 200,
-                            .finished = 201,
-                            .duration = 1,
+                            .started = 1764681234.3,
+                            .finished = 1764681235.53,
                             .requests = 2};
   char *text;
+
+  /* as serve measures it: a difference of wall-clock doubles, whose
+     float noise (1.2300000190734863) must not reach /metrics */
+  bad.duration = bad.finished - bad.started;
 
   ck_assert_ptr_nonnull(m);
   metrics_attempt(m, "acme", "jira", 100);
@@ -57,10 +60,20 @@ START_TEST(test_render) {
   metrics_record(m, &bad);
   text = metrics_render(m);
   ck_assert_ptr_nonnull(text);
+  /* seconds to the millisecond, counts as whole numbers */
+  ck_assert_ptr_nonnull(
+      strstr(text, "connhost_sync_last_duration_seconds{tenant=\"acme\","
+                   "instance=\"jira\"} 1.230\n"));
   /* a failed run keeps the last success's time and figures */
   ck_assert_ptr_nonnull(strstr(
       text, "connhost_sync_last_success_timestamp_seconds{tenant=\"acme\","
-            "instance=\"jira\"} 102.5\n"));
+            "instance=\"jira\"} 102.500\n"));
+  ck_assert_ptr_nonnull(strstr(
+      text, "connhost_sync_last_attempt_timestamp_seconds{tenant=\"acme\","
+            "instance=\"jira\"} 1764681234.300\n"));
+  ck_assert_ptr_nonnull(strstr(
+      text,
+      "connhost_http_bytes_total{tenant=\"acme\",instance=\"jira\"} 4096\n"));
   ck_assert_ptr_nonnull(strstr(
       text,
       "connhost_sync_last_success{tenant=\"acme\",instance=\"jira\"} 0\n"));

@@ -359,6 +359,23 @@ class Scheduling(ServeTest):
             self.assertIn(k, f)
         self.assertGreater(f["requests"], 0)
 
+    def test_metric_values_are_clean(self):
+        # Durations and timestamps are measured as doubles; /metrics prints
+        # them to the millisecond (1.23, not 1.2300000000000002) and counts
+        # as whole numbers, never in exponent form.
+        s = self.serve(self.config(tenants=("alpha",),
+                                   extra="schedule:\n  interval: 1h\n  jitter: 0\n"))
+        s.wait_metric(lambda fam: sample(fam, "connhost_sync_last_duration_seconds",
+                                         tenant="alpha", instance="jira") is not None,
+                      what="a finished run")
+        body = s.get("/metrics")[2].decode()
+        samples = [line for line in body.splitlines() if line and not line.startswith("#")]
+        self.assertTrue(any(line.startswith("connhost_sync_last_duration_seconds{")
+                            for line in samples), body)
+        for line in samples:
+            value = line.rsplit(" ", 1)[1]
+            self.assertRegex(value, r"^-?\d+(\.\d{1,3})?$", line)
+
     def test_tenants_sync_repeatedly_and_fail_alone(self):
         s = self.serve(self.config(extra=SHORT))
         for t in ("alpha", "beta"):
