@@ -300,6 +300,10 @@ int db_open(const char *target, int create, struct db **out,
   return CH_OK;
 }
 
+int db_claim(struct db *db) {
+  return db->ops->claim ? db->ops->claim(db) : CH_OK;
+}
+
 void db_close(struct db *db) {
   if (!db)
     return;

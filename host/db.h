@@ -57,6 +57,11 @@ char *db_redact_target(const char *target);
  */
 int db_open(const char *target, int create, struct db **out,
             struct ch_err *err);
+/* The caller has found `db` to be its own store (or a new, empty one): only
+   now may the backend change what is there beyond what the caller writes
+   (SQLite: the switch to WAL, a header write). Until then a file that
+   turns out to be someone else's is left byte for byte as it was. */
+int db_claim(struct db *db);
 void db_close(struct db *db);
 
 enum db_backend db_backend(const struct db *db);

@@ -45,6 +45,7 @@ struct db_ops {
   const char *(*col_text)(struct db_stmt *st, int i);
   int64_t (*col_int64)(struct db_stmt *st, int i);
   int (*col_is_int)(struct db_stmt *st, int i);
+  int (*claim)(struct db *db); /* NULL: nothing to do */
 };
 
 struct db {

@@ -456,7 +456,7 @@ static int pg_col_is_int(struct db_stmt *st, int i) {
 }
 
 const struct db_ops db_pg_ops = {
-    pg_tokens,   pg_open,      pg_close,     pg_exec,    pg_prepare,
-    pg_begin,    pg_ntables,   pg_has_table, pg_analyze, pg_bind,
-    pg_step,     pg_reset,     pg_finalize,  pg_ncols,   pg_col_name,
-    pg_col_text, pg_col_int64, pg_col_is_int};
+    pg_tokens,   pg_open,      pg_close,      pg_exec,    pg_prepare,
+    pg_begin,    pg_ntables,   pg_has_table,  pg_analyze, pg_bind,
+    pg_step,     pg_reset,     pg_finalize,   pg_ncols,   pg_col_name,
+    pg_col_text, pg_col_int64, pg_col_is_int, NULL};

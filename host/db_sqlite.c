@@ -84,7 +84,7 @@ static int sq_open(struct db *db, const char *path, int create) {
   } else if (S_ISDIR(sb.st_mode)) {
     return db_set_error(db, DB_EK_DIR, "is a directory");
   } else if (!create && S_ISREG(sb.st_mode) && sb.st_size == 0) {
-    /* before SQLite touches it: setting WAL below would write a header */
+    /* said before SQLite opens it: a 0-byte file is no database yet */
     return db_set_error(db, DB_EK_EMPTY, "empty file");
   }
   if (sqlite3_open_v2(path, &h, flags, NULL) != SQLITE_OK) {
@@ -103,18 +103,24 @@ static int sq_open(struct db *db, const char *path, int create) {
   /* A new file is filled once by its first recording: in the rollback
      journal mode SQLite writes those new pages straight into the file,
      where WAL would write them twice (the log, then the checkpoint);
-     sq_close turns WAL on, for readers beside later syncs. Pages of 16 KB
+     sq_close turns WAL on, for readers beside later syncs (sq_claim, for
+     a file that was there). Pages of 16 KB
      instead of 4 take a quarter of the writes and B-tree splits (the
      large tenant's first recording: 0.2 s less CPU). */
   db->fresh = (flags & SQLITE_OPEN_CREATE) != 0;
   if ((db->fresh && sq_exec(db, "PRAGMA page_size = 16384")) ||
-      (!db->fresh && sq_exec(db, "PRAGMA journal_mode = WAL")) ||
       sq_exec(db, "PRAGMA synchronous = NORMAL") ||
       sq_exec(db, !create     ? "PRAGMA cache_size = -8192"
                   : db->fresh ? "PRAGMA cache_size = -1024"
                               : "PRAGMA cache_size = -2048"))
     return -1;
   return CH_OK;
+}
+
+/* WAL on a file that was there, once the store knows it for its own: the
+   switch writes the header, and a foreign file must stay as it was. */
+static int sq_claim(struct db *db) {
+  return db->fresh ? CH_OK : sq_exec(db, "PRAGMA journal_mode = WAL");
 }
 
 static void sq_close(struct db *db) {
@@ -226,7 +232,7 @@ static int sq_col_is_int(struct db_stmt *st, int i) {
 }
 
 const struct db_ops db_sqlite_ops = {
-    sq_tokens,   sq_open,      sq_close,     sq_exec,    sq_prepare,
-    sq_begin,    sq_ntables,   sq_has_table, sq_analyze, sq_bind,
-    sq_step,     sq_reset,     sq_finalize,  sq_ncols,   sq_col_name,
-    sq_col_text, sq_col_int64, sq_col_is_int};
+    sq_tokens,   sq_open,      sq_close,      sq_exec,    sq_prepare,
+    sq_begin,    sq_ntables,   sq_has_table,  sq_analyze, sq_bind,
+    sq_step,     sq_reset,     sq_finalize,   sq_ncols,   sq_col_name,
+    sq_col_text, sq_col_int64, sq_col_is_int, sq_claim};

@@ -349,6 +349,8 @@ int store_open(const char *path, int create, struct store **out,
     rc = migrate(s, create, err);
     if (!rc)
       rc = check_tables(s, err);
+    if (!rc && db_claim(s->db))
+      rc = db_fail(s->db, err, "opening");
   }
   if (rc) {
     store_close(s);

@@ -1078,6 +1078,49 @@ class StoreTest(lib.TempDirTest):
         self.assertNotIn("no last good counts", r.err)
         self.assertEqual({x["run"] for x in self.read("runs", db=empty)["runs"]}, {1})
 
+    def test_foreign_file_is_left_as_it_was(self):
+        """An SQLite file that is not a connhost store is refused by a read
+        and by a sync without a byte of it changed: no switch to WAL (a
+        header write) before the refusal, no -wal, -shm or -journal beside
+        it. The sync still writes its graph and exits 1."""
+        def slurp(path):
+            with open(path, "rb") as f:
+                return f.read()
+
+        d = self.path("foreign")
+        os.makedirs(d)
+        files = {}
+        for name, sql, says in (
+                ("theirs.db", "CREATE TABLE t(a); INSERT INTO t VALUES(1);",
+                 "is an SQLite file but not a connhost store (no schema version)"),
+                ("meta.db", "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);",
+                 "is not a connhost store (no schema version)")):
+            db = os.path.join(d, name)
+            con = sqlite3.connect(db)
+            con.executescript(sql)
+            con.close()
+            files[db] = says
+        before = {db: slurp(db) for db in files}
+        for db, says in files.items():
+            self.assertEqual(before[db][18:20], b"\x01\x01")  # rollback journal
+            for cmd in (["runs"], ["stats"]):
+                r = self.read(*cmd, db=db, rc=1, fmt=None)
+                self.assertIn(says, r.err)
+                self.assertEqual(r.out, "", cmd)
+                self.assertEqual(slurp(db), before[db], (cmd, db))
+                self.assertEqual(sorted(os.listdir(d)), sorted(map(os.path.basename, files)))
+        fake = self.start_fake()
+        for db, says in files.items():
+            graph = self.path("graph.json")
+            if os.path.exists(graph):
+                os.unlink(graph)
+            r = self.sync(self.config(fake, extra="store: %s" % lib.yaml_quote(db)), rc=1)
+            self.assertIn(says, r.err)
+            self.assertIn("the graph is still written", r.err)
+            self.assertTrue(lib.load_json(graph)["resources"])
+            self.assertEqual(slurp(db), before[db], db)
+            self.assertEqual(sorted(os.listdir(d)), sorted(map(os.path.basename, files)))
+
     def test_table_shows_control_characters_and_aligns_wide_names(self):
         """--format table writes each control character of a name (C0,
         DEL) as U+FFFD: no escape sequence reaches the terminal and no
@@ -1200,6 +1243,7 @@ class MidSizeStoreTest(StoreTest):
     test_explain_follows_nested_groups = None
     test_config_error_is_exit_2 = None
     test_read_never_creates_a_store = None
+    test_foreign_file_is_left_as_it_was = None
     test_table_shows_control_characters_and_aligns_wide_names = None
     test_broken_store_says_what_is_wrong = None
     test_store_path_is_a_directory = None
@@ -1282,6 +1326,7 @@ class PgStoreTest(PgBackend, StoreTest):
     test_corrupt_and_locked_store = None
     test_new_file_filled_once_then_wal = None  # SQLite's file
     test_read_never_creates_a_store = None  # SQLite's file
+    test_foreign_file_is_left_as_it_was = None  # SQLite's file
     test_store_path_is_a_directory = None  # SQLite's file
     # the table's text does not depend on the backend
     test_table_shows_control_characters_and_aligns_wide_names = None
