@@ -236,8 +236,8 @@ static int parse_long(const char *s, long min, long max, long *out) {
 static enum ch_log_level opt_level = CH_LOG_INFO;
 static enum log_format opt_log_format = LOG_TEXT;
 
-/* "unknown option '--x'", with the nearest long option when one is close. */
-static int unknown_option(const char *arg) {
+int cli_unknown_option(const char *help, const char *arg, const void *opts,
+                       size_t n, size_t stride) {
   const char *name = arg;
   const char *near;
   size_t len;
@@ -247,13 +247,19 @@ static int unknown_option(const char *arg) {
     name++;
   len = strcspn(name, "=");
   if (name == arg || len >= sizeof(word))
-    return usage_error("unknown option '%s'", arg);
+    return cli_usage_error(help, "unknown option '%s'", arg);
   memcpy(word, name, len);
   word[len] = '\0';
-  near = util_closest(word, opt_defs, NOPTS, sizeof(opt_defs[0]));
+  near = util_closest(word, opts, n, stride);
   if (near)
-    return usage_error("unknown option '%s'; did you mean '--%s'?", arg, near);
-  return usage_error("unknown option '%s'", arg);
+    return cli_usage_error(help, "unknown option '%s'; did you mean '--%s'?",
+                           arg, near);
+  return cli_usage_error(help, "unknown option '%s'", arg);
+}
+
+static int unknown_option(const char *arg) {
+  return cli_unknown_option("connhost --help", arg, opt_defs, NOPTS,
+                            sizeof(opt_defs[0]));
 }
 
 /* The names of the commands in `mask`, for "it applies to: ...". */

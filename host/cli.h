@@ -112,6 +112,11 @@ const char *cmd_word(int argc, char **argv);
 /* A usage error: "connhost: MESSAGE" and "Try 'HELP'." on stderr;
    returns EXIT_USAGE. */
 int cli_usage_error(const char *help, const char *fmt, ...) CH_PRINTF(2, 3);
+/* The usage error of an unknown option `arg` ("--x" or "-x"), naming the
+   nearest of the `n` long options at `opts` (`stride` bytes apart, each
+   starting with its name, as util_closest takes them) when one is close. */
+int cli_unknown_option(const char *help, const char *arg, const void *opts,
+                       size_t n, size_t stride);
 /* The store a read command (or `explore`) opens: `db` (--db), else the
    `store:` of the config at `config_path` (NULL: ./connhost.yaml), in
    *out (malloc'd). -1 to go on, else the exit code, with the reason logged

@@ -265,11 +265,8 @@ static void on_http(void *arg, const struct httpd_request *rq,
     reply_json_error(rp, 404, "not found: try / or /api/v1/runs");
 }
 
-static int explore_usage_error(const char *msg, const char *arg) {
-  fprintf(stderr, "connhost: %s%s%s%s\nTry 'connhost explore --help'.\n", msg,
-          arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
-  return EXIT_USAGE;
-}
+#define EXPLORE_HELP "connhost explore --help"
+#define explore_usage_error(...) cli_usage_error(EXPLORE_HELP, __VA_ARGS__)
 
 int cmd_explore_main(int argc, char **argv) {
   static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
@@ -304,20 +301,22 @@ int cmd_explore_main(int argc, char **argv) {
       fputs(explore_usage, stdout);
       return EXIT_OK;
     case ':':
-      return explore_usage_error("option needs a value:", argv[optind - 1]);
+      return explore_usage_error("option needs a value: '%s'",
+                                 argv[optind - 1]);
     default:
-      return explore_usage_error("unknown option", argv[optind - 1]);
+      return cli_unknown_option(EXPLORE_HELP, argv[optind - 1], opts,
+                                sizeof(opts) / sizeof(opts[0]),
+                                sizeof(opts[0]));
     }
   }
   optind++; /* the word "explore" (getopt put the other words after it) */
   if (optind < argc)
-    return explore_usage_error("unexpected argument", argv[optind]);
+    return explore_usage_error("unexpected argument '%s'", argv[optind]);
   if (!db_arg && !config_path && access("connhost.yaml", F_OK) != 0)
     return explore_usage_error("explore needs --db PATH (the store) or -c "
-                               "FILE (the config naming it)",
-                               NULL);
+                               "FILE (the config naming it)");
   if (httpd_listen_is_loopback(listen, &loopback, &err) != CH_OK)
-    return explore_usage_error(err.msg, NULL);
+    return explore_usage_error("%s", err.msg);
   if (!loopback) {
     fprintf(stderr,
             "connhost: explore: '%s' is not a loopback address: explore has "

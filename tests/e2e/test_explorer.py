@@ -350,6 +350,20 @@ class ExplorerTest(unittest.TestCase):
         r = lib.run(["explore"])
         self.assertEqual(r.rc, 2, r)
         self.assertIn("--db", r.err)
+        # usage errors read as every command's: the message, then the help
+        # to try; a near miss of an option names the option meant
+        hint = "\nTry 'connhost explore --help'.\n"
+        for argv, says in (
+                (["--dbb", self.db], "unknown option '--dbb'; did you mean '--db'?"),
+                (["--frobnicate"], "unknown option '--frobnicate'"),
+                (["--db"], "option needs a value: '--db'"),
+                (["--db", self.db, "stray"], "unexpected argument 'stray'"),
+                (["--db", self.db, "--listen", "nowhere"],
+                 "listen address 'nowhere' is not ADDR:PORT")):
+            r = lib.run(["explore"] + argv)
+            self.assertEqual(r.rc, 2, r)
+            self.assertTrue(r.err.startswith("connhost: " + says), r.err)
+            self.assertTrue(r.err.endswith(hint), r.err)
         r = lib.run(["explore", "--db", os.path.join(self.tmp, "missing.db")])
         self.assertEqual(r.rc, 1, r)
         self.assertIn("missing.db", r.err)
