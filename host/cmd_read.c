@@ -870,7 +870,9 @@ int cmd_read_main(int argc, char **argv) {
     case ':':
       return read_usage_error("option needs a value: '%s'", argv[optind - 1]);
     default:
-      return read_usage_error("unknown option '%s'", argv[optind - 1]);
+      return cli_unknown_option(read_help, argv[optind - 1], read_opts,
+                                sizeof(read_opts) / sizeof(read_opts[0]),
+                                sizeof(read_opts[0]));
     }
   }
   for (; optind < argc; optind++) {

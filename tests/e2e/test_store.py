@@ -1014,6 +1014,12 @@ class StoreTest(lib.TempDirTest):
             # and points to the help of the command typed
             self.assertIn("Try 'connhost %s --help'." % args[0], r.err)
             self.assertEqual(r.out, "", args)
+        # an option no read command has names the one meant, if one is near
+        r = self.read("stats", "--tenat", TENANT, rc=2, fmt=None)
+        self.assertEqual(r.err, "connhost: unknown option '--tenat'; did you mean "
+                                "'--tenant'?\nTry 'connhost runs --help'.\n")
+        r = self.read("stats", "--frobnicate", rc=2, fmt=None)
+        self.assertIn("connhost: unknown option '--frobnicate'\n", r.err)
         # diff's --run is its --to: one of them, not both
         r = self.read("diff", "--run", "2", "--to", "1", rc=2, fmt=None)
         self.assertIn("give --to RUN or --run RUN, not both", r.err)
