@@ -126,13 +126,6 @@ static void figures(const struct instance *in, const struct graph *g,
   instance_http_stats(in, &f->st);
 }
 
-/* Seconds to the millisecond, printed as such (not 17 digits). */
-static struct json_object *json_seconds(double v) {
-  char text[32];
-  snprintf(text, sizeof(text), "%.3f", v);
-  return json_object_new_double_s(v, text);
-}
-
 static void add_count(struct json_object *o, const char *name, uint64_t n) {
   json_object_object_add(o, name, json_object_new_int64((int64_t)n));
 }
@@ -150,7 +143,7 @@ static struct json_object *instance_json(const struct instance *in,
   add_count(o, "grants", in->grants);
   add_count(o, "requests", f->st.requests);
   add_count(o, "retries", f->st.retries);
-  json_object_object_add(o, "wait_s", json_seconds(f->st.wait_s));
+  json_object_object_add(o, "wait_s", log_json_seconds(f->st.wait_s));
   if (!f->ok)
     json_object_object_add(o, "error", json_object_new_string(f->error));
   return o;
@@ -186,7 +179,7 @@ static void summary_events(struct instance **insts, size_t n, struct graph *g,
   add_count(fin, "derived_grants", gc.derived_grants);
   add_count(fin, "identities", gc.identities);
   add_count(fin, "merged_identities", gc.merged_identities);
-  json_object_object_add(fin, "seconds", json_seconds(seconds));
+  json_object_object_add(fin, "seconds", log_json_seconds(seconds));
   json_object_object_add(fin, "instances", list);
   log_event(level, "sync_finished", fin);
 }

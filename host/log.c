@@ -224,6 +224,12 @@ int log_enabled(enum ch_log_level level) {
   return level <= cur_level && (!cur_quiet || level == CH_LOG_ERROR);
 }
 
+struct json_object *log_json_seconds(double v) {
+  char text[32];
+  snprintf(text, sizeof(text), "%.3f", v);
+  return json_object_new_double_s(v, text);
+}
+
 void log_event(enum ch_log_level level, const char *event,
                struct json_object *fields) {
   struct json_object *head;

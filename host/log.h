@@ -46,6 +46,9 @@ enum log_format log_format(void);
  */
 void log_event(enum ch_log_level level, const char *event,
                struct json_object *fields);
+/* A seconds member of an event's `fields`: the number, written to the
+   millisecond (12.804, not the 17 digits of a difference of two times). */
+struct json_object *log_json_seconds(double v);
 
 /* Release the secret registry (at exit). */
 void log_cleanup(void);

@@ -85,7 +85,7 @@ static void log_finished(const struct config_instance *ci,
     json_object_object_add(o, "instance", json_object_new_string(ci->name));
     json_object_object_add(o, "status",
                            json_object_new_string(ok ? "ok" : "failed"));
-    json_object_object_add(o, "duration_s", json_object_new_double(seconds));
+    json_object_object_add(o, "duration_s", log_json_seconds(seconds));
     json_object_object_add(o, "resources",
                            json_object_new_int64((int64_t)f->resources));
     json_object_object_add(o, "grants",

@@ -358,6 +358,9 @@ class Scheduling(ServeTest):
         for k in ("grants", "requests", "retries", "throttled", "bytes", "duration_s"):
             self.assertIn(k, f)
         self.assertGreater(f["requests"], 0)
+        # seconds to the millisecond, as written (12.804, not 17 digits)
+        for m in re.finditer(r'"duration_s":\s*([^,}]+)', s.log()):
+            self.assertRegex(m.group(1), r"^\d+\.\d{3}$")
 
     def test_metric_values_are_clean(self):
         # Durations and timestamps are measured as doubles; /metrics prints
