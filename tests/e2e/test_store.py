@@ -1017,7 +1017,7 @@ class StoreTest(lib.TempDirTest):
         # an option no read command has names the one meant, if one is near
         r = self.read("stats", "--tenat", TENANT, rc=2, fmt=None)
         self.assertEqual(r.err, "connhost: unknown option '--tenat'; did you mean "
-                                "'--tenant'?\nTry 'connhost runs --help'.\n")
+                                "'--tenant'?\nTry 'connhost stats --help'.\n")
         r = self.read("stats", "--frobnicate", rc=2, fmt=None)
         self.assertIn("connhost: unknown option '--frobnicate'\n", r.err)
         # diff's --run is its --to: one of them, not both
