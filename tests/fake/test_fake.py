@@ -804,6 +804,67 @@ class IdForms(FakeCase):
 
 
 # ======================================================================
+class ProductAris(FakeCase):
+    """--product-aris: role-assignment reads name a Jira site by the ARI of
+    the product a role is on (the spec's ResourceId example,
+    ari:cloud:jira-core::site/1 with owner jira-core); the workspace
+    listing and the truth keep the site's ari:cloud:jira::site/<cloudId>."""
+    ARGS = ("--profile", "demo", "--product-aris")
+    PRODUCTS = {"jira-software", "jira-servicedesk", "jira-core", "jira-product-discovery"}
+
+    @property
+    def org(self):
+        return self.truth["org"]["org_id"]
+
+    def read(self, kind, principal, query=None):
+        path = "/admin/v2/orgs/%s/directories/-/%s/%s/role-assignments" % (self.org, kind, principal)
+        return self.walk_v2(path, query)
+
+    def test_jira_roles_come_under_product_aris_and_match_the_truth(self):
+        jira = [w["id"] for w in self.truth["org"]["workspaces"] if w["type"] == "jira"]
+        self.assertEqual(len(jira), 1)
+        site = jira[0].split("::", 1)[1]
+        want, got, owners = set(), set(), set()
+        for ra in self.truth["org"]["role_assignments"]:
+            want.add((ra["principal_type"], ra["principal_id"], ra["resource_id"], ra["role"]))
+        for kind, table in (("user", "users"), ("group", "groups")):
+            for pid in {ra["principal_id"] for ra in self.truth["org"]["role_assignments"]
+                        if ra["principal_type"] == kind}:
+                for item in self.read(table, pid):
+                    rid, owner = item["resourceId"], item["resourceOwner"]
+                    self.assertFalse(rid.startswith("ari:cloud:jira::"), item)
+                    product = rid[len("ari:cloud:"):].split(":", 1)[0]
+                    if product in self.PRODUCTS:
+                        self.assertEqual(rid, "ari:cloud:%s::%s" % (product, site), item)
+                        self.assertEqual(owner, product, item)
+                        owners.add(owner)
+                        rid = jira[0]
+                    methods = {r["role"]: r["roleAssignmentMethods"]
+                               for r in item.get("roleAssignments", [])}
+                    for role in item["roles"]:
+                        if kind == "group" or "direct" in methods[role]:
+                            got.add((kind, pid, rid, role))
+        self.assertEqual(got, want)
+        self.assertGreater(len(owners), 1, owners)
+        ws = self.walk_v2("/admin/v2/orgs/%s/workspaces" % self.org, method="POST", body={})
+        self.assertIn(jira[0], {w["id"] for w in ws})
+
+    def test_resource_filters_take_either_form(self):
+        jira = [w["id"] for w in self.truth["org"]["workspaces"] if w["type"] == "jira"][0]
+        ra = [r for r in self.truth["org"]["role_assignments"]
+              if r["resource_id"] == jira and r["principal_type"] == "group"][0]
+        kind = "groups"
+        every = self.read(kind, ra["principal_id"])
+        served = [i for i in every if i["resourceOwner"] in self.PRODUCTS]
+        self.assertTrue(served)
+        by_family = self.read(kind, ra["principal_id"], {"resourceIds": jira})
+        self.assertEqual(by_family, served)
+        one = served[0]
+        self.assertEqual(self.read(kind, ra["principal_id"], {"resourceIds": one["resourceId"]}), [one])
+        self.assertEqual(self.read(kind, ra["principal_id"], {"resourceOwners": one["resourceOwner"]}),
+                         [one])
+
+
 class Scim(FakeCase):
     ARGS = ("--profile", "demo", "--seed", "13")
 

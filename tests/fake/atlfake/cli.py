@@ -38,6 +38,9 @@ def parse_args(argv):
                         " (default) or only its 429s, like Jira's 200s that lack them")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="KIND[,opt=val...]:PATH_REGEX (repeatable; see README)")
+    p.add_argument("--product-aris", action="store_true",
+                   help="role-assignment reads name a Jira site by its product's ARI"
+                        " (ari:cloud:jira-software::site/<cloudId>, ...), not the workspace's")
     p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--truth", help="write the ground truth JSON here at startup (and on SIGUSR1)")
@@ -168,7 +171,8 @@ def main(argv=None):
         return 2
     state = model.generate(args.seed, sizes_from(args), args.profile)
     config = httpcore.Config(latency_ms=args.latency_ms, faults=engine,
-                             request_log=args.request_log, verbose=args.verbose)
+                             request_log=args.request_log, verbose=args.verbose,
+                             product_aris=args.product_aris)
     if args.burst_limit:
         config.burst = faults.BurstLimiter(args.burst_limit)
         config.burst_headers_on_200 = args.burst_headers == "always"

@@ -14,6 +14,7 @@ import binascii
 import itertools
 import json
 import urllib.parse
+import zlib
 
 from . import model
 from .httpcore import Api, HTTPError, Response, dump_json
@@ -555,10 +556,35 @@ def _resource_owner(st, resource):
     return ws["resourceOwner"] if ws else "platform"
 
 
-def _keep_resource(st, resource, f):
-    if f.get("resourceIds") and resource not in f["resourceIds"]:
+# The Jira products of a site. The workspace listing names the site once,
+# by its family ARI ari:cloud:jira::site/<cloudId>; with --product-aris a
+# role-assignment read names it by the product the role is on instead, as
+# the spec's ResourceId example does (ari:cloud:jira-core::site/1, owner
+# jira-core).
+JIRA_PRODUCTS = ("jira-software", "jira-servicedesk", "jira-core", "jira-product-discovery")
+
+
+def _served_resources(req, st, principal, resource, roles):
+    """[(resourceId, resourceOwner, [role])]: how a role-assignment read
+    names `roles` of `principal` on `resource`. One item normally; with
+    --product-aris one per Jira product, each role on a product picked by
+    a hash of principal and role (stable across runs and requests)."""
+    ws = st.workspaces_by_id.get(resource)
+    if not (req.server.config.product_aris and ws and ws["type"] == "jira"):
+        return [(resource, _resource_owner(st, resource), sorted(roles))]
+    per = {}
+    for role in roles:
+        h = zlib.crc32(("%s %s" % (principal, role)).encode())
+        per.setdefault(JIRA_PRODUCTS[h % len(JIRA_PRODUCTS)], []).append(role)
+    return [(resource.replace("ari:cloud:jira:", "ari:cloud:%s:" % product, 1), product, sorted(rs))
+            for product, rs in sorted(per.items())]
+
+
+def _keep_resource(resource, served, owner, f):
+    """The resourceIds filter takes either form of a Jira site's ARI."""
+    if f.get("resourceIds") and resource not in f["resourceIds"] and served not in f["resourceIds"]:
         return False
-    if f.get("resourceOwners") and _resource_owner(st, resource) not in f["resourceOwners"]:
+    if f.get("resourceOwners") and owner not in f["resourceOwners"]:
         return False
     return True
 
@@ -570,17 +596,17 @@ def user_role_assignments(req, st):
     roles = st.effective_roles(acct.account_id)
     items = []
     for resource in sorted(roles):
-        if not _keep_resource(st, resource, f):
-            continue
         per = {r: m for r, m in roles[resource].items() if not f.get("roleIds") or r in f["roleIds"]}
-        if not per:
-            continue
         platform = resource == st.platform_resource
-        items.append({"resourceId": resource, "resourceOwner": _resource_owner(st, resource),
-                      "directoryId": None if platform else st.directory_id,
-                      "roles": sorted(per),
-                      "roleAssignments": [{"role": r, "roleAssignmentMethods": sorted(per[r])} for r in sorted(per)],
-                      "userDirectoryStatus": None if platform else acct.membership_status})
+        for served, owner, names in _served_resources(req, st, acct.account_id, resource, per):
+            if not names or not _keep_resource(resource, served, owner, f):
+                continue
+            items.append({"resourceId": served, "resourceOwner": owner,
+                          "directoryId": None if platform else st.directory_id,
+                          "roles": names,
+                          "roleAssignments": [{"role": r, "roleAssignmentMethods": sorted(per[r])}
+                                              for r in names],
+                          "userDirectoryStatus": None if platform else acct.membership_status})
     page, links = cursor_page(req, items, "uroles:" + acct.account_id, f, limit, offset)
     return Response(200, {"data": page, "links": links}, content_type=JSON)
 
@@ -790,10 +816,11 @@ def group_role_assignments(req, st):
     items = []
     per = st.group_roles.get(g.group_id, {})
     for resource in sorted(per):
-        roles = sorted(r for r in per[resource] if not f.get("roleIds") or r in f["roleIds"])
-        if roles and _keep_resource(st, resource, f):
-            items.append({"resourceId": resource, "resourceOwner": _resource_owner(st, resource),
-                          "roles": roles, "defaultRole": None})
+        roles = [r for r in per[resource] if not f.get("roleIds") or r in f["roleIds"]]
+        for served, owner, names in _served_resources(req, st, g.group_id, resource, roles):
+            if names and _keep_resource(resource, served, owner, f):
+                items.append({"resourceId": served, "resourceOwner": owner,
+                              "roles": names, "defaultRole": None})
     page, links = cursor_page(req, items, "groles:" + g.group_id, f, limit, offset)
     return Response(200, {"data": page, "links": links}, content_type=JSON)
 
