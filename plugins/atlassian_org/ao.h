@@ -86,9 +86,16 @@ const char *ao_canon_id(enum ao_id_kind kind, const char *id);
 
 /* Where a role assignment's resource lives in the graph: the org's ARI
    (or owner "platform") is the organization, anything else a workspace
-   keyed by its canonical id. `ref` points into `resource_id` or `ai`. */
+   keyed by the id the workspace listing gave it (a Jira product's ARI is
+   its site's Jira workspace), or by `resource_id` itself when no listed
+   workspace matches. Reads the listed ids, so after ao_ws_build. `ref`
+   points into `resource_id` or `ai`. */
 void ao_canon_resource(struct ao_inst *ai, const char *resource_id,
                        const char *owner, struct ch_ref *ref);
+
+/* The listed workspace id equal to `id` (a pointer into `ai`), or NULL;
+   NULL before ao_ws_build has read the listing. */
+const char *ao_ws_listed(struct ao_inst *ai, const char *id);
 
 /* Sync ops (ao_sync.c). */
 int ao_list(void *inst, const char *type, const struct ch_ref *parent,

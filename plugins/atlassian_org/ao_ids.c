@@ -26,11 +26,42 @@ const char *ao_canon_id(enum ao_id_kind kind, const char *id) {
     /* Bare in every answer read (24 hex digits or "<n>:<uuid>"): the ':'
        stays in keys and is encoded in paths. */
   case AO_ID_WORKSPACE:
-    /* The workspace listing's id and a role assignment's resourceId are
-       both the workspace ARI: the key as given. */
+    /* The workspace listing's id is the workspace ARI: the key as given
+       (a role assignment's product ARI: ao_canon_resource). */
     return id;
   }
   return id;
+}
+
+/* ARIs are ari:cloud:<resource owner>:<cloud id>:<type>/<id>. A role
+   assignment on one Jira product of a site names that product as the
+   owner, ari:cloud:jira-software::site/<cloudId> (the spec's ResourceId
+   example is ari:cloud:jira-core::site/1, owner jira-core), while the
+   workspace listing names the site's Jira once, by the family:
+   ari:cloud:jira::site/<cloudId>. Every jira-<product> belongs to it. */
+#define AO_ARI_CLOUD "ari:cloud:"
+#define AO_JIRA_PRODUCT "jira-"
+#define AO_ARI_MAX 512 /* far longer than any ARI */
+
+static const char *ao_workspace_of(struct ao_inst *ai, const char *id) {
+  const char *listed = ao_ws_listed(ai, id), *owner, *rest;
+  size_t pre = strlen(AO_ARI_CLOUD AO_JIRA_PRODUCT);
+  char family[AO_ARI_MAX];
+  int n;
+
+  if (listed)
+    return listed;
+  if (!id || strncmp(id, AO_ARI_CLOUD AO_JIRA_PRODUCT, pre) != 0)
+    return id;
+  owner = id + strlen(AO_ARI_CLOUD);
+  rest = strchr(owner, ':');
+  if (!rest || rest == id + pre) /* no owner end, or "jira-" alone */
+    return id;
+  n = snprintf(family, sizeof(family), AO_ARI_CLOUD "jira%s", rest);
+  if (n < 0 || (size_t)n >= sizeof(family))
+    return id;
+  listed = ao_ws_listed(ai, family);
+  return listed ? listed : id;
 }
 
 void ao_canon_resource(struct ao_inst *ai, const char *resource_id,
@@ -45,5 +76,5 @@ void ao_canon_resource(struct ao_inst *ai, const char *resource_id,
     return;
   }
   ref->type = "workspace";
-  ref->id = ao_canon_id(AO_ID_WORKSPACE, resource_id);
+  ref->id = ao_workspace_of(ai, ao_canon_id(AO_ID_WORKSPACE, resource_id));
 }

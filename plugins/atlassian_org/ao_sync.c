@@ -634,9 +634,13 @@ out:
   return rc;
 }
 
-static int ao_ws_known(struct ao_inst *ai, const char *id) {
-  return ai->nws && bsearch(&id, ai->ws_ids, ai->nws, sizeof(*ai->ws_ids),
-                            pj_cmp_str) != NULL;
+const char *ao_ws_listed(struct ao_inst *ai, const char *id) {
+  char **hit;
+
+  if (!id || !ai->nws)
+    return NULL;
+  hit = bsearch(&id, ai->ws_ids, ai->nws, sizeof(*ai->ws_ids), pj_cmp_str);
+  return hit ? *hit : NULL;
 }
 
 static int ao_emit_role(struct ao_inst *ai, struct ch_sink *sink,
@@ -652,10 +656,10 @@ static int ao_emit_role(struct ao_inst *ai, struct ch_sink *sink,
     return CH_OK; /* no real role name is that long */
   /* Roles on resources the sync does not list (projects, goals) or that
      the type does not declare would fail the whole instance: skip them. */
-  if ((strcmp(res->type, "workspace") == 0 && !ao_ws_known(ai, res->id)) ||
+  if ((strcmp(res->type, "workspace") == 0 && !ao_ws_listed(ai, res->id)) ||
       !ao_slug_declared(res->type, slug)) {
     /* A workspace the listing did not return may be an id form the sync
-       does not know (a product ARI): say so once, not per grant. */
+       does not know: say so once, not per grant. */
     int first = strcmp(res->type, "workspace") == 0 &&
                 !__atomic_exchange_n(&ai->ws_unknown_told, 1, __ATOMIC_RELAXED);
     ai->host->log(ai->hc, first ? CH_LOG_WARN : CH_LOG_DEBUG,

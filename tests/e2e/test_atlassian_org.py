@@ -402,6 +402,41 @@ class IdForms(OrgTest):
             self.assertNotIn("%3A", r["key"])
 
 
+class ProductAris(OrgTest):
+    """Role assignments may name a Jira site by its product's ARI
+    (ari:cloud:jira-software::site/<cloudId>, the spec's ResourceId example
+    is ari:cloud:jira-core::site/1) while the workspace listing gives
+    ari:cloud:jira::site/<cloudId>: the roles belong to that workspace."""
+    profile = "demo"
+    fake_extra = ("--product-aris",)
+
+    def served_products(self):
+        """The resource owners the fake answers role reads with."""
+        org, seen = self.fake.creds["org_id"], set()
+        for ra in self.fake.truth["org"]["role_assignments"]:
+            if ra["principal_type"] != "group":
+                continue
+            url = "%s/v2/orgs/%s/directories/-/groups/%s/role-assignments" % (
+                self.fake.truth["urls"]["org_api_base"], org, ra["principal_id"])
+            req = urllib.request.Request(
+                url, headers={"Authorization": "Bearer " + self.fake.creds["org_api_key"]})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                seen |= {(i["resourceOwner"], i["resourceId"].split("::")[0])
+                         for i in json.load(resp)["data"]}
+        return seen
+
+    def test_roles_on_product_aris_land_on_the_jira_workspace(self):
+        g, r = self.sync(self.config(scim=False))
+        self.assert_matches_truth(g, self.fake.truth)
+        self.assertNotIn("the workspace listing did not return it", r.err)
+        # The keys are the listed workspace's, whichever ARI the server used.
+        keys = {x["entitlement"] for x in g["grants"]}
+        self.assertFalse([k for k in keys if "ari:cloud:jira-" in k], sorted(keys)[:5])
+        # The fake served product ARIs: without them this test proves nothing.
+        products = {p for p, _ in self.served_products() if p.startswith("jira-")}
+        self.assertGreater(len(products), 1, products)
+
+
 class Cursors(OrgTest):
     def test_page_size_one(self):
         g, _ = self.sync(self.config(page_size=1))
