@@ -865,6 +865,58 @@ class ProductAris(FakeCase):
                          [one])
 
 
+class RelativeNext(FakeCase):
+    """--relative-next: v2 lists link the next page by a relative URL
+    (LinkPageModel.next is "URL to fetch the Next Page"); its `cursor`
+    parameter, decoded once, is the token to send."""
+    ARGS = ("--profile", "tiny", "--relative-next")
+
+    @property
+    def org(self):
+        return self.truth["org"]["org_id"]
+
+    def walk(self, path, method, first):
+        out, cursor, pages = [], None, 0
+        while True:
+            if method == "GET":
+                reply = self.fake.get(path, {"cursor": cursor} if cursor else first, auth="org")
+            else:
+                reply = self.fake.request("POST", path, body={"cursor": cursor} if cursor else first,
+                                          auth="org")
+            self.assertEqual(reply.status, 200, reply.raw)
+            out += reply.json["data"]
+            pages += 1
+            nxt = reply.json["links"].get("next")
+            if not nxt:
+                return out, pages
+            url = urllib.parse.urlsplit(nxt)
+            self.assertEqual((url.scheme, url.netloc, url.path), ("", "", path), nxt)
+            self.assertTrue(url.query.startswith("cursor=") and url.query.endswith("%3D%3D"), nxt)
+            if cursor is None:
+                # Sent whole, or not decoded, the cursor is refused.
+                for wrong in (nxt, url.query[len("cursor="):]):
+                    bad = self.fake.request("POST", path, body={"cursor": wrong}, auth="org") \
+                        if method == "POST" else self.fake.get(path, {"cursor": wrong}, auth="org")
+                    self.assertOrgError(bad, 400, "ADMIN-400-1")
+            cursor = urllib.parse.parse_qs(url.query)["cursor"][0]
+
+    def test_workspaces_users_and_role_pages_link_relative_urls(self):
+        o = self.truth["org"]
+        ws, pages = self.walk("/admin/v2/orgs/%s/workspaces" % self.org, "POST", {"limit": 1})
+        self.assertEqual({w["id"] for w in ws}, {w["id"] for w in o["workspaces"]})
+        self.assertEqual(pages, len(o["workspaces"]))
+        d = "/admin/v2/orgs/%s/directories/-" % self.org
+        users, pages = self.walk(d + "/users/search", "POST", {"limit": 2})
+        self.assertEqual({u["accountId"] for u in users}, {a["account_id"] for a in o["accounts"]})
+        self.assertGreater(pages, 2)
+        groups, _ = self.walk(d + "/groups/search", "POST", {"limit": 2})
+        self.assertEqual({g["id"] for g in groups}, {g["id"] for g in o["groups"]})
+        gid = next(ra["principal_id"] for ra in o["role_assignments"] if ra["principal_type"] == "group")
+        want = {(ra["resource_id"], ra["role"]) for ra in o["role_assignments"] if ra["principal_id"] == gid}
+        items, _ = self.walk(d + "/groups/%s/role-assignments" % gid, "GET", {"limit": 1})
+        self.assertEqual({(i["resourceId"], r) for i in items for r in i["roles"]}, want)
+
+
 class Scim(FakeCase):
     ARGS = ("--profile", "demo", "--seed", "13")
 

@@ -41,6 +41,9 @@ def parse_args(argv):
     p.add_argument("--product-aris", action="store_true",
                    help="role-assignment reads name a Jira site by its product's ARI"
                         " (ari:cloud:jira-software::site/<cloudId>, ...), not the workspace's")
+    p.add_argument("--relative-next", action="store_true",
+                   help="v2 lists give links.next (and self, prev) as a relative URL,"
+                        " /admin/v2/...?cursor=<token>, not the bare token")
     p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--truth", help="write the ground truth JSON here at startup (and on SIGUSR1)")
@@ -172,7 +175,7 @@ def main(argv=None):
     state = model.generate(args.seed, sizes_from(args), args.profile)
     config = httpcore.Config(latency_ms=args.latency_ms, faults=engine,
                              request_log=args.request_log, verbose=args.verbose,
-                             product_aris=args.product_aris)
+                             product_aris=args.product_aris, relative_next=args.relative_next)
     if args.burst_limit:
         config.burst = faults.BurstLimiter(args.burst_limit)
         config.burst_headers_on_200 = args.burst_headers == "always"

@@ -155,9 +155,10 @@ class Config:
     """Runtime switches from the command line."""
 
     def __init__(self, latency_ms=0, burst_limit=0, faults=None, request_log=None, verbose=False,
-                 product_aris=False):
+                 product_aris=False, relative_next=False):
         self.latency_ms = latency_ms
         self.product_aris = product_aris
+        self.relative_next = relative_next
         self.burst = None
         self.burst_headers_on_200 = True
         self.faults = faults

@@ -4,7 +4,8 @@ management API (/users/{account_id}/manage/...) at the root.
 Shapes follow atlassian-admin-organization.openapi.json (plus the v1
 directory endpoints of the 2023 legacy spec) and
 atlassian-admin-user-management.openapi.json.  v1 pages with links.next as a
-full URL; v2 with links.next as a bare cursor token.  Cursors are opaque
+full URL; v2 with links.next as a bare cursor token (--relative-next: a
+relative URL with the token in its `cursor` parameter).  Cursors are opaque
 base64url strings that carry the query, so "if cursor is present, all other
 parameters are discarded" holds.
 """
@@ -103,9 +104,14 @@ def admin_base(req):
     return req.scheme_host + "/admin"
 
 
-def encode_cursor(payload):
+def encode_cursor(payload, padded=False):
     raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    if not padded:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    # Trailing blanks (still the same JSON) make the token end in "==",
+    # which a URL's query must percent-encode.
+    raw += b" " * ((1 - len(raw)) % 3)
+    return base64.urlsafe_b64encode(raw).decode()
 
 
 def decode_cursor(token, kind):
@@ -153,13 +159,22 @@ def cursor_page(req, items, kind, filt, limit, offset):
         page = [items[(offset + i) % total] for i in range(limit)]
     else:
         page = items[offset:offset + limit]
-    links = {"self": encode_cursor({"k": kind, "o": offset, "l": limit, "f": filt})}
+    relative = req.server.config.relative_next
+
+    def link(o):
+        token = encode_cursor({"k": kind, "o": o, "l": limit, "f": filt}, padded=relative)
+        if not relative:
+            return token
+        # LinkPageModel: "URL to fetch the Next Page", here relative.
+        return "%s?cursor=%s" % (req.raw_path, urllib.parse.quote(token, safe=""))
+
+    links = {"self": link(offset)}
     if offset > 0:
-        links["prev"] = encode_cursor({"k": kind, "o": max(0, offset - limit), "l": limit, "f": filt})
+        links["prev"] = link(max(0, offset - limit))
     if req.cursor_repeat:
         links["next"] = links["self"]
     elif offset + limit < total or req.endless:
-        links["next"] = encode_cursor({"k": kind, "o": offset + limit, "l": limit, "f": filt})
+        links["next"] = link(offset + limit)
     return page, links
 
 
