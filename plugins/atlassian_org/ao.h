@@ -60,8 +60,10 @@ struct ao_inst {
 /* Start `b` with "<api_base>/<vN>/orgs/<org_id>" (org id encoded). */
 int ao_org_url(struct ao_inst *ai, struct pj_buf *b, const char *version);
 
-/* Turn `links.next` of `page` into the cursor for the next request: a v1
-   URL gives its `cursor` parameter, a v2 token is used as is. Copies it
+/* Turn `links.next` of `page` into the cursor for the next request: a
+   URL, absolute or relative (with a '?'), gives its `cursor` parameter,
+   decoded once; a bare token is used as is. Every list that follows
+   links.next goes through here. Copies it
    to *next (NULL when the list is done; caller frees). A cursor equal to
    `cur` is CH_E_PROTOCOL so a server that repeats itself cannot loop. */
 int ao_next_cursor(struct ao_inst *ai, struct pj_val page, const char *cur,

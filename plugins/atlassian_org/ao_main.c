@@ -113,8 +113,12 @@ int ao_next_cursor(struct ao_inst *ai, struct pj_val page, const char *cur,
   *next = NULL;
   if (!link || !*link)
     return CH_OK;
-  if (strncmp(link, "http://", 7) == 0 || strncmp(link, "https://", 8) == 0) {
-    /* v1 gives a URL; only its cursor matters, the base stays ours. */
+  /* LinkPageModel.next is a "URL to fetch the Next Page": absolute in v1,
+     possibly relative (a path with a query); only its cursor matters, the
+     base stays ours. A bare cursor (LinkPageCursor) is base64-like and
+     never holds '?', which every URL with a cursor parameter does. */
+  if (strncmp(link, "http://", 7) == 0 || strncmp(link, "https://", 8) == 0 ||
+      strchr(link, '?')) {
     size_t n = strlen(link) + 1;
     val = malloc(n);
     if (!val)
