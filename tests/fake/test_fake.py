@@ -522,6 +522,41 @@ class JiraWrites(FakeCase):
 
 
 # ======================================================================
+class GroupsWithoutId(FakeCase):
+    """--groups-without-id / --omit-actor-group-ids: GroupDetails.groupId
+    is nullable and ProjectRoleGroup.groupId optional."""
+    ARGS = ("--profile", "tiny", "--groups-without-id", "2", "--omit-actor-group-ids")
+
+    def test_hidden_groups_answer_null_and_go_by_name(self):
+        j = self.truth["jira"]
+        hidden = [g for g in j["groups"] if g["groupIdHidden"]]
+        self.assertEqual(len(hidden), 2)
+        self.assertFalse(any(g["site_local"] for g in hidden))
+        listed = {g["name"]: g["groupId"] for g in self.walk_pagebean("/group/bulk", 50)}
+        for g in j["groups"]:
+            self.assertEqual(listed[g["name"]], None if g["groupIdHidden"] else g["groupId"])
+        grp = hidden[0]
+        members = self.walk_pagebean("/group/member", 50, {"groupname": grp["name"],
+                                                           "includeInactiveUsers": "true"})
+        self.assertEqual(sorted(u["accountId"] for u in members), j["group_members"][grp["groupId"]])
+        self.assertJiraError(self.fake.jira("/group/member", {"groupId": grp["groupId"]}), 404)
+        by_name = self.fake.jira("/group/bulk", {"groupName": grp["name"]}).json["values"]
+        self.assertEqual(by_name, [{"name": grp["name"], "groupId": None}])
+
+    def test_role_actors_carry_names_only(self):
+        p = self.truth["jira"]["projects"][0]
+        seen = 0
+        for r in p["roles"]:
+            actors = self.fake.jira("/project/%s/role/%d" % (p["id"], r["id"])).json["actors"]
+            for a in actors:
+                if a["type"] == "atlassian-group-role-actor":
+                    self.assertNotIn("groupId", a["actorGroup"])
+                    self.assertTrue(a["actorGroup"]["name"])
+                    seen += 1
+        self.assertGreater(seen, 0)
+
+
+# ======================================================================
 class OrgApi(FakeCase):
     ARGS = ("--profile", "demo", "--seed", "11")
 

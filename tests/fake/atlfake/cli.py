@@ -30,6 +30,11 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=1)
     for name in ("users", "groups", "projects", "roles-per-project", "groups-per-user"):
         p.add_argument("--" + name, type=int, help="override the profile's %s" % name)
+    p.add_argument("--groups-without-id", type=int, default=0, metavar="N",
+                   help="N groups answer \"groupId\": null in the Jira API (role actors and"
+                        " members name them only; addressed by groupname)")
+    p.add_argument("--omit-actor-group-ids", action="store_true",
+                   help="project-role group actors carry no actorGroup.groupId, only names")
     p.add_argument("--latency-ms", type=int, default=0, help="sleep this long before every answer")
     p.add_argument("--burst-limit", type=int, default=0,
                    help="429 past N requests per second per endpoint+method (0 = off)")
@@ -173,6 +178,8 @@ def main(argv=None):
         print("atlassian-fake: %s" % exc, file=sys.stderr)
         return 2
     state = model.generate(args.seed, sizes_from(args), args.profile)
+    model.hide_group_ids(state, args.groups_without_id)
+    state.omit_actor_group_ids = args.omit_actor_group_ids
     config = httpcore.Config(latency_ms=args.latency_ms, faults=engine,
                              request_log=args.request_log, verbose=args.verbose,
                              product_aris=args.product_aris, relative_next=args.relative_next)

@@ -171,7 +171,7 @@ def user_json(req, st, u, expand=(), me=False):
     if me:
         d["locale"] = u.locale
     if "groups" in expand:
-        items = [group_name_json(req, st.groups[g]) for g in sorted(u.groups) if g in st.groups]
+        items = [group_name_json(req, st, st.groups[g]) for g in sorted(u.groups) if g in st.groups]
         d["groups"] = {"size": len(items), "items": items}
     if "applicationRoles" in expand:
         d["applicationRoles"] = {"size": 0, "items": []}
@@ -205,9 +205,15 @@ def user_details_frag(req, st, u):
                        lambda: dump_json(user_details_json(req, u)))
 
 
-def group_name_json(req, g):
-    return {"name": g.name, "groupId": g.group_id,
-            "self": "%s/group?groupId=%s" % (root(req), g.group_id)}
+def group_self(req, st, g):
+    gid = st.api_group_id(g)
+    if gid is None:
+        return "%s/group?groupname=%s" % (root(req), urllib.parse.quote(g.name, safe=""))
+    return "%s/group?groupId=%s" % (root(req), gid)
+
+
+def group_name_json(req, st, g):
+    return {"name": g.name, "groupId": st.api_group_id(g), "self": group_self(req, st, g)}
 
 
 def expand_set(req):
@@ -254,7 +260,7 @@ def user_bulk(req, st):
 def user_groups(req, st):
     user = find_user(st, req.q("accountId"))
     groups = sorted((st.groups[g] for g in user.groups if g in st.groups), key=lambda g: g.name.casefold())
-    return Response(200, [group_name_json(req, g) for g in groups])
+    return Response(200, [group_name_json(req, st, g) for g in groups])
 
 
 def remove_user(req, st):
@@ -404,7 +410,7 @@ def _group_from_query(req, st):
     name = req.q("groupname")
     if not gid and not name:
         raise HTTPError(bad("You must provide a groupId or a groupname."))
-    group = st.groups.get(gid) if gid else st.find_group_by_name(name)
+    group = st.find_group_by_id(gid) if gid else st.find_group_by_name(name)
     if group is None:
         raise HTTPError(error(404, ["Specified group does not exist."]))
     return group
@@ -435,11 +441,11 @@ def group_bulk(req, st):
     if ids or group_names or access or app:
         allowed = _groups_for_access(st, access or "user") if (access or app) else None
         groups = [g for g in groups
-                  if (not ids or g.group_id in ids)
+                  if (not ids or st.api_group_id(g) in ids)
                   and (not group_names or g.name.casefold() in group_names)
                   and (allowed is None or g.group_id in allowed)]
     return Response(200, page_bean(req, groups, start, max_results,
-                                   lambda g: {"name": g.name, "groupId": g.group_id}))
+                                   lambda g: {"name": g.name, "groupId": st.api_group_id(g)}))
 
 
 def group_member(req, st):
@@ -473,8 +479,8 @@ def add_group_user(req, st):
         raise HTTPError(bad("Cannot add user. User is already a member of '%s'" % group.name))
     st.add_member(group, aid)
     return Response(201, {
-        "name": group.name, "groupId": group.group_id,
-        "self": "%s/group?groupId=%s" % (root(req), group.group_id),
+        "name": group.name, "groupId": st.api_group_id(group),
+        "self": group_self(req, st, group),
         "users": {"size": len(group.members), "items": [], "max-results": 50,
                   "start-index": 0, "end-index": 0},
         "expand": "users",
@@ -622,8 +628,11 @@ def role_json(req, st, p, role_id, meta, actors, exclude_inactive=False):
         g = groups.get(gid)
         if g is None:
             continue
+        group = {"name": g.name, "displayName": g.name}
+        if st.api_group_id(g) is not None and not st.omit_actor_group_ids:
+            group["groupId"] = gid      # ProjectRoleGroup.groupId is optional
         out.append({"id": actor_id, "displayName": g.name, "type": "atlassian-group-role-actor",
-                    "name": g.name, "actorGroup": {"name": g.name, "displayName": g.name, "groupId": gid}})
+                    "name": g.name, "actorGroup": group})
     out.sort(key=lambda a: (a["displayName"].casefold(), a["id"]))
     return {"self": "%s/project/%d/role/%d" % (root(req), p.pid, role_id), "name": meta[1],
             "id": role_id, "description": meta[2], "actors": out}
@@ -654,7 +663,7 @@ def add_role_actors(req, st):
         if aid in actors.users or aid in new_users:
             raise HTTPError(bad("'%s' is already a member of the project role." % u.display_name))
         new_users.append(aid)
-    requested = [(gid, st.groups.get(gid)) for gid in body.get("groupId", [])]
+    requested = [(gid, st.find_group_by_id(gid)) for gid in body.get("groupId", [])]
     requested += [(name, st.find_group_by_name(name)) for name in body.get("group", [])]
     for ident, g in requested:
         if g is None:
@@ -684,7 +693,7 @@ def delete_role_actor(req, st):
             raise HTTPError(error(404, ["'%s' is not a member of the project role." % label]))
         del actors.users[value]
     else:
-        g = st.groups.get(value) if kind == "groupId" else st.find_group_by_name(value)
+        g = st.find_group_by_id(value) if kind == "groupId" else st.find_group_by_name(value)
         if g is None or g.group_id not in actors.groups:
             raise HTTPError(error(404, ["'%s' is not a member of the project role." % (g.name if g else value)]))
         del actors.groups[g.group_id]

@@ -240,6 +240,8 @@ class State:
         self.groups = {}
         self.groups_by_name = {}
         self._group_order = None
+        self.hidden_group_ids = set()       # answer "groupId": null (GroupDetails)
+        self.omit_actor_group_ids = False   # role actors without actorGroup.groupId
         self.projects = {}
         self.projects_by_key = {}
         self._project_order = None
@@ -335,6 +337,15 @@ class State:
             return self.projects.get(int(id_or_key))
         pid = self.projects_by_key.get(id_or_key.upper())
         return self.projects.get(pid) if pid is not None else None
+
+    def api_group_id(self, group):
+        """The groupId the Jira API shows: None for a group without one
+        (GroupDetails.groupId is nullable)."""
+        return None if group.group_id in self.hidden_group_ids else group.group_id
+
+    def find_group_by_id(self, gid):
+        """The group a groupId names; a group without an id has none."""
+        return None if gid in self.hidden_group_ids else self.groups.get(gid)
 
     def find_group_by_name(self, name):
         gid = self.groups_by_name.get(name.casefold())
@@ -955,6 +966,18 @@ class _Gen:
             elif r < 0.15:
                 grant(st.user_roles, aid, jira["id"], "atlassian/user-access-admin")
         st.version = 0
+
+
+def hide_group_ids(st, count):
+    """Give `count` groups no groupId in the Jira API (GroupDetails.groupId
+    is nullable), preferring groups with members that are role actors so
+    that their memberships and inherited grants are exercised; built-in
+    site groups keep theirs."""
+    actors = {gid for p in st.projects.values() for a in p.roles.values() for gid in a.groups}
+    cands = sorted((g for g in st.groups.values() if not g.site_local),
+                   key=lambda g: (g.group_id not in actors, not g.members,
+                                  g.name.casefold(), g.group_id))
+    st.hidden_group_ids = {g.group_id for g in cands[:max(0, count)]}
 
 
 def generate(seed, sizes, profile):

@@ -120,7 +120,8 @@ def build(st):
         "jira": {
             "myself": st.myself,
             "users": _jira_users(st),
-            "groups": [{"groupId": g.group_id, "name": g.name, "site_local": g.site_local}
+            "groups": [{"groupId": g.group_id, "name": g.name, "site_local": g.site_local,
+                        "groupIdHidden": g.group_id in st.hidden_group_ids}
                        for g in st.group_order()],
             "group_members": {g.group_id: sorted(g.members) for g in st.group_order()},
             "roles": [{"id": rid, "name": name} for rid, name, _ in st.roles],
