@@ -68,7 +68,29 @@ struct jc_inst {
   int skip_built;
   char **skipped;
   size_t nskipped;
+
+  /* Role actors naming a group only by name, resolved to the group's key
+     (jc_group_key_by_name): one lookup per name, under `lock`. */
+  struct jc_named_group *named;
+  size_t nnamed, capnamed;
 };
+
+/*
+ * A group Jira shows without a groupId (GroupDetails.groupId is nullable,
+ * ProjectRoleGroup.groupId optional) is keyed "name:<group name>": a
+ * groupId is a UUID, so it never has a ':' and the two forms cannot
+ * collide. Such a group is read and written by name (groupname=, the
+ * role actors' "group").
+ */
+#define JC_GROUP_BY_NAME "name:"
+
+struct jc_named_group {
+  char *name; /* as the actor gave it */
+  char *key;  /* the groupId, or JC_GROUP_BY_NAME and the listed name */
+};
+
+/* The group name of a "name:" key, NULL for a groupId. */
+const char *jc_group_name(const char *key);
 
 /* Descriptor tables (jira_cloud.c). */
 extern const struct ch_config_key jc_options[];

@@ -190,7 +190,7 @@ static int jc_pagebean(struct jc_inst *in, struct ch_sink *sink,
 
 static int jc_list_groups(struct jc_inst *in, json_object *tok,
                           struct ch_sink *sink, struct ch_err *err) {
-  struct pj_buf b = {0};
+  struct pj_buf b = {0}, key = {0};
   struct pj_doc *page = NULL;
   struct pj_val values;
   long long start = pj_int(tok, "s", 0);
@@ -216,16 +216,23 @@ static int jc_list_groups(struct jc_inst *in, json_object *tok,
     const char *id = pj_get_str(g, "groupId");
     const char *name = pj_get_str(g, "name");
     if (!id || !*id) {
-      /* groupId is nullable; without it the group cannot be addressed
-         (names change, ids do not). */
-      in->host->log(in->hc, CH_LOG_WARN,
-                    "list groups: group \"%s\" has no groupId; skipped",
-                    name ? name : "?");
-      continue;
+      /* groupId is nullable: such a group goes by its name. */
+      if (!name || !*name) {
+        in->host->log(in->hc, CH_LOG_WARN,
+                      "list groups: a group with neither a groupId nor a "
+                      "name was skipped");
+        continue;
+      }
+      key.len = 0;
+      if (pj_buf_add(&key, JC_GROUP_BY_NAME) || pj_buf_add(&key, name)) {
+        rc = pj_nomem(err);
+        break;
+      }
+      id = key.s;
     }
     r.type = "group";
     r.id = id;
-    r.display_name = name ? name : id;
+    r.display_name = name && *name ? name : id;
     if (sink->resource(sink, &r))
       rc = jc_stopped(err);
   }
@@ -233,6 +240,7 @@ static int jc_list_groups(struct jc_inst *in, json_object *tok,
     rc = jc_next(sink, tok, start + (long long)n, -1, err);
 out:
   pj_doc_free(page);
+  pj_buf_free(&key);
   pj_buf_free(&b);
   return rc;
 }
@@ -248,8 +256,10 @@ static int jc_group_members(struct jc_inst *in, const char *gid,
   size_t n;
   int more, rc;
 
+  /* A "name:" key is a group without a groupId: the spec's groupname. */
   if (jc_url(in, &b, "/rest/api/3/group/member") ||
-      jc_param(in, &b, "groupId", gid) ||
+      (jc_group_name(gid) ? jc_param(in, &b, "groupname", jc_group_name(gid))
+                          : jc_param(in, &b, "groupId", gid)) ||
       jc_param(in, &b, "includeInactiveUsers", "true") ||
       jc_param_ll(&b, "startAt", start) ||
       jc_param_ll(&b, "maxResults", jc_page(in, JC_CAP_MEMBERS))) {
@@ -504,6 +514,114 @@ out:
   return rc;
 }
 
+/* The cached key of the group role actors call `name`, or NULL. */
+static char *jc_named_find(struct jc_inst *in, const char *name) {
+  char *key = NULL;
+
+  pthread_mutex_lock(&in->lock);
+  for (size_t i = 0; i < in->nnamed && !key; i++)
+    if (strcmp(in->named[i].name, name) == 0)
+      key = in->named[i].key;
+  key = key ? strdup(key) : NULL;
+  pthread_mutex_unlock(&in->lock);
+  return key;
+}
+
+static int jc_named_add(struct jc_inst *in, const char *name, const char *key) {
+  int rc = CH_OK;
+
+  pthread_mutex_lock(&in->lock);
+  for (size_t i = 0; i < in->nnamed; i++)
+    if (strcmp(in->named[i].name, name) == 0)
+      goto out; /* another worker was first */
+  if (in->nnamed == in->capnamed) {
+    size_t cap = in->capnamed ? 2 * in->capnamed : 16;
+    struct jc_named_group *v = realloc(in->named, cap * sizeof(*v));
+    if (!v) {
+      rc = CH_E_NOMEM;
+      goto out;
+    }
+    in->named = v;
+    in->capnamed = cap;
+  }
+  in->named[in->nnamed].name = strdup(name);
+  in->named[in->nnamed].key = strdup(key);
+  if (!in->named[in->nnamed].name || !in->named[in->nnamed].key) {
+    free(in->named[in->nnamed].name);
+    free(in->named[in->nnamed].key);
+    rc = CH_E_NOMEM;
+    goto out;
+  }
+  in->nnamed++;
+out:
+  pthread_mutex_unlock(&in->lock);
+  return rc;
+}
+
+/*
+ * The key of the group a role actor names only by `name` (ProjectRoleGroup
+ * has no required groupId): the one the group listing gave it, found with
+ * GET /group/bulk?groupName=, so that the actor's grants reach that
+ * group's members. Its groupId when it has one; else "name:" and the name
+ * as listed; "name:" and `name` when no group has that name (deleted while
+ * we synced). Cached per name. *out is malloc'd.
+ */
+static int jc_group_key_by_name(struct jc_inst *in, const char *name,
+                                char **out, struct ch_err *err) {
+  struct pj_buf b = {0}, key = {0};
+  struct pj_doc *page = NULL;
+  struct pj_val values, found = {0};
+  long status;
+  int rc;
+
+  *out = jc_named_find(in, name);
+  if (*out)
+    return CH_OK;
+  found.i = -1;
+  if (jc_url(in, &b, "/rest/api/3/group/bulk") ||
+      jc_param(in, &b, "groupName", name) ||
+      jc_param_ll(&b, "maxResults", jc_page(in, JC_CAP_GROUPS))) {
+    rc = pj_nomem(err);
+    goto out;
+  }
+  rc = jc_request_doc(in, "/rest/api/3/group/bulk", "GET", b.s,
+                      "find group by name", &status, &page, err);
+  if (rc == CH_E_NOTFOUND)
+    rc = CH_OK;
+  else if (rc)
+    goto out;
+  values = pj_get_arr(pj_doc_root(page), "values");
+  /* Group names are unique ignoring case; an exact match goes first. */
+  for (struct pj_val g = pj_val_first(values); g.i >= 0; g = pj_val_next(g)) {
+    const char *gname = pj_get_str(g, "name");
+    if (gname && strcmp(gname, name) == 0) {
+      found = g;
+      break;
+    }
+    if (gname && found.i < 0 && jc_casecmp(gname, name) == 0)
+      found = g;
+  }
+  if (found.i >= 0 && pj_get_str(found, "groupId") &&
+      *pj_get_str(found, "groupId")) {
+    if (pj_buf_add(&key, pj_get_str(found, "groupId")))
+      goto nomem;
+  } else if (pj_buf_add(&key, JC_GROUP_BY_NAME) ||
+             pj_buf_add(&key, found.i >= 0 && pj_get_str(found, "name")
+                                  ? pj_get_str(found, "name")
+                                  : name))
+    goto nomem;
+  if (jc_named_add(in, name, key.s) || !(*out = strdup(key.s)))
+    goto nomem;
+  goto out;
+nomem:
+  rc = pj_nomem(err);
+out:
+  pj_doc_free(page);
+  pj_buf_free(&key);
+  pj_buf_free(&b);
+  return rc;
+}
+
 /*
  * One role's actors give two kinds of grants: `assigned` on the role and
  * `participate` on its project. A user actor holds both directly; a group
@@ -519,6 +637,7 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
   const char *colon = strchr(res_id, ':');
   char pid[64];
   const char *rid;
+  char *gkey = NULL; /* a name-only group actor's key */
   long status;
   int rc;
 
@@ -559,12 +678,27 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
   for (struct pj_val a = pj_val_first(actors); a.i >= 0 && !rc;
        a = pj_val_next(a)) {
     struct pj_val user = pj_get_obj(a, "actorUser");
+    struct pj_val group = pj_get_obj(a, "actorGroup");
+    const char *type = pj_get_str(a, "type");
+    int is_group = pj_val_type(group) == PJ_OBJ ||
+                   (type && strcmp(type, "atlassian-group-role-actor") == 0);
     const char *uid = jc_account_id(user);
-    const char *gid = pj_get_str(pj_get_obj(a, "actorGroup"), "groupId");
+    const char *gid = pj_get_str(group, "groupId");
+    const char *gname = pj_get_str(group, "name");
     struct ch_grant g = {0};
     int skipped = 0;
 
-    if (!uid && pj_get_str(user, "accountId") && !(gid && *gid))
+    free(gkey);
+    gkey = NULL;
+    if (!gid || !*gid)
+      gid = NULL;
+    /* ProjectRoleGroup.groupId is optional; the group's name is given
+       (RoleActor.name too, for a group actor). */
+    if (!gname || !*gname)
+      gname = is_group ? pj_get_str(a, "name") : NULL;
+    if (gname && !*gname)
+      gname = NULL;
+    if (!uid && pj_get_str(user, "accountId") && !is_group)
       continue; /* a deleted, corrupted user: nobody to grant */
     if (uid) {
       if ((rc = jc_account_skipped(in, uid, &skipped, err)))
@@ -573,15 +707,17 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
         continue;
       g.principal.type = "user";
       g.principal.id = uid;
-    } else if (gid && *gid) {
+    } else if (is_group && (gid || gname)) {
+      if (!gid && (rc = jc_group_key_by_name(in, gname, &gkey, err)))
+        break;
       g.principal.type = "group";
-      g.principal.id = gid;
+      g.principal.id = gid ? gid : gkey;
       g.flags = CH_GRANT_EXPANDABLE;
       g.expand_slug = "member";
     } else {
       in->host->log(in->hc, CH_LOG_WARN,
                     "project role %s: actor \"%s\" is neither a user nor a "
-                    "group with an id; skipped",
+                    "group with an id or a name; skipped",
                     res_id,
                     pj_get_str(a, "displayName") ? pj_get_str(a, "displayName")
                                                  : "?");
@@ -603,6 +739,7 @@ static int jc_role_actors(struct jc_inst *in, const char *res_id,
       rc = jc_stopped(err);
   }
 out:
+  free(gkey);
   pj_doc_free(role);
   pj_buf_free(&b);
   return rc;

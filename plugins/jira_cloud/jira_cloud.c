@@ -246,6 +246,11 @@ int jc_request_doc(struct jc_inst *in, const char *route, const char *method,
   return jc_auth_hint(in, rc, *status, what, err);
 }
 
+const char *jc_group_name(const char *key) {
+  size_t n = strlen(JC_GROUP_BY_NAME);
+  return key && strncmp(key, JC_GROUP_BY_NAME, n) == 0 ? key + n : NULL;
+}
+
 int jc_user_skipped(const struct jc_inst *in, const char *account_type,
                     int active) {
   if (in->skip_inactive && !active)
@@ -406,6 +411,11 @@ static void jc_close(void *inst) {
   for (size_t i = 0; i < in->nskipped; i++)
     free(in->skipped[i]);
   free(in->skipped);
+  for (size_t i = 0; i < in->nnamed; i++) {
+    free(in->named[i].name);
+    free(in->named[i].key);
+  }
+  free(in->named);
   pthread_mutex_destroy(&in->lock);
   free(in);
 }

@@ -46,6 +46,12 @@ def split_key(key):
     return parts[2], unquote(parts[3])
 
 
+def group_key(group):
+    """The id a truth group has in the graph: its groupId, or "name:" and
+    its name when the API shows none (docs/plugins/jira_cloud.md)."""
+    return "name:" + group["name"] if group.get("groupIdHidden") else group["groupId"]
+
+
 class Graph:
     """The parts of a graph file the tests look at, indexed (the large
     tenant's graph has over a million grants)."""
@@ -95,8 +101,10 @@ class Expected:
                 return False
             return True
         self.users = {u["accountId"]: u for u in jira["users"] if keep(u)}
-        self.groups = {g["groupId"]: g for g in jira["groups"]}
-        self.members = {(gid, aid) for gid, ms in jira["group_members"].items()
+        # A group the API shows without a groupId is keyed by its name.
+        gk = {g["groupId"]: group_key(g) for g in jira["groups"]}
+        self.groups = {gk[g["groupId"]]: g for g in jira["groups"]}
+        self.members = {(gk[gid], aid) for gid, ms in jira["group_members"].items()
                         for aid in ms if aid in self.users}
         projects = [p for p in jira["projects"]
                     if keys is None or p["key"] in keys]
@@ -114,8 +122,8 @@ class Expected:
                         self.assigned_users.add((rid, aid))
                         self.part_users.add((p["id"], aid))
                 for gid in r["groups"]:
-                    self.assigned_groups.add((rid, gid))
-                    self.part_groups.add((p["id"], gid))
+                    self.assigned_groups.add((rid, gk[gid]))
+                    self.part_groups.add((p["id"], gk[gid]))
             self.participants |= {(p["id"], a) for a in p["participants"] if a in self.users}
         if skip_participants:
             self.part_users, self.part_groups, self.participants = set(), set(), set()
@@ -252,6 +260,34 @@ class JiraTest(JiraHelpers, lib.TempDirTest):
         # group names with spaces, slashes and non-ASCII come through intact
         names = {r["display_name"] for r in g.of_type("group").values()}
         self.assertEqual(names, {x["name"] for x in fake.truth["jira"]["groups"]})
+
+    def test_groups_without_group_id_match_truth(self):
+        """GroupDetails.groupId is nullable and ProjectRoleGroup.groupId
+        optional: such groups are still listed (keyed "name:<name>"), their
+        members read by groupname, and role actors naming a group only by
+        name point at the same key as the listing, so every participant
+        inherited through them is there."""
+        fake = self.start_fake("demo", extra=["--groups-without-id", "3",
+                                              "--omit-actor-group-ids"])
+        jira = fake.truth["jira"]
+        hidden = [g for g in jira["groups"] if g["groupIdHidden"]]
+        self.assertEqual(len(hidden), 3)
+        # the case is exercised: hidden groups have members and are actors
+        actor_groups = {gid for p in jira["projects"] for r in p["roles"] for gid in r["groups"]}
+        self.assertTrue(any(jira["group_members"][g["groupId"]] for g in hidden))
+        self.assertTrue(any(g["groupId"] in actor_groups for g in hidden))
+        r, out = self.sync(self.config(fake), fake)
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("groupId", r.err, r)
+        g = Graph(out)
+        self.assert_matches(g, Expected(fake.truth))
+        for grp in hidden:
+            res = g.resources[rkey("group", "name:" + grp["name"])]
+            self.assertEqual(res.get("display_name"), grp["name"])
+        reqs = [unquote(x.get("query", "")) for x in fake.requests()
+                if x.get("path") == "/rest/api/3/group/member"]
+        for grp in hidden:
+            self.assertIn("groupname=" + grp["name"], "\n".join(reqs))
 
     def test_check_ok(self):
         fake = self.start_fake()
