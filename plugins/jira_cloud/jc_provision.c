@@ -116,8 +116,11 @@ static int jc_group_change(struct jc_inst *in, const struct ch_change *ch,
   if (strcmp(ch->principal.type, "user"))
     return ch_err_set(err, CH_E_INVALID, "group#member takes a user, not a %s",
                       ch->principal.type);
+  /* A "name:" key is a group without a groupId: the spec's groupname. */
   if (jc_url(in, &b, "/rest/api/3/group/user") ||
-      jc_param(in, &b, "groupId", ch->resource.id) ||
+      (jc_group_name(ch->resource.id)
+           ? jc_param(in, &b, "groupname", jc_group_name(ch->resource.id))
+           : jc_param(in, &b, "groupId", ch->resource.id)) ||
       (!add && jc_param(in, &b, "accountId", ch->principal.id))) {
     rc = pj_nomem(err);
     goto out;
@@ -155,8 +158,11 @@ static int jc_role_change(struct jc_inst *in, const struct ch_change *ch,
       {"would remove ", " from project role "}};
   const char *colon = strchr(ch->resource.id, ':');
   int is_user = strcmp(ch->principal.type, "user") == 0;
-  /* Groups go by id: names change, and ActorsMap takes "groupId". */
-  const char *field = is_user ? "user" : "groupId";
+  /* Groups go by id (names change; ActorsMap and the DELETE take
+     "groupId"), a group without one by name ("group" in both). */
+  const char *gname = is_user ? NULL : jc_group_name(ch->principal.id);
+  const char *field = is_user ? "user" : gname ? "group" : "groupId";
+  const char *value = gname ? gname : ch->principal.id;
   struct pj_buf b = {0}, who = {0};
   json_object *body = NULL, *ids;
   int rc;
@@ -185,7 +191,7 @@ static int jc_role_change(struct jc_inst *in, const struct ch_change *ch,
                       ch->resource.id);
       goto out;
     }
-  if (!add && jc_param(in, &b, field, ch->principal.id)) {
+  if (!add && jc_param(in, &b, field, value)) {
     rc = pj_nomem(err);
     goto out;
   }
@@ -195,7 +201,7 @@ static int jc_role_change(struct jc_inst *in, const struct ch_change *ch,
       rc = pj_nomem(err);
       goto out;
     }
-    json_object_array_add(ids, json_object_new_string(ch->principal.id));
+    json_object_array_add(ids, json_object_new_string(value));
     json_object_object_add(body, field, ids);
   }
   rc = jc_send_write(in, add ? &w_add : &w_del, b.s, body, who.s,
@@ -211,6 +217,13 @@ static int jc_change(struct jc_inst *in, const struct ch_change *ch, int add,
                      struct ch_result *res, struct ch_err *err) {
   if (!jc_writable(in, err))
     return err->code;
+  if ((strcmp(ch->resource.type, "group") == 0 &&
+       jc_group_name(ch->resource.id) && !*jc_group_name(ch->resource.id)) ||
+      (strcmp(ch->principal.type, "group") == 0 &&
+       jc_group_name(ch->principal.id) && !*jc_group_name(ch->principal.id)))
+    return ch_err_set(err, CH_E_INVALID,
+                      "group id \"" JC_GROUP_BY_NAME "\" names no group "
+                      "(a name must follow)");
   if (strcmp(ch->resource.type, "group") == 0 &&
       strcmp(ch->slug, "member") == 0)
     return jc_group_change(in, ch, add, res, err);

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import unittest
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -691,6 +691,62 @@ class JiraTest(JiraHelpers, lib.TempDirTest):
         self.assertNotIn((rid, user), g.pairs("project_role", "assigned", direct=True))
         self.assertNotIn((rid, group), g.pairs("project_role", "assigned", direct=True))
 
+    def test_writes_to_group_without_group_id_go_by_name(self):
+        """Membership and role-actor writes on a group Jira shows without a
+        groupId use the name forms the spec takes (groupname=, "group"),
+        and the dry run prints exactly those requests."""
+        fake = self.start_fake(extra=["--groups-without-id", "2"])
+        cfg = self.config(fake, provisioning=True)
+        truth = fake.truth["jira"]
+        synced = {g["id"] for g in fake.truth["org"]["groups"] if g["external_synced"]}
+        grp = next(g for g in truth["groups"] if g["groupIdHidden"] and g["groupId"] not in synced)
+        gkey, name = "name:" + grp["name"], grp["name"]
+        aid = next(u["accountId"] for u in truth["users"]
+                   if u["active"] and u["accountType"] == "atlassian"
+                   and u["accountId"] not in truth["group_members"][grp["groupId"]])
+        qname = query_value(name)
+        ent, pr = ekey("group", gkey, "member"), rkey("user", aid)
+        args = ["grant", "--entitlement", ent, "--principal", pr]
+        r = self.write(fake, cfg, args, dry=True)
+        self.assertIn("DRY RUN: POST %s/rest/api/3/group/user?groupname=%s\n" % (fake.base, qname), r.out)
+        self.assertIn(json.dumps({"accountId": aid}, separators=(",", ":")), r.out)
+        self.assertTrue(self.write(fake, cfg, args).out.startswith("done:"))
+        self.assertTrue(self.write(fake, cfg, args).out.startswith("already:"))
+        self.assertIn((gkey, aid), self.sync_ok(cfg, fake).pairs("group", "member"))
+        args[0] = "revoke"
+        r = self.write(fake, cfg, args, dry=True)
+        self.assertIn("DRY RUN: DELETE %s/rest/api/3/group/user?groupname=%s&accountId=%s\n"
+                      % (fake.base, qname, query_value(aid)), r.out)
+        self.assertTrue(self.write(fake, cfg, args).out.startswith("done:"))
+        self.assertNotIn((gkey, aid), self.sync_ok(cfg, fake).pairs("group", "member"))
+
+        proj = truth["projects"][0]
+        role = next(r for r in proj["roles"] if grp["groupId"] not in r["groups"])
+        rid = "%s:%s" % (proj["id"], role["id"])
+        ent, pr = ekey("project_role", rid, "assigned"), rkey("group", gkey)
+        args = ["grant", "--entitlement", ent, "--principal", pr]
+        r = self.write(fake, cfg, args, dry=True)
+        self.assertIn("DRY RUN: POST %s/rest/api/3/project/%s/role/%s\n%s\n" % (
+            fake.base, proj["id"], role["id"],
+            json.dumps({"group": [name]}, ensure_ascii=False, separators=(",", ":"))), r.out)
+        self.assertTrue(self.write(fake, cfg, args).out.startswith("done:"))
+        self.assertTrue(self.write(fake, cfg, args).out.startswith("already:"))
+        g = self.sync_ok(cfg, fake)
+        self.assertIn((rid, gkey), g.pairs("project_role", "assigned", direct=True))
+        self.assertIn((proj["id"], gkey), g.pairs("project", "participate", direct=True))
+        members = set(truth["group_members"][grp["groupId"]]) & {u["accountId"] for u in truth["users"]}
+        self.assertTrue(members)
+        self.assertTrue(members <= {a for p, a in g.pairs("project", "participate", ptype="user")
+                                    if p == proj["id"]})
+        args[0] = "revoke"
+        r = self.write(fake, cfg, args, dry=True)
+        self.assertIn("DRY RUN: DELETE %s/rest/api/3/project/%s/role/%s?group=%s\n" % (
+            fake.base, proj["id"], role["id"], qname), r.out)
+        self.assertTrue(self.write(fake, cfg, args).out.startswith("done:"))
+        self.assertTrue(self.write(fake, cfg, args).out.startswith("already:"))
+        g = self.sync_ok(cfg, fake)
+        self.assertNotIn((rid, gkey), g.pairs("project_role", "assigned", direct=True))
+
     def test_lead_and_participate_not_grantable(self):
         fake = self.start_fake()
         cfg = self.config(fake, provisioning=True)
@@ -765,6 +821,12 @@ class JiraTest(JiraHelpers, lib.TempDirTest):
             self.assertEqual(r.rc, 2, r)
             self.assertIn("provisioning: true", r.err)
         self.assertEqual(settled_count(fake), before)
+
+
+def query_value(text):
+    """A query value as the plugin sends it (curl_easy_escape: all but
+    unreserved characters percent-encoded)."""
+    return quote(text, safe="-._~")
 
 
 def settled_count(fake):
