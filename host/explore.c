@@ -23,7 +23,6 @@
 #include "log.h"
 #include "store.h"
 
-#define API_PREFIX "/api/v1/"
 /* Rows per section when the client gives no limit, and the most it may
    ask for: an answer stays bounded in memory. */
 #define EXPLORE_PAGE 1000
@@ -41,17 +40,6 @@ static const struct asset assets[] = {
 static const char *const api_names[] = {
     "runs", "resources", "grants", "access", "who-has", "explain",
     "diff", "stats",     "report", "export", NULL};
-
-static void reply_json_error(struct httpd_reply *rp, int status,
-                             const char *msg) {
-  struct json_object *o = json_object_new_object();
-
-  json_object_object_add(o, "error", json_object_new_string(msg));
-  rp->status = status;
-  rp->content_type = "application/json";
-  rp->body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-  json_object_put(o);
-}
 
 static int serve_asset(const struct asset *pg, struct httpd_reply *rp) {
   for (const struct explore_asset *a = explore_assets; a->name; a++) {
@@ -149,7 +137,7 @@ static char *next_link(const char *name, const struct httpd_request *rq,
 
   if (!f)
     return NULL;
-  fprintf(f, "<" API_PREFIX "%s?", name);
+  fprintf(f, "<" HTTPD_API_PREFIX "%s?", name);
   httpd_query_each(rq, link_arg, f);
   fprintf(f, "offset=%ld>; rel=\"next\"", next);
   if (fclose(f) != 0) {
@@ -171,25 +159,25 @@ static void api(const char *db, const char *name,
   int rc;
 
   if (explore_params(rq, EXPLORE_PAGE, &p, &offset, &limit) < 0) {
-    reply_json_error(rp, 400, EXPLORE_BAD_PARAMS);
+    httpd_reply_error(rp, 400, EXPLORE_BAD_PARAMS);
     return;
   }
   if ((strcmp(name, "access") == 0 || strcmp(name, "explain") == 0) && !p.who) {
-    reply_json_error(rp, 400,
-                     "missing ?who= (a resource key, email or "
-                     "account id)");
+    httpd_reply_error(rp, 400,
+                      "missing ?who= (a resource key, email or "
+                      "account id)");
     return;
   }
   if ((strcmp(name, "who-has") == 0 || strcmp(name, "explain") == 0) &&
       !p.what) {
-    reply_json_error(rp, 400,
-                     "missing ?what= (an entitlement or resource "
-                     "key)");
+    httpd_reply_error(rp, 400,
+                      "missing ?what= (an entitlement or resource "
+                      "key)");
     return;
   }
   f = open_memstream(&body, &len);
   if (!f) {
-    reply_json_error(rp, 500, "out of memory");
+    httpd_reply_error(rp, 500, "out of memory");
     return;
   }
   rc = cmd_read_render(db, name, &p, format, offset, limit, &next, f, &err);
@@ -197,14 +185,14 @@ static void api(const char *db, const char *name,
     rc = ch_err_set(&err, CH_E_NOMEM, "out of memory");
   if (rc != CH_OK) {
     free(body);
-    reply_json_error(rp, explore_status(rc), err.msg);
+    httpd_reply_error(rp, explore_status(rc), "%s", err.msg);
     return;
   }
   /* The page is cut: say so, in CSV too (the JSON says it in next_offset);
      a client that cannot have the header has no answer. */
   if (next >= 0 && !(rp->link = next_link(name, rq, next))) {
     free(body);
-    reply_json_error(rp, 500, "out of memory");
+    httpd_reply_error(rp, 500, "out of memory");
     return;
   }
   rp->status = 200;
@@ -224,16 +212,16 @@ int explore_handle(const char *db, const struct httpd_request *rq,
   }
   if (explore_page(db, rq, rp))
     return 1;
-  if (strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0)
+  if (!httpd_is_api(path))
     return 0;
-  path += strlen(API_PREFIX);
+  path += strlen(HTTPD_API_PREFIX);
   for (size_t i = 0; api_names[i]; i++) {
     if (strcmp(path, api_names[i]) != 0)
       continue;
     if (!db)
-      reply_json_error(rp, 503,
-                       "this config keeps no store ('store: none'): the "
-                       "explorer has nothing to show");
+      httpd_reply_error(rp, 503,
+                        "this config keeps no store ('store: none'): the "
+                        "explorer has nothing to show");
     else
       api(db, api_names[i], rq, rp);
     return 1;
@@ -258,11 +246,11 @@ static void on_http(void *arg, const struct httpd_request *rq,
 
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
     rp->allow = "GET, HEAD";
-    reply_json_error(rp, 405, "read-only: use GET");
+    httpd_reply_error(rp, 405, "read-only: use GET");
     return;
   }
   if (!explore_handle(arg, rq, rp))
-    reply_json_error(rp, 404, "not found: try / or /api/v1/runs");
+    httpd_reply_error(rp, 404, "not found: try / or /api/v1/runs");
 }
 
 #define EXPLORE_HELP "connhost explore --help"

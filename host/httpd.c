@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <json-c/json.h>
 #include <microhttpd.h>
 
 #include "httpd.h"
@@ -242,7 +244,35 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn,
   return ret;
 }
 
-static void reply_text(struct httpd_reply *rp, int status, const char *text) {
+int httpd_is_api(const char *path) {
+  return strncmp(path, HTTPD_API_PREFIX, strlen(HTTPD_API_PREFIX)) == 0;
+}
+
+void httpd_reply_error(struct httpd_reply *rp, int status, const char *fmt,
+                       ...) {
+  char msg[CH_ERR_MSG_SIZE + 256];
+  struct json_object *o = json_object_new_object();
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  msg[strcspn(msg, "\n")] = '\0';
+  json_object_object_add(o, "error", json_object_new_string(msg));
+  rp->status = status;
+  rp->content_type = "application/json";
+  rp->body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+  json_object_put(o);
+}
+
+/* An answer of the listener's own (a refusal): JSON under the API, as
+   every answer there is, else text. */
+static void reply_own(struct httpd_reply *rp, const char *path, int status,
+                      const char *text) {
+  if (httpd_is_api(path)) {
+    httpd_reply_error(rp, status, "%s", text);
+    return;
+  }
   rp->status = status;
   rp->body = strdup(text);
 }
@@ -406,7 +436,7 @@ static int origin_is_ours(const char *origin, const char *host) {
    size. 1 with `rp` filled
    when the request is refused. */
 static int refused(const struct httpd *h, struct MHD_Connection *conn,
-                   const char *method, const char *version,
+                   const char *method, const char *path, const char *version,
                    struct httpd_reply *rp) {
   const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
   const char *origin =
@@ -415,23 +445,23 @@ static int refused(const struct httpd *h, struct MHD_Connection *conn,
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 
   if (!h->token && !host && strcmp(version, "HTTP/1.0") != 0) {
-    reply_text(rp, MHD_HTTP_BAD_REQUEST, "bad request: no Host header\n");
+    reply_own(rp, path, MHD_HTTP_BAD_REQUEST, "bad request: no Host header\n");
     return 1;
   }
   if (!h->token && host && !host_is_ours(h, host)) {
-    reply_text(rp, MHD_HTTP_MISDIRECTED_REQUEST,
-               "misdirected request: this listener has no token and "
-               "answers only Host localhost, 127.0.0.1, [::1] or its "
-               "listen address\n");
+    reply_own(rp, path, MHD_HTTP_MISDIRECTED_REQUEST,
+              "misdirected request: this listener has no token and "
+              "answers only Host localhost, 127.0.0.1, [::1] or its "
+              "listen address\n");
     return 1;
   }
   if (strcmp(method, "POST") == 0 && origin && !origin_is_ours(origin, host)) {
-    reply_text(rp, MHD_HTTP_FORBIDDEN,
-               "forbidden: a POST from a page of another origin\n");
+    reply_own(rp, path, MHD_HTTP_FORBIDDEN,
+              "forbidden: a POST from a page of another origin\n");
     return 1;
   }
   if (length && strtoull(length, NULL, 10) > HTTPD_MAX_BODY) {
-    reply_text(rp, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
+    reply_own(rp, path, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
     return 1;
   }
   return 0;
@@ -535,7 +565,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   if (!up) {
     /* First call: headers only. Refuse now (MHD then reads no body), or
        keep a counter for the body. */
-    if (refused(h, conn, method, version, &rp)) {
+    if (refused(h, conn, method, url, version, &rp)) {
       conn_phase(h, conn, 1);
       return send_reply(conn, &rp);
     }
@@ -557,7 +587,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   }
   conn_phase(h, conn, 1); /* the whole request is in: it is answered now */
   if (up->bytes > HTTPD_MAX_BODY) {
-    reply_text(&rp, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
+    reply_own(&rp, url, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
     return send_reply(conn, &rp);
   }
   if (h->login_path && strcmp(method, "POST") == 0 &&
@@ -575,9 +605,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     return ret;
   }
   if (!authorized(h, conn, method, url)) {
-    reply_text(
-        &rp, MHD_HTTP_UNAUTHORIZED,
-        "unauthorized: send 'Authorization: Bearer <serve.auth_token>'\n");
+    reply_own(&rp, url, MHD_HTTP_UNAUTHORIZED,
+              "unauthorized: send 'Authorization: Bearer "
+              "<serve.auth_token>'\n");
     return send_reply(conn, &rp);
   }
   h->handler(h->arg, &rq, &rp);

@@ -71,6 +71,16 @@ void httpd_query_each(const struct httpd_request *rq,
                                  const char *value),
                       void *arg);
 
+/* Where the JSON API lives: every answer under it is JSON, an error
+   {"error": "..."} (the listener's own refusals included). */
+#define HTTPD_API_PREFIX "/api/v1/"
+/* 1 when `path` is under HTTPD_API_PREFIX. */
+int httpd_is_api(const char *path);
+/* Answer `status` with the message (printf-style; a final newline
+   dropped) as {"error": "..."}. */
+void httpd_reply_error(struct httpd_reply *rp, int status, const char *fmt, ...)
+    CH_PRINTF(3, 4);
+
 /* Compare two secrets in time that depends only on their lengths' maximum,
    not on where they differ. 1 when equal. */
 int httpd_secret_equal(const char *a, const char *b);

@@ -83,20 +83,20 @@ static void api_sync(struct serve *sv, const struct httpd_request *rq,
 
   if (strcmp(httpd_method(rq), "POST") != 0) {
     rp->allow = "POST";
-    reply(rp, 405, "use POST\n");
+    httpd_reply_error(rp, 405, "use POST");
     return;
   }
   if (!tenant || !tenant[0]) {
-    reply(rp, 400, "missing ?tenant=NAME\n");
+    httpd_reply_error(rp, 400, "missing ?tenant=NAME");
     return;
   }
   pthread_mutex_lock(&sv->lock);
   if (sv->stopping) {
-    reply(rp, 503, "shutting down\n");
+    httpd_reply_error(rp, 503, "shutting down");
     goto out;
   }
   if (sv->leases && leases_not_ready(sv->leases, why, sizeof(why))) {
-    reply(rp, 503, "not ready: %s\n", why);
+    httpd_reply_error(rp, 503, "not ready: %s", why);
     goto out;
   }
   ct = serve_find_tenant(sv->cur->config, tenant);
@@ -105,7 +105,7 @@ static void api_sync(struct serve *sv, const struct httpd_request *rq,
       t = sv->tenants[i];
   }
   if (!t) {
-    reply(rp, 404, "no tenant '%s' is served\n", tenant);
+    httpd_reply_error(rp, 404, "no tenant '%s' is served", tenant);
     goto out;
   }
   if (instance) {
@@ -116,8 +116,8 @@ static void api_sync(struct serve *sv, const struct httpd_request *rq,
         break;
     }
     if (i == ct->ninstances) {
-      reply(rp, 404, "no enabled instance '%s' in tenant '%s'\n", instance,
-            tenant);
+      httpd_reply_error(rp, 404, "no enabled instance '%s' in tenant '%s'",
+                        instance, tenant);
       goto out;
     }
   }
@@ -159,7 +159,10 @@ void serve_on_http(void *arg, const struct httpd_request *rq,
   }
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
     rp->allow = "GET, HEAD";
-    reply(rp, 405, "use GET\n");
+    if (httpd_is_api(path))
+      httpd_reply_error(rp, 405, "read-only: use GET");
+    else
+      reply(rp, 405, "use GET\n");
     return;
   }
   if (strcmp(path, "/healthz") == 0) {
@@ -180,10 +183,15 @@ void serve_on_http(void *arg, const struct httpd_request *rq,
       rp->body = leases_render_metrics(sv->leases, rp->body);
     if (!rp->body)
       reply(rp, 500, "out of memory\n");
-  } else if (!explore_route(sv, rq, rp)) {
+  } else if (explore_route(sv, rq, rp)) {
+    return;
+  } else if (httpd_is_api(path)) {
+    httpd_reply_error(rp, 404,
+                      "not found: try /api/v1/runs or POST "
+                      "/api/v1/sync?tenant=T");
+  } else {
     reply(rp, 404,
           "not found: try /healthz, /readyz, /metrics, / (the explorer) or "
-          "POST "
-          "/api/v1/sync?tenant=T\n");
+          "POST /api/v1/sync?tenant=T\n");
   }
 }

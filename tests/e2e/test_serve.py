@@ -155,9 +155,10 @@ def slurp(path, mode="rb"):
         return f.read()
 
 
-def raw_status(port, request):
+def raw_answer(port, request):
     """Send `request` (bytes) to 127.0.0.1:`port` as it is, read the whole
-    answer; its status code."""
+    answer (the request should close the connection); its status code, its
+    headers (names lowercase) and its body."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(request)
         answer = b""
@@ -168,7 +169,17 @@ def raw_status(port, request):
             answer += chunk
     m = re.match(rb"HTTP/1\.[01] (\d{3}) ", answer)
     assert m, answer[:200]
-    return int(m.group(1))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(m.group(1)), headers, body
+
+
+def raw_status(port, request):
+    """Send `request` (bytes) as it is; the answer's status code."""
+    return raw_answer(port, request)[0]
 
 
 def sample(families, name, **labels):
@@ -448,6 +459,47 @@ class Scheduling(ServeTest):
         self.assertEqual(s.get("/healthz")[:1], (200,))
         self.assertEqual(s.get("/readyz")[0], 200)
         self.assertEqual(s.stop(signal.SIGINT), 0)
+
+
+class Api(ServeTest):
+    """What `/api/v1/` answers besides a read (test_explorer.py reads):
+    every answer JSON, errors included, whoever refuses it."""
+
+    def assertJsonError(self, answer, status, what):
+        got, headers, body = answer
+        self.assertEqual(got, status, (what, body))
+        self.assertEqual(headers["Content-Type"], "application/json", (what, body))
+        self.assertTrue(json.loads(body)["error"], what)
+
+    def test_api_errors_are_json(self):
+        s = self.serve(self.config(tenants=("alpha",),
+                                   extra="schedule:\n  interval: 1h\n  jitter: 0%\n"))
+        for method, path, status in (("POST", "/api/v1/sync", 400),
+                                     ("POST", "/api/v1/sync?tenant=nobody", 404),
+                                     ("POST", "/api/v1/sync?tenant=alpha&instance=nope", 404),
+                                     ("GET", "/api/v1/sync?tenant=alpha", 405),
+                                     ("GET", "/api/v1/nope", 404),
+                                     ("GET", "/api/v1/", 404),
+                                     ("POST", "/api/v1/runs", 405)):
+            self.assertJsonError(s.get(path, method=method), status, (method, path))
+        # the listener's own refusals of an /api/v1/ request too
+        self.assertJsonError(s.get("/api/v1/runs", headers={"Host": "rebind.attacker.test"}),
+                             421, "rebound Host")
+        self.assertJsonError(s.get("/api/v1/sync?tenant=alpha", method="POST",
+                                   headers={"Origin": "http://evil.test"}), 403, "Origin")
+        status, headers, body = raw_answer(
+            s.port, b"GET /api/v1/runs HTTP/1.1\r\nConnection: close\r\n\r\n")
+        self.assertJsonError((status, {"Content-Type": headers["content-type"]}, body),
+                             400, "no Host")
+        status, headers, body = raw_answer(
+            s.port, b"POST /api/v1/sync?tenant=alpha HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 5000\r\nConnection: close\r\n\r\n")
+        self.assertJsonError((status, {"Content-Type": headers["content-type"]}, body),
+                             413, "body too large")
+        # elsewhere they stay text
+        status, headers, _ = s.get("/nope")
+        self.assertEqual((status, headers["Content-Type"]), (404, "text/plain; charset=utf-8"))
+        self.assertEqual(s.stop(), 0)
 
 
 class Readiness(ServeTest):
@@ -821,6 +873,9 @@ class Listen(ServeTest):
         self.assertEqual(s.get("/metrics")[0], 401)
         self.assertEqual(s.get("/api/v1/sync?tenant=alpha", method="POST")[0], 401)
         self.assertEqual(s.get("/metrics", token=self.TOKEN[:-1])[0], 401)
+        status, headers, body = s.get("/api/v1/runs")
+        self.assertEqual((status, headers["Content-Type"]), (401, "application/json"), body)
+        self.assertIn("Bearer", json.loads(body)["error"])
         parse_exposition(s.get("/metrics", token=self.TOKEN)[2])
         # probes stay open (they say nothing but up/ready)
         self.assertEqual(s.get("/healthz")[0], 200)
