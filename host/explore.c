@@ -109,6 +109,14 @@ int explore_params(const struct httpd_request *rq, long dflt_limit,
              : 0;
 }
 
+void explore_answer_msg(const char *db, const struct httpd_request *rq,
+                        const char *msg, char *out, size_t n) {
+  if (db && store_msg_unnamed(db, msg, out, n))
+    log_warn("%s %s: %s", httpd_method(rq), httpd_path(rq), msg);
+  else
+    snprintf(out, n, "%s", msg);
+}
+
 int explore_status(int rc) {
   return rc == CH_E_NOTFOUND ? 404 : rc == CH_E_INVALID ? 400 : 500;
 }
@@ -184,8 +192,10 @@ static void api(const char *db, const char *name,
   if (fclose(f) != 0 && rc == CH_OK)
     rc = ch_err_set(&err, CH_E_NOMEM, "out of memory");
   if (rc != CH_OK) {
+    char msg[sizeof(err.msg)];
     free(body);
-    httpd_reply_error(rp, explore_status(rc), "%s", err.msg);
+    explore_answer_msg(db, rq, err.msg, msg, sizeof(msg));
+    httpd_reply_error(rp, explore_status(rc), "%s", msg);
     return;
   }
   /* The page is cut: say so, in CSV too (the JSON says it in next_offset);

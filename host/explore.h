@@ -36,6 +36,11 @@ struct store_params;
    `rq`. */
 int explore_params(const struct httpd_request *rq, long dflt_limit,
                    struct store_params *p, long *offset, long *limit);
+/* `msg`, an error about the store `db` (NULL: none), as an answer to `rq`
+   says it, in `out` (`n` bytes): the store unnamed, so that a client
+   learns no server path (store_msg_unnamed); the log line names it. */
+void explore_answer_msg(const char *db, const struct httpd_request *rq,
+                        const char *msg, char *out, size_t n);
 /* The HTTP status of a cmd_read_render error code. */
 int explore_status(int rc);
 

@@ -669,9 +669,11 @@ static int page_diff(struct page *pg, struct ch_err *err) {
   if (!ans) {
     /* Still a page (the pickers choose other runs), but not a 200: an
        unknown run is a 404 to scripts and monitors as it is on the API. */
+    char msg[sizeof(derr.msg)];
     pg->status = explore_status(drc);
+    explore_answer_msg(pg->db, pg->rq, derr.msg, msg, sizeof(msg));
     fputs("<p class=\"error\">", pg->f);
-    html_text(pg->f, derr.msg);
+    html_text(pg->f, msg);
     fputs("</p>\n", pg->f);
   } else {
     char title[96];
@@ -827,10 +829,13 @@ int explore_page(const char *db, const struct httpd_request *rq,
     rc = fn(&pg, &err);
   /* A page fetches its answers before it writes, so a failed one has
      written nothing yet. */
-  if (rc == CH_OK)
+  if (rc == CH_OK) {
     page_end(&pg);
-  else
-    page_error(&pg, err.msg);
+  } else {
+    char msg[sizeof(err.msg)];
+    explore_answer_msg(db, rq, err.msg, msg, sizeof(msg));
+    page_error(&pg, msg);
+  }
   if (fclose(pg.f) != 0) {
     free(body);
     rp->status = 500;

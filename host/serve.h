@@ -55,6 +55,9 @@ struct serve {
   struct leases *leases; /* a shared (PostgreSQL) store's, else NULL */
   char *replica;         /* this replica's id (leases, runs) */
   unsigned rand_state;
+  /* /readyz's reason last logged ("": ready): an answer leaves the
+     store's path out, the log names it once. */
+  char unready[CH_ERR_MSG_SIZE + 16];
 };
 
 static inline double serve_wall_s(void) {

@@ -13,6 +13,7 @@
 #include "explore.h"
 #include "httpd.h"
 #include "lease.h"
+#include "log.h"
 #include "metrics.h"
 #include "serve.h"
 #include "store.h"
@@ -58,7 +59,7 @@ static const char *not_ready(const struct serve *sv, char *why, size_t n) {
     return leases_not_ready(sv->leases, why, n);
   if (!store_missing(path)) {
     if (store_open(path, 0, &st, &err) != CH_OK) {
-      snprintf(why, n, "store: %s", err.msg);
+      snprintf(why, n, "%s", err.msg);
       return why;
     }
     store_close(st);
@@ -71,6 +72,30 @@ static const char *not_ready(const struct serve *sv, char *why, size_t n) {
     return NULL;
   snprintf(why, n, "store '%s': its directory cannot be written", path);
   return why;
+}
+
+/* /readyz; lock held. The reason is said without the store's path (an
+   HTTP client learns no server path) and logged with it when it changes. */
+static void readyz(struct serve *sv, struct httpd_reply *rp) {
+  char buf[sizeof(sv->unready)], shown[sizeof(sv->unready)];
+  const char *why = not_ready(sv, buf, sizeof(buf));
+  const char *store =
+      sv->cur && sv->cur->config ? sv->cur->config->store : NULL;
+
+  if (strcmp(why ? why : "", sv->unready) != 0) {
+    if (why)
+      log_warn("not ready: %s", why);
+    else
+      log_info("ready");
+    snprintf(sv->unready, sizeof(sv->unready), "%s", why ? why : "");
+  }
+  if (!why) {
+    reply(rp, 200, "ready\n");
+    return;
+  }
+  if (!store || !store_msg_unnamed(store, why, shown, sizeof(shown)))
+    snprintf(shown, sizeof(shown), "%s", why);
+  reply(rp, 503, "not ready: %s\n", shown);
 }
 
 static void api_sync(struct serve *sv, const struct httpd_request *rq,
@@ -150,8 +175,6 @@ void serve_on_http(void *arg, const struct httpd_request *rq,
                    struct httpd_reply *rp) {
   struct serve *sv = arg;
   const char *path = httpd_path(rq), *method = httpd_method(rq);
-  const char *why;
-  char buf[CH_ERR_MSG_SIZE + 16];
 
   if (strcmp(path, "/api/v1/sync") == 0) {
     api_sync(sv, rq, rp);
@@ -169,11 +192,7 @@ void serve_on_http(void *arg, const struct httpd_request *rq,
     reply(rp, 200, "ok\n");
   } else if (strcmp(path, "/readyz") == 0) {
     pthread_mutex_lock(&sv->lock);
-    why = not_ready(sv, buf, sizeof(buf));
-    if (why)
-      reply(rp, 503, "not ready: %s\n", why);
-    else
-      reply(rp, 200, "ready\n");
+    readyz(sv, rp);
     pthread_mutex_unlock(&sv->lock);
   } else if (strcmp(path, "/metrics") == 0) {
     rp->status = 200;

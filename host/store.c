@@ -366,3 +366,24 @@ void store_close(struct store *s) {
   db_close(s->db);
   free(s);
 }
+
+int store_msg_unnamed(const char *path, const char *msg, char *out, size_t n) {
+  char *name = db_redact_target(path);
+  size_t len = name ? strlen(name) : 0, used = 0;
+  int named = 0;
+
+  for (const char *p = msg; *p && used + 1 < n;) {
+    size_t skip = strncmp(p, "store '", 7) == 0 ? 7 : p[0] == '\'' ? 1 : 0;
+    if (skip && len && strncmp(p + skip, name, len) == 0 &&
+        p[skip + len] == '\'') {
+      used += (size_t)snprintf(out + used, n - used, "the store");
+      p += skip + len + 1;
+      named = 1;
+      continue;
+    }
+    out[used++] = *p++;
+  }
+  out[used < n ? used : n - 1] = '\0';
+  free(name);
+  return named;
+}

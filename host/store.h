@@ -58,6 +58,12 @@ void store_set_replica(struct store *s, const char *replica);
    fills (a URL is never missing: its database is asked). */
 int store_missing(const char *path);
 
+/* `msg`, an error about the store at `path`, for a client that must not
+   learn the server's paths: each mention of the store as its messages
+   name it ("store 'NAME'" or "'NAME'") said as "the store", in `out` (`n`
+   bytes). 1 when `msg` named it. */
+int store_msg_unnamed(const char *path, const char *msg, char *out, size_t n);
+
 /*
  * Each instance's resource and grant counts in its last good run (the
  * newest run it succeeded in), for the safety thresholds: `fn` is called

@@ -255,6 +255,25 @@ class ExplorerTest(unittest.TestCase):
                          rows(self.cli("export", "access-review", fmt="csv")))
         self.assertEqual(ex.stop(), 0, ex.log)  # and, under ASan, no leak
 
+    def test_answers_do_not_name_the_store_path(self):
+        """An HTTP client does not learn where the store is on the server:
+        the API's and the pages' errors say "the store"; the server's log
+        and the CLI name it."""
+        ex = self.explore()
+        for path in ("/api/v1/resources?tenant=nope", "/api/v1/stats?run=999",
+                     "/api/v1/who-has?what=%s/nope" % TENANT, "/review?run=999", "/diff?from=999",
+                     "/resource?what=%s/nope" % TENANT):
+            status, _, body = ex.get(path)
+            self.assertEqual(status, 404, (path, body))
+            text = json.loads(body)["error"] if path.startswith("/api/") else html.unescape(body)
+            self.assertNotIn(self.tmp, text, path)
+            self.assertIn("the store", text, path)
+        self.assertEqual(ex.stop(), 0)
+        self.assertIn("no run 999 in '%s'" % self.db, ex.log)
+        r = lib.run(["stats", "--db", self.db, "--run", "999"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("no run 999 in '%s'" % self.db, r.err)
+
     def next_link(self, headers):
         """The Link header's next page (path?query), checked for form;
         None without one."""

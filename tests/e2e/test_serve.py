@@ -509,7 +509,10 @@ class Readiness(ServeTest):
         s = self.serve(self.config(extra=SHORT + "store: %s\n" % lib.yaml_quote(bad)))
         status, _, body = s.get("/readyz")
         self.assertEqual(status, 503, body)
-        self.assertIn(b"store", body)
+        self.assertIn(b"the store", body)
+        # an HTTP client does not learn server paths; the log says it
+        self.assertNotIn(self.tmp.encode(), body)
+        s.wait_log(r"not ready: store '%s'" % re.escape(bad), timeout=10)
         os.makedirs(os.path.dirname(bad))
         self.assertEqual(s.get("/readyz")[0], 200)
         # the next runs record into it
