@@ -42,6 +42,7 @@
 #define HTTPD_MAX_DISCARD (1024 * 1024)
 #define TOO_LARGE "request body too large: at most 4096 bytes\n"
 #define HTTPD_HOST_MAX 128 /* the host part of the listen address */
+#define HTTPD_MAX_ARGS 64  /* query arguments of one request */
 #define HTTPD_SESSIONS 64  /* browser sign-ins kept (oldest replaced) */
 #define HTTPD_SESSION_S (12 * 3600) /* how long one lasts */
 #define SESSION_COOKIE "connhost_session"
@@ -431,9 +432,59 @@ static int origin_is_ours(const char *origin, const char *host) {
   return rest && host && strcasecmp(rest, host) == 0;
 }
 
+/* The query arguments' names, to find one given twice. */
+struct arg_names {
+  const char *name[HTTPD_MAX_ARGS];
+  size_t n;
+  const char *twice; /* the first name given again, or NULL */
+  int too_many;
+};
+
+static enum MHD_Result arg_name_one(void *cls, enum MHD_ValueKind kind,
+                                    const char *name, const char *value) {
+  struct arg_names *a = cls;
+
+  (void)kind;
+  (void)value;
+  for (size_t i = 0; i < a->n; i++) {
+    if (strcmp(a->name[i], name) == 0) {
+      a->twice = name;
+      return MHD_NO;
+    }
+  }
+  if (a->n == HTTPD_MAX_ARGS) {
+    a->too_many = 1;
+    return MHD_NO;
+  }
+  a->name[a->n++] = name;
+  return MHD_YES;
+}
+
+/* A query argument given twice (?tenant=a&tenant=b) is no choice of one:
+   refused rather than the first taken. 1 with `rp` filled when so. */
+static int args_refused(struct MHD_Connection *conn, const char *path,
+                        struct httpd_reply *rp) {
+  struct arg_names a = {0};
+  char msg[160];
+
+  MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, arg_name_one, &a);
+  if (a.twice)
+    snprintf(msg, sizeof(msg),
+             "bad request: the query argument '%.64s' is given more than "
+             "once\n",
+             a.twice);
+  else if (a.too_many)
+    snprintf(msg, sizeof(msg), "bad request: more than %d query arguments\n",
+             HTTPD_MAX_ARGS);
+  else
+    return 0;
+  reply_own(rp, path, MHD_HTTP_BAD_REQUEST, msg);
+  return 1;
+}
+
 /* The checks made once the headers are in, before any body is read: the
    Host of a token-less listener, a POST's Origin, the announced body
-   size. 1 with `rp` filled
+   size, the query arguments. 1 with `rp` filled
    when the request is refused. */
 static int refused(const struct httpd *h, struct MHD_Connection *conn,
                    const char *method, const char *path, const char *version,
@@ -464,7 +515,7 @@ static int refused(const struct httpd *h, struct MHD_Connection *conn,
     reply_own(rp, path, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
     return 1;
   }
-  return 0;
+  return args_refused(conn, path, rp);
 }
 
 /* The connection's request is in (`answering`), or its next one starts

@@ -502,6 +502,70 @@ class Api(ServeTest):
         self.assertEqual(s.stop(), 0)
 
 
+    def test_an_argument_given_twice_is_refused(self):
+        """?tenant=a&tenant=b is no choice of one: a 400 naming it."""
+        s = self.serve(self.config(tenants=("alpha",),
+                                   extra="schedule:\n  interval: 1h\n  jitter: 0%\n"))
+        for method, path, name in (("POST", "/api/v1/sync?tenant=alpha&tenant=beta", "tenant"),
+                                   ("POST", "/api/v1/sync?tenant=alpha&instance=jira&instance",
+                                    "instance"),
+                                   ("GET", "/api/v1/runs?tenant=alpha&limit=1&tenant=alpha",
+                                    "tenant")):
+            answer = s.get(path, method=method)
+            self.assertJsonError(answer, 400, path)
+            self.assertIn("'%s'" % name, json.loads(answer[2])["error"], path)
+        self.assertEqual(s.get("/api/v1/sync?tenant=alpha&instance=jira", method="POST")[0], 202)
+        self.assertEqual(s.stop(), 0)
+
+    def test_a_nul_in_the_target_is_refused(self):
+        """%00 would cut the decoded path or argument short (alpha%00junk
+        read as alpha): a 400 instead."""
+        s = self.serve(self.config(tenants=("alpha",),
+                                   extra="schedule:\n  interval: 1h\n  jitter: 0%\n"))
+        for method, path in (("POST", "/api/v1/sync?tenant=alpha%00junk"),
+                             ("POST", "/api/v1/sync?tenant=alpha&instance=jira%00x"),
+                             ("POST", "/api/v1/sync%00x?tenant=alpha"),
+                             ("GET", "/api/v1/runs?tenant%00x=alpha")):
+            self.assertJsonError(s.get(path, method=method), 400, path)
+        self.assertEqual(s.get("/healthz%00x")[0], 400)
+        self.assertEqual(s.get("/api/v1/sync?tenant=alpha", method="POST")[0], 202)
+        self.assertEqual(s.stop(), 0)
+
+    def test_an_absolute_form_target_is_its_path(self):
+        """RFC 9112 3.2.2: a server MUST accept GET http://HOST/path; its
+        authority, not the Host header, is what the listener checks."""
+        s = self.serve(self.config(tenants=("alpha",),
+                                   extra="schedule:\n  interval: 1h\n  jitter: 0%\n"))
+        own = "127.0.0.1:%d" % s.port
+
+        def raw(method, target, host=own, extra=""):
+            return raw_answer(s.port, ("%s %s HTTP/1.1\r\nHost: %s\r\n%s"
+                                       "Connection: close\r\n\r\n"
+                                       % (method, target, host, extra)).encode())
+
+        status, _, body = raw("GET", "http://%s/healthz" % own)
+        self.assertEqual((status, body), (200, b"ok\n"))
+        status, headers, body = raw("GET", "http://%s/api/v1/runs" % own)
+        want = s.get("/api/v1/runs")
+        self.assertEqual((status, headers["content-type"], body),
+                         (want[0], want[1]["Content-Type"], want[2]))
+        self.assertEqual(raw("GET", "HTTP://localhost:%d/metrics" % s.port)[0], 200)
+        self.assertEqual(raw("GET", "http://%s" % own)[0], 200)  # the explorer's /
+        status, headers, body = raw("POST", "http://%s/api/v1/sync?tenant=alpha" % own,
+                                    extra="Origin: http://%s\r\n" % own)
+        self.assertEqual(status, 202, body)
+        self.assertEqual(json.loads(body)["queued"], True)
+        # the authority is the host checked (the Host header is ignored)
+        status, headers, body = raw("GET", "http://rebind.attacker.test/api/v1/runs")
+        self.assertEqual((status, headers["content-type"]), (421, "application/json"), body)
+        self.assertEqual(raw("GET", "http://%s/healthz" % own, host="rebind.attacker.test")[0],
+                         200)
+        self.assertEqual(raw("POST", "http://%s/api/v1/sync?tenant=alpha" % own,
+                             extra="Origin: http://evil.test\r\n")[0], 403)
+        self.assertEqual(raw("GET", "http:///healthz")[0], 400)
+        self.assertEqual(s.stop(), 0)
+
+
 class Readiness(ServeTest):
     def test_not_ready_without_a_store(self):
         # A store that cannot be opened is a reason, and /readyz says it.
