@@ -432,6 +432,17 @@ static int origin_is_ours(const char *origin, const char *host) {
   return rest && host && strcasecmp(rest, host) == 0;
 }
 
+/* *con_cls of a request whose target holds %00 (set by on_uri, before
+   libmicrohttpd decodes the target): decoded, the NUL would cut the path
+   or an argument short ("alpha%00junk" read as "alpha"). */
+static char target_has_nul;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)cls;
+  (void)conn;
+  return strstr(uri, "%00") ? &target_has_nul : NULL;
+}
+
 /* The query arguments' names, to find one given twice. */
 struct arg_names {
   const char *name[HTTPD_MAX_ARGS];
@@ -488,13 +499,18 @@ static int args_refused(struct MHD_Connection *conn, const char *path,
    when the request is refused. */
 static int refused(const struct httpd *h, struct MHD_Connection *conn,
                    const char *method, const char *path, const char *version,
-                   struct httpd_reply *rp) {
+                   int nul, struct httpd_reply *rp) {
   const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
   const char *origin =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
   const char *length =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 
+  if (nul) {
+    reply_own(rp, path, MHD_HTTP_BAD_REQUEST,
+              "bad request: a NUL (%00) in the path or a query argument\n");
+    return 1;
+  }
   if (!h->token && !host && strcmp(version, "HTTP/1.0") != 0) {
     reply_own(rp, path, MHD_HTTP_BAD_REQUEST, "bad request: no Host header\n");
     return 1;
@@ -609,14 +625,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *version, const char *data,
                                   size_t *data_size, void **con_cls) {
   struct httpd *h = cls;
-  struct upload *up = *con_cls;
+  struct upload *up = *con_cls == &target_has_nul ? NULL : *con_cls;
   struct httpd_reply rp = {0};
   struct httpd_request rq = {conn, method, url};
 
   if (!up) {
     /* First call: headers only. Refuse now (MHD then reads no body), or
        keep a counter for the body. */
-    if (refused(h, conn, method, url, version, &rp)) {
+    if (refused(h, conn, method, url, version, *con_cls == &target_has_nul,
+                &rp)) {
       conn_phase(h, conn, 1);
       return send_reply(conn, &rp);
     }
@@ -669,7 +686,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode why) {
-  free(*con_cls);
+  if (*con_cls != &target_has_nul)
+    free(*con_cls);
   *con_cls = NULL;
   conn_phase(cls, conn, 0); /* a kept-alive connection's next request */
 }
@@ -742,7 +760,8 @@ int httpd_start(const struct httpd_conf *conf, struct httpd **out,
       (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)HTTPD_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
+      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_URI_LOG_CALLBACK,
+      on_uri, h, MHD_OPTION_END);
   if (!h->d) {
     httpd_free(h);
     return ch_err_set(err, CH_E_CONFIG,
