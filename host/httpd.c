@@ -443,6 +443,39 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
   return strstr(uri, "%00") ? &target_has_nul : NULL;
 }
 
+/* A request's target (RFC 9112 3.2): origin-form "/path" is its path; of
+   absolute-form "http://HOST[:PORT]/path", which a server MUST accept
+   (3.2.2), the path, its authority taking the Host header's place. */
+struct target {
+  const char *path; /* NULL: absolute-form with no host, or a too long one */
+  char host[HTTPD_HOST_MAX + 8]; /* the authority; "" in origin-form */
+  int nul;                       /* a %00 in it */
+};
+
+static void target_parse(const char *url, int nul, struct target *t) {
+  const char *auth = NULL, *slash;
+  size_t len;
+
+  t->path = url;
+  t->host[0] = '\0';
+  t->nul = nul;
+  if (strncasecmp(url, "http://", 7) == 0)
+    auth = url + 7;
+  else if (strncasecmp(url, "https://", 8) == 0)
+    auth = url + 8;
+  if (!auth)
+    return;
+  slash = strchr(auth, '/');
+  len = slash ? (size_t)(slash - auth) : strlen(auth);
+  if (!len || len >= sizeof(t->host)) {
+    t->path = NULL;
+    return;
+  }
+  memcpy(t->host, auth, len);
+  t->host[len] = '\0';
+  t->path = slash ? slash : "/";
+}
+
 /* The query arguments' names, to find one given twice. */
 struct arg_names {
   const char *name[HTTPD_MAX_ARGS];
@@ -498,15 +531,24 @@ static int args_refused(struct MHD_Connection *conn, const char *path,
    size, the query arguments. 1 with `rp` filled
    when the request is refused. */
 static int refused(const struct httpd *h, struct MHD_Connection *conn,
-                   const char *method, const char *path, const char *version,
-                   int nul, struct httpd_reply *rp) {
-  const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+                   const char *method, const char *url, const struct target *t,
+                   const char *version, struct httpd_reply *rp) {
+  const char *path = t->path ? t->path : url;
+  const char *host =
+      t->host[0] ? t->host
+                 : MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
   const char *origin =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
   const char *length =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 
-  if (nul) {
+  if (!t->path) {
+    reply_own(rp, path, MHD_HTTP_BAD_REQUEST,
+              "bad request: an absolute-form target needs a host (of at "
+              "most 128 characters)\n");
+    return 1;
+  }
+  if (t->nul) {
     reply_own(rp, path, MHD_HTTP_BAD_REQUEST,
               "bad request: a NUL (%00) in the path or a query argument\n");
     return 1;
@@ -627,13 +669,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   struct httpd *h = cls;
   struct upload *up = *con_cls == &target_has_nul ? NULL : *con_cls;
   struct httpd_reply rp = {0};
-  struct httpd_request rq = {conn, method, url};
+  struct target t;
+  struct httpd_request rq = {conn, method, NULL};
+  const char *path;
 
+  target_parse(url, *con_cls == &target_has_nul, &t);
+  path = rq.path = t.path ? t.path : url; /* refused when NULL */
   if (!up) {
     /* First call: headers only. Refuse now (MHD then reads no body), or
        keep a counter for the body. */
-    if (refused(h, conn, method, url, version, *con_cls == &target_has_nul,
-                &rp)) {
+    if (refused(h, conn, method, url, &t, version, &rp)) {
       conn_phase(h, conn, 1);
       return send_reply(conn, &rp);
     }
@@ -655,13 +700,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   }
   conn_phase(h, conn, 1); /* the whole request is in: it is answered now */
   if (up->bytes > HTTPD_MAX_BODY) {
-    reply_own(&rp, url, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
+    reply_own(&rp, path, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
     return send_reply(conn, &rp);
   }
   if (h->login_path && strcmp(method, "POST") == 0 &&
-      strcmp(url, h->login_path) == 0)
+      strcmp(path, h->login_path) == 0)
     return sign_in(h, conn, up);
-  if (!authorized(h, conn, method, url) && wants_page(h, conn, method)) {
+  if (!authorized(h, conn, method, path) && wants_page(h, conn, method)) {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret;
@@ -672,8 +717,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     MHD_destroy_response(r);
     return ret;
   }
-  if (!authorized(h, conn, method, url)) {
-    reply_own(&rp, url, MHD_HTTP_UNAUTHORIZED,
+  if (!authorized(h, conn, method, path)) {
+    reply_own(&rp, path, MHD_HTTP_UNAUTHORIZED,
               "unauthorized: send 'Authorization: Bearer "
               "<serve.auth_token>'\n");
     return send_reply(conn, &rp);
