@@ -557,6 +557,18 @@ class HostileServers(HostileTest):
         self.assertLess(time.monotonic() - t0, 60)
 
 
+    def sync_rewritten(self, fake, rewrite, seen):
+        """Sync Jira through a proxy to `fake` applying `rewrite`; the sync
+        succeeds and every rewrite in `seen` happened. (config, graph, run)"""
+        h = self.hostile(proxy_to(fake.base, rewrite))
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
+        out = self.path("g.json")
+        r = lib.run(["-c", cfg, "sync", "-o", out], timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(all(seen.values()), seen)
+        return cfg, out, r
+
     def test_corrupted_deleted_users_are_nobody(self):
         """Jira answers accountId "unknown" for a deleted user whose record
         is corrupted (UserDetails, ProjectRoleUser), and `active` is
@@ -586,13 +598,7 @@ class HostileServers(HostileTest):
                                       "type": "atlassian-user-role-actor",
                                       "actorUser": {"accountId": "unknown"}})
             return status, headers, json.dumps(doc).encode()
-        h = self.hostile(proxy_to(fake.base, corrupted))
-        cfg = self.config({"jira": self.jira_inst(
-            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
-        out = self.path("g.json")
-        r = lib.run(["-c", cfg, "sync", "-o", out], timeout=120)
-        self.assertEqual(r.rc, 0, r)
-        self.assertTrue(all(seen.values()), seen)
+        cfg, out, r = self.sync_rewritten(fake, corrupted, seen)
         self.assertIn("'unknown' of a corrupted record", r.err)
         with open(out) as f:
             g = json.load(f)
@@ -623,13 +629,7 @@ class HostileServers(HostileTest):
                 seen["members"] += 1
                 doc["values"].append(dict(doc["values"][0]))
             return status, headers, json.dumps(doc).encode()
-        h = self.hostile(proxy_to(fake.base, repeated))
-        cfg = self.config({"jira": self.jira_inst(
-            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])})
-        out = self.path("g.json")
-        r = lib.run(["-c", cfg, "sync", "-o", out], timeout=120)
-        self.assertEqual(r.rc, 0, r)
-        self.assertTrue(all(seen.values()), seen)
+        cfg, out, r = self.sync_rewritten(fake, repeated, seen)
         with open(out) as f:
             stats = json.load(f)["instances"][0]["stats"]
         self.assertIn("(jira_cloud): ok, %d resources, %d grants,"
