@@ -24,6 +24,7 @@
 #include "config.h"
 #include "log.h"
 #include "store.h"
+#include "utf8.h"
 #include "util.h"
 
 enum fmt { FMT_TABLE = 0, FMT_JSON, FMT_CSV };
@@ -281,16 +282,6 @@ static void csv_cell(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-/* A UTF-8 locale for wcwidth, whatever the process's own (NULL: none is
-   installed). */
-static locale_t utf8_locale;
-
-static void utf8_locale_init(void) {
-  utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-  if (!utf8_locale)
-    utf8_locale = newlocale(LC_CTYPE_MASK, "en_US.UTF-8", (locale_t)0);
-}
-
 /*
  * The columns UTF-8 text takes on a terminal: wcwidth(3) of each code
  * point (2 for CJK and other wide characters, 0 for combining marks) in a
@@ -299,18 +290,16 @@ static void utf8_locale_init(void) {
  * one column each. (Table cells hold no control characters: table_add.)
  */
 static size_t text_width(const char *s) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
   size_t w = 0, n = strlen(s);
   mbstate_t st;
-  locale_t old;
+  locale_t old, l = utf8_locale();
 
-  pthread_once(&once, utf8_locale_init);
-  if (!utf8_locale) {
+  if (!l) {
     for (; *s; s++)
       w += ((unsigned char)*s & 0xC0) != 0x80;
     return w;
   }
-  old = uselocale(utf8_locale);
+  old = uselocale(l);
   memset(&st, 0, sizeof(st));
   while (n) {
     wchar_t wc;

@@ -19,6 +19,9 @@
  *      @ts:T@        epoch seconds T as RFC 3339 UTC text
  *      @now@         the current epoch seconds
  *      @instr:A,B@   the 1-based position of B in A, 0 when absent
+ *      @contains:A,B@  the same, both lowercased letter by letter (any
+ *                    script, not only A-Z): non-zero when A contains B in
+ *                    either case
  *      @temp@        the schema prefix of temporary tables and views
  * Everything else is common SQL that both accept (ON CONFLICT, RETURNING,
  * IS DISTINCT FROM, CTEs).

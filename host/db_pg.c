@@ -64,6 +64,10 @@ static const struct db_token pg_tokens[] = {
            " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"},
     {"now", "CAST(extract(epoch FROM now()) AS BIGINT)"},
     {"instr", "strpos(%1, %2)"},
+    /* ICU's root collation: lower() of every letter, not only A-Z as in
+       the columns' "C" */
+    {"contains", "strpos(lower((%1) COLLATE \"und-x-icu\"),"
+                 " lower((%2) COLLATE \"und-x-icu\"))"},
     {"temp", "pg_temp."},
     {NULL, NULL}};
 

@@ -140,9 +140,9 @@ static const struct query {
     "SELECT key, tenant, instance, type, id, display_name, traits,"
     " status, account_type, emails, parent, identity, stale FROM res_b"
     " WHERE (:type IS NULL OR type = :type) AND (:search IS NULL OR"
-    " @instr:lower(COALESCE(display_name, '')),lower(:search)@ > 0 OR"
-    " @instr:lower(key),lower(:search)@ > 0 OR EXISTS (SELECT 1 FROM"
-    " @each:emails@ je WHERE @instr:lower(je.value),lower(:search)@ > 0))"
+    " @contains:COALESCE(display_name, ''),:search@ > 0 OR"
+    " @contains:key,:search@ > 0 OR EXISTS (SELECT 1 FROM"
+    " @each:emails@ je WHERE @contains:je.value,:search@ > 0))"
     " ORDER BY key"},
   {"grants",
     "SELECT entitlement, principal, principal_name, principal_type,"

@@ -821,6 +821,17 @@ class StoreTest(lib.TempDirTest):
                              {x["key"] for x in every
                               if text in (x["display_name"] or "").lower() or text in x["key"]
                               or any(text in e.lower() for e in x["emails"])}, text)
+        # and every letter matches either case, not only A-Z (SQLite's
+        # lower() maps those alone; PostgreSQL's columns are "C")
+        def each(name, f):
+            return "".join(f(c) if len(f(c)) == 1 else c for c in name)
+        named = [x for x in every if any(ord(c) > 127 and c.lower() != c.upper()
+                                         for c in x["display_name"] or "")]
+        self.assertTrue(named)
+        for x in named[:3]:
+            for text in (each(x["display_name"], str.lower), each(x["display_name"], str.upper)):
+                self.assertIn(x["key"], {y["key"] for y in self.read(
+                    "resources", "--search", text)["resources"]}, text)
         mail = next(e for x in every for e in x["emails"])
         self.assertIn(mail, {e for x in self.read("resources", "--search", mail.upper())["resources"]
                              for e in x["emails"]})
