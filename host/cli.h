@@ -138,6 +138,18 @@ int cmd_read_render(const char *db, const char *name,
                     long offset, long limit, long *next, FILE *f,
                     struct ch_err *err);
 
+/*
+ * Whether the HTTP API's query arguments `args` (`n` names) apply to read
+ * command `name`, by the table the CLI's options are checked against:
+ * run, tenant, format, type, search, entitlement, principal, from and to
+ * as the options of those names, who and what as WHO and WHAT, limit and
+ * offset everywhere. CH_OK, or CH_E_INVALID with a message naming the
+ * first that does not and the endpoints (`prefix` then the command) it
+ * applies to.
+ */
+int cmd_read_check_args(const char *name, const char *const *args, size_t n,
+                        const char *prefix, struct ch_err *err);
+
 /* main() in one call: parse, set up logging and HTTP, dispatch. */
 int cli_main(int argc, char **argv);
 

@@ -42,7 +42,9 @@ struct section {
 
 /* The long options' getopt values. --db, --tenant and --format (and -c,
    -q, -h) apply to every command; the others only to the commands whose
-   `opts` name them: any other use is a usage error. */
+   `opts` name them: any other use is a usage error. RO_WHO and RO_WHAT
+   are no options: the HTTP API's who= and what=, the commands' WHO and
+   WHAT. */
 enum {
   RO_DB = 300,
   RO_RUN,
@@ -54,7 +56,9 @@ enum {
   RO_PRINCIPAL,
   RO_FROM,
   RO_TO,
-  RO_EXIT_CODE
+  RO_EXIT_CODE,
+  RO_WHO,
+  RO_WHAT
 };
 #define O(x) (1u << ((x)-RO_DB))
 
@@ -83,7 +87,7 @@ static const struct read_cmd commands[] = {
      .sections = {S("grants", "grants",
                     "entitlement principal principal_name direct via")}},
     {.name = "access",
-     .opts = O(RO_RUN),
+     .opts = O(RO_RUN) | O(RO_WHO),
      .nargs = 1,
      .args_help = "WHO",
      .sections =
@@ -93,14 +97,14 @@ static const struct read_cmd commands[] = {
             "instance principal_name resource_type resource_parent_name "
             "resource_name slug direct via_names stale")}},
     {.name = "who-has",
-     .opts = O(RO_RUN),
+     .opts = O(RO_RUN) | O(RO_WHAT),
      .nargs = 1,
      .args_help = "WHAT",
      .sections = {S("holders", "who_has",
                     "slug principal principal_name identity_emails status "
                     "account_type direct via_names stale")}},
     {.name = "explain",
-     .opts = O(RO_RUN),
+     .opts = O(RO_RUN) | O(RO_WHO) | O(RO_WHAT),
      .nargs = 2,
      .args_help = "WHO WHAT",
      .sections = {S("paths", "explain", "kind path stale")}},
@@ -709,30 +713,102 @@ static char read_help[48] = "connhost runs --help";
 
 #define read_usage_error(...) cli_usage_error(read_help, __VA_ARGS__)
 
+/* The commands whose `opts` have `bit`, each after `prefix`, as "a, b". */
+static void takers(unsigned bit, const char *prefix, char *list, size_t n) {
+  size_t used = 0;
+
+  list[0] = '\0';
+  for (size_t i = 0; i < NCOMMANDS && used < n; i++) {
+    if (commands[i].opts & bit)
+      used += (size_t)snprintf(list + used, n - used, "%s%s%s",
+                               used ? ", " : "", prefix, commands[i].name);
+  }
+}
+
+/* The first option of `seen` (O(RO_...) bits) that does not apply to
+   `cmd`, or NULL: --db, --tenant and --format apply to every command. */
+static const struct option *not_applying(const struct read_cmd *cmd,
+                                         unsigned seen,
+                                         const struct option *opts) {
+  const unsigned common = O(RO_DB) | O(RO_TENANT) | O(RO_FORMAT);
+
+  for (const struct option *o = opts; o->name; o++) {
+    if (o->val >= RO_DB && (seen & O(o->val)) &&
+        !((cmd->opts | common) & O(o->val)))
+      return o;
+  }
+  return NULL;
+}
+
 /* Every option given (`seen`, O(RO_...) bits) must apply to `cmd`, as in
    cli.c: none is silently ignored. Returns -1 to go on, or EXIT_USAGE. */
 static int check_applies(const struct read_cmd *cmd, unsigned seen) {
-  const unsigned common = O(RO_DB) | O(RO_TENANT) | O(RO_FORMAT);
+  const struct option *bad = not_applying(cmd, seen, read_opts);
+  char list[256];
 
-  for (const struct option *o = read_opts; o->name; o++) {
-    char list[160];
-    size_t used = 0;
-    if (o->val < RO_DB || !(seen & O(o->val)) ||
-        ((cmd->opts | common) & O(o->val)))
-      continue;
-    list[0] = '\0';
-    for (size_t i = 0; i < NCOMMANDS && used < sizeof(list); i++) {
-      if (commands[i].opts & O(o->val))
-        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
-                                 used ? ", " : "", commands[i].name);
-    }
+  if (bad) {
+    takers(O(bad->val), "", list, sizeof(list));
     return read_usage_error("--%s does not apply to '%s': it applies to %s",
-                            o->name, cmd->name, list);
+                            bad->name, cmd->name, list);
   }
   if ((seen & O(RO_RUN)) && (seen & O(RO_TO)))
     return read_usage_error("give --to RUN or --run RUN, not both: for "
                             "'diff' they are the same");
   return -1;
+}
+
+/* The HTTP API's query arguments: the options of read_opts but those
+   only the CLI has (--db, --exit-code; -c, -q, -h), and these: who and
+   what (WHO and WHAT), limit and offset (paging, for every command). */
+static const struct option api_extra[] = {
+    {"who", required_argument, NULL, RO_WHO},
+    {"what", required_argument, NULL, RO_WHAT},
+    {"limit", required_argument, NULL, 0},
+    {"offset", required_argument, NULL, 0},
+    {NULL, 0, NULL, 0}};
+
+static const struct option *api_arg(const char *name) {
+  for (const struct option *o = read_opts; o->name; o++) {
+    if (o->val > RO_DB && o->val != RO_EXIT_CODE && strcmp(o->name, name) == 0)
+      return o;
+  }
+  for (const struct option *o = api_extra; o->name; o++) {
+    if (strcmp(o->name, name) == 0)
+      return o;
+  }
+  return NULL;
+}
+
+int cmd_read_check_args(const char *name, const char *const *args, size_t n,
+                        const char *prefix, struct ch_err *err) {
+  const struct read_cmd *cmd = find_cmd(name);
+  unsigned seen = 0;
+  const struct option *bad;
+  char list[256];
+
+  if (!cmd)
+    return ch_err_set(err, CH_E_NOTFOUND, "no read command '%s'", name);
+  for (size_t i = 0; i < n; i++) {
+    const struct option *o = api_arg(args[i]);
+    if (!o)
+      return ch_err_set(err, CH_E_INVALID, "unknown query argument '%s'",
+                        args[i]);
+    if (o->val)
+      seen |= O(o->val);
+  }
+  bad = not_applying(cmd, seen, read_opts);
+  if (bad || (bad = not_applying(cmd, seen, api_extra))) {
+    takers(O(bad->val), prefix, list, sizeof(list));
+    return ch_err_set(err, CH_E_INVALID,
+                      "'%s' does not apply to %s%s: it applies to %s",
+                      bad->name, prefix, cmd->name, list);
+  }
+  if ((seen & O(RO_RUN)) && (seen & O(RO_TO)))
+    return ch_err_set(err, CH_E_INVALID,
+                      "give 'to' or 'run', not both: for %sdiff they are "
+                      "the same",
+                      prefix);
+  return CH_OK;
 }
 
 static int parse_run(const char *s, int64_t *out) {

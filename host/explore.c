@@ -155,8 +155,24 @@ static char *next_link(const char *name, const struct httpd_request *rq,
   return text;
 }
 
+/* The names of a request's query arguments (at most HTTPD_MAX_ARGS: the
+   listener refuses more). */
+struct arg_list {
+  const char *name[HTTPD_MAX_ARGS];
+  size_t n;
+};
+
+static void arg_add(void *arg, const char *name, const char *value) {
+  struct arg_list *a = arg;
+
+  (void)value;
+  if (a->n < HTTPD_MAX_ARGS)
+    a->name[a->n++] = name;
+}
+
 static void api(const char *db, const char *name,
                 const struct httpd_request *rq, struct httpd_reply *rp) {
+  struct arg_list args = {0};
   struct store_params p;
   struct ch_err err = {0};
   const char *format = httpd_query(rq, "format");
@@ -166,6 +182,13 @@ static void api(const char *db, const char *name,
   FILE *f;
   int rc;
 
+  /* an argument that does not apply is refused, as the CLI's option */
+  httpd_query_each(rq, arg_add, &args);
+  if (cmd_read_check_args(name, args.name, args.n, HTTPD_API_PREFIX, &err) !=
+      CH_OK) {
+    httpd_reply_error(rp, 400, "%s", err.msg);
+    return;
+  }
   if (explore_params(rq, EXPLORE_PAGE, &p, &offset, &limit) < 0) {
     httpd_reply_error(rp, 400, EXPLORE_BAD_PARAMS);
     return;

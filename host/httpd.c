@@ -42,7 +42,6 @@
 #define HTTPD_MAX_DISCARD (1024 * 1024)
 #define TOO_LARGE "request body too large: at most 4096 bytes\n"
 #define HTTPD_HOST_MAX 128 /* the host part of the listen address */
-#define HTTPD_MAX_ARGS 64  /* query arguments of one request */
 #define HTTPD_SESSIONS 64  /* browser sign-ins kept (oldest replaced) */
 #define HTTPD_SESSION_S (12 * 3600) /* how long one lasts */
 #define SESSION_COOKIE "connhost_session"

@@ -10,6 +10,8 @@
 #include <connhost/plugin.h>
 
 #define HTTPD_DEFAULT_LISTEN "127.0.0.1:9464"
+/* The most query arguments of a request (more are refused with 400). */
+#define HTTPD_MAX_ARGS 64
 
 struct httpd;
 struct httpd_request;

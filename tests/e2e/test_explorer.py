@@ -274,6 +274,39 @@ class ExplorerTest(unittest.TestCase):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("no run 999 in '%s'" % self.db, r.err)
 
+    def test_api_refuses_arguments_that_do_not_apply(self):
+        """As the CLI refuses an option that does not apply to the command,
+        the API refuses such an argument, naming the endpoints it applies
+        to: to= is diff's, not the run of another read."""
+        ex = self.explore()
+        for path, name, where in (
+                ("/api/v1/runs?to=1", "to", "it applies to /api/v1/diff"),
+                ("/api/v1/stats?from=1", "from", "it applies to /api/v1/diff"),
+                ("/api/v1/runs?run=1", "run", "it applies to /api/v1/resources, "),
+                ("/api/v1/grants?type=group", "type", "it applies to /api/v1/resources"),
+                ("/api/v1/resources?entitlement=x", "entitlement", "it applies to /api/v1/grants"),
+                ("/api/v1/stats?who=x", "who", "it applies to /api/v1/access, /api/v1/explain"),
+                ("/api/v1/access?who=x&what=y", "what",
+                 "it applies to /api/v1/who-has, /api/v1/explain"),
+                ("/api/v1/diff?run=2&to=2", "to", "not both"),
+                ("/api/v1/stats?db=/etc/passwd", "db", "unknown"),
+                ("/api/v1/stats?nonsense", "nonsense", "unknown")):
+            status, headers, body = ex.get(path)
+            self.assertEqual((status, headers["Content-Type"]), (400, "application/json"),
+                             (path, body))
+            error = json.loads(body)["error"]
+            self.assertIn("'%s'" % name, error, path)
+            self.assertIn(where, error, path)
+        # the CLI's own words for its options, from the same table
+        r = lib.run(["runs", "--db", self.db, "--to", "1"])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("--to does not apply to 'runs': it applies to diff", r.err)
+        # what applies still answers
+        self.assertEqual(ex.json("/api/v1/diff?from=1&to=2&tenant=%s&format=json&limit=5&offset=0"
+                                 % TENANT)["from"], 1)
+        self.assertEqual(ex.get("/api/v1/resources?run=1&type=group&search=a")[0], 200)
+        self.assertEqual(ex.stop(), 0)
+
     def next_link(self, headers):
         """The Link header's next page (path?query), checked for form;
         None without one."""
