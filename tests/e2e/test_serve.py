@@ -545,6 +545,8 @@ class Api(ServeTest):
 
         status, _, body = raw("GET", "http://%s/healthz" % own)
         self.assertEqual((status, body), (200, b"ok\n"))
+        # the first run recorded: the two reads below see the same store
+        s.wait_log(r"sync_finished: tenant=alpha instance=jira status=ok")
         status, headers, body = raw("GET", "http://%s/api/v1/runs" % own)
         want = s.get("/api/v1/runs")
         self.assertEqual((status, headers["content-type"], body),
