@@ -873,8 +873,9 @@ int cmd_read_main(int argc, char **argv) {
   long changed = 0, next;
   FILE *f = stdout;
   const struct read_page all = {0, -1};
+  const char *word = cmd_word(argc, argv);
 
-  if (cmd_word(argc, argv) && (cmd = find_cmd(cmd_word(argc, argv))))
+  if (word && (cmd = find_cmd(word)))
     snprintf(read_help, sizeof(read_help), "connhost %s --help", cmd->name);
   cmd = NULL; /* found again below, with the arguments */
   opterr = 0;

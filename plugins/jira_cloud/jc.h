@@ -91,6 +91,9 @@ struct jc_named_group {
 
 /* The group name of a "name:" key, NULL for a groupId. */
 const char *jc_group_name(const char *key);
+/* `b` emptied and given the "name:" key of group `name`; nonzero when out
+   of memory. */
+int jc_group_key(struct pj_buf *b, const char *name);
 
 /* Descriptor tables (jira_cloud.c). */
 extern const struct ch_config_key jc_options[];

@@ -223,8 +223,7 @@ static int jc_list_groups(struct jc_inst *in, json_object *tok,
                       "name was skipped");
         continue;
       }
-      key.len = 0;
-      if (pj_buf_add(&key, JC_GROUP_BY_NAME) || pj_buf_add(&key, name)) {
+      if (jc_group_key(&key, name)) {
         rc = pj_nomem(err);
         break;
       }
@@ -605,10 +604,9 @@ static int jc_group_key_by_name(struct jc_inst *in, const char *name,
       *pj_get_str(found, "groupId")) {
     if (pj_buf_add(&key, pj_get_str(found, "groupId")))
       goto nomem;
-  } else if (pj_buf_add(&key, JC_GROUP_BY_NAME) ||
-             pj_buf_add(&key, found.i >= 0 && pj_get_str(found, "name")
-                                  ? pj_get_str(found, "name")
-                                  : name))
+  } else if (jc_group_key(&key, found.i >= 0 && pj_get_str(found, "name")
+                                    ? pj_get_str(found, "name")
+                                    : name))
     goto nomem;
   if (jc_named_add(in, name, key.s) || !(*out = strdup(key.s)))
     goto nomem;

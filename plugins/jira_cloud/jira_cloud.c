@@ -251,6 +251,11 @@ const char *jc_group_name(const char *key) {
   return key && strncmp(key, JC_GROUP_BY_NAME, n) == 0 ? key + n : NULL;
 }
 
+int jc_group_key(struct pj_buf *b, const char *name) {
+  b->len = 0;
+  return pj_buf_add(b, JC_GROUP_BY_NAME) || pj_buf_add(b, name);
+}
+
 int jc_user_skipped(const struct jc_inst *in, const char *account_type,
                     int active) {
   if (in->skip_inactive && !active)
