@@ -98,6 +98,20 @@ static void readyz(struct serve *sv, struct httpd_reply *rp) {
   reply(rp, 503, "not ready: %s\n", shown);
 }
 
+/* The first query argument POST /api/v1/sync does not take, or NULL. */
+struct sync_args {
+  const char *unknown;
+};
+
+static void sync_arg_check(void *arg, const char *name, const char *value) {
+  struct sync_args *a = arg;
+
+  (void)value;
+  if (!a->unknown && strcmp(name, "tenant") != 0 &&
+      strcmp(name, "instance") != 0)
+    a->unknown = name;
+}
+
 static void api_sync(struct serve *sv, const struct httpd_request *rq,
                      struct httpd_reply *rp) {
   const char *tenant = httpd_query(rq, "tenant");
@@ -105,10 +119,20 @@ static void api_sync(struct serve *sv, const struct httpd_request *rq,
   const struct config_tenant *ct;
   struct tenant_rt *t = NULL;
   char why[CH_ERR_MSG_SIZE];
+  struct sync_args args = {0};
 
   if (strcmp(httpd_method(rq), "POST") != 0) {
     rp->allow = "POST";
     httpd_reply_error(rp, 405, "use POST");
+    return;
+  }
+  /* a misspelt ?instnace= would otherwise sync the whole tenant */
+  httpd_query_each(rq, sync_arg_check, &args);
+  if (args.unknown) {
+    httpd_reply_error(rp, 400,
+                      "unknown argument '%s': POST /api/v1/sync takes "
+                      "tenant and instance",
+                      args.unknown);
     return;
   }
   if (!tenant || !tenant[0]) {

@@ -517,6 +517,24 @@ class Api(ServeTest):
         self.assertEqual(s.get("/api/v1/sync?tenant=alpha&instance=jira", method="POST")[0], 202)
         self.assertEqual(s.stop(), 0)
 
+    def test_sync_refuses_an_argument_it_does_not_take(self):
+        """A misspelt ?instnace=jira is a 400 naming it, not a sync of the whole tenant."""
+        s = self.serve(self.config(tenants=("alpha",),
+                                   extra="schedule:\n  interval: 1h\n  jitter: 0%\n"))
+        done = r"sync_finished: tenant=alpha instance=jira status=ok"
+        s.wait_log(done)
+        for path, name in (("/api/v1/sync?tenant=alpha&instnace=jira", "instnace"),
+                           ("/api/v1/sync?force&tenant=alpha", "force")):
+            answer = s.get(path, method="POST")
+            self.assertJsonError(answer, 400, path)
+            self.assertIn("'%s'" % name, json.loads(answer[2])["error"], path)
+        # one good request makes one more run: the refused ones queued none
+        self.assertEqual(s.get("/api/v1/sync?tenant=alpha&instance=jira", method="POST")[0], 202)
+        s.wait_log(done, count=2)
+        time.sleep(1)
+        self.assertEqual(len(re.findall(done, s.log())), 2, s.log()[-3000:])
+        self.assertEqual(s.stop(), 0)
+
     def test_a_nul_in_the_target_is_refused(self):
         """%00 would cut the decoded path or argument short (alpha%00junk
         read as alpha): a 400 instead."""
