@@ -385,11 +385,12 @@ static int authorized(struct httpd *h, struct MHD_Connection *conn,
 
 /* A browser asking for a page without the token goes to the sign-in. */
 static int wants_page(const struct httpd *h, struct MHD_Connection *conn,
-                      const char *method) {
+                      const char *method, const char *path) {
   const char *accept =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
-  return h->login_path && strcmp(method, "GET") == 0 && accept &&
-         strstr(accept, "text/html");
+  /* the API answers JSON even to a browser: a 401, never the form */
+  return h->login_path && strcmp(method, "GET") == 0 && !httpd_is_api(path) &&
+         accept && strstr(accept, "text/html");
 }
 
 /* Whether `host` (a Host header: NAME or NAME:PORT, NAME maybe "[v6]")
@@ -705,7 +706,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   if (h->login_path && strcmp(method, "POST") == 0 &&
       strcmp(path, h->login_path) == 0)
     return sign_in(h, conn, up);
-  if (!authorized(h, conn, method, path) && wants_page(h, conn, method)) {
+  if (!authorized(h, conn, method, path) && wants_page(h, conn, method, path)) {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret;

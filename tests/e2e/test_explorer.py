@@ -512,6 +512,10 @@ class ExplorerTest(unittest.TestCase):
         # a browser's page load without it goes to the sign-in form
         status, where, _, _ = req("GET", "/review", headers={"Accept": "text/html"})
         self.assertEqual((status, where), (303, "/login"))
+        # the JSON API, opened in a browser, answers JSON: a 401, no redirect
+        status, where, _, body = req("GET", "/api/v1/runs", headers={"Accept": "text/html"})
+        self.assertEqual((status, where), (401, None))
+        self.assertTrue(json.loads(body)["error"])
         status, _, _, body = req("GET", "/login")
         self.assertEqual(status, 200)
         self.assertIn(b'<form class="login" action="/login" method="post">', body)
