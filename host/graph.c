@@ -326,6 +326,24 @@ size_t graph_nnodes(const struct graph *g) {
   return g->finished ? g->norder : 0;
 }
 
+static size_t inst_index(const struct graph *g, const struct node *n) {
+  size_t i = 0;
+
+  while (g->insts[i] != n->type->inst)
+    i++;
+  return i;
+}
+
+const char *graph_resource_key(const struct graph *g, size_t i, size_t *inst) {
+  const struct node *n = g->order[i];
+
+  if (!kept(n))
+    return NULL;
+  if (inst)
+    *inst = inst_index(g, n);
+  return n->key;
+}
+
 int graph_resource_view(const struct graph *g, size_t i,
                         struct graph_res_view *out) {
   const struct node *n = g->order[i];
@@ -337,8 +355,7 @@ int graph_resource_view(const struct graph *g, size_t i,
   out->type = n->type->t->id;
   out->id = n->id;
   out->display_name = r->display_name;
-  for (out->inst = 0; g->insts[out->inst] != n->type->inst; out->inst++)
-    ;
+  out->inst = inst_index(g, n);
   out->traits = n->type->t->traits;
   out->status = r->status;
   out->account_type = r->account_type;

@@ -344,8 +344,7 @@ static int intern(struct rec *r, const char *select_sql, size_t n,
 }
 
 static const char *node_key_at(const struct graph *g, size_t i) {
-  struct graph_res_view v;
-  return graph_resource_view(g, i, &v) ? v.key : NULL;
+  return graph_resource_key(g, i, NULL);
 }
 
 /* A row of `nodes` (intern sends it). */
@@ -748,10 +747,8 @@ int store_record(struct store *s, const struct graph *g, int64_t started_ms,
     r.by_id[r.insts[i].id] = &r.insts[i];
   for (i = 0; i < nents; i++) {
     struct graph_ent_view ev;
-    struct graph_res_view rv;
     graph_entitlement_view(g, i, &ev);
-    graph_resource_view(g, ev.resource, &rv);
-    r.ent_inst[i] = rv.inst;
+    graph_resource_key(g, ev.resource, &r.ent_inst[i]);
   }
   /* The first run inserts everything: building the indexes of grants by
      principal and resources by identity once afterwards is cheaper than

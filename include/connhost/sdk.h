@@ -77,8 +77,9 @@ int pj_request_route(const struct pj_client *c, const char *route,
  * per value (a single allocation besides the body, strings unescaped in
  * place); a struct pj_val is a value inside it, valid until pj_doc_free().
  * What it accepts is RFC 8259 JSON, one value per text, nested at most 32
- * deep (json-c's limit); strings read as json-c gave them: \u0000 is a
- * NUL byte (a C string ends there), a lone surrogate is U+FFFD. A missing
+ * deep (json-c's limit). Strings are unescaped as json-c does, except
+ * \u0000: it reads as U+FFFD, as a lone surrogate does, since a NUL would
+ * cut the C string a name or an id is handed on in. A missing
  * value (v.i < 0) is PJ_NONE, and every accessor takes one.
  */
 struct pj_doc;
@@ -117,8 +118,8 @@ size_t pj_val_len(struct pj_val v);
 struct pj_val pj_val_first(struct pj_val v);
 struct pj_val pj_val_next(struct pj_val v);
 struct pj_val pj_member_value(struct pj_val key);
-/* A string's unescaped bytes, NUL-terminated (*len, when not NULL, counts
-   any NUL inside); NULL for another type. */
+/* A string's unescaped bytes, NUL-terminated (*len, when not NULL, its
+   length; no NUL inside); NULL for another type. */
 const char *pj_val_str(struct pj_val v, size_t *len);
 /* A boolean, or `def` for another type. */
 int pj_val_bool(struct pj_val v, int def);

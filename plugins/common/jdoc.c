@@ -99,10 +99,11 @@ static size_t put_utf8(char *w, unsigned cp) {
 /*
  * Unescape the n bytes at s in place (the text jsmn checked: escapes are
  * complete and \u has four hex digits) and NUL-terminate them; returns the
- * new length. As json-c: \u0000 is a NUL byte inside the string (a C
- * string stops there) and a surrogate that is not half of a pair is
- * U+FFFD. Never longer than the input, so the closing quote's byte takes
- * the NUL.
+ * new length. \u0000 becomes U+FFFD, as a surrogate that is not half of
+ * a pair does: a NUL would end the C string every name and id travels
+ * in, and "Ann\u0000Evil" would reach the graph as "Ann" (or an id as
+ * another record's). Never longer than the input, so the closing quote's
+ * byte takes the NUL.
  */
 static size_t unescape(char *s, size_t n) {
   char *bs = memchr(s, '\\', n);
@@ -155,7 +156,7 @@ static size_t unescape(char *s, size_t n) {
         r += 6;
       }
     }
-    if (cp >= 0xD800 && cp <= 0xDFFF)
+    if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
       cp = 0xFFFD;
     w += put_utf8(s + w, cp);
   }

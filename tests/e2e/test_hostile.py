@@ -609,6 +609,40 @@ class HostileServers(HostileTest):
         user = next(x for x in g["resources"] if x["key"] == rkey("jira", "user", first["accountId"]))
         self.assertNotIn("status", user)
 
+    def test_nul_in_names_and_ids_is_a_replacement_character(self):
+        """A \\u0000 in a display name or an account id: a NUL would end
+        the C string, so "Ann\\u0000Evil" became "Ann" and an id the id of
+        another account. Both arrive whole, the NUL as U+FFFD."""
+        fake = self.start_fake()
+        seen = {"search": 0}
+        users = fake.truth["jira"]["users"]
+        victim, twin = users[0], users[1]
+
+        def nul(req):
+            path = req.path.split("?")[0]
+            if not path.endswith("/users/search"):
+                return None
+            status, headers, body = proxy_to(fake.base)(req, b"")
+            doc = json.loads(body)
+            for u in doc:
+                if u["accountId"] == victim["accountId"]:
+                    seen["search"] += 1
+                    u["displayName"] = "Ann\u0000Evil"
+                    # an id that a NUL would cut to another account's
+                    doc.append(dict(u, accountId=twin["accountId"] + "\u0000x",
+                                    displayName="Twin"))
+            return status, headers, json.dumps(doc).encode()
+        cfg, out, r = self.sync_rewritten(fake, nul, seen)
+        with open(out, encoding="utf-8") as f:
+            g = json.load(f)
+        by_key = {x["key"]: x for x in g["resources"]}
+        ann = by_key[rkey("jira", "user", victim["accountId"])]
+        self.assertEqual(ann["display_name"], "Ann\ufffdEvil")
+        self.assertEqual(by_key[rkey("jira", "user", twin["accountId"])]["display_name"],
+                         twin["displayName"])
+        odd = by_key[rkey("jira", "user", twin["accountId"] + "\ufffdx")]
+        self.assertEqual(odd["display_name"], "Twin")
+
     def test_records_sent_twice_count_once(self):
         """A server repeating a user and a member across its pages: the
         summary and the JSON events count what the graph kept, as its
