@@ -380,8 +380,10 @@ static int output_not_an_input(struct instance **insts, size_t n,
 }
 
 /* Fail each instance that shrank past its threshold since the last good
-   run, before graph_finish drops failed instances' records. */
-static int check_shrink(struct instance **insts, size_t n,
+   run, before graph_finish drops failed instances' records. The counts
+   are the graph's, as the last good ones were: a record a server sent
+   twice must not hide a shrink. */
+static int check_shrink(struct instance **insts, size_t n, struct graph *g,
                         const struct sync_opts *o, const char *output) {
   struct safety_prev *prev;
 
@@ -394,15 +396,24 @@ static int check_shrink(struct instance **insts, size_t n,
   }
   for (size_t i = 0; i < n; i++) {
     struct instance *in = insts[i];
-    struct safety_counts now = {in->resources, in->grants};
+    struct safety_counts now = {0, 0};
+    uint64_t res = 0, grants = 0;
     int pct = in->ci->max_shrink >= 0 ? in->ci->max_shrink
               : o->max_shrink >= 0    ? o->max_shrink
                                       : SAFETY_DEFAULT_MAX_SHRINK;
     char why[256];
 
-    if (!instance_failed(in) &&
-        safety_check(safety_prev_get(prev, in->ci->tenant, in->ci->name), &now,
-                     pct, why, sizeof(why)))
+    const struct safety_counts *was =
+        safety_prev_get(prev, in->ci->tenant, in->ci->name);
+
+    /* counted only when there is something to compare with: the first
+       call sorts every grant */
+    if (instance_failed(in) || !was ||
+        graph_received(g, in->graph_index, &res, &grants) != CH_OK)
+      continue;
+    now.resources = res;
+    now.grants = grants;
+    if (safety_check(was, &now, pct, why, sizeof(why)))
       instance_fail(in, "%s", why);
   }
   safety_prev_free(prev);
@@ -605,7 +616,7 @@ int sync_run(struct instance **insts, size_t n, const struct sync_opts *o,
     run_stopped(&st->run, sig);
     goto out;
   }
-  if (check_shrink(insts, n, o, to_stdout ? NULL : o->output)) {
+  if (check_shrink(insts, n, g, o, to_stdout ? NULL : o->output)) {
     log_error("out of memory");
     run_abort(&st->run, CH_E_NOMEM);
     goto out;

@@ -71,6 +71,15 @@ void graph_set_report(struct graph *g, int inst, const struct graph_report *r);
  */
 int graph_finish(struct graph *g);
 
+/* Before graph_finish, after all workers stopped: what instance `inst`
+   sent, counted as the graph will keep it (a resource or a direct grant
+   sent twice counts once), for the shrink check, which has to fail an
+   instance before graph_finish drops its records. CH_OK, CH_E_INVALID
+   once finished or for an unknown instance. The first call sorts the
+   grants, in place. */
+int graph_received(struct graph *g, int inst, uint64_t *resources,
+                   uint64_t *grants);
+
 /* Status of instance `inst` after graph_finish (it may have failed there). */
 int graph_instance_ok(const struct graph *g, int inst, const char **error);
 

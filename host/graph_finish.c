@@ -237,6 +237,34 @@ static void grants_sort_all(struct graph *g, grant_cmp cmp) {
   grants_sort(g->grants, g->ngrants, cmp, depth);
 }
 
+/* Before graph_finish the grants name nodes by index in g->nodes, which
+   compare as well as ranks do. */
+int graph_received(struct graph *g, int inst, uint64_t *resources,
+                   uint64_t *grants) {
+  struct inst *in;
+  int rc = CH_E_INVALID;
+
+  pthread_mutex_lock(&g->lock);
+  in = inst >= 0 && (size_t)inst < g->ninsts ? g->insts[inst] : NULL;
+  if (g->finished || !in)
+    goto out;
+  if (!g->received) {
+    for (size_t i = 0; i < g->ninsts; i++)
+      g->insts[i]->nrecv = 0;
+    grants_sort_all(g, cmp_grant_raw);
+    for (size_t i = 0; i < g->ngrants; i++)
+      if (!i || cmp_grant_raw(&g->grants[i - 1], &g->grants[i]))
+        g->nodes[g->grants[i].ent]->type->inst->nrecv++;
+    g->received = 1;
+  }
+  *resources = in->nres;
+  *grants = in->nrecv;
+  rc = CH_OK;
+out:
+  pthread_mutex_unlock(&g->lock);
+  return rc;
+}
+
 /* Fold duplicate `b` into `a`. Each choice is independent of which came
    first: flags are united, the lowest expand slug and the lowest profile
    (by bytes) are kept. */

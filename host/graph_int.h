@@ -66,6 +66,7 @@ struct inst {
   /* counted by the graph: distinct resources and direct grants received,
      grants dropped (principal never listed), warnings the graph raised */
   uint64_t nres, ngrants, dropped, gwarnings;
+  uint64_t nrecv; /* distinct direct grants before graph_finish */
   /* graph_finish diagnostics: the key each log line or error names */
   char *bad_key;               /* lowest unknown entitlement key */
   const struct node *bad_node; /* its resource, for the likely cause */
@@ -243,6 +244,7 @@ struct graph {
   size_t ngprofiles, cgprofiles;
   struct hmap gpmap; /* their texts -> index + 1 */
   int finished;
+  int received; /* graph_received counted every instance's grants */
   /* built by graph_finish */
   struct node **order; /* every node, by key */
   size_t norder;

@@ -623,6 +623,43 @@ START_TEST(test_expand_group) {
 }
 END_TEST
 
+/* Before graph_finish, what each instance sent as the graph keeps it: a
+   resource or grant sent twice once (the shrink check's figures), and the
+   graph that follows is the same as without the count. */
+START_TEST(test_received_counts_distinct) {
+  struct graph *g = graph_new();
+  int j = add_inst(g, "acme", "jira", jira_types);
+  int o = add_inst(g, "acme", "org", org_types);
+  uint64_t res = 9, grants = 9;
+  struct json_object *doc;
+
+  add_simple(g, j, "group", "devs");
+  add_simple(g, j, "user", "u1");
+  add_simple(g, j, "user", "u2");
+  add_simple(g, j, "user", "u1");
+  add_simple(g, o, "managed_account", "a1");
+  for (int k = 0; k < 3; k++)
+    add_grant(g, j, "group", "devs", "member", "user", "u1", NULL);
+  add_grant(g, j, "group", "devs", "member", "user", "u2", NULL);
+  ck_assert_int_eq(graph_received(g, j, &res, &grants), CH_OK);
+  ck_assert_uint_eq(res, 3);
+  ck_assert_uint_eq(grants, 2);
+  ck_assert_int_eq(graph_received(g, o, &res, &grants), CH_OK);
+  ck_assert_uint_eq(res, 1);
+  ck_assert_uint_eq(grants, 0);
+  ck_assert_int_eq(graph_received(g, 7, &res, &grants), CH_E_INVALID);
+  ck_assert_int_eq(graph_finish(g), CH_OK);
+  ck_assert_int_eq(graph_received(g, j, &res, &grants), CH_E_INVALID);
+  doc = parse_graph(g);
+  ck_assert_uint_eq(count_grants(doc, GM("devs")), 2);
+  ck_assert_uint_eq(
+      stat_of(json_object_array_get_idx(arr(doc, "instances"), 0), "grants"),
+      2);
+  json_object_put(doc);
+  graph_free(g);
+}
+END_TEST
+
 static int cmp_cstr(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -1611,6 +1648,7 @@ static Suite *graph_suite(void) {
   tcase_add_test(core, test_malformed_records);
   tcase_add_test(core, test_identity_merge);
   tcase_add_test(core, test_expand_group);
+  tcase_add_test(core, test_received_counts_distinct);
   tcase_add_test(core, test_expand_nested_cycle);
   tcase_add_test(core, test_expand_depth_limit);
   tcase_add_test(core, test_expand_coincides_with_direct);

@@ -675,6 +675,42 @@ class HostileServers(HostileTest):
         self.assertEqual([(e["resources"], e["grants"]) for e in done],
                          [(stats["resources"], stats["grants"])])
 
+    def test_records_sent_twice_do_not_hide_a_shrink(self):
+        """A server that fills each group's member pages with one member
+        sent again and again: as many records as last time, far fewer
+        memberships. The shrink check counts what the graph keeps, as the
+        last good run's figures did, so the sync is refused and the good
+        graph stays."""
+        fake = self.start_fake()
+        cfg, out, r = self.sync_rewritten(fake, lambda req: None, {})
+        good = read_bytes(out)
+        n = json.loads(good)["instances"][0]["stats"]["grants"]
+        seen = {"members": 0}
+
+        def one_member(req):
+            if not req.path.split("?")[0].endswith("/group/member"):
+                return None
+            status, headers, body = proxy_to(fake.base)(req, b"")
+            doc = json.loads(body)
+            if len(doc.get("values") or []) > 1:
+                seen["members"] += 1
+                doc["values"] = [dict(doc["values"][0]) for _ in doc["values"]]
+            return status, headers, json.dumps(doc).encode()
+        h = self.hostile(proxy_to(fake.base, one_member))
+        # memberships are under half of the tiny tenant's grants
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"])},
+            name="one.yaml", extra="max_shrink: 10%")
+        r = lib.run(["-c", cfg, "sync", "-o", out], timeout=120)
+        self.assertTrue(seen["members"])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("refusing to replace the last good data: %d -> " % n, r.err, r)
+        self.assertIn(" grants (more than max_shrink", r.err, r)
+        self.assertEqual(read_bytes(out), good)
+        r = lib.run(["-c", cfg, "sync", "-o", out, "--accept-shrink"], timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        self.assertLess(json.loads(read_bytes(out))["instances"][0]["stats"]["grants"], n * 0.9)
+
     def test_createmeta_pages_without_total(self):
         """`total` is optional on createmeta's pages: without it only an
         empty page ends them (one page was read and the rest lost)."""
