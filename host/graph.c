@@ -206,7 +206,7 @@ int graph_add_instance(struct graph *g, const char *tenant,
   int result = CH_E_INVALID;
 
   if (!g || !tenant || !*tenant || !instance || !*instance || !types ||
-      g->finished || g->ninsts >= (size_t)INT32_MAX)
+      g->finished || g->settled || g->ninsts >= (size_t)INT32_MAX)
     goto out;
   for (i = 0; i < g->ninsts; i++) {
     if (!strcmp(g->insts[i]->tenant, tenant) &&

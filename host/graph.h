@@ -75,8 +75,9 @@ int graph_finish(struct graph *g);
    sent, counted as the graph will keep it (a resource or a direct grant
    sent twice counts once), for the shrink check, which has to fail an
    instance before graph_finish drops its records. CH_OK, CH_E_INVALID
-   once finished or for an unknown instance. The first call sorts the
-   grants, in place. */
+   once finished or for an unknown instance, CH_E_NOMEM. From the first
+   call on, the graph takes no more records (its keys are ranked: the
+   first half of graph_finish). */
 int graph_received(struct graph *g, int inst, uint64_t *resources,
                    uint64_t *grants);
 

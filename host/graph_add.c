@@ -422,7 +422,7 @@ int graph_add_resource(struct graph *g, int inst, const struct ch_resource *r,
 
   result = CH_E_NOMEM;
   pthread_mutex_lock(&g->lock);
-  if (g->finished) {
+  if (g->finished || g->settled) {
     pthread_mutex_unlock(&g->lock);
     result = ch_err_set(err, CH_E_INVALID, "the graph is already finished");
     goto out;
@@ -569,7 +569,7 @@ int graph_add_grant(struct graph *g, int inst, const struct ch_grant *gr,
     goto out;
 
   pthread_mutex_lock(&g->lock);
-  if (g->finished) {
+  if (g->finished || g->settled) {
     pthread_mutex_unlock(&g->lock);
     result = ch_err_set(err, CH_E_INVALID, "the graph is already finished");
     goto out;

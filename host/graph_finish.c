@@ -237,34 +237,6 @@ static void grants_sort_all(struct graph *g, grant_cmp cmp) {
   grants_sort(g->grants, g->ngrants, cmp, depth);
 }
 
-/* Before graph_finish the grants name nodes by index in g->nodes, which
-   compare as well as ranks do. */
-int graph_received(struct graph *g, int inst, uint64_t *resources,
-                   uint64_t *grants) {
-  struct inst *in;
-  int rc = CH_E_INVALID;
-
-  pthread_mutex_lock(&g->lock);
-  in = inst >= 0 && (size_t)inst < g->ninsts ? g->insts[inst] : NULL;
-  if (g->finished || !in)
-    goto out;
-  if (!g->received) {
-    for (size_t i = 0; i < g->ninsts; i++)
-      g->insts[i]->nrecv = 0;
-    grants_sort_all(g, cmp_grant_raw);
-    for (size_t i = 0; i < g->ngrants; i++)
-      if (!i || cmp_grant_raw(&g->grants[i - 1], &g->grants[i]))
-        g->nodes[g->grants[i].ent]->type->inst->nrecv++;
-    g->received = 1;
-  }
-  *resources = in->nres;
-  *grants = in->nrecv;
-  rc = CH_OK;
-out:
-  pthread_mutex_unlock(&g->lock);
-  return rc;
-}
-
 /* Fold duplicate `b` into `a`. Each choice is independent of which came
    first: flags are united, the lowest expand slug and the lowest profile
    (by bytes) are kept. */
@@ -322,7 +294,10 @@ static char *bad_grant_error(const struct inst *in) {
  * Fold duplicate grants, fail the instances that granted an entitlement no
  * listed resource carries, drop grants to principals never listed.
  */
-static int finish_check_grants(struct graph *g) {
+/* Grants by rank, sorted, a grant sent twice folded into one, and each
+   instance's count of them: what the graph keeps, whichever instances
+   fail later. */
+static void settle_grants(struct graph *g) {
   size_t i, o = 0;
 
   for (i = 0; i < g->ngrants; i++) {
@@ -333,7 +308,6 @@ static int finish_check_grants(struct graph *g) {
   g->nodes = NULL;
   g->nnodes = g->cnodes = 0;
   grants_sort_all(g, cmp_grant_raw);
-  o = 0;
   for (i = 0; i < g->ngrants; i++) {
     if (o && !cmp_grant_raw(&g->grants[o - 1], &g->grants[i])) {
       grant_fold(g, &g->grants[o - 1], &g->grants[i]);
@@ -342,13 +316,45 @@ static int finish_check_grants(struct graph *g) {
     g->grants[o++] = g->grants[i];
   }
   g->ngrants = o;
+  for (i = 0; i < g->ngrants; i++)
+    g->order[g->grants[i].ent]->type->inst->ngrants++;
+}
+
+/* The keys ranked and the grants settled, once: by graph_received (the
+   shrink check, which may still fail instances) or by graph_finish. */
+static int settle(struct graph *g) {
+  if (!g->settled) {
+    g->settled = 1;
+    g->settle_rc = finish_keys(g);
+    if (!g->settle_rc)
+      settle_grants(g);
+  }
+  return g->settle_rc;
+}
+
+int graph_received(struct graph *g, int inst, uint64_t *resources,
+                   uint64_t *grants) {
+  const struct inst *in;
+  int rc = CH_E_INVALID;
+
+  pthread_mutex_lock(&g->lock);
+  in = inst >= 0 && (size_t)inst < g->ninsts ? g->insts[inst] : NULL;
+  if (!g->finished && in && (rc = settle(g)) == CH_OK) {
+    *resources = in->nres;
+    *grants = in->ngrants;
+  }
+  pthread_mutex_unlock(&g->lock);
+  return rc;
+}
+
+static int finish_check_grants(struct graph *g) {
+  size_t i, o = 0;
 
   for (i = 0; i < g->ngrants; i++) {
     struct rgrant *r = &g->grants[i];
     struct node *rn = g->order[r->ent];
     struct inst *in = rn->type->inst;
     char *key;
-    in->ngrants++;
     if (!in->ok || res_slug_pos(rn->res, r->slug) >= 0)
       continue;
     in->nbad++;
@@ -531,7 +537,7 @@ int graph_finish(struct graph *g) {
   gr_trim();
   /* Step by step; each one's order comes from sorted keys, never from
      arrival order or hash order. */
-  result = finish_keys(g);
+  result = settle(g);
   if (!result)
     result = finish_check_grants(g);
   if (!result)

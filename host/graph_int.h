@@ -66,7 +66,6 @@ struct inst {
   /* counted by the graph: distinct resources and direct grants received,
      grants dropped (principal never listed), warnings the graph raised */
   uint64_t nres, ngrants, dropped, gwarnings;
-  uint64_t nrecv; /* distinct direct grants before graph_finish */
   /* graph_finish diagnostics: the key each log line or error names */
   char *bad_key;               /* lowest unknown entitlement key */
   const struct node *bad_node; /* its resource, for the likely cause */
@@ -244,7 +243,8 @@ struct graph {
   size_t ngprofiles, cgprofiles;
   struct hmap gpmap; /* their texts -> index + 1 */
   int finished;
-  int received; /* graph_received counted every instance's grants */
+  int settled;   /* keys ranked, grants sorted (graph_received) */
+  int settle_rc; /* and how that went */
   /* built by graph_finish */
   struct node **order; /* every node, by key */
   size_t norder;
