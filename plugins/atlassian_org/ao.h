@@ -54,6 +54,7 @@ struct ao_inst {
   char **ws_ids;
   size_t nws;
   int ws_unknown_told;     /* a role on an unlisted workspace was warned of */
+  int role_unknown_told;   /* a role the type does not declare was warned of */
   int groups_missing_told; /* a searched user without groups was warned of */
 };
 

@@ -52,7 +52,9 @@ static const struct ch_entitlement_def ao_group_ents[] = {
     {"member", "Member", ao_to_user}, {NULL, NULL, NULL}};
 
 /* The canonical roles a workspace can hand out (the spec's role enum
-   without org-admin, which belongs to the organization). */
+   without org-admin, which belongs to the organization, plus viewer,
+   which the group role API's roleId lists: "Valid values: ...,
+   atlassian/stakeholder, atlassian/viewer"). */
 static const struct ch_entitlement_def ao_ws_ents[] = {
     {"role:atlassian/user", "User", ao_to_principal},
     {"role:atlassian/admin", "Admin", ao_to_principal},
@@ -64,6 +66,7 @@ static const struct ch_entitlement_def ao_ws_ents[] = {
     {"role:atlassian/stakeholder", "Stakeholder", ao_to_principal},
     {"role:atlassian/site-admin", "Site admin", ao_to_principal},
     {"role:atlassian/ai-access", "AI access", ao_to_principal},
+    {"role:atlassian/viewer", "Viewer", ao_to_principal},
     {NULL, NULL, NULL}};
 
 /* Roles held on the organization itself (the platform resource). */

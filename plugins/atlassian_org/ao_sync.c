@@ -656,17 +656,29 @@ static int ao_emit_role(struct ao_inst *ai, struct ch_sink *sink,
     return CH_OK; /* no real role name is that long */
   /* Roles on resources the sync does not list (projects, goals) or that
      the type does not declare would fail the whole instance: skip them. */
-  if ((strcmp(res->type, "workspace") == 0 && !ao_ws_listed(ai, res->id)) ||
-      !ao_slug_declared(res->type, slug)) {
+  if (strcmp(res->type, "workspace") == 0 && !ao_ws_listed(ai, res->id)) {
     /* A workspace the listing did not return may be an id form the sync
        does not know: say so once, not per grant. */
-    int first = strcmp(res->type, "workspace") == 0 &&
-                !__atomic_exchange_n(&ai->ws_unknown_told, 1, __ATOMIC_RELAXED);
+    int first = !__atomic_exchange_n(&ai->ws_unknown_told, 1, __ATOMIC_RELAXED);
     ai->host->log(ai->hc, first ? CH_LOG_WARN : CH_LOG_DEBUG,
                   "skipping %s on %s for %s %s%s", slug, res->id, who->type,
                   who->id,
                   first ? ": the workspace listing did not return it (further "
                           "such roles are skipped at debug level)"
+                        : "");
+    return CH_OK;
+  }
+  if (!ao_slug_declared(res->type, slug)) {
+    /* A role name this plugin does not know (a new canonical role): the
+       grant is lost, so say so once, and not as an unlisted workspace. */
+    int first =
+        !__atomic_exchange_n(&ai->role_unknown_told, 1, __ATOMIC_RELAXED);
+    ai->host->log(ai->hc, first ? CH_LOG_WARN : CH_LOG_DEBUG,
+                  "skipping %s on %s %s for %s %s%s", slug, res->type, res->id,
+                  who->type, who->id,
+                  first ? ": the plugin does not know this role on a "
+                          "resource of this type (further such roles are "
+                          "skipped at debug level)"
                         : "");
     return CH_OK;
   }

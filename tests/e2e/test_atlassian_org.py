@@ -924,6 +924,31 @@ class Errors(OrgTest):
         self.assertEqual(r.err.count("the workspace listing did not return it"), 1, r.err)
         self.assertIn(odd, r.err)
 
+    def test_group_viewer_role_is_synced(self):
+        """The group role-assignment API's roleId takes atlassian/viewer
+        (the spec: "Valid values: ..., atlassian/stakeholder,
+        atlassian/viewer"), and the group read's `roles` are free strings:
+        a group holding viewer on a workspace keeps that grant, and its
+        members derive it."""
+        truth = self.fake.truth
+        org, d = truth["org"]["org_id"], truth["org"]["directory_id"]
+        jira = [w["id"] for w in truth["org"]["workspaces"] if w["type"] == "jira"][0]
+        gid = [g["id"] for g in truth["org"]["groups"] if g["members"] and not g["external_synced"]][0]
+        url = "%s/v2/orgs/%s/directories/%s/groups/%s/role-assignments/assign" % (
+            truth["urls"]["org_api_base"], org, d, gid)
+        req = urllib.request.Request(
+            url, method="POST",
+            data=json.dumps({"resourceId": jira, "roleId": "atlassian/viewer"}).encode(),
+            headers={"Authorization": "Bearer " + self.fake.creds["org_api_key"],
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            self.assertIn(resp.status, (200, 204))
+        g, r = self.sync(self.config(scim=False))
+        self.assertIn((ekey("workspace", jira, "role:atlassian/viewer"), rkey("group", gid)),
+                      self.grant_pairs(g, True))
+        self.assert_matches_truth(g, self.fake_truth_now())
+        self.assertNotIn("the workspace listing did not return it", r.err)
+
     def test_401_is_a_clear_instance_error(self):
         cfg = self.config(api_token="not-the-key")
         g, r = self.sync(cfg, ok=False)

@@ -845,7 +845,7 @@ def _group_role_body(req, st):
     g = find_org_group(st, req.params["groupId"])
     body = body_object(req)
     resource, role = body.get("resourceId"), body.get("roleId")
-    if role not in model.ROLE_IDS or not isinstance(resource, str):
+    if role not in model.GROUP_ROLE_IDS or not isinstance(resource, str):
         raise HTTPError(bad_body("resourceId and a valid roleId are required"))
     if resource not in st.workspaces_by_id and resource != st.platform_resource:
         raise HTTPError(errors(404, "ADMIN-UAM-404-1", "Unknown Resource", "Unknown resource %s" % resource))
