@@ -221,6 +221,13 @@ static int ao_role_change(struct ao_inst *ai, const struct ch_change *ch,
              strcmp(role, "atlassian/ai-access") == 0) {
     return ch_err_set(err, CH_E_UNSUPPORTED,
                       "the role API cannot change %s on a workspace", role);
+  } else if (!is_group && strcmp(role, "atlassian/viewer") == 0) {
+    /* only the group role API's roleId lists viewer; the user role
+       API's enum has no such role and would answer 400 */
+    return ch_err_set(err, CH_E_UNSUPPORTED,
+                      "%s can be given to groups only: the user role API "
+                      "has no such role",
+                      role);
   }
   if (is_group) {
     if ((rc = ao_group_write_url(ai, ch->principal.id, &url, err)))

@@ -638,6 +638,29 @@ class Writes(OrgTest):
         r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
         self.assertEqual(r.rc, 0, r)
 
+    def test_viewer_role_goes_to_groups_only(self):
+        """atlassian/viewer is in the group role API's roleId list only: a
+        grant to a group is written and synced back; to a user it is
+        refused before anything is sent (the user role API would 400)."""
+        cfg = self.config(provisioning=True)
+        grp = [x for x in self.fake.truth["org"]["groups"]
+               if x["members"] and not x["external_synced"]][-1]
+        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == "jira"][0]["id"]
+        ent = ekey("workspace", ws, "role:atlassian/viewer")
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertIn((ent, rkey("group", grp["id"])), self.grant_pairs(g, True))
+        n = len(self.fake.requests())
+        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", rkey("user", self.pick_user()))
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("atlassian/viewer can be given to groups only", r.out + r.err)
+        self.assertEqual(len(self.posted(n, "POST")), 0)
+        r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
+        self.assertEqual(r.rc, 0, r)
+        g, _ = self.sync(cfg)
+        self.assertNotIn((ent, rkey("group", grp["id"])), self.grant_pairs(g, True))
+
     def test_group_keys_in_ari_form_address_the_bare_group(self):
         """A group key copied from a users/search answer is the group's ARI
         (MultiDirectoryUserGroup.id); membership and group-role writes
