@@ -623,16 +623,26 @@ class Writes(OrgTest):
         g, _ = self.sync(cfg)
         self.assertNotIn((ent, who), self.grant_pairs(g, True))
 
-    def test_workspace_role_for_group(self):
-        cfg = self.config(provisioning=True)
-        grp = [x for x in self.fake.truth["org"]["groups"]
-               if x["members"] and not x["external_synced"]][-1]
-        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == "bitbucket"][0]["id"]
-        ent = ekey("workspace", ws, "role:atlassian/user")
+    def writable_group(self):
+        """A group with members that is not synced from an IdP."""
+        return [x for x in self.fake.truth["org"]["groups"]
+                if x["members"] and not x["external_synced"]][-1]
+
+    def grant_role_to_group(self, cfg, grp, wstype, role):
+        """Grant `role` on the first `wstype` workspace to `grp` and sync:
+        the grant is there. Returns (entitlement key, graph)."""
+        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == wstype][0]["id"]
+        ent = ekey("workspace", ws, role)
         r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
         self.assertEqual(r.rc, 0, r)
         g, _ = self.sync(cfg)
         self.assertIn((ent, rkey("group", grp["id"])), self.grant_pairs(g, True))
+        return ent, g
+
+    def test_workspace_role_for_group(self):
+        cfg = self.config(provisioning=True)
+        grp = self.writable_group()
+        ent, g = self.grant_role_to_group(cfg, grp, "bitbucket", "role:atlassian/user")
         for m in grp["members"]:
             self.assertIn((ent, rkey("user", m)), self.grant_pairs(g))
         r = self.cli(cfg, "revoke", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
@@ -643,14 +653,8 @@ class Writes(OrgTest):
         grant to a group is written and synced back; to a user it is
         refused before anything is sent (the user role API would 400)."""
         cfg = self.config(provisioning=True)
-        grp = [x for x in self.fake.truth["org"]["groups"]
-               if x["members"] and not x["external_synced"]][-1]
-        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == "jira"][0]["id"]
-        ent = ekey("workspace", ws, "role:atlassian/viewer")
-        r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", rkey("group", grp["id"]))
-        self.assertEqual(r.rc, 0, r)
-        g, _ = self.sync(cfg)
-        self.assertIn((ent, rkey("group", grp["id"])), self.grant_pairs(g, True))
+        grp = self.writable_group()
+        ent, _ = self.grant_role_to_group(cfg, grp, "jira", "role:atlassian/viewer")
         n = len(self.fake.requests())
         r = self.cli(cfg, "grant", "--entitlement", ent, "--principal", rkey("user", self.pick_user()))
         self.assertNotEqual(r.rc, 0, r)
