@@ -565,7 +565,7 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
   struct ao_page pg;
   char **ids = NULL, *cur = NULL, *next = NULL;
   size_t n = 0, cap = 0;
-  int rc = CH_OK;
+  int rc = CH_OK, empties = 0;
 
   pthread_mutex_lock(&ai->ws_lock);
   if (ai->ws_built)
@@ -601,7 +601,10 @@ static int ao_ws_build(struct ao_inst *ai, struct ch_err *err) {
       }
       n++;
     }
-    if (!rc && pj_val_len(data) > 0)
+    /* as the listing reads (ao_page_next): past one empty page, not two
+       in a row, or the roles on the workspaces after it are lost */
+    empties = pj_val_len(data) > 0 ? 0 : empties + 1;
+    if (!rc && empties < AO_EMPTY_PAGES_END)
       rc = ao_next_cursor(ai, pj_doc_root(pg.body), pg.cur, "workspaces", &next,
                           err);
     pj_doc_free(pg.body);

@@ -895,6 +895,33 @@ class Errors(OrgTest):
         self.assertEqual(set(self.by_type(g, "user")), want)
         self.assertIn("an empty page was followed by one with data", r.err)
 
+    def test_one_empty_workspaces_page_keeps_the_roles_after_it(self):
+        """The workspaces' first page comes back empty but links the next:
+        the listing reads past it, and so must the lookup that tells a
+        role's workspace is listed, or every role on the workspaces after
+        it is skipped as on an unlisted one."""
+        seen = {"blanked": 0}
+
+        def hiccup(path, body, status, out):
+            if not path.endswith("/workspaces") or status != 200:
+                return out
+            doc = json.loads(out)
+            if json.loads(body or b"{}").get("cursor") or not doc["links"].get("next"):
+                return out
+            seen["blanked"] += 1
+            seen["lost"] = {w["id"] for w in doc["data"]}
+            doc["data"] = []
+            return json.dumps(doc).encode()
+        # one workspace a page: the tiny tenant's first one is lost to
+        # both the listing and the lookup, the others must not be
+        g, r = self.sync(self.config(scim=False, page_size=1, api_base=self.proxy(hiccup)))
+        self.assertGreaterEqual(seen["blanked"], 2, seen)  # the listing and the lookup
+        kept = [w["id"] for w in self.fake.truth["org"]["workspaces"]
+                if w["id"] not in seen["lost"]]
+        roles = {e for e, _ in self.grant_pairs(g, True) if "/workspace/" in e}
+        held = [w for w in kept if any(e.startswith(rkey("workspace", w) + "#") for e in roles)]
+        self.assertTrue(held, roles)
+
     def test_a_user_without_its_groups_is_told(self):
         """expand ["groups"] asked for every user's groups: one answer
         without the array loses that user's memberships, which is said."""
