@@ -23,11 +23,13 @@
 
 /*
  * GET every page of a createmeta listing (`url` without paging) and
- * collect the `member` arrays into *items (new array). A dry run gives
- * *items NULL and CH_OK.
+ * collect the `member` arrays into *items (new array); `alt` (or NULL) is
+ * the member's other name in the spec (PageOfCreateMetaIssueTypeWithField
+ * declares both `fields` and `results`). A dry run gives *items NULL and
+ * CH_OK.
  */
 static int jf_get_pages(struct jc_inst *in, const char *url, const char *member,
-                        const char *what, json_object **items,
+                        const char *alt, const char *what, json_object **items,
                         struct ch_err *err) {
   struct pj_buf b = {0};
   json_object *page = NULL, *all = NULL;
@@ -64,7 +66,7 @@ static int jf_get_pages(struct jc_inst *in, const char *url, const char *member,
       all = NULL;
       goto out;
     }
-    if (!(arr = pj_arr(page, member))) {
+    if (!(arr = pj_arr(page, member)) && !(alt && (arr = pj_arr(page, alt)))) {
       rc = ch_err_set(err, CH_E_PROTOCOL, "%s: no '%s' array in the answer",
                       what, member);
       goto out;
@@ -99,7 +101,7 @@ int jc_issue_types(struct jc_inst *in, const char *project, json_object **types,
       pj_buf_addf(&what, "issue types of %s", project))
     rc = pj_nomem(err);
   else
-    rc = jf_get_pages(in, b.s, "issueTypes", what.s, types, err);
+    rc = jf_get_pages(in, b.s, "issueTypes", NULL, what.s, types, err);
   pj_buf_free(&b);
   pj_buf_free(&what);
   return rc;
@@ -121,7 +123,7 @@ int jc_type_fields(struct jc_inst *in, const char *project, json_object *type,
                   pj_str(type, "name") ? pj_str(type, "name") : id))
     rc = pj_nomem(err);
   else
-    rc = jf_get_pages(in, b.s, "fields", what.s, fields, err);
+    rc = jf_get_pages(in, b.s, "fields", "results", what.s, fields, err);
   pj_buf_free(&b);
   pj_buf_free(&what);
   return rc;

@@ -713,7 +713,8 @@ class HostileServers(HostileTest):
 
     def test_createmeta_pages_without_total(self):
         """`total` is optional on createmeta's pages: without it only an
-        empty page ends them (one page was read and the rest lost)."""
+        empty page ends them (one page was read and the rest lost). And a
+        page of fields may name them `results` (the spec declares both)."""
         fake = self.start_fake()
 
         def no_total(req):
@@ -739,6 +740,21 @@ class HostileServers(HostileTest):
         self.assertGreater(sum(len(p["issue_types"]) + len(p["skipped"])
                                for p in whole["projects"]), 2, whole)  # pages of 2
         self.assertEqual(schema(h.base, "proxied.yaml"), whole)
+        # the same page type declares its fields as `results` too
+        seen = {"results": 0}
+
+        def as_results(req):
+            if "/issue/createmeta/" not in req.path or "/issuetypes/" not in req.path:
+                return None
+            status, headers, body = proxy_to(fake.base)(req, b"")
+            doc = json.loads(body)
+            if "fields" in doc:
+                seen["results"] += 1
+                doc["results"] = doc.pop("fields")
+            return status, headers, json.dumps(doc).encode()
+        h2 = self.hostile(proxy_to(fake.base, as_results))
+        self.assertEqual(schema(h2.base, "results.yaml"), whole)
+        self.assertTrue(seen["results"])
 
     def test_project_roles_refused_name_the_permission(self):
         """Jira answers a project's roles with 401 or 404 "if the user lacks
