@@ -228,6 +228,13 @@ static int ao_role_change(struct ao_inst *ai, const struct ch_change *ch,
                       "%s can be given to groups only: the user role API "
                       "has no such role",
                       role);
+  } else if (is_group && strcmp(role, "atlassian/site-admin") == 0) {
+    /* the group role API's roleId ("Valid values: atlassian/user, ...,
+       atlassian/viewer") has no site-admin */
+    return ch_err_set(err, CH_E_UNSUPPORTED,
+                      "%s can be given to users only: the group role API "
+                      "has no such role",
+                      role);
   }
   if (is_group) {
     if ((rc = ao_group_write_url(ai, ch->principal.id, &url, err)))

@@ -651,7 +651,8 @@ class Writes(OrgTest):
     def test_viewer_role_goes_to_groups_only(self):
         """atlassian/viewer is in the group role API's roleId list only: a
         grant to a group is written and synced back; to a user it is
-        refused before anything is sent (the user role API would 400)."""
+        refused before anything is sent (the user role API would 400).
+        site-admin, the other way round, is not in that list."""
         cfg = self.config(provisioning=True)
         grp = self.writable_group()
         ent, _ = self.grant_role_to_group(cfg, grp, "jira", "role:atlassian/viewer")
@@ -664,6 +665,14 @@ class Writes(OrgTest):
         self.assertEqual(r.rc, 0, r)
         g, _ = self.sync(cfg)
         self.assertNotIn((ent, rkey("group", grp["id"])), self.grant_pairs(g, True))
+        # and the other way round: the group role API has no site-admin
+        ws = [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == "jira"][0]["id"]
+        admin = ekey("workspace", ws, "role:atlassian/site-admin")
+        n = len(self.fake.requests())
+        r = self.cli(cfg, "grant", "--entitlement", admin, "--principal", rkey("group", grp["id"]))
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("atlassian/site-admin can be given to users only", r.out + r.err)
+        self.assertEqual(len(self.posted(n, "POST")), 0)
 
     def test_group_keys_in_ari_form_address_the_bare_group(self):
         """A group key copied from a users/search answer is the group's ARI

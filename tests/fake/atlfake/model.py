@@ -61,10 +61,11 @@ ROLE_IDS = [
     "atlassian/org-admin",
 ]
 PLATFORM_ROLES = ("atlassian/org-admin", "atlassian/site-admin")
-# The group role-assignment API takes one more: its roleId lists
-# "atlassian/viewer" ("Valid values: ..., atlassian/stakeholder,
-# atlassian/viewer"), which the user role API's enum does not.
-GROUP_ROLE_IDS = ROLE_IDS + ["atlassian/viewer"]
+# The group role-assignment API's roleId, as the spec lists it ("Valid
+# values: atlassian/user, ..., atlassian/stakeholder, atlassian/viewer"):
+# viewer, which the user role API's enum lacks, and neither site-admin
+# nor org-admin.
+GROUP_ROLE_IDS = [r for r in ROLE_IDS if r not in PLATFORM_ROLES] + ["atlassian/viewer"]
 
 # The identity ARI of an org group, the form users/search (expand=groups)
 # gives it in `groups[].id`; every other endpoint uses the bare id.
