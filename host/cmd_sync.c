@@ -396,24 +396,18 @@ static int check_shrink(struct instance **insts, size_t n, struct graph *g,
   }
   for (size_t i = 0; i < n; i++) {
     struct instance *in = insts[i];
-    struct safety_counts now = {0, 0};
     uint64_t res = 0, grants = 0;
     int pct = in->ci->max_shrink >= 0 ? in->ci->max_shrink
               : o->max_shrink >= 0    ? o->max_shrink
                                       : SAFETY_DEFAULT_MAX_SHRINK;
     char why[256];
 
-    const struct safety_counts *was =
-        safety_prev_get(prev, in->ci->tenant, in->ci->name);
-
-    /* counted only when there is something to compare with: the first
-       call sorts every grant */
-    if (instance_failed(in) || !was ||
+    if (instance_failed(in) ||
         graph_received(g, in->graph_index, &res, &grants) != CH_OK)
       continue;
-    now.resources = res;
-    now.grants = grants;
-    if (safety_check(was, &now, pct, why, sizeof(why)))
+    if (safety_check(safety_prev_get(prev, in->ci->tenant, in->ci->name),
+                     &(struct safety_counts){res, grants}, pct, why,
+                     sizeof(why)))
       instance_fail(in, "%s", why);
   }
   safety_prev_free(prev);

@@ -290,10 +290,6 @@ static char *bad_grant_error(const struct inst *in) {
                  n->type->t->id, in->tenant, in->name);
 }
 
-/*
- * Fold duplicate grants, fail the instances that granted an entitlement no
- * listed resource carries, drop grants to principals never listed.
- */
 /* Grants by rank, sorted, a grant sent twice folded into one, and each
    instance's count of them: what the graph keeps, whichever instances
    fail later. */
@@ -313,11 +309,10 @@ static void settle_grants(struct graph *g) {
       grant_fold(g, &g->grants[o - 1], &g->grants[i]);
       continue;
     }
+    g->order[g->grants[i].ent]->type->inst->ngrants++;
     g->grants[o++] = g->grants[i];
   }
   g->ngrants = o;
-  for (i = 0; i < g->ngrants; i++)
-    g->order[g->grants[i].ent]->type->inst->ngrants++;
 }
 
 /* The keys ranked and the grants settled, once: by graph_received (the
@@ -347,6 +342,8 @@ int graph_received(struct graph *g, int inst, uint64_t *resources,
   return rc;
 }
 
+/* Fail the instances that granted an entitlement no listed resource
+   carries, drop grants to principals never listed. */
 static int finish_check_grants(struct graph *g) {
   size_t i, o = 0;
 
