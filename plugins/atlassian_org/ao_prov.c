@@ -67,6 +67,34 @@ static const char *ao_role_of(const char *slug) {
   return slug + n;
 }
 
+/* The roles each write API takes, as the spec lists them: the user role
+   API's RoleApiRequest.role enum, and the group role API's roleId ("Valid
+   values: atlassian/user, ..., atlassian/stakeholder, atlassian/viewer"). */
+static const char *const ao_user_role_api[] = {"atlassian/user",
+                                               "atlassian/user-access-admin",
+                                               "atlassian/admin",
+                                               "atlassian/guest",
+                                               "atlassian/contributor",
+                                               "atlassian/customer",
+                                               "atlassian/basic",
+                                               "atlassian/stakeholder",
+                                               "atlassian/site-admin",
+                                               "atlassian/org-admin",
+                                               NULL};
+static const char *const ao_group_role_api[] = {
+    "atlassian/user",        "atlassian/user-access-admin",
+    "atlassian/admin",       "atlassian/guest",
+    "atlassian/contributor", "atlassian/customer",
+    "atlassian/basic",       "atlassian/stakeholder",
+    "atlassian/viewer",      NULL};
+
+static int ao_role_api_takes(const char *const *api, const char *role) {
+  for (; *api; api++)
+    if (strcmp(*api, role) == 0)
+      return 1;
+  return 0;
+}
+
 static json_object *ao_obj2(const char *k1, const char *v1, const char *k2,
                             const char *v2) {
   json_object *o = json_object_new_object();
@@ -218,23 +246,20 @@ static int ao_role_change(struct ao_inst *ai, const struct ch_change *ch,
                         "only role:atlassian/org-admin for a user can be "
                         "changed on the organization");
   } else if (strcmp(role, "atlassian/org-admin") == 0 ||
-             strcmp(role, "atlassian/ai-access") == 0) {
+             (!ao_role_api_takes(ao_user_role_api, role) &&
+              !ao_role_api_takes(ao_group_role_api, role))) {
+    /* org-admin belongs to the organization; ai-access neither API takes */
     return ch_err_set(err, CH_E_UNSUPPORTED,
                       "the role API cannot change %s on a workspace", role);
-  } else if (!is_group && strcmp(role, "atlassian/viewer") == 0) {
-    /* only the group role API's roleId lists viewer; the user role
-       API's enum has no such role and would answer 400 */
+  } else if (!ao_role_api_takes(is_group ? ao_group_role_api : ao_user_role_api,
+                                role)) {
+    /* viewer (groups only) or site-admin (users only): the other API
+       would answer 400 */
     return ch_err_set(err, CH_E_UNSUPPORTED,
-                      "%s can be given to groups only: the user role API "
-                      "has no such role",
-                      role);
-  } else if (is_group && strcmp(role, "atlassian/site-admin") == 0) {
-    /* the group role API's roleId ("Valid values: atlassian/user, ...,
-       atlassian/viewer") has no site-admin */
-    return ch_err_set(err, CH_E_UNSUPPORTED,
-                      "%s can be given to users only: the group role API "
-                      "has no such role",
-                      role);
+                      "%s can be given to %s only: the %s role API has no "
+                      "such role",
+                      role, is_group ? "users" : "groups",
+                      is_group ? "group" : "user");
   }
   if (is_group) {
     if ((rc = ao_group_write_url(ai, ch->principal.id, &url, err)))
