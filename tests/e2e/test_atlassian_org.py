@@ -185,6 +185,14 @@ class OrgTest(lib.TempDirTest):
         return {r["id"]: r for r in g["resources"]
                 if r["type"] == rtype and r.get("instance", INST) == inst}
 
+    def writable_group(self):
+        """A group with members that is not synced from an IdP."""
+        return [x for x in self.fake.truth["org"]["groups"]
+                if x["members"] and not x["external_synced"]][-1]
+
+    def workspace_id(self, wstype):
+        return [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == wstype][0]["id"]
+
     def grant_pairs(self, g, direct=None):
         return {(x["entitlement"], x["principal"]) for x in g["grants"]
                 if direct is None or bool(x["direct"]) == direct}
@@ -623,14 +631,6 @@ class Writes(OrgTest):
         g, _ = self.sync(cfg)
         self.assertNotIn((ent, who), self.grant_pairs(g, True))
 
-    def writable_group(self):
-        """A group with members that is not synced from an IdP."""
-        return [x for x in self.fake.truth["org"]["groups"]
-                if x["members"] and not x["external_synced"]][-1]
-
-    def workspace_id(self, wstype):
-        return [w for w in self.fake.truth["org"]["workspaces"] if w["type"] == wstype][0]["id"]
-
     def assert_refused_unsent(self, cfg, ent, who, message):
         """`grant` of `ent` to `who` fails saying `message`, and nothing
         was posted to the fake."""
@@ -1006,8 +1006,8 @@ class Errors(OrgTest):
         members derive it."""
         truth = self.fake.truth
         org, d = truth["org"]["org_id"], truth["org"]["directory_id"]
-        jira = [w["id"] for w in truth["org"]["workspaces"] if w["type"] == "jira"][0]
-        gid = [g["id"] for g in truth["org"]["groups"] if g["members"] and not g["external_synced"]][0]
+        jira = self.workspace_id("jira")
+        gid = self.writable_group()["id"]
         url = "%s/v2/orgs/%s/directories/%s/groups/%s/role-assignments/assign" % (
             truth["urls"]["org_api_base"], org, d, gid)
         req = urllib.request.Request(
