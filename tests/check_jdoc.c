@@ -154,6 +154,58 @@ START_TEST(test_nul_escape) {
 }
 END_TEST
 
+START_TEST(test_invalid_utf8) {
+  /* Each maximal invalid subpart is one U+FFFD (Unicode's substitution
+     of maximal subparts): a stray continuation byte, a lead byte cut
+     short, an overlong form, a surrogate, a code point past U+10FFFF.
+     Valid multi-byte text around them stays as it was. */
+  static const struct {
+    const char *in, *out;
+    size_t bad;
+  } cases[] = {{"Ann\xff"
+                "Evil",
+                "Ann\xef\xbf\xbd"
+                "Evil",
+                1},
+               {"caf\xc3", "caf\xef\xbf\xbd", 1},
+               {"\xe2\x82"
+                "x",
+                "\xef\xbf\xbd"
+                "x",
+                1},
+               {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd", 2},
+               {"\xe0\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 3},
+               {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 3},
+               {"\xf4\x90\x80\x80",
+                "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 4},
+               {"\xf0\x9f\x98"
+                "\xc3\xa9",
+                "\xef\xbf\xbd\xc3\xa9", 1},
+               {"M\xc3\xbcller \xe2\x82\xac \xf0\x9f\x98\x80", NULL, 0}};
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[64];
+    const char *why = NULL;
+    struct pj_doc *d = NULL;
+    int n = snprintf(text, sizeof(text), "{\"name\":\"%s\",\"id\":\"a\"}",
+                     cases[i].in);
+
+    ck_assert_int_eq(pj_doc_parse(text, (size_t)n, &d, &why), CH_OK);
+    ck_assert_str_eq(pj_get_str(pj_doc_root(d), "name"),
+                     cases[i].out ? cases[i].out : cases[i].in);
+    ck_assert_str_eq(pj_get_str(pj_doc_root(d), "id"), "a");
+    ck_assert_uint_eq(pj_doc_replaced(d), cases[i].bad);
+    pj_doc_free(d);
+  }
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_outside_strings_still_fails) {
+  /* Only strings may hold text: a byte out of place stays an error. */
+  ck_assert_ptr_nonnull(parse_err("[1,\xff]", 6));
+}
+END_TEST
+
 START_TEST(test_keys_unescaped) {
   struct pj_doc *d = parse_ok("{\"acc\\u006funtId\":\"x\",\"t\\\"q\":1}");
 
@@ -348,6 +400,8 @@ int main(void) {
   tcase_add_test(tc, test_repeated_key_last_wins);
   tcase_add_test(tc, test_escapes);
   tcase_add_test(tc, test_nul_escape);
+  tcase_add_test(tc, test_invalid_utf8);
+  tcase_add_test(tc, test_invalid_utf8_outside_strings_still_fails);
   tcase_add_test(tc, test_keys_unescaped);
   tcase_add_test(tc, test_numbers);
   tcase_add_test(tc, test_literals);

@@ -79,7 +79,10 @@ int pj_request_route(const struct pj_client *c, const char *route,
  * What it accepts is RFC 8259 JSON, one value per text, nested at most 32
  * deep (json-c's limit). Strings are unescaped as json-c does, except
  * \u0000: it reads as U+FFFD, as a lone surrogate does, since a NUL would
- * cut the C string a name or an id is handed on in. A missing
+ * cut the C string a name or an id is handed on in. Text that is not
+ * UTF-8 reads with U+FFFD for each maximal invalid subpart (as WHATWG's
+ * decoder does) instead of failing, so one broken name does not cost a
+ * page; pj_doc_replaced() counts them. A missing
  * value (v.i < 0) is PJ_NONE, and every accessor takes one.
  */
 struct pj_doc;
@@ -106,6 +109,8 @@ int pj_doc_parse(const char *text, size_t len, struct pj_doc **out,
 int pj_doc_take(const struct ch_host *host, struct ch_http_resp *resp,
                 struct pj_doc **out, const char **why);
 void pj_doc_free(struct pj_doc *d);
+/* How many invalid UTF-8 sequences the text had (each read as U+FFFD). */
+size_t pj_doc_replaced(const struct pj_doc *d);
 
 /* The document's value (none for a NULL doc). */
 struct pj_val pj_doc_root(struct pj_doc *d);

@@ -7,10 +7,13 @@
 #define _POSIX_C_SOURCE 200809L /* in place of autoconfig.h */
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <connhost/sdk.h>
+
+#include "jdoc_int.h"
 
 #define JSMN_STATIC
 #define JSMN_STRICT
@@ -30,6 +33,7 @@
 struct pj_doc {
   char *text;
   size_t len;
+  size_t replaced;            /* invalid UTF-8 sequences read as U+FFFD */
   const struct ch_host *host; /* frees `resp` when set */
   struct ch_http_resp resp;   /* owns `text` when host is set */
   int ntok, cap;
@@ -358,6 +362,106 @@ static const char *invalid_why(const struct pj_doc *d, const jsmn_parser *jp) {
   return "unexpected character";
 }
 
+/* ---- text that is not UTF-8 ---------------------------------------------- */
+
+/*
+ * RFC 8259 text is UTF-8, and the host refuses names and ids that are not
+ * (graph.h), which failed a whole instance on one broken display name.
+ * The reader reads each maximal invalid subpart (Unicode's "substitution
+ * of maximal subparts", as WHATWG's decoder does) as U+FFFD, like a lone
+ * surrogate; pj_doc_replaced() says how many.
+ */
+
+/* The length of the valid sequence at s[0..n) (s[0] >= 0x80), or minus
+   the length of the maximal invalid subpart there. */
+static long utf8_seq(const unsigned char *s, size_t n) {
+  unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+  size_t need, k;
+
+  if (c >= 0xC2 && c <= 0xDF)
+    need = 1;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    need = 2;
+    lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
+    hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    need = 3;
+    lo = c == 0xF0 ? 0x90 : 0x80;
+    hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing past U+10FFFF */
+  } else {
+    return -1;
+  }
+  for (k = 1; k <= need; k++) {
+    if (k >= n || s[k] < lo || s[k] > hi)
+      return -(long)k;
+    lo = 0x80;
+    hi = 0xBF;
+  }
+  return (long)k;
+}
+
+/* Where the first byte that is not ASCII or part of a valid sequence is,
+   or n. */
+static size_t utf8_valid_prefix(const unsigned char *s, size_t n) {
+  size_t i = 0;
+
+  while (i < n) {
+    long q;
+    /* Nearly every answer is ASCII: eight bytes at a time. */
+    while (i + 8 <= n) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (w & UINT64_C(0x8080808080808080))
+        break;
+      i += 8;
+    }
+    if (i >= n)
+      break;
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    q = utf8_seq(s + i, n - i);
+    if (q < 0)
+      return i;
+    i += (size_t)q;
+  }
+  return n;
+}
+
+int pj_utf8_scrub(const char *text, size_t len, char **out, size_t *outlen,
+                  size_t *replaced) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t i = utf8_valid_prefix(s, len), w;
+  char *o;
+
+  *out = NULL;
+  *outlen = len;
+  *replaced = 0;
+  if (i == len)
+    return CH_OK;
+  /* each invalid byte becomes at most three */
+  if (len > (SIZE_MAX - 1) / 3 || !(o = malloc(len * 3 + 1)))
+    return CH_E_NOMEM;
+  memcpy(o, text, i);
+  w = i;
+  while (i < len) {
+    size_t ok = i + utf8_valid_prefix(s + i, len - i);
+    memcpy(o + w, text + i, ok - i);
+    w += ok - i;
+    if ((i = ok) >= len)
+      break;
+    memcpy(o + w, "\xEF\xBF\xBD", 3);
+    w += 3;
+    ++*replaced;
+    i += (size_t)-utf8_seq(s + i, len - i);
+  }
+  o[w] = '\0';
+  *out = o;
+  *outlen = w;
+  return CH_OK;
+}
+
 /* Tokenize and check `text`, growing *dp's token array as needed. */
 static int doc_parse(struct pj_doc **dp, const char **why) {
   struct pj_doc *d = *dp;
@@ -440,17 +544,24 @@ static struct pj_doc *doc_new(size_t len) {
 int pj_doc_parse(const char *text, size_t len, struct pj_doc **out,
                  const char **why) {
   struct pj_doc *d = doc_new(len);
+  char *clean = NULL;
+  size_t clen, bad;
   int rc;
 
   *out = NULL;
-  if (!d || !(d->text = malloc(len + 1))) {
+  if (!d || pj_utf8_scrub(text, len, &clean, &clen, &bad) ||
+      (!clean && !(clean = malloc(len + 1)))) {
     free(d);
     *why = "out of memory";
     return CH_E_NOMEM;
   }
-  memcpy(d->text, text, len);
-  d->text[len] = '\0';
-  d->len = len;
+  if (!bad) {
+    memcpy(clean, text, len);
+    clean[len] = '\0';
+  }
+  d->text = clean;
+  d->len = clen;
+  d->replaced = bad;
   rc = doc_parse(&d, why);
   if (rc) {
     pj_doc_free(d);
@@ -463,19 +574,30 @@ int pj_doc_parse(const char *text, size_t len, struct pj_doc **out,
 int pj_doc_take(const struct ch_host *host, struct ch_http_resp *resp,
                 struct pj_doc **out, const char **why) {
   struct pj_doc *d = doc_new(resp->body_len);
+  char *clean = NULL;
+  size_t clen, bad;
   int rc;
 
   *out = NULL;
-  if (!d) {
+  if (!d || pj_utf8_scrub(resp->body, resp->body_len, &clean, &clen, &bad)) {
+    free(d);
     host->http_free(resp);
     *why = "out of memory";
     return CH_E_NOMEM;
   }
-  d->host = host;
-  d->resp = *resp;
-  memset(resp, 0, sizeof(*resp));
-  d->text = d->resp.body;
-  d->len = d->resp.body_len;
+  if (clean) {
+    /* the doc reads its own copy; the body goes back now */
+    host->http_free(resp);
+    d->text = clean;
+    d->len = clen;
+    d->replaced = bad;
+  } else {
+    d->host = host;
+    d->resp = *resp;
+    memset(resp, 0, sizeof(*resp));
+    d->text = d->resp.body;
+    d->len = d->resp.body_len;
+  }
   rc = doc_parse(&d, why);
   if (rc) {
     pj_doc_free(d);
@@ -484,6 +606,8 @@ int pj_doc_take(const struct ch_host *host, struct ch_http_resp *resp,
   *out = d;
   return CH_OK;
 }
+
+size_t pj_doc_replaced(const struct pj_doc *d) { return d ? d->replaced : 0; }
 
 void pj_doc_free(struct pj_doc *d) {
   if (!d)

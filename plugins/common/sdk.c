@@ -11,6 +11,8 @@
 
 #include <connhost/sdk.h>
 
+#include "jdoc_int.h"
+
 const struct ch_opt_value *pj_opt(const struct ch_cfg *cfg,
                                   const struct ch_option *table,
                                   const char *name) {
@@ -125,13 +127,39 @@ struct answer {
   struct pj_doc **doc;
 };
 
-static int parse_answer(const struct pj_client *c, struct ch_http_resp *resp,
-                        const struct answer *a, const char **why) {
-  json_object *o;
+/* Invalid UTF-8 in an answer is read as U+FFFD (sdk.h): say so, since the
+   names it was in now differ from what the server holds. */
+static void tell_replaced(const struct pj_client *c, const char *what,
+                          size_t n) {
+  if (n)
+    c->host->log(c->hc, CH_LOG_WARN,
+                 "%s: the answer is not valid UTF-8: %zu invalid byte "
+                 "sequence(s) read as U+FFFD",
+                 what, n);
+}
 
-  if (a->doc)
-    return pj_doc_take(c->host, resp, a->doc, why);
-  o = parse_json(resp->body, resp->body_len, why);
+static int parse_answer(const struct pj_client *c, struct ch_http_resp *resp,
+                        const struct answer *a, const char *what,
+                        const char **why) {
+  json_object *o;
+  char *clean = NULL;
+  size_t clen, bad;
+  int rc;
+
+  if (a->doc) {
+    rc = pj_doc_take(c->host, resp, a->doc, why);
+    if (!rc)
+      tell_replaced(c, what, pj_doc_replaced(*a->doc));
+    return rc;
+  }
+  if (pj_utf8_scrub(resp->body, resp->body_len, &clean, &clen, &bad)) {
+    *why = "out of memory";
+    return CH_E_NOMEM;
+  }
+  o = parse_json(clean ? clean : resp->body, clen, why);
+  free(clean);
+  if (o)
+    tell_replaced(c, what, bad);
   if (a->tree)
     *a->tree = o;
   else
@@ -187,7 +215,7 @@ static int request_once(const struct pj_client *c, const char *route,
     rc = c->host->http_error(c->hc, &resp, what, err);
   /* A tree keeps an error body for the caller to inspect. */
   if (resp.body_len && (rc == CH_OK || a->tree))
-    prc = parse_answer(c, &resp, a, &why);
+    prc = parse_answer(c, &resp, a, what, &why);
   if (rc == CH_OK && prc == CH_E_NOMEM)
     rc = pj_nomem(err);
   else if (rc == CH_OK && prc)

@@ -512,6 +512,20 @@ def proxy_to(base, rewrite=None):
     return handler
 
 
+def users_search_rewrite(fake, edit):
+    """A rewrite for proxy_to: each Jira /users/search page of `fake`
+    goes through `edit(doc)`, which changes the page in place or returns
+    its new bytes."""
+    def rewrite(req):
+        if not req.path.split("?")[0].endswith("/users/search"):
+            return None
+        status, headers, body = proxy_to(fake.base)(req, b"")
+        doc = json.loads(body)
+        raw = edit(doc)
+        return status, headers, raw if raw is not None else json.dumps(doc).encode()
+    return rewrite
+
+
 class HostileServers(HostileTest):
     def test_echoed_authorization_is_redacted(self):
         """Item 4: a server echoing the Basic credential in an error body."""
@@ -618,12 +632,7 @@ class HostileServers(HostileTest):
         users = fake.truth["jira"]["users"]
         victim, twin = users[0], users[1]
 
-        def nul(req):
-            path = req.path.split("?")[0]
-            if not path.endswith("/users/search"):
-                return None
-            status, headers, body = proxy_to(fake.base)(req, b"")
-            doc = json.loads(body)
+        def nul(doc):
             for u in doc:
                 if u["accountId"] == victim["accountId"]:
                     seen["search"] += 1
@@ -631,8 +640,7 @@ class HostileServers(HostileTest):
                     # an id that a NUL would cut to another account's
                     doc.append(dict(u, accountId=twin["accountId"] + "\u0000x",
                                     displayName="Twin"))
-            return status, headers, json.dumps(doc).encode()
-        cfg, out, r = self.sync_rewritten(fake, nul, seen)
+        cfg, out, r = self.sync_rewritten(fake, users_search_rewrite(fake, nul), seen)
         with open(out, encoding="utf-8") as f:
             g = json.load(f)
         by_key = {x["key"]: x for x in g["resources"]}
@@ -642,6 +650,43 @@ class HostileServers(HostileTest):
                          twin["displayName"])
         odd = by_key[rkey("jira", "user", twin["accountId"] + "\ufffdx")]
         self.assertEqual(odd["display_name"], "Twin")
+
+    def test_bytes_that_are_not_utf8_read_as_replacement_characters(self):
+        """A page whose text is not UTF-8 (a stray byte, a sequence cut
+        short) failed the whole instance on the first such name. The
+        sync now succeeds: each invalid sequence reads as U+FFFD, the
+        rest of the name and every other record arrive as sent, and a
+        warning says so. skip_inactive_users reads the same page through
+        the SDK's json-c path too."""
+        fake = self.start_fake()
+        seen = {"search": 0}
+        users = fake.truth["jira"]["users"]
+        victim, other = users[0], users[1]
+
+        def broken(doc):
+            for u in doc:
+                if u["accountId"] == victim["accountId"]:
+                    seen["search"] += 1
+                    u["displayName"] = "Ann@@FF@@Evil M\u00fcller@@E282@@"
+            raw = json.dumps(doc, ensure_ascii=False).encode()
+            return raw.replace(b"@@FF@@", b"\xff").replace(b"@@E282@@", b"\xe2\x82")
+        h = self.hostile(proxy_to(fake.base, users_search_rewrite(fake, broken)))
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"],
+            skip_inactive_users=True)})
+        out = self.path("g.json")
+        r = lib.run(["-c", cfg, "sync", "-o", out], timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(seen["search"], seen)
+        self.assertIn("not valid UTF-8", r.err)
+        self.assertIn("read as U+FFFD", r.err)
+        with open(out, encoding="utf-8") as f:
+            g = json.load(f)
+        by_key = {x["key"]: x for x in g["resources"]}
+        ann = by_key[rkey("jira", "user", victim["accountId"])]
+        self.assertEqual(ann["display_name"], "Ann\ufffdEvil M\u00fcller\ufffd")
+        self.assertEqual(by_key[rkey("jira", "user", other["accountId"])]["display_name"],
+                         other["displayName"])
 
     def test_records_sent_twice_count_once(self):
         """A server repeating a user and a member across its pages: the
