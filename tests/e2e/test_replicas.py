@@ -161,19 +161,27 @@ class Sharing(ReplicaTest):
         self.wait_runs(lambda rs: all(sum(r[0] == t for r in rs) >= 2 for t in TENANTS),
                        90, "every tenant synced twice")
 
-        # SIGKILL a replica while it holds a tenant (in the middle of its sync)
+        # SIGKILL a replica while it holds a tenant (in the middle of its
+        # sync). It is stopped first and killed only if it still holds one:
+        # a replica that let its lease go between the query and the kill
+        # goes on, so exactly one replica dies.
         victim, orphans, killed_ms = None, [], 0
         deadline = time.time() + 30
         while not orphans and time.time() < deadline:
             held = self.sql("SELECT holder FROM connhost_serve.leases WHERE holder IS NOT NULL"
                             " AND expires_at > now() LIMIT 1")
             if held:
-                victim = held[0][0]
-                killed_ms = int(time.time() * 1000)
-                self.replicas[victim].proc.send_signal(signal.SIGKILL)
-                self.replicas[victim].proc.wait()
+                proc = self.replicas[held[0][0]].proc
+                proc.send_signal(signal.SIGSTOP)
+                stopped_ms = int(time.time() * 1000)
                 orphans = [r[0] for r in self.sql(
-                    "SELECT tenant FROM connhost_serve.leases WHERE holder = '%s'" % victim)]
+                    "SELECT tenant FROM connhost_serve.leases WHERE holder = '%s'" % held[0][0])]
+                if orphans:
+                    victim, killed_ms = held[0][0], stopped_ms
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                else:
+                    proc.send_signal(signal.SIGCONT)
             time.sleep(0.05)
         self.assertTrue(orphans, "no replica was caught in the middle of a sync")
         survivors = [r for r in self.replicas if r != victim]
