@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include "graph.h"
 #include "http_int.h"
 #include "log.h"
 
@@ -17,22 +18,39 @@
 #define ERROR_JSON_MAX (1024 * 1024)
 
 /* Copy `n` bytes of `in` as one line: control bytes become spaces and runs
-   of spaces collapse, so a body cannot forge extra log lines. */
+   of spaces collapse, so a body cannot forge extra log lines; a byte that
+   is not UTF-8 becomes U+FFFD, so the line stays valid text (a JSON log
+   line, an error in the store) whatever the server sent. Cut on a
+   character boundary. */
 void http_squash(const char *in, size_t n, char *out, size_t outsz) {
+  const unsigned char *p = (const unsigned char *)in;
   size_t o = 0;
   int space = 1; /* also trims leading space */
 
   if (!outsz)
     return;
-  for (size_t i = 0; i < n && in[i] && o + 1 < outsz; i++) {
-    unsigned char ch = (unsigned char)in[i];
+  for (size_t i = 0; i < n && in[i] && o + 1 < outsz;) {
+    unsigned char ch = p[i];
+    size_t k;
     if (ch < 0x20 || ch == 0x7f || ch == ' ') {
       if (!space)
         out[o++] = ' ';
       space = 1;
+      i++;
+      continue;
+    }
+    space = 0;
+    k = ch < 0x80 ? 1 : key_utf8_seq(p + i, n - i);
+    if (o + (k ? k : 3) >= outsz)
+      break;
+    if (k) {
+      memcpy(out + o, in + i, k);
+      o += k;
+      i += k;
     } else {
-      out[o++] = (char)ch;
-      space = 0;
+      memcpy(out + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
     }
   }
   while (o > 0 && out[o - 1] == ' ')

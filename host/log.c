@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "log.h"
+#include "utf8.h"
 #include "util.h"
 
 #define LOG_LINE_MAX 4096
@@ -256,6 +257,10 @@ void log_vmsg(const char *prefix, enum ch_log_level level, const char *fmt,
     return;
   vsnprintf(raw, sizeof(raw), fmt, ap);
   log_redact(raw, clean, sizeof(clean));
+  /* A plugin's words may quote bytes that are not UTF-8 (a name as the
+     server sent it): U+FFFD keeps the line valid text, and JSON. */
+  utf8_repair(clean, raw, sizeof(raw));
+  memcpy(clean, raw, strlen(raw) + 1);
   n = strlen(clean);
   if (n >= LOG_LINE_MAX) {
     n = LOG_LINE_MAX - 1;

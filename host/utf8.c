@@ -8,6 +8,7 @@
 #include <wchar.h>
 #include <wctype.h>
 
+#include "graph.h"
 #include "utf8.h"
 
 static locale_t loc;
@@ -74,4 +75,21 @@ char *utf8_lower(const char *s, size_t n, size_t *outlen) {
   if (outlen)
     *outlen = o;
   return out;
+}
+
+void utf8_repair(const char *in, char *out, size_t outsz) {
+  const unsigned char *p = (const unsigned char *)in;
+  size_t len = strlen(in), i = 0, o = 0;
+
+  if (!outsz)
+    return;
+  while (i < len) {
+    size_t k = p[i] < 0x80 ? 1 : key_utf8_seq(p + i, len - i);
+    if (o + (k ? k : 3) >= outsz)
+      break;
+    memcpy(out + o, k ? in + i : "\xEF\xBF\xBD", k ? k : 3);
+    o += k ? k : 3;
+    i += k ? k : 1;
+  }
+  out[o] = '\0';
 }

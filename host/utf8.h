@@ -18,4 +18,8 @@ locale_t utf8_locale(void);
    out of memory. */
 char *utf8_lower(const char *s, size_t n, size_t *outlen);
 
+/* `in` into `out` (outsz bytes, cut on a character boundary) with every
+   byte that is not part of a valid UTF-8 sequence as U+FFFD. */
+void utf8_repair(const char *in, char *out, size_t outsz);
+
 #endif

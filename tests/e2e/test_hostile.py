@@ -689,6 +689,26 @@ class HostileServers(HostileTest):
         self.assertEqual(by_key[rkey("jira", "user", other["accountId"])]["display_name"],
                          other["displayName"])
 
+    def test_error_text_that_is_not_utf8_stays_valid_in_the_logs(self):
+        """A 403 whose message holds bytes that are not UTF-8: the message
+        reached the log as sent, so a JSON log line was not valid text
+        (nor JSON for a strict reader). Each such byte is now U+FFFD, in
+        the JSON and the text log alike, and the rest of the message
+        stays."""
+        def handler(req, body):
+            return 403, {"Content-Type": "application/json"}, \
+                b'{"errorMessages":["no \xff access \xe2\x82"]}'
+        h = self.hostile(handler)
+        cfg = self.config({"jira": self.jira_inst(h.base)})
+        r = lib.run(["--log-format", "json", "-c", cfg, "sync", "-o", self.path("g.json")],
+                    timeout=60)
+        self.assertNotEqual(r.rc, 0, r)
+        lines = [json.loads(x) for x in r.err.splitlines() if x.strip()]
+        msgs = [x.get("msg", "") + " " + str(x.get("error", "")) for x in lines]
+        self.assertTrue(any("no \ufffd access \ufffd\ufffd" in m for m in msgs), r)
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("g.json")], timeout=60)
+        self.assertIn("no \ufffd access \ufffd\ufffd", r.err)
+
     def test_records_sent_twice_count_once(self):
         """A server repeating a user and a member across its pages: the
         summary and the JSON events count what the graph kept, as its
