@@ -407,11 +407,50 @@ static const struct drun *drun_of(const struct graph *g, size_t i) {
   return &g->druns[lo];
 }
 
-void graph_grant_view(const struct graph *g, size_t i,
-                      struct graph_grant_view *out) {
+/* A direct grant's aux is the first side entry at or after it (its own
+   when it has one); a derived grant's, its run. */
+void graph_grant_locate(const struct graph *g, size_t i,
+                        struct graph_grant_pos *p) {
+  size_t lo = 0, hi = g->ngsrc;
+
+  p->index = (uint32_t)i;
+  if (i >= g->ngrants) {
+    p->aux = g->ndruns ? (uint32_t)(drun_of(g, i - g->ngrants) - g->druns) : 0;
+    return;
+  }
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (g->gsrc[mid].grant < i)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  p->aux = (uint32_t)lo;
+}
+
+void graph_grant_step(const struct graph *g, struct graph_grant_pos *p) {
+  size_t i = ++p->index;
+
+  if (i < g->ngrants) {
+    if (p->aux < g->ngsrc && g->gsrc[p->aux].grant < i)
+      p->aux++;
+  } else if (i == g->ngrants) {
+    graph_grant_locate(g, i, p);
+  } else {
+    while (p->aux + 1 < g->ndruns &&
+           g->druns[p->aux + 1].first <= i - g->ngrants)
+      p->aux++;
+  }
+}
+
+void graph_grant_view_at(const struct graph *g, const struct graph_grant_pos *p,
+                         struct graph_grant_view *out) {
+  size_t i = p->index;
   const struct rgrant *r = i < g->ngrants ? &g->grants[i] : NULL;
-  const struct drun *run = r ? NULL : drun_of(g, i - g->ngrants);
-  const struct gside *gs = r ? gside_find(g->gsrc, g->ngsrc, i) : NULL;
+  const struct drun *run = r ? NULL : &g->druns[p->aux];
+  const struct gside *gs = r && p->aux < g->ngsrc && g->gsrc[p->aux].grant == i
+                               ? &g->gsrc[p->aux]
+                               : NULL;
   const uint32_t *srcp = r ? (gs ? &gs->v : NULL) : &run->src;
   uint32_t src = srcp ? *srcp : NONE;
 
@@ -430,6 +469,14 @@ void graph_grant_view(const struct graph *g, size_t i,
     out->sources = srcp;
     out->nsources = 1;
   }
+}
+
+void graph_grant_view(const struct graph *g, size_t i,
+                      struct graph_grant_view *out) {
+  struct graph_grant_pos p;
+
+  graph_grant_locate(g, i, &p);
+  graph_grant_view_at(g, &p, out);
 }
 
 size_t graph_nidentities(const struct graph *g) { return g->nidents; }

@@ -203,6 +203,18 @@ struct graph_grant_view {
 size_t graph_ngrants(const struct graph *g, size_t *ndirect);
 void graph_grant_view(const struct graph *g, size_t i,
                       struct graph_grant_view *out);
+/* A grant's place, for reading grants in order or again: graph_grant_view
+   searches for a grant's details, graph_grant_view_at goes straight to
+   them (the store reads every grant twice). */
+struct graph_grant_pos {
+  uint32_t index; /* in graph_grant_view */
+  uint32_t aux;   /* where its details are */
+};
+void graph_grant_locate(const struct graph *g, size_t i,
+                        struct graph_grant_pos *p);
+void graph_grant_step(const struct graph *g, struct graph_grant_pos *p);
+void graph_grant_view_at(const struct graph *g, const struct graph_grant_pos *p,
+                         struct graph_grant_view *out);
 
 struct graph_ident_view {
   const char *key, *tenant, *display_name;

@@ -17,7 +17,7 @@
    at the sync's peak), so everything else is read again from the graph. */
 struct ggrant {
   int64_t principal;
-  uint32_t index; /* in graph_grant_view */
+  struct graph_grant_pos pos;
 };
 
 static int cmp_ggrant(const void *a, const void *b) {
@@ -81,7 +81,7 @@ static int grant_insert(struct rec *r, int64_t ent, int64_t inst,
   struct graph_grant_view v;
   char buf[VIA_INLINE], *via;
 
-  graph_grant_view(r->g, gg->index, &v);
+  graph_grant_view_at(r->g, &gg->pos, &v);
   if (!(via = via_text(r, &v, buf)))
     return ch_err_set(err, CH_E_NOMEM, "out of memory");
   batch_int(b, ent);
@@ -140,7 +140,7 @@ static int ggrant_differs(struct rec *r, const struct ggrant *gg, uint64_t h) {
   char buf[VIA_INLINE], *via;
   int differs;
 
-  graph_grant_view(r->g, gg->index, &v);
+  graph_grant_view_at(r->g, &gg->pos, &v);
   if (!(via = via_text(r, &v, buf)))
     return -1;
   differs = grant_hash(v.direct, expandable_id(r, &v), via) != h;
@@ -226,7 +226,8 @@ static int merge_ent(struct rec *r, int64_t ent, const struct rinst *in,
 }
 
 int rec_grants(struct rec *r, struct ch_err *err) {
-  size_t nents = graph_nentitlements(r->g), ndirect, i, d, x;
+  size_t nents = graph_nentitlements(r->g), ndirect, i;
+  struct graph_grant_pos pos[2];
   size_t ntotal = graph_ngrants(r->g, &ndirect);
   struct ggrant *gs = NULL;
   struct gwrites w = {0};
@@ -236,12 +237,15 @@ int rec_grants(struct rec *r, struct ch_err *err) {
                             " WHERE last_run IS NULL ORDER BY ent_id DESC",
                             err);
 
-  if (!rc && ntotal > UINT32_MAX) /* struct ggrant's index */
+  if (!rc && ntotal > UINT32_MAX) /* struct graph_grant_pos */
     rc = ch_err_set(err, CH_E_LIMIT,
                     "store '%s': more than %" PRIu32 " grants in one run",
                     r->s->path, UINT32_MAX);
-  /* Direct grants and derived ones are each sorted by entitlement. */
-  for (i = 0, d = 0, x = ndirect; !rc && i < nents; i++) {
+  /* Direct grants and derived ones are each sorted by entitlement: two
+     positions walk them side by side. */
+  graph_grant_locate(r->g, 0, &pos[0]);
+  graph_grant_locate(r->g, ndirect, &pos[1]);
+  for (i = 0; !rc && i < nents; i++) {
     const struct rinst *in = &r->insts[r->ent_inst[i]];
     int64_t ent = r->ent_id[i];
     const struct cur *c = rec_cur(r, ent);
@@ -249,9 +253,10 @@ int rec_grants(struct rec *r, struct ch_err *err) {
     struct graph_grant_view v;
 
     for (int pass = 0; pass < 2; pass++) {
-      size_t *k = pass ? &x : &d, end = pass ? ntotal : ndirect;
-      for (; *k < end; (*k)++) {
-        graph_grant_view(r->g, *k, &v);
+      struct graph_grant_pos *p = &pos[pass];
+      size_t end = pass ? ntotal : ndirect;
+      for (; p->index < end; graph_grant_step(r->g, p)) {
+        graph_grant_view_at(r->g, p, &v);
         if (v.ent != i)
           break;
         if (!r->node_id[v.principal])
@@ -261,7 +266,7 @@ int rec_grants(struct rec *r, struct ch_err *err) {
           goto out;
         }
         gs[n].principal = r->node_id[v.principal];
-        gs[n++].index = (uint32_t)*k;
+        gs[n++].pos = *p;
       }
     }
     rec_mark_seen(r, ent);

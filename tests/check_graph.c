@@ -688,6 +688,28 @@ static char *grant_line(const char *ent, const char *principal, int direct,
   return line;
 }
 
+/* A walk with graph_grant_step reads each grant as graph_grant_view does
+   (which looks it up on its own). */
+static void grant_walk_matches(struct graph *g) {
+  size_t n = graph_ngrants(g, NULL), i;
+  struct graph_grant_pos p;
+
+  graph_grant_locate(g, 0, &p);
+  for (i = 0; i < n; i++, graph_grant_step(g, &p)) {
+    struct graph_grant_view v, w;
+    ck_assert_uint_eq(p.index, i);
+    graph_grant_view(g, i, &v);
+    graph_grant_view_at(g, &p, &w);
+    ck_assert_uint_eq(v.ent, w.ent);
+    ck_assert_uint_eq(v.principal, w.principal);
+    ck_assert_int_eq(v.direct, w.direct);
+    ck_assert_uint_eq(v.expandable, w.expandable);
+    ck_assert_uint_eq(v.nsources, w.nsources);
+    ck_assert(v.nsources == 0 || memcmp(v.sources, w.sources,
+                                        v.nsources * sizeof(*v.sources)) == 0);
+  }
+}
+
 /* The store's grant views (direct ones first, then derived ones) hold what
    the output holds: the same grants, with the same entitlement,
    principal, expandable and sources. */
@@ -696,6 +718,8 @@ static void grant_views_match(struct graph *g, struct json_object *doc) {
   size_t n = graph_ngrants(g, NULL), i, k;
   char **a = calloc(n + 1, sizeof(char *)), **b = calloc(n + 1, sizeof(char *));
   const char *src[16];
+
+  grant_walk_matches(g);
 
   ck_assert_uint_eq(n, json_object_array_length(arr));
   for (i = 0; i < n; i++) {
@@ -838,6 +862,7 @@ START_TEST(test_expand_coincides_with_direct) {
   struct graph *g = graph_new();
   int j = add_inst(g, "acme", "jira", jira_types);
   struct json_object *doc, *gr;
+  struct ch_resource leads = {0};
 
   add_role(g, j);
   add_simple(g, j, "group", "devs");
@@ -853,9 +878,23 @@ START_TEST(test_expand_coincides_with_direct) {
             "member");
   add_grant(g, j, "project_role", "10000:admins", "assigned", "group", "devs",
             "member");
+  /* a second direct grant that is inherited as well: the store's walk
+     over the grants (grant_views_match) must find each one's sources */
+  leads.type = "project_role";
+  leads.id = "10000:leads";
+  leads.parent_type = "project";
+  leads.parent_id = "10000";
+  add_res(g, j, &leads);
+  add_grant(g, j, "project_role", "10000:leads", "assigned", "user", "u2",
+            NULL);
+  add_grant(g, j, "project_role", "10000:leads", "assigned", "group", "ops",
+            "member");
   ck_assert_int_eq(graph_finish(g), CH_OK);
   doc = parse_graph(g);
 
+  gr = find_grant(doc, "acme/jira/project_role/10000:leads#assigned", U("u2"));
+  ck_assert(is_direct(gr));
+  ck_assert_str_eq(sources(gr), GM("ops"));
   gr = find_grant(doc, ROLE_ENT, U("u1"));
   ck_assert(is_direct(gr));
   ck_assert_str_eq(sources(gr), GM("devs") "," GM("ops"));
