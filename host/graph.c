@@ -344,6 +344,15 @@ const char *graph_resource_key(const struct graph *g, size_t i, size_t *inst) {
   return n->key;
 }
 
+const char *const *graph_resource_emails(const struct graph *g, size_t i) {
+  const struct node *n = g->order[i];
+  static const char *const none[] = {NULL};
+
+  if (!kept(n))
+    return NULL;
+  return n->res->emails ? (const char *const *)n->res->emails : none;
+}
+
 int graph_resource_view(const struct graph *g, size_t i,
                         struct graph_res_view *out) {
   const struct node *n = g->order[i];

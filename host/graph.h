@@ -180,6 +180,9 @@ size_t graph_nnodes(const struct graph *g);
 /* 0 when rank `i` is not in the output (never listed, failed instance). */
 int graph_resource_view(const struct graph *g, size_t i,
                         struct graph_res_view *out);
+/* Rank `i`'s emails (NULL-terminated) without decoding its profile: NULL
+   when not in the output. */
+const char *const *graph_resource_emails(const struct graph *g, size_t i);
 /* Rank `i`'s key and instance index without decoding its profile (the
    store's walks over every key): NULL when not in the output. */
 const char *graph_resource_key(const struct graph *g, size_t i, size_t *inst);

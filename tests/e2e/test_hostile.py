@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import threading
@@ -688,6 +689,50 @@ class HostileServers(HostileTest):
         self.assertEqual(ann["display_name"], "Ann\ufffdEvil M\u00fcller\ufffd")
         self.assertEqual(by_key[rkey("jira", "user", other["accountId"])]["display_name"],
                          other["displayName"])
+
+    def test_emails_saved_with_new_identities_are_those_the_store_gathers(self):
+        """A first recording writes each new identity's emails with it
+        instead of gathering them with a query afterwards. What it writes
+        must be what the query gathers, byte for byte: the distinct
+        emails of the identity's accounts (a Jira and an org account
+        share theirs), and for an email that SQLite's JSON text escapes
+        (a quote, a backslash, a control character) the query's own
+        text."""
+        fake = self.start_fake()
+        users = fake.truth["jira"]["users"]
+        victim = next(u for u in users if u.get("emailAddress"))
+        odd = 'odd"one\\back\x01slash@example.com'
+
+        def odd_email(doc):
+            for u in doc:
+                if u["accountId"] == victim["accountId"]:
+                    u["emailAddress"] = odd
+        h = self.hostile(proxy_to(fake.base, users_search_rewrite(fake, odd_email)))
+        db = self.path("s.db")
+        cfg = self.config({"jira": self.jira_inst(
+            h.base, email=fake.creds["jira_email"], token=fake.creds["jira_api_token"]),
+            "org": self.org_inst(fake)}, extra="store: %s\n" % db)
+        r = lib.run(["-c", cfg, "sync", "-o", self.path("g.json")], timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        con = sqlite3.connect(db)
+        # accounts of one identity that list the same email
+        shared = con.execute(
+            "SELECT count(*) FROM identities x WHERE (SELECT count(*) FROM resources ir,"
+            " json_each(ir.emails) WHERE ir.identity_id = x.id) >"
+            " json_array_length(x.emails)").fetchone()[0]
+        rows = con.execute(
+            "SELECT x.key, x.emails, x.emails_run, (SELECT json_group_array(DISTINCT"
+            " je.value) FROM resources ir JOIN run_instances ri ON ri.run_id = 1 AND"
+            " ri.inst_id = ir.inst_id AND ir.first_run <= ri.data_run AND"
+            " (ir.last_run IS NULL OR ir.last_run >= ri.data_run), json_each(ir.emails)"
+            " je WHERE ir.identity_id = x.id) FROM identities x").fetchall()
+        con.close()
+        self.assertGreater(len(rows), 10)
+        for key, saved, run, gathered in rows:
+            self.assertEqual(saved, gathered, key)
+            self.assertEqual(run, 1, key)
+        self.assertGreater(shared, 0)
+        self.assertTrue(any(odd in json.loads(saved) for _, saved, _, _ in rows))
 
     def test_error_text_that_is_not_utf8_stays_valid_in_the_logs(self):
         """A 403 whose message holds bytes that are not UTF-8: the message
