@@ -99,11 +99,11 @@ import statistics
 rounds = int(os.environ.get("STORE_BENCH_ROUNDS", "5"))
 labels = ("sync, store: none", "sync, new store (run 1)", "sync, store again (run 2)")
 samples = {label: [] for label in labels}
-dbfile = os.path.join(work, "connhost.db")
+db = os.path.join(work, "connhost.db")
 for _ in range(rounds):
     for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(dbfile + suffix):
-            os.unlink(dbfile + suffix)
+        if os.path.exists(db + suffix):
+            os.unlink(db + suffix)
     for label, cfg in zip(labels, (none, withdb, withdb)):
         samples[label].append(run(["-q", "-c", cfg, "-o", jsonl, "--format", "jsonl"]))
 print("%-30s %9s %9s %14s   (medians of %d rounds; CPU range)"
@@ -119,7 +119,6 @@ for label in labels[1:]:
     cpu = med[label]
     print("  recording cost, %s: %+.2f s CPU (%+.0f%% of the sync)"
           % (label.split(", ")[1], cpu - base_cpu, 100 * (cpu - base_cpu) / base_cpu))
-db = os.path.join(work, "connhost.db")
 print("\n%-30s %12s" % ("size", "MB"))
 print("%-30s %12.1f" % ("JSONL graph (one run)", os.path.getsize(jsonl) / 1e6))
 print("%-30s %12.1f" % ("store after two runs", os.path.getsize(db) / 1e6))

@@ -420,21 +420,11 @@ static const struct drun *drun_of(const struct graph *g, size_t i) {
    when it has one); a derived grant's, its run. */
 void graph_grant_locate(const struct graph *g, size_t i,
                         struct graph_grant_pos *p) {
-  size_t lo = 0, hi = g->ngsrc;
-
   p->index = (uint32_t)i;
-  if (i >= g->ngrants) {
+  if (i < g->ngrants)
+    p->aux = (uint32_t)gside_lower(g->gsrc, g->ngsrc, i);
+  else
     p->aux = g->ndruns ? (uint32_t)(drun_of(g, i - g->ngrants) - g->druns) : 0;
-    return;
-  }
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (g->gsrc[mid].grant < i)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  p->aux = (uint32_t)lo;
 }
 
 void graph_grant_step(const struct graph *g, struct graph_grant_pos *p) {

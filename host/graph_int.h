@@ -124,21 +124,27 @@ struct gside {
   uint32_t grant, v;
 };
 
-/* The entry for direct grant `i` in side array `v`, or NULL. */
-static inline const struct gside *gside_find(const struct gside *v, size_t n,
-                                             size_t i) {
+/* The first entry in side array `v` for direct grant `i` or a later one
+   (n when there is none). */
+static inline size_t gside_lower(const struct gside *v, size_t n, size_t i) {
   size_t lo = 0, hi = n;
 
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (v[mid].grant == i)
-      return &v[mid];
     if (v[mid].grant < i)
       lo = mid + 1;
     else
       hi = mid;
   }
-  return NULL;
+  return lo;
+}
+
+/* The entry for direct grant `i` in side array `v`, or NULL. */
+static inline const struct gside *gside_find(const struct gside *v, size_t n,
+                                             size_t i) {
+  size_t k = gside_lower(v, n, i);
+
+  return k < n && v[k].grant == i ? &v[k] : NULL;
 }
 
 struct ent {

@@ -372,17 +372,19 @@ static const char *ident_key_at(const struct graph *g, size_t i) {
   return v.key;
 }
 
-/* Whether SQLite's JSON functions write `s` as it is between quotes. */
+/* Whether `s` is written as it is between quotes both by SQLite's JSON
+   functions and by buf_json_str: json_escape's plain bytes (it escapes
+   DEL too, which SQLite writes as it is). */
 static int json_plain(const char *s) {
   for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    if (*p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7f)
+    if (!json_plain_byte(*p))
       return 0;
   return 1;
 }
 
 struct member {
   int64_t node_id;
-  uint32_t rank;
+  const char *const *emails;
 };
 
 static int cmp_member(const void *a, const void *b) {
@@ -409,8 +411,8 @@ static const char *ident_emails(struct rec *r, const struct graph_ident_view *v,
   struct buf *t = &r->text[0];
   const char *seen[IDENT_EMAILS_MAX];
   struct member *m;
-  size_t n = 0, nseen = 0, i;
-  int ok;
+  size_t n = 0, nseen = 0, i, k;
+  int plain = 1;
 
   if (db_backend(r->s->db) != DB_SQLITE)
     return NULL;
@@ -418,35 +420,36 @@ static const char *ident_emails(struct rec *r, const struct graph_ident_view *v,
     *nomem = 1;
     return NULL;
   }
-  for (i = 0; i < v->nmembers; i++)
-    if (graph_resource_emails(r->g, v->members[i]))
-      m[n++] = (struct member){r->node_id[v->members[i]], v->members[i]};
+  for (i = 0; i < v->nmembers; i++) {
+    const char *const *e = graph_resource_emails(r->g, v->members[i]);
+    if (e)
+      m[n++] = (struct member){r->node_id[v->members[i]], e};
+  }
   qsort(m, n, sizeof(*m), cmp_member);
   t->len = 0;
-  ok = buf_add(t, "[", 1) == 0;
-  *nomem = !ok;
-  for (i = 0; ok && i < n; i++) {
-    const char *const *e = graph_resource_emails(r->g, m[i].rank);
-    for (; ok && *e; e++) {
-      size_t k;
+  buf_add(t, "[", 1); /* a failed append shows in t->failed, below */
+  for (i = 0; plain && i < n; i++) {
+    for (const char *const *e = m[i].emails; plain && *e; e++) {
       for (k = 0; k < nseen && strcmp(seen[k], *e) != 0; k++)
         ;
       if (k < nseen)
         continue;
-      if (nseen == IDENT_EMAILS_MAX || !json_plain(*e)) {
-        ok = 0;
+      plain = nseen < IDENT_EMAILS_MAX && json_plain(*e);
+      if (!plain)
         break;
-      }
-      if ((nseen && buf_add(t, ",", 1)) || buf_add(t, "\"", 1) ||
-          buf_puts(t, *e) || buf_add(t, "\"", 1))
-        ok = 0, *nomem = 1;
+      if (nseen)
+        buf_add(t, ",", 1);
       seen[nseen++] = *e;
+      buf_json_str(t, *e, strlen(*e)); /* plain: as it is, quoted */
     }
   }
+  buf_add(t, "]", 1);
   free(m);
-  if (ok && buf_add(t, "]", 2)) /* with the NUL */
-    ok = 0, *nomem = 1;
-  return ok ? t->p : NULL;
+  if (t->failed) {
+    *nomem = 1;
+    return NULL;
+  }
+  return plain ? t->p : NULL;
 }
 
 static int ident_insert(struct rec *r, size_t i, struct ch_err *err) {
